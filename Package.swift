@@ -1,0 +1,69 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way: C shims -> numeric kernels -> LatentWatch (the SDK hosts link)
+// -> LatentWatchCLI -> thin executables. LatentWatch never depends on NIO, Hummingbird or ArgumentParser.
+let package = Package(
+    name: "LatentWatch",
+    products: [
+        .library(name: "LatentWatch", targets: ["LatentWatch"]),
+        .executable(name: "latentwatch", targets: ["latentwatch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        // libzstd through pkg-config (Debian: libzstd-dev).
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        // CBLAS + LAPACKE, implemented by OpenBLAS (Debian: libopenblas-dev, liblapacke-dev).
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+        // Hand-written SIMD loops with per-function target attributes and run-time CPU dispatch.
+        .target(name: "CLatentKernels"),
+        .target(
+            name: "LatentWatchNumerics",
+            dependencies: ["COpenBLAS", "CLatentKernels"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .target(
+            name: "LatentWatch",
+            dependencies: ["LatentWatchNumerics", "CZstd"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .target(
+            name: "LatentWatchCLI",
+            dependencies: [
+                "LatentWatch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "latentwatch",
+            dependencies: ["LatentWatchCLI"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "latentwatch-bench",
+            dependencies: ["LatentWatch", "LatentWatchNumerics"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "LatentWatchNumericsTests",
+            dependencies: ["LatentWatchNumerics"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "LatentWatchTests",
+            dependencies: ["LatentWatch"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+    ]
+)

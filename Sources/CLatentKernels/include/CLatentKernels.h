@@ -1,0 +1,43 @@
+#ifndef LATENTWATCH_KERNELS_H
+#define LATENTWATCH_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Blocked lower-triangular layout ("tri8"): the matrix W (d x d, lower triangular) is padded to
+/// dp = 8 * ceil(d / 8) and split into row blocks of 8. Block m (rows 8m..8m+7) holds chunks c = 0..m;
+/// chunk c holds, for each of the 8 rows t, the 8 entries W[8m + t][8c .. 8c + 7] (zero above the diagonal
+/// and outside d). Offset of block m: 64 * m * (m + 1) / 2 elements; total 64 * M * (M + 1) / 2 with M = dp / 8.
+/// The layout makes a triangular matrix-vector product one sequential pass over memory.
+size_t lw_tri8_count(int d);
+
+/// Returns sum_i y_i^2 with y = W (x - mu), W in tri8 layout (float32), accumulated in double.
+/// scratch must hold dp floats. x and mu hold d floats.
+double lw_tri8_sqnorm_f32(const float *w, const float *x, const float *mu, int d, float *scratch);
+
+/// The same with W stored as IEEE binary16 (converted on the fly).
+double lw_tri8_sqnorm_f16(const uint16_t *w, const float *x, const float *mu, int d, float *scratch);
+
+/// Same quantity with the centred vector already in scratch (dp floats, zero padded).
+double lw_tri8_sqnorm_centered_f32(const float *w, const float *xc, int d);
+double lw_tri8_sqnorm_centered_f16(const uint16_t *w, const float *xc, int d);
+
+/// Converts n binary16 values to float32 and back (round to nearest even).
+void lw_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+
+/// 1 when the AVX2 + FMA + F16C kernels are in use on this CPU, else 0 (portable C loops).
+int lw_kernels_have_avx2(void);
+
+/// Tests only: 0 forces the portable loops, 1 restores CPU detection.
+void lw_kernels_allow_simd(int allow);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

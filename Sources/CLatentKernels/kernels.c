@@ -1,0 +1,277 @@
+// Hand-written loops for the scoring hot path. Each fast kernel carries its own target attribute and is
+// chosen at run time by CPU feature checks, so no special compiler flags are required from users.
+#include "CLatentKernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define LW_X86 1
+#include <immintrin.h>
+#else
+#define LW_X86 0
+#endif
+
+size_t lw_tri8_count(int d) {
+    size_t m = ((size_t)d + 7) / 8;
+    return 64 * m * (m + 1) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Portable versions.
+
+static float lw_half_to_float_scalar(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else {
+            // Subnormal: normalise.
+            int e = -1;
+            do {
+                e++;
+                mant <<= 1;
+            } while ((mant & 0x400) == 0);
+            mant &= 0x3ff;
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (mant << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static uint16_t lw_float_to_half_scalar(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffffu;
+    if (absx >= 0x7f800000u) {  // Inf or NaN
+        return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+    }
+    if (absx >= 0x477ff000u) {  // rounds to >= 65520: overflow to Inf
+        return (uint16_t)(sign | 0x7c00);
+    }
+    if (absx < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+        // Use float arithmetic for correct rounding: value * 2^24 rounded to integer.
+        float af;
+        memcpy(&af, &absx, sizeof af);
+        float scaled = af * 16777216.0f;  // 2^24
+        // round half to even
+        uint32_t r = (uint32_t)scaled;
+        float frac = scaled - (float)r;
+        if (frac > 0.5f || (frac == 0.5f && (r & 1u))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t e = (absx >> 23) - 127 + 15;
+    uint32_t mant = absx & 0x7fffff;
+    uint32_t half = (e << 10) | (mant >> 13);
+    uint32_t rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1u))) half++;
+    return (uint16_t)(sign | half);
+}
+
+static double lw_tri8_generic_f32(const float *w, const float *xc, int d) {
+    int mb = (d + 7) / 8;
+    double total = 0;
+    const float *p = w;
+    for (int m = 0; m < mb; m++) {
+        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int c = 0; c <= m; c++) {
+            const float *xv = xc + 8 * c;
+            for (int t = 0; t < 8; t++) {
+                float s = 0;
+                for (int l = 0; l < 8; l++) s += p[t * 8 + l] * xv[l];
+                y[t] += s;
+            }
+            p += 64;
+        }
+        for (int t = 0; t < 8; t++) total += (double)y[t] * (double)y[t];
+    }
+    return total;
+}
+
+static double lw_tri8_generic_f16(const uint16_t *w, const float *xc, int d) {
+    int mb = (d + 7) / 8;
+    double total = 0;
+    const uint16_t *p = w;
+    for (int m = 0; m < mb; m++) {
+        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int c = 0; c <= m; c++) {
+            const float *xv = xc + 8 * c;
+            for (int t = 0; t < 8; t++) {
+                float s = 0;
+                for (int l = 0; l < 8; l++) s += lw_half_to_float_scalar(p[t * 8 + l]) * xv[l];
+                y[t] += s;
+            }
+            p += 64;
+        }
+        for (int t = 0; t < 8; t++) total += (double)y[t] * (double)y[t];
+    }
+    return total;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// AVX2 + FMA + F16C versions.
+
+#if LW_X86
+#define LW_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+LW_AVX2 static inline __m256 lw_reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
+                                        __m256 a6, __m256 a7) {
+    __m256 h01 = _mm256_hadd_ps(a0, a1);
+    __m256 h23 = _mm256_hadd_ps(a2, a3);
+    __m256 h45 = _mm256_hadd_ps(a4, a5);
+    __m256 h67 = _mm256_hadd_ps(a6, a7);
+    __m256 h0123 = _mm256_hadd_ps(h01, h23);
+    __m256 h4567 = _mm256_hadd_ps(h45, h67);
+    __m256 lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
+    __m256 hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+    return _mm256_add_ps(lo, hi);
+}
+
+LW_AVX2 static inline __m256d lw_accumulate_squares(__m256d acc, __m256 y) {
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(y));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1));
+    acc = _mm256_fmadd_pd(lo, lo, acc);
+    return _mm256_fmadd_pd(hi, hi, acc);
+}
+
+LW_AVX2 static inline double lw_hsum_pd(__m256d v) {
+    __m128d lo = _mm256_castpd256_pd128(v);
+    __m128d hi = _mm256_extractf128_pd(v, 1);
+    lo = _mm_add_pd(lo, hi);
+    __m128d sh = _mm_unpackhi_pd(lo, lo);
+    return _mm_cvtsd_f64(_mm_add_sd(lo, sh));
+}
+
+#define LW_TRI8_BODY(LOAD)                                                                      \
+    int mb = (d + 7) / 8;                                                                       \
+    __m256d total = _mm256_setzero_pd();                                                        \
+    for (int m = 0; m < mb; m++) {                                                              \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),    \
+               a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(),    \
+               a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();                              \
+        for (int c = 0; c <= m; c++) {                                                          \
+            __m256 xv = _mm256_loadu_ps(xc + 8 * c);                                            \
+            a0 = _mm256_fmadd_ps(LOAD(p + 0), xv, a0);                                          \
+            a1 = _mm256_fmadd_ps(LOAD(p + 8), xv, a1);                                          \
+            a2 = _mm256_fmadd_ps(LOAD(p + 16), xv, a2);                                         \
+            a3 = _mm256_fmadd_ps(LOAD(p + 24), xv, a3);                                         \
+            a4 = _mm256_fmadd_ps(LOAD(p + 32), xv, a4);                                         \
+            a5 = _mm256_fmadd_ps(LOAD(p + 40), xv, a5);                                         \
+            a6 = _mm256_fmadd_ps(LOAD(p + 48), xv, a6);                                         \
+            a7 = _mm256_fmadd_ps(LOAD(p + 56), xv, a7);                                         \
+            p += 64;                                                                            \
+        }                                                                                       \
+        total = lw_accumulate_squares(total, lw_reduce8(a0, a1, a2, a3, a4, a5, a6, a7));       \
+    }                                                                                           \
+    return lw_hsum_pd(total);
+
+#define LW_LOAD_F32(ptr) _mm256_loadu_ps(ptr)
+#define LW_LOAD_F16(ptr) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ptr)))
+
+LW_AVX2 static double lw_tri8_avx2_f32(const float *w, const float *xc, int d) {
+    const float *p = w;
+    LW_TRI8_BODY(LW_LOAD_F32)
+}
+
+LW_AVX2 static double lw_tri8_avx2_f16(const uint16_t *w, const float *xc, int d) {
+    const uint16_t *p = w;
+    LW_TRI8_BODY(LW_LOAD_F16)
+}
+
+LW_AVX2 static void lw_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    }
+    for (; i < n; i++) dst[i] = lw_half_to_float_scalar(src[i]);
+}
+
+LW_AVX2 static void lw_f32_to_f16_avx2(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(dst + i), h);
+    }
+    for (; i < n; i++) dst[i] = lw_float_to_half_scalar(src[i]);
+}
+
+static int lw_detect_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#else
+static int lw_detect_avx2(void) { return 0; }
+#endif
+
+// Cached feature flag: -1 unknown. A benign race: every thread computes the same value.
+static volatile int lw_avx2_state = -1;
+
+int lw_kernels_have_avx2(void) {
+    int s = lw_avx2_state;
+    if (s < 0) {
+        s = lw_detect_avx2();
+        lw_avx2_state = s;
+    }
+    return s;
+}
+
+void lw_kernels_allow_simd(int allow) { lw_avx2_state = allow ? lw_detect_avx2() : 0; }
+
+static void lw_center(const float *x, const float *mu, int d, float *scratch) {
+    int dp = ((d + 7) / 8) * 8;
+    for (int i = 0; i < d; i++) scratch[i] = x[i] - mu[i];
+    for (int i = d; i < dp; i++) scratch[i] = 0;
+}
+
+double lw_tri8_sqnorm_centered_f32(const float *w, const float *xc, int d) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) return lw_tri8_avx2_f32(w, xc, d);
+#endif
+    return lw_tri8_generic_f32(w, xc, d);
+}
+
+double lw_tri8_sqnorm_centered_f16(const uint16_t *w, const float *xc, int d) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) return lw_tri8_avx2_f16(w, xc, d);
+#endif
+    return lw_tri8_generic_f16(w, xc, d);
+}
+
+double lw_tri8_sqnorm_f32(const float *w, const float *x, const float *mu, int d, float *scratch) {
+    lw_center(x, mu, d, scratch);
+    return lw_tri8_sqnorm_centered_f32(w, scratch, d);
+}
+
+double lw_tri8_sqnorm_f16(const uint16_t *w, const float *x, const float *mu, int d, float *scratch) {
+    lw_center(x, mu, d, scratch);
+    return lw_tri8_sqnorm_centered_f16(w, scratch, d);
+}
+
+void lw_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) {
+        lw_f16_to_f32_avx2(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = lw_half_to_float_scalar(src[i]);
+}
+
+void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) {
+        lw_f32_to_f16_avx2(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = lw_float_to_half_scalar(src[i]);
+}

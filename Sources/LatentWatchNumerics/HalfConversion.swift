@@ -1,0 +1,32 @@
+import CLatentKernels
+
+/// Vectorised IEEE binary16 <-> binary32 conversion (F16C when the CPU has it).
+public enum HalfConversion {
+    /// Float32 to binary16 bit patterns, round to nearest even.
+    public static func toHalf(_ values: [Float]) -> [UInt16] {
+        var out = [UInt16](repeating: 0, count: values.count)
+        values.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                lw_f32_to_f16(src.baseAddress, dst.baseAddress, values.count)
+            }
+        }
+        return out
+    }
+
+    /// binary16 bit patterns to Float32 (exact).
+    public static func toFloat(_ bits: [UInt16]) -> [Float] {
+        var out = [Float](repeating: 0, count: bits.count)
+        bits.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                lw_f16_to_f32(src.baseAddress, dst.baseAddress, bits.count)
+            }
+        }
+        return out
+    }
+
+    /// Whether the AVX2/FMA/F16C kernels are in use on this CPU.
+    public static var usesSIMDKernels: Bool { lw_kernels_have_avx2() != 0 }
+
+    /// Tests only: `false` forces the portable C loops for every kernel in this process.
+    public static func allowSIMDKernels(_ allow: Bool) { lw_kernels_allow_simd(allow ? 1 : 0) }
+}

@@ -1,0 +1,133 @@
+import CLatentKernels
+
+/// A lower-triangular d x d matrix held in the blocked "tri8" layout the scoring kernel streams through
+/// (see `CLatentKernels.h`), in float32 or float16. About half the bytes of a dense matrix, one
+/// sequential pass per matrix-vector product.
+public struct PackedTriangular: Sendable {
+    /// The values, in tri8 order.
+    public enum Storage: Sendable {
+        case float32([Float])
+        case float16([UInt16])
+    }
+
+    /// Order of the matrix.
+    public let dimension: Int
+    /// Values in tri8 order.
+    public let storage: Storage
+
+    /// Number of floats a centred-vector scratch buffer needs (dimension rounded up to 8).
+    public static func paddedDimension(_ d: Int) -> Int { (d + 7) / 8 * 8 }
+
+    /// Packs the lower triangle of a row-major dense matrix.
+    public init(lowerRowMajor a: [Double], dimension d: Int, precision: Precision) {
+        precondition(a.count == d * d)
+        self.init(dimension: d, precision: precision) { i, j in Float(a[i * d + j]) }
+    }
+
+    /// Packs from the row-packed lower triangle (row i holds entries 0...i, offset i(i+1)/2), the layout
+    /// of model files.
+    public init(rowPacked p: [Float], dimension d: Int, precision: Precision) {
+        precondition(p.count == d * (d + 1) / 2)
+        self.init(dimension: d, precision: precision) { i, j in p[i * (i + 1) / 2 + j] }
+    }
+
+    /// Builds directly from binary16 values in row-packed order (no rounding twice).
+    public init(rowPackedHalf p: [UInt16], dimension d: Int) {
+        precondition(p.count == d * (d + 1) / 2)
+        let n = Int(lw_tri8_count(Int32(d)))
+        var out = [UInt16](repeating: 0, count: n)
+        Self.forEachSlot(d) { slot, i, j in out[slot] = p[i * (i + 1) / 2 + j] }
+        dimension = d
+        storage = .float16(out)
+    }
+
+    private init(dimension d: Int, precision: Precision, value: (Int, Int) -> Float) {
+        let n = Int(lw_tri8_count(Int32(d)))
+        var out = [Float](repeating: 0, count: n)
+        Self.forEachSlot(d) { slot, i, j in out[slot] = value(i, j) }
+        dimension = d
+        switch precision {
+        case .float32: storage = .float32(out)
+        case .float16: storage = .float16(HalfConversion.toHalf(out))
+        }
+    }
+
+    /// Calls `body(slot, i, j)` for every stored entry with i < d, j <= i.
+    private static func forEachSlot(_ d: Int, _ body: (Int, Int, Int) -> Void) {
+        let blocks = (d + 7) / 8
+        var slot = 0
+        for m in 0..<blocks {
+            for c in 0...m {
+                for t in 0..<8 {
+                    for l in 0..<8 {
+                        let i = 8 * m + t
+                        let j = 8 * c + l
+                        if i < d && j <= i { body(slot, i, j) }
+                        slot += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// Precision of the stored values.
+    public var precision: Precision {
+        switch storage {
+        case .float32: return .float32
+        case .float16: return .float16
+        }
+    }
+
+    /// Bytes held in memory.
+    public var byteCount: Int {
+        switch storage {
+        case .float32(let v): return v.count * 4
+        case .float16(let v): return v.count * 2
+        }
+    }
+
+    /// The lower triangle in row-packed order (row i holds entries 0...i), as float32.
+    public func rowPacked() -> [Float] {
+        let values: [Float]
+        switch storage {
+        case .float32(let v): values = v
+        case .float16(let v): values = HalfConversion.toFloat(v)
+        }
+        var out = [Float](repeating: 0, count: dimension * (dimension + 1) / 2)
+        Self.forEachSlot(dimension) { slot, i, j in out[i * (i + 1) / 2 + j] = values[slot] }
+        return out
+    }
+
+    /// The lower triangle in row-packed order as binary16 bits (only for float16 storage).
+    public func rowPackedHalf() -> [UInt16]? {
+        guard case .float16(let v) = storage else { return nil }
+        var out = [UInt16](repeating: 0, count: dimension * (dimension + 1) / 2)
+        Self.forEachSlot(dimension) { slot, i, j in out[i * (i + 1) / 2 + j] = v[slot] }
+        return out
+    }
+
+    /// Dense row-major d x d float32 copy (zeros above the diagonal), for BLAS batch paths.
+    public func denseRowMajor() -> [Float] {
+        let packed = rowPacked()
+        let d = dimension
+        var out = [Float](repeating: 0, count: d * d)
+        for i in 0..<d {
+            for j in 0...i { out[i * d + j] = packed[i * (i + 1) / 2 + j] }
+        }
+        return out
+    }
+
+    /// ||W (x - mu)||^2. `x` and `mu` hold `dimension` floats; `scratch` holds at least
+    /// ``paddedDimension(_:)`` floats. Allocates nothing.
+    @inline(__always)
+    public func squaredNorm(
+        x: UnsafePointer<Float>, mu: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>
+    ) -> Double {
+        switch storage {
+        case .float32(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_f32($0.baseAddress, x, mu, Int32(dimension), scratch) }
+        case .float16(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_f16($0.baseAddress, x, mu, Int32(dimension), scratch) }
+        }
+    }
+}
