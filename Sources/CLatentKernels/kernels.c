@@ -117,6 +117,42 @@ static double lw_tri8_generic_f16(const uint16_t *w, const float *xc, int d) {
     return total;
 }
 
+static void lw_tri8_generic_matvec_f32(const float *w, const float *xc, int d, float *out) {
+    int mb = (d + 7) / 8;
+    const float *p = w;
+    for (int m = 0; m < mb; m++) {
+        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int c = 0; c <= m; c++) {
+            const float *xv = xc + 8 * c;
+            for (int t = 0; t < 8; t++) {
+                float s = 0;
+                for (int l = 0; l < 8; l++) s += p[t * 8 + l] * xv[l];
+                y[t] += s;
+            }
+            p += 64;
+        }
+        for (int t = 0; t < 8; t++) out[8 * m + t] = y[t];
+    }
+}
+
+static void lw_tri8_generic_matvec_f16(const uint16_t *w, const float *xc, int d, float *out) {
+    int mb = (d + 7) / 8;
+    const uint16_t *p = w;
+    for (int m = 0; m < mb; m++) {
+        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int c = 0; c <= m; c++) {
+            const float *xv = xc + 8 * c;
+            for (int t = 0; t < 8; t++) {
+                float s = 0;
+                for (int l = 0; l < 8; l++) s += lw_half_to_float_scalar(p[t * 8 + l]) * xv[l];
+                y[t] += s;
+            }
+            p += 64;
+        }
+        for (int t = 0; t < 8; t++) out[8 * m + t] = y[t];
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // AVX2 + FMA + F16C versions.
 
@@ -151,9 +187,10 @@ LW_AVX2 static inline double lw_hsum_pd(__m256d v) {
     return _mm_cvtsd_f64(_mm_add_sd(lo, sh));
 }
 
-#define LW_TRI8_BODY(LOAD)                                                                      \
+#define LW_TRI8_BODY(LOAD, FINISH, RESULT)                                                      \
     int mb = (d + 7) / 8;                                                                       \
     __m256d total = _mm256_setzero_pd();                                                        \
+    (void)total;                                                                                \
     for (int m = 0; m < mb; m++) {                                                              \
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),    \
                a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(),    \
@@ -170,21 +207,36 @@ LW_AVX2 static inline double lw_hsum_pd(__m256d v) {
             a7 = _mm256_fmadd_ps(LOAD(p + 56), xv, a7);                                         \
             p += 64;                                                                            \
         }                                                                                       \
-        total = lw_accumulate_squares(total, lw_reduce8(a0, a1, a2, a3, a4, a5, a6, a7));       \
+        FINISH(lw_reduce8(a0, a1, a2, a3, a4, a5, a6, a7));                                     \
     }                                                                                           \
-    return lw_hsum_pd(total);
+    RESULT
 
 #define LW_LOAD_F32(ptr) _mm256_loadu_ps(ptr)
 #define LW_LOAD_F16(ptr) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ptr)))
 
+#define LW_FINISH_SQ(v) total = lw_accumulate_squares(total, (v));
+#define LW_RESULT_SQ return lw_hsum_pd(total);
+#define LW_FINISH_STORE(v) _mm256_storeu_ps(out + 8 * m, (v));
+#define LW_RESULT_NONE
+
 LW_AVX2 static double lw_tri8_avx2_f32(const float *w, const float *xc, int d) {
     const float *p = w;
-    LW_TRI8_BODY(LW_LOAD_F32)
+    LW_TRI8_BODY(LW_LOAD_F32, LW_FINISH_SQ, LW_RESULT_SQ)
 }
 
 LW_AVX2 static double lw_tri8_avx2_f16(const uint16_t *w, const float *xc, int d) {
     const uint16_t *p = w;
-    LW_TRI8_BODY(LW_LOAD_F16)
+    LW_TRI8_BODY(LW_LOAD_F16, LW_FINISH_SQ, LW_RESULT_SQ)
+}
+
+LW_AVX2 static void lw_tri8_avx2_matvec_f32(const float *w, const float *xc, int d, float *out) {
+    const float *p = w;
+    LW_TRI8_BODY(LW_LOAD_F32, LW_FINISH_STORE, LW_RESULT_NONE)
+}
+
+LW_AVX2 static void lw_tri8_avx2_matvec_f16(const uint16_t *w, const float *xc, int d, float *out) {
+    const uint16_t *p = w;
+    LW_TRI8_BODY(LW_LOAD_F16, LW_FINISH_STORE, LW_RESULT_NONE)
 }
 
 LW_AVX2 static void lw_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
@@ -254,6 +306,26 @@ double lw_tri8_sqnorm_f32(const float *w, const float *x, const float *mu, int d
 double lw_tri8_sqnorm_f16(const uint16_t *w, const float *x, const float *mu, int d, float *scratch) {
     lw_center(x, mu, d, scratch);
     return lw_tri8_sqnorm_centered_f16(w, scratch, d);
+}
+
+void lw_tri8_matvec_f32(const float *w, const float *xc, int d, float *y) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) {
+        lw_tri8_avx2_matvec_f32(w, xc, d, y);
+        return;
+    }
+#endif
+    lw_tri8_generic_matvec_f32(w, xc, d, y);
+}
+
+void lw_tri8_matvec_f16(const uint16_t *w, const float *xc, int d, float *y) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) {
+        lw_tri8_avx2_matvec_f16(w, xc, d, y);
+        return;
+    }
+#endif
+    lw_tri8_generic_matvec_f16(w, xc, d, y);
 }
 
 void lw_f16_to_f32(const uint16_t *src, float *dst, size_t n) {

@@ -117,6 +117,19 @@ public struct PackedTriangular: Sendable {
         return out
     }
 
+    /// Writes the dense row-major d x d float32 matrix (zeros above the diagonal) into `out`.
+    public func writeDense(into out: UnsafeMutablePointer<Float>) {
+        let d = dimension
+        out.initialize(repeating: 0, count: d * d)
+        switch storage {
+        case .float32(let v):
+            Self.forEachSlot(d) { slot, i, j in out[i * d + j] = v[slot] }
+        case .float16(let v):
+            let f = HalfConversion.toFloat(v)
+            Self.forEachSlot(d) { slot, i, j in out[i * d + j] = f[slot] }
+        }
+    }
+
     /// ||W (x - mu)||^2. `x` and `mu` hold `dimension` floats; `scratch` holds at least
     /// ``paddedDimension(_:)`` floats. Allocates nothing.
     @inline(__always)
@@ -128,6 +141,31 @@ public struct PackedTriangular: Sendable {
             return w.withUnsafeBufferPointer { lw_tri8_sqnorm_f32($0.baseAddress, x, mu, Int32(dimension), scratch) }
         case .float16(let w):
             return w.withUnsafeBufferPointer { lw_tri8_sqnorm_f16($0.baseAddress, x, mu, Int32(dimension), scratch) }
+        }
+    }
+}
+
+extension PackedTriangular {
+    /// y = W xc for a centred vector already in `xc` (``paddedDimension(_:)`` floats, zero padded);
+    /// writes ``paddedDimension(_:)`` floats to `y`. Allocates nothing.
+    @inline(__always)
+    public func multiply(centered xc: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        switch storage {
+        case .float32(let w):
+            w.withUnsafeBufferPointer { lw_tri8_matvec_f32($0.baseAddress, xc, Int32(dimension), y) }
+        case .float16(let w):
+            w.withUnsafeBufferPointer { lw_tri8_matvec_f16($0.baseAddress, xc, Int32(dimension), y) }
+        }
+    }
+
+    /// ||W xc||^2 for a centred, zero-padded vector.
+    @inline(__always)
+    public func squaredNorm(centered xc: UnsafePointer<Float>) -> Double {
+        switch storage {
+        case .float32(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_centered_f32($0.baseAddress, xc, Int32(dimension)) }
+        case .float16(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_centered_f16($0.baseAddress, xc, Int32(dimension)) }
         }
     }
 }

@@ -26,6 +26,10 @@ double lw_tri8_sqnorm_f16(const uint16_t *w, const float *x, const float *mu, in
 double lw_tri8_sqnorm_centered_f32(const float *w, const float *xc, int d);
 double lw_tri8_sqnorm_centered_f16(const uint16_t *w, const float *xc, int d);
 
+/// y = W xc for a centred, zero-padded xc (dp floats); writes dp floats to y (entries past d are 0).
+void lw_tri8_matvec_f32(const float *w, const float *xc, int d, float *y);
+void lw_tri8_matvec_f16(const uint16_t *w, const float *xc, int d, float *y);
+
 /// Converts n binary16 values to float32 and back (round to nearest even).
 void lw_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n);

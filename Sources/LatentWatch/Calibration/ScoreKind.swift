@@ -1,0 +1,11 @@
+/// The scores LatentWatch computes for every input. Larger values are more unusual for all of them.
+public enum ScoreKind: String, Sendable, Codable, CaseIterable {
+    /// -log p(z): epistemic uncertainty.
+    case surprise
+    /// Entropy of p(y | z) (or of the component posterior for mixtures): aleatoric uncertainty.
+    case entropy
+    /// Squared Mahalanobis distance to the nearest class or component.
+    case mahalanobis
+    /// Nearest-class squared distance minus the distance under the background Gaussian (Ren et al. 2021).
+    case relativeMahalanobis = "relative_mahalanobis"
+}

@@ -1,0 +1,125 @@
+import LatentWatchNumerics
+
+/// Which density to fit.
+public enum DensityFamilyChoice: String, Sendable, Codable, CaseIterable {
+    /// Class-conditional Gaussians, full covariance per class (needs labels).
+    case gda
+    /// Class-conditional Gaussians with one tied covariance: Mahalanobis (needs labels).
+    case tied
+    /// Unsupervised Gaussian mixture fitted by EM.
+    case gmm
+}
+
+/// Options of the EM fit of a Gaussian mixture.
+public struct MixtureOptions: Sendable, Equatable {
+    /// How EM starts.
+    public enum Initialization: Sendable, Equatable {
+        /// k-means++ seeding and Lloyd iterations on a reservoir sample of the data.
+        case kMeansPlusPlus
+        /// Explicit parameters: weights [K], means [K * D], covariances [K * D * D] (full) or [K * D] (diagonal).
+        case explicit(weights: [Double], means: [Double], covariances: [Double])
+    }
+
+    /// Number of components K.
+    public var components: Int
+    /// Full or diagonal covariances.
+    public var covariance: GaussianMixture.Covariance
+    /// Seed of the k-means++ initialisation (restart r uses seed + r).
+    public var seed: UInt64
+    /// Stop when the mean log-likelihood changes by less than this.
+    public var tolerance: Double
+    /// Maximum EM iterations per restart.
+    public var maxIterations: Int
+    /// Number of restarts; the best final log-likelihood wins.
+    public var restarts: Int
+    /// Initialisation.
+    public var initialization: Initialization
+    /// Activations kept (reservoir sample) for the k-means++ initialisation.
+    public var reservoirSize: Int
+
+    /// Defaults: 8 full components, seed 0, tolerance 1e-3, 100 iterations, 1 restart, k-means++.
+    public init(
+        components: Int = 8, covariance: GaussianMixture.Covariance = .full, seed: UInt64 = 0, tolerance: Double = 1e-3,
+        maxIterations: Int = 100, restarts: Int = 1, initialization: Initialization = .kMeansPlusPlus, reservoirSize: Int = 10_000
+    ) {
+        self.components = components
+        self.covariance = covariance
+        self.seed = seed
+        self.tolerance = tolerance
+        self.maxIterations = maxIterations
+        self.restarts = restarts
+        self.initialization = initialization
+        self.reservoirSize = reservoirSize
+    }
+}
+
+/// Everything a fit needs besides the data.
+public struct FitConfiguration: Sendable {
+    /// Density family.
+    public var family: DensityFamilyChoice
+    /// Pooling, normalisation, PCA.
+    public var preparation: PreparationOptions
+    /// Covariance regularisation (class Gaussians, tied and background).
+    public var regularization: Regularization
+    /// Regularisation of mixture components (lambda fixed; default: floor of 1e-6 of the average variance of the data).
+    public var mixtureRegularization: Regularization
+    /// Mixture options (family gmm).
+    public var mixture: MixtureOptions
+    /// Fraction carved off for calibration when no calibration source is given.
+    public var calibrationFraction: Double
+    /// Seed of the split assignment.
+    public var splitSeed: UInt64
+    /// Parameter precision of the fitted model.
+    public var precision: Precision
+    /// Fit the background Gaussian for relative Mahalanobis.
+    public var fitBackground: Bool
+    /// Name of the layer, stored in the model.
+    public var layerName: String
+
+    /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on.
+    public init(
+        family: DensityFamilyChoice = .gda, preparation: PreparationOptions = PreparationOptions(),
+        regularization: Regularization = Regularization(),
+        mixtureRegularization: Regularization = Regularization(shrinkage: .fixed(0), floorRatio: 1e-6),
+        mixture: MixtureOptions = MixtureOptions(), calibrationFraction: Double = 0.2, splitSeed: UInt64 = 0,
+        precision: Precision = .float32, fitBackground: Bool = true, layerName: String = "layer"
+    ) {
+        self.family = family
+        self.preparation = preparation
+        self.regularization = regularization
+        self.mixtureRegularization = mixtureRegularization
+        self.mixture = mixture
+        self.calibrationFraction = calibrationFraction
+        self.splitSeed = splitSeed
+        self.precision = precision
+        self.fitBackground = fitBackground
+        self.layerName = layerName
+    }
+}
+
+/// Progress of a fit, for a caller-supplied handler.
+public struct FitProgress: Sendable {
+    /// What the fit is doing.
+    public enum Stage: String, Sendable {
+        case statistics, projection, regularization, expectationMaximization = "em", calibration, done
+    }
+    /// Stage.
+    public var stage: Stage
+    /// Samples read so far in this pass.
+    public var samples: Int
+    /// EM iteration (1-based) when in EM.
+    public var iteration: Int
+    /// EM restart (0-based).
+    public var restart: Int
+    /// Mean log-likelihood at the last EM iteration.
+    public var logLikelihood: Double
+}
+
+/// Why a fit failed.
+public struct FitError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong and what to do.
+    public let message: String
+    /// Creates an error.
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

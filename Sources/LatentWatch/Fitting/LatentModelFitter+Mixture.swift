@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+import LatentWatchNumerics
+
+extension LatentModelFitter {
+    static func fitMixture(
+        _ source: some ActivationSource, stats: FitStatistics, preparation: Preparation, split: SplitAssignment,
+        configuration cfg: FitConfiguration, notes: inout [String], progress: ((FitProgress) -> Void)?
+    ) throws -> GaussianMixture {
+        let d = preparation.outputDimension
+        let opts = cfg.mixture
+        guard opts.components >= 1 else { throw FitError("a mixture needs at least 1 component") }
+        var all = stats.globalTrain
+        all.merge(stats.globalValidation)
+        let globalCov = all.covariance
+        let averageVariance = max(LinearAlgebra.trace(globalCov, n: d) / Double(d), 0)
+        let em = ExpectationMaximization(
+            dimension: d, components: opts.components, covariance: opts.covariance, regularization: cfg.mixtureRegularization,
+            averageVariance: averageVariance)
+        let n = preparation.inputCount
+        let pass: ExpectationMaximization.Pass = { body in
+            var index = 0
+            var prepared: [Float] = []
+            var scratch = [Float](repeating: 0, count: preparation.pooledDimension)
+            try source.forEachBatch { batch in
+                prepared.removeAll(keepingCapacity: true)
+                var rows = 0
+                var z = [Float](repeating: 0, count: d)
+                for i in 0..<batch.count {
+                    defer { index += 1 }
+                    if split.isCalibration(index) { continue }
+                    z.withUnsafeMutableBufferPointer { zb in
+                        scratch.withUnsafeMutableBufferPointer { sb in
+                            preparation.prepare(batch.values.baseAddress! + i * n, into: zb.baseAddress!, scratch: sb.baseAddress!)
+                        }
+                    }
+                    prepared += z
+                    rows += 1
+                }
+                if rows > 0 { try prepared.withUnsafeBufferPointer { try body($0, rows) } }
+            }
+        }
+        var best: ExpectationMaximization.Result?
+        for restart in 0..<max(1, opts.restarts) {
+            let initial: ExpectationMaximization.Parameters
+            switch opts.initialization {
+            case .explicit(let w, let m, let c):
+                let cn = opts.covariance == .full ? opts.components * d * d : opts.components * d
+                guard w.count == opts.components, m.count == opts.components * d, c.count == cn else {
+                    throw FitError("explicit mixture initialisation has the wrong sizes for \(opts.components) components of dimension \(d)")
+                }
+                initial = .init(weights: w, means: m, covariances: c)
+            case .kMeansPlusPlus:
+                initial = try em.kMeansInitialization(
+                    sample: stats.reservoir, count: stats.reservoir.count / max(d, 1), seed: opts.seed &+ UInt64(restart), globalCovariance: globalCov)
+            }
+            let result = try em.run(from: initial, tolerance: opts.tolerance, maxIterations: opts.maxIterations, pass: pass) { it, ll in
+                progress?(FitProgress(stage: .expectationMaximization, samples: stats.fitSamples, iteration: it, restart: restart, logLikelihood: ll))
+            }
+            if best == nil || result.lowerBounds.last! > best!.lowerBounds.last! { best = result }
+        }
+        let r = best!
+        notes.append("em: \(r.iterations) iterations, converged \(r.converged), mean log-likelihood \(r.lowerBounds.last!)")
+        let p = r.parameters
+        let logWeights = p.weights.map { log($0) }
+        switch opts.covariance {
+        case .full:
+            var comps: [GaussianComponent] = []
+            for k in 0..<opts.components {
+                comps.append(try component(
+                    mean: Array(p.means[(k * d)..<((k + 1) * d)]), covariance: Array(p.covariances[(k * d * d)..<((k + 1) * d * d)]),
+                    regularization: r.regularization[k], precision: cfg.precision, what: "mixture component \(k)"))
+            }
+            return GaussianMixture(components: .full(comps), logWeights: logWeights, dimension: d)
+        case .diagonal:
+            var norms: [Double] = []
+            var inv: [Float] = []
+            for k in 0..<opts.components {
+                var logDet = 0.0
+                for j in 0..<d {
+                    let v = p.covariances[k * d + j]
+                    logDet += log(v)
+                    inv.append(Float(1 / v.squareRoot()))
+                }
+                norms.append(-0.5 * (Double(d) * log(2 * Double.pi) + logDet))
+            }
+            return GaussianMixture(
+                components: .diagonal(means: p.means.map { Float($0) }, inverseStd: inv, logNormalizers: norms, regularization: r.regularization),
+                logWeights: logWeights, dimension: d)
+        }
+    }
+}

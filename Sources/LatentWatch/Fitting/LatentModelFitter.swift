@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+import LatentWatchNumerics
+
+/// Fits a ``LatentModel`` post hoc from recorded activations: sufficient statistics in one pass (mergeable,
+/// so data never has to fit in memory), PCA and regularisation from those statistics, EM passes for
+/// mixtures, then a calibration pass on held-out in-distribution data.
+public enum LatentModelFitter {
+    /// Fits a model.
+    /// - Parameters:
+    ///   - source: in-distribution activations (with labels for `gda` and `tied`).
+    ///   - calibration: held-out in-distribution activations; when nil, `configuration.calibrationFraction`
+    ///     of `source` is carved off (by a seeded hash of the index) and never used for fitting.
+    ///   - configuration: family, preparation, regularisation, precision.
+    ///   - created: creation time written into the model (ISO 8601).
+    ///   - progress: called as the fit advances.
+    public static func fit(
+        _ source: some ActivationSource, calibration: (any ActivationSource)? = nil, configuration: FitConfiguration,
+        created: String = "1970-01-01T00:00:00Z", progress: ((FitProgress) -> Void)? = nil
+    ) throws -> LatentModel {
+        let cfg = configuration
+        let shape = source.sampleShape
+        if let reason = Preparation.validate(shape: shape, options: cfg.preparation) { throw FitError(reason) }
+        if let calibration, calibration.sampleShape.reduce(1, *) != shape.reduce(1, *) {
+            throw FitError("calibration activations have shape \(calibration.sampleShape), the fitting data \(shape)")
+        }
+        let needsLabels = cfg.family != .gmm
+        if needsLabels && !source.hasLabels {
+            throw FitError("family '\(cfg.family.rawValue)' needs class labels; pass labels or use family gmm")
+        }
+        let basePrep = Preparation(inputShape: shape, options: cfg.preparation)
+        let p = basePrep.pooledDimension
+        let split = SplitAssignment(
+            seed: cfg.splitSeed, calibrationFraction: calibration == nil ? cfg.calibrationFraction : 0,
+            validationFraction: cfg.regularization.shrinkage == .heldOutLikelihood ? cfg.regularization.validationFraction : 0)
+
+        // Pass 1: statistics of pooled (and normalised) activations.
+        var stats = try collectStatistics(source, preparation: basePrep, split: split, reservoir: cfg.family == .gmm ? cfg.mixture.reservoirSize : 0, seed: cfg.mixture.seed, progress: progress)
+        guard stats.fitSamples >= 2 else { throw FitError("only \(stats.fitSamples) activations left for fitting; need at least 2") }
+
+        // PCA.
+        var preparation = basePrep
+        if cfg.preparation.projection != .none {
+            progress?(FitProgress(stage: .projection, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
+            var all = stats.globalTrain
+            all.merge(stats.globalValidation)
+            let (proj, variances, k) = try PrincipalComponents.fit(all, projection: cfg.preparation.projection)
+            let center = all.mean
+            stats.project(onto: proj, k: k, center: center)
+            var comps = [Float](repeating: 0, count: k * p)
+            for c in 0..<k { for j in 0..<p { comps[c * p + j] = Float(proj[j * k + c]) } }
+            preparation = Preparation(inputShape: shape, options: cfg.preparation, projectionMean: center.map { Float($0) }, projectionComponents: comps, projectionVariances: variances)
+            stats.reservoir = projectReservoir(stats.reservoir, p: p, proj: proj, k: k, center: center)
+        }
+        let d = preparation.outputDimension
+
+        progress?(FitProgress(stage: .regularization, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
+        var notes: [String] = []
+        let density: any LatentDensity
+        switch cfg.family {
+        case .gda:
+            var comps: [GaussianComponent] = []
+            var logPriors: [Double] = []
+            let labels = stats.classes.keys.sorted()
+            let total = Double(stats.fitSamples)
+            for label in labels {
+                let (train, val) = stats.classes[label]!
+                var merged = train
+                merged.merge(val)
+                guard merged.weight >= 2 else { throw FitError("class \(label) has \(Int(merged.weight)) fitting sample(s); every class needs at least 2") }
+                let (cov, reg) = try regularizedCovariance(train: train, validation: val, merged: merged, d: d, regularization: cfg.regularization, validationMoment: { CovarianceEstimation.secondMoment(of: val, about: train.mean) })
+                comps.append(try component(mean: merged.mean, covariance: cov, regularization: reg, precision: cfg.precision, what: "class \(label)"))
+                logPriors.append(log(merged.weight / total))
+            }
+            notes.append("gda shrinkage per class: " + comps.map { String(format3($0.regularization.shrinkage)) }.joined(separator: ","))
+            density = ClassConditionalGaussian(components: comps, logPriors: logPriors, labels: labels)
+        case .tied:
+            let labels = stats.classes.keys.sorted()
+            var pooledTrain = [Double](repeating: 0, count: d * d)
+            var pooledAll = [Double](repeating: 0, count: d * d)
+            var valMoment = [Double](repeating: 0, count: d * d)
+            var nTrain = 0.0
+            var nVal = 0.0
+            var nAll = 0.0
+            var means: [Float] = []
+            var logPriors: [Double] = []
+            for label in labels {
+                let (train, val) = stats.classes[label]!
+                var merged = train
+                merged.merge(val)
+                guard merged.weight >= 1 else { throw FitError("class \(label) has no fitting samples") }
+                let st = train.scatterSymmetric
+                let sa = merged.scatterSymmetric
+                for i in 0..<(d * d) { pooledTrain[i] += st[i]; pooledAll[i] += sa[i] }
+                if val.weight > 0 && train.weight > 0 {
+                    let m = CovarianceEstimation.secondMoment(of: val, about: train.mean)
+                    for i in 0..<(d * d) { valMoment[i] += m[i] }
+                    nVal += val.weight
+                }
+                nTrain += train.weight
+                nAll += merged.weight
+                means += merged.mean.map { Float($0) }
+                logPriors.append(merged.weight)
+            }
+            logPriors = logPriors.map { log($0 / nAll) }
+            let cTrain = pooledTrain.map { $0 / max(nTrain, 1) }
+            let cAll = pooledAll.map { $0 / nAll }
+            let (lambda, method) = try chooseShrinkage(cfg.regularization, train: cTrain, all: cAll, d: d, nAll: nAll, validationMoment: nVal > 0 ? valMoment : nil, nVal: nVal)
+            let (cov, reg) = CovarianceEstimation.regularize(cAll, dimension: d, lambda: lambda, floorRatio: cfg.regularization.floorRatio, ridge: cfg.regularization.ridge, method: method)
+            let shared = try component(mean: [Double](repeating: 0, count: d), covariance: cov, regularization: reg, precision: cfg.precision, what: "the tied covariance")
+            notes.append("tied shrinkage: \(format3(lambda)) (\(method))")
+            density = TiedGaussian(means: means, shared: shared, logPriors: logPriors, labels: labels)
+        case .gmm:
+            density = try fitMixture(source, stats: stats, preparation: preparation, split: split, configuration: cfg, notes: &notes, progress: progress)
+        }
+
+        var background: GaussianComponent?
+        if cfg.fitBackground {
+            var merged = stats.globalTrain
+            merged.merge(stats.globalValidation)
+            let (cov, reg) = try regularizedCovariance(train: stats.globalTrain, validation: stats.globalValidation, merged: merged, d: d, regularization: cfg.regularization, validationMoment: { CovarianceEstimation.secondMoment(of: stats.globalValidation, about: stats.globalTrain.mean) })
+            background = try component(mean: merged.mean, covariance: cov, regularization: reg, precision: cfg.precision, what: "the background Gaussian")
+        }
+
+        var model = LatentModel(
+            metadata: ModelMetadata(layer: cfg.layerName, created: created, fitSamples: stats.fitSamples, notes: notes.joined(separator: "; ")),
+            preparation: preparation, density: density, background: background, calibration: .none)
+
+        // Calibration pass.
+        progress?(FitProgress(stage: .calibration, samples: 0, iteration: 0, restart: 0, logLikelihood: 0))
+        var collected: [ScoreKind: [Double]] = [:]
+        let ws = model.makeWorkspace()
+        let calSource: any ActivationSource = calibration ?? source
+        let carve = calibration == nil
+        var index = 0
+        try calSource.forEachBatch { batch in
+            let n = preparationInputCount(shape)
+            for i in 0..<batch.count {
+                defer { index += 1 }
+                if carve && !split.isCalibration(index) { continue }
+                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                let s = try model.score(row, workspace: ws)
+                for kind in ScoreKind.allCases {
+                    let v = s.value(kind)
+                    if v.isFinite { collected[kind, default: []].append(v) }
+                }
+            }
+        }
+        var dists: [ScoreKind: EmpiricalDistribution] = [:]
+        for (kind, values) in collected where !values.isEmpty { dists[kind] = EmpiricalDistribution(scores: values) }
+        model.calibration = Calibration(distributions: dists)
+        model.metadata.calibrationSamples = collected[.surprise]?.count ?? 0
+        progress?(FitProgress(stage: .done, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
+        return model
+    }
+
+    static func preparationInputCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
+
+    static func format3(_ x: Double) -> String {
+        let r = (x * 1e6).rounded() / 1e6
+        return "\(r)"
+    }
+
+    static func component(mean: [Double], covariance: [Double], regularization: AppliedRegularization, precision: Precision, what: String) throws -> GaussianComponent {
+        do {
+            return try GaussianComponent(mean: mean, covariance: covariance, regularization: regularization, precision: precision)
+        } catch {
+            throw FitError("could not factorise the covariance of \(what) (\(error)); raise floorRatio or use shrinkage")
+        }
+    }
+
+    static func chooseShrinkage(_ r: Regularization, train: [Double], all: [Double], d: Int, nAll: Double, validationMoment: [Double]?, nVal: Double) throws -> (Double, String) {
+        switch r.shrinkage {
+        case .fixed(let l):
+            guard l >= 0 && l <= 1 else { throw FitError("shrinkage must be in [0, 1], got \(l)") }
+            return (l, "fixed")
+        case .oracleApproximating:
+            return (CovarianceEstimation.oasShrinkage(all, dimension: d, samples: nAll), "oas")
+        case .heldOutLikelihood:
+            guard let m = validationMoment, nVal >= 1 else {
+                return (CovarianceEstimation.oasShrinkage(all, dimension: d, samples: nAll), "oas-fallback")
+            }
+            let best = try CovarianceEstimation.selectShrinkage(train: train, dimension: d, validationSecondMoment: m, validationWeight: nVal, floorRatio: r.floorRatio, ridge: r.ridge)
+            return (best.lambda, "held-out")
+        }
+    }
+
+    static func regularizedCovariance(train: GaussianMoments, validation: GaussianMoments, merged: GaussianMoments, d: Int, regularization r: Regularization, validationMoment: () -> [Double]) throws -> ([Double], AppliedRegularization) {
+        let useVal = validation.weight >= 1 && train.weight >= 2
+        let (lambda, method) = try chooseShrinkage(r, train: train.covariance, all: merged.covariance, d: d, nAll: merged.weight, validationMoment: useVal ? validationMoment() : nil, nVal: validation.weight)
+        return CovarianceEstimation.regularize(merged.covariance, dimension: d, lambda: lambda, floorRatio: r.floorRatio, ridge: r.ridge, method: method)
+    }
+
+    static func projectReservoir(_ r: [Float], p: Int, proj: [Double], k: Int, center: [Double]) -> [Float] {
+        let n = r.count / max(p, 1)
+        var out = [Float](repeating: 0, count: n * k)
+        for i in 0..<n {
+            for c in 0..<k {
+                var s = 0.0
+                for j in 0..<p { s += (Double(r[i * p + j]) - center[j]) * proj[j * k + c] }
+                out[i * k + c] = Float(s)
+            }
+        }
+        return out
+    }
+}

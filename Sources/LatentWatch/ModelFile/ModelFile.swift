@@ -1,0 +1,338 @@
+import Foundation
+import LatentWatchNumerics
+
+/// Reads and writes LatentWatch model files (`.lwm`, Docs/ModelFormat.md): versioned, checksummed,
+/// zstd-compressed. A reader never crashes on bad bytes: every failure is a ``ModelFileError``.
+public enum ModelFile {
+    /// First bytes of every model file.
+    public static let magic: [UInt8] = [0x89, 0x4C, 0x57, 0x4D, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// Last eight bytes of every model file.
+    public static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
+    /// Format version this library writes.
+    public static let majorVersion: UInt16 = 1
+    public static let minorVersion: UInt16 = 0
+    static let headerSize = 32
+    static let entrySize = 48
+    static let trailerSize = 16
+    static let maxSections = 4096
+    static let maxDecodedSection = 1 << 32
+
+    /// Options for writing.
+    public struct WriteOptions: Sendable {
+        /// zstd level (1 fast ... 19 small).
+        public var compressionLevel: Int32
+        /// Store means and factors as float16 (with byte shuffling), whatever the in-memory precision.
+        public var precision: Precision?
+        /// Creates options. `precision` nil keeps the model's own.
+        public init(compressionLevel: Int32 = 9, precision: Precision? = nil) {
+            self.compressionLevel = compressionLevel
+            self.precision = precision
+        }
+    }
+
+    // MARK: Writing
+
+    /// Encodes a model into file bytes.
+    public static func encode(_ model: LatentModel, options: WriteOptions = WriteOptions()) throws(ModelFileError) -> [UInt8] {
+        let m = options.precision.map { model.converted(to: $0) } ?? model
+        var sections = ModelSectionWriter()
+        m.density.encode(into: &sections)
+        let prep = m.preparation
+        if let mean = prep.projectionMean, let comps = prep.projectionComponents, let vars = prep.projectionVariances {
+            sections.addFloats("preparation.mean", mean, shape: [prep.pooledDimension])
+            sections.addFloats("preparation.components", comps, shape: [prep.outputDimension, prep.pooledDimension])
+            sections.addDoubles("preparation.variances", vars, shape: [prep.outputDimension])
+        }
+        if let bg = m.background {
+            sections.addFloats("background.mean", bg.mean, shape: [bg.mean.count], precision: bg.factor.precision)
+            sections.addFactors("background.factor", [bg.factor], dimension: bg.mean.count)
+        }
+        let kinds = ScoreKind.allCases.filter { m.calibration.distributions[$0] != nil }
+        var counts: [String: Int] = [:]
+        for kind in kinds {
+            let dist = m.calibration.distributions[kind]!
+            counts[kind.rawValue] = dist.count
+            sections.addFloats("calibration.\(kind.rawValue).values", dist.values, shape: [dist.values.count])
+            sections.addUInt32("calibration.\(kind.rawValue).ranks", dist.ranks, shape: [dist.ranks.count])
+        }
+        let projectionJSON: ModelFileMetadata.PreparationJSON.ProjectionJSON
+        switch prep.options.projection {
+        case .none: projectionJSON = .init(kind: "none")
+        case .components(let k): projectionJSON = .init(kind: "components", k: k)
+        case .varianceFraction(let f): projectionJSON = .init(kind: "variance", fraction: f)
+        }
+        let descriptors = sections.tensors.enumerated().map {
+            TensorDescriptor(name: $0.element.name, section: $0.offset + 1, dtype: $0.element.dtype, shape: $0.element.shape, layout: $0.element.layout)
+        }
+        let meta = ModelFileMetadata(
+            format: "latentwatch-model", libraryVersion: m.metadata.libraryVersion, created: m.metadata.created, layer: m.metadata.layer,
+            inputShape: prep.inputShape, requiredFeatures: [],
+            preparation: .init(pooling: prep.options.pooling.rawValue, l2Normalize: prep.options.l2Normalize, projection: projectionJSON, outputDimension: prep.outputDimension),
+            density: sections.density!,
+            background: m.background.map { .init(logNormalizer: $0.logNormalizer, regularization: $0.regularization) },
+            calibration: .init(scores: kinds.map(\.rawValue), counts: counts), tensors: descriptors,
+            fit: .init(samples: m.metadata.fitSamples, calibrationSamples: m.metadata.calibrationSamples, notes: m.metadata.notes))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json: [UInt8]
+        do { json = Array(try encoder.encode(meta)) } catch {
+            throw ModelFileError(.io, "could not encode metadata: \(error)", remedy: "report this as a bug")
+        }
+        var payloads: [(kind: String, bytes: [UInt8], width: Int)] = [("META", json, 1)]
+        for t in sections.tensors { payloads.append(("TNSR", t.bytes, t.dtype.width)) }
+
+        var stored: [(entry: [UInt8], data: [UInt8])] = []
+        var offset = headerSize + entrySize * payloads.count
+        for p in payloads {
+            let shuffled = p.width > 1
+            let data = try Zstd.compress(shuffled ? ByteShuffle.shuffle(p.bytes, width: p.width) : p.bytes, level: options.compressionLevel)
+            var e: [UInt8] = []
+            e += Array(p.kind.utf8)
+            e += le32(1)
+            e += le32(shuffled ? 1 : 0)
+            e += le32(UInt32(p.width))
+            e += le64(UInt64(offset))
+            e += le64(UInt64(data.count))
+            e += le64(UInt64(p.bytes.count))
+            e += le32(CRC32.checksum(p.bytes))
+            e += le32(0)
+            stored.append((e, data))
+            offset += data.count
+        }
+        let total = offset + trailerSize
+        var out: [UInt8] = []
+        out.reserveCapacity(total)
+        out += magic
+        out += le16(majorVersion) + le16(minorVersion) + le32(0) + le32(UInt32(payloads.count)) + le32(0) + le64(UInt64(total))
+        for s in stored { out += s.entry }
+        for s in stored { out += s.data }
+        out += le32(CRC32.checksum(out)) + le32(0) + endMagic
+        return out
+    }
+
+    /// Writes a model file atomically (temporary file, then rename).
+    public static func write(_ model: LatentModel, to path: String, options: WriteOptions = WriteOptions()) throws(ModelFileError) {
+        let bytes = try encode(model, options: options)
+        do {
+            try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw ModelFileError(.io, "could not write the model: \(error.localizedDescription)", remedy: "check that the directory exists and is writable, and that the disk has space", path: path)
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads a model file.
+    public static func read(contentsOf path: String) throws(ModelFileError) -> LatentModel {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ModelFileError(.io, "could not read the file: \(error.localizedDescription)", remedy: "check the path and permissions", path: path)
+        }
+        do { return try decode(Array(data)) } catch {
+            var e = error
+            e.path = path
+            throw e
+        }
+    }
+
+    /// Decodes model file bytes.
+    public static func decode(_ b: [UInt8]) throws(ModelFileError) -> LatentModel {
+        let (meta, reader) = try decodeSections(b)
+        return try assemble(meta, reader)
+    }
+
+    /// Describes a file without building the model (for `inspect`): header fields and metadata JSON.
+    public static func describe(_ b: [UInt8]) throws(ModelFileError) -> (version: String, sections: Int, metadataJSON: String) {
+        try checkFraming(b)
+        let json = try sectionPayloads(b, metadataOnly: true)[0]!
+        return ("\(rd16(b, 8)).\(rd16(b, 10))", Int(rd32(b, 16)), String(decoding: json, as: UTF8.self))
+    }
+
+    static func checkFraming(_ b: [UInt8]) throws(ModelFileError) {
+        if b.count < 8 || Array(b[0..<8]) != magic {
+            throw ModelFileError(.notAModelFile, "not a LatentWatch model file (starts with \(describeStart(b)))", remedy: "pass a .lwm file written by `latentwatch fit` or ModelFile.write")
+        }
+        if b.count < headerSize + trailerSize {
+            throw ModelFileError(.truncated, "the file is \(b.count) bytes, shorter than a header and trailer", remedy: "the file was cut short; copy it again")
+        }
+        let major = rd16(b, 8)
+        let minor = rd16(b, 10)
+        if major != majorVersion {
+            let advice = major > majorVersion ? "it was written by a newer LatentWatch (format \(major).\(minor)); upgrade LatentWatch to read it" : "format \(major).\(minor) is not supported by this reader; refit the model with this version"
+            throw ModelFileError(.unsupportedVersion, "model file format \(major).\(minor) is not readable by LatentWatch \(LatentWatchVersion.string) (reads \(majorVersion).x)", remedy: advice)
+        }
+        let declared = rd64(b, 24)
+        if declared > UInt64(b.count) {
+            throw ModelFileError(.truncated, "the header declares \(declared) bytes but the file has \(b.count)", remedy: "the file was cut short; copy it again")
+        }
+        if declared < UInt64(b.count) {
+            throw ModelFileError(.trailingBytes, "the file has \(UInt64(b.count) - declared) bytes after the declared end", remedy: "the file was appended to or concatenated; restore the original")
+        }
+        if Array(b[(b.count - 8)...]) != endMagic {
+            throw ModelFileError(.truncated, "the end marker is missing", remedy: "the file was cut short or overwritten; copy it again")
+        }
+        let stored = rd32(b, b.count - trailerSize)
+        let actual = b.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<(b.count - trailerSize)])) }
+        if stored != actual {
+            throw ModelFileError(.checksumMismatch, "the file checksum does not match (stored \(hex(stored)), computed \(hex(actual)))", remedy: "the file is damaged; restore it from a good copy")
+        }
+    }
+
+    static func sectionPayloads(_ b: [UInt8], metadataOnly: Bool = false) throws(ModelFileError) -> [Int: [UInt8]] {
+        let count = Int(rd32(b, 16))
+        guard count >= 1, count <= maxSections else {
+            throw ModelFileError(.implausibleSize, "the header declares \(count) sections (1...\(maxSections) allowed)", remedy: "the file is corrupt; restore it or refit")
+        }
+        let tableEnd = headerSize + count * entrySize
+        let dataEnd = b.count - trailerSize
+        guard tableEnd <= dataEnd else {
+            throw ModelFileError(.sectionOutOfBounds, "the section table (\(count) entries) runs past the end of the file", remedy: "the file is corrupt; restore it or refit")
+        }
+        var out: [Int: [UInt8]] = [:]
+        for s in 0..<(metadataOnly ? 1 : count) {
+            let e = headerSize + s * entrySize
+            let kind = String(decoding: b[e..<(e + 4)], as: UTF8.self)
+            let expectedKind = s == 0 ? "META" : "TNSR"
+            guard kind == expectedKind else {
+                throw ModelFileError(.malformedMetadata, "section \(s) has kind '\(kind)', expected \(expectedKind)", remedy: "the file is corrupt; restore it or refit")
+            }
+            let codec = rd32(b, e + 4)
+            let flags = rd32(b, e + 8)
+            let width = Int(rd32(b, e + 12))
+            let offset = rd64(b, e + 16)
+            let storedLength = rd64(b, e + 24)
+            let decodedLength = rd64(b, e + 32)
+            let crc = rd32(b, e + 40)
+            guard codec <= 1, flags & ~1 == 0, [1, 2, 4, 8].contains(width) else {
+                throw ModelFileError(.unsupportedFeature, "section \(s) uses codec \(codec), flags \(flags), width \(width)", remedy: "the file needs a newer LatentWatch, or is corrupt")
+            }
+            guard offset >= UInt64(tableEnd), storedLength <= UInt64(dataEnd), offset <= UInt64(dataEnd) - storedLength else {
+                throw ModelFileError(.sectionOutOfBounds, "section \(s) at offset \(offset) with \(storedLength) bytes lies outside the data area", remedy: "the file is corrupt; restore it or refit")
+            }
+            guard decodedLength <= UInt64(maxDecodedSection), decodedLength % UInt64(width) == 0,
+                codec == 1 || decodedLength == storedLength, decodedLength <= storedLength &* 65536 + 4096
+            else {
+                throw ModelFileError(.implausibleSize, "section \(s) declares \(decodedLength) decoded bytes from \(storedLength) stored", remedy: "the file is corrupt; restore it or refit")
+            }
+            let slice = b[Int(offset)..<Int(offset + storedLength)]
+            var decoded = codec == 1 ? try Zstd.decompress(slice, expected: Int(decodedLength), section: s) : Array(slice)
+            if flags & 1 != 0 { decoded = ByteShuffle.unshuffle(decoded, width: width) }
+            guard CRC32.checksum(decoded) == crc else {
+                throw ModelFileError(.checksumMismatch, "section \(s) checksum does not match", remedy: "the file is damaged; restore it from a good copy")
+            }
+            out[s] = decoded
+        }
+        return out
+    }
+
+    static func decodeSections(_ b: [UInt8]) throws(ModelFileError) -> (ModelFileMetadata, ModelSectionReader) {
+        try checkFraming(b)
+        let payloads = try sectionPayloads(b)
+        let meta: ModelFileMetadata
+        do { meta = try JSONDecoder().decode(ModelFileMetadata.self, from: Data(payloads[0]!)) } catch {
+            throw ModelFileError(.malformedMetadata, "the metadata does not parse: \(error)", remedy: "the file is corrupt or not from LatentWatch; refit")
+        }
+        guard meta.format == "latentwatch-model" else {
+            throw ModelFileError(.malformedMetadata, "the metadata format is '\(meta.format)'", remedy: "pass a LatentWatch model file")
+        }
+        if let unknown = meta.requiredFeatures.first(where: { !ModelFileFeatures.known.contains($0) }) {
+            throw ModelFileError(.unsupportedFeature, "the file requires feature '\(unknown)', which LatentWatch \(LatentWatchVersion.string) does not have", remedy: "upgrade LatentWatch")
+        }
+        var descriptors: [String: TensorDescriptor] = [:]
+        for t in meta.tensors {
+            guard t.section >= 1, t.section < payloads.count, t.shape.allSatisfy({ $0 >= 0 && $0 <= 1 << 31 }), t.shape.count <= 8 else {
+                throw ModelFileError(.inconsistentModel, "tensor '\(t.name)' has section \(t.section) and shape \(t.shape)", remedy: "the file is corrupt; refit")
+            }
+            descriptors[t.name] = t
+        }
+        var tensorPayloads = payloads
+        tensorPayloads[0] = nil
+        return (meta, ModelSectionReader(density: meta.density, descriptors: descriptors, payloads: tensorPayloads))
+    }
+
+    static func assemble(_ meta: ModelFileMetadata, _ r: ModelSectionReader) throws(ModelFileError) -> LatentModel {
+        guard let family = DensityFamilies.all[meta.density.family] else {
+            throw ModelFileError(.unsupportedFeature, "density family '\(meta.density.family)' is unknown to LatentWatch \(LatentWatchVersion.string)", remedy: "upgrade LatentWatch")
+        }
+        let density = try family.decode(from: r)
+        guard let pooling = PreparationOptions.Pooling(rawValue: meta.preparation.pooling) else {
+            throw ModelFileError(.unsupportedFeature, "pooling '\(meta.preparation.pooling)' is unknown", remedy: "upgrade LatentWatch")
+        }
+        let projection: PreparationOptions.Projection
+        switch meta.preparation.projection.kind {
+        case "none": projection = .none
+        case "components": projection = .components(meta.preparation.projection.k ?? 0)
+        case "variance": projection = .varianceFraction(meta.preparation.projection.fraction ?? 0)
+        default: throw ModelFileError(.unsupportedFeature, "projection '\(meta.preparation.projection.kind)' is unknown", remedy: "upgrade LatentWatch")
+        }
+        let options = PreparationOptions(pooling: pooling, l2Normalize: meta.preparation.l2Normalize, projection: projection)
+        let shape = meta.inputShape
+        guard !shape.isEmpty, shape.count <= 8, shape.allSatisfy({ $0 >= 1 && $0 <= 1 << 28 }), shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) <= 1 << 30,
+            Preparation.validate(shape: shape, options: options) == nil
+        else {
+            throw ModelFileError(.inconsistentModel, "input shape \(shape) does not suit pooling '\(pooling.rawValue)'", remedy: "the file is corrupt; refit")
+        }
+        let pooled = Preparation.pooledDimension(shape: shape, pooling: pooling)
+        let out = meta.preparation.outputDimension
+        var preparation = Preparation(inputShape: shape, options: options)
+        if projection != .none {
+            guard out >= 1, out <= pooled else {
+                throw ModelFileError(.inconsistentModel, "projection to \(out) of \(pooled) dimensions", remedy: "the file is corrupt; refit")
+            }
+            let mean = try r.floats("preparation.mean", shape: [pooled])
+            let comps = try r.floats("preparation.components", shape: [out, pooled])
+            let vars = try r.doubles("preparation.variances", shape: [out])
+            preparation = Preparation(inputShape: shape, options: options, projectionMean: mean, projectionComponents: comps, projectionVariances: vars)
+        }
+        guard preparation.outputDimension == out, out == density.dimension else {
+            throw ModelFileError(.inconsistentModel, "preparation yields \(preparation.outputDimension) dimensions, metadata says \(out), density has \(density.dimension)", remedy: "the file is corrupt; refit")
+        }
+        var background: GaussianComponent?
+        if let bg = meta.background {
+            let d = density.dimension
+            let mean = try r.floats("background.mean", shape: [d])
+            let factor = try r.factors("background.factor", count: 1, dimension: d)[0]
+            guard bg.logNormalizer.isFinite else {
+                throw ModelFileError(.inconsistentModel, "background log normaliser is not finite", remedy: "refit")
+            }
+            background = GaussianComponent(mean: mean, factor: factor, logNormalizer: bg.logNormalizer, regularization: bg.regularization)
+        }
+        var dists: [ScoreKind: EmpiricalDistribution] = [:]
+        for name in meta.calibration.scores {
+            guard let kind = ScoreKind(rawValue: name), let m = meta.calibration.counts[name] else { continue }
+            let key = "calibration.\(name)"
+            guard let vd = r.descriptors["\(key).values"] else {
+                throw ModelFileError(.inconsistentModel, "calibration '\(name)' has no values", remedy: "refit")
+            }
+            let n = vd.shape.first ?? 0
+            let values = try r.floats("\(key).values", shape: [n])
+            let ranks = try r.uint32s("\(key).ranks", shape: [n])
+            guard let dist = EmpiricalDistribution(count: m, values: values, ranks: ranks) else {
+                throw ModelFileError(.inconsistentModel, "calibration '\(name)' is not sorted or its ranks are inconsistent", remedy: "refit")
+            }
+            dists[kind] = dist
+        }
+        let metadata = ModelMetadata(
+            layer: meta.layer, libraryVersion: meta.libraryVersion, created: meta.created, fitSamples: meta.fit.samples,
+            calibrationSamples: meta.fit.calibrationSamples, notes: meta.fit.notes)
+        return LatentModel(metadata: metadata, preparation: preparation, density: density, background: background, calibration: Calibration(distributions: dists))
+    }
+
+    // MARK: Helpers
+
+    static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
+    static func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
+    static func le64(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8((v >> (8 * UInt64($0))) & 0xFF) } }
+    static func rd16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
+    static func rd32(_ b: [UInt8], _ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[o + $1]) << (8 * UInt32($1)) } }
+    static func rd64(_ b: [UInt8], _ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) } }
+    static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
+
+    static func describeStart(_ b: [UInt8]) -> String {
+        if b.isEmpty { return "nothing: the file is empty" }
+        if b.count >= 4 && Array(b[0..<4]) == [0x28, 0xB5, 0x2F, 0xFD] { return "a zstd frame; decompress it first?" }
+        if b.count >= 6 && Array(b[0..<6]) == [0x93] + Array("NUMPY".utf8) { return "a .npy header: that is activations, not a model" }
+        if b[0] == UInt8(ascii: "{") { return "'{': JSON, not a model" }
+        return b.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
+    }
+}

@@ -1,0 +1,73 @@
+/// The JSON metadata section of a model file (see Docs/ModelFormat.md).
+struct ModelFileMetadata: Codable {
+    struct PreparationJSON: Codable {
+        struct ProjectionJSON: Codable {
+            var kind: String
+            var k: Int?
+            var fraction: Double?
+        }
+        var pooling: String
+        var l2Normalize: Bool
+        var projection: ProjectionJSON
+        var outputDimension: Int
+
+        enum CodingKeys: String, CodingKey {
+            case pooling
+            case l2Normalize = "l2_normalize"
+            case projection
+            case outputDimension = "output_dimension"
+        }
+    }
+
+    struct BackgroundJSON: Codable {
+        var logNormalizer: Double
+        var regularization: AppliedRegularization
+        enum CodingKeys: String, CodingKey {
+            case logNormalizer = "log_normalizer"
+            case regularization
+        }
+    }
+
+    struct CalibrationJSON: Codable {
+        var scores: [String]
+        var counts: [String: Int]
+    }
+
+    struct FitJSON: Codable {
+        var samples: Int
+        var calibrationSamples: Int
+        var notes: String
+        enum CodingKeys: String, CodingKey {
+            case samples
+            case calibrationSamples = "calibration_samples"
+            case notes
+        }
+    }
+
+    var format: String
+    var libraryVersion: String
+    var created: String
+    var layer: String
+    var inputShape: [Int]
+    var requiredFeatures: [String]
+    var preparation: PreparationJSON
+    var density: DensityDescriptor
+    var background: BackgroundJSON?
+    var calibration: CalibrationJSON
+    var tensors: [TensorDescriptor]
+    var fit: FitJSON
+
+    enum CodingKeys: String, CodingKey {
+        case format
+        case libraryVersion = "library_version"
+        case created, layer
+        case inputShape = "input_shape"
+        case requiredFeatures = "required_features"
+        case preparation, density, background, calibration, tensors, fit
+    }
+}
+
+/// Reader features this version understands (see `required_features`).
+enum ModelFileFeatures {
+    static let known: Set<String> = []
+}

@@ -1,0 +1,170 @@
+import LatentWatchNumerics
+
+/// Descriptive metadata stored with a model.
+public struct ModelMetadata: Sendable, Equatable, Codable {
+    /// Name of the monitored layer.
+    public var layer: String
+    /// Library version that wrote the model.
+    public var libraryVersion: String
+    /// Creation time, ISO 8601 (UTC).
+    public var created: String
+    /// Samples the density was fitted on.
+    public var fitSamples: Int
+    /// Samples the calibration used.
+    public var calibrationSamples: Int
+    /// Free-form notes from the fit (regularisation choices, EM convergence).
+    public var notes: String
+
+    /// Creates metadata.
+    public init(layer: String, libraryVersion: String = LatentWatchVersion.string, created: String, fitSamples: Int = 0, calibrationSamples: Int = 0, notes: String = "") {
+        self.layer = layer
+        self.libraryVersion = libraryVersion
+        self.created = created
+        self.fitSamples = fitSamples
+        self.calibrationSamples = calibrationSamples
+        self.notes = notes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case layer
+        case libraryVersion = "library_version"
+        case created
+        case fitSamples = "fit_samples"
+        case calibrationSamples = "calibration_samples"
+        case notes
+    }
+}
+
+/// A fitted model of one layer's activations: preparation, density, optional background Gaussian and
+/// calibration. Immutable and `Sendable`; score from many threads with one ``ScoringWorkspace`` each.
+public struct LatentModel: Sendable {
+    /// Descriptive metadata.
+    public var metadata: ModelMetadata
+    /// Raw activation -> latent vector.
+    public let preparation: Preparation
+    /// The fitted density.
+    public let density: any LatentDensity
+    /// Gaussian fitted on all data, for relative Mahalanobis.
+    public let background: GaussianComponent?
+    /// Score distributions on held-out in-distribution data.
+    public var calibration: Calibration
+
+    /// Assembles a model from its parts.
+    public init(metadata: ModelMetadata, preparation: Preparation, density: any LatentDensity, background: GaussianComponent?, calibration: Calibration) {
+        precondition(preparation.outputDimension == density.dimension, "preparation output and density dimension differ")
+        self.metadata = metadata
+        self.preparation = preparation
+        self.density = density
+        self.background = background
+        self.calibration = calibration
+    }
+
+    /// A workspace for ``score(_:workspace:)``.
+    public func makeWorkspace() -> ScoringWorkspace {
+        ScoringWorkspace(pooledDimension: preparation.pooledDimension, outputDimension: density.dimension, components: density.componentCount)
+    }
+
+    /// The same model with factors stored (and scored) at another precision.
+    public func converted(to precision: Precision) -> LatentModel {
+        LatentModel(metadata: metadata, preparation: preparation, density: density.converted(to: precision), background: background?.converted(to: precision), calibration: calibration)
+    }
+
+    /// Checks one raw activation: element count and finiteness.
+    @inlinable
+    public func validate(_ x: UnsafeBufferPointer<Float>) throws(ScoringError) {
+        let n = preparation.inputCount
+        guard x.count == n else {
+            throw ScoringError(.shapeMismatch, "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))")
+        }
+        var bad = false
+        for v in x where !v.isFinite { bad = true; break }
+        if bad {
+            let i = x.firstIndex { !$0.isFinite }!
+            throw ScoringError(.nonFinite, "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored")
+        }
+    }
+
+    /// Scores one raw activation. Allocates nothing; after the call, `workspace.posterior` holds p(k | z).
+    public func score(_ x: UnsafeBufferPointer<Float>, workspace ws: ScoringWorkspace) throws(ScoringError) -> LatentScores {
+        try validate(x)
+        preparation.prepare(x.baseAddress!, into: ws.prepared.baseAddress!, scratch: ws.pooled.baseAddress!)
+        density.evaluate(ws.prepared.baseAddress!, logJoint: ws.logJoint.baseAddress!, distances: ws.distances.baseAddress!, scratch: ws.scratch.baseAddress!)
+        let d0 = background?.squaredDistance(ws.prepared.baseAddress!, scratch: ws.scratch.baseAddress!)
+        return summarize(logJoint: ws.logJoint, distances: UnsafeBufferPointer(ws.distances), backgroundDistance: d0)
+    }
+
+    /// Convenience: scores one activation held in an array (allocates a workspace).
+    public func score(_ x: [Float]) throws(ScoringError) -> LatentScores {
+        let ws = makeWorkspace()
+        return try x.withUnsafeBufferPointer { (b) throws(ScoringError) -> LatentScores in try score(b, workspace: ws) }
+    }
+
+    /// Scores `count` activations stored back to back. Rows that fail validation are reported in the
+    /// result as errors without affecting the others. Large batches use BLAS.
+    public func scoreBatch(_ x: UnsafeBufferPointer<Float>, count: Int, workspace ws: ScoringWorkspace) -> [Result<LatentScores, ScoringError>] {
+        let n = preparation.inputCount
+        guard x.count == count * n else {
+            let e = ScoringError(.shapeMismatch, "batch has \(x.count) elements; \(count) activations of layer '\(metadata.layer)' need \(count * n)")
+            return Array(repeating: .failure(e), count: count)
+        }
+        let d = density.dimension
+        let k = density.componentCount
+        var results = [Result<LatentScores, ScoringError>?](repeating: nil, count: count)
+        var valid: [Int] = []
+        valid.reserveCapacity(count)
+        for i in 0..<count {
+            do throws(ScoringError) {
+                try validate(UnsafeBufferPointer(rebasing: x[(i * n)..<((i + 1) * n)]))
+                valid.append(i)
+            } catch {
+                results[i] = .failure(error)
+            }
+        }
+        var z = [Float](repeating: 0, count: valid.count * d)
+        var logJoint = [Double](repeating: 0, count: valid.count * k)
+        var dist = [Double](repeating: 0, count: valid.count * k)
+        var bg = [Double](repeating: 0, count: valid.count)
+        z.withUnsafeMutableBufferPointer { zb in
+            for (r, i) in valid.enumerated() {
+                preparation.prepare(x.baseAddress! + i * n, into: zb.baseAddress! + r * d, scratch: ws.pooled.baseAddress!)
+            }
+            logJoint.withUnsafeMutableBufferPointer { lj in
+                dist.withUnsafeMutableBufferPointer { db in
+                    density.evaluateBatch(zb.baseAddress!, count: valid.count, logJoint: lj.baseAddress!, distances: db.baseAddress!, workspace: &ws.batch)
+                }
+            }
+            if let background {
+                bg.withUnsafeMutableBufferPointer { b in
+                    background.squaredDistances(zb.baseAddress!, count: valid.count, into: b.baseAddress!, stride: 1, workspace: &ws.batch)
+                }
+            }
+        }
+        logJoint.withUnsafeMutableBufferPointer { lj in
+            dist.withUnsafeBufferPointer { db in
+                for (r, i) in valid.enumerated() {
+                    let row = UnsafeMutableBufferPointer(rebasing: lj[(r * k)..<((r + 1) * k)])
+                    let drow = UnsafeBufferPointer(rebasing: db[(r * k)..<((r + 1) * k)])
+                    results[i] = .success(summarize(logJoint: row, distances: drow, backgroundDistance: background == nil ? nil : bg[r]))
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// Turns log joints into the user-facing scores; leaves the posterior in `logJoint`.
+    @inline(__always)
+    func summarize(logJoint: UnsafeMutableBufferPointer<Double>, distances: UnsafeBufferPointer<Double>, backgroundDistance: Double?) -> LatentScores {
+        var lse = 0.0
+        let entropy = LogSpace.normalize(logJoint, logNormalizer: &lse)
+        var best = 0
+        var minD = Double.infinity
+        for k in 0..<logJoint.count {
+            if logJoint[k] > logJoint[best] { best = k }
+            if distances[k] < minD { minD = distances[k] }
+        }
+        let rmd = backgroundDistance.map { minD - $0 } ?? .nan
+        return LatentScores(
+            logDensity: lse, entropy: entropy, predictedComponent: best, predictedLabel: density.classLabels?[best],
+            maxPosterior: logJoint[best], mahalanobis: minD, relativeMahalanobis: rmd)
+    }
+}

@@ -1,0 +1,68 @@
+/// The scores of one input under a fitted model.
+public struct LatentScores: Sendable, Equatable {
+    /// log p(z) under the density.
+    public var logDensity: Double
+    /// Entropy of p(y | z) in nats (of the component posterior for mixtures): aleatoric uncertainty.
+    public var entropy: Double
+    /// Index of the most probable component.
+    public var predictedComponent: Int
+    /// Class label of the most probable class (nil for mixtures).
+    public var predictedLabel: Int?
+    /// Largest posterior probability.
+    public var maxPosterior: Double
+    /// Squared Mahalanobis distance to the nearest class or component.
+    public var mahalanobis: Double
+    /// Nearest-class distance minus the background distance; NaN when the model has no background.
+    public var relativeMahalanobis: Double
+
+    /// -log p(z): epistemic uncertainty.
+    public var surprise: Double { -logDensity }
+
+    /// Creates scores.
+    public init(
+        logDensity: Double, entropy: Double, predictedComponent: Int, predictedLabel: Int?, maxPosterior: Double,
+        mahalanobis: Double, relativeMahalanobis: Double
+    ) {
+        self.logDensity = logDensity
+        self.entropy = entropy
+        self.predictedComponent = predictedComponent
+        self.predictedLabel = predictedLabel
+        self.maxPosterior = maxPosterior
+        self.mahalanobis = mahalanobis
+        self.relativeMahalanobis = relativeMahalanobis
+    }
+
+    /// The value of one score kind (larger is more unusual).
+    public func value(_ kind: ScoreKind) -> Double {
+        switch kind {
+        case .surprise: return surprise
+        case .entropy: return entropy
+        case .mahalanobis: return mahalanobis
+        case .relativeMahalanobis: return relativeMahalanobis
+        }
+    }
+}
+
+/// Why an input could not be scored. The model and later scores are unaffected.
+public struct ScoringError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of failure.
+    public enum Code: String, Sendable, Equatable {
+        /// The activation holds a different number of elements than the model's input shape.
+        case shapeMismatch
+        /// The activation holds NaN or infinity.
+        case nonFinite
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// What went wrong and what to do.
+    public let message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(message) [\(code.rawValue)]" }
+}
