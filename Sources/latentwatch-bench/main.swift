@@ -1,1 +1,143 @@
-print("x")
+// Benchmark: LatentWatch beside numpy and scikit-learn on the same data, one thread each.
+// Usage: swift run -c release latentwatch-bench [--quick]
+import Foundation
+import LatentWatch
+import LatentWatchNumerics
+
+let quick = CommandLine.arguments.contains("--quick")
+let d = 512
+let k = 10
+let perClass = 2000
+let queries = 1024
+
+// Same data for both sides: class-specific low-rank structure plus noise, written as .npy for the peer.
+var rng = BenchRandom(seed: 7)
+var train = [Float](repeating: 0, count: k * perClass * d)
+var labels = [Int](repeating: 0, count: k * perClass)
+var query = [Float](repeating: 0, count: queries * d)
+for c in 0..<k {
+    let basis = (0..<(32 * d)).map { _ in Float(rng.normal()) }
+    let shift = (0..<d).map { _ in Float(rng.normal()) }
+    func sample(into buf: inout [Float], row: Int) {
+        let coef = (0..<32).map { _ in Float(rng.normal()) * 0.2 }
+        for j in 0..<d {
+            var v = shift[j] + 0.5 * Float(rng.normal())
+            for b in 0..<32 { v += coef[b] * basis[b * d + j] }
+            buf[row * d + j] = v
+        }
+    }
+    for i in 0..<perClass {
+        labels[c * perClass + i] = c
+        sample(into: &train, row: c * perClass + i)
+    }
+    for q in stride(from: c, to: queries, by: k) { sample(into: &query, row: q) }
+}
+let dir = FileManager.default.temporaryDirectory.appendingPathComponent("latentwatch-bench-\(getpid())")
+try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(at: dir) }
+try NumpyArray.write(train, shape: [k * perClass, d], to: dir.appendingPathComponent("train_x.npy").path)
+try NumpyArray.write(labels, shape: [k * perClass], to: dir.appendingPathComponent("train_y.npy").path)
+try NumpyArray.write(query, shape: [queries, d], to: dir.appendingPathComponent("query_x.npy").path)
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+}
+func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+
+// Fit (GDA, full covariance, K = 10, held-out shrinkage: includes the eigen-decompositions that choose lambda).
+let source = InMemoryActivations(values: train, shape: [d], labels: labels)
+var model: LatentModel!
+let fitRuns = quick ? 1 : 3
+let fitTimes = try (0..<fitRuns).map { _ in try seconds { model = try LatentModelFitter.fit(source, configuration: FitConfiguration(family: .gda, calibrationFraction: 0, fitBackground: false)) } }
+let fitFixedTimes = try (0..<fitRuns).map { _ in
+    try seconds { _ = try LatentModelFitter.fit(source, configuration: FitConfiguration(family: .gda, regularization: Regularization(shrinkage: .fixed(0.1)), calibrationFraction: 0, fitBackground: false)) }
+}
+let tied = try LatentModelFitter.fit(source, configuration: FitConfiguration(family: .tied, calibrationFraction: 0, fitBackground: false))
+let half = model.converted(to: .float16)
+
+@MainActor func oneSampleMicros(_ m: LatentModel) throws -> Double {
+    let ws = m.makeWorkspace()
+    var sink = 0.0
+    var times: [Double] = []
+    try query.withUnsafeBufferPointer { q in
+        for _ in 0..<(quick ? 3 : 9) {
+            times.append(try seconds {
+                for i in 0..<queries { sink += try m.score(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), workspace: ws).logDensity }
+            } / Double(queries) * 1e6)
+        }
+    }
+    if sink.isNaN { print("") }
+    return median(times)
+}
+
+@MainActor func batchPerSecond(_ m: LatentModel) -> Double {
+    let ws = m.makeWorkspace()
+    var times: [Double] = []
+    query.withUnsafeBufferPointer { q in
+        _ = m.scoreBatch(q, count: queries, workspace: ws)
+        for _ in 0..<(quick ? 3 : 7) { times.append(seconds { _ = m.scoreBatch(q, count: queries, workspace: ws) }) }
+    }
+    return Double(queries) / median(times)
+}
+
+let ours: [String: Double] = [
+    "gda_one_us": try oneSampleMicros(model),
+    "gda_one_f16_us": try oneSampleMicros(half),
+    "gda_batch_per_s": batchPerSecond(model),
+    "tied_one_us": try oneSampleMicros(tied),
+    "fit_s": median(fitTimes),
+    "fit_fixed_s": median(fitFixedTimes),
+]
+
+// The peer, from the same run, on the same files.
+let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("Tests/Benchmarks/peer_bench.py")
+var peer: [String: Any] = [:]
+let proc = Process()
+proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+proc.arguments = ["python3", script.path, "--data", dir.path] + (quick ? ["--quick"] : [])
+let pipe = Pipe()
+proc.standardOutput = pipe
+do {
+    try proc.run()
+    let out = pipe.fileHandleForReading.readDataToEndOfFile()
+    proc.waitUntilExit()
+    if proc.terminationStatus == 0, let obj = try JSONSerialization.jsonObject(with: out) as? [String: Any] { peer = obj }
+    else { print("peer benchmark failed (exit \(proc.terminationStatus)); numbers below are ours only") }
+} catch {
+    print("could not run the peer benchmark (\(error)); run from the repository root with numpy, scipy and scikit-learn installed")
+}
+@MainActor func p(_ key: String) -> Double? { (peer[key] as? NSNumber)?.doubleValue }
+
+print("LatentWatch \(LatentWatchVersion.string) vs numpy \(peer["numpy_version"] ?? "?") / scikit-learn \(peer["sklearn_version"] ?? "?"), 1 thread each, D=\(d), K=\(k), full covariance, \(k * perClass) fit samples\(quick ? " (quick)" : "")")
+print("SIMD kernels: \(HalfConversion.usesSIMDKernels ? "AVX2+FMA+F16C" : "portable C")")
+@MainActor func row(_ what: String, _ ourValue: Double, _ unit: String, _ peerName: String, _ peerValue: Double?, lowerIsBetter: Bool, target: String) {
+    let ratio = peerValue.map { lowerIsBetter ? $0 / ourValue : ourValue / $0 }
+    let pv = peerValue.map { String(format: "%10.1f", $0) } ?? "         -"
+    let r = ratio.map { String(format: "%6.2fx", $0) } ?? "     -"
+    print(String(format: "%@ %10.1f %@  %@ %@ %@  %@", what.padding(toLength: 40, withPad: " ", startingAt: 0), ourValue, unit.padding(toLength: 9, withPad: " ", startingAt: 0), peerName.padding(toLength: 26, withPad: " ", startingAt: 0), pv, r, target))
+}
+print("measure                                    ours      unit      peer                        peer  speedup  target")
+row("GDA one sample, float32", ours["gda_one_us"]!, "us", "numpy best", p("numpy_gda_one_us"), lowerIsBetter: true, target: "<= 100 us")
+row("GDA one sample, float32", ours["gda_one_us"]!, "us", "scikit-learn", p("sklearn_gda_one_us"), lowerIsBetter: true, target: "")
+row("GDA one sample, float16 factors", ours["gda_one_f16_us"]!, "us", "numpy best", p("numpy_gda_one_us"), lowerIsBetter: true, target: "<= 70 us")
+row("GDA batch of 1024", ours["gda_batch_per_s"]!, "samples/s", "numpy best (strmm)", p("numpy_gda_batch_per_s"), lowerIsBetter: false, target: ">= 25,000/s")
+row("GDA batch of 1024", ours["gda_batch_per_s"]!, "samples/s", "scikit-learn", p("sklearn_gda_batch_per_s"), lowerIsBetter: false, target: "")
+row("tied Mahalanobis one sample", ours["tied_one_us"]!, "us", "numpy best", p("numpy_tied_one_us"), lowerIsBetter: true, target: "<= 25 us")
+row("fit 20,000 x 512 (held-out shrinkage)", ours["fit_s"]!, "s", "scikit-learn QDA", p("sklearn_fit_s"), lowerIsBetter: true, target: "no slower than sklearn")
+row("fit 20,000 x 512 (fixed shrinkage)", ours["fit_fixed_s"]!, "s", "numpy (means, cov, chol)", p("numpy_fit_s"), lowerIsBetter: true, target: "")
+
+struct BenchRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func normal() -> Double { (-2 * log(max(uniform(), 1e-300))).squareRoot() * cos(2 * Double.pi * uniform()) }
+}
