@@ -77,80 +77,50 @@ static uint16_t lw_float_to_half_scalar(float f) {
     return (uint16_t)(sign | half);
 }
 
-static double lw_tri8_generic_f32(const float *w, const float *xc, int d) {
-    int mb = (d + 7) / 8;
-    double total = 0;
-    const float *p = w;
-    for (int m = 0; m < mb; m++) {
-        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int c = 0; c <= m; c++) {
-            const float *xv = xc + 8 * c;
-            for (int t = 0; t < 8; t++) {
-                float s = 0;
-                for (int l = 0; l < 8; l++) s += p[t * 8 + l] * xv[l];
-                y[t] += s;
-            }
-            p += 64;
-        }
-        for (int t = 0; t < 8; t++) total += (double)y[t] * (double)y[t];
+// One pass over the tri8 blocks; FINISH(t, value) consumes row 8m + t of y = W xc.
+#define LW_GENERIC_BODY(TO_FLOAT, FINISH)                                                       \
+    int mb = (d + 7) / 8;                                                                       \
+    for (int m = 0; m < mb; m++) {                                                              \
+        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                  \
+        for (int c = 0; c <= m; c++) {                                                          \
+            const float *xv = xc + 8 * c;                                                       \
+            for (int t = 0; t < 8; t++) {                                                       \
+                float s = 0;                                                                    \
+                for (int l = 0; l < 8; l++) s += TO_FLOAT(p[t * 8 + l]) * xv[l];                \
+                y[t] += s;                                                                      \
+            }                                                                                   \
+            p += 64;                                                                            \
+        }                                                                                       \
+        for (int t = 0; t < 8; t++) FINISH(t, y[t]);                                            \
     }
+
+#define LW_AS_FLOAT(v) (v)
+#define LW_HALF_AS_FLOAT(v) lw_half_to_float_scalar(v)
+#define LW_GENERIC_SQ(t, v) total += (double)(v) * (double)(v)
+#define LW_GENERIC_STORE(t, v) out[8 * m + (t)] = (v)
+
+static double lw_tri8_generic_f32(const float *w, const float *xc, int d) {
+    const float *p = w;
+    double total = 0;
+    LW_GENERIC_BODY(LW_AS_FLOAT, LW_GENERIC_SQ)
     return total;
 }
 
 static double lw_tri8_generic_f16(const uint16_t *w, const float *xc, int d) {
-    int mb = (d + 7) / 8;
-    double total = 0;
     const uint16_t *p = w;
-    for (int m = 0; m < mb; m++) {
-        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int c = 0; c <= m; c++) {
-            const float *xv = xc + 8 * c;
-            for (int t = 0; t < 8; t++) {
-                float s = 0;
-                for (int l = 0; l < 8; l++) s += lw_half_to_float_scalar(p[t * 8 + l]) * xv[l];
-                y[t] += s;
-            }
-            p += 64;
-        }
-        for (int t = 0; t < 8; t++) total += (double)y[t] * (double)y[t];
-    }
+    double total = 0;
+    LW_GENERIC_BODY(LW_HALF_AS_FLOAT, LW_GENERIC_SQ)
     return total;
 }
 
 static void lw_tri8_generic_matvec_f32(const float *w, const float *xc, int d, float *out) {
-    int mb = (d + 7) / 8;
     const float *p = w;
-    for (int m = 0; m < mb; m++) {
-        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int c = 0; c <= m; c++) {
-            const float *xv = xc + 8 * c;
-            for (int t = 0; t < 8; t++) {
-                float s = 0;
-                for (int l = 0; l < 8; l++) s += p[t * 8 + l] * xv[l];
-                y[t] += s;
-            }
-            p += 64;
-        }
-        for (int t = 0; t < 8; t++) out[8 * m + t] = y[t];
-    }
+    LW_GENERIC_BODY(LW_AS_FLOAT, LW_GENERIC_STORE)
 }
 
 static void lw_tri8_generic_matvec_f16(const uint16_t *w, const float *xc, int d, float *out) {
-    int mb = (d + 7) / 8;
     const uint16_t *p = w;
-    for (int m = 0; m < mb; m++) {
-        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int c = 0; c <= m; c++) {
-            const float *xv = xc + 8 * c;
-            for (int t = 0; t < 8; t++) {
-                float s = 0;
-                for (int l = 0; l < 8; l++) s += lw_half_to_float_scalar(p[t * 8 + l]) * xv[l];
-                y[t] += s;
-            }
-            p += 64;
-        }
-        for (int t = 0; t < 8; t++) out[8 * m + t] = y[t];
-    }
+    LW_GENERIC_BODY(LW_HALF_AS_FLOAT, LW_GENERIC_STORE)
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -42,6 +42,20 @@ import Testing
             x.withUnsafeBufferPointer { xb in mu.withUnsafeBufferPointer { mb in f16.squaredNorm(x: xb.baseAddress!, mu: mb.baseAddress!, scratch: s.baseAddress!) } }
         }
         #expect(abs(got16 - expected) <= 5e-3 * max(expected, 1), "f16 d=\(d): \(got16) vs \(expected)")
+        // Matrix-vector product (the tied path) against the naive rows.
+        let dp = PackedTriangular.paddedDimension(d)
+        var xc = [Float](repeating: 0, count: dp)
+        for j in 0..<d { xc[j] = x[j] - mu[j] }
+        var y = [Float](repeating: 0, count: dp)
+        for precision in [Precision.float32, .float16] {
+            let f = precision == .float32 ? f32 : f16
+            xc.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { f.multiply(centered: xb.baseAddress!, into: $0.baseAddress!) } }
+            for i in 0..<d {
+                var e = 0.0
+                for j in 0...i { e += a[i * d + j] * Double(xc[j]) }
+                #expect(abs(Double(y[i]) - e) <= (precision == .float32 ? 1e-4 : 3e-2) * max(1, abs(e)), "row \(i) \(precision)")
+            }
+        }
         // Layout round trip.
         let packed = f32.rowPacked()
         for i in 0..<d { for j in 0...i { #expect(packed[i * (i + 1) / 2 + j] == Float(a[i * d + j])) } }
