@@ -53,7 +53,7 @@ struct DemoCommand: ParsableCommand {
         for (name, file) in [("digits 6-9 (near OOD)", "ood_digits"), ("inverted images (far OOD)", "ood_inverted"), ("uniform noise (far OOD)", "ood_noise")] {
             let s = try surprises(load("\(file)_\(layer).npy"))
             let rate = Double(s.filter { $0 > threshold }.count) / Double(s.count)
-            print(pad(name, 28) + String(format: " %8d %10.4f %11.1f%%", s.count, DemoData.auroc(test, s), 100 * rate))
+            print(pad(name, 28) + String(format: " %8d %10.4f %11.1f%%", s.count, ROC.auroc(negatives: test, positives: s), 100 * rate))
         }
 
         let stream = try load("stream_\(layer).npy")
@@ -89,11 +89,5 @@ enum DemoData {
         candidates.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Samples/Data/digits-mlp"))
         for c in candidates where FileManager.default.fileExists(atPath: c.appendingPathComponent("train_h1.npy").path) { return c }
         throw ValidationError("bundled data not found; run from the repository root or pass --data Samples/Data/digits-mlp")
-    }
-
-    static func auroc(_ neg: [Double], _ pos: [Double]) -> Double {
-        var wins = 0.0
-        for p in pos { for n in neg { wins += p > n ? 1 : (p == n ? 0.5 : 0) } }
-        return wins / Double(neg.count * pos.count)
     }
 }

@@ -106,17 +106,6 @@ public struct PackedTriangular: Sendable {
         return out
     }
 
-    /// Dense row-major d x d float32 copy (zeros above the diagonal), for BLAS batch paths.
-    public func denseRowMajor() -> [Float] {
-        let packed = rowPacked()
-        let d = dimension
-        var out = [Float](repeating: 0, count: d * d)
-        for i in 0..<d {
-            for j in 0...i { out[i * d + j] = packed[i * (i + 1) / 2 + j] }
-        }
-        return out
-    }
-
     /// Writes the dense row-major d x d float32 matrix (zeros above the diagonal) into `out`.
     public func writeDense(into out: UnsafeMutablePointer<Float>) {
         let d = dimension

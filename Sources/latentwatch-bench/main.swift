@@ -11,7 +11,7 @@ let perClass = 2000
 let queries = 1024
 
 // Same data for both sides: class-specific low-rank structure plus noise, written as .npy for the peer.
-var rng = BenchRandom(seed: 7)
+var rng = SeededRandom(seed: 7)
 var train = [Float](repeating: 0, count: k * perClass * d)
 var labels = [Int](repeating: 0, count: k * perClass)
 var query = [Float](repeating: 0, count: queries * d)
@@ -127,17 +127,3 @@ row("GDA batch of 1024", ours["gda_batch_per_s"]!, "samples/s", "scikit-learn", 
 row("tied Mahalanobis one sample", ours["tied_one_us"]!, "us", "numpy best", p("numpy_tied_one_us"), lowerIsBetter: true, target: "<= 25 us")
 row("fit 20,000 x 512 (held-out shrinkage)", ours["fit_s"]!, "s", "scikit-learn QDA", p("sklearn_fit_s"), lowerIsBetter: true, target: "no slower than sklearn")
 row("fit 20,000 x 512 (fixed shrinkage)", ours["fit_fixed_s"]!, "s", "numpy (means, cov, chol)", p("numpy_fit_s"), lowerIsBetter: true, target: "")
-
-struct BenchRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func normal() -> Double { (-2 * log(max(uniform(), 1e-300))).squareRoot() * cos(2 * Double.pi * uniform()) }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import LatentWatchNumerics
 import Testing
 
 @testable import LatentWatch
@@ -15,6 +16,13 @@ import Testing
         // Smoothed p-values stay between the strict and the inclusive counts.
         let sm = dist.smoothedPValue(2, u: 0.5)
         #expect(sm > Double(cal.filter { $0 > 2 }.count) / 11 && sm <= dist.pValue(2))
+    }
+
+    @Test func aurocCountsPairsWithTiesHalf() {
+        // 3 x 3 pairs: positive 4 beats all 3; 2 beats 1 and ties 2 (0.5); 0 beats none -> 4.5 / 9.
+        #expect(ROC.auroc(negatives: [1, 2, 3], positives: [4, 2, 0]) == 4.5 / 9)
+        #expect(ROC.auroc(negatives: [0, 0], positives: [1, 1]) == 1)
+        #expect(ROC.auroc(negatives: [], positives: [1]).isNaN)
     }
 
     @Test(arguments: [0.01, 0.05, 0.1, 0.3])

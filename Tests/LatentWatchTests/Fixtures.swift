@@ -15,19 +15,4 @@ enum Fixtures {
     }
     static func labels(_ split: String) throws -> [Int] { try array(data.appendingPathComponent("\(split)_labels.npy")).ints() }
     static func ref(_ name: String) throws -> [Double] { try array(reference.appendingPathComponent("\(name).npy")).doubles() }
-
-    /// AUROC of scores where label 1 should score higher (Mann-Whitney with ties counted half).
-    static func auroc(negatives: [Double], positives: [Double]) -> Double {
-        var wins = 0.0
-        let neg = negatives.sorted()
-        for p in positives {
-            var lo = 0
-            var hi = neg.count
-            while lo < hi { let m = (lo + hi) / 2; if neg[m] < p { lo = m + 1 } else { hi = m } }
-            var eq = lo
-            while eq < neg.count && neg[eq] == p { eq += 1 }
-            wins += Double(lo) + 0.5 * Double(eq - lo)
-        }
-        return wins / Double(negatives.count * positives.count)
-    }
 }

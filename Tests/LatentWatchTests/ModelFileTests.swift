@@ -40,7 +40,7 @@ import Testing
         let half = try ModelFile.decode(ModelFile.encode(model, options: .init(precision: .float16)))
         #expect(half.density.precision == .float16)
         func auroc(_ m: LatentModel) throws -> Double {
-            Fixtures.auroc(negatives: try Self.allScores(m, "test", "h1").map(\.surprise), positives: try Self.allScores(m, "ood_digits", "h1").map(\.surprise))
+            ROC.auroc(negatives: try Self.allScores(m, "test", "h1").map(\.surprise), positives: try Self.allScores(m, "ood_digits", "h1").map(\.surprise))
         }
         let a32 = try auroc(model)
         let a16 = try auroc(half)
@@ -211,23 +211,5 @@ import Testing
         print("corruption: \(decoded) decoded, errors \(codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))")
         #expect(codes.values.reduce(0, +) + decoded == 10_000)
         #expect(codes.count >= 5, "mutations reach several distinct checks")
-    }
-}
-
-/// Deterministic generator for test data (SplitMix64 with Box-Muller normals).
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func normal() -> Double {
-        let u1 = max(uniform(), 1e-300)
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * uniform())
     }
 }

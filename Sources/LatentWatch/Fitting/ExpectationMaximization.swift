@@ -189,7 +189,7 @@ struct ExpectationMaximization {
         let d = dimension
         let kk = components
         guard n >= kk else { throw FitError("a \(kk)-component mixture needs at least \(kk) samples, got \(n)") }
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededRandom(seed: seed)
         func dist2(_ i: Int, _ c: [Double], _ k: Int) -> Double {
             var s = 0.0
             for j in 0..<d {

@@ -32,7 +32,7 @@ extension LatentModelFitter {
         let p = preparation.pooledDimension
         let n = preparation.inputCount
         var stats = FitStatistics(dimension: p)
-        var rng = SeededGenerator(seed: seed ^ 0x5EED)
+        var rng = SeededRandom(seed: seed ^ 0x5EED)
         var index = 0
         var pooled = [Float](repeating: 0, count: p)
         var groups: [GroupKey: [Float]] = [:]

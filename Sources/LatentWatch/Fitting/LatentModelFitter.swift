@@ -73,7 +73,7 @@ public enum LatentModelFitter {
                 var merged = train
                 merged.merge(val)
                 guard merged.weight >= 2 else { throw FitError("class \(label) has \(Int(merged.weight)) fitting sample(s); every class needs at least 2") }
-                let (cov, reg) = try regularizedCovariance(train: train, validation: val, merged: merged, d: d, regularization: cfg.regularization, validationMoment: { CovarianceEstimation.secondMoment(of: val, about: train.mean) })
+                let (cov, reg) = try regularizedCovariance(train: train, validation: val, merged: merged, d: d, regularization: cfg.regularization)
                 comps.append(try component(mean: merged.mean, covariance: cov, regularization: reg, precision: cfg.precision, what: "class \(label)"))
                 logPriors.append(log(merged.weight / total))
             }
@@ -123,7 +123,7 @@ public enum LatentModelFitter {
         if cfg.fitBackground {
             var merged = stats.globalTrain
             merged.merge(stats.globalValidation)
-            let (cov, reg) = try regularizedCovariance(train: stats.globalTrain, validation: stats.globalValidation, merged: merged, d: d, regularization: cfg.regularization, validationMoment: { CovarianceEstimation.secondMoment(of: stats.globalValidation, about: stats.globalTrain.mean) })
+            let (cov, reg) = try regularizedCovariance(train: stats.globalTrain, validation: stats.globalValidation, merged: merged, d: d, regularization: cfg.regularization)
             background = try component(mean: merged.mean, covariance: cov, regularization: reg, precision: cfg.precision, what: "the background Gaussian")
         }
 
@@ -139,7 +139,7 @@ public enum LatentModelFitter {
         let carve = calibration == nil
         var index = 0
         try calSource.forEachBatch { batch in
-            let n = preparationInputCount(shape)
+            let n = basePrep.inputCount
             for i in 0..<batch.count {
                 defer { index += 1 }
                 if carve && !split.isCalibration(index) { continue }
@@ -158,8 +158,6 @@ public enum LatentModelFitter {
         progress?(FitProgress(stage: .done, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
         return model
     }
-
-    static func preparationInputCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
 
     static func format3(_ x: Double) -> String {
         let r = (x * 1e6).rounded() / 1e6
@@ -190,10 +188,13 @@ public enum LatentModelFitter {
         }
     }
 
-    static func regularizedCovariance(train: GaussianMoments, validation: GaussianMoments, merged: GaussianMoments, d: Int, regularization r: Regularization, validationMoment: () -> [Double]) throws -> ([Double], AppliedRegularization) {
+    /// Regularised covariance of `merged`; lambda chosen on `train` against `validation` when both have data.
+    static func regularizedCovariance(train: GaussianMoments, validation: GaussianMoments, merged: GaussianMoments, d: Int, regularization r: Regularization) throws -> ([Double], AppliedRegularization) {
         let useVal = validation.weight >= 1 && train.weight >= 2
-        let (lambda, method) = try chooseShrinkage(r, train: train.covariance, all: merged.covariance, d: d, nAll: merged.weight, validationMoment: useVal ? validationMoment() : nil, nVal: validation.weight)
-        return CovarianceEstimation.regularize(merged.covariance, dimension: d, lambda: lambda, floorRatio: r.floorRatio, ridge: r.ridge, method: method)
+        let all = merged.covariance
+        let moment = useVal ? CovarianceEstimation.secondMoment(of: validation, about: train.mean) : nil
+        let (lambda, method) = try chooseShrinkage(r, train: train.covariance, all: all, d: d, nAll: merged.weight, validationMoment: moment, nVal: validation.weight)
+        return CovarianceEstimation.regularize(all, dimension: d, lambda: lambda, floorRatio: r.floorRatio, ridge: r.ridge, method: method)
     }
 
     static func projectReservoir(_ r: [Float], p: Int, proj: [Double], k: Int, center: [Double]) -> [Float] {
