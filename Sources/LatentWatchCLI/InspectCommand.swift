@@ -4,7 +4,10 @@ import LatentWatch
 
 /// `latentwatch inspect FILE`: what a model file holds, or why it is invalid.
 struct InspectCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show what a model file holds, or why it is invalid.")
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show what a model file holds, or why it is invalid."
+    )
 
     @Argument(help: "A .lwm model file.")
     var file: String
@@ -23,11 +26,22 @@ struct InspectCommand: ParsableCommand {
         }
         do {
             let (model, info) = decoded
-            print("file:        \(file) (\(bytes.count) bytes, format \(info.version), \(info.sections) sections, checksums OK)")
+            print(
+                "file:        \(file) (\(bytes.count) bytes, format \(info.version), \(info.sections) sections, checksums OK)"
+            )
             print("layer:       \(model.metadata.layer), input shape \(model.preparation.inputShape)")
-            print("preparation: pooling \(model.preparation.options.pooling.rawValue), l2 \(model.preparation.options.l2Normalize), latent dimension \(model.preparation.outputDimension)")
-            print("density:     \(model.density.family), \(model.density.componentCount) components, \(model.density.precision.rawValue)")
-            print("calibration: " + ScoreKind.allCases.compactMap { k in model.calibration.distributions[k].map { "\(k.rawValue) (\($0.count))" } }.joined(separator: ", "))
+            print(
+                "preparation: pooling \(model.preparation.options.pooling.rawValue), l2 \(model.preparation.options.l2Normalize), latent dimension \(model.preparation.outputDimension)"
+            )
+            print(
+                "density:     \(model.density.family), \(model.density.componentCount) components, \(model.density.precision.rawValue)"
+            )
+            print(
+                "calibration: "
+                    + ScoreKind.allCases.compactMap { k in
+                        model.calibration.distributions[k].map { "\(k.rawValue) (\($0.count))" }
+                    }.joined(separator: ", ")
+            )
             print("fit:         \(model.metadata.fitSamples) samples; \(model.metadata.notes)")
             print("written by:  LatentWatch \(model.metadata.libraryVersion) at \(model.metadata.created)")
         }

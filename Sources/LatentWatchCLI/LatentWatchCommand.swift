@@ -6,7 +6,8 @@ public struct LatentWatchCommand: ParsableCommand {
         commandName: "latentwatch",
         abstract: "Runtime uncertainty monitoring for neural-network activations.",
         subcommands: [DemoCommand.self, InspectCommand.self],
-        defaultSubcommand: DemoCommand.self)
+        defaultSubcommand: DemoCommand.self
+    )
 
     public init() {}
 }

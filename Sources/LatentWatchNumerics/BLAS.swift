@@ -22,54 +22,150 @@ public enum BLAS {
 
     /// C = alpha * op(A) * op(B) + beta * C in double precision.
     public static func dgemm(
-        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
-        a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
-        beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+        transA: Bool,
+        transB: Bool,
+        m: Int,
+        n: Int,
+        k: Int,
+        alpha: Double,
+        a: UnsafePointer<Double>,
+        lda: Int,
+        b: UnsafePointer<Double>,
+        ldb: Int,
+        beta: Double,
+        c: UnsafeMutablePointer<Double>,
+        ldc: Int
     ) {
         ensureConfigured()
         cblas_dgemm(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            CblasRowMajor,
+            transA ? CblasTrans : CblasNoTrans,
+            transB ? CblasTrans : CblasNoTrans,
+            Int32(m),
+            Int32(n),
+            Int32(k),
+            alpha,
+            a,
+            Int32(lda),
+            b,
+            Int32(ldb),
+            beta,
+            c,
+            Int32(ldc)
+        )
     }
 
     /// C = alpha * op(A) * op(B) + beta * C in single precision.
     public static func sgemm(
-        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+        transA: Bool,
+        transB: Bool,
+        m: Int,
+        n: Int,
+        k: Int,
+        alpha: Float,
+        a: UnsafePointer<Float>,
+        lda: Int,
+        b: UnsafePointer<Float>,
+        ldb: Int,
+        beta: Float,
+        c: UnsafeMutablePointer<Float>,
+        ldc: Int
     ) {
         ensureConfigured()
         cblas_sgemm(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            CblasRowMajor,
+            transA ? CblasTrans : CblasNoTrans,
+            transB ? CblasTrans : CblasNoTrans,
+            Int32(m),
+            Int32(n),
+            Int32(k),
+            alpha,
+            a,
+            Int32(lda),
+            b,
+            Int32(ldb),
+            beta,
+            c,
+            Int32(ldc)
+        )
     }
 
     /// Lower triangle of C += alpha * A^T A (A is k x n, row-major), double precision.
     public static func dsyrkTransposed(
-        n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
-        beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+        n: Int,
+        k: Int,
+        alpha: Double,
+        a: UnsafePointer<Double>,
+        lda: Int,
+        beta: Double,
+        c: UnsafeMutablePointer<Double>,
+        ldc: Int
     ) {
         ensureConfigured()
-        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
+        cblas_dsyrk(
+            CblasRowMajor,
+            CblasLower,
+            CblasTrans,
+            Int32(n),
+            Int32(k),
+            alpha,
+            a,
+            Int32(lda),
+            beta,
+            c,
+            Int32(ldc)
+        )
     }
 
     /// B = B * L^T for a lower-triangular L (n x n), B is m x n: row i of B becomes L * b_i.
     public static func strmmRightLowerTransposed(
-        m: Int, n: Int, l: UnsafePointer<Float>, ldl: Int, b: UnsafeMutablePointer<Float>, ldb: Int
+        m: Int,
+        n: Int,
+        l: UnsafePointer<Float>,
+        ldl: Int,
+        b: UnsafeMutablePointer<Float>,
+        ldb: Int
     ) {
         ensureConfigured()
         cblas_strmm(
-            CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
-            Int32(m), Int32(n), 1, l, Int32(ldl), b, Int32(ldb))
+            CblasRowMajor,
+            CblasRight,
+            CblasLower,
+            CblasTrans,
+            CblasNonUnit,
+            Int32(m),
+            Int32(n),
+            1,
+            l,
+            Int32(ldl),
+            b,
+            Int32(ldb)
+        )
     }
 
     /// Double-precision version of ``strmmRightLowerTransposed(m:n:l:ldl:b:ldb:)``.
     public static func dtrmmRightLowerTransposed(
-        m: Int, n: Int, l: UnsafePointer<Double>, ldl: Int, b: UnsafeMutablePointer<Double>, ldb: Int
+        m: Int,
+        n: Int,
+        l: UnsafePointer<Double>,
+        ldl: Int,
+        b: UnsafeMutablePointer<Double>,
+        ldb: Int
     ) {
         ensureConfigured()
         cblas_dtrmm(
-            CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
-            Int32(m), Int32(n), 1, l, Int32(ldl), b, Int32(ldb))
+            CblasRowMajor,
+            CblasRight,
+            CblasLower,
+            CblasTrans,
+            CblasNonUnit,
+            Int32(m),
+            Int32(n),
+            1,
+            l,
+            Int32(ldl),
+            b,
+            Int32(ldb)
+        )
     }
 }

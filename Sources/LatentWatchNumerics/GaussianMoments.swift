@@ -53,7 +53,9 @@ public struct GaussianMoments: Sendable, Equatable {
     /// Folds in `rows` vectors stored row-major in `data` (stride `dimension`), with optional weights.
     /// `workspace` is reused between calls to avoid allocation; pass the same array every time.
     public mutating func add(
-        _ data: UnsafeBufferPointer<Float>, rows: Int, weights: UnsafeBufferPointer<Double>? = nil,
+        _ data: UnsafeBufferPointer<Float>,
+        rows: Int,
+        weights: UnsafeBufferPointer<Double>? = nil,
         workspace: inout [Double]
     ) {
         let d = dimension
@@ -86,7 +88,15 @@ public struct GaussianMoments: Sendable, Equatable {
             }
             batch.scatterLower.withUnsafeMutableBufferPointer { c in
                 BLAS.dsyrkTransposed(
-                    n: d, k: rows, alpha: 1, a: ws.baseAddress!, lda: d, beta: 0, c: c.baseAddress!, ldc: d)
+                    n: d,
+                    k: rows,
+                    alpha: 1,
+                    a: ws.baseAddress!,
+                    lda: d,
+                    beta: 0,
+                    c: c.baseAddress!,
+                    ldc: d
+                )
             }
         }
         batch.weight = w
@@ -155,8 +165,20 @@ public struct GaussianMoments: Sendable, Equatable {
             p.withUnsafeBufferPointer { pb in
                 sp.withUnsafeMutableBufferPointer { c in
                     BLAS.dgemm(
-                        transA: false, transB: false, m: d, n: k, k: d, alpha: 1, a: a.baseAddress!, lda: d,
-                        b: pb.baseAddress!, ldb: k, beta: 0, c: c.baseAddress!, ldc: k)
+                        transA: false,
+                        transB: false,
+                        m: d,
+                        n: k,
+                        k: d,
+                        alpha: 1,
+                        a: a.baseAddress!,
+                        lda: d,
+                        b: pb.baseAddress!,
+                        ldb: k,
+                        beta: 0,
+                        c: c.baseAddress!,
+                        ldc: k
+                    )
                 }
             }
         }
@@ -164,8 +186,20 @@ public struct GaussianMoments: Sendable, Equatable {
             p.withUnsafeBufferPointer { pb in
                 out.scatterLower.withUnsafeMutableBufferPointer { c in
                     BLAS.dgemm(
-                        transA: true, transB: false, m: k, n: k, k: d, alpha: 1, a: pb.baseAddress!, lda: k,
-                        b: spb.baseAddress!, ldb: k, beta: 0, c: c.baseAddress!, ldc: k)
+                        transA: true,
+                        transB: false,
+                        m: k,
+                        n: k,
+                        k: d,
+                        alpha: 1,
+                        a: pb.baseAddress!,
+                        lda: k,
+                        b: spb.baseAddress!,
+                        ldb: k,
+                        beta: 0,
+                        c: c.baseAddress!,
+                        ldc: k
+                    )
                 }
             }
         }

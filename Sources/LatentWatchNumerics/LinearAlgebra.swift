@@ -1,3 +1,5 @@
+import COpenBLAS
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #else
 import Darwin
 #endif
-import COpenBLAS
 
 /// Dense symmetric and triangular factorisations in double precision (row-major, n x n).
 public enum LinearAlgebra {
@@ -30,15 +31,23 @@ public enum LinearAlgebra {
         BLAS.ensureConfigured()
         let info = a.withUnsafeMutableBufferPointer {
             LAPACKE_dtrtri(
-                LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "L")), Int8(UInt8(ascii: "N")), Int32(n), $0.baseAddress,
-                Int32(n))
+                LAPACK_ROW_MAJOR,
+                Int8(UInt8(ascii: "L")),
+                Int8(UInt8(ascii: "N")),
+                Int32(n),
+                $0.baseAddress,
+                Int32(n)
+            )
         }
         if info != 0 { throw .lapack(routine: "dtrtri", info: Int(info)) }
     }
 
     /// Eigen-decomposition of a symmetric matrix (lower triangle read). Returns eigenvalues in ascending
     /// order and the eigenvectors as the columns of a row-major n x n matrix.
-    public static func symmetricEigen(_ a: [Double], n: Int) throws(NumericsError) -> (
+    public static func symmetricEigen(
+        _ a: [Double],
+        n: Int
+    ) throws(NumericsError) -> (
         values: [Double], vectors: [Double]
     ) {
         precondition(a.count == n * n)
@@ -48,8 +57,14 @@ public enum LinearAlgebra {
         let info = vectors.withUnsafeMutableBufferPointer { v in
             values.withUnsafeMutableBufferPointer { w in
                 LAPACKE_dsyevd(
-                    LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "L")), Int32(n), v.baseAddress,
-                    Int32(n), w.baseAddress)
+                    LAPACK_ROW_MAJOR,
+                    Int8(UInt8(ascii: "V")),
+                    Int8(UInt8(ascii: "L")),
+                    Int32(n),
+                    v.baseAddress,
+                    Int32(n),
+                    w.baseAddress
+                )
             }
         }
         if info != 0 { throw .lapack(routine: "dsyevd", info: Int(info)) }

@@ -24,7 +24,8 @@ public enum LogSpace {
     /// dominates. Returns the log-sum-exp through `logNormalizer`.
     @inlinable
     public static func normalize(
-        _ logWeights: UnsafeMutableBufferPointer<Double>, logNormalizer: inout Double
+        _ logWeights: UnsafeMutableBufferPointer<Double>,
+        logNormalizer: inout Double
     ) -> Double {
         let lse = logSumExp(UnsafeBufferPointer(logWeights))
         logNormalizer = lse

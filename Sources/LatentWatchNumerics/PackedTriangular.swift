@@ -123,7 +123,9 @@ public struct PackedTriangular: Sendable {
     /// ``paddedDimension(_:)`` floats. Allocates nothing.
     @inline(__always)
     public func squaredNorm(
-        x: UnsafePointer<Float>, mu: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>
+        x: UnsafePointer<Float>,
+        mu: UnsafePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>
     ) -> Double {
         switch storage {
         case .float32(let w):

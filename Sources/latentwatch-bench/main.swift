@@ -44,17 +44,40 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     try body()
     return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
 }
-func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+func median(_ v: [Double]) -> Double {
+    let s = v.sorted()
+    return s[s.count / 2]
+}
 
 // Fit (GDA, full covariance, K = 10, held-out shrinkage: includes the eigen-decompositions that choose lambda).
 let source = InMemoryActivations(values: train, shape: [d], labels: labels)
 var model: LatentModel!
 let fitRuns = quick ? 1 : 3
-let fitTimes = try (0..<fitRuns).map { _ in try seconds { model = try LatentModelFitter.fit(source, configuration: FitConfiguration(family: .gda, calibrationFraction: 0, fitBackground: false)) } }
-let fitFixedTimes = try (0..<fitRuns).map { _ in
-    try seconds { _ = try LatentModelFitter.fit(source, configuration: FitConfiguration(family: .gda, regularization: Regularization(shrinkage: .fixed(0.1)), calibrationFraction: 0, fitBackground: false)) }
+let fitTimes = try (0..<fitRuns).map { _ in
+    try seconds {
+        model = try LatentModelFitter.fit(
+            source,
+            configuration: FitConfiguration(family: .gda, calibrationFraction: 0, fitBackground: false)
+        )
+    }
 }
-let tied = try LatentModelFitter.fit(source, configuration: FitConfiguration(family: .tied, calibrationFraction: 0, fitBackground: false))
+let fitFixedTimes = try (0..<fitRuns).map { _ in
+    try seconds {
+        _ = try LatentModelFitter.fit(
+            source,
+            configuration: FitConfiguration(
+                family: .gda,
+                regularization: Regularization(shrinkage: .fixed(0.1)),
+                calibrationFraction: 0,
+                fitBackground: false
+            )
+        )
+    }
+}
+let tied = try LatentModelFitter.fit(
+    source,
+    configuration: FitConfiguration(family: .tied, calibrationFraction: 0, fitBackground: false)
+)
 let half = model.converted(to: .float16)
 
 @MainActor func oneSampleMicros(_ m: LatentModel) throws -> Double {
@@ -63,9 +86,14 @@ let half = model.converted(to: .float16)
     var times: [Double] = []
     try query.withUnsafeBufferPointer { q in
         for _ in 0..<(quick ? 3 : 9) {
-            times.append(try seconds {
-                for i in 0..<queries { sink += try m.score(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), workspace: ws).logDensity }
-            } / Double(queries) * 1e6)
+            times.append(
+                try seconds {
+                    for i in 0..<queries {
+                        sink += try m.score(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), workspace: ws)
+                            .logDensity
+                    }
+                } / Double(queries) * 1e6
+            )
         }
     }
     if sink.isNaN { print("") }
@@ -92,7 +120,9 @@ let ours: [String: Double] = [
 ]
 
 // The peer, from the same run, on the same files.
-let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("Tests/Benchmarks/peer_bench.py")
+let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(
+    "Tests/Benchmarks/peer_bench.py"
+)
 var peer: [String: Any] = [:]
 let proc = Process()
 proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -103,27 +133,119 @@ do {
     try proc.run()
     let out = pipe.fileHandleForReading.readDataToEndOfFile()
     proc.waitUntilExit()
-    if proc.terminationStatus == 0, let obj = try JSONSerialization.jsonObject(with: out) as? [String: Any] { peer = obj }
-    else { print("peer benchmark failed (exit \(proc.terminationStatus)); numbers below are ours only") }
+    if proc.terminationStatus == 0, let obj = try JSONSerialization.jsonObject(with: out) as? [String: Any] {
+        peer = obj
+    } else {
+        print("peer benchmark failed (exit \(proc.terminationStatus)); numbers below are ours only")
+    }
 } catch {
-    print("could not run the peer benchmark (\(error)); run from the repository root with numpy, scipy and scikit-learn installed")
+    print(
+        "could not run the peer benchmark (\(error)); run from the repository root with numpy, scipy and scikit-learn installed"
+    )
 }
 @MainActor func p(_ key: String) -> Double? { (peer[key] as? NSNumber)?.doubleValue }
 
-print("LatentWatch \(LatentWatchVersion.string) vs numpy \(peer["numpy_version"] ?? "?") / scikit-learn \(peer["sklearn_version"] ?? "?"), 1 thread each, D=\(d), K=\(k), full covariance, \(k * perClass) fit samples\(quick ? " (quick)" : "")")
+print(
+    "LatentWatch \(LatentWatchVersion.string) vs numpy \(peer["numpy_version"] ?? "?") / scikit-learn \(peer["sklearn_version"] ?? "?"), 1 thread each, D=\(d), K=\(k), full covariance, \(k * perClass) fit samples\(quick ? " (quick)" : "")"
+)
 print("SIMD kernels: \(HalfConversion.usesSIMDKernels ? "AVX2+FMA+F16C" : "portable C")")
-@MainActor func row(_ what: String, _ ourValue: Double, _ unit: String, _ peerName: String, _ peerValue: Double?, lowerIsBetter: Bool, target: String) {
+@MainActor func row(
+    _ what: String,
+    _ ourValue: Double,
+    _ unit: String,
+    _ peerName: String,
+    _ peerValue: Double?,
+    lowerIsBetter: Bool,
+    target: String
+) {
     let ratio = peerValue.map { lowerIsBetter ? $0 / ourValue : ourValue / $0 }
     let pv = peerValue.map { String(format: "%10.1f", $0) } ?? "         -"
     let r = ratio.map { String(format: "%6.2fx", $0) } ?? "     -"
-    print(String(format: "%@ %10.1f %@  %@ %@ %@  %@", what.padding(toLength: 40, withPad: " ", startingAt: 0), ourValue, unit.padding(toLength: 9, withPad: " ", startingAt: 0), peerName.padding(toLength: 26, withPad: " ", startingAt: 0), pv, r, target))
+    print(
+        String(
+            format: "%@ %10.1f %@  %@ %@ %@  %@",
+            what.padding(toLength: 40, withPad: " ", startingAt: 0),
+            ourValue,
+            unit.padding(toLength: 9, withPad: " ", startingAt: 0),
+            peerName.padding(toLength: 26, withPad: " ", startingAt: 0),
+            pv,
+            r,
+            target
+        )
+    )
 }
-print("measure                                    ours      unit      peer                        peer  speedup  target")
-row("GDA one sample, float32", ours["gda_one_us"]!, "us", "numpy best", p("numpy_gda_one_us"), lowerIsBetter: true, target: "<= 100 us")
-row("GDA one sample, float32", ours["gda_one_us"]!, "us", "scikit-learn", p("sklearn_gda_one_us"), lowerIsBetter: true, target: "")
-row("GDA one sample, float16 factors", ours["gda_one_f16_us"]!, "us", "numpy best", p("numpy_gda_one_us"), lowerIsBetter: true, target: "<= 70 us")
-row("GDA batch of 1024", ours["gda_batch_per_s"]!, "samples/s", "numpy best (strmm)", p("numpy_gda_batch_per_s"), lowerIsBetter: false, target: ">= 25,000/s")
-row("GDA batch of 1024", ours["gda_batch_per_s"]!, "samples/s", "scikit-learn", p("sklearn_gda_batch_per_s"), lowerIsBetter: false, target: "")
-row("tied Mahalanobis one sample", ours["tied_one_us"]!, "us", "numpy best", p("numpy_tied_one_us"), lowerIsBetter: true, target: "<= 25 us")
-row("fit 20,000 x 512 (held-out shrinkage)", ours["fit_s"]!, "s", "scikit-learn QDA", p("sklearn_fit_s"), lowerIsBetter: true, target: "no slower than sklearn")
-row("fit 20,000 x 512 (fixed shrinkage)", ours["fit_fixed_s"]!, "s", "numpy (means, cov, chol)", p("numpy_fit_s"), lowerIsBetter: true, target: "")
+print(
+    "measure                                    ours      unit      peer                        peer  speedup  target"
+)
+row(
+    "GDA one sample, float32",
+    ours["gda_one_us"]!,
+    "us",
+    "numpy best",
+    p("numpy_gda_one_us"),
+    lowerIsBetter: true,
+    target: "<= 100 us"
+)
+row(
+    "GDA one sample, float32",
+    ours["gda_one_us"]!,
+    "us",
+    "scikit-learn",
+    p("sklearn_gda_one_us"),
+    lowerIsBetter: true,
+    target: ""
+)
+row(
+    "GDA one sample, float16 factors",
+    ours["gda_one_f16_us"]!,
+    "us",
+    "numpy best",
+    p("numpy_gda_one_us"),
+    lowerIsBetter: true,
+    target: "<= 70 us"
+)
+row(
+    "GDA batch of 1024",
+    ours["gda_batch_per_s"]!,
+    "samples/s",
+    "numpy best (strmm)",
+    p("numpy_gda_batch_per_s"),
+    lowerIsBetter: false,
+    target: ">= 25,000/s"
+)
+row(
+    "GDA batch of 1024",
+    ours["gda_batch_per_s"]!,
+    "samples/s",
+    "scikit-learn",
+    p("sklearn_gda_batch_per_s"),
+    lowerIsBetter: false,
+    target: ""
+)
+row(
+    "tied Mahalanobis one sample",
+    ours["tied_one_us"]!,
+    "us",
+    "numpy best",
+    p("numpy_tied_one_us"),
+    lowerIsBetter: true,
+    target: "<= 25 us"
+)
+row(
+    "fit 20,000 x 512 (held-out shrinkage)",
+    ours["fit_s"]!,
+    "s",
+    "scikit-learn QDA",
+    p("sklearn_fit_s"),
+    lowerIsBetter: true,
+    target: "no slower than sklearn"
+)
+row(
+    "fit 20,000 x 512 (fixed shrinkage)",
+    ours["fit_fixed_s"]!,
+    "s",
+    "numpy (means, cov, chol)",
+    p("numpy_fit_s"),
+    lowerIsBetter: true,
+    target: ""
+)

@@ -32,14 +32,22 @@ import Testing
         var scratch = [Float](repeating: 0, count: PackedTriangular.paddedDimension(d))
         let f32 = PackedTriangular(lowerRowMajor: a, dimension: d, precision: .float32)
         let got = scratch.withUnsafeMutableBufferPointer { s in
-            x.withUnsafeBufferPointer { xb in mu.withUnsafeBufferPointer { mb in f32.squaredNorm(x: xb.baseAddress!, mu: mb.baseAddress!, scratch: s.baseAddress!) } }
+            x.withUnsafeBufferPointer { xb in
+                mu.withUnsafeBufferPointer { mb in
+                    f32.squaredNorm(x: xb.baseAddress!, mu: mb.baseAddress!, scratch: s.baseAddress!)
+                }
+            }
         }
         // float32 products accumulated per row: relative 1e-5.
         #expect(abs(got - expected) <= 1e-5 * max(expected, 1), "d=\(d) simd=\(simd): \(got) vs \(expected)")
         // float16 factor: each entry rounded to 11 bits (relative 2^-11); the norm moves by about that much.
         let f16 = PackedTriangular(lowerRowMajor: a, dimension: d, precision: .float16)
         let got16 = scratch.withUnsafeMutableBufferPointer { s in
-            x.withUnsafeBufferPointer { xb in mu.withUnsafeBufferPointer { mb in f16.squaredNorm(x: xb.baseAddress!, mu: mb.baseAddress!, scratch: s.baseAddress!) } }
+            x.withUnsafeBufferPointer { xb in
+                mu.withUnsafeBufferPointer { mb in
+                    f16.squaredNorm(x: xb.baseAddress!, mu: mb.baseAddress!, scratch: s.baseAddress!)
+                }
+            }
         }
         #expect(abs(got16 - expected) <= 5e-3 * max(expected, 1), "f16 d=\(d): \(got16) vs \(expected)")
         // Matrix-vector product (the tied path) against the naive rows.
@@ -49,11 +57,16 @@ import Testing
         var y = [Float](repeating: 0, count: dp)
         for precision in [Precision.float32, .float16] {
             let f = precision == .float32 ? f32 : f16
-            xc.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { f.multiply(centered: xb.baseAddress!, into: $0.baseAddress!) } }
+            xc.withUnsafeBufferPointer { xb in
+                y.withUnsafeMutableBufferPointer { f.multiply(centered: xb.baseAddress!, into: $0.baseAddress!) }
+            }
             for i in 0..<d {
                 var e = 0.0
                 for j in 0...i { e += a[i * d + j] * Double(xc[j]) }
-                #expect(abs(Double(y[i]) - e) <= (precision == .float32 ? 1e-4 : 3e-2) * max(1, abs(e)), "row \(i) \(precision)")
+                #expect(
+                    abs(Double(y[i]) - e) <= (precision == .float32 ? 1e-4 : 3e-2) * max(1, abs(e)),
+                    "row \(i) \(precision)"
+                )
             }
         }
         // Layout round trip.
@@ -62,7 +75,9 @@ import Testing
     }
 
     @Test func halfConversionRoundsToNearestEven() {
-        let values: [Float] = [0, -0, 1, -2.5, 65504, 70000, 1e-8, 6.1035156e-05, 5.9604645e-08, .infinity, 1.0009765625, 1.00048828125]
+        let values: [Float] = [
+            0, -0, 1, -2.5, 65504, 70000, 1e-8, 6.1035156e-05, 5.9604645e-08, .infinity, 1.0009765625, 1.00048828125,
+        ]
         for simd in [true, false] {
             HalfConversion.allowSIMDKernels(simd)
             let back = HalfConversion.toFloat(HalfConversion.toHalf(values))
@@ -95,7 +110,9 @@ import Testing
         a.merge(b)
         #expect(a.weight == one.weight && a.count == one.count)
         for j in 0..<d { #expect(abs(a.mean[j] - one.mean[j]) <= 1e-12 * max(1, abs(one.mean[j]))) }
-        for i in 0..<(d * d) { #expect(abs(a.scatterLower[i] - one.scatterLower[i]) <= 1e-9 * max(1, abs(one.scatterLower[i]))) }
+        for i in 0..<(d * d) {
+            #expect(abs(a.scatterLower[i] - one.scatterLower[i]) <= 1e-9 * max(1, abs(one.scatterLower[i])))
+        }
         // Against a direct two-pass computation.
         var mean = [Double](repeating: 0, count: d)
         for r in 0..<n { for j in 0..<d { mean[j] += Double(data[r * d + j]) / Double(n) } }

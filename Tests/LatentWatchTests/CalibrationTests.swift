@@ -61,10 +61,14 @@ import Testing
         let cal = try Fixtures.activations("calibration", "h2")
         let model = try LatentModelFitter.fit(
             InMemoryActivations(values: train.values, shape: [64], labels: try Fixtures.labels("train")),
-            calibration: InMemoryActivations(values: cal.values, shape: [64]), configuration: FitConfiguration(family: .gda))
+            calibration: InMemoryActivations(values: cal.values, shape: [64]),
+            configuration: FitConfiguration(family: .gda)
+        )
         let test = try ModelFileTests.allScores(model, "test", "h2")
         let alpha = 0.1
-        let rate = Double(test.filter { model.calibration.pValue(.surprise, $0.surprise)! <= alpha }.count) / Double(test.count)
+        let rate =
+            Double(test.filter { model.calibration.pValue(.surprise, $0.surprise)! <= alpha }.count)
+            / Double(test.count)
         // 217 test inputs: binomial standard deviation about 0.02 at alpha = 0.1; allow 3 sigma.
         #expect(abs(rate - alpha) <= 0.06, "realised rate \(rate) at alpha \(alpha)")
     }
@@ -78,7 +82,9 @@ import Testing
         var nan = row
         nan[3] = .nan
         #expect(throws: ScoringError.self) { try nan.withUnsafeBufferPointer { try model.score($0, workspace: ws) } }
-        #expect(throws: ScoringError.self) { try Array(row.prefix(63)).withUnsafeBufferPointer { try model.score($0, workspace: ws) } }
+        #expect(throws: ScoringError.self) {
+            try Array(row.prefix(63)).withUnsafeBufferPointer { try model.score($0, workspace: ws) }
+        }
         let after = try row.withUnsafeBufferPointer { try model.score($0, workspace: ws) }
         #expect(before == after)
         // Batch: the bad row fails alone; batch results equal single-sample results.
@@ -89,7 +95,9 @@ import Testing
             switch r {
             case .failure: #expect(i == 5)
             case .success(let s):
-                let single = try Array(batch[(i * 64)..<((i + 1) * 64)]).withUnsafeBufferPointer { try model.score($0, workspace: ws) }
+                let single = try Array(batch[(i * 64)..<((i + 1) * 64)]).withUnsafeBufferPointer {
+                    try model.score($0, workspace: ws)
+                }
                 #expect(abs(s.logDensity - single.logDensity) <= 1e-4 * max(1, abs(single.logDensity)))
             }
         }
@@ -102,7 +110,8 @@ import Testing
         func fit(_ batch: Int) throws -> LatentModel {
             try LatentModelFitter.fit(
                 InMemoryActivations(values: train.values, shape: [128], labels: labels, batchSize: batch),
-                configuration: FitConfiguration(family: .gda, calibrationFraction: 0))
+                configuration: FitConfiguration(family: .gda, calibrationFraction: 0)
+            )
         }
         let a = try fit(649)
         let b = try fit(17)
@@ -117,10 +126,14 @@ import Testing
         let prep = Preparation(inputShape: [2, 2, 3], options: PreparationOptions(pooling: .globalAverage))
         var out = [Float](repeating: 0, count: 2)
         let x: [Float] = [1, 2, 3, 4, 5, 6, 10, 10, 10, 10, 10, 16]
-        x.withUnsafeBufferPointer { xb in out.withUnsafeMutableBufferPointer { prep.pool(xb.baseAddress!, into: $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { prep.pool(xb.baseAddress!, into: $0.baseAddress!) }
+        }
         #expect(out == [3.5, 11])
         let tok = Preparation(inputShape: [3, 2], options: PreparationOptions(pooling: .meanTokens, l2Normalize: true))
-        x.withUnsafeBufferPointer { xb in out.withUnsafeMutableBufferPointer { tok.pool(xb.baseAddress!, into: $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { tok.pool(xb.baseAddress!, into: $0.baseAddress!) }
+        }
         let m: [Float] = [3, 4]
         let norm: Float = 5
         #expect(abs(out[0] - m[0] / norm) < 1e-6 && abs(out[1] - m[1] / norm) < 1e-6)

@@ -3,7 +3,8 @@ import LatentWatch
 
 /// Locates the repository's committed data and reference fixtures.
 enum Fixtures {
-    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     static let data = root.appendingPathComponent("Samples/Data/digits-mlp")
     static let reference = root.appendingPathComponent("Tests/Fixtures/reference")
     static let golden = root.appendingPathComponent("Tests/Fixtures/golden")
@@ -13,6 +14,10 @@ enum Fixtures {
         let a = try array(data.appendingPathComponent("\(split)_\(layer).npy"))
         return (a.floats(), a.shape[0], a.shape[1])
     }
-    static func labels(_ split: String) throws -> [Int] { try array(data.appendingPathComponent("\(split)_labels.npy")).ints() }
-    static func ref(_ name: String) throws -> [Double] { try array(reference.appendingPathComponent("\(name).npy")).doubles() }
+    static func labels(_ split: String) throws -> [Int] {
+        try array(data.appendingPathComponent("\(split)_labels.npy")).ints()
+    }
+    static func ref(_ name: String) throws -> [Double] {
+        try array(reference.appendingPathComponent("\(name).npy")).doubles()
+    }
 }

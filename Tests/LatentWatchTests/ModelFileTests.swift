@@ -5,21 +5,32 @@ import Testing
 @testable import LatentWatch
 
 @Suite struct ModelFileTests {
-    static func digitsModel(_ family: DensityFamilyChoice = .gda, layer: String = "h2", projection: PreparationOptions.Projection = .none) throws -> LatentModel {
+    static func digitsModel(
+        _ family: DensityFamilyChoice = .gda,
+        layer: String = "h2",
+        projection: PreparationOptions.Projection = .none
+    ) throws -> LatentModel {
         let train = try Fixtures.activations("train", layer)
         let cal = try Fixtures.activations("calibration", layer)
         return try LatentModelFitter.fit(
             InMemoryActivations(values: train.values, shape: [train.dim], labels: try Fixtures.labels("train")),
             calibration: InMemoryActivations(values: cal.values, shape: [cal.dim]),
-            configuration: FitConfiguration(family: family, preparation: PreparationOptions(projection: projection), layerName: layer),
-            created: "2026-11-23T00:00:00Z")
+            configuration: FitConfiguration(
+                family: family,
+                preparation: PreparationOptions(projection: projection),
+                layerName: layer
+            ),
+            created: "2026-11-23T00:00:00Z"
+        )
     }
 
     static func allScores(_ model: LatentModel, _ split: String, _ layer: String) throws -> [LatentScores] {
         let x = try Fixtures.activations(split, layer)
         let ws = model.makeWorkspace()
         return try (0..<x.rows).map { i in
-            try Array(x.values[(i * x.dim)..<((i + 1) * x.dim)]).withUnsafeBufferPointer { try model.score($0, workspace: ws) }
+            try Array(x.values[(i * x.dim)..<((i + 1) * x.dim)]).withUnsafeBufferPointer {
+                try model.score($0, workspace: ws)
+            }
         }
     }
 
@@ -40,7 +51,10 @@ import Testing
         let half = try ModelFile.decode(ModelFile.encode(model, options: .init(precision: .float16)))
         #expect(half.density.precision == .float16)
         func auroc(_ m: LatentModel) throws -> Double {
-            ROC.auroc(negatives: try Self.allScores(m, "test", "h1").map(\.surprise), positives: try Self.allScores(m, "ood_digits", "h1").map(\.surprise))
+            ROC.auroc(
+                negatives: try Self.allScores(m, "test", "h1").map(\.surprise),
+                positives: try Self.allScores(m, "ood_digits", "h1").map(\.surprise)
+            )
         }
         let a32 = try auroc(model)
         let a16 = try auroc(half)
@@ -72,12 +86,16 @@ import Testing
             }
         }
         let model = try LatentModelFitter.fit(
-            InMemoryActivations(values: values, shape: [d], labels: labels), configuration: FitConfiguration(family: .gda, fitBackground: false))
+            InMemoryActivations(values: values, shape: [d], labels: labels),
+            configuration: FitConfiguration(family: .gda, fitBackground: false)
+        )
         let dense = k * (d * d + d) * 4
         let f32 = try ModelFile.encode(model).count
         let f16 = try ModelFile.encode(model, options: .init(precision: .float16)).count
         let ratio = Double(f16) / Double(dense)
-        print("model file D=512 K=10: dense float32 parameters \(dense) B, float32 file \(f32) B, float16 file \(f16) B, ratio \(ratio)")
+        print(
+            "model file D=512 K=10: dense float32 parameters \(dense) B, float32 file \(f32) B, float16 file \(f16) B, ratio \(ratio)"
+        )
         #expect(ratio <= 0.25)
     }
 
@@ -88,10 +106,16 @@ import Testing
             try FileManager.default.createDirectory(at: Fixtures.golden, withIntermediateDirectories: true)
             try ModelFile.write(model, to: url.path)
             let s = try Self.allScores(model, "test", "h2")
-            try NumpyArray.write(s.map { Float($0.logDensity) }, shape: [s.count], to: Fixtures.golden.appendingPathComponent("digits-h2-gda-v1.0.test_logpx.npy").path)
+            try NumpyArray.write(
+                s.map { Float($0.logDensity) },
+                shape: [s.count],
+                to: Fixtures.golden.appendingPathComponent("digits-h2-gda-v1.0.test_logpx.npy").path
+            )
         }
         let model = try ModelFile.read(contentsOf: url.path)
-        let expected = try NumpyArray(contentsOf: Fixtures.golden.appendingPathComponent("digits-h2-gda-v1.0.test_logpx.npy").path).floats()
+        let expected = try NumpyArray(
+            contentsOf: Fixtures.golden.appendingPathComponent("digits-h2-gda-v1.0.test_logpx.npy").path
+        ).floats()
         let got = try Self.allScores(model, "test", "h2").map { Float($0.logDensity) }
         #expect(got == expected)
         #expect(model.metadata.created == "2026-11-23T00:00:00Z")
@@ -99,7 +123,11 @@ import Testing
 
     // MARK: malformed files
 
-    static func expectCode(_ bytes: [UInt8], _ code: ModelFileError.Code, sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectCode(
+        _ bytes: [UInt8],
+        _ code: ModelFileError.Code,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         do {
             _ = try ModelFile.decode(bytes)
             Issue.record("decoded a malformed file; expected \(code)", sourceLocation: sourceLocation)
@@ -126,7 +154,9 @@ import Testing
         var offset = 32 + 48 * count
         for (i, s) in sections.enumerated() {
             out += Array((i == 0 ? "META" : "TNSR").utf8) + ModelFile.le32(0) + ModelFile.le32(0) + ModelFile.le32(1)
-            out += ModelFile.le64(UInt64(offset)) + ModelFile.le64(UInt64(s.count)) + ModelFile.le64(UInt64(s.count)) + ModelFile.le32(CRC32.checksum(s)) + ModelFile.le32(0)
+            out +=
+                ModelFile.le64(UInt64(offset)) + ModelFile.le64(UInt64(s.count)) + ModelFile.le64(UInt64(s.count))
+                + ModelFile.le32(CRC32.checksum(s)) + ModelFile.le32(0)
             offset += s.count
         }
         for s in sections { out += s }
@@ -159,20 +189,62 @@ import Testing
         Self.expectCode(manySections, .implausibleSize)
         var outOfBounds = good
         outOfBounds[32 + 48 + 16 + 5] = 0x7F  // offset of section 1
-        Self.expectCode({ Self.fixCRC(&outOfBounds); return outOfBounds }(), .sectionOutOfBounds)
+        Self.expectCode(
+            {
+                Self.fixCRC(&outOfBounds)
+                return outOfBounds
+            }(),
+            .sectionOutOfBounds
+        )
         var hugeDecoded = good
         hugeDecoded[32 + 48 + 32 + 6] = 0x7F  // decoded length of section 1
-        Self.expectCode({ Self.fixCRC(&hugeDecoded); return hugeDecoded }(), .implausibleSize)
+        Self.expectCode(
+            {
+                Self.fixCRC(&hugeDecoded)
+                return hugeDecoded
+            }(),
+            .implausibleSize
+        )
         var badZstd = good
         let off = Int(ModelFile.rd64(good, 32 + 48 + 16))
         badZstd[off + 6] ^= 0xFF
-        Self.expectCode({ Self.fixCRC(&badZstd); return badZstd }(), .decompressionFailed)
+        Self.expectCode(
+            {
+                Self.fixCRC(&badZstd)
+                return badZstd
+            }(),
+            .decompressionFailed
+        )
         Self.expectCode(try Self.rebuild(good) { _ in "{not json" }, .malformedMetadata)
-        Self.expectCode(try Self.rebuild(good) { $0.replacingOccurrences(of: "\"required_features\":[]", with: "\"required_features\":[\"sparse-factors\"]") }, .unsupportedFeature)
-        Self.expectCode(try Self.rebuild(good) { $0.replacingOccurrences(of: "\"family\":\"gda\"", with: "\"family\":\"flow\"") }, .unsupportedFeature)
-        Self.expectCode(try Self.rebuild(good) { $0.replacingOccurrences(of: "\"shape\":[6,64]", with: "\"shape\":[6,65]") }, .inconsistentModel)
-        Self.expectCode(try Self.rebuild(good) { $0.replacingOccurrences(of: "\"components\":6", with: "\"components\":900000000") }, .implausibleSize)
-        Self.expectCode(try Self.rebuild(good) { $0.replacingOccurrences(of: "\"input_shape\":[64]", with: "\"input_shape\":[65]") }, .inconsistentModel)
+        Self.expectCode(
+            try Self.rebuild(good) {
+                $0.replacingOccurrences(
+                    of: "\"required_features\":[]",
+                    with: "\"required_features\":[\"sparse-factors\"]"
+                )
+            },
+            .unsupportedFeature
+        )
+        Self.expectCode(
+            try Self.rebuild(good) { $0.replacingOccurrences(of: "\"family\":\"gda\"", with: "\"family\":\"flow\"") },
+            .unsupportedFeature
+        )
+        Self.expectCode(
+            try Self.rebuild(good) { $0.replacingOccurrences(of: "\"shape\":[6,64]", with: "\"shape\":[6,65]") },
+            .inconsistentModel
+        )
+        Self.expectCode(
+            try Self.rebuild(good) {
+                $0.replacingOccurrences(of: "\"components\":6", with: "\"components\":900000000")
+            },
+            .implausibleSize
+        )
+        Self.expectCode(
+            try Self.rebuild(good) {
+                $0.replacingOccurrences(of: "\"input_shape\":[64]", with: "\"input_shape\":[65]")
+            },
+            .inconsistentModel
+        )
         // The untouched file still reads after all that (nothing shared was damaged).
         #expect(throws: Never.self) { try ModelFile.decode(good) }
     }
@@ -188,7 +260,9 @@ import Testing
             var b = good
             switch g.next() % 4 {
             case 0:
-                for _ in 0..<(1 + Int(g.next() % 4)) { b[Int(g.next() % UInt64(b.count))] ^= UInt8(1 << (g.next() % 8)) }
+                for _ in 0..<(1 + Int(g.next() % 4)) {
+                    b[Int(g.next() % UInt64(b.count))] ^= UInt8(1 << (g.next() % 8))
+                }
             case 1:
                 b.removeSubrange(Int(g.next() % UInt64(b.count))...)
             case 2:
@@ -208,7 +282,9 @@ import Testing
                 codes[error.code, default: 0] += 1
             }
         }
-        print("corruption: \(decoded) decoded, errors \(codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))")
+        print(
+            "corruption: \(decoded) decoded, errors \(codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))"
+        )
         #expect(codes.values.reduce(0, +) + decoded == 10_000)
         #expect(codes.count >= 5, "mutations reach several distinct checks")
     }

@@ -8,16 +8,34 @@ import Testing
 @Suite struct ReferenceTests {
     static let fixedRegularization = Regularization(shrinkage: .fixed(0.1), floorRatio: 1e-6, ridge: 0)
 
-    func fit(_ family: DensityFamilyChoice, layer: String, preparation: PreparationOptions = PreparationOptions()) throws -> LatentModel {
+    func fit(
+        _ family: DensityFamilyChoice,
+        layer: String,
+        preparation: PreparationOptions = PreparationOptions()
+    ) throws -> LatentModel {
         let train = try Fixtures.activations("train", layer)
         let cal = try Fixtures.activations("calibration", layer)
-        let source = InMemoryActivations(values: train.values, shape: [train.dim], labels: try Fixtures.labels("train"), batchSize: 100)
+        let source = InMemoryActivations(
+            values: train.values,
+            shape: [train.dim],
+            labels: try Fixtures.labels("train"),
+            batchSize: 100
+        )
         let calSource = InMemoryActivations(values: cal.values, shape: [cal.dim])
-        let cfg = FitConfiguration(family: family, preparation: preparation, regularization: Self.fixedRegularization, layerName: layer)
+        let cfg = FitConfiguration(
+            family: family,
+            preparation: preparation,
+            regularization: Self.fixedRegularization,
+            layerName: layer
+        )
         return try LatentModelFitter.fit(source, calibration: calSource, configuration: cfg)
     }
 
-    func scores(_ model: LatentModel, split: String, layer: String) throws -> (scores: [LatentScores], posteriors: [[Double]]) {
+    func scores(
+        _ model: LatentModel,
+        split: String,
+        layer: String
+    ) throws -> (scores: [LatentScores], posteriors: [[Double]]) {
         let x = try Fixtures.activations(split, layer)
         let ws = model.makeWorkspace()
         var out: [LatentScores] = []
@@ -54,7 +72,12 @@ import Testing
             Self.expectAbsolute(post.flatMap { $0 }, try Fixtures.ref("\(p)_posterior"), 1e-5, "\(p) posterior")
             Self.expectAbsolute(s.map(\.entropy), try Fixtures.ref("\(p)_entropy"), 1e-5, "\(p) entropy")
             Self.expectRelative(s.map(\.mahalanobis), try Fixtures.ref("\(p)_maha_min"), 1e-4, "\(p) Mahalanobis")
-            Self.expectRelative(s.map(\.relativeMahalanobis), try Fixtures.ref("\(p)_rmd"), 1e-4, "\(p) relative Mahalanobis")
+            Self.expectRelative(
+                s.map(\.relativeMahalanobis),
+                try Fixtures.ref("\(p)_rmd"),
+                1e-4,
+                "\(p) relative Mahalanobis"
+            )
         }
     }
 
@@ -67,7 +90,10 @@ import Testing
             var dot = 0.0
             for j in 0..<128 { dot += Double(comps[c * 128 + j]) * ref[c * 128 + j] }
             #expect(abs(abs(dot) - 1) <= 1e-5, "component \(c): |cos| = \(abs(dot))")
-            #expect(abs(model.preparation.projectionVariances![c] - refValues[c]) <= 1e-6 * max(1, refValues[c]), "eigenvalue \(c)")
+            #expect(
+                abs(model.preparation.projectionVariances![c] - refValues[c]) <= 1e-6 * max(1, refValues[c]),
+                "eigenvalue \(c)"
+            )
         }
         // Variance fraction picks the same count as numpy.
         let m95 = try fit(.gda, layer: "h1", preparation: PreparationOptions(projection: .varianceFraction(0.95)))
@@ -75,10 +101,19 @@ import Testing
     }
 
     @Test func l2ThenPCAThenGDAMatchesReference() throws {
-        let model = try fit(.gda, layer: "h1", preparation: PreparationOptions(l2Normalize: true, projection: .components(16)))
+        let model = try fit(
+            .gda,
+            layer: "h1",
+            preparation: PreparationOptions(l2Normalize: true, projection: .components(16))
+        )
         for split in ["test", "ood_digits"] {
             let (s, _) = try scores(model, split: split, layer: "h1")
-            Self.expectRelative(s.map(\.logDensity), try Fixtures.ref("l2pca16_gda_h1_\(split)_logpx"), 1e-4, "l2pca16 \(split)")
+            Self.expectRelative(
+                s.map(\.logDensity),
+                try Fixtures.ref("l2pca16_gda_h1_\(split)_logpx"),
+                1e-4,
+                "l2pca16 \(split)"
+            )
         }
     }
 
@@ -87,24 +122,48 @@ import Testing
         let tag = covariance == .full ? "full" : "diag"
         let train = try Fixtures.activations("train", "h2")
         let init_ = MixtureOptions.Initialization.explicit(
-            weights: try Fixtures.ref("gmm_\(tag)_h2_init_weights"), means: try Fixtures.ref("gmm_\(tag)_h2_init_means"),
-            covariances: try Fixtures.ref("gmm_\(tag)_h2_init_covariances"))
+            weights: try Fixtures.ref("gmm_\(tag)_h2_init_weights"),
+            means: try Fixtures.ref("gmm_\(tag)_h2_init_means"),
+            covariances: try Fixtures.ref("gmm_\(tag)_h2_init_covariances")
+        )
         let cfg = FitConfiguration(
-            family: .gmm, mixtureRegularization: Regularization(shrinkage: .fixed(0), floorRatio: 0, ridge: 1e-4),
-            mixture: MixtureOptions(components: 5, covariance: covariance, tolerance: 1e-6, maxIterations: 1000, initialization: init_),
-            calibrationFraction: 0, fitBackground: false)
-        let model = try LatentModelFitter.fit(InMemoryActivations(values: train.values, shape: [64], batchSize: 128), configuration: cfg)
+            family: .gmm,
+            mixtureRegularization: Regularization(shrinkage: .fixed(0), floorRatio: 0, ridge: 1e-4),
+            mixture: MixtureOptions(
+                components: 5,
+                covariance: covariance,
+                tolerance: 1e-6,
+                maxIterations: 1000,
+                initialization: init_
+            ),
+            calibrationFraction: 0,
+            fitBackground: false
+        )
+        let model = try LatentModelFitter.fit(
+            InMemoryActivations(values: train.values, shape: [64], batchSize: 128),
+            configuration: cfg
+        )
         let ws = model.makeWorkspace()
         var total = 0.0
         for i in 0..<train.rows {
-            total += try Array(train.values[(i * 64)..<((i + 1) * 64)]).withUnsafeBufferPointer { try model.score($0, workspace: ws) }.logDensity
+            total += try Array(train.values[(i * 64)..<((i + 1) * 64)]).withUnsafeBufferPointer {
+                try model.score($0, workspace: ws)
+            }.logDensity
         }
         let mean = total / Double(train.rows)
         let ref = try Fixtures.ref("gmm_\(tag)_h2_train_score")[0]
         #expect(abs(mean - ref) <= 1e-3, "mean log-likelihood \(mean) vs scikit-learn \(ref)")
-        #expect(model.metadata.notes.contains("em: \(Int(try Fixtures.ref("gmm_\(tag)_h2_n_iter")[0])) iterations"), "\(model.metadata.notes)")
+        #expect(
+            model.metadata.notes.contains("em: \(Int(try Fixtures.ref("gmm_\(tag)_h2_n_iter")[0])) iterations"),
+            "\(model.metadata.notes)"
+        )
         // Per-sample test scores agree too (float32 parameters: 1e-4 relative).
         let (s, _) = try scores(model, split: "test", layer: "h2")
-        Self.expectRelative(s.map(\.logDensity), try Fixtures.ref("gmm_\(tag)_h2_test_score_samples"), 1e-4, "gmm \(tag) test")
+        Self.expectRelative(
+            s.map(\.logDensity),
+            try Fixtures.ref("gmm_\(tag)_h2_test_score_samples"),
+            1e-4,
+            "gmm \(tag) test"
+        )
     }
 }

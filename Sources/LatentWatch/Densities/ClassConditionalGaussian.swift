@@ -27,7 +27,9 @@ public struct ClassConditionalGaussian: LatentDensity {
     public var regularization: [AppliedRegularization] { components.map(\.regularization) }
 
     public func evaluate(
-        _ z: UnsafePointer<Float>, logJoint: UnsafeMutablePointer<Double>, distances: UnsafeMutablePointer<Double>,
+        _ z: UnsafePointer<Float>,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
         scratch: UnsafeMutablePointer<Float>
     ) {
         for k in 0..<components.count {
@@ -39,8 +41,11 @@ public struct ClassConditionalGaussian: LatentDensity {
     }
 
     public func evaluateBatch(
-        _ z: UnsafePointer<Float>, count: Int, logJoint: UnsafeMutablePointer<Double>,
-        distances: UnsafeMutablePointer<Double>, workspace: inout BatchWorkspace
+        _ z: UnsafePointer<Float>,
+        count: Int,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
+        workspace: inout BatchWorkspace
     ) {
         let kk = components.count
         for k in 0..<kk {
@@ -51,15 +56,31 @@ public struct ClassConditionalGaussian: LatentDensity {
     }
 
     public func converted(to precision: Precision) -> ClassConditionalGaussian {
-        ClassConditionalGaussian(components: components.map { $0.converted(to: precision) }, logPriors: logPriors, labels: labels)
+        ClassConditionalGaussian(
+            components: components.map { $0.converted(to: precision) },
+            logPriors: logPriors,
+            labels: labels
+        )
     }
 
     public func encode(into sections: inout ModelSectionWriter) {
         let d = dimension
         sections.density = DensityDescriptor(
-            family: family, dimension: d, components: componentCount, precision: precision, classLabels: labels,
-            logWeights: logPriors, logNormalizers: components.map(\.logNormalizer), regularization: regularization)
-        sections.addFloats("density.means", components.flatMap(\.mean), shape: [componentCount, d], precision: precision)
+            family: family,
+            dimension: d,
+            components: componentCount,
+            precision: precision,
+            classLabels: labels,
+            logWeights: logPriors,
+            logNormalizers: components.map(\.logNormalizer),
+            regularization: regularization
+        )
+        sections.addFloats(
+            "density.means",
+            components.flatMap(\.mean),
+            shape: [componentCount, d],
+            precision: precision
+        )
         sections.addFactors("density.factors", components.map(\.factor), dimension: d)
     }
 
@@ -70,8 +91,11 @@ public struct ClassConditionalGaussian: LatentDensity {
         let factors = try sections.factors("density.factors", count: m.components, dimension: m.dimension)
         let comps = (0..<m.components).map {
             GaussianComponent(
-                mean: Array(means[($0 * m.dimension)..<(($0 + 1) * m.dimension)]), factor: factors[$0],
-                logNormalizer: m.logNormalizers[$0], regularization: m.regularization[$0])
+                mean: Array(means[($0 * m.dimension)..<(($0 + 1) * m.dimension)]),
+                factor: factors[$0],
+                logNormalizer: m.logNormalizers[$0],
+                regularization: m.regularization[$0]
+            )
         }
         return ClassConditionalGaussian(components: comps, logPriors: m.logWeights, labels: m.classLabels!)
     }
@@ -82,18 +106,36 @@ enum DensityDecoding {
     static func checkCounts(_ m: DensityDescriptor, needsLabels: Bool, normalizers: Int? = nil) throws(ModelFileError) {
         let k = m.components
         guard k >= 1, k <= 100_000, m.dimension >= 1, m.dimension <= 65_536 else {
-            throw ModelFileError(.implausibleSize, "density declares \(k) components of dimension \(m.dimension)", remedy: "the file is corrupt; refit the model")
+            throw ModelFileError(
+                .implausibleSize,
+                "density declares \(k) components of dimension \(m.dimension)",
+                remedy: "the file is corrupt; refit the model"
+            )
         }
-        guard m.logWeights.count == k, m.logNormalizers.count == (normalizers ?? k), m.regularization.count == (normalizers ?? k) else {
-            throw ModelFileError(.inconsistentModel, "density metadata lists \(m.logWeights.count) weights, \(m.logNormalizers.count) normalisers and \(m.regularization.count) regularisation records for \(k) components", remedy: "refit or re-export the model")
+        guard m.logWeights.count == k, m.logNormalizers.count == (normalizers ?? k),
+            m.regularization.count == (normalizers ?? k)
+        else {
+            throw ModelFileError(
+                .inconsistentModel,
+                "density metadata lists \(m.logWeights.count) weights, \(m.logNormalizers.count) normalisers and \(m.regularization.count) regularisation records for \(k) components",
+                remedy: "refit or re-export the model"
+            )
         }
         if needsLabels {
             guard let labels = m.classLabels, labels.count == k, Set(labels).count == k else {
-                throw ModelFileError(.inconsistentModel, "a \(m.family) density needs \(k) distinct class labels", remedy: "refit or re-export the model")
+                throw ModelFileError(
+                    .inconsistentModel,
+                    "a \(m.family) density needs \(k) distinct class labels",
+                    remedy: "refit or re-export the model"
+                )
             }
         }
         guard (m.logWeights + m.logNormalizers).allSatisfy({ $0.isFinite }) else {
-            throw ModelFileError(.inconsistentModel, "density metadata holds non-finite weights or normalisers", remedy: "refit the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "density metadata holds non-finite weights or normalisers",
+                remedy: "refit the model"
+            )
         }
     }
 }

@@ -7,7 +7,10 @@ extension GaussianComponent {
 
     /// Squared distances of `count` row-major vectors, written with stride `stride` into `out`.
     func squaredDistances(
-        _ z: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Double>, stride: Int,
+        _ z: UnsafePointer<Float>,
+        count: Int,
+        into out: UnsafeMutablePointer<Double>,
+        stride: Int,
         workspace: inout BatchWorkspace
     ) {
         let d = mean.count

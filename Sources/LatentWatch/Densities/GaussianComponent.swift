@@ -1,3 +1,5 @@
+import LatentWatchNumerics
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #else
 import Darwin
 #endif
-import LatentWatchNumerics
 
 /// One Gaussian N(mean, Sigma) stored for scoring: the mean and the inverse Cholesky factor
 /// W = L^-1 (Sigma = L L^T), so that (x - mean)^T Sigma^-1 (x - mean) = ||W (x - mean)||^2, and the
@@ -32,7 +33,10 @@ public struct GaussianComponent: Sendable {
 
     /// Fits from a covariance (full, row-major, double) and a mean.
     public init(
-        mean: [Double], covariance: [Double], regularization: AppliedRegularization, precision: Precision
+        mean: [Double],
+        covariance: [Double],
+        regularization: AppliedRegularization,
+        precision: Precision
     ) throws(NumericsError) {
         let d = mean.count
         let f = try GaussianFactorization(covariance: covariance, dimension: d)
@@ -46,8 +50,11 @@ public struct GaussianComponent: Sendable {
     public func converted(to precision: Precision) -> GaussianComponent {
         guard precision != factor.precision else { return self }
         return GaussianComponent(
-            mean: mean, factor: PackedTriangular(rowPacked: factor.rowPacked(), dimension: mean.count, precision: precision),
-            logNormalizer: logNormalizer, regularization: regularization)
+            mean: mean,
+            factor: PackedTriangular(rowPacked: factor.rowPacked(), dimension: mean.count, precision: precision),
+            logNormalizer: logNormalizer,
+            regularization: regularization
+        )
     }
 
     /// Squared Mahalanobis distance of x; `scratch` holds ``PackedTriangular/paddedDimension(_:)`` floats.

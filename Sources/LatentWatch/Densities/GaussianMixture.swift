@@ -1,3 +1,5 @@
+import LatentWatchNumerics
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #else
 import Darwin
 #endif
-import LatentWatchNumerics
 
 /// An unsupervised Gaussian mixture fitted by EM, with full or diagonal covariances. Its components are
 /// not classes: the "posterior" is over components, and there is no predicted class.
@@ -27,7 +28,12 @@ public struct GaussianMixture: LatentDensity {
         /// Full covariance components.
         case full([GaussianComponent])
         /// Diagonal covariance: means and inverse standard deviations, row-major [K, D], and log normalisers.
-        case diagonal(means: [Float], inverseStd: [Float], logNormalizers: [Double], regularization: [AppliedRegularization])
+        case diagonal(
+            means: [Float],
+            inverseStd: [Float],
+            logNormalizers: [Double],
+            regularization: [AppliedRegularization]
+        )
     }
 
     /// The components.
@@ -65,7 +71,9 @@ public struct GaussianMixture: LatentDensity {
     }
 
     public func evaluate(
-        _ z: UnsafePointer<Float>, logJoint: UnsafeMutablePointer<Double>, distances: UnsafeMutablePointer<Double>,
+        _ z: UnsafePointer<Float>,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
         scratch: UnsafeMutablePointer<Float>
     ) {
         switch components {
@@ -96,14 +104,22 @@ public struct GaussianMixture: LatentDensity {
     }
 
     public func evaluateBatch(
-        _ z: UnsafePointer<Float>, count: Int, logJoint: UnsafeMutablePointer<Double>,
-        distances: UnsafeMutablePointer<Double>, workspace: inout BatchWorkspace
+        _ z: UnsafePointer<Float>,
+        count: Int,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
+        workspace: inout BatchWorkspace
     ) {
         let kk = componentCount
         guard case .full(let comps) = components else {
             let scratch = workspace.floats(atLeast: DensityScratch.floatCount(dimension: dimension))
             for i in 0..<count {
-                evaluate(z + i * dimension, logJoint: logJoint + i * kk, distances: distances + i * kk, scratch: scratch)
+                evaluate(
+                    z + i * dimension,
+                    logJoint: logJoint + i * kk,
+                    distances: distances + i * kk,
+                    scratch: scratch
+                )
             }
             return
         }
@@ -116,7 +132,11 @@ public struct GaussianMixture: LatentDensity {
 
     public func converted(to precision: Precision) -> GaussianMixture {
         guard case .full(let comps) = components else { return self }
-        return GaussianMixture(components: .full(comps.map { $0.converted(to: precision) }), logWeights: logWeights, dimension: dimension)
+        return GaussianMixture(
+            components: .full(comps.map { $0.converted(to: precision) }),
+            logWeights: logWeights,
+            dimension: dimension
+        )
     }
 
     public func encode(into sections: inout ModelSectionWriter) {
@@ -124,14 +144,33 @@ public struct GaussianMixture: LatentDensity {
         switch components {
         case .full(let comps):
             sections.density = DensityDescriptor(
-                family: family, dimension: d, components: componentCount, precision: precision, classLabels: nil,
-                logWeights: logWeights, logNormalizers: comps.map(\.logNormalizer), regularization: regularization)
-            sections.addFloats("density.means", comps.flatMap(\.mean), shape: [componentCount, d], precision: precision)
+                family: family,
+                dimension: d,
+                components: componentCount,
+                precision: precision,
+                classLabels: nil,
+                logWeights: logWeights,
+                logNormalizers: comps.map(\.logNormalizer),
+                regularization: regularization
+            )
+            sections.addFloats(
+                "density.means",
+                comps.flatMap(\.mean),
+                shape: [componentCount, d],
+                precision: precision
+            )
             sections.addFactors("density.factors", comps.map(\.factor), dimension: d)
         case .diagonal(let means, let inv, let norms, let reg):
             sections.density = DensityDescriptor(
-                family: family, dimension: d, components: componentCount, precision: .float32, classLabels: nil,
-                logWeights: logWeights, logNormalizers: norms, regularization: reg)
+                family: family,
+                dimension: d,
+                components: componentCount,
+                precision: .float32,
+                classLabels: nil,
+                logWeights: logWeights,
+                logNormalizers: norms,
+                regularization: reg
+            )
             sections.addFloats("density.means", means, shape: [componentCount, d])
             sections.addFloats("density.inverse_std", inv, shape: [componentCount, d])
         }
@@ -145,14 +184,24 @@ public struct GaussianMixture: LatentDensity {
         if m.family == diagonalFamilyName {
             let inv = try sections.floats("density.inverse_std", shape: [m.components, d])
             return GaussianMixture(
-                components: .diagonal(means: means, inverseStd: inv, logNormalizers: m.logNormalizers, regularization: m.regularization),
-                logWeights: m.logWeights, dimension: d)
+                components: .diagonal(
+                    means: means,
+                    inverseStd: inv,
+                    logNormalizers: m.logNormalizers,
+                    regularization: m.regularization
+                ),
+                logWeights: m.logWeights,
+                dimension: d
+            )
         }
         let factors = try sections.factors("density.factors", count: m.components, dimension: d)
         let comps = (0..<m.components).map {
             GaussianComponent(
-                mean: Array(means[($0 * d)..<(($0 + 1) * d)]), factor: factors[$0], logNormalizer: m.logNormalizers[$0],
-                regularization: m.regularization[$0])
+                mean: Array(means[($0 * d)..<(($0 + 1) * d)]),
+                factor: factors[$0],
+                logNormalizer: m.logNormalizers[$0],
+                regularization: m.regularization[$0]
+            )
         }
         return GaussianMixture(components: .full(comps), logWeights: m.logWeights, dimension: d)
     }

@@ -25,14 +25,21 @@ public protocol LatentDensity: Sendable {
     /// Scores one latent vector: writes `componentCount` values to `logJoint` and `distances`.
     /// `scratch` holds at least ``DensityScratch/floatCount(dimension:)`` floats. Must not allocate.
     func evaluate(
-        _ z: UnsafePointer<Float>, logJoint: UnsafeMutablePointer<Double>, distances: UnsafeMutablePointer<Double>,
-        scratch: UnsafeMutablePointer<Float>)
+        _ z: UnsafePointer<Float>,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
+        scratch: UnsafeMutablePointer<Float>
+    )
 
     /// Scores `count` latent vectors (row-major); outputs are [count, componentCount]. A family may use
     /// BLAS for large batches; the default loops over ``evaluate(_:logJoint:distances:scratch:)``.
     func evaluateBatch(
-        _ z: UnsafePointer<Float>, count: Int, logJoint: UnsafeMutablePointer<Double>,
-        distances: UnsafeMutablePointer<Double>, workspace: inout BatchWorkspace)
+        _ z: UnsafePointer<Float>,
+        count: Int,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
+        workspace: inout BatchWorkspace
+    )
 
     /// The same density with parameters stored at another precision.
     func converted(to precision: Precision) -> Self
@@ -89,8 +96,11 @@ extension LatentDensity {
     public var family: String { Self.familyName }
 
     public func evaluateBatch(
-        _ z: UnsafePointer<Float>, count: Int, logJoint: UnsafeMutablePointer<Double>,
-        distances: UnsafeMutablePointer<Double>, workspace: inout BatchWorkspace
+        _ z: UnsafePointer<Float>,
+        count: Int,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
+        workspace: inout BatchWorkspace
     ) {
         let k = componentCount
         let scratch = workspace.floats(atLeast: DensityScratch.floatCount(dimension: dimension))

@@ -34,7 +34,9 @@ public struct Regularization: Sendable, Equatable, Codable {
 
     /// Defaults: held-out likelihood, floor 1e-6 of the average variance, no absolute ridge, 20 % validation.
     public init(
-        shrinkage: Shrinkage = .heldOutLikelihood, floorRatio: Double = 1e-6, ridge: Double = 0,
+        shrinkage: Shrinkage = .heldOutLikelihood,
+        floorRatio: Double = 1e-6,
+        ridge: Double = 0,
         validationFraction: Double = 0.2
     ) {
         self.shrinkage = shrinkage

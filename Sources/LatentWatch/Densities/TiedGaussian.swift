@@ -25,7 +25,12 @@ public struct TiedGaussian: LatentDensity {
         precondition(means.count == k * d && logPriors.count == k && k > 0)
         var center = [Float](repeating: 0, count: d)
         for c in 0..<k { for j in 0..<d { center[j] += means[c * d + j] / Float(k) } }
-        let comp = GaussianComponent(mean: center, factor: shared.factor, logNormalizer: shared.logNormalizer, regularization: shared.regularization)
+        let comp = GaussianComponent(
+            mean: center,
+            factor: shared.factor,
+            logNormalizer: shared.logNormalizer,
+            regularization: shared.regularization
+        )
         let dp = PackedTriangular.paddedDimension(d)
         var transformed = [Float](repeating: 0, count: k * dp)
         var xc = [Float](repeating: 0, count: dp)
@@ -51,7 +56,9 @@ public struct TiedGaussian: LatentDensity {
     public var regularization: [AppliedRegularization] { [shared.regularization] }
 
     public func evaluate(
-        _ z: UnsafePointer<Float>, logJoint: UnsafeMutablePointer<Double>, distances: UnsafeMutablePointer<Double>,
+        _ z: UnsafePointer<Float>,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
         scratch: UnsafeMutablePointer<Float>
     ) {
         let d = dimension
@@ -84,8 +91,15 @@ public struct TiedGaussian: LatentDensity {
     public func encode(into sections: inout ModelSectionWriter) {
         let d = dimension
         sections.density = DensityDescriptor(
-            family: family, dimension: d, components: componentCount, precision: precision, classLabels: labels,
-            logWeights: logPriors, logNormalizers: [shared.logNormalizer], regularization: regularization)
+            family: family,
+            dimension: d,
+            components: componentCount,
+            precision: precision,
+            classLabels: labels,
+            logWeights: logPriors,
+            logNormalizers: [shared.logNormalizer],
+            regularization: regularization
+        )
         sections.addFloats("density.means", means, shape: [componentCount, d], precision: precision)
         sections.addFactors("density.factors", [shared.factor], dimension: d)
     }
@@ -96,8 +110,11 @@ public struct TiedGaussian: LatentDensity {
         let means = try sections.floats("density.means", shape: [m.components, m.dimension])
         let factor = try sections.factors("density.factors", count: 1, dimension: m.dimension)[0]
         let shared = GaussianComponent(
-            mean: [Float](repeating: 0, count: m.dimension), factor: factor, logNormalizer: m.logNormalizers[0],
-            regularization: m.regularization[0])
+            mean: [Float](repeating: 0, count: m.dimension),
+            factor: factor,
+            logNormalizer: m.logNormalizers[0],
+            regularization: m.regularization[0]
+        )
         return TiedGaussian(means: means, shared: shared, logPriors: m.logWeights, labels: m.classLabels!)
     }
 }

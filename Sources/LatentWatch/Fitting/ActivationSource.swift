@@ -60,7 +60,13 @@ public struct InMemoryActivations: ActivationSource, Sendable {
                 let vb = UnsafeBufferPointer(rebasing: v[(start * n)..<(end * n)])
                 if let labels {
                     try labels.withUnsafeBufferPointer { l in
-                        try body(ActivationBatch(values: vb, count: end - start, labels: UnsafeBufferPointer(rebasing: l[start..<end])))
+                        try body(
+                            ActivationBatch(
+                                values: vb,
+                                count: end - start,
+                                labels: UnsafeBufferPointer(rebasing: l[start..<end])
+                            )
+                        )
                     }
                 } else {
                     try body(ActivationBatch(values: vb, count: end - start, labels: nil))

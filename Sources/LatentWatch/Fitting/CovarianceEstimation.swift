@@ -1,3 +1,5 @@
+import LatentWatchNumerics
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,13 +7,17 @@ import Musl
 #else
 import Darwin
 #endif
-import LatentWatchNumerics
 
 /// Regularised covariance estimation from sufficient statistics.
 enum CovarianceEstimation {
     /// R(C) = (1 - lambda) C + lambda t I + (floorRatio t + ridge) I with t = tr(C) / D.
     static func regularize(
-        _ c: [Double], dimension d: Int, lambda: Double, floorRatio: Double, ridge: Double, method: String
+        _ c: [Double],
+        dimension d: Int,
+        lambda: Double,
+        floorRatio: Double,
+        ridge: Double,
+        method: String
     ) -> ([Double], AppliedRegularization) {
         let t = max(LinearAlgebra.trace(c, n: d) / Double(d), 0)
         var out = c
@@ -40,15 +46,33 @@ enum CovarianceEstimation {
     /// fitted on training data `c`. Uses one eigen-decomposition of `c`: every candidate shares its
     /// eigenvectors, so each costs O(D).
     static func selectShrinkage(
-        train c: [Double], dimension d: Int, validationSecondMoment m: [Double], validationWeight nv: Double,
-        floorRatio: Double, ridge: Double
+        train c: [Double],
+        dimension d: Int,
+        validationSecondMoment m: [Double],
+        validationWeight nv: Double,
+        floorRatio: Double,
+        ridge: Double
     ) throws(NumericsError) -> (lambda: Double, logLikelihood: Double) {
         let (s, v) = try LinearAlgebra.symmetricEigen(c, n: d)
         var a = [Double](repeating: 0, count: d * d)
         m.withUnsafeBufferPointer { mb in
             v.withUnsafeBufferPointer { vb in
                 a.withUnsafeMutableBufferPointer { ab in
-                    BLAS.dgemm(transA: false, transB: false, m: d, n: d, k: d, alpha: 1, a: mb.baseAddress!, lda: d, b: vb.baseAddress!, ldb: d, beta: 0, c: ab.baseAddress!, ldc: d)
+                    BLAS.dgemm(
+                        transA: false,
+                        transB: false,
+                        m: d,
+                        n: d,
+                        k: d,
+                        alpha: 1,
+                        a: mb.baseAddress!,
+                        lda: d,
+                        b: vb.baseAddress!,
+                        ldb: d,
+                        beta: 0,
+                        c: ab.baseAddress!,
+                        ldc: d
+                    )
                 }
             }
         }
@@ -64,7 +88,10 @@ enum CovarianceEstimation {
             var ok = true
             for i in 0..<d {
                 let e = (1 - lambda) * max(s[i], 0) + lambda * t + floorRatio * t + ridge
-                if !(e > 0) { ok = false; break }
+                if !(e > 0) {
+                    ok = false
+                    break
+                }
                 logDet += log(e)
                 quad += q[i] / e
             }

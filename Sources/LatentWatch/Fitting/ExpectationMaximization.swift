@@ -1,3 +1,5 @@
+import LatentWatchNumerics
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #else
 import Darwin
 #endif
-import LatentWatchNumerics
 
 /// EM for Gaussian mixtures over a multi-pass source of prepared vectors, in double precision.
 /// Follows scikit-learn's iteration (E-step, M-step, stop when the E-step mean log-likelihood changes by
@@ -45,18 +46,29 @@ struct ExpectationMaximization {
 
     func scorer(_ p: Parameters) throws -> Scorer {
         let d = dimension
-        var s = Scorer(logWeights: p.weights.map { log($0) }, means: p.means, factors: [], inverseStd: [], logNormalizers: [])
+        var s = Scorer(
+            logWeights: p.weights.map { log($0) },
+            means: p.means,
+            factors: [],
+            inverseStd: [],
+            logNormalizers: []
+        )
         for k in 0..<components {
             switch covariance {
             case .full:
-                let f = try GaussianFactorization(covariance: Array(p.covariances[(k * d * d)..<((k + 1) * d * d)]), dimension: d)
+                let f = try GaussianFactorization(
+                    covariance: Array(p.covariances[(k * d * d)..<((k + 1) * d * d)]),
+                    dimension: d
+                )
                 s.factors.append(f.inverseFactor)
                 s.logNormalizers.append(f.logNormalizer)
             case .diagonal:
                 var logDet = 0.0
                 for j in 0..<d {
                     let v = p.covariances[k * d + j]
-                    guard v > 0 else { throw FitError("mixture component \(k) has a non-positive variance; raise the regularisation") }
+                    guard v > 0 else {
+                        throw FitError("mixture component \(k) has a non-positive variance; raise the regularisation")
+                    }
                     s.inverseStd.append(1 / v.squareRoot())
                     logDet += log(v)
                 }
@@ -67,7 +79,8 @@ struct ExpectationMaximization {
     }
 
     /// log w_k + log N(z_i; k) for a batch, into out [n x K].
-    func logJoint(_ s: Scorer, _ z: UnsafeBufferPointer<Float>, count n: Int, out: inout [Double], work: inout [Double]) {
+    func logJoint(_ s: Scorer, _ z: UnsafeBufferPointer<Float>, count n: Int, out: inout [Double], work: inout [Double])
+    {
         let d = dimension
         let kk = components
         if out.count < n * kk { out = [Double](repeating: 0, count: n * kk) }
@@ -131,9 +144,18 @@ struct ExpectationMaximization {
     }
 
     /// Runs EM from initial parameters.
-    func run(from initial: Parameters, tolerance: Double, maxIterations: Int, pass: Pass, progress: (Int, Double) -> Void) throws -> Result {
+    func run(
+        from initial: Parameters,
+        tolerance: Double,
+        maxIterations: Int,
+        pass: Pass,
+        progress: (Int, Double) -> Void
+    ) throws -> Result {
         var params = initial
-        var applied = [AppliedRegularization](repeating: AppliedRegularization(shrinkage: 0, diagonalLoad: 0, method: "fixed"), count: components)
+        var applied = [AppliedRegularization](
+            repeating: AppliedRegularization(shrinkage: 0, diagonalLoad: 0, method: "fixed"),
+            count: components
+        )
         var lowerBound = -Double.infinity
         var bounds: [Double] = []
         var converged = false
@@ -175,17 +197,30 @@ struct ExpectationMaximization {
             bounds.append(lowerBound)
             (params, applied) = maximize(moments, total: total)
             progress(iteration, lowerBound)
-            guard lowerBound.isFinite else { throw FitError("EM diverged (log-likelihood \(lowerBound)); raise the mixture regularisation") }
+            guard lowerBound.isFinite else {
+                throw FitError("EM diverged (log-likelihood \(lowerBound)); raise the mixture regularisation")
+            }
             if abs(lowerBound - previous) < tolerance {
                 converged = true
                 break
             }
         }
-        return Result(parameters: params, iterations: iterations, converged: converged, lowerBounds: bounds, regularization: applied)
+        return Result(
+            parameters: params,
+            iterations: iterations,
+            converged: converged,
+            lowerBounds: bounds,
+            regularization: applied
+        )
     }
 
     /// k-means++ seeding and Lloyd iterations on a sample; initial parameters from the clusters.
-    func kMeansInitialization(sample: [Float], count n: Int, seed: UInt64, globalCovariance: [Double]) throws -> Parameters {
+    func kMeansInitialization(
+        sample: [Float],
+        count n: Int,
+        seed: UInt64,
+        globalCovariance: [Double]
+    ) throws -> Parameters {
         let d = dimension
         let kk = components
         guard n >= kk else { throw FitError("a \(kk)-component mixture needs at least \(kk) samples, got \(n)") }
@@ -212,13 +247,19 @@ struct ExpectationMaximization {
                 var pick = n - 1
                 for i in 0..<n {
                     r -= closest[i]
-                    if r <= 0 { pick = i; break }
+                    if r <= 0 {
+                        pick = i
+                        break
+                    }
                 }
                 var potential = 0.0
                 var candidate = centers
                 for j in 0..<d { candidate[k * d + j] = Double(sample[pick * d + j]) }
                 for i in 0..<n { potential += min(closest[i], dist2(i, candidate, k)) }
-                if potential < bestPotential { bestPotential = potential; bestIndex = pick }
+                if potential < bestPotential {
+                    bestPotential = potential
+                    bestIndex = pick
+                }
             }
             for j in 0..<d { centers[k * d + j] = Double(sample[bestIndex * d + j]) }
             for i in 0..<n { closest[i] = min(closest[i], dist2(i, centers, k)) }
@@ -231,9 +272,15 @@ struct ExpectationMaximization {
                 var bd = Double.infinity
                 for k in 0..<kk {
                     let v = dist2(i, centers, k)
-                    if v < bd { bd = v; best = k }
+                    if v < bd {
+                        bd = v
+                        best = k
+                    }
                 }
-                if assignment[i] != best { assignment[i] = best; changed = true }
+                if assignment[i] != best {
+                    assignment[i] = best
+                    changed = true
+                }
             }
             var sums = [Double](repeating: 0, count: kk * d)
             var counts = [Int](repeating: 0, count: kk)
@@ -262,9 +309,16 @@ struct ExpectationMaximization {
             switch covariance {
             case .full:
                 for i in 0..<(d * d) { p.covariances[k * d * d + i] = globalCovariance[i] }
-                for j in 0..<d { p.covariances[k * d * d + j * d + j] += regularization.floorRatio * averageVariance + regularization.ridge + 1e-12 }
+                for j in 0..<d {
+                    p.covariances[k * d * d + j * d + j] +=
+                        regularization.floorRatio * averageVariance + regularization.ridge + 1e-12
+                }
             case .diagonal:
-                for j in 0..<d { p.covariances[k * d + j] = globalCovariance[j * d + j] + regularization.floorRatio * averageVariance + regularization.ridge + 1e-12 }
+                for j in 0..<d {
+                    p.covariances[k * d + j] =
+                        globalCovariance[j * d + j] + regularization.floorRatio * averageVariance + regularization.ridge
+                        + 1e-12
+                }
             }
         }
         let ws = p.weights.reduce(0, +)

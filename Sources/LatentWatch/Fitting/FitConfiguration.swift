@@ -39,8 +39,14 @@ public struct MixtureOptions: Sendable, Equatable {
 
     /// Defaults: 8 full components, seed 0, tolerance 1e-3, 100 iterations, 1 restart, k-means++.
     public init(
-        components: Int = 8, covariance: GaussianMixture.Covariance = .full, seed: UInt64 = 0, tolerance: Double = 1e-3,
-        maxIterations: Int = 100, restarts: Int = 1, initialization: Initialization = .kMeansPlusPlus, reservoirSize: Int = 10_000
+        components: Int = 8,
+        covariance: GaussianMixture.Covariance = .full,
+        seed: UInt64 = 0,
+        tolerance: Double = 1e-3,
+        maxIterations: Int = 100,
+        restarts: Int = 1,
+        initialization: Initialization = .kMeansPlusPlus,
+        reservoirSize: Int = 10_000
     ) {
         self.components = components
         self.covariance = covariance
@@ -78,11 +84,16 @@ public struct FitConfiguration: Sendable {
 
     /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on.
     public init(
-        family: DensityFamilyChoice = .gda, preparation: PreparationOptions = PreparationOptions(),
+        family: DensityFamilyChoice = .gda,
+        preparation: PreparationOptions = PreparationOptions(),
         regularization: Regularization = Regularization(),
         mixtureRegularization: Regularization = Regularization(shrinkage: .fixed(0), floorRatio: 1e-6),
-        mixture: MixtureOptions = MixtureOptions(), calibrationFraction: Double = 0.2, splitSeed: UInt64 = 0,
-        precision: Precision = .float32, fitBackground: Bool = true, layerName: String = "layer"
+        mixture: MixtureOptions = MixtureOptions(),
+        calibrationFraction: Double = 0.2,
+        splitSeed: UInt64 = 0,
+        precision: Precision = .float32,
+        fitBackground: Bool = true,
+        layerName: String = "layer"
     ) {
         self.family = family
         self.preparation = preparation
@@ -101,7 +112,9 @@ public struct FitConfiguration: Sendable {
 public struct FitProgress: Sendable {
     /// What the fit is doing.
     public enum Stage: String, Sendable {
-        case statistics, projection, regularization, expectationMaximization = "em", calibration, done
+        case statistics, projection, regularization
+        case expectationMaximization = "em"
+        case calibration, done
     }
     /// Stage.
     public var stage: Stage

@@ -19,14 +19,21 @@ struct FitStatistics {
         globalTrain = globalTrain.projected(onto: p, k: k, center: center)
         globalValidation = globalValidation.projected(onto: p, k: k, center: center)
         for (label, pair) in classes {
-            classes[label] = (pair.train.projected(onto: p, k: k, center: center), pair.validation.projected(onto: p, k: k, center: center))
+            classes[label] = (
+                pair.train.projected(onto: p, k: k, center: center),
+                pair.validation.projected(onto: p, k: k, center: center)
+            )
         }
     }
 }
 
 extension LatentModelFitter {
     static func collectStatistics(
-        _ source: some ActivationSource, preparation: Preparation, split: SplitAssignment, reservoir capacity: Int, seed: UInt64,
+        _ source: some ActivationSource,
+        preparation: Preparation,
+        split: SplitAssignment,
+        reservoir capacity: Int,
+        seed: UInt64,
         progress: ((FitProgress) -> Void)?
     ) throws -> FitStatistics {
         let p = preparation.pooledDimension
@@ -39,7 +46,9 @@ extension LatentModelFitter {
         var workspace: [Double] = []
         try source.forEachBatch { batch in
             guard batch.values.count >= batch.count * n else {
-                throw FitError("a batch holds \(batch.values.count) values for \(batch.count) activations of \(n) elements")
+                throw FitError(
+                    "a batch holds \(batch.values.count) values for \(batch.count) activations of \(n) elements"
+                )
             }
             for key in groups.keys { groups[key]!.removeAll(keepingCapacity: true) }
             for i in 0..<batch.count {
@@ -47,7 +56,9 @@ extension LatentModelFitter {
                 if split.isCalibration(index) { continue }
                 let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
                 if let bad = row.firstIndex(where: { !$0.isFinite }) {
-                    throw FitError("activation \(index) holds \(row[bad]) at element \(bad - row.startIndex); remove non-finite activations before fitting")
+                    throw FitError(
+                        "activation \(index) holds \(row[bad]) at element \(bad - row.startIndex); remove non-finite activations before fitting"
+                    )
                 }
                 pooled.withUnsafeMutableBufferPointer { preparation.pool(row.baseAddress!, into: $0.baseAddress!) }
                 let isVal = split.isValidation(index)
@@ -73,7 +84,8 @@ extension LatentModelFitter {
                         stats.globalTrain.add(rb, rows: count, workspace: &workspace)
                     }
                     if let label = key.label {
-                        var pair = stats.classes[label] ?? (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
+                        var pair =
+                            stats.classes[label] ?? (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
                         if key.validation {
                             pair.validation.add(rb, rows: count, workspace: &workspace)
                         } else {
@@ -83,7 +95,9 @@ extension LatentModelFitter {
                     }
                 }
             }
-            progress?(FitProgress(stage: .statistics, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
+            progress?(
+                FitProgress(stage: .statistics, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
+            )
         }
         return stats
     }

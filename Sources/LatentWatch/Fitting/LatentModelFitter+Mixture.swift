@@ -1,3 +1,5 @@
+import LatentWatchNumerics
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,12 +7,16 @@ import Musl
 #else
 import Darwin
 #endif
-import LatentWatchNumerics
 
 extension LatentModelFitter {
     static func fitMixture(
-        _ source: some ActivationSource, stats: FitStatistics, preparation: Preparation, split: SplitAssignment,
-        configuration cfg: FitConfiguration, notes: inout [String], progress: ((FitProgress) -> Void)?
+        _ source: some ActivationSource,
+        stats: FitStatistics,
+        preparation: Preparation,
+        split: SplitAssignment,
+        configuration cfg: FitConfiguration,
+        notes: inout [String],
+        progress: ((FitProgress) -> Void)?
     ) throws -> GaussianMixture {
         let d = preparation.outputDimension
         let opts = cfg.mixture
@@ -20,8 +26,12 @@ extension LatentModelFitter {
         let globalCov = all.covariance
         let averageVariance = max(LinearAlgebra.trace(globalCov, n: d) / Double(d), 0)
         let em = ExpectationMaximization(
-            dimension: d, components: opts.components, covariance: opts.covariance, regularization: cfg.mixtureRegularization,
-            averageVariance: averageVariance)
+            dimension: d,
+            components: opts.components,
+            covariance: opts.covariance,
+            regularization: cfg.mixtureRegularization,
+            averageVariance: averageVariance
+        )
         let n = preparation.inputCount
         let pass: ExpectationMaximization.Pass = { body in
             var index = 0
@@ -36,7 +46,11 @@ extension LatentModelFitter {
                     if split.isCalibration(index) { continue }
                     z.withUnsafeMutableBufferPointer { zb in
                         scratch.withUnsafeMutableBufferPointer { sb in
-                            preparation.prepare(batch.values.baseAddress! + i * n, into: zb.baseAddress!, scratch: sb.baseAddress!)
+                            preparation.prepare(
+                                batch.values.baseAddress! + i * n,
+                                into: zb.baseAddress!,
+                                scratch: sb.baseAddress!
+                            )
                         }
                     }
                     prepared += z
@@ -52,29 +66,56 @@ extension LatentModelFitter {
             case .explicit(let w, let m, let c):
                 let cn = opts.covariance == .full ? opts.components * d * d : opts.components * d
                 guard w.count == opts.components, m.count == opts.components * d, c.count == cn else {
-                    throw FitError("explicit mixture initialisation has the wrong sizes for \(opts.components) components of dimension \(d)")
+                    throw FitError(
+                        "explicit mixture initialisation has the wrong sizes for \(opts.components) components of dimension \(d)"
+                    )
                 }
                 initial = .init(weights: w, means: m, covariances: c)
             case .kMeansPlusPlus:
                 initial = try em.kMeansInitialization(
-                    sample: stats.reservoir, count: stats.reservoir.count / max(d, 1), seed: opts.seed &+ UInt64(restart), globalCovariance: globalCov)
+                    sample: stats.reservoir,
+                    count: stats.reservoir.count / max(d, 1),
+                    seed: opts.seed &+ UInt64(restart),
+                    globalCovariance: globalCov
+                )
             }
-            let result = try em.run(from: initial, tolerance: opts.tolerance, maxIterations: opts.maxIterations, pass: pass) { it, ll in
-                progress?(FitProgress(stage: .expectationMaximization, samples: stats.fitSamples, iteration: it, restart: restart, logLikelihood: ll))
+            let result = try em.run(
+                from: initial,
+                tolerance: opts.tolerance,
+                maxIterations: opts.maxIterations,
+                pass: pass
+            ) { it, ll in
+                progress?(
+                    FitProgress(
+                        stage: .expectationMaximization,
+                        samples: stats.fitSamples,
+                        iteration: it,
+                        restart: restart,
+                        logLikelihood: ll
+                    )
+                )
             }
             if best == nil || result.lowerBounds.last! > best!.lowerBounds.last! { best = result }
         }
         let r = best!
-        notes.append("em: \(r.iterations) iterations, converged \(r.converged), mean log-likelihood \(r.lowerBounds.last!)")
+        notes.append(
+            "em: \(r.iterations) iterations, converged \(r.converged), mean log-likelihood \(r.lowerBounds.last!)"
+        )
         let p = r.parameters
         let logWeights = p.weights.map { log($0) }
         switch opts.covariance {
         case .full:
             var comps: [GaussianComponent] = []
             for k in 0..<opts.components {
-                comps.append(try component(
-                    mean: Array(p.means[(k * d)..<((k + 1) * d)]), covariance: Array(p.covariances[(k * d * d)..<((k + 1) * d * d)]),
-                    regularization: r.regularization[k], precision: cfg.precision, what: "mixture component \(k)"))
+                comps.append(
+                    try component(
+                        mean: Array(p.means[(k * d)..<((k + 1) * d)]),
+                        covariance: Array(p.covariances[(k * d * d)..<((k + 1) * d * d)]),
+                        regularization: r.regularization[k],
+                        precision: cfg.precision,
+                        what: "mixture component \(k)"
+                    )
+                )
             }
             return GaussianMixture(components: .full(comps), logWeights: logWeights, dimension: d)
         case .diagonal:
@@ -90,8 +131,15 @@ extension LatentModelFitter {
                 norms.append(-0.5 * (Double(d) * log(2 * Double.pi) + logDet))
             }
             return GaussianMixture(
-                components: .diagonal(means: p.means.map { Float($0) }, inverseStd: inv, logNormalizers: norms, regularization: r.regularization),
-                logWeights: logWeights, dimension: d)
+                components: .diagonal(
+                    means: p.means.map { Float($0) },
+                    inverseStd: inv,
+                    logNormalizers: norms,
+                    regularization: r.regularization
+                ),
+                logWeights: logWeights,
+                dimension: d
+            )
         }
     }
 }

@@ -1,3 +1,5 @@
+import LatentWatchNumerics
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #else
 import Darwin
 #endif
-import LatentWatchNumerics
 
 /// Fits a ``LatentModel`` post hoc from recorded activations: sufficient statistics in one pass (mergeable,
 /// so data never has to fit in memory), PCA and regularisation from those statistics, EM passes for
@@ -20,8 +21,11 @@ public enum LatentModelFitter {
     ///   - created: creation time written into the model (ISO 8601).
     ///   - progress: called as the fit advances.
     public static func fit(
-        _ source: some ActivationSource, calibration: (any ActivationSource)? = nil, configuration: FitConfiguration,
-        created: String = "1970-01-01T00:00:00Z", progress: ((FitProgress) -> Void)? = nil
+        _ source: some ActivationSource,
+        calibration: (any ActivationSource)? = nil,
+        configuration: FitConfiguration,
+        created: String = "1970-01-01T00:00:00Z",
+        progress: ((FitProgress) -> Void)? = nil
     ) throws -> LatentModel {
         let cfg = configuration
         let shape = source.sampleShape
@@ -36,17 +40,31 @@ public enum LatentModelFitter {
         let basePrep = Preparation(inputShape: shape, options: cfg.preparation)
         let p = basePrep.pooledDimension
         let split = SplitAssignment(
-            seed: cfg.splitSeed, calibrationFraction: calibration == nil ? cfg.calibrationFraction : 0,
-            validationFraction: cfg.regularization.shrinkage == .heldOutLikelihood ? cfg.regularization.validationFraction : 0)
+            seed: cfg.splitSeed,
+            calibrationFraction: calibration == nil ? cfg.calibrationFraction : 0,
+            validationFraction: cfg.regularization.shrinkage == .heldOutLikelihood
+                ? cfg.regularization.validationFraction : 0
+        )
 
         // Pass 1: statistics of pooled (and normalised) activations.
-        var stats = try collectStatistics(source, preparation: basePrep, split: split, reservoir: cfg.family == .gmm ? cfg.mixture.reservoirSize : 0, seed: cfg.mixture.seed, progress: progress)
-        guard stats.fitSamples >= 2 else { throw FitError("only \(stats.fitSamples) activations left for fitting; need at least 2") }
+        var stats = try collectStatistics(
+            source,
+            preparation: basePrep,
+            split: split,
+            reservoir: cfg.family == .gmm ? cfg.mixture.reservoirSize : 0,
+            seed: cfg.mixture.seed,
+            progress: progress
+        )
+        guard stats.fitSamples >= 2 else {
+            throw FitError("only \(stats.fitSamples) activations left for fitting; need at least 2")
+        }
 
         // PCA.
         var preparation = basePrep
         if cfg.preparation.projection != .none {
-            progress?(FitProgress(stage: .projection, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
+            progress?(
+                FitProgress(stage: .projection, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
+            )
             var all = stats.globalTrain
             all.merge(stats.globalValidation)
             let (proj, variances, k) = try PrincipalComponents.fit(all, projection: cfg.preparation.projection)
@@ -54,12 +72,20 @@ public enum LatentModelFitter {
             stats.project(onto: proj, k: k, center: center)
             var comps = [Float](repeating: 0, count: k * p)
             for c in 0..<k { for j in 0..<p { comps[c * p + j] = Float(proj[j * k + c]) } }
-            preparation = Preparation(inputShape: shape, options: cfg.preparation, projectionMean: center.map { Float($0) }, projectionComponents: comps, projectionVariances: variances)
+            preparation = Preparation(
+                inputShape: shape,
+                options: cfg.preparation,
+                projectionMean: center.map { Float($0) },
+                projectionComponents: comps,
+                projectionVariances: variances
+            )
             stats.reservoir = projectReservoir(stats.reservoir, p: p, proj: proj, k: k, center: center)
         }
         let d = preparation.outputDimension
 
-        progress?(FitProgress(stage: .regularization, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
+        progress?(
+            FitProgress(stage: .regularization, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
+        )
         var notes: [String] = []
         let density: any LatentDensity
         switch cfg.family {
@@ -72,12 +98,33 @@ public enum LatentModelFitter {
                 let (train, val) = stats.classes[label]!
                 var merged = train
                 merged.merge(val)
-                guard merged.weight >= 2 else { throw FitError("class \(label) has \(Int(merged.weight)) fitting sample(s); every class needs at least 2") }
-                let (cov, reg) = try regularizedCovariance(train: train, validation: val, merged: merged, d: d, regularization: cfg.regularization)
-                comps.append(try component(mean: merged.mean, covariance: cov, regularization: reg, precision: cfg.precision, what: "class \(label)"))
+                guard merged.weight >= 2 else {
+                    throw FitError(
+                        "class \(label) has \(Int(merged.weight)) fitting sample(s); every class needs at least 2"
+                    )
+                }
+                let (cov, reg) = try regularizedCovariance(
+                    train: train,
+                    validation: val,
+                    merged: merged,
+                    d: d,
+                    regularization: cfg.regularization
+                )
+                comps.append(
+                    try component(
+                        mean: merged.mean,
+                        covariance: cov,
+                        regularization: reg,
+                        precision: cfg.precision,
+                        what: "class \(label)"
+                    )
+                )
                 logPriors.append(log(merged.weight / total))
             }
-            notes.append("gda shrinkage per class: " + comps.map { String(format3($0.regularization.shrinkage)) }.joined(separator: ","))
+            notes.append(
+                "gda shrinkage per class: "
+                    + comps.map { String(format3($0.regularization.shrinkage)) }.joined(separator: ",")
+            )
             density = ClassConditionalGaussian(components: comps, logPriors: logPriors, labels: labels)
         case .tied:
             let labels = stats.classes.keys.sorted()
@@ -96,7 +143,10 @@ public enum LatentModelFitter {
                 guard merged.weight >= 1 else { throw FitError("class \(label) has no fitting samples") }
                 let st = train.scatterSymmetric
                 let sa = merged.scatterSymmetric
-                for i in 0..<(d * d) { pooledTrain[i] += st[i]; pooledAll[i] += sa[i] }
+                for i in 0..<(d * d) {
+                    pooledTrain[i] += st[i]
+                    pooledAll[i] += sa[i]
+                }
                 if val.weight > 0 && train.weight > 0 {
                     let m = CovarianceEstimation.secondMoment(of: val, about: train.mean)
                     for i in 0..<(d * d) { valMoment[i] += m[i] }
@@ -110,26 +160,76 @@ public enum LatentModelFitter {
             logPriors = logPriors.map { log($0 / nAll) }
             let cTrain = pooledTrain.map { $0 / max(nTrain, 1) }
             let cAll = pooledAll.map { $0 / nAll }
-            let (lambda, method) = try chooseShrinkage(cfg.regularization, train: cTrain, all: cAll, d: d, nAll: nAll, validationMoment: nVal > 0 ? valMoment : nil, nVal: nVal)
-            let (cov, reg) = CovarianceEstimation.regularize(cAll, dimension: d, lambda: lambda, floorRatio: cfg.regularization.floorRatio, ridge: cfg.regularization.ridge, method: method)
-            let shared = try component(mean: [Double](repeating: 0, count: d), covariance: cov, regularization: reg, precision: cfg.precision, what: "the tied covariance")
+            let (lambda, method) = try chooseShrinkage(
+                cfg.regularization,
+                train: cTrain,
+                all: cAll,
+                d: d,
+                nAll: nAll,
+                validationMoment: nVal > 0 ? valMoment : nil,
+                nVal: nVal
+            )
+            let (cov, reg) = CovarianceEstimation.regularize(
+                cAll,
+                dimension: d,
+                lambda: lambda,
+                floorRatio: cfg.regularization.floorRatio,
+                ridge: cfg.regularization.ridge,
+                method: method
+            )
+            let shared = try component(
+                mean: [Double](repeating: 0, count: d),
+                covariance: cov,
+                regularization: reg,
+                precision: cfg.precision,
+                what: "the tied covariance"
+            )
             notes.append("tied shrinkage: \(format3(lambda)) (\(method))")
             density = TiedGaussian(means: means, shared: shared, logPriors: logPriors, labels: labels)
         case .gmm:
-            density = try fitMixture(source, stats: stats, preparation: preparation, split: split, configuration: cfg, notes: &notes, progress: progress)
+            density = try fitMixture(
+                source,
+                stats: stats,
+                preparation: preparation,
+                split: split,
+                configuration: cfg,
+                notes: &notes,
+                progress: progress
+            )
         }
 
         var background: GaussianComponent?
         if cfg.fitBackground {
             var merged = stats.globalTrain
             merged.merge(stats.globalValidation)
-            let (cov, reg) = try regularizedCovariance(train: stats.globalTrain, validation: stats.globalValidation, merged: merged, d: d, regularization: cfg.regularization)
-            background = try component(mean: merged.mean, covariance: cov, regularization: reg, precision: cfg.precision, what: "the background Gaussian")
+            let (cov, reg) = try regularizedCovariance(
+                train: stats.globalTrain,
+                validation: stats.globalValidation,
+                merged: merged,
+                d: d,
+                regularization: cfg.regularization
+            )
+            background = try component(
+                mean: merged.mean,
+                covariance: cov,
+                regularization: reg,
+                precision: cfg.precision,
+                what: "the background Gaussian"
+            )
         }
 
         var model = LatentModel(
-            metadata: ModelMetadata(layer: cfg.layerName, created: created, fitSamples: stats.fitSamples, notes: notes.joined(separator: "; ")),
-            preparation: preparation, density: density, background: background, calibration: .none)
+            metadata: ModelMetadata(
+                layer: cfg.layerName,
+                created: created,
+                fitSamples: stats.fitSamples,
+                notes: notes.joined(separator: "; ")
+            ),
+            preparation: preparation,
+            density: density,
+            background: background,
+            calibration: .none
+        )
 
         // Calibration pass.
         progress?(FitProgress(stage: .calibration, samples: 0, iteration: 0, restart: 0, logLikelihood: 0))
@@ -164,15 +264,36 @@ public enum LatentModelFitter {
         return "\(r)"
     }
 
-    static func component(mean: [Double], covariance: [Double], regularization: AppliedRegularization, precision: Precision, what: String) throws -> GaussianComponent {
+    static func component(
+        mean: [Double],
+        covariance: [Double],
+        regularization: AppliedRegularization,
+        precision: Precision,
+        what: String
+    ) throws -> GaussianComponent {
         do {
-            return try GaussianComponent(mean: mean, covariance: covariance, regularization: regularization, precision: precision)
+            return try GaussianComponent(
+                mean: mean,
+                covariance: covariance,
+                regularization: regularization,
+                precision: precision
+            )
         } catch {
-            throw FitError("could not factorise the covariance of \(what) (\(error)); raise floorRatio or use shrinkage")
+            throw FitError(
+                "could not factorise the covariance of \(what) (\(error)); raise floorRatio or use shrinkage"
+            )
         }
     }
 
-    static func chooseShrinkage(_ r: Regularization, train: [Double], all: [Double], d: Int, nAll: Double, validationMoment: [Double]?, nVal: Double) throws -> (Double, String) {
+    static func chooseShrinkage(
+        _ r: Regularization,
+        train: [Double],
+        all: [Double],
+        d: Int,
+        nAll: Double,
+        validationMoment: [Double]?,
+        nVal: Double
+    ) throws -> (Double, String) {
         switch r.shrinkage {
         case .fixed(let l):
             guard l >= 0 && l <= 1 else { throw FitError("shrinkage must be in [0, 1], got \(l)") }
@@ -183,18 +304,46 @@ public enum LatentModelFitter {
             guard let m = validationMoment, nVal >= 1 else {
                 return (CovarianceEstimation.oasShrinkage(all, dimension: d, samples: nAll), "oas-fallback")
             }
-            let best = try CovarianceEstimation.selectShrinkage(train: train, dimension: d, validationSecondMoment: m, validationWeight: nVal, floorRatio: r.floorRatio, ridge: r.ridge)
+            let best = try CovarianceEstimation.selectShrinkage(
+                train: train,
+                dimension: d,
+                validationSecondMoment: m,
+                validationWeight: nVal,
+                floorRatio: r.floorRatio,
+                ridge: r.ridge
+            )
             return (best.lambda, "held-out")
         }
     }
 
     /// Regularised covariance of `merged`; lambda chosen on `train` against `validation` when both have data.
-    static func regularizedCovariance(train: GaussianMoments, validation: GaussianMoments, merged: GaussianMoments, d: Int, regularization r: Regularization) throws -> ([Double], AppliedRegularization) {
+    static func regularizedCovariance(
+        train: GaussianMoments,
+        validation: GaussianMoments,
+        merged: GaussianMoments,
+        d: Int,
+        regularization r: Regularization
+    ) throws -> ([Double], AppliedRegularization) {
         let useVal = validation.weight >= 1 && train.weight >= 2
         let all = merged.covariance
         let moment = useVal ? CovarianceEstimation.secondMoment(of: validation, about: train.mean) : nil
-        let (lambda, method) = try chooseShrinkage(r, train: train.covariance, all: all, d: d, nAll: merged.weight, validationMoment: moment, nVal: validation.weight)
-        return CovarianceEstimation.regularize(all, dimension: d, lambda: lambda, floorRatio: r.floorRatio, ridge: r.ridge, method: method)
+        let (lambda, method) = try chooseShrinkage(
+            r,
+            train: train.covariance,
+            all: all,
+            d: d,
+            nAll: merged.weight,
+            validationMoment: moment,
+            nVal: validation.weight
+        )
+        return CovarianceEstimation.regularize(
+            all,
+            dimension: d,
+            lambda: lambda,
+            floorRatio: r.floorRatio,
+            ridge: r.ridge,
+            method: method
+        )
     }
 
     static func projectReservoir(_ r: [Float], p: Int, proj: [Double], k: Int, center: [Double]) -> [Float] {

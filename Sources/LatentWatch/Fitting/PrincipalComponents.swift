@@ -5,7 +5,10 @@ enum PrincipalComponents {
     /// Leading components of the covariance of `moments`: returns the projection matrix P (D x k, row-major,
     /// columns are components), the kept variances, and k. Sign convention: each component's largest-magnitude
     /// entry is positive.
-    static func fit(_ moments: GaussianMoments, projection: PreparationOptions.Projection) throws -> (p: [Double], variances: [Double], k: Int) {
+    static func fit(
+        _ moments: GaussianMoments,
+        projection: PreparationOptions.Projection
+    ) throws -> (p: [Double], variances: [Double], k: Int) {
         let d = moments.dimension
         let (values, vectors) = try LinearAlgebra.symmetricEigen(moments.covariance, n: d)
         let order = Array((0..<d).reversed())
@@ -14,7 +17,9 @@ enum PrincipalComponents {
         case .none: return ([], [], d)
         case .components(let n):
             guard n >= 1 else { throw FitError("PCA needs at least 1 component, got \(n)") }
-            guard n <= d else { throw FitError("PCA asks for \(n) components but the pooled activation has only \(d) dimensions") }
+            guard n <= d else {
+                throw FitError("PCA asks for \(n) components but the pooled activation has only \(d) dimensions")
+            }
             k = n
         case .varianceFraction(let f):
             guard f > 0, f <= 1 else { throw FitError("PCA variance fraction must be in (0, 1], got \(f)") }

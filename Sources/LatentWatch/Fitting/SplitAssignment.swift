@@ -9,9 +9,14 @@ struct SplitAssignment: Sendable {
     let validationFraction: Double
 
     static func unit(_ seed: UInt64, _ index: Int, salt: UInt64) -> Double {
-        Double(SeededRandom.mix(seed ^ SeededRandom.mix(UInt64(index) &+ salt &* 0x632B_E59B_D9B4_E019)) >> 11) / Double(1 << 53)
+        Double(SeededRandom.mix(seed ^ SeededRandom.mix(UInt64(index) &+ salt &* 0x632B_E59B_D9B4_E019)) >> 11)
+            / Double(1 << 53)
     }
 
-    func isCalibration(_ index: Int) -> Bool { calibrationFraction > 0 && Self.unit(seed, index, salt: 1) < calibrationFraction }
-    func isValidation(_ index: Int) -> Bool { validationFraction > 0 && Self.unit(seed, index, salt: 2) < validationFraction }
+    func isCalibration(_ index: Int) -> Bool {
+        calibrationFraction > 0 && Self.unit(seed, index, salt: 1) < calibrationFraction
+    }
+    func isValidation(_ index: Int) -> Bool {
+        validationFraction > 0 && Self.unit(seed, index, salt: 2) < validationFraction
+    }
 }

@@ -5,7 +5,11 @@ import LatentWatchNumerics
 public struct NumpyArray: Sendable {
     /// Element types read.
     public enum DType: String, Sendable {
-        case float32 = "<f4", float16 = "<f2", float64 = "<f8", int64 = "<i8", int32 = "<i4"
+        case float32 = "<f4"
+        case float16 = "<f2"
+        case float64 = "<f8"
+        case int64 = "<i8"
+        case int32 = "<i4"
         var width: Int {
             switch self {
             case .float16: return 2
@@ -36,7 +40,9 @@ public struct NumpyArray: Sendable {
 
     /// Parses .npy bytes.
     public init(bytes b: [UInt8]) throws {
-        guard b.count >= 10, Array(b[0..<6]) == [0x93] + Array("NUMPY".utf8) else { throw NumpyError("not a .npy file (bad magic)") }
+        guard b.count >= 10, Array(b[0..<6]) == [0x93] + Array("NUMPY".utf8) else {
+            throw NumpyError("not a .npy file (bad magic)")
+        }
         let major = b[6]
         let headerLength: Int
         let start: Int
@@ -50,7 +56,9 @@ public struct NumpyArray: Sendable {
             start = 12
         default: throw NumpyError(".npy format version \(major) is not supported (1-3 are)")
         }
-        guard headerLength <= 1 << 20, start + headerLength <= b.count else { throw NumpyError("truncated .npy header (declares \(headerLength) bytes)") }
+        guard headerLength <= 1 << 20, start + headerLength <= b.count else {
+            throw NumpyError("truncated .npy header (declares \(headerLength) bytes)")
+        }
         let header = String(decoding: b[start..<(start + headerLength)], as: UTF8.self)
         guard let descrValue = Self.value(of: "descr", in: header),
             let q1 = descrValue.firstIndex(where: { $0 == "'" || $0 == "\"" }),
@@ -62,10 +70,14 @@ public struct NumpyArray: Sendable {
         guard let dt = DType(rawValue: descr == "|f2" ? "<f2" : descr) else {
             throw NumpyError("dtype '\(descr)' is not supported (little-endian f4, f2, f8, i8, i4 are)")
         }
-        guard let fo = Self.value(of: "fortran_order", in: header), fo.trimmingCharacters(in: .whitespaces).hasPrefix("False") else {
+        guard let fo = Self.value(of: "fortran_order", in: header),
+            fo.trimmingCharacters(in: .whitespaces).hasPrefix("False")
+        else {
             throw NumpyError("Fortran-order arrays are not supported; save with np.ascontiguousarray")
         }
-        guard let shapeText = Self.value(of: "shape", in: header), let open = shapeText.firstIndex(of: "("), let close = shapeText.firstIndex(of: ")") else {
+        guard let shapeText = Self.value(of: "shape", in: header), let open = shapeText.firstIndex(of: "("),
+            let close = shapeText.firstIndex(of: ")")
+        else {
             throw NumpyError(".npy header has no shape")
         }
         var shape: [Int] = []
@@ -83,7 +95,9 @@ public struct NumpyArray: Sendable {
         }
         let dataStart = start + headerLength
         let need = total * dt.width
-        guard b.count - dataStart >= need else { throw NumpyError("truncated data: shape \(shape) needs \(need) bytes, file has \(b.count - dataStart)") }
+        guard b.count - dataStart >= need else {
+            throw NumpyError("truncated data: shape \(shape) needs \(need) bytes, file has \(b.count - dataStart)")
+        }
         self.shape = shape
         self.dtype = dt
         self.bytes = Array(b[dataStart..<(dataStart + need)])
@@ -128,7 +142,9 @@ public struct NumpyArray: Sendable {
         case .int32: return ByteCoding.values(bytes, as: Int32.self).map { Int($0) }
         default:
             let d = doubles()
-            guard d.allSatisfy({ $0 == $0.rounded() && abs($0) < 1e15 }) else { throw NumpyError("labels must be integers") }
+            guard d.allSatisfy({ $0 == $0.rounded() && abs($0) < 1e15 }) else {
+                throw NumpyError("labels must be integers")
+            }
             return d.map { Int($0) }
         }
     }

@@ -28,10 +28,18 @@ public enum CRC32 {
                                 t[6].withUnsafeBufferPointer { t6 in
                                     t[7].withUnsafeBufferPointer { t7 in
                                         while i + 8 <= n {
-                                            let lo = c ^ (UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24)
-                                            let hi = UInt32(bytes[i + 4]) | UInt32(bytes[i + 5]) << 8 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 24
-                                            c = t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
-                                                ^ t3[Int(hi & 0xFF)] ^ t2[Int((hi >> 8) & 0xFF)] ^ t1[Int((hi >> 16) & 0xFF)] ^ t0[Int(hi >> 24)]
+                                            let lo =
+                                                c
+                                                ^ (UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+                                                    << 16 | UInt32(bytes[i + 3]) << 24)
+                                            let hi =
+                                                UInt32(bytes[i + 4]) | UInt32(bytes[i + 5]) << 8 | UInt32(bytes[i + 6])
+                                                << 16 | UInt32(bytes[i + 7]) << 24
+                                            c =
+                                                t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)]
+                                                ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
+                                                ^ t3[Int(hi & 0xFF)] ^ t2[Int((hi >> 8) & 0xFF)]
+                                                ^ t1[Int((hi >> 16) & 0xFF)] ^ t0[Int(hi >> 24)]
                                             i += 8
                                         }
                                         while i < n {

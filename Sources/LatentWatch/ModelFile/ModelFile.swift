@@ -33,7 +33,10 @@ public enum ModelFile {
     // MARK: Writing
 
     /// Encodes a model into file bytes.
-    public static func encode(_ model: LatentModel, options: WriteOptions = WriteOptions()) throws(ModelFileError) -> [UInt8] {
+    public static func encode(
+        _ model: LatentModel,
+        options: WriteOptions = WriteOptions()
+    ) throws(ModelFileError) -> [UInt8] {
         let m = options.precision.map { model.converted(to: $0) } ?? model
         var sections = ModelSectionWriter()
         m.density.encode(into: &sections)
@@ -62,16 +65,37 @@ public enum ModelFile {
         case .varianceFraction(let f): projectionJSON = .init(kind: "variance", fraction: f)
         }
         let descriptors = sections.tensors.enumerated().map {
-            TensorDescriptor(name: $0.element.name, section: $0.offset + 1, dtype: $0.element.dtype, shape: $0.element.shape, layout: $0.element.layout)
+            TensorDescriptor(
+                name: $0.element.name,
+                section: $0.offset + 1,
+                dtype: $0.element.dtype,
+                shape: $0.element.shape,
+                layout: $0.element.layout
+            )
         }
         let meta = ModelFileMetadata(
-            format: "latentwatch-model", libraryVersion: m.metadata.libraryVersion, created: m.metadata.created, layer: m.metadata.layer,
-            inputShape: prep.inputShape, requiredFeatures: [],
-            preparation: .init(pooling: prep.options.pooling.rawValue, l2Normalize: prep.options.l2Normalize, projection: projectionJSON, outputDimension: prep.outputDimension),
+            format: "latentwatch-model",
+            libraryVersion: m.metadata.libraryVersion,
+            created: m.metadata.created,
+            layer: m.metadata.layer,
+            inputShape: prep.inputShape,
+            requiredFeatures: [],
+            preparation: .init(
+                pooling: prep.options.pooling.rawValue,
+                l2Normalize: prep.options.l2Normalize,
+                projection: projectionJSON,
+                outputDimension: prep.outputDimension
+            ),
             density: sections.density!,
             background: m.background.map { .init(logNormalizer: $0.logNormalizer, regularization: $0.regularization) },
-            calibration: .init(scores: kinds.map(\.rawValue), counts: counts), tensors: descriptors,
-            fit: .init(samples: m.metadata.fitSamples, calibrationSamples: m.metadata.calibrationSamples, notes: m.metadata.notes))
+            calibration: .init(scores: kinds.map(\.rawValue), counts: counts),
+            tensors: descriptors,
+            fit: .init(
+                samples: m.metadata.fitSamples,
+                calibrationSamples: m.metadata.calibrationSamples,
+                notes: m.metadata.notes
+            )
+        )
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json: [UInt8]
@@ -85,7 +109,10 @@ public enum ModelFile {
         var offset = headerSize + entrySize * payloads.count
         for p in payloads {
             let shuffled = p.width > 1
-            let data = try Zstd.compress(shuffled ? ByteShuffle.shuffle(p.bytes, width: p.width) : p.bytes, level: options.compressionLevel)
+            let data = try Zstd.compress(
+                shuffled ? ByteShuffle.shuffle(p.bytes, width: p.width) : p.bytes,
+                level: options.compressionLevel
+            )
             var e: [UInt8] = []
             e += Array(p.kind.utf8)
             e += le32(1)
@@ -103,7 +130,9 @@ public enum ModelFile {
         var out: [UInt8] = []
         out.reserveCapacity(total)
         out += magic
-        out += le16(majorVersion) + le16(minorVersion) + le32(0) + le32(UInt32(payloads.count)) + le32(0) + le64(UInt64(total))
+        out +=
+            le16(majorVersion) + le16(minorVersion) + le32(0) + le32(UInt32(payloads.count)) + le32(0)
+            + le64(UInt64(total))
         for s in stored { out += s.entry }
         for s in stored { out += s.data }
         out += le32(CRC32.checksum(out)) + le32(0) + endMagic
@@ -111,12 +140,21 @@ public enum ModelFile {
     }
 
     /// Writes a model file atomically (temporary file, then rename).
-    public static func write(_ model: LatentModel, to path: String, options: WriteOptions = WriteOptions()) throws(ModelFileError) {
+    public static func write(
+        _ model: LatentModel,
+        to path: String,
+        options: WriteOptions = WriteOptions()
+    ) throws(ModelFileError) {
         let bytes = try encode(model, options: options)
         do {
             try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            throw ModelFileError(.io, "could not write the model: \(error.localizedDescription)", remedy: "check that the directory exists and is writable, and that the disk has space", path: path)
+            throw ModelFileError(
+                .io,
+                "could not write the model: \(error.localizedDescription)",
+                remedy: "check that the directory exists and is writable, and that the disk has space",
+                path: path
+            )
         }
     }
 
@@ -126,7 +164,12 @@ public enum ModelFile {
     public static func read(contentsOf path: String) throws(ModelFileError) -> LatentModel {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ModelFileError(.io, "could not read the file: \(error.localizedDescription)", remedy: "check the path and permissions", path: path)
+            throw ModelFileError(
+                .io,
+                "could not read the file: \(error.localizedDescription)",
+                remedy: "check the path and permissions",
+                path: path
+            )
         }
         do { return try decode(Array(data)) } catch {
             var e = error
@@ -142,7 +185,9 @@ public enum ModelFile {
     }
 
     /// Describes a file without building the model (for `inspect`): header fields and metadata JSON.
-    public static func describe(_ b: [UInt8]) throws(ModelFileError) -> (version: String, sections: Int, metadataJSON: String) {
+    public static func describe(
+        _ b: [UInt8]
+    ) throws(ModelFileError) -> (version: String, sections: Int, metadataJSON: String) {
         try checkFraming(b)
         let json = try sectionPayloads(b, metadataOnly: true)[0]!
         return ("\(rd16(b, 8)).\(rd16(b, 10))", Int(rd32(b, 16)), String(decoding: json, as: UTF8.self))
@@ -150,43 +195,84 @@ public enum ModelFile {
 
     static func checkFraming(_ b: [UInt8]) throws(ModelFileError) {
         if b.count < 8 || Array(b[0..<8]) != magic {
-            throw ModelFileError(.notAModelFile, "not a LatentWatch model file (starts with \(describeStart(b)))", remedy: "pass a .lwm file written by `latentwatch fit` or ModelFile.write")
+            throw ModelFileError(
+                .notAModelFile,
+                "not a LatentWatch model file (starts with \(describeStart(b)))",
+                remedy: "pass a .lwm file written by `latentwatch fit` or ModelFile.write"
+            )
         }
         if b.count < headerSize + trailerSize {
-            throw ModelFileError(.truncated, "the file is \(b.count) bytes, shorter than a header and trailer", remedy: "the file was cut short; copy it again")
+            throw ModelFileError(
+                .truncated,
+                "the file is \(b.count) bytes, shorter than a header and trailer",
+                remedy: "the file was cut short; copy it again"
+            )
         }
         let major = rd16(b, 8)
         let minor = rd16(b, 10)
         if major != majorVersion {
-            let advice = major > majorVersion ? "it was written by a newer LatentWatch (format \(major).\(minor)); upgrade LatentWatch to read it" : "format \(major).\(minor) is not supported by this reader; refit the model with this version"
-            throw ModelFileError(.unsupportedVersion, "model file format \(major).\(minor) is not readable by LatentWatch \(LatentWatchVersion.string) (reads \(majorVersion).x)", remedy: advice)
+            let advice =
+                major > majorVersion
+                ? "it was written by a newer LatentWatch (format \(major).\(minor)); upgrade LatentWatch to read it"
+                : "format \(major).\(minor) is not supported by this reader; refit the model with this version"
+            throw ModelFileError(
+                .unsupportedVersion,
+                "model file format \(major).\(minor) is not readable by LatentWatch \(LatentWatchVersion.string) (reads \(majorVersion).x)",
+                remedy: advice
+            )
         }
         let declared = rd64(b, 24)
         if declared > UInt64(b.count) {
-            throw ModelFileError(.truncated, "the header declares \(declared) bytes but the file has \(b.count)", remedy: "the file was cut short; copy it again")
+            throw ModelFileError(
+                .truncated,
+                "the header declares \(declared) bytes but the file has \(b.count)",
+                remedy: "the file was cut short; copy it again"
+            )
         }
         if declared < UInt64(b.count) {
-            throw ModelFileError(.trailingBytes, "the file has \(UInt64(b.count) - declared) bytes after the declared end", remedy: "the file was appended to or concatenated; restore the original")
+            throw ModelFileError(
+                .trailingBytes,
+                "the file has \(UInt64(b.count) - declared) bytes after the declared end",
+                remedy: "the file was appended to or concatenated; restore the original"
+            )
         }
         if Array(b[(b.count - 8)...]) != endMagic {
-            throw ModelFileError(.truncated, "the end marker is missing", remedy: "the file was cut short or overwritten; copy it again")
+            throw ModelFileError(
+                .truncated,
+                "the end marker is missing",
+                remedy: "the file was cut short or overwritten; copy it again"
+            )
         }
         let stored = rd32(b, b.count - trailerSize)
-        let actual = b.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<(b.count - trailerSize)])) }
+        let actual = b.withUnsafeBytes {
+            CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<(b.count - trailerSize)]))
+        }
         if stored != actual {
-            throw ModelFileError(.checksumMismatch, "the file checksum does not match (stored \(hex(stored)), computed \(hex(actual)))", remedy: "the file is damaged; restore it from a good copy")
+            throw ModelFileError(
+                .checksumMismatch,
+                "the file checksum does not match (stored \(hex(stored)), computed \(hex(actual)))",
+                remedy: "the file is damaged; restore it from a good copy"
+            )
         }
     }
 
     static func sectionPayloads(_ b: [UInt8], metadataOnly: Bool = false) throws(ModelFileError) -> [Int: [UInt8]] {
         let count = Int(rd32(b, 16))
         guard count >= 1, count <= maxSections else {
-            throw ModelFileError(.implausibleSize, "the header declares \(count) sections (1...\(maxSections) allowed)", remedy: "the file is corrupt; restore it or refit")
+            throw ModelFileError(
+                .implausibleSize,
+                "the header declares \(count) sections (1...\(maxSections) allowed)",
+                remedy: "the file is corrupt; restore it or refit"
+            )
         }
         let tableEnd = headerSize + count * entrySize
         let dataEnd = b.count - trailerSize
         guard tableEnd <= dataEnd else {
-            throw ModelFileError(.sectionOutOfBounds, "the section table (\(count) entries) runs past the end of the file", remedy: "the file is corrupt; restore it or refit")
+            throw ModelFileError(
+                .sectionOutOfBounds,
+                "the section table (\(count) entries) runs past the end of the file",
+                remedy: "the file is corrupt; restore it or refit"
+            )
         }
         var out: [Int: [UInt8]] = [:]
         for s in 0..<(metadataOnly ? 1 : count) {
@@ -194,7 +280,11 @@ public enum ModelFile {
             let kind = String(decoding: b[e..<(e + 4)], as: UTF8.self)
             let expectedKind = s == 0 ? "META" : "TNSR"
             guard kind == expectedKind else {
-                throw ModelFileError(.malformedMetadata, "section \(s) has kind '\(kind)', expected \(expectedKind)", remedy: "the file is corrupt; restore it or refit")
+                throw ModelFileError(
+                    .malformedMetadata,
+                    "section \(s) has kind '\(kind)', expected \(expectedKind)",
+                    remedy: "the file is corrupt; restore it or refit"
+                )
             }
             let codec = rd32(b, e + 4)
             let flags = rd32(b, e + 8)
@@ -204,21 +294,39 @@ public enum ModelFile {
             let decodedLength = rd64(b, e + 32)
             let crc = rd32(b, e + 40)
             guard codec <= 1, flags & ~1 == 0, [1, 2, 4, 8].contains(width) else {
-                throw ModelFileError(.unsupportedFeature, "section \(s) uses codec \(codec), flags \(flags), width \(width)", remedy: "the file needs a newer LatentWatch, or is corrupt")
+                throw ModelFileError(
+                    .unsupportedFeature,
+                    "section \(s) uses codec \(codec), flags \(flags), width \(width)",
+                    remedy: "the file needs a newer LatentWatch, or is corrupt"
+                )
             }
-            guard offset >= UInt64(tableEnd), storedLength <= UInt64(dataEnd), offset <= UInt64(dataEnd) - storedLength else {
-                throw ModelFileError(.sectionOutOfBounds, "section \(s) at offset \(offset) with \(storedLength) bytes lies outside the data area", remedy: "the file is corrupt; restore it or refit")
+            guard offset >= UInt64(tableEnd), storedLength <= UInt64(dataEnd), offset <= UInt64(dataEnd) - storedLength
+            else {
+                throw ModelFileError(
+                    .sectionOutOfBounds,
+                    "section \(s) at offset \(offset) with \(storedLength) bytes lies outside the data area",
+                    remedy: "the file is corrupt; restore it or refit"
+                )
             }
             guard decodedLength <= UInt64(maxDecodedSection), decodedLength % UInt64(width) == 0,
                 codec == 1 || decodedLength == storedLength, decodedLength <= storedLength &* 65536 + 4096
             else {
-                throw ModelFileError(.implausibleSize, "section \(s) declares \(decodedLength) decoded bytes from \(storedLength) stored", remedy: "the file is corrupt; restore it or refit")
+                throw ModelFileError(
+                    .implausibleSize,
+                    "section \(s) declares \(decodedLength) decoded bytes from \(storedLength) stored",
+                    remedy: "the file is corrupt; restore it or refit"
+                )
             }
             let slice = b[Int(offset)..<Int(offset + storedLength)]
-            var decoded = codec == 1 ? try Zstd.decompress(slice, expected: Int(decodedLength), section: s) : Array(slice)
+            var decoded =
+                codec == 1 ? try Zstd.decompress(slice, expected: Int(decodedLength), section: s) : Array(slice)
             if flags & 1 != 0 { decoded = ByteShuffle.unshuffle(decoded, width: width) }
             guard CRC32.checksum(decoded) == crc else {
-                throw ModelFileError(.checksumMismatch, "section \(s) checksum does not match", remedy: "the file is damaged; restore it from a good copy")
+                throw ModelFileError(
+                    .checksumMismatch,
+                    "section \(s) checksum does not match",
+                    remedy: "the file is damaged; restore it from a good copy"
+                )
             }
             out[s] = decoded
         }
@@ -230,18 +338,36 @@ public enum ModelFile {
         let payloads = try sectionPayloads(b)
         let meta: ModelFileMetadata
         do { meta = try JSONDecoder().decode(ModelFileMetadata.self, from: Data(payloads[0]!)) } catch {
-            throw ModelFileError(.malformedMetadata, "the metadata does not parse: \(error)", remedy: "the file is corrupt or not from LatentWatch; refit")
+            throw ModelFileError(
+                .malformedMetadata,
+                "the metadata does not parse: \(error)",
+                remedy: "the file is corrupt or not from LatentWatch; refit"
+            )
         }
         guard meta.format == "latentwatch-model" else {
-            throw ModelFileError(.malformedMetadata, "the metadata format is '\(meta.format)'", remedy: "pass a LatentWatch model file")
+            throw ModelFileError(
+                .malformedMetadata,
+                "the metadata format is '\(meta.format)'",
+                remedy: "pass a LatentWatch model file"
+            )
         }
         if let unknown = meta.requiredFeatures.first(where: { !ModelFileFeatures.known.contains($0) }) {
-            throw ModelFileError(.unsupportedFeature, "the file requires feature '\(unknown)', which LatentWatch \(LatentWatchVersion.string) does not have", remedy: "upgrade LatentWatch")
+            throw ModelFileError(
+                .unsupportedFeature,
+                "the file requires feature '\(unknown)', which LatentWatch \(LatentWatchVersion.string) does not have",
+                remedy: "upgrade LatentWatch"
+            )
         }
         var descriptors: [String: TensorDescriptor] = [:]
         for t in meta.tensors {
-            guard t.section >= 1, t.section < payloads.count, t.shape.allSatisfy({ $0 >= 0 && $0 <= 1 << 31 }), t.shape.count <= 8 else {
-                throw ModelFileError(.inconsistentModel, "tensor '\(t.name)' has section \(t.section) and shape \(t.shape)", remedy: "the file is corrupt; refit")
+            guard t.section >= 1, t.section < payloads.count, t.shape.allSatisfy({ $0 >= 0 && $0 <= 1 << 31 }),
+                t.shape.count <= 8
+            else {
+                throw ModelFileError(
+                    .inconsistentModel,
+                    "tensor '\(t.name)' has section \(t.section) and shape \(t.shape)",
+                    remedy: "the file is corrupt; refit"
+                )
             }
             descriptors[t.name] = t
         }
@@ -252,40 +378,76 @@ public enum ModelFile {
 
     static func assemble(_ meta: ModelFileMetadata, _ r: ModelSectionReader) throws(ModelFileError) -> LatentModel {
         guard let family = DensityFamilies.all[meta.density.family] else {
-            throw ModelFileError(.unsupportedFeature, "density family '\(meta.density.family)' is unknown to LatentWatch \(LatentWatchVersion.string)", remedy: "upgrade LatentWatch")
+            throw ModelFileError(
+                .unsupportedFeature,
+                "density family '\(meta.density.family)' is unknown to LatentWatch \(LatentWatchVersion.string)",
+                remedy: "upgrade LatentWatch"
+            )
         }
         let density = try family.decode(from: r)
         guard let pooling = PreparationOptions.Pooling(rawValue: meta.preparation.pooling) else {
-            throw ModelFileError(.unsupportedFeature, "pooling '\(meta.preparation.pooling)' is unknown", remedy: "upgrade LatentWatch")
+            throw ModelFileError(
+                .unsupportedFeature,
+                "pooling '\(meta.preparation.pooling)' is unknown",
+                remedy: "upgrade LatentWatch"
+            )
         }
         let projection: PreparationOptions.Projection
         switch meta.preparation.projection.kind {
         case "none": projection = .none
         case "components": projection = .components(meta.preparation.projection.k ?? 0)
         case "variance": projection = .varianceFraction(meta.preparation.projection.fraction ?? 0)
-        default: throw ModelFileError(.unsupportedFeature, "projection '\(meta.preparation.projection.kind)' is unknown", remedy: "upgrade LatentWatch")
+        default:
+            throw ModelFileError(
+                .unsupportedFeature,
+                "projection '\(meta.preparation.projection.kind)' is unknown",
+                remedy: "upgrade LatentWatch"
+            )
         }
-        let options = PreparationOptions(pooling: pooling, l2Normalize: meta.preparation.l2Normalize, projection: projection)
+        let options = PreparationOptions(
+            pooling: pooling,
+            l2Normalize: meta.preparation.l2Normalize,
+            projection: projection
+        )
         let shape = meta.inputShape
-        guard !shape.isEmpty, shape.count <= 8, shape.allSatisfy({ $0 >= 1 && $0 <= 1 << 28 }), shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) <= 1 << 30,
+        guard !shape.isEmpty, shape.count <= 8, shape.allSatisfy({ $0 >= 1 && $0 <= 1 << 28 }),
+            shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) <= 1 << 30,
             Preparation.validate(shape: shape, options: options) == nil
         else {
-            throw ModelFileError(.inconsistentModel, "input shape \(shape) does not suit pooling '\(pooling.rawValue)'", remedy: "the file is corrupt; refit")
+            throw ModelFileError(
+                .inconsistentModel,
+                "input shape \(shape) does not suit pooling '\(pooling.rawValue)'",
+                remedy: "the file is corrupt; refit"
+            )
         }
         let pooled = Preparation.pooledDimension(shape: shape, pooling: pooling)
         let out = meta.preparation.outputDimension
         var preparation = Preparation(inputShape: shape, options: options)
         if projection != .none {
             guard out >= 1, out <= pooled else {
-                throw ModelFileError(.inconsistentModel, "projection to \(out) of \(pooled) dimensions", remedy: "the file is corrupt; refit")
+                throw ModelFileError(
+                    .inconsistentModel,
+                    "projection to \(out) of \(pooled) dimensions",
+                    remedy: "the file is corrupt; refit"
+                )
             }
             let mean = try r.floats("preparation.mean", shape: [pooled])
             let comps = try r.floats("preparation.components", shape: [out, pooled])
             let vars = try r.doubles("preparation.variances", shape: [out])
-            preparation = Preparation(inputShape: shape, options: options, projectionMean: mean, projectionComponents: comps, projectionVariances: vars)
+            preparation = Preparation(
+                inputShape: shape,
+                options: options,
+                projectionMean: mean,
+                projectionComponents: comps,
+                projectionVariances: vars
+            )
         }
         guard preparation.outputDimension == out, out == density.dimension else {
-            throw ModelFileError(.inconsistentModel, "preparation yields \(preparation.outputDimension) dimensions, metadata says \(out), density has \(density.dimension)", remedy: "the file is corrupt; refit")
+            throw ModelFileError(
+                .inconsistentModel,
+                "preparation yields \(preparation.outputDimension) dimensions, metadata says \(out), density has \(density.dimension)",
+                remedy: "the file is corrupt; refit"
+            )
         }
         var background: GaussianComponent?
         if let bg = meta.background {
@@ -295,7 +457,12 @@ public enum ModelFile {
             guard bg.logNormalizer.isFinite else {
                 throw ModelFileError(.inconsistentModel, "background log normaliser is not finite", remedy: "refit")
             }
-            background = GaussianComponent(mean: mean, factor: factor, logNormalizer: bg.logNormalizer, regularization: bg.regularization)
+            background = GaussianComponent(
+                mean: mean,
+                factor: factor,
+                logNormalizer: bg.logNormalizer,
+                regularization: bg.regularization
+            )
         }
         var dists: [ScoreKind: EmpiricalDistribution] = [:]
         for name in meta.calibration.scores {
@@ -308,14 +475,29 @@ public enum ModelFile {
             let values = try r.floats("\(key).values", shape: [n])
             let ranks = try r.uint32s("\(key).ranks", shape: [n])
             guard let dist = EmpiricalDistribution(count: m, values: values, ranks: ranks) else {
-                throw ModelFileError(.inconsistentModel, "calibration '\(name)' is not sorted or its ranks are inconsistent", remedy: "refit")
+                throw ModelFileError(
+                    .inconsistentModel,
+                    "calibration '\(name)' is not sorted or its ranks are inconsistent",
+                    remedy: "refit"
+                )
             }
             dists[kind] = dist
         }
         let metadata = ModelMetadata(
-            layer: meta.layer, libraryVersion: meta.libraryVersion, created: meta.created, fitSamples: meta.fit.samples,
-            calibrationSamples: meta.fit.calibrationSamples, notes: meta.fit.notes)
-        return LatentModel(metadata: metadata, preparation: preparation, density: density, background: background, calibration: Calibration(distributions: dists))
+            layer: meta.layer,
+            libraryVersion: meta.libraryVersion,
+            created: meta.created,
+            fitSamples: meta.fit.samples,
+            calibrationSamples: meta.fit.calibrationSamples,
+            notes: meta.fit.notes
+        )
+        return LatentModel(
+            metadata: metadata,
+            preparation: preparation,
+            density: density,
+            background: background,
+            calibration: Calibration(distributions: dists)
+        )
     }
 
     // MARK: Helpers
@@ -324,14 +506,20 @@ public enum ModelFile {
     static func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
     static func le64(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8((v >> (8 * UInt64($0))) & 0xFF) } }
     static func rd16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
-    static func rd32(_ b: [UInt8], _ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[o + $1]) << (8 * UInt32($1)) } }
-    static func rd64(_ b: [UInt8], _ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) } }
+    static func rd32(_ b: [UInt8], _ o: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(b[o + $1]) << (8 * UInt32($1)) }
+    }
+    static func rd64(_ b: [UInt8], _ o: Int) -> UInt64 {
+        (0..<8).reduce(0) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) }
+    }
     static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
 
     static func describeStart(_ b: [UInt8]) -> String {
         if b.isEmpty { return "nothing: the file is empty" }
         if b.count >= 4 && Array(b[0..<4]) == [0x28, 0xB5, 0x2F, 0xFD] { return "a zstd frame; decompress it first?" }
-        if b.count >= 6 && Array(b[0..<6]) == [0x93] + Array("NUMPY".utf8) { return "a .npy header: that is activations, not a model" }
+        if b.count >= 6 && Array(b[0..<6]) == [0x93] + Array("NUMPY".utf8) {
+            return "a .npy header: that is activations, not a model"
+        }
         if b[0] == UInt8(ascii: "{") { return "'{': JSON, not a model" }
         return b.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
     }

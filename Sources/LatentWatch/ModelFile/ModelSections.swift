@@ -48,8 +48,14 @@ public struct DensityDescriptor: Sendable, Codable, Equatable {
     }
 
     public init(
-        family: String, dimension: Int, components: Int, precision: Precision, classLabels: [Int]?,
-        logWeights: [Double], logNormalizers: [Double], regularization: [AppliedRegularization]
+        family: String,
+        dimension: Int,
+        components: Int,
+        precision: Precision,
+        classLabels: [Int]?,
+        logWeights: [Double],
+        logNormalizers: [Double],
+        regularization: [AppliedRegularization]
     ) {
         self.family = family
         self.dimension = dimension
@@ -83,11 +89,23 @@ public struct ModelSectionWriter: Sendable {
 
     /// Adds float values at a precision (f32, or f16 bits).
     public mutating func addFloats(
-        _ name: String, _ values: [Float], shape: [Int], precision: Precision = .float32, layout: String = "dense"
+        _ name: String,
+        _ values: [Float],
+        shape: [Int],
+        precision: Precision = .float32,
+        layout: String = "dense"
     ) {
         switch precision {
         case .float32:
-            tensors.append(PendingTensor(name: name, dtype: .f32, shape: shape, layout: layout, bytes: ByteCoding.bytes(of: values)))
+            tensors.append(
+                PendingTensor(
+                    name: name,
+                    dtype: .f32,
+                    shape: shape,
+                    layout: layout,
+                    bytes: ByteCoding.bytes(of: values)
+                )
+            )
         case .float16:
             addHalf(name, HalfConversion.toHalf(values), shape: shape, layout: layout)
         }
@@ -95,17 +113,23 @@ public struct ModelSectionWriter: Sendable {
 
     /// Adds binary16 bit patterns.
     public mutating func addHalf(_ name: String, _ bits: [UInt16], shape: [Int], layout: String = "dense") {
-        tensors.append(PendingTensor(name: name, dtype: .f16, shape: shape, layout: layout, bytes: ByteCoding.bytes(of: bits)))
+        tensors.append(
+            PendingTensor(name: name, dtype: .f16, shape: shape, layout: layout, bytes: ByteCoding.bytes(of: bits))
+        )
     }
 
     /// Adds doubles.
     public mutating func addDoubles(_ name: String, _ values: [Double], shape: [Int]) {
-        tensors.append(PendingTensor(name: name, dtype: .f64, shape: shape, layout: "dense", bytes: ByteCoding.bytes(of: values)))
+        tensors.append(
+            PendingTensor(name: name, dtype: .f64, shape: shape, layout: "dense", bytes: ByteCoding.bytes(of: values))
+        )
     }
 
     /// Adds unsigned 32-bit integers.
     public mutating func addUInt32(_ name: String, _ values: [UInt32], shape: [Int]) {
-        tensors.append(PendingTensor(name: name, dtype: .u32, shape: shape, layout: "dense", bytes: ByteCoding.bytes(of: values)))
+        tensors.append(
+            PendingTensor(name: name, dtype: .u32, shape: shape, layout: "dense", bytes: ByteCoding.bytes(of: values))
+        )
     }
 
     /// Adds a stack of packed lower-triangular factors at their storage precision.
@@ -141,18 +165,35 @@ public struct ModelSectionReader: Sendable {
     /// Whether a tensor is present.
     public func has(_ name: String) -> Bool { descriptors[name] != nil }
 
-    func descriptor(_ name: String, shape: [Int], layout: String) throws(ModelFileError) -> (TensorDescriptor, [UInt8]) {
+    func descriptor(_ name: String, shape: [Int], layout: String) throws(ModelFileError) -> (TensorDescriptor, [UInt8])
+    {
         guard let t = descriptors[name] else {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' is missing", remedy: "re-export the model with a current LatentWatch")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' is missing",
+                remedy: "re-export the model with a current LatentWatch"
+            )
         }
         guard t.shape == shape else {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' has shape \(t.shape), the metadata implies \(shape)", remedy: "the file is inconsistent; refit or re-export the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' has shape \(t.shape), the metadata implies \(shape)",
+                remedy: "the file is inconsistent; refit or re-export the model"
+            )
         }
         guard t.layout == layout else {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' has layout '\(t.layout)', expected '\(layout)'", remedy: "refit or re-export the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' has layout '\(t.layout)', expected '\(layout)'",
+                remedy: "refit or re-export the model"
+            )
         }
         guard let bytes = payloads[t.section] else {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' points at section \(t.section), which is not a tensor section", remedy: "refit or re-export the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' points at section \(t.section), which is not a tensor section",
+                remedy: "refit or re-export the model"
+            )
         }
         let elements: Int
         if layout == "packed-lower" {
@@ -161,7 +202,11 @@ public struct ModelSectionReader: Sendable {
             elements = shape.reduce(1, *)
         }
         guard bytes.count == elements * t.dtype.width else {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' holds \(bytes.count) bytes, its shape needs \(elements * t.dtype.width)", remedy: "refit or re-export the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' holds \(bytes.count) bytes, its shape needs \(elements * t.dtype.width)",
+                remedy: "refit or re-export the model"
+            )
         }
         return (t, bytes)
     }
@@ -174,10 +219,18 @@ public struct ModelSectionReader: Sendable {
         case .f32: values = ByteCoding.values(bytes, as: Float.self)
         case .f16: values = HalfConversion.toFloat(ByteCoding.values(bytes, as: UInt16.self))
         default:
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' has dtype \(t.dtype.rawValue), expected f32 or f16", remedy: "refit or re-export the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' has dtype \(t.dtype.rawValue), expected f32 or f16",
+                remedy: "refit or re-export the model"
+            )
         }
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' holds a non-finite value at element \(bad)", remedy: "refit the model; its parameters are corrupt")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' holds a non-finite value at element \(bad)",
+                remedy: "refit the model; its parameters are corrupt"
+            )
         }
         return values
     }
@@ -193,7 +246,11 @@ public struct ModelSectionReader: Sendable {
     public func doubles(_ name: String, shape: [Int]) throws(ModelFileError) -> [Double] {
         let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
         guard t.dtype == .f64 else {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' has dtype \(t.dtype.rawValue), expected f64", remedy: "refit or re-export the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' has dtype \(t.dtype.rawValue), expected f64",
+                remedy: "refit or re-export the model"
+            )
         }
         return ByteCoding.values(bytes, as: Double.self)
     }
@@ -202,7 +259,11 @@ public struct ModelSectionReader: Sendable {
     public func uint32s(_ name: String, shape: [Int]) throws(ModelFileError) -> [UInt32] {
         let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
         guard t.dtype == .u32 else {
-            throw ModelFileError(.inconsistentModel, "tensor '\(name)' has dtype \(t.dtype.rawValue), expected u32", remedy: "refit or re-export the model")
+            throw ModelFileError(
+                .inconsistentModel,
+                "tensor '\(name)' has dtype \(t.dtype.rawValue), expected u32",
+                remedy: "refit or re-export the model"
+            )
         }
         return ByteCoding.values(bytes, as: UInt32.self)
     }
@@ -211,7 +272,9 @@ public struct ModelSectionReader: Sendable {
     public func factors(_ name: String, count: Int, dimension d: Int) throws(ModelFileError) -> [PackedTriangular] {
         let per = d * (d + 1) / 2
         if let bits = try halfBits(name, shape: [count, d], layout: "packed-lower") {
-            return (0..<count).map { PackedTriangular(rowPackedHalf: Array(bits[($0 * per)..<(($0 + 1) * per)]), dimension: d) }
+            return (0..<count).map {
+                PackedTriangular(rowPackedHalf: Array(bits[($0 * per)..<(($0 + 1) * per)]), dimension: d)
+            }
         }
         let values = try floats(name, shape: [count, d], layout: "packed-lower")
         return (0..<count).map {
@@ -232,7 +295,9 @@ public enum ByteCoding {
         let n = bytes.count / MemoryLayout<T>.stride
         return [T](unsafeUninitializedCapacity: n) { buf, initialized in
             bytes.withUnsafeBytes { raw in
-                UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(n * MemoryLayout<T>.stride)]))
+                UnsafeMutableRawBufferPointer(buf).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: raw[0..<(n * MemoryLayout<T>.stride)])
+                )
             }
             initialized = n
         }

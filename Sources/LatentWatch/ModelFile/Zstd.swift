@@ -9,7 +9,11 @@ enum Zstd {
             input.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, bound, i.baseAddress, input.count, level) }
         }
         if ZSTD_isError(written) != 0 {
-            throw ModelFileError(.io, "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))", remedy: "report this as a bug")
+            throw ModelFileError(
+                .io,
+                "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))",
+                remedy: "report this as a bug"
+            )
         }
         out.removeSubrange(written...)
         return out
@@ -20,7 +24,11 @@ enum Zstd {
         let declared = input.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, input.count) }
         // ZSTD_CONTENTSIZE_UNKNOWN / _ERROR are the two largest UInt64 values.
         if declared >= UInt64.max - 1 || declared != UInt64(expected) {
-            throw ModelFileError(.decompressionFailed, "section \(section) is not a zstd frame of the declared \(expected) bytes", remedy: "the file is damaged; restore it from a good copy or refit")
+            throw ModelFileError(
+                .decompressionFailed,
+                "section \(section) is not a zstd frame of the declared \(expected) bytes",
+                remedy: "the file is damaged; restore it from a good copy or refit"
+            )
         }
         var out = [UInt8](repeating: 0, count: expected)
         let got = out.withUnsafeMutableBytes { o in
@@ -28,7 +36,11 @@ enum Zstd {
         }
         if ZSTD_isError(got) != 0 || got != expected {
             let reason = ZSTD_isError(got) != 0 ? String(cString: ZSTD_getErrorName(got)) : "decoded \(got) bytes"
-            throw ModelFileError(.decompressionFailed, "section \(section) does not decompress: \(reason)", remedy: "the file is damaged; restore it from a good copy or refit")
+            throw ModelFileError(
+                .decompressionFailed,
+                "section \(section) does not decompress: \(reason)",
+                remedy: "the file is damaged; restore it from a good copy or refit"
+            )
         }
         return out
     }

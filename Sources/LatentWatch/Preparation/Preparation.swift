@@ -65,7 +65,10 @@ public struct Preparation: Sendable {
 
     /// A preparation with a fitted projection.
     public init(
-        inputShape: [Int], options: PreparationOptions, projectionMean: [Float]?, projectionComponents: [Float]?,
+        inputShape: [Int],
+        options: PreparationOptions,
+        projectionMean: [Float]?,
+        projectionComponents: [Float]?,
         projectionVariances: [Double]?
     ) {
         self.inputShape = inputShape
@@ -115,7 +118,9 @@ public struct Preparation: Sendable {
     /// pooledDimension floats. No allocation.
     @inlinable
     public func prepare(
-        _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+        _ x: UnsafePointer<Float>,
+        into out: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>
     ) {
         guard let comps = projectionComponents, let mean = projectionMean else {
             pool(x, into: out)

@@ -16,7 +16,14 @@ public struct ModelMetadata: Sendable, Equatable, Codable {
     public var notes: String
 
     /// Creates metadata.
-    public init(layer: String, libraryVersion: String = LatentWatchVersion.string, created: String, fitSamples: Int = 0, calibrationSamples: Int = 0, notes: String = "") {
+    public init(
+        layer: String,
+        libraryVersion: String = LatentWatchVersion.string,
+        created: String,
+        fitSamples: Int = 0,
+        calibrationSamples: Int = 0,
+        notes: String = ""
+    ) {
         self.layer = layer
         self.libraryVersion = libraryVersion
         self.created = created
@@ -50,8 +57,17 @@ public struct LatentModel: Sendable {
     public var calibration: Calibration
 
     /// Assembles a model from its parts.
-    public init(metadata: ModelMetadata, preparation: Preparation, density: any LatentDensity, background: GaussianComponent?, calibration: Calibration) {
-        precondition(preparation.outputDimension == density.dimension, "preparation output and density dimension differ")
+    public init(
+        metadata: ModelMetadata,
+        preparation: Preparation,
+        density: any LatentDensity,
+        background: GaussianComponent?,
+        calibration: Calibration
+    ) {
+        precondition(
+            preparation.outputDimension == density.dimension,
+            "preparation output and density dimension differ"
+        )
         self.metadata = metadata
         self.preparation = preparation
         self.density = density
@@ -61,12 +77,22 @@ public struct LatentModel: Sendable {
 
     /// A workspace for ``score(_:workspace:)``.
     public func makeWorkspace() -> ScoringWorkspace {
-        ScoringWorkspace(pooledDimension: preparation.pooledDimension, outputDimension: density.dimension, components: density.componentCount)
+        ScoringWorkspace(
+            pooledDimension: preparation.pooledDimension,
+            outputDimension: density.dimension,
+            components: density.componentCount
+        )
     }
 
     /// The same model with factors stored (and scored) at another precision.
     public func converted(to precision: Precision) -> LatentModel {
-        LatentModel(metadata: metadata, preparation: preparation, density: density.converted(to: precision), background: background?.converted(to: precision), calibration: calibration)
+        LatentModel(
+            metadata: metadata,
+            preparation: preparation,
+            density: density.converted(to: precision),
+            background: background?.converted(to: precision),
+            calibration: calibration
+        )
     }
 
     /// Checks one raw activation: element count and finiteness.
@@ -74,21 +100,38 @@ public struct LatentModel: Sendable {
     public func validate(_ x: UnsafeBufferPointer<Float>) throws(ScoringError) {
         let n = preparation.inputCount
         guard x.count == n else {
-            throw ScoringError(.shapeMismatch, "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))")
+            throw ScoringError(
+                .shapeMismatch,
+                "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))"
+            )
         }
         var bad = false
-        for v in x where !v.isFinite { bad = true; break }
+        for v in x where !v.isFinite {
+            bad = true
+            break
+        }
         if bad {
             let i = x.firstIndex { !$0.isFinite }!
-            throw ScoringError(.nonFinite, "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored")
+            throw ScoringError(
+                .nonFinite,
+                "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
+            )
         }
     }
 
     /// Scores one raw activation. Allocates nothing; after the call, `workspace.posterior` holds p(k | z).
-    public func score(_ x: UnsafeBufferPointer<Float>, workspace ws: ScoringWorkspace) throws(ScoringError) -> LatentScores {
+    public func score(
+        _ x: UnsafeBufferPointer<Float>,
+        workspace ws: ScoringWorkspace
+    ) throws(ScoringError) -> LatentScores {
         try validate(x)
         preparation.prepare(x.baseAddress!, into: ws.prepared.baseAddress!, scratch: ws.pooled.baseAddress!)
-        density.evaluate(ws.prepared.baseAddress!, logJoint: ws.logJoint.baseAddress!, distances: ws.distances.baseAddress!, scratch: ws.scratch.baseAddress!)
+        density.evaluate(
+            ws.prepared.baseAddress!,
+            logJoint: ws.logJoint.baseAddress!,
+            distances: ws.distances.baseAddress!,
+            scratch: ws.scratch.baseAddress!
+        )
         let d0 = background?.squaredDistance(ws.prepared.baseAddress!, scratch: ws.scratch.baseAddress!)
         return summarize(logJoint: ws.logJoint, distances: UnsafeBufferPointer(ws.distances), backgroundDistance: d0)
     }
@@ -101,10 +144,17 @@ public struct LatentModel: Sendable {
 
     /// Scores `count` activations stored back to back. Rows that fail validation are reported in the
     /// result as errors without affecting the others. Large batches use BLAS.
-    public func scoreBatch(_ x: UnsafeBufferPointer<Float>, count: Int, workspace ws: ScoringWorkspace) -> [Result<LatentScores, ScoringError>] {
+    public func scoreBatch(
+        _ x: UnsafeBufferPointer<Float>,
+        count: Int,
+        workspace ws: ScoringWorkspace
+    ) -> [Result<LatentScores, ScoringError>] {
         let n = preparation.inputCount
         guard x.count == count * n else {
-            let e = ScoringError(.shapeMismatch, "batch has \(x.count) elements; \(count) activations of layer '\(metadata.layer)' need \(count * n)")
+            let e = ScoringError(
+                .shapeMismatch,
+                "batch has \(x.count) elements; \(count) activations of layer '\(metadata.layer)' need \(count * n)"
+            )
             return Array(repeating: .failure(e), count: count)
         }
         let d = density.dimension
@@ -126,16 +176,32 @@ public struct LatentModel: Sendable {
         var bg = [Double](repeating: 0, count: valid.count)
         z.withUnsafeMutableBufferPointer { zb in
             for (r, i) in valid.enumerated() {
-                preparation.prepare(x.baseAddress! + i * n, into: zb.baseAddress! + r * d, scratch: ws.pooled.baseAddress!)
+                preparation.prepare(
+                    x.baseAddress! + i * n,
+                    into: zb.baseAddress! + r * d,
+                    scratch: ws.pooled.baseAddress!
+                )
             }
             logJoint.withUnsafeMutableBufferPointer { lj in
                 dist.withUnsafeMutableBufferPointer { db in
-                    density.evaluateBatch(zb.baseAddress!, count: valid.count, logJoint: lj.baseAddress!, distances: db.baseAddress!, workspace: &ws.batch)
+                    density.evaluateBatch(
+                        zb.baseAddress!,
+                        count: valid.count,
+                        logJoint: lj.baseAddress!,
+                        distances: db.baseAddress!,
+                        workspace: &ws.batch
+                    )
                 }
             }
             if let background {
                 bg.withUnsafeMutableBufferPointer { b in
-                    background.squaredDistances(zb.baseAddress!, count: valid.count, into: b.baseAddress!, stride: 1, workspace: &ws.batch)
+                    background.squaredDistances(
+                        zb.baseAddress!,
+                        count: valid.count,
+                        into: b.baseAddress!,
+                        stride: 1,
+                        workspace: &ws.batch
+                    )
                 }
             }
         }
@@ -144,7 +210,9 @@ public struct LatentModel: Sendable {
                 for (r, i) in valid.enumerated() {
                     let row = UnsafeMutableBufferPointer(rebasing: lj[(r * k)..<((r + 1) * k)])
                     let drow = UnsafeBufferPointer(rebasing: db[(r * k)..<((r + 1) * k)])
-                    results[i] = .success(summarize(logJoint: row, distances: drow, backgroundDistance: background == nil ? nil : bg[r]))
+                    results[i] = .success(
+                        summarize(logJoint: row, distances: drow, backgroundDistance: background == nil ? nil : bg[r])
+                    )
                 }
             }
         }
@@ -153,7 +221,11 @@ public struct LatentModel: Sendable {
 
     /// Turns log joints into the user-facing scores; leaves the posterior in `logJoint`.
     @inline(__always)
-    func summarize(logJoint: UnsafeMutableBufferPointer<Double>, distances: UnsafeBufferPointer<Double>, backgroundDistance: Double?) -> LatentScores {
+    func summarize(
+        logJoint: UnsafeMutableBufferPointer<Double>,
+        distances: UnsafeBufferPointer<Double>,
+        backgroundDistance: Double?
+    ) -> LatentScores {
         var lse = 0.0
         let entropy = LogSpace.normalize(logJoint, logNormalizer: &lse)
         var best = 0
@@ -164,7 +236,13 @@ public struct LatentModel: Sendable {
         }
         let rmd = backgroundDistance.map { minD - $0 } ?? .nan
         return LatentScores(
-            logDensity: lse, entropy: entropy, predictedComponent: best, predictedLabel: density.classLabels?[best],
-            maxPosterior: logJoint[best], mahalanobis: minD, relativeMahalanobis: rmd)
+            logDensity: lse,
+            entropy: entropy,
+            predictedComponent: best,
+            predictedLabel: density.classLabels?[best],
+            maxPosterior: logJoint[best],
+            mahalanobis: minD,
+            relativeMahalanobis: rmd
+        )
     }
 }

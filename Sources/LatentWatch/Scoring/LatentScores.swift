@@ -20,8 +20,13 @@ public struct LatentScores: Sendable, Equatable {
 
     /// Creates scores.
     public init(
-        logDensity: Double, entropy: Double, predictedComponent: Int, predictedLabel: Int?, maxPosterior: Double,
-        mahalanobis: Double, relativeMahalanobis: Double
+        logDensity: Double,
+        entropy: Double,
+        predictedComponent: Int,
+        predictedLabel: Int?,
+        maxPosterior: Double,
+        mahalanobis: Double,
+        relativeMahalanobis: Double
     ) {
         self.logDensity = logDensity
         self.entropy = entropy
