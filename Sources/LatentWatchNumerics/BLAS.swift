@@ -143,6 +143,18 @@ public enum BLAS {
         )
     }
 
+    /// B = B * A^T for a lower-triangular A (n x n, leading dimension lda), B is m x n with leading dimension ldb.
+    public static func strmmRightLowerTransposed(
+        m: Int,
+        n: Int,
+        a: UnsafePointer<Float>,
+        lda: Int,
+        b: UnsafeMutablePointer<Float>,
+        ldb: Int
+    ) {
+        strmmRightLowerTransposed(m: m, n: n, l: a, ldl: lda, b: b, ldb: ldb)
+    }
+
     /// Double-precision version of ``strmmRightLowerTransposed(m:n:l:ldl:b:ldb:)``.
     public static func dtrmmRightLowerTransposed(
         m: Int,

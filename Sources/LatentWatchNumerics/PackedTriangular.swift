@@ -110,12 +110,24 @@ public struct PackedTriangular: Sendable {
     public func writeDense(into out: UnsafeMutablePointer<Float>) {
         let d = dimension
         out.initialize(repeating: 0, count: d * d)
+        func copyBlocks(_ src: UnsafePointer<Float>) {
+            // Stored entries above the diagonal are zero, so whole 8-wide chunks can be copied.
+            var p = src
+            for m in 0..<((d + 7) / 8) {
+                for c in 0...m {
+                    let n = min(8, d - 8 * c)
+                    for t in 0..<8 where 8 * m + t < d {
+                        (out + (8 * m + t) * d + 8 * c).update(from: p + t * 8, count: n)
+                    }
+                    p += 64
+                }
+            }
+        }
         switch storage {
         case .float32(let v):
-            Self.forEachSlot(d) { slot, i, j in out[i * d + j] = v[slot] }
+            v.withUnsafeBufferPointer { copyBlocks($0.baseAddress!) }
         case .float16(let v):
-            let f = HalfConversion.toFloat(v)
-            Self.forEachSlot(d) { slot, i, j in out[i * d + j] = f[slot] }
+            HalfConversion.toFloat(v).withUnsafeBufferPointer { copyBlocks($0.baseAddress!) }
         }
     }
 

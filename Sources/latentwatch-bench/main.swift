@@ -5,6 +5,7 @@ import LatentWatch
 import LatentWatchNumerics
 
 let quick = CommandLine.arguments.contains("--quick")
+let oursOnly = CommandLine.arguments.contains("--ours-only")
 let d = 512
 let k = 10
 let perClass = 2000
@@ -110,6 +111,12 @@ let half = model.converted(to: .float16)
     return Double(queries) / median(times)
 }
 
+if CommandLine.arguments.contains("--batch-only") {
+    // Repeated batch measurements, for tuning on a noisy machine.
+    for _ in 0..<8 { print(String(format: "GDA batch of 1024: %.0f samples/s", batchPerSecond(model))) }
+    exit(0)
+}
+
 let ours: [String: Double] = [
     "gda_one_us": try oneSampleMicros(model),
     "gda_one_f16_us": try oneSampleMicros(half),
@@ -130,6 +137,7 @@ proc.arguments = ["python3", script.path, "--data", dir.path] + (quick ? ["--qui
 let pipe = Pipe()
 proc.standardOutput = pipe
 do {
+    if oursOnly { throw CocoaError(.userCancelled) }
     try proc.run()
     let out = pipe.fileHandleForReading.readDataToEndOfFile()
     proc.waitUntilExit()

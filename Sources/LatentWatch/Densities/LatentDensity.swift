@@ -62,17 +62,14 @@ public enum DensityScratch {
 /// same or smaller size.
 public struct BatchWorkspace: ~Copyable {
     var floats: UnsafeMutableBufferPointer<Float>
-    var dense: UnsafeMutableBufferPointer<Float>
 
     /// An empty workspace.
     public init() {
         floats = .allocate(capacity: 0)
-        dense = .allocate(capacity: 0)
     }
 
     deinit {
         floats.deallocate()
-        dense.deallocate()
     }
 
     mutating func floats(atLeast n: Int) -> UnsafeMutablePointer<Float> {
@@ -81,14 +78,6 @@ public struct BatchWorkspace: ~Copyable {
             floats = .allocate(capacity: n)
         }
         return floats.baseAddress!
-    }
-
-    mutating func dense(atLeast n: Int) -> UnsafeMutablePointer<Float> {
-        if dense.count < n {
-            dense.deallocate()
-            dense = .allocate(capacity: n)
-        }
-        return dense.baseAddress!
     }
 }
 

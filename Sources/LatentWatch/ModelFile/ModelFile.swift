@@ -38,6 +38,15 @@ public enum ModelFile {
         options: WriteOptions = WriteOptions()
     ) throws(ModelFileError) -> [UInt8] {
         let m = options.precision.map { model.converted(to: $0) } ?? model
+        let (meta, sections) = layout(m)
+        let json = try metadataBytes(meta)
+        var payloads: [(kind: String, bytes: [UInt8], width: Int)] = [("META", json, 1)]
+        for t in sections.tensors { payloads.append(("TNSR", t.bytes, t.dtype.width)) }
+        return try container(payloads, level: options.compressionLevel)
+    }
+
+    /// The metadata and tensors a model contributes (no I/O, cannot fail).
+    static func layout(_ m: LatentModel) -> (ModelFileMetadata, ModelSectionWriter) {
         var sections = ModelSectionWriter()
         m.density.encode(into: &sections)
         let prep = m.preparation
@@ -46,7 +55,9 @@ public enum ModelFile {
             sections.addFloats("preparation.components", comps, shape: [prep.outputDimension, prep.pooledDimension])
             sections.addDoubles("preparation.variances", vars, shape: [prep.outputDimension])
         }
+        var backgroundJSON: ModelFileMetadata.BackgroundJSON?
         if let bg = m.background {
+            backgroundJSON = .init(logNormalizer: bg.logNormalizer, regularization: bg.regularization)
             sections.addFloats("background.mean", bg.mean, shape: [bg.mean.count], precision: bg.factor.precision)
             sections.addFactors("background.factor", [bg.factor], dimension: bg.mean.count)
         }
@@ -87,7 +98,7 @@ public enum ModelFile {
                 outputDimension: prep.outputDimension
             ),
             density: sections.density!,
-            background: m.background.map { .init(logNormalizer: $0.logNormalizer, regularization: $0.regularization) },
+            background: backgroundJSON,
             calibration: .init(scores: kinds.map(\.rawValue), counts: counts),
             tensors: descriptors,
             fit: .init(
@@ -96,45 +107,46 @@ public enum ModelFile {
                 notes: m.metadata.notes
             )
         )
+        return (meta, sections)
+    }
+
+    static func metadataBytes(_ meta: ModelFileMetadata) throws(ModelFileError) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let json: [UInt8]
-        do { json = Array(try encoder.encode(meta)) } catch {
+        switch Result(catching: { try encoder.encode(meta) }) {
+        case .success(let data): return Array(data)
+        case .failure(let error):
             throw ModelFileError(.io, "could not encode metadata: \(error)", remedy: "report this as a bug")
         }
-        var payloads: [(kind: String, bytes: [UInt8], width: Int)] = [("META", json, 1)]
-        for t in sections.tensors { payloads.append(("TNSR", t.bytes, t.dtype.width)) }
+    }
 
-        var stored: [(entry: [UInt8], data: [UInt8])] = []
-        var offset = headerSize + entrySize * payloads.count
+    /// Lays out header, section table, compressed payloads and trailer.
+    static func container(
+        _ payloads: [(kind: String, bytes: [UInt8], width: Int)],
+        level: Int32
+    ) throws(ModelFileError) -> [UInt8] {
+        var entries: [UInt8] = []
+        var data: [UInt8] = []
+        let start = headerSize + entrySize * payloads.count
         for p in payloads {
             let shuffled = p.width > 1
-            let data = try Zstd.compress(
+            let stored = try Zstd.compress(
                 shuffled ? ByteShuffle.shuffle(p.bytes, width: p.width) : p.bytes,
-                level: options.compressionLevel
+                level: level
             )
-            var e: [UInt8] = []
-            e += Array(p.kind.utf8)
-            e += le32(1)
-            e += le32(shuffled ? 1 : 0)
-            e += le32(UInt32(p.width))
-            e += le64(UInt64(offset))
-            e += le64(UInt64(data.count))
-            e += le64(UInt64(p.bytes.count))
-            e += le32(CRC32.checksum(p.bytes))
-            e += le32(0)
-            stored.append((e, data))
-            offset += data.count
+            entries += Array(p.kind.utf8) + le32(1) + le32(shuffled ? 1 : 0) + le32(UInt32(p.width))
+            entries += le64(UInt64(start + data.count)) + le64(UInt64(stored.count)) + le64(UInt64(p.bytes.count))
+            entries += le32(CRC32.checksum(p.bytes)) + le32(0)
+            data += stored
         }
-        let total = offset + trailerSize
+        let total = start + data.count + trailerSize
         var out: [UInt8] = []
         out.reserveCapacity(total)
         out += magic
-        out +=
-            le16(majorVersion) + le16(minorVersion) + le32(0) + le32(UInt32(payloads.count)) + le32(0)
-            + le64(UInt64(total))
-        for s in stored { out += s.entry }
-        for s in stored { out += s.data }
+        out += le16(majorVersion) + le16(minorVersion) + le32(0) + le32(UInt32(payloads.count)) + le32(0)
+        out += le64(UInt64(total))
+        out += entries
+        out += data
         out += le32(CRC32.checksum(out)) + le32(0) + endMagic
         return out
     }
