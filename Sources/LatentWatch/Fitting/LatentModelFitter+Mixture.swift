@@ -11,7 +11,7 @@ import Darwin
 extension LatentModelFitter {
     static func fitMixture(
         _ source: some ActivationSource,
-        stats: FitStatistics,
+        stats: ActivationStatistics,
         preparation: Preparation,
         split: SplitAssignment,
         configuration cfg: FitConfiguration,

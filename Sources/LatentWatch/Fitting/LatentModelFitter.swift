@@ -37,8 +37,6 @@ public enum LatentModelFitter {
         if needsLabels && !source.hasLabels {
             throw FitError("family '\(cfg.family.rawValue)' needs class labels; pass labels or use family gmm")
         }
-        let basePrep = Preparation(inputShape: shape, options: cfg.preparation)
-        let p = basePrep.pooledDimension
         let split = SplitAssignment(
             seed: cfg.splitSeed,
             calibrationFraction: calibration == nil ? cfg.calibrationFraction : 0,
@@ -47,17 +45,70 @@ public enum LatentModelFitter {
         )
 
         // Pass 1: statistics of pooled (and normalised) activations.
-        var stats = try collectStatistics(
+        let stats = try collectStatistics(
             source,
-            preparation: basePrep,
+            configuration: cfg,
             split: split,
-            reservoir: cfg.family == .gmm ? cfg.mixture.reservoirSize : 0,
-            seed: cfg.mixture.seed,
+            firstIndex: 0,
             progress: progress
         )
+        var model = try build(
+            from: stats,
+            configuration: cfg,
+            created: created,
+            mixtureData: (source, split),
+            progress: progress
+        )
+        try calibrate(&model, calibration ?? source, carve: calibration == nil ? split : nil, progress: progress)
+        return model
+    }
+
+    /// Fits a `gda` or `tied` model from statistics gathered (and possibly merged across replicas) with
+    /// ``statistics(of:configuration:firstIndex:progress:)``, calibrating on `calibration`. Statistics
+    /// merged from shards give the same model as one pass over all the data, up to rounding, when each
+    /// shard was given its `firstIndex` in the whole.
+    public static func fit(
+        statistics: ActivationStatistics,
+        calibration: any ActivationSource,
+        configuration: FitConfiguration,
+        created: String = "1970-01-01T00:00:00Z",
+        progress: ((FitProgress) -> Void)? = nil
+    ) throws -> LatentModel {
+        guard configuration.family != .gmm else {
+            throw FitError("a mixture needs passes over the data (EM); fit it with fit(_:calibration:configuration:)")
+        }
+        try statistics.checkCompatible(with: configuration)
+        guard calibration.sampleShape.reduce(1, *) == statistics.inputShape.reduce(1, *) else {
+            throw FitError(
+                "calibration activations have shape \(calibration.sampleShape), the statistics \(statistics.inputShape)"
+            )
+        }
+        var model = try build(
+            from: statistics,
+            configuration: configuration,
+            created: created,
+            mixtureData: nil,
+            progress: progress
+        )
+        try calibrate(&model, calibration, carve: nil, progress: progress)
+        return model
+    }
+
+    /// Everything after the statistics pass: PCA, densities, background.
+    static func build(
+        from collected: ActivationStatistics,
+        configuration cfg: FitConfiguration,
+        created: String,
+        mixtureData: (source: any ActivationSource, split: SplitAssignment)?,
+        progress: ((FitProgress) -> Void)?
+    ) throws -> LatentModel {
+        var stats = collected
         guard stats.fitSamples >= 2 else {
             throw FitError("only \(stats.fitSamples) activations left for fitting; need at least 2")
         }
+        let shape = stats.inputShape
+        let basePrep = Preparation(inputShape: shape, options: cfg.preparation)
+        let p = basePrep.pooledDimension
 
         // PCA.
         var preparation = basePrep
@@ -187,11 +238,12 @@ public enum LatentModelFitter {
             notes.append("tied shrinkage: \(format3(lambda)) (\(method))")
             density = TiedGaussian(means: means, shared: shared, logPriors: logPriors, labels: labels)
         case .gmm:
+            guard let mixtureData else { throw FitError("a mixture needs the activations, not only statistics") }
             density = try fitMixture(
-                source,
+                mixtureData.source,
                 stats: stats,
                 preparation: preparation,
-                split: split,
+                split: mixtureData.split,
                 configuration: cfg,
                 notes: &notes,
                 progress: progress
@@ -218,7 +270,7 @@ public enum LatentModelFitter {
             )
         }
 
-        var model = LatentModel(
+        return LatentModel(
             metadata: ModelMetadata(
                 layer: cfg.layerName,
                 created: created,
@@ -230,19 +282,25 @@ public enum LatentModelFitter {
             background: background,
             calibration: .none
         )
+    }
 
-        // Calibration pass.
+    /// Scores held-out in-distribution activations (all of `source`, or those `carve` assigns to
+    /// calibration) and stores the score distributions in the model.
+    static func calibrate(
+        _ model: inout LatentModel,
+        _ source: any ActivationSource,
+        carve: SplitAssignment?,
+        progress: ((FitProgress) -> Void)?
+    ) throws {
         progress?(FitProgress(stage: .calibration, samples: 0, iteration: 0, restart: 0, logLikelihood: 0))
         var collected: [ScoreKind: [Double]] = [:]
         let ws = model.makeWorkspace()
-        let calSource: any ActivationSource = calibration ?? source
-        let carve = calibration == nil
+        let n = model.preparation.inputCount
         var index = 0
-        try calSource.forEachBatch { batch in
-            let n = basePrep.inputCount
+        try source.forEachBatch { batch in
             for i in 0..<batch.count {
                 defer { index += 1 }
-                if carve && !split.isCalibration(index) { continue }
+                if let carve, !carve.isCalibration(index) { continue }
                 let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
                 let s = try model.score(row, workspace: ws)
                 for kind in ScoreKind.allCases {
@@ -255,8 +313,9 @@ public enum LatentModelFitter {
         for (kind, values) in collected where !values.isEmpty { dists[kind] = EmpiricalDistribution(scores: values) }
         model.calibration = Calibration(distributions: dists)
         model.metadata.calibrationSamples = collected[.surprise]?.count ?? 0
-        progress?(FitProgress(stage: .done, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0))
-        return model
+        progress?(
+            FitProgress(stage: .done, samples: model.metadata.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
+        )
     }
 
     static func format3(_ x: Double) -> String {

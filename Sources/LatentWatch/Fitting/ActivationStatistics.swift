@@ -1,0 +1,193 @@
+import LatentWatchNumerics
+
+/// Sufficient statistics of a fit's first pass: per-class and global moments of the pooled (and normalised)
+/// activations, split into a training and a validation part (for choosing the shrinkage), and a reservoir
+/// sample for mixtures. Statistics of shards of the data merge into those of the whole, so replicas can
+/// each read their part and one process fits the model (``LatentModelFitter/fit(statistics:calibration:configuration:created:progress:)``).
+public struct ActivationStatistics: Sendable {
+    /// Shape of one raw activation.
+    public let inputShape: [Int]
+    /// Preparation options the activations were pooled with.
+    public let preparation: PreparationOptions
+    /// Seed and validation fraction of the split assignment.
+    let splitSeed: UInt64
+    let validationFraction: Double
+    var classes: [Int: (train: GaussianMoments, validation: GaussianMoments)] = [:]
+    var globalTrain: GaussianMoments
+    var globalValidation: GaussianMoments
+    /// Activations folded in.
+    public internal(set) var fitSamples = 0
+    var reservoir: [Float] = []
+    var reservoirSeen = 0
+
+    init(inputShape: [Int], configuration cfg: FitConfiguration, validationFraction: Double) {
+        let p = Preparation.pooledDimension(shape: inputShape, pooling: cfg.preparation.pooling)
+        self.inputShape = inputShape
+        self.preparation = cfg.preparation
+        self.splitSeed = cfg.splitSeed
+        self.validationFraction = validationFraction
+        globalTrain = GaussianMoments(dimension: p)
+        globalValidation = GaussianMoments(dimension: p)
+    }
+
+    /// Class labels seen.
+    public var classLabels: [Int] { classes.keys.sorted() }
+
+    /// Merges the statistics of another shard gathered with the same configuration.
+    public mutating func merge(_ other: ActivationStatistics) throws {
+        guard other.inputShape == inputShape, other.preparation == preparation, other.splitSeed == splitSeed,
+            other.validationFraction == validationFraction
+        else {
+            throw FitError(
+                "statistics were gathered with different shapes or options (\(inputShape) vs \(other.inputShape)); merge only shards of one configuration"
+            )
+        }
+        globalTrain.merge(other.globalTrain)
+        globalValidation.merge(other.globalValidation)
+        for (label, pair) in other.classes {
+            var mine =
+                classes[label] ?? (
+                    GaussianMoments(dimension: pair.train.dimension), GaussianMoments(dimension: pair.train.dimension)
+                )
+            mine.train.merge(pair.train)
+            mine.validation.merge(pair.validation)
+            classes[label] = mine
+        }
+        fitSamples += other.fitSamples
+    }
+
+    func checkCompatible(with cfg: FitConfiguration) throws {
+        let expected = cfg.regularization.shrinkage == .heldOutLikelihood ? cfg.regularization.validationFraction : 0
+        guard cfg.preparation == preparation, cfg.splitSeed == splitSeed, expected == validationFraction else {
+            throw FitError(
+                "the statistics were gathered with another preparation, split seed or validation fraction than this configuration"
+            )
+        }
+    }
+
+    mutating func project(onto p: [Double], k: Int, center: [Double]) {
+        globalTrain = globalTrain.projected(onto: p, k: k, center: center)
+        globalValidation = globalValidation.projected(onto: p, k: k, center: center)
+        for (label, pair) in classes {
+            classes[label] = (
+                pair.train.projected(onto: p, k: k, center: center),
+                pair.validation.projected(onto: p, k: k, center: center)
+            )
+        }
+    }
+}
+
+extension LatentModelFitter {
+    /// Gathers the sufficient statistics of `source` for a `gda` or `tied` fit (one pass). To shard a fit,
+    /// give each shard the index of its first activation in the whole (`firstIndex`), so the validation
+    /// split is assigned as in one pass; merge the results and call
+    /// ``fit(statistics:calibration:configuration:created:progress:)``. Nothing is carved off for
+    /// calibration: that fit takes an explicit calibration source.
+    public static func statistics(
+        of source: some ActivationSource,
+        configuration cfg: FitConfiguration,
+        firstIndex: Int = 0,
+        progress: ((FitProgress) -> Void)? = nil
+    ) throws -> ActivationStatistics {
+        if let reason = Preparation.validate(shape: source.sampleShape, options: cfg.preparation) {
+            throw FitError(reason)
+        }
+        let split = SplitAssignment(
+            seed: cfg.splitSeed,
+            calibrationFraction: 0,
+            validationFraction: cfg.regularization.shrinkage == .heldOutLikelihood
+                ? cfg.regularization.validationFraction : 0
+        )
+        return try collectStatistics(
+            source,
+            configuration: cfg,
+            split: split,
+            firstIndex: firstIndex,
+            progress: progress
+        )
+    }
+
+    static func collectStatistics(
+        _ source: some ActivationSource,
+        configuration cfg: FitConfiguration,
+        split: SplitAssignment,
+        firstIndex: Int,
+        progress: ((FitProgress) -> Void)?
+    ) throws -> ActivationStatistics {
+        let preparation = Preparation(inputShape: source.sampleShape, options: cfg.preparation)
+        let capacity = cfg.family == .gmm ? cfg.mixture.reservoirSize : 0
+        let p = preparation.pooledDimension
+        let n = preparation.inputCount
+        var stats = ActivationStatistics(
+            inputShape: source.sampleShape,
+            configuration: cfg,
+            validationFraction: split.validationFraction
+        )
+        var rng = SeededRandom(seed: cfg.mixture.seed ^ 0x5EED)
+        var index = firstIndex
+        var pooled = [Float](repeating: 0, count: p)
+        var groups: [GroupKey: [Float]] = [:]
+        var workspace: [Double] = []
+        try source.forEachBatch { batch in
+            guard batch.values.count >= batch.count * n else {
+                throw FitError(
+                    "a batch holds \(batch.values.count) values for \(batch.count) activations of \(n) elements"
+                )
+            }
+            for key in groups.keys { groups[key]!.removeAll(keepingCapacity: true) }
+            for i in 0..<batch.count {
+                defer { index += 1 }
+                if split.isCalibration(index) { continue }
+                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                if let bad = row.firstIndex(where: { !$0.isFinite }) {
+                    throw FitError(
+                        "activation \(index) holds \(row[bad]) at element \(bad - row.startIndex); remove non-finite activations before fitting"
+                    )
+                }
+                pooled.withUnsafeMutableBufferPointer { preparation.pool(row.baseAddress!, into: $0.baseAddress!) }
+                let isVal = split.isValidation(index)
+                let label = batch.labels?[i]
+                groups[GroupKey(label: label, validation: isVal), default: []] += pooled
+                stats.fitSamples += 1
+                if capacity > 0 {
+                    stats.reservoirSeen += 1
+                    if stats.reservoir.count < capacity * p {
+                        stats.reservoir += pooled
+                    } else {
+                        let j = Int.random(in: 0..<stats.reservoirSeen, using: &rng)
+                        if j < capacity { for c in 0..<p { stats.reservoir[j * p + c] = pooled[c] } }
+                    }
+                }
+            }
+            for (key, rows) in groups where !rows.isEmpty {
+                let count = rows.count / p
+                rows.withUnsafeBufferPointer { rb in
+                    if key.validation {
+                        stats.globalValidation.add(rb, rows: count, workspace: &workspace)
+                    } else {
+                        stats.globalTrain.add(rb, rows: count, workspace: &workspace)
+                    }
+                    if let label = key.label {
+                        var pair =
+                            stats.classes[label] ?? (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
+                        if key.validation {
+                            pair.validation.add(rb, rows: count, workspace: &workspace)
+                        } else {
+                            pair.train.add(rb, rows: count, workspace: &workspace)
+                        }
+                        stats.classes[label] = pair
+                    }
+                }
+            }
+            progress?(
+                FitProgress(stage: .statistics, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
+            )
+        }
+        return stats
+    }
+}
+
+struct GroupKey: Hashable {
+    var label: Int?
+    var validation: Bool
+}
