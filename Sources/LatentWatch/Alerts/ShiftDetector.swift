@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+
+/// Detects a distribution shift in a stream of conformal p-values with a conformal test martingale
+/// (``SimpleJumperMartingale``). Docs/Statistics.md states what each mode guarantees and assumes.
+public struct ShiftDetector: Sendable {
+    /// What an alarm means.
+    public enum Mode: Sendable, Equatable {
+        /// Alarm when the martingale crosses 1 / (delta / 2), never restarting: with independent uniform
+        /// p-values the probability of any false alarm, ever, is at most delta / 2 (Ville). The other
+        /// delta / 2 pays for conditioning on a fixed calibration set (see ``calibrationSlack``).
+        case anytime(delta: Double)
+        /// Shiryaev-Roberts change detection on the martingale's ratios, R_n = (1 + R_{n-1}) S_n / S_{n-1},
+        /// alarm when R_n >= the mean run length asked for, then restart. Under the null R_n - n is a
+        /// martingale, so the mean run length to a false alarm is at least that value.
+        case changeDetection(meanRunLength: Double)
+    }
+
+    /// Mode.
+    public let mode: Mode
+    /// The martingale (restarted after a change-detection alarm).
+    public private(set) var martingale: SimpleJumperMartingale
+    /// Shiryaev-Roberts statistic (change detection).
+    public private(set) var shiryaevRoberts: Double = 0
+    /// Whether an anytime alarm has been raised (it stays raised).
+    public private(set) var alarmed = false
+    /// Amount added to every p-value before betting (see ``calibrationSlack(calibrationCount:failureProbability:)``).
+    public let pValueSlack: Double
+
+    /// A detector. `pValueSlack` is usually ``calibrationSlack(calibrationCount:failureProbability:)``.
+    public init(mode: Mode, jumpRate: Double = 0.01, pValueSlack: Double = 0) {
+        self.mode = mode
+        self.martingale = SimpleJumperMartingale(jumpRate: jumpRate)
+        self.pValueSlack = max(0, pValueSlack)
+    }
+
+    /// A detector for p-values computed against a fixed calibration set of m scores: in anytime mode half
+    /// of delta goes to the martingale and half to the event that the calibration set's empirical
+    /// distribution is further than the slack from the truth (Dvoretzky-Kiefer-Wolfowitz-Massart).
+    public static func calibrated(mode: Mode, calibrationCount m: Int, jumpRate: Double = 0.01) -> ShiftDetector {
+        let beta: Double
+        switch mode {
+        case .anytime(let delta): beta = delta / 2
+        case .changeDetection: beta = 0.005
+        }
+        return ShiftDetector(
+            mode: mode,
+            jumpRate: jumpRate,
+            pValueSlack: calibrationSlack(calibrationCount: m, failureProbability: beta)
+        )
+    }
+
+    /// sqrt(log(2 / beta) / (2 m)): with probability at least 1 - beta over the calibration set, the empirical
+    /// distribution of m scores is within this of the true one everywhere (DKW-Massart), and then p-values
+    /// raised by it are conditionally super-uniform, so the martingale's guarantee holds given the set.
+    /// Feed it the (non-smoothed) conformal p-values (1 + #{calibration >= s}) / (m + 1), which are never
+    /// below the empirical tail fraction the bound is about.
+    public static func calibrationSlack(calibrationCount m: Int, failureProbability beta: Double) -> Double {
+        guard m > 0, beta > 0 else { return 0 }
+        return (log(2 / beta) / (2 * Double(m))).squareRoot()
+    }
+
+    /// Log of the alarm threshold on the capital (anytime) or on R (change detection).
+    public var logThreshold: Double {
+        switch mode {
+        case .anytime(let delta): return log(2 / delta)
+        case .changeDetection(let arl): return log(arl)
+        }
+    }
+
+    /// Current evidence on the log scale: log S_n (anytime) or log R_n (change detection).
+    public var logEvidence: Double {
+        switch mode {
+        case .anytime: return martingale.logCapital
+        case .changeDetection: return shiryaevRoberts > 0 ? log(shiryaevRoberts) : -.infinity
+        }
+    }
+
+    /// Feeds one p-value; returns true when this input raises an alarm. In anytime mode only the first
+    /// crossing returns true; in change-detection mode the statistic restarts after each alarm.
+    public mutating func update(_ p: Double) -> Bool {
+        let step = martingale.update(min(1, p + pValueSlack))
+        switch mode {
+        case .anytime:
+            if !alarmed && martingale.logCapital >= logThreshold {
+                alarmed = true
+                return true
+            }
+            return false
+        case .changeDetection(let arl):
+            shiryaevRoberts = (1 + shiryaevRoberts) * exp(step)
+            if shiryaevRoberts >= arl {
+                shiryaevRoberts = 0
+                martingale = SimpleJumperMartingale(jumpRate: martingale.jumpRate)
+                return true
+            }
+            return false
+        }
+    }
+}

@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+
+/// Tests the share of low p-values in a sliding window against its expected rate: with p-values uniform
+/// under the null, the count of p <= alpha among the last W inputs is Binomial(W, alpha); the detector
+/// fires when the count reaches the smallest k whose upper tail probability is at most `windowLevel`.
+/// It fires once per episode and reports the episode resolved when the count has fallen back to at most
+/// the expected W alpha for `cooldown` consecutive inputs. The ring buffer is allocated once.
+public struct WindowRateDetector: Sendable {
+    /// Window length W.
+    public let window: Int
+    /// Per-input level alpha.
+    public let alpha: Double
+    /// Count of low p-values that fires.
+    public let threshold: Int
+    /// Inputs the count must stay at or below its expectation before an episode is resolved.
+    public let cooldown: Int
+    private var ring: [Bool]
+    private var next = 0
+    private var filled = 0
+    /// Low p-values in the current window.
+    public private(set) var count = 0
+    /// Whether an episode is open.
+    public private(set) var active = false
+    private var quiet = 0
+
+    /// What an update reports.
+    public enum Event: Sendable, Equatable {
+        case none
+        /// The window's rate became significant: a new episode.
+        case fired(count: Int)
+        /// The rate has been back to normal for the cooldown.
+        case resolved
+    }
+
+    /// A detector; `windowLevel` is the probability that one full window of in-distribution inputs reaches the
+    /// threshold.
+    public init(window: Int = 200, alpha: Double = 0.01, windowLevel: Double = 1e-4, cooldown: Int? = nil) {
+        self.window = max(1, window)
+        self.alpha = alpha
+        self.threshold = Self.binomialThreshold(n: max(1, window), p: alpha, level: windowLevel)
+        self.cooldown = cooldown ?? max(1, window)
+        self.ring = [Bool](repeating: false, count: max(1, window))
+    }
+
+    /// The smallest k with P(Binomial(n, p) >= k) <= level.
+    public static func binomialThreshold(n: Int, p: Double, level: Double) -> Int {
+        guard p > 0 else { return 1 }
+        guard p < 1 else { return n + 1 }
+        // log pmf by recurrence; tail summed from the top.
+        var logPmf = [Double](repeating: 0, count: n + 1)
+        logPmf[0] = Double(n) * log(1 - p)
+        for k in 1...n {
+            logPmf[k] = logPmf[k - 1] + log(Double(n - k + 1) / Double(k)) + log(p / (1 - p))
+        }
+        var tail = 0.0
+        var k = n
+        while k >= 0 {
+            let t = tail + exp(logPmf[k])
+            if t > level { return k + 1 }
+            tail = t
+            k -= 1
+        }
+        return 0
+    }
+
+    /// Feeds one p-value.
+    public mutating func update(_ p: Double) -> Event {
+        let low = p <= alpha
+        if filled == window {
+            if ring[next] { count -= 1 }
+        } else {
+            filled += 1
+        }
+        ring[next] = low
+        if low { count += 1 }
+        next = (next + 1) % window
+        if !active {
+            if count >= threshold {
+                active = true
+                quiet = 0
+                return .fired(count: count)
+            }
+            return .none
+        }
+        if Double(count) <= Double(window) * alpha {
+            quiet += 1
+            if quiet >= cooldown {
+                active = false
+                quiet = 0
+                return .resolved
+            }
+        } else {
+            quiet = 0
+        }
+        return .none
+    }
+}

@@ -1,0 +1,117 @@
+import LatentWatch
+import LatentWatchNumerics
+import Testing
+
+/// Measured guarantees of the streaming alarms. Each figure is printed, so the run shows what was measured.
+@Suite struct AlertStatisticsTests {
+    static func normals(_ n: Int, _ g: inout SeededRandom, shift: Double = 0) -> [Double] {
+        (0..<n).map { _ in g.normal() + shift }
+    }
+
+    /// Independent uniform p-values: the anytime alarm at delta = 0.01 (threshold 2 / delta, no slack) fires on
+    /// at most delta / 2 of streams in theory; 400 streams of 2,000 allow a binomial margin.
+    @Test func anytimeAlarmRespectsVilleOnUniformPValues() {
+        var g = SeededRandom(seed: 1)
+        var alarms = 0
+        let streams = 400
+        for _ in 0..<streams {
+            var det = ShiftDetector(mode: .anytime(delta: 0.01))
+            for _ in 0..<2_000 where det.update(g.uniform()) {
+                alarms += 1
+                break
+            }
+        }
+        let rate = Double(alarms) / Double(streams)
+        print("anytime, uniform p-values: false-alarm rate \(rate) over \(streams) streams of 2,000 (bound 0.005)")
+        #expect(rate <= 0.02)
+    }
+
+    /// A fixed calibration set of m = 500 scores: p-values are dependent through it. With the DKW slack the
+    /// anytime alarm stays under delta over 10,000-input streams; without it, it is measured and printed.
+    @Test func calibrationSlackKeepsTheAnytimeGuaranteeWithAFixedCalibrationSet() {
+        var g = SeededRandom(seed: 2)
+        let streams = 100
+        var withSlack = 0
+        var without = 0
+        for _ in 0..<streams {
+            let cal = EmpiricalDistribution(scores: Self.normals(500, &g))
+            var a = ShiftDetector.calibrated(mode: .anytime(delta: 0.01), calibrationCount: cal.count)
+            var b = ShiftDetector(mode: .anytime(delta: 0.01))
+            var firedA = false
+            var firedB = false
+            for _ in 0..<10_000 {
+                let p = cal.pValue(g.normal())
+                if a.update(p) { firedA = true }
+                if b.update(p) { firedB = true }
+                if firedA && firedB { break }
+            }
+            if firedA { withSlack += 1 }
+            if firedB { without += 1 }
+        }
+        let slack = ShiftDetector.calibrationSlack(calibrationCount: 500, failureProbability: 0.005)
+        print(
+            "anytime, m = 500, \(streams) streams of 10,000: false alarms \(withSlack) with slack \(slack), \(without) without"
+        )
+        #expect(Double(withSlack) / Double(streams) <= 0.02)
+    }
+
+    /// Shiryaev-Roberts: the mean run length to a false alarm is at least the one asked for.
+    @Test func changeDetectionMeanRunLengthIsAtLeastTheConfiguredOne() {
+        var g = SeededRandom(seed: 3)
+        let target = 200.0
+        var lengths: [Int] = []
+        for _ in 0..<200 {
+            var det = ShiftDetector(mode: .changeDetection(meanRunLength: target))
+            var n = 0
+            repeat { n += 1 } while !det.update(g.uniform()) && n < 100_000
+            lengths.append(n)
+        }
+        let mean = Double(lengths.reduce(0, +)) / Double(lengths.count)
+        print("change detection, ARL asked \(target): measured mean run length \(mean) over \(lengths.count) runs")
+        #expect(mean >= target)
+    }
+
+    /// A real shift (scores moved up by 1.5 standard deviations at a known index) raises the alarm soon after.
+    @Test(arguments: [ShiftDetector.Mode.anytime(delta: 0.01), .changeDetection(meanRunLength: 10_000)])
+    func shiftIsDetectedWithADelay(mode: ShiftDetector.Mode) {
+        var g = SeededRandom(seed: 4)
+        let cal = EmpiricalDistribution(scores: Self.normals(2_000, &g))
+        var det = ShiftDetector.calibrated(mode: mode, calibrationCount: cal.count)
+        let start = 1_000
+        var firstAlarm: Int?
+        for i in 0..<3_000 {
+            let s = g.normal() + (i >= start ? 1.5 : 0)
+            if det.update(cal.pValue(s)) && firstAlarm == nil { firstAlarm = i }
+        }
+        let alarm = try! #require(firstAlarm)
+        print("\(mode): shift at \(start), first alarm at \(alarm), delay \(alarm - start)")
+        #expect(alarm >= start)
+        #expect(alarm - start <= 150)
+    }
+
+    @Test func windowThresholdIsTheBinomialQuantile() {
+        // Binomial(200, 0.01): P(X >= 9) = 2.13e-4 > 1e-4 >= P(X >= 10) = 4.01e-5 (scipy.stats.binom.sf(8 and 9, 200, 0.01)).
+        #expect(WindowRateDetector.binomialThreshold(n: 200, p: 0.01, level: 1e-4) == 10)
+        // Binomial(10, 0.5): P(X >= 10) = 1/1024 <= 0.001 < P(X >= 9) = 11/1024.
+        #expect(WindowRateDetector.binomialThreshold(n: 10, p: 0.5, level: 0.001) == 10)
+    }
+
+    /// The window alarm fires once per episode and reports it resolved after the stream returns to normal.
+    @Test func windowAlarmFiresOncePerEpisodeAndResolves() {
+        var g = SeededRandom(seed: 5)
+        let cal = EmpiricalDistribution(scores: Self.normals(5_000, &g))
+        var det = WindowRateDetector(window: 200, alpha: 0.01, windowLevel: 1e-4)
+        var events: [(Int, WindowRateDetector.Event)] = []
+        for i in 0..<6_000 {
+            let shifted = i >= 2_000 && i < 3_000
+            let e = det.update(cal.pValue(g.normal() + (shifted ? 2.5 : 0)))
+            if e != .none { events.append((i, e)) }
+        }
+        print("window events: \(events.map { "\($0.0):\($0.1)" }.joined(separator: ", "))")
+        #expect(events.count == 2)
+        if events.count == 2 {
+            #expect(events[0].0 >= 2_000 && events[0].0 < 2_100)
+            #expect(events[1].1 == .resolved && events[1].0 > 3_000)
+        }
+    }
+}
