@@ -10,7 +10,10 @@ let package = Package(
         .executable(name: "latentwatch", targets: ["latentwatch"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // libzstd through pkg-config (Debian: libzstd-dev).
@@ -34,7 +37,13 @@ let package = Package(
         ),
         .target(
             name: "LatentWatch",
-            dependencies: ["LatentWatchNumerics", "CZstd"],
+            dependencies: [
+                "LatentWatchNumerics",
+                "CZstd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .target(
@@ -62,7 +71,12 @@ let package = Package(
         ),
         .testTarget(
             name: "LatentWatchTests",
-            dependencies: ["LatentWatch"],
+            dependencies: [
+                "LatentWatch",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

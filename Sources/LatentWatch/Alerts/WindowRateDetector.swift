@@ -10,12 +10,14 @@ import Darwin
 /// under the null, the count of p <= alpha among the last W inputs is Binomial(W, alpha); the detector
 /// fires when the count reaches the smallest k whose upper tail probability is at most `windowLevel`.
 /// It fires once per episode and reports the episode resolved when the count has fallen back to at most
-/// the expected W alpha for `cooldown` consecutive inputs. The ring buffer is allocated once.
+/// its expectation under the null for `cooldown` consecutive inputs. The ring buffer is allocated once.
 public struct WindowRateDetector: Sendable {
     /// Window length W.
     public let window: Int
     /// Per-input level alpha.
     public let alpha: Double
+    /// Rate of low p-values assumed under the null.
+    public let nullRate: Double
     /// Count of low p-values that fires.
     public let threshold: Int
     /// Inputs the count must stay at or below its expectation before an episode is resolved.
@@ -39,11 +41,20 @@ public struct WindowRateDetector: Sendable {
     }
 
     /// A detector; `windowLevel` is the probability that one full window of in-distribution inputs reaches the
-    /// threshold.
-    public init(window: Int = 200, alpha: Double = 0.01, windowLevel: Double = 1e-4, cooldown: Int? = nil) {
+    /// threshold. `nullRate` is the rate of p <= alpha assumed under the null: alpha itself for exactly uniform
+    /// p-values, or alpha plus the calibration slack when p-values come from a fixed calibration set (their
+    /// conditional rate is then at most that, with high probability; Docs/Statistics.md).
+    public init(
+        window: Int = 200,
+        alpha: Double = 0.01,
+        windowLevel: Double = 1e-4,
+        nullRate: Double? = nil,
+        cooldown: Int? = nil
+    ) {
         self.window = max(1, window)
         self.alpha = alpha
-        self.threshold = Self.binomialThreshold(n: max(1, window), p: alpha, level: windowLevel)
+        self.nullRate = min(1, nullRate ?? alpha)
+        self.threshold = Self.binomialThreshold(n: max(1, window), p: min(1, nullRate ?? alpha), level: windowLevel)
         self.cooldown = cooldown ?? max(1, window)
         self.ring = [Bool](repeating: false, count: max(1, window))
     }
@@ -88,7 +99,7 @@ public struct WindowRateDetector: Sendable {
             }
             return .none
         }
-        if Double(count) <= Double(window) * alpha {
+        if Double(count) <= Double(window) * nullRate {
             quiet += 1
             if quiet >= cooldown {
                 active = false

@@ -1,0 +1,57 @@
+/// One alert: a flagged input, or an episode of a stream alarm opening or closing.
+public struct Alert: Sendable, Codable, Equatable {
+    /// What raised it.
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        /// One input's fused epistemic p-value is at or below alpha.
+        case input
+        /// The share of low p-values in the sliding window is significant (one per episode).
+        case window
+        /// The conformal test martingale detected a distribution shift (one per episode).
+        case shift
+        /// One input's aleatoric uncertainty (entropy of p(y|z)) is above its calibrated quantile.
+        case aleatoric
+        /// A window or shift episode ended.
+        case resolved
+    }
+
+    /// What raised it.
+    public var kind: Kind
+    /// Sequence number of the input in the monitor's stream (0-based).
+    public var index: Int
+    /// The host's request id, when it gave one.
+    public var requestID: String?
+    /// The p-value behind the alert (fused epistemic, or aleatoric), when there is one.
+    public var pValue: Double?
+    /// For `resolved`: the kind of episode that ended.
+    public var episode: Kind?
+    /// Human-readable detail.
+    public var detail: String
+    /// Seconds since 1970 when the alert was raised.
+    public var time: Double
+
+    /// Creates an alert.
+    public init(
+        kind: Kind,
+        index: Int,
+        requestID: String? = nil,
+        pValue: Double? = nil,
+        episode: Kind? = nil,
+        detail: String,
+        time: Double
+    ) {
+        self.kind = kind
+        self.index = index
+        self.requestID = requestID
+        self.pValue = pValue
+        self.episode = episode
+        self.detail = detail
+        self.time = time
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, index
+        case requestID = "request_id"
+        case pValue = "p_value"
+        case episode, detail, time
+    }
+}

@@ -1,0 +1,91 @@
+/// How per-layer p-values combine into one. Both stay valid under the strong dependence between layers;
+/// Fisher's method and summed log-likelihoods do not.
+public enum PValueFusion: String, Sendable, Codable, CaseIterable {
+    /// min(1, L min_i p_i): valid under any dependence.
+    case bonferroni
+    /// Cauchy combination (Liu and Xie 2020): 1/2 - arctan(mean_i tan((1/2 - p_i) pi)) / pi; valid
+    /// asymptotically under arbitrary dependence, more powerful when several layers agree.
+    case cauchy
+}
+
+/// Which alerts a monitor raises, and at what levels.
+public struct AlertPolicy: Sendable, Equatable {
+    /// Per-input alert when the fused epistemic p-value is at most this.
+    public var inputAlpha: Double
+    /// Aleatoric alert when the entropy p-value of the primary layer is at most this (nil: off).
+    public var aleatoricAlpha: Double?
+    /// Sliding-window rate test (nil: off).
+    public var window: WindowPolicy?
+    /// Distribution-shift detector mode (nil: off).
+    public var shift: ShiftDetector.Mode?
+    /// Jump rate of the shift detector's martingale.
+    public var jumpRate: Double
+    /// Fusion of layers' p-values.
+    public var fusion: PValueFusion
+    /// Add the calibration-set slack to stream p-values (window and shift), so their guarantees hold given
+    /// the fixed calibration set (Docs/Statistics.md).
+    public var correctForCalibrationSet: Bool
+
+    /// Sliding-window settings.
+    public struct WindowPolicy: Sendable, Equatable {
+        /// Inputs per window.
+        public var length: Int
+        /// Probability that one full in-distribution window fires.
+        public var windowLevel: Double
+        /// Inputs at normal rate before an episode is resolved (nil: one window).
+        public var cooldown: Int?
+
+        /// Creates window settings.
+        public init(length: Int = 200, windowLevel: Double = 1e-4, cooldown: Int? = nil) {
+            self.length = length
+            self.windowLevel = windowLevel
+            self.cooldown = cooldown
+        }
+    }
+
+    /// Defaults: alpha 0.01 per input and aleatoric, a 200-input window at level 1e-4, anytime shift detection
+    /// at delta 0.01, Bonferroni fusion, calibration-set correction on.
+    public init(
+        inputAlpha: Double = 0.01,
+        aleatoricAlpha: Double? = 0.01,
+        window: WindowPolicy? = WindowPolicy(),
+        shift: ShiftDetector.Mode? = .anytime(delta: 0.01),
+        jumpRate: Double = 0.01,
+        fusion: PValueFusion = .bonferroni,
+        correctForCalibrationSet: Bool = true
+    ) {
+        self.inputAlpha = inputAlpha
+        self.aleatoricAlpha = aleatoricAlpha
+        self.window = window
+        self.shift = shift
+        self.jumpRate = jumpRate
+        self.fusion = fusion
+        self.correctForCalibrationSet = correctForCalibrationSet
+    }
+}
+
+extension PValueFusion {
+    /// Fuses p-values; allocates nothing.
+    @inlinable
+    public func fuse(_ p: UnsafeBufferPointer<Double>) -> Double {
+        guard !p.isEmpty else { return 1 }
+        if p.count == 1 { return p[0] }
+        switch self {
+        case .bonferroni:
+            var m = 1.0
+            for v in p { m = min(m, v) }
+            return min(1, m * Double(p.count))
+        case .cauchy:
+            var t = 0.0
+            for v in p {
+                let q = min(max(v, 1e-300), 1 - 1e-16)
+                t += tanPi(0.5 - q)
+            }
+            t /= Double(p.count)
+            return min(1, max(0, 0.5 - atanOverPi(t)))
+        }
+    }
+}
+
+@usableFromInline func tanPi(_ x: Double) -> Double { _tan(x * Double.pi) }
+@usableFromInline func atanOverPi(_ x: Double) -> Double { _atan(x) / Double.pi }

@@ -1,0 +1,71 @@
+/// What the monitor concluded about one input.
+public struct Assessment: Sendable, Equatable {
+    /// Flags raised by this input.
+    public struct Flags: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The fused epistemic p-value is at most the policy's alpha.
+        public static let outOfDistribution = Flags(rawValue: 1)
+        /// The entropy p-value is at most the aleatoric alpha.
+        public static let ambiguous = Flags(rawValue: 2)
+        /// A window-rate episode is open.
+        public static let windowAlarm = Flags(rawValue: 4)
+        /// A shift episode is open.
+        public static let shiftAlarm = Flags(rawValue: 8)
+    }
+
+    /// One layer's part.
+    public struct Layer: Sendable, Equatable {
+        /// Layer name.
+        public var name: String
+        /// -log p(z).
+        public var surprise: Double
+        /// Conformal p-value of the surprise.
+        public var pValue: Double
+    }
+
+    /// Sequence number in the monitor's stream.
+    public var index: Int
+    /// The host's request id.
+    public var requestID: String?
+    /// Per-layer surprise and p-value, in the monitor's layer order.
+    public var layers: [Layer]
+    /// Layers' p-values fused by the policy's rule.
+    public var fusedPValue: Double
+    /// Entropy of p(y | z) at the primary layer (nats).
+    public var entropy: Double
+    /// Conformal p-value of that entropy, when calibrated.
+    public var entropyPValue: Double?
+    /// Class predicted from p(y | z) at the primary layer (nil for mixtures).
+    public var predictedLabel: Int?
+    /// Flags.
+    public var flags: Flags
+}
+
+/// Why the monitor refused an input. Later inputs are unaffected.
+public struct MonitorError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of failure.
+    public enum Code: String, Sendable, Equatable {
+        /// The number of activations differs from the number of monitored layers.
+        case layerCountMismatch
+        /// An activation has the wrong element count or holds NaN/Inf.
+        case invalidActivation
+        /// The background queue is full and the policy is to reject.
+        case queueFull
+        /// The monitor has shut down.
+        case shutDown
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// What went wrong.
+    public let message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(message) [\(code.rawValue)]" }
+}

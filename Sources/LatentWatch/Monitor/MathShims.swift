@@ -1,0 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+
+@usableFromInline func _tan(_ x: Double) -> Double { tan(x) }
+@usableFromInline func _atan(_ x: Double) -> Double { atan(x) }

@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+extension Monitor {
+    /// Background mode: validates and copies one input (all layers) into the queue and returns at once.
+    /// Returns false when the queue was full and the input was dropped (counted). Throws for invalid
+    /// input, a full queue under the `reject` policy, or after shutdown. Allocates nothing.
+    @discardableResult
+    public func submit(
+        _ activations: [UnsafeBufferPointer<Float>],
+        requestID: String? = nil
+    ) throws(MonitorError) -> Bool {
+        guard activations.count == layers.count else {
+            metrics.rejected.increment()
+            throw MonitorError(
+                .layerCountMismatch,
+                "got \(activations.count) activations for \(layers.count) monitored layers"
+            )
+        }
+        return try enqueue(requestID: requestID) { activations[$0] }
+    }
+
+    /// Single-layer background submission (no array needed).
+    @discardableResult
+    public func submit(_ activation: UnsafeBufferPointer<Float>, requestID: String? = nil) throws(MonitorError) -> Bool
+    {
+        guard layers.count == 1 else {
+            metrics.rejected.increment()
+            throw MonitorError(.layerCountMismatch, "got 1 activation for \(layers.count) monitored layers")
+        }
+        return try enqueue(requestID: requestID) { _ in activation }
+    }
+
+    func enqueue(requestID: String?, _ activation: (Int) -> UnsafeBufferPointer<Float>) throws(MonitorError) -> Bool {
+        guard let queue else {
+            throw MonitorError(.queueFull, "submit needs background mode; call assess in inline mode")
+        }
+        for l in 0..<layers.count {
+            do {
+                try layers[l].model.validate(activation(l))
+            } catch {
+                metrics.rejected.increment()
+                throw MonitorError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
+            }
+        }
+        switch queue.push(requestID: requestID, activation) {
+        case .queued:
+            return true
+        case .full:
+            metrics.dropped.increment()
+            if queue.whenFull == .reject {
+                throw MonitorError(.queueFull, "the monitor's queue of \(queue.capacity) inputs is full")
+            }
+            return false
+        case .closed:
+            metrics.rejected.increment()
+            throw MonitorError(.shutDown, "the monitor has shut down")
+        }
+    }
+
+    /// Inputs waiting in the background queue.
+    public var queuedInputs: Int { queue?.depth ?? 0 }
+
+    // MARK: Service
+
+    /// Runs the monitor: delivers alerts to each sink on its own task and, in background mode, scores the
+    /// queue in batches. On graceful shutdown it stops accepting inputs, scores what is queued, delivers the
+    /// remaining alerts, flushes the sinks and returns.
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for channel in channels {
+                    group.addTask { await self.drain(channel) }
+                }
+                group.addTask {
+                    if let queue = self.queue {
+                        await self.work(queue)
+                    } else {
+                        while !self.closed.load(ordering: .acquiring) && !Task.isCancelled {
+                            try? await Task.sleep(for: .milliseconds(20))
+                        }
+                    }
+                    for c in self.channels { c.continuation.finish() }
+                }
+            }
+        } onGracefulShutdown: {
+            self.shutDown()
+        }
+    }
+
+    /// Stops accepting inputs; `run()` then drains and returns. Safe to call more than once.
+    public func shutDown() {
+        closed.store(true, ordering: .releasing)
+        queue?.close()
+    }
+
+    func drain(_ channel: SinkChannel) async {
+        for await alert in channel.stream {
+            do {
+                try await channel.sink.deliver(alert)
+            } catch {
+                metrics.sinkFailures.increment()
+                logger.warning(
+                    "alert sink failed",
+                    metadata: ["sink": "\(channel.sink.name)", "error": "\(error)", "alert.index": "\(alert.index)"]
+                )
+            }
+        }
+        do { try await channel.sink.flush() } catch {
+            metrics.sinkFailures.increment()
+            logger.warning("alert sink flush failed", metadata: ["sink": "\(channel.sink.name)", "error": "\(error)"])
+        }
+    }
+
+    func work(_ queue: InputQueue) async {
+        let counts = queue.inputCounts
+        let buffers = counts.map { UnsafeMutablePointer<Float>.allocate(capacity: queue.batchSize * $0) }
+        defer { for b in buffers { b.deallocate() } }
+        var ids = [String?](repeating: nil, count: queue.batchSize)
+        let ws = LayerWorkspaces(layers: layers)
+        var idle = 0
+        while true {
+            let (n, depth, isClosed) = queue.pop(into: buffers, ids: &ids)
+            if n == 0 {
+                if isClosed || Task.isCancelled { break }
+                idle += 1
+                // Back off from 50 us to 2 ms while idle; the host's submit never waits for the worker.
+                try? await Task.sleep(for: .microseconds(min(2_000, 50 << min(idle, 6))))
+                continue
+            }
+            idle = 0
+            metrics.queueDepth.record(depth - n)
+            let results = (0..<layers.count).map { l in
+                layers[l].model.scoreBatch(
+                    UnsafeBufferPointer(start: buffers[l], count: n * counts[l]),
+                    count: n,
+                    workspace: ws.scoring[l]
+                )
+            }
+            var scores: [LatentScores] = []
+            scores.reserveCapacity(layers.count)
+            for r in 0..<n {
+                scores.removeAll(keepingCapacity: true)
+                var failed: ScoringError?
+                for l in 0..<layers.count {
+                    switch results[l][r] {
+                    case .success(let s): scores.append(s)
+                    case .failure(let e): failed = e
+                    }
+                }
+                if let failed {
+                    metrics.rejected.increment()
+                    logger.debug("queued input not scored", metadata: ["error": "\(failed)"])
+                    continue
+                }
+                let a = conclude(scores, requestID: ids[r], ws: ws)
+                onAssessment?(a)
+            }
+        }
+    }
+}

@@ -1,0 +1,300 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+
+/// Watches a model's forward pass: scores the activations of each monitored layer, fuses the layers'
+/// calibrated p-values, runs the stream detectors and hands alerts to the sinks.
+///
+/// Thread-safe: many threads may call ``assess(_:requestID:)`` (inline mode) or ``submit(_:requestID:)``
+/// (background mode) at once. Scoring never happens under a lock; the lock covers only the O(1) stream
+/// update (and, in background mode, copying into the queue). Run the monitor as a swift-service-lifecycle
+/// `Service` in the host's `ServiceGroup`: its `run()` delivers alerts to the sinks and, in background mode,
+/// scores the queue; graceful shutdown drains the queue and flushes the sinks.
+public final class Monitor: Service, Sendable {
+    let configuration: MonitorConfiguration
+    let layers: [MonitoredLayer]
+    let primary: Int
+    /// Slack added to each layer's p-value for the stream detectors.
+    let slack: [Double]
+    let state: Mutex<StreamState>
+    let pool = Mutex<[LayerWorkspaces]>([])
+    let channels: [SinkChannel]
+    let metrics: MonitorMetrics
+    let logger: Logger
+    let queue: InputQueue?
+    let onAssessment: (@Sendable (Assessment) -> Void)?
+    let closed = Atomic<Bool>(false)
+
+    struct SinkChannel: Sendable {
+        let sink: any AlertSink
+        let stream: AsyncStream<Alert>
+        let continuation: AsyncStream<Alert>.Continuation
+    }
+
+    /// Creates a monitor.
+    /// - Parameters:
+    ///   - configuration: layers, policy, mode.
+    ///   - sinks: alert destinations (each isolated from the others).
+    ///   - logger: the monitor's own diagnostics (sink failures, drops).
+    ///   - metricsFactory: where counters, the surprise histogram and gauges go (for example the host's
+    ///     Prometheus factory). Nothing is recorded when nil.
+    ///   - onAssessment: called with every assessment made in background mode, on the worker.
+    public init(
+        configuration: MonitorConfiguration,
+        sinks: [any AlertSink] = [],
+        logger: Logger = Logger(label: "latentwatch.monitor"),
+        metricsFactory: MetricsFactory? = nil,
+        onAssessment: (@Sendable (Assessment) -> Void)? = nil
+    ) throws(MonitorError) {
+        guard !configuration.layers.isEmpty else {
+            throw MonitorError(.layerCountMismatch, "a monitor needs at least one layer")
+        }
+        self.configuration = configuration
+        self.layers = configuration.layers
+        let p = configuration.primaryLayer ?? configuration.layers.count - 1
+        guard p >= 0 && p < configuration.layers.count else {
+            throw MonitorError(
+                .layerCountMismatch,
+                "primary layer \(p) is not one of the \(configuration.layers.count) layers"
+            )
+        }
+        self.primary = p
+        let policy = configuration.policy
+        var beta = 0.005
+        if case .anytime(let delta) = policy.shift { beta = delta / 2 }
+        beta /= Double(configuration.layers.count)
+        self.slack = configuration.layers.map {
+            policy.correctForCalibrationSet
+                ? ShiftDetector.calibrationSlack(
+                    calibrationCount: $0.model.calibration.distributions[.surprise]?.count ?? 0,
+                    failureProbability: beta
+                ) : 0
+        }
+        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L, and given the calibration sets each
+        // layer's rate of that is at most alpha / L + slack (for Cauchy fusion this bound is approximate).
+        self.state = Mutex(
+            StreamState(policy: policy, windowNullRate: policy.inputAlpha + self.slack.reduce(0, +))
+        )
+        self.channels = sinks.map { sink in
+            let (stream, continuation) = AsyncStream.makeStream(
+                of: Alert.self,
+                bufferingPolicy: .bufferingOldest(max(1, configuration.sinkBufferCapacity))
+            )
+            return SinkChannel(sink: sink, stream: stream, continuation: continuation)
+        }
+        self.metrics = MonitorMetrics(
+            prefix: configuration.metricsPrefix,
+            layers: configuration.layers.map(\.name),
+            factory: metricsFactory ?? NOOPMetricsHandler.instance
+        )
+        self.logger = logger
+        self.onAssessment = onAssessment
+        if case .background(let capacity, let batch, let whenFull) = configuration.mode {
+            queue = InputQueue(
+                capacity: max(1, capacity),
+                batchSize: max(1, batch),
+                whenFull: whenFull,
+                inputCounts: configuration.layers.map { $0.model.preparation.inputCount }
+            )
+        } else {
+            queue = nil
+        }
+    }
+
+    /// Names of the monitored layers, in order.
+    public var layerNames: [String] { layers.map(\.name) }
+
+    // MARK: Inline
+
+    /// Scores one input on the caller's thread (either mode) and feeds the stream detectors.
+    /// `activations[i]` holds the raw activation of layer i, in the shape its model declares.
+    public func assess(
+        _ activations: [UnsafeBufferPointer<Float>],
+        requestID: String? = nil
+    ) throws(MonitorError)
+        -> Assessment
+    {
+        guard activations.count == layers.count else {
+            metrics.rejected.increment()
+            throw MonitorError(
+                .layerCountMismatch,
+                "got \(activations.count) activations for \(layers.count) monitored layers (\(layerNames))"
+            )
+        }
+        let ws = takeWorkspaces()
+        defer { returnWorkspaces(ws) }
+        var scores: [LatentScores] = []
+        scores.reserveCapacity(layers.count)
+        for i in 0..<layers.count {
+            do {
+                scores.append(try layers[i].model.score(activations[i], workspace: ws.scoring[i]))
+            } catch {
+                metrics.rejected.increment()
+                throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
+            }
+        }
+        return conclude(scores, requestID: requestID, ws: ws)
+    }
+
+    /// Single-layer convenience.
+    public func assess(
+        _ activation: UnsafeBufferPointer<Float>,
+        requestID: String? = nil
+    ) throws(MonitorError)
+        -> Assessment
+    {
+        try assess([activation], requestID: requestID)
+    }
+
+    /// Fuses, updates the stream, raises alerts and builds the assessment of one scored input.
+    func conclude(_ scores: [LatentScores], requestID: String?, ws: LayerWorkspaces) -> Assessment {
+        let policy = configuration.policy
+        var out: [Assessment.Layer] = []
+        out.reserveCapacity(layers.count)
+        for i in 0..<layers.count {
+            let s = scores[i].surprise
+            let p = layers[i].model.calibration.pValue(.surprise, s) ?? 1
+            ws.pValues[i] = p
+            ws.slacked[i] = min(1, p + slack[i])
+            metrics.surprise[i].record(s)
+            out.append(Assessment.Layer(name: layers[i].name, surprise: s, pValue: p))
+        }
+        let fused = policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
+        let streamP = policy.fusion.fuse(UnsafeBufferPointer(ws.slacked))
+        let prim = scores[primary]
+        let entropyP = layers[primary].model.calibration.pValue(.entropy, prim.entropy)
+        let (index, events, evidence) = state.withLock { s in
+            let r = s.observe(fused, raised: streamP)
+            return (r.index, r.events, s.shift?.logEvidence)
+        }
+        metrics.inputs.increment()
+        if let evidence, evidence.isFinite { metrics.shiftEvidence.record(evidence) }
+        var flags: Assessment.Flags = []
+        let now = Date().timeIntervalSince1970
+        if fused <= policy.inputAlpha {
+            flags.insert(.outOfDistribution)
+            emit(
+                Alert(
+                    kind: .input,
+                    index: index,
+                    requestID: requestID,
+                    pValue: fused,
+                    detail: "input \(index) is out of distribution (fused p = \(fused))",
+                    time: now
+                )
+            )
+        }
+        if let a = policy.aleatoricAlpha, let ep = entropyP, ep <= a {
+            flags.insert(.ambiguous)
+            emit(
+                Alert(
+                    kind: .aleatoric,
+                    index: index,
+                    requestID: requestID,
+                    pValue: ep,
+                    detail: "input \(index) is ambiguous (entropy \(prim.entropy), p = \(ep))",
+                    time: now
+                )
+            )
+        }
+        switch events.window {
+        case .fired(let count):
+            emit(
+                Alert(
+                    kind: .window,
+                    index: index,
+                    requestID: requestID,
+                    pValue: nil,
+                    detail: "\(count) of the last \(policy.window?.length ?? 0) inputs have p <= \(policy.inputAlpha)",
+                    time: now
+                )
+            )
+        case .resolved:
+            emit(
+                Alert(
+                    kind: .resolved,
+                    index: index,
+                    episode: .window,
+                    detail: "the rate of low p-values is back to normal",
+                    time: now
+                )
+            )
+        case .none: break
+        }
+        if events.shiftFired {
+            emit(
+                Alert(
+                    kind: .shift,
+                    index: index,
+                    requestID: requestID,
+                    pValue: nil,
+                    detail: "distribution shift detected (conformal test martingale)",
+                    time: now
+                )
+            )
+        }
+        if events.shiftResolved {
+            emit(
+                Alert(
+                    kind: .resolved,
+                    index: index,
+                    episode: .shift,
+                    detail: "no further shift alarms for the cooldown",
+                    time: now
+                )
+            )
+        }
+        if events.windowOpen { flags.insert(.windowAlarm) }
+        if events.shiftOpen { flags.insert(.shiftAlarm) }
+        return Assessment(
+            index: index,
+            requestID: requestID,
+            layers: out,
+            fusedPValue: fused,
+            entropy: prim.entropy,
+            entropyPValue: entropyP,
+            predictedLabel: prim.predictedLabel,
+            flags: flags
+        )
+    }
+
+    func emit(_ alert: Alert) {
+        metrics.alerts[alert.kind]?.increment()
+        for c in channels {
+            if case .dropped = c.continuation.yield(alert) { metrics.sinkDrops.increment() }
+        }
+    }
+
+    // MARK: Workspaces
+
+    func takeWorkspaces() -> LayerWorkspaces {
+        if let ws = pool.withLock({ $0.popLast() }) { return ws }
+        return LayerWorkspaces(layers: layers)
+    }
+
+    func returnWorkspaces(_ ws: LayerWorkspaces) {
+        pool.withLock { $0.append(ws) }
+    }
+}
+
+/// Per-thread scoring buffers for every layer; used by one thread at a time through the monitor's pool.
+final class LayerWorkspaces: @unchecked Sendable {
+    let scoring: [ScoringWorkspace]
+    let pValues: UnsafeMutableBufferPointer<Double>
+    let slacked: UnsafeMutableBufferPointer<Double>
+
+    init(layers: [MonitoredLayer]) {
+        scoring = layers.map { $0.model.makeWorkspace() }
+        pValues = .allocate(capacity: layers.count)
+        pValues.initialize(repeating: 1)
+        slacked = .allocate(capacity: layers.count)
+        slacked.initialize(repeating: 1)
+    }
+
+    deinit {
+        pValues.deallocate()
+        slacked.deallocate()
+    }
+}

@@ -1,0 +1,68 @@
+/// The stream detectors of a monitor and their episodes. Updated under the monitor's lock, in O(1) per input
+/// and without allocation unless an alert is raised.
+struct StreamState: Sendable {
+    var next = 0
+    var window: WindowRateDetector?
+    var shift: ShiftDetector?
+    var shiftEpisodeOpen = false
+    var lastShiftAlarm = 0
+    let shiftCooldown: Int
+
+    /// `windowNullRate`: the rate of fused p <= alpha under the null given the calibration sets.
+    init(policy: AlertPolicy, windowNullRate: Double) {
+        if let w = policy.window {
+            window = WindowRateDetector(
+                window: w.length,
+                alpha: policy.inputAlpha,
+                windowLevel: w.windowLevel,
+                nullRate: windowNullRate,
+                cooldown: w.cooldown
+            )
+        }
+        if let mode = policy.shift {
+            shift = ShiftDetector(mode: mode, jumpRate: policy.jumpRate)
+        }
+        shiftCooldown = policy.window?.length ?? 200
+    }
+
+    /// Events of one input.
+    struct Events {
+        var window: WindowRateDetector.Event = .none
+        var shiftFired = false
+        var shiftResolved = false
+        var shiftOpen = false
+        var windowOpen = false
+    }
+
+    /// Feeds the next input's fused p-value (`p`, to the window test) and the fused p-value of the
+    /// slack-raised layer p-values (`raised`, to the shift detector).
+    mutating func observe(_ p: Double, raised: Double) -> (index: Int, events: Events) {
+        let index = next
+        next += 1
+        var e = Events()
+        if window != nil {
+            e.window = window!.update(p)
+            e.windowOpen = window!.active
+        }
+        if shift != nil {
+            let alarm = shift!.update(raised)
+            if case .anytime = shift!.mode {
+                if alarm {
+                    e.shiftFired = true
+                    shiftEpisodeOpen = true
+                }
+            } else if alarm {
+                lastShiftAlarm = index
+                if !shiftEpisodeOpen {
+                    shiftEpisodeOpen = true
+                    e.shiftFired = true
+                }
+            } else if shiftEpisodeOpen && index - lastShiftAlarm >= shiftCooldown {
+                shiftEpisodeOpen = false
+                e.shiftResolved = true
+            }
+            e.shiftOpen = shiftEpisodeOpen
+        }
+        return (index, e)
+    }
+}
