@@ -1,0 +1,239 @@
+import Dispatch
+import Foundation
+import LatentWatch
+import Logging
+import MetricsTestKit
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Collects alerts delivered to a sink.
+final class AlertLog: Sendable {
+    let alerts = Mutex<[Alert]>([])
+    var all: [Alert] { alerts.withLock { $0 } }
+    func sink(_ name: String = "collector") -> CallbackSink {
+        CallbackSink(name: name) { a in self.alerts.withLock { $0.append(a) } }
+    }
+}
+
+struct FailingSink: AlertSink {
+    let name = "failing"
+    struct Boom: Error {}
+    func deliver(_ alert: Alert) async throws { throw Boom() }
+}
+
+struct SlowSink: AlertSink {
+    let name = "slow"
+    func deliver(_ alert: Alert) async throws { try await Task.sleep(for: .milliseconds(20)) }
+}
+
+@Suite struct MonitorTests {
+    static let models: [MonitoredLayer] = {
+        ["h1", "h2"].map { layer in
+            let train = try! Fixtures.activations("train", layer)
+            let cal = try! Fixtures.activations("calibration", layer)
+            let model = try! LatentModelFitter.fit(
+                InMemoryActivations(values: train.values, shape: [train.dim], labels: try! Fixtures.labels("train")),
+                calibration: InMemoryActivations(values: cal.values, shape: [cal.dim]),
+                configuration: FitConfiguration(family: .gda, layerName: layer)
+            )
+            return MonitoredLayer(model: model)
+        }
+    }()
+
+    static func rows(_ split: String, _ layer: String) throws -> [[Float]] {
+        let x = try Fixtures.activations(split, layer)
+        return (0..<x.rows).map { Array(x.values[($0 * x.dim)..<(($0 + 1) * x.dim)]) }
+    }
+
+    /// The bundled stream: 200 in-distribution inputs, then 200 unseen digits. Alerts through a sink of the
+    /// running service; the shift alarm fires only after the change, and the delay is printed.
+    @Test func realStreamRaisesAlarmsAfterTheChange() async throws {
+        let log = AlertLog()
+        let metrics = TestMetrics()
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(layers: Self.models),
+            sinks: [log.sink()],
+            metricsFactory: metrics
+        )
+        let service = Task { try await monitor.run() }
+        let h1 = try Self.rows("stream", "h1")
+        let h2 = try Self.rows("stream", "h2")
+        var flagged = 0
+        for i in 0..<h1.count {
+            let a = try h1[i].withUnsafeBufferPointer { b1 in
+                try h2[i].withUnsafeBufferPointer { b2 in try monitor.assess([b1, b2], requestID: "req-\(i)") }
+            }
+            #expect(a.index == i)
+            if a.flags.contains(.outOfDistribution) { flagged += 1 }
+        }
+        monitor.shutDown()
+        try await service.value
+        let alerts = log.all
+        let shift = alerts.first { $0.kind == .shift }
+        let window = alerts.first { $0.kind == .window }
+        let inputsBefore = alerts.filter { $0.kind == .input && $0.index < 200 }.count
+        let inputsAfter = alerts.filter { $0.kind == .input && $0.index >= 200 }.count
+        print(
+            "stream: shift alarm at \(shift?.index ?? -1), window alarm at \(window?.index ?? -1), input alerts \(inputsBefore) before / \(inputsAfter) after index 200"
+        )
+        #expect(try #require(shift).index >= 200)
+        // With only 217 calibration scores per layer the window test's null rate, corrected for the fixed
+        // calibration set, is 0.26: it cannot fire on this stream. It must not fire early either.
+        #expect(window == nil || window!.index >= 200)
+        #expect(inputsBefore <= 4)
+        #expect(inputsAfter == flagged - inputsBefore)
+        #expect(alerts.filter { $0.kind == .shift }.count == 1, "one shift alert per episode")
+        #expect(alerts.first { $0.kind == .input }?.requestID?.hasPrefix("req-") == true)
+        #expect(try metrics.expectCounter("latentwatch_inputs_total").totalValue == 400)
+        #expect(
+            try metrics.expectCounter("latentwatch_alerts_total", [("kind", "input")]).totalValue == Int64(flagged)
+        )
+    }
+
+    @Test func badInputIsRefusedAndDoesNotPoisonLaterAssessments() throws {
+        let a = try Monitor(configuration: MonitorConfiguration(layers: [Self.models[1]]))
+        let b = try Monitor(configuration: MonitorConfiguration(layers: [Self.models[1]]))
+        let row = try Self.rows("test", "h2")[0]
+        var nan = row
+        nan[0] = .nan
+        #expect(throws: MonitorError.self) { try nan.withUnsafeBufferPointer { try a.assess($0) } }
+        #expect(throws: MonitorError.self) { try Array(row.dropLast()).withUnsafeBufferPointer { try a.assess($0) } }
+        #expect(throws: MonitorError.self) {
+            try row.withUnsafeBufferPointer { try a.assess([$0, $0]) }
+        }
+        let x = try row.withUnsafeBufferPointer { try a.assess($0) }
+        let y = try row.withUnsafeBufferPointer { try b.assess($0) }
+        #expect(x == y, "refused inputs neither advance the stream nor change scores")
+    }
+
+    /// A sink that always throws and a slow sink with a small buffer do not stop the others; the counters say
+    /// what happened.
+    @Test func failingAndSlowSinksAreIsolatedAndCounted() async throws {
+        let log = AlertLog()
+        let metrics = TestMetrics()
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(
+                layers: [Self.models[0]],
+                policy: AlertPolicy(inputAlpha: 0.5, aleatoricAlpha: nil, window: nil, shift: nil),
+                sinkBufferCapacity: 4
+            ),
+            sinks: [FailingSink(), SlowSink(), log.sink()],
+            metricsFactory: metrics
+        )
+        let service = Task { try await monitor.run() }
+        let rows = try Self.rows("ood_digits", "h1")
+        for r in rows.prefix(100) {
+            _ = try r.withUnsafeBufferPointer { try monitor.assess($0) }
+            // One alert every 2 ms: the collector keeps up; the 20 ms sink cannot and drops.
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        monitor.shutDown()
+        try await service.value
+        let raised = try metrics.expectCounter("latentwatch_alerts_total", [("kind", "input")]).totalValue
+        let failures = try metrics.expectCounter("latentwatch_sink_failures_total").totalValue
+        let drops = try metrics.expectCounter("latentwatch_sink_dropped_total").totalValue
+        print("sinks: \(raised) alerts raised, collector got \(log.all.count), failures \(failures), drops \(drops)")
+        #expect(raised > 50)
+        #expect(Int64(log.all.count) == raised, "the healthy sink got every alert")
+        #expect(failures == raised, "the failing sink's failures are all counted")
+        #expect(drops > 0, "the slow sink's buffer of 4 overflowed, and that is counted")
+    }
+
+    /// 8 threads submit 100,000 inputs in background mode: every input is assessed exactly once or counted
+    /// as dropped.
+    @Test func backgroundModeLosesNothingButCountedDrops() async throws {
+        let metrics = TestMetrics()
+        let seen = Mutex<[Int: Int]>([:])
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(
+                layers: [Self.models[1]],
+                policy: AlertPolicy(window: nil, shift: nil),
+                mode: .background(capacity: 8192, batchSize: 32)
+            ),
+            metricsFactory: metrics,
+            onAssessment: { a in seen.withLock { $0[a.index, default: 0] += 1 } }
+        )
+        let service = Task { try await monitor.run() }
+        let rows = try Self.rows("test", "h2")
+        let flat = rows.flatMap { $0 }
+        let queued = Atomic<Int>(0)
+        let refused = Atomic<Int>(0)
+        let perThread = 12_500
+        // Eight real threads, off the cooperative pool so the monitor's worker keeps running.
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                DispatchQueue.concurrentPerform(iterations: 8) { t in
+                    flat.withUnsafeBufferPointer { all in
+                        for i in 0..<perThread {
+                            let r = (t * perThread + i) % rows.count
+                            let b = UnsafeBufferPointer(rebasing: all[(r * 64)..<((r + 1) * 64)])
+                            do {
+                                if try monitor.submit(b, requestID: nil) {
+                                    queued.add(1, ordering: .relaxed)
+                                }
+                            } catch {
+                                refused.add(1, ordering: .relaxed)
+                            }
+                        }
+                    }
+                }
+                done.resume()
+            }
+        }
+        monitor.shutDown()
+        try await service.value
+        let assessed = seen.withLock { $0 }
+        let dropped = try metrics.expectCounter("latentwatch_dropped_total").totalValue
+        print("background: \(assessed.count) assessed, \(dropped) dropped of 100,000")
+        #expect(refused.load(ordering: .relaxed) == 0)
+        #expect(assessed.count == queued.load(ordering: .relaxed))
+        #expect(Int64(assessed.count) + dropped == 100_000)
+        #expect(assessed.values.allSatisfy { $0 == 1 }, "no assessment is duplicated")
+        #expect(Set(assessed.keys) == Set(0..<assessed.count), "stream indices are contiguous")
+    }
+
+    /// Graceful shutdown of the host's ServiceGroup scores everything queued and flushes the JSON-lines sink.
+    @Test func gracefulShutdownDrainsTheQueueAndFlushesTheFile() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lw-monitor-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("alerts.jsonl").path
+        let metrics = TestMetrics()
+        let count = Mutex(0)
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(
+                layers: [Self.models[0]],
+                policy: AlertPolicy(aleatoricAlpha: nil, window: nil, shift: nil),
+                mode: .background(capacity: 1000, batchSize: 16)
+            ),
+            sinks: [JSONLinesSink(path: path, maxBytes: 4096, keep: 10)],
+            metricsFactory: metrics,
+            onAssessment: { _ in count.withLock { $0 += 1 } }
+        )
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: monitor)], logger: Logger(label: "test"))
+        )
+        let running = Task { try await group.run() }
+        let rows = try Self.rows("ood_digits", "h1")
+        for r in rows.prefix(500) { try r.withUnsafeBufferPointer { _ = try monitor.submit($0) } }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(count.withLock { $0 } == 500, "every queued input was scored before exit")
+        let raised = try metrics.expectCounter("latentwatch_alerts_total", [("kind", "input")]).totalValue
+        var lines = 0
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        for f in files {
+            let text = try String(contentsOfFile: dir.appendingPathComponent(f).path, encoding: .utf8)
+            for line in text.split(separator: "\n") {
+                let alert = try JSONDecoder().decode(Alert.self, from: Data(line.utf8))
+                #expect(alert.kind == .input)
+                lines += 1
+            }
+        }
+        print("jsonl: \(raised) alerts, \(lines) lines in \(files.count) files (rotated at 4 KiB)")
+        #expect(Int64(lines) == raised)
+        #expect(files.count > 1, "the file rotated")
+        #expect(throws: MonitorError.self) { try rows[0].withUnsafeBufferPointer { _ = try monitor.submit($0) } }
+    }
+}
