@@ -30,6 +30,8 @@ let package = Package(
         ),
         // Hand-written SIMD loops with per-function target attributes and run-time CPU dispatch.
         .target(name: "CLatentKernels"),
+        // Benchmark only: counts heap allocations by interposing malloc (never linked into the SDK).
+        .target(name: "CMallocCounter"),
         .target(
             name: "LatentWatchNumerics",
             dependencies: ["COpenBLAS", "CLatentKernels"],
@@ -61,7 +63,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "latentwatch-bench",
-            dependencies: ["LatentWatch", "LatentWatchNumerics"],
+            dependencies: ["LatentWatch", "LatentWatchNumerics", "CMallocCounter"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 // Benchmark: LatentWatch beside numpy and scikit-learn on the same data, one thread each.
 // Usage: swift run -c release latentwatch-bench [--quick]
+import CMallocCounter
 import Foundation
 import LatentWatch
 import LatentWatchNumerics
@@ -125,6 +126,81 @@ let ours: [String: Double] = [
     "fit_s": median(fitTimes),
     "fit_fixed_s": median(fitFixedTimes),
 ]
+
+// Monitor: host-side cost of one background submit (copy into the queue) with the worker scoring on the
+// other core, and inline assess latency, with heap allocations counted by the interposed malloc.
+struct MonitorFigures {
+    var submitNs = 0.0
+    var submitAllocs = 0.0
+    var inlineUs: [String: Double] = [:]
+    var inlineAllocs = 0.0
+}
+@MainActor func measureMonitor() async throws -> MonitorFigures {
+    var out = MonitorFigures()
+    let calibrated = try LatentModelFitter.fit(
+        source,
+        configuration: FitConfiguration(
+            family: .gda,
+            calibrationFraction: 0.2,
+            fitBackground: false,
+            layerName: "bench"
+        )
+    )
+    let monitor = try Monitor(
+        configuration: MonitorConfiguration(
+            layers: [MonitoredLayer(model: calibrated)],
+            policy: AlertPolicy(window: nil, shift: nil),
+            mode: .background(capacity: 8192, batchSize: 64)
+        )
+    )
+    let service = Task.detached { try await monitor.run() }
+    var times: [Double] = []
+    var allocs: [Double] = []
+    try query.withUnsafeBufferPointer { q in
+        for round in 0..<(quick ? 3 : 8) {
+            // Wait for the worker to empty the queue, so the round measures the copy, not the drop path.
+            while monitor.queuedInputs > 0 { usleep(1000) }
+            let n = 4096
+            let a0 = lw_thread_allocation_count()
+            let t = try seconds {
+                for i in 0..<n {
+                    let r = (i + round) % queries
+                    try monitor.submit(UnsafeBufferPointer(rebasing: q[(r * d)..<((r + 1) * d)]))
+                }
+            }
+            allocs.append(Double(lw_thread_allocation_count() - a0) / Double(n))
+            times.append(t / Double(n) * 1e9)
+        }
+    }
+    out.submitNs = median(times)
+    out.submitAllocs = allocs.max() ?? 0
+    monitor.shutDown()
+    try await service.value
+    for (name, m) in [("float32", calibrated), ("float16", calibrated.converted(to: .float16))] {
+        let inline = try Monitor(
+            configuration: MonitorConfiguration(layers: [MonitoredLayer(model: m)], policy: AlertPolicy())
+        )
+        var lat: [Double] = []
+        var al: [Double] = []
+        try query.withUnsafeBufferPointer { q in
+            for _ in 0..<(quick ? 3 : 7) {
+                let a0 = lw_thread_allocation_count()
+                lat.append(
+                    try seconds {
+                        for i in 0..<queries {
+                            _ = try inline.assess(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]))
+                        }
+                    } / Double(queries) * 1e6
+                )
+                al.append(Double(lw_thread_allocation_count() - a0) / Double(queries))
+            }
+        }
+        out.inlineUs[name] = median(lat)
+        out.inlineAllocs = al.max() ?? 0
+    }
+    return out
+}
+let monitorFigures = try await measureMonitor()
 
 // The peer, from the same run, on the same files.
 let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(
@@ -256,4 +332,22 @@ row(
     p("numpy_fit_s"),
     lowerIsBetter: true,
     target: ""
+)
+print(
+    String(
+        format:
+            "monitor background submit, host side, D=512    %8.0f ns  allocations/call %.2f  (target <= 2 us, none)",
+        monitorFigures.submitNs,
+        monitorFigures.submitAllocs
+    )
+)
+print(
+    String(
+        format: "monitor inline assess, float32 factors         %8.1f us  allocations/call %.2f",
+        monitorFigures.inlineUs["float32"] ?? 0,
+        monitorFigures.inlineAllocs
+    )
+)
+print(
+    String(format: "monitor inline assess, float16 factors         %8.1f us", monitorFigures.inlineUs["float16"] ?? 0)
 )

@@ -138,14 +138,11 @@ extension Monitor {
                     workspace: ws.scoring[l]
                 )
             }
-            var scores: [LatentScores] = []
-            scores.reserveCapacity(layers.count)
             for r in 0..<n {
-                scores.removeAll(keepingCapacity: true)
                 var failed: ScoringError?
                 for l in 0..<layers.count {
                     switch results[l][r] {
-                    case .success(let s): scores.append(s)
+                    case .success(let s): ws.scores[l] = s
                     case .failure(let e): failed = e
                     }
                 }
@@ -154,7 +151,7 @@ extension Monitor {
                     logger.debug("queued input not scored", metadata: ["error": "\(failed)"])
                     continue
                 }
-                let a = conclude(scores, requestID: ids[r], ws: ws)
+                let a = conclude(requestID: ids[r], ws: ws)
                 onAssessment?(a)
             }
         }

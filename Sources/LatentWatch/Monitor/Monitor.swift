@@ -125,17 +125,15 @@ public final class Monitor: Service, Sendable {
         }
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
-        var scores: [LatentScores] = []
-        scores.reserveCapacity(layers.count)
         for i in 0..<layers.count {
             do {
-                scores.append(try layers[i].model.score(activations[i], workspace: ws.scoring[i]))
+                ws.scores[i] = try layers[i].model.score(activations[i], workspace: ws.scoring[i])
             } catch {
                 metrics.rejected.increment()
                 throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
             }
         }
-        return conclude(scores, requestID: requestID, ws: ws)
+        return conclude(requestID: requestID, ws: ws)
     }
 
     /// Single-layer convenience.
@@ -148,8 +146,10 @@ public final class Monitor: Service, Sendable {
         try assess([activation], requestID: requestID)
     }
 
-    /// Fuses, updates the stream, raises alerts and builds the assessment of one scored input.
-    func conclude(_ scores: [LatentScores], requestID: String?, ws: LayerWorkspaces) -> Assessment {
+    /// Fuses, updates the stream, raises alerts and builds the assessment of the input scored into
+    /// `ws.scores`.
+    func conclude(requestID: String?, ws: LayerWorkspaces) -> Assessment {
+        let scores = ws.scores
         let policy = configuration.policy
         var out: [Assessment.Layer] = []
         out.reserveCapacity(layers.count)
@@ -284,9 +284,23 @@ final class LayerWorkspaces: @unchecked Sendable {
     let scoring: [ScoringWorkspace]
     let pValues: UnsafeMutableBufferPointer<Double>
     let slacked: UnsafeMutableBufferPointer<Double>
+    /// The current input's scores, one per layer.
+    let scores: UnsafeMutableBufferPointer<LatentScores>
 
     init(layers: [MonitoredLayer]) {
         scoring = layers.map { $0.model.makeWorkspace() }
+        scores = .allocate(capacity: layers.count)
+        scores.initialize(
+            repeating: LatentScores(
+                logDensity: 0,
+                entropy: 0,
+                predictedComponent: 0,
+                predictedLabel: nil,
+                maxPosterior: 0,
+                mahalanobis: 0,
+                relativeMahalanobis: 0
+            )
+        )
         pValues = .allocate(capacity: layers.count)
         pValues.initialize(repeating: 1)
         slacked = .allocate(capacity: layers.count)
@@ -296,5 +310,6 @@ final class LayerWorkspaces: @unchecked Sendable {
     deinit {
         pValues.deallocate()
         slacked.deallocate()
+        scores.deallocate()
     }
 }
