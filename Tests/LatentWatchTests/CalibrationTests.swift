@@ -140,3 +140,15 @@ import Testing
         #expect(Preparation.validate(shape: [5], options: PreparationOptions(pooling: .meanTokens)) != nil)
     }
 }
+
+@Suite struct NumpyArchiveTests {
+    @Test func readsTheBundledWeightsAndRefusesBadArchives() throws {
+        let npz = try NumpyArchive(contentsOf: Fixtures.data.appendingPathComponent("mlp_weights.npz").path)
+        #expect(Set(npz.arrays.keys) == ["W1", "b1", "W2", "b2", "W3", "b3"])
+        #expect(npz.arrays["W1"]?.shape == [64, 128] && npz.arrays["b3"]?.shape == [6])
+        let bytes = Array(try Data(contentsOf: Fixtures.data.appendingPathComponent("mlp_weights.npz")))
+        #expect(throws: NumpyError.self) { try NumpyArchive(bytes: Array(bytes.prefix(bytes.count / 2))) }
+        #expect(throws: NumpyError.self) { try NumpyArchive(bytes: [0x50, 0x4B, 0x03, 0x04]) }
+        #expect(throws: NumpyError.self) { try NumpyArchive(bytes: []) }
+    }
+}
