@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // libzstd through pkg-config (Debian: libzstd-dev).
@@ -64,6 +65,19 @@ let package = Package(
         .executableTarget(
             name: "latentwatch-bench",
             dependencies: ["LatentWatch", "LatentWatchNumerics", "CMallocCounter"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // Samples/EmbeddedServer: a Hummingbird service with the monitor in its forward pass (not part of the SDK).
+        .executableTarget(
+            name: "latentwatch-sample-server",
+            dependencies: [
+                "LatentWatch",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Samples/EmbeddedServer",
+            exclude: ["README.md"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

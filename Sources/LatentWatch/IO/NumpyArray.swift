@@ -176,6 +176,7 @@ public struct NumpyArray: Sendable {
 public struct NumpyError: Error, Sendable, CustomStringConvertible {
     /// What is wrong.
     public let message: String
-    init(_ message: String) { self.message = message }
+    /// Creates an error with a message.
+    public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
