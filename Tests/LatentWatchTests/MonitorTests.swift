@@ -1,15 +1,16 @@
 import Dispatch
 import Foundation
-import LatentWatch
 import Logging
 import MetricsTestKit
 import ServiceLifecycle
 import Synchronization
 import Testing
 
+@testable import LatentWatch
+
 /// Collects alerts delivered to a sink.
 final class AlertLog: Sendable {
-    let alerts = Mutex<[Alert]>([])
+    let alerts = LockedValue<[Alert]>([])
     var all: [Alert] { alerts.withLock { $0 } }
     func sink(_ name: String = "collector") -> CallbackSink {
         CallbackSink(name: name) { a in self.alerts.withLock { $0.append(a) } }
@@ -144,7 +145,7 @@ struct SlowSink: AlertSink {
     /// as dropped.
     @Test func backgroundModeLosesNothingButCountedDrops() async throws {
         let metrics = TestMetrics()
-        let seen = Mutex<[Int: Int]>([:])
+        let seen = LockedValue<[Int: Int]>([:])
         let monitor = try Monitor(
             configuration: MonitorConfiguration(
                 layers: [Self.models[1]],
@@ -200,7 +201,7 @@ struct SlowSink: AlertSink {
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("alerts.jsonl").path
         let metrics = TestMetrics()
-        let count = Mutex(0)
+        let count = LockedValue(0)
         let monitor = try Monitor(
             configuration: MonitorConfiguration(
                 layers: [Self.models[0]],

@@ -1,18 +1,15 @@
-import Synchronization
-
 /// The background mode's bounded queue: a ring of preallocated slots, each holding one input's activations
 /// for every layer. Pushing copies the activations in under a short lock (no allocation); the worker copies
 /// a batch out under the same lock and scores it outside.
-final class InputQueue: Sendable {
-    // Only touched under the mutex; the raw storage is owned by the state.
-    struct State: ~Copyable, @unchecked Sendable {
+// @unchecked: the storage pointer is only dereferenced under `state`'s lock (and freed in deinit).
+final class InputQueue: @unchecked Sendable {
+    /// Only touched under the lock; the raw storage is owned by the queue.
+    struct State {
         let storage: UnsafeMutableBufferPointer<Float>
         var ids: [String?]
         var head = 0
         var count = 0
         var closed = false
-
-        deinit { storage.deallocate() }
     }
 
     enum PushResult { case queued, full, closed }
@@ -23,7 +20,8 @@ final class InputQueue: Sendable {
     let inputCounts: [Int]
     let offsets: [Int]
     let slotSize: Int
-    let state: Mutex<State>
+    let state: LockedValue<State>
+    private let storage: UnsafeMutableBufferPointer<Float>
 
     init(capacity: Int, batchSize: Int, whenFull: OverflowPolicy, inputCounts: [Int]) {
         self.capacity = capacity
@@ -40,8 +38,11 @@ final class InputQueue: Sendable {
         self.slotSize = total
         let storage = UnsafeMutableBufferPointer<Float>.allocate(capacity: capacity * total)
         storage.initialize(repeating: 0)
-        self.state = Mutex(State(storage: storage, ids: [String?](repeating: nil, count: capacity)))
+        self.storage = storage
+        self.state = LockedValue(State(storage: storage, ids: [String?](repeating: nil, count: capacity)))
     }
+
+    deinit { storage.deallocate() }
 
     /// Copies one input in. `activation(l)` gives layer l's buffer (already validated).
     func push(requestID: String?, _ activation: (Int) -> UnsafeBufferPointer<Float>) -> PushResult {

@@ -18,8 +18,8 @@ public final class Monitor: Service, Sendable {
     let primary: Int
     /// Slack added to each layer's p-value for the stream detectors.
     let slack: [Double]
-    let state: Mutex<StreamState>
-    let pool = Mutex<[LayerWorkspaces]>([])
+    let state: LockedValue<StreamState>
+    let pool = LockedValue<[LayerWorkspaces]>([])
     let channels: [SinkChannel]
     let metrics: MonitorMetrics
     let logger: Logger
@@ -74,7 +74,7 @@ public final class Monitor: Service, Sendable {
         }
         // Bonferroni: fused p <= alpha needs some layer at <= alpha / L, and given the calibration sets each
         // layer's rate of that is at most alpha / L + slack (for Cauchy fusion this bound is approximate).
-        self.state = Mutex(
+        self.state = LockedValue(
             StreamState(policy: policy, windowNullRate: policy.inputAlpha + self.slack.reduce(0, +))
         )
         self.channels = sinks.map { sink in
