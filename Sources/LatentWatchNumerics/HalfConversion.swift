@@ -24,6 +24,11 @@ public enum HalfConversion {
         return out
     }
 
+    /// binary16 bit patterns to Float32 between raw buffers (no allocation).
+    public static func convert(_ src: UnsafePointer<UInt16>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+        lw_f16_to_f32(src, dst, count)
+    }
+
     /// Whether the AVX2/FMA/F16C kernels are in use on this CPU.
     public static var usesSIMDKernels: Bool { lw_kernels_have_avx2() != 0 }
 

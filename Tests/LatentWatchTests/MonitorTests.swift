@@ -108,6 +108,34 @@ struct SlowSink: AlertSink {
         #expect(x == y, "refused inputs neither advance the stream nor change scores")
     }
 
+    /// Float16 activations are accepted inline and in background mode, and give the same assessment as the
+    /// float32 values they represent; a half NaN is refused.
+    @Test func float16ActivationsAreAccepted() async throws {
+        let row = try Self.rows("test", "h2")[3]
+        let half = row.map { Float16($0) }
+        let rounded = half.map { Float($0) }
+        let a = try Monitor(configuration: MonitorConfiguration(layers: [Self.models[1]]))
+        let b = try Monitor(configuration: MonitorConfiguration(layers: [Self.models[1]]))
+        let x = try half.withUnsafeBufferPointer { try a.assess(half: [$0]) }
+        let y = try rounded.withUnsafeBufferPointer { try b.assess($0) }
+        #expect(x == y)
+        var bad = half
+        bad[7] = .nan
+        #expect(throws: MonitorError.self) { try bad.withUnsafeBufferPointer { try a.assess(half: [$0]) } }
+
+        let got = LockedValue<[Assessment]>([])
+        let bg = try Monitor(
+            configuration: MonitorConfiguration(layers: [Self.models[1]], mode: .background()),
+            onAssessment: { a in got.withLock { $0.append(a) } }
+        )
+        let service = Task { try await bg.run() }
+        try half.withUnsafeBufferPointer { _ = try bg.submit(half: [$0]) }
+        #expect(throws: MonitorError.self) { try bad.withUnsafeBufferPointer { _ = try bg.submit(half: [$0]) } }
+        bg.shutDown()
+        try await service.value
+        #expect(got.withLock { $0.map(\.layers) } == [y.layers])
+    }
+
     /// A sink that always throws and a slow sink with a small buffer do not stop the others; the counters say
     /// what happened.
     @Test func failingAndSlowSinksAreIsolatedAndCounted() async throws {

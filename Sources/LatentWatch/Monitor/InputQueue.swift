@@ -44,15 +44,15 @@ final class InputQueue: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
-    /// Copies one input in. `activation(l)` gives layer l's buffer (already validated).
-    func push(requestID: String?, _ activation: (Int) -> UnsafeBufferPointer<Float>) -> PushResult {
+    /// Copies one input in: `write(l, destination)` writes layer l's floats (already validated).
+    func push(requestID: String?, _ write: (Int, UnsafeMutablePointer<Float>) -> Void) -> PushResult {
         state.withLock { s in
             if s.closed { return .closed }
             if s.count == capacity { return .full }
             let slot = (s.head + s.count) % capacity
             let base = s.storage.baseAddress! + slot * slotSize
             for l in 0..<inputCounts.count {
-                (base + offsets[l]).update(from: activation(l).baseAddress!, count: inputCounts[l])
+                write(l, base + offsets[l])
             }
             s.ids[slot] = requestID
             s.count += 1

@@ -1,4 +1,5 @@
 import Foundation
+import LatentWatchNumerics
 import Logging
 import ServiceLifecycle
 
@@ -19,6 +20,42 @@ extension Monitor {
             )
         }
         return try enqueue(requestID: requestID) { activations[$0] }
+    }
+
+    /// Background submission of activations given as IEEE binary16 (converted to float32 while they are
+    /// copied into the queue). Allocates nothing.
+    @discardableResult
+    public func submit(
+        half activations: [UnsafeBufferPointer<Float16>],
+        requestID: String? = nil
+    ) throws(MonitorError)
+        -> Bool
+    {
+        guard activations.count == layers.count else {
+            metrics.rejected.increment()
+            throw MonitorError(
+                .layerCountMismatch,
+                "got \(activations.count) activations for \(layers.count) monitored layers"
+            )
+        }
+        guard let queue else {
+            throw MonitorError(.queueFull, "submit needs background mode; call assess in inline mode")
+        }
+        for l in 0..<layers.count {
+            do {
+                try layers[l].model.validate(half: activations[l])
+            } catch {
+                metrics.rejected.increment()
+                throw MonitorError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
+            }
+        }
+        let result = queue.push(requestID: requestID) { l, dst in
+            let src = activations[l]
+            UnsafeRawPointer(src.baseAddress!).withMemoryRebound(to: UInt16.self, capacity: src.count) {
+                HalfConversion.convert($0, to: dst, count: src.count)
+            }
+        }
+        return try accept(result, queue)
     }
 
     /// Single-layer background submission (no array needed).
@@ -44,7 +81,15 @@ extension Monitor {
                 throw MonitorError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
             }
         }
-        switch queue.push(requestID: requestID, activation) {
+        let result = queue.push(requestID: requestID) { l, dst in
+            let src = activation(l)
+            dst.update(from: src.baseAddress!, count: src.count)
+        }
+        return try accept(result, queue)
+    }
+
+    func accept(_ result: InputQueue.PushResult, _ queue: InputQueue) throws(MonitorError) -> Bool {
+        switch result {
         case .queued:
             return true
         case .full:

@@ -1,4 +1,5 @@
 import Foundation
+import LatentWatchNumerics
 import Logging
 import Metrics
 import ServiceLifecycle
@@ -128,6 +129,38 @@ public final class Monitor: Service, Sendable {
         for i in 0..<layers.count {
             do {
                 ws.scores[i] = try layers[i].model.score(activations[i], workspace: ws.scoring[i])
+            } catch {
+                metrics.rejected.increment()
+                throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
+            }
+        }
+        return conclude(requestID: requestID, ws: ws)
+    }
+
+    /// Scores one input given as IEEE binary16 activations (converted into per-thread buffers).
+    public func assess(
+        half activations: [UnsafeBufferPointer<Float16>],
+        requestID: String? = nil
+    ) throws(MonitorError)
+        -> Assessment
+    {
+        guard activations.count == layers.count else {
+            metrics.rejected.increment()
+            throw MonitorError(
+                .layerCountMismatch,
+                "got \(activations.count) activations for \(layers.count) monitored layers (\(layerNames))"
+            )
+        }
+        let ws = takeWorkspaces()
+        defer { returnWorkspaces(ws) }
+        for i in 0..<layers.count {
+            do {
+                try layers[i].model.validate(half: activations[i])
+                let src = activations[i]
+                UnsafeRawPointer(src.baseAddress!).withMemoryRebound(to: UInt16.self, capacity: src.count) {
+                    HalfConversion.convert($0, to: ws.converted[i].baseAddress!, count: src.count)
+                }
+                ws.scores[i] = try layers[i].model.score(UnsafeBufferPointer(ws.converted[i]), workspace: ws.scoring[i])
             } catch {
                 metrics.rejected.increment()
                 throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
@@ -286,9 +319,16 @@ final class LayerWorkspaces: @unchecked Sendable {
     let slacked: UnsafeMutableBufferPointer<Double>
     /// The current input's scores, one per layer.
     let scores: UnsafeMutableBufferPointer<LatentScores>
+    /// Float32 copies of binary16 activations, one buffer per layer.
+    let converted: [UnsafeMutableBufferPointer<Float>]
 
     init(layers: [MonitoredLayer]) {
         scoring = layers.map { $0.model.makeWorkspace() }
+        converted = layers.map {
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.model.preparation.inputCount)
+            b.initialize(repeating: 0)
+            return b
+        }
         scores = .allocate(capacity: layers.count)
         scores.initialize(
             repeating: LatentScores(
@@ -311,5 +351,6 @@ final class LayerWorkspaces: @unchecked Sendable {
         pValues.deallocate()
         slacked.deallocate()
         scores.deallocate()
+        for b in converted { b.deallocate() }
     }
 }

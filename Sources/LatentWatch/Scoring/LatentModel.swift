@@ -119,6 +119,23 @@ public struct LatentModel: Sendable {
         }
     }
 
+    /// Checks one raw activation given as IEEE binary16: element count, and no NaN or infinity.
+    public func validate(half x: UnsafeBufferPointer<Float16>) throws(ScoringError) {
+        let n = preparation.inputCount
+        guard x.count == n else {
+            throw ScoringError(
+                .shapeMismatch,
+                "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))"
+            )
+        }
+        if let i = x.firstIndex(where: { !$0.isFinite }) {
+            throw ScoringError(
+                .nonFinite,
+                "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
+            )
+        }
+    }
+
     /// Scores one raw activation. Allocates nothing; after the call, `workspace.posterior` holds p(k | z).
     public func score(
         _ x: UnsafeBufferPointer<Float>,
