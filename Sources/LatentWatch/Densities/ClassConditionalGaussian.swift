@@ -32,12 +32,7 @@ public struct ClassConditionalGaussian: LatentDensity {
         distances: UnsafeMutablePointer<Double>,
         scratch: UnsafeMutablePointer<Float>
     ) {
-        for k in 0..<components.count {
-            let c = components[k]
-            let d2 = c.squaredDistance(z, scratch: scratch)
-            distances[k] = d2
-            logJoint[k] = logPriors[k] + c.logNormalizer - 0.5 * d2
-        }
+        components.evaluate(z, logWeights: logPriors, logJoint: logJoint, distances: distances, scratch: scratch)
     }
 
     public func evaluateBatch(
@@ -47,12 +42,14 @@ public struct ClassConditionalGaussian: LatentDensity {
         distances: UnsafeMutablePointer<Double>,
         workspace: inout BatchWorkspace
     ) {
-        let kk = components.count
-        for k in 0..<kk {
-            components[k].squaredDistances(z, count: count, into: distances + k, stride: kk, workspace: &workspace)
-            let base = logPriors[k] + components[k].logNormalizer
-            for i in 0..<count { logJoint[i * kk + k] = base - 0.5 * distances[i * kk + k] }
-        }
+        components.evaluateBatch(
+            z,
+            count: count,
+            logWeights: logPriors,
+            logJoint: logJoint,
+            distances: distances,
+            workspace: &workspace
+        )
     }
 
     public func converted(to precision: Precision) -> ClassConditionalGaussian {
@@ -64,40 +61,17 @@ public struct ClassConditionalGaussian: LatentDensity {
     }
 
     public func encode(into sections: inout ModelSectionWriter) {
-        let d = dimension
-        sections.density = DensityDescriptor(
-            family: family,
-            dimension: d,
-            components: componentCount,
-            precision: precision,
-            classLabels: labels,
-            logWeights: logPriors,
-            logNormalizers: components.map(\.logNormalizer),
-            regularization: regularization
-        )
-        sections.addFloats(
-            "density.means",
-            components.flatMap(\.mean),
-            shape: [componentCount, d],
-            precision: precision
-        )
-        sections.addFactors("density.factors", components.map(\.factor), dimension: d)
+        sections.addFullGaussians(components, family: family, classLabels: labels, logWeights: logPriors)
     }
 
     public static func decode(from sections: ModelSectionReader) throws(ModelFileError) -> ClassConditionalGaussian {
         let m = sections.density
         try DensityDecoding.checkCounts(m, needsLabels: true)
-        let means = try sections.floats("density.means", shape: [m.components, m.dimension])
-        let factors = try sections.factors("density.factors", count: m.components, dimension: m.dimension)
-        let comps = (0..<m.components).map {
-            GaussianComponent(
-                mean: Array(means[($0 * m.dimension)..<(($0 + 1) * m.dimension)]),
-                factor: factors[$0],
-                logNormalizer: m.logNormalizers[$0],
-                regularization: m.regularization[$0]
-            )
-        }
-        return ClassConditionalGaussian(components: comps, logPriors: m.logWeights, labels: m.classLabels!)
+        return ClassConditionalGaussian(
+            components: try sections.fullGaussians(),
+            logPriors: m.logWeights,
+            labels: m.classLabels!
+        )
     }
 }
 

@@ -78,11 +78,7 @@ public struct GaussianMixture: LatentDensity {
     ) {
         switch components {
         case .full(let comps):
-            for k in 0..<comps.count {
-                let d2 = comps[k].squaredDistance(z, scratch: scratch)
-                distances[k] = d2
-                logJoint[k] = logWeights[k] + comps[k].logNormalizer - 0.5 * d2
-            }
+            comps.evaluate(z, logWeights: logWeights, logJoint: logJoint, distances: distances, scratch: scratch)
         case .diagonal(let means, let inv, let norms, _):
             let d = dimension
             means.withUnsafeBufferPointer { mb in
@@ -123,11 +119,14 @@ public struct GaussianMixture: LatentDensity {
             }
             return
         }
-        for k in 0..<kk {
-            comps[k].squaredDistances(z, count: count, into: distances + k, stride: kk, workspace: &workspace)
-            let base = logWeights[k] + comps[k].logNormalizer
-            for i in 0..<count { logJoint[i * kk + k] = base - 0.5 * distances[i * kk + k] }
-        }
+        comps.evaluateBatch(
+            z,
+            count: count,
+            logWeights: logWeights,
+            logJoint: logJoint,
+            distances: distances,
+            workspace: &workspace
+        )
     }
 
     public func converted(to precision: Precision) -> GaussianMixture {
@@ -143,23 +142,7 @@ public struct GaussianMixture: LatentDensity {
         let d = dimension
         switch components {
         case .full(let comps):
-            sections.density = DensityDescriptor(
-                family: family,
-                dimension: d,
-                components: componentCount,
-                precision: precision,
-                classLabels: nil,
-                logWeights: logWeights,
-                logNormalizers: comps.map(\.logNormalizer),
-                regularization: regularization
-            )
-            sections.addFloats(
-                "density.means",
-                comps.flatMap(\.mean),
-                shape: [componentCount, d],
-                precision: precision
-            )
-            sections.addFactors("density.factors", comps.map(\.factor), dimension: d)
+            sections.addFullGaussians(comps, family: family, classLabels: nil, logWeights: logWeights)
         case .diagonal(let means, let inv, let norms, let reg):
             sections.density = DensityDescriptor(
                 family: family,
@@ -180,8 +163,8 @@ public struct GaussianMixture: LatentDensity {
         let m = sections.density
         try DensityDecoding.checkCounts(m, needsLabels: false)
         let d = m.dimension
-        let means = try sections.floats("density.means", shape: [m.components, d])
         if m.family == diagonalFamilyName {
+            let means = try sections.floats("density.means", shape: [m.components, d])
             let inv = try sections.floats("density.inverse_std", shape: [m.components, d])
             return GaussianMixture(
                 components: .diagonal(
@@ -194,15 +177,7 @@ public struct GaussianMixture: LatentDensity {
                 dimension: d
             )
         }
-        let factors = try sections.factors("density.factors", count: m.components, dimension: d)
-        let comps = (0..<m.components).map {
-            GaussianComponent(
-                mean: Array(means[($0 * d)..<(($0 + 1) * d)]),
-                factor: factors[$0],
-                logNormalizer: m.logNormalizers[$0],
-                regularization: m.regularization[$0]
-            )
-        }
+        let comps = try sections.fullGaussians()
         return GaussianMixture(components: .full(comps), logWeights: m.logWeights, dimension: d)
     }
 }
