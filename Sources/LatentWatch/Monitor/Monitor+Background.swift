@@ -12,13 +12,7 @@ extension Monitor {
         _ activations: [UnsafeBufferPointer<Float>],
         requestID: String? = nil
     ) throws(MonitorError) -> Bool {
-        guard activations.count == layers.count else {
-            metrics.rejected.increment()
-            throw MonitorError(
-                .layerCountMismatch,
-                "got \(activations.count) activations for \(layers.count) monitored layers"
-            )
-        }
+        try checkLayerCount(activations.count)
         return try enqueue(requestID: requestID) { activations[$0] }
     }
 
@@ -31,13 +25,7 @@ extension Monitor {
     ) throws(MonitorError)
         -> Bool
     {
-        guard activations.count == layers.count else {
-            metrics.rejected.increment()
-            throw MonitorError(
-                .layerCountMismatch,
-                "got \(activations.count) activations for \(layers.count) monitored layers"
-            )
-        }
+        try checkLayerCount(activations.count)
         guard let queue else {
             throw MonitorError(.queueFull, "submit needs background mode; call assess in inline mode")
         }
@@ -62,10 +50,7 @@ extension Monitor {
     @discardableResult
     public func submit(_ activation: UnsafeBufferPointer<Float>, requestID: String? = nil) throws(MonitorError) -> Bool
     {
-        guard layers.count == 1 else {
-            metrics.rejected.increment()
-            throw MonitorError(.layerCountMismatch, "got 1 activation for \(layers.count) monitored layers")
-        }
+        try checkLayerCount(1)
         return try enqueue(requestID: requestID) { _ in activation }
     }
 

@@ -117,13 +117,7 @@ public final class Monitor: Service, Sendable {
     ) throws(MonitorError)
         -> Assessment
     {
-        guard activations.count == layers.count else {
-            metrics.rejected.increment()
-            throw MonitorError(
-                .layerCountMismatch,
-                "got \(activations.count) activations for \(layers.count) monitored layers (\(layerNames))"
-            )
-        }
+        try checkLayerCount(activations.count)
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
         for i in 0..<layers.count {
@@ -144,13 +138,7 @@ public final class Monitor: Service, Sendable {
     ) throws(MonitorError)
         -> Assessment
     {
-        guard activations.count == layers.count else {
-            metrics.rejected.increment()
-            throw MonitorError(
-                .layerCountMismatch,
-                "got \(activations.count) activations for \(layers.count) monitored layers (\(layerNames))"
-            )
-        }
+        try checkLayerCount(activations.count)
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
         for i in 0..<layers.count {
@@ -297,6 +285,17 @@ public final class Monitor: Service, Sendable {
         metrics.alerts[alert.kind]?.increment()
         for c in channels {
             if case .dropped = c.continuation.yield(alert) { metrics.sinkDrops.increment() }
+        }
+    }
+
+    /// Refuses (and counts) a call whose number of activations differs from the number of layers.
+    func checkLayerCount(_ n: Int) throws(MonitorError) {
+        guard n == layers.count else {
+            metrics.rejected.increment()
+            throw MonitorError(
+                .layerCountMismatch,
+                "got \(n) activations for \(layers.count) monitored layers (\(layerNames))"
+            )
         }
     }
 
