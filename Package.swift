@@ -23,6 +23,12 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
+        // zlib through pkg-config (Debian: zlib1g-dev): inflating deflated .npz members.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // CBLAS + LAPACKE, implemented by OpenBLAS (Debian: libopenblas-dev, liblapacke-dev).
         .systemLibrary(
             name: "COpenBLAS",
@@ -43,6 +49,7 @@ let package = Package(
             dependencies: [
                 "LatentWatchNumerics",
                 "CZstd",
+                "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -2,139 +2,157 @@ import ArgumentParser
 import Foundation
 import LatentWatch
 
-/// `latentwatch demo`: fits on bundled real activations, scores in- and out-of-distribution inputs and
-/// replays a stream in which out-of-distribution inputs appear, printing per-input alerts.
-struct DemoCommand: ParsableCommand {
+/// `latentwatch demo`: fits on bundled real activations (two layers), evaluates on held-out in- and
+/// out-of-distribution inputs, then replays a stream in which out-of-distribution inputs appear through a
+/// real `Monitor`, printing alerts and writing alerts (JSON lines) and an HTML report.
+struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Fit on the bundled digits-MLP activations, score ID and OOD inputs, and alert on a stream."
+        abstract:
+            "Fit on the bundled digits-MLP activations, evaluate, and replay a stream with OOD inputs through a monitor."
     )
 
     @Option(help: "Folder with the bundled data (default: Samples/Data/digits-mlp found from here or the source tree).")
     var data: String?
 
-    @Option(help: "Layer to monitor (h1 or h2).")
-    var layer: String = "h1"
+    @Option(help: "Folder for the demo's outputs: models, alerts, scores, report.")
+    var outputDirectory: String = FileManager.default.temporaryDirectory.appendingPathComponent("latentwatch-demo").path
 
-    @Option(help: "Per-input alert level: alert when the surprise p-value is below it.")
-    var alpha: Double = 0.01
+    @Option(help: "Where to write the HTML report (default: in the output directory).")
+    var report: String?
 
-    @Option(help: "Where to write the fitted model file.")
-    var output: String = FileManager.default.temporaryDirectory.appendingPathComponent("latentwatch-demo.lwm").path
+    @OptionGroup var alerts: AlertOptions
 
-    func run() throws {
+    func run() async throws {
         let dir = try DemoData.locate(data)
-        func load(_ name: String) throws -> NumpyArray {
-            try NumpyArray(contentsOf: dir.appendingPathComponent(name).path)
-        }
-        let train = try load("train_\(layer).npy")
-        let cal = try load("calibration_\(layer).npy")
-        let dim = train.shape[1]
-        let start = Date()
-        let model = try LatentModelFitter.fit(
-            InMemoryActivations(values: train.floats(), shape: [dim], labels: try load("train_labels.npy").ints()),
-            calibration: InMemoryActivations(values: cal.floats(), shape: [dim]),
-            configuration: FitConfiguration(family: .gda, layerName: layer)
-        )
-        let fitMs = Date().timeIntervalSince(start) * 1000
-        try ModelFile.write(model, to: output, options: .init(precision: .float16))
-        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        func out(_ name: String) -> String { URL(fileURLWithPath: outputDirectory).appendingPathComponent(name).path }
         print(
-            "LatentWatch demo: digits MLP (scikit-learn digits, classes 0-5 in distribution), layer \(layer), \(dim)-d"
+            "LatentWatch demo: a scikit-learn MLP (64-128-64-6) trained on the UCI digits 0-5 (scikit-learn's bundled copy);"
         )
-        print(
-            String(
-                format:
-                    "fitted class-conditional Gaussians on %d activations in %.0f ms; calibrated on %d held-out; model file %@ (%d bytes, float16)",
-                train.shape[0],
-                fitMs,
-                cal.shape[0],
-                output,
-                size
-            )
-        )
-        print("regularisation: \(model.metadata.notes)")
-
-        let ws = model.makeWorkspace()
-        func surprises(_ a: NumpyArray) throws -> [Double] {
-            let v = a.floats()
-            return try (0..<a.shape[0]).map { i in
-                try Array(v[(i * dim)..<((i + 1) * dim)]).withUnsafeBufferPointer {
-                    try model.score($0, workspace: ws).surprise
-                }
-            }
-        }
-        let test = try surprises(load("test_\(layer).npy"))
-        let threshold = model.calibration.threshold(.surprise, falsePositiveRate: alpha) ?? .infinity
+        print("monitoring its hidden layers h1 (128-d) and h2 (64-d) with class-conditional Gaussians.")
         print("")
-        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-        print(
-            pad("set", 28)
-                + String(format: " %8@ %10@ %12@", "inputs" as NSString, "AUROC" as NSString, "alert rate" as NSString)
-        )
-        print(
-            pad("test (digits 0-5, ID)", 28)
-                + String(
-                    format: " %8d %10@ %11.1f%%",
-                    test.count,
-                    "-" as NSString,
-                    100 * Double(test.filter { $0 > threshold }.count) / Double(test.count)
+        let labels = try Files.labels(path("train_labels.npy"), key: nil)
+        var models: [LatentModel] = []
+        for layer in ["h1", "h2"] {
+            let start = Date()
+            let model = try userFacing("fit \(layer)") {
+                try LatentModelFitter.fit(
+                    FileActivations(path: path("train_\(layer).npy"), labels: labels),
+                    calibration: FileActivations(path: path("calibration_\(layer).npy")),
+                    configuration: FitConfiguration(family: .gda, layerName: layer),
+                    created: ISO8601DateFormatter().string(from: Date())
                 )
-        )
-        for (name, file) in [
-            ("digits 6-9 (near OOD)", "ood_digits"), ("inverted images (far OOD)", "ood_inverted"),
-            ("uniform noise (far OOD)", "ood_noise"),
-        ] {
-            let s = try surprises(load("\(file)_\(layer).npy"))
-            let rate = Double(s.filter { $0 > threshold }.count) / Double(s.count)
+            }
+            let file = out("\(layer).lwm")
+            try userFacing("write \(file)") {
+                try ModelFile.write(model, to: file, options: .init(precision: .float16))
+            }
+            let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
             print(
-                pad(name, 28)
-                    + String(
-                        format: " %8d %10.4f %11.1f%%",
-                        s.count,
-                        ROC.auroc(negatives: test, positives: s),
-                        100 * rate
-                    )
+                String(
+                    format: "fit %@: %d inputs, %d classes, %.0f ms; calibrated on %d held-out; %@ (%d bytes, float16)",
+                    layer,
+                    model.metadata.fitSamples,
+                    model.density.componentCount,
+                    Date().timeIntervalSince(start) * 1000,
+                    model.metadata.calibrationSamples,
+                    file,
+                    size
+                )
+            )
+            models.append(try Files.readModel(file))
+        }
+        print("")
+        print(
+            "separation of held-out in-distribution inputs from out-of-distribution sets (surprise, layer h2; alert at p <= \(alerts.alpha)):"
+        )
+        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+        print(pad("set", 28) + pad("inputs", 8) + pad("AUROC", 8) + pad("FPR@95", 8) + "alert rate")
+        func surprises(_ m: LatentModel, _ file: String) throws -> (s: [Double], p: [Double]) {
+            var s: [Double] = []
+            var p: [Double] = []
+            try scoreFile(m, file: try TensorFile(path: path(file)), key: nil) { _, r in
+                if case .success(let x) = r {
+                    s.append(x.surprise)
+                    p.append(m.calibration.pValue(.surprise, x.surprise) ?? 1)
+                }
+            }
+            return (s, p)
+        }
+        let test = try surprises(models[1], "test_h2.npy")
+        func rate(_ p: [Double]) -> String {
+            String(format: "%.1f%%", 100 * Double(p.filter { $0 <= alerts.alpha }.count) / Double(max(1, p.count)))
+        }
+        print(pad("test (digits 0-5, ID)", 28) + pad("\(test.s.count)", 8) + pad("-", 8) + pad("-", 8) + rate(test.p))
+        for (name, file) in [
+            ("digits 6-9 (near OOD)", "ood_digits_h2.npy"), ("inverted images (far OOD)", "ood_inverted_h2.npy"),
+            ("uniform noise (far OOD)", "ood_noise_h2.npy"),
+        ] {
+            let o = try surprises(models[1], file)
+            print(
+                pad(name, 28) + pad("\(o.s.count)", 8)
+                    + pad(String(format: "%.4f", ROC.auroc(negatives: test.s, positives: o.s)), 8)
+                    + pad(String(format: "%.3f", ROC.falsePositiveRate(negatives: test.s, positives: o.s)), 8)
+                    + rate(o.p)
             )
         }
 
-        let stream = try load("stream_\(layer).npy")
-        let oodStart = try load("stream_ood_start.npy").ints()[0]
-        let sv = stream.floats()
+        let oodStart = try Files.labels(path("stream_ood_start.npy"), key: nil)[0]
+        let layers = try ["h1", "h2"].enumerated().map { i, l in
+            let f = try TensorFile(path: path("stream_\(l).npy"))
+            return ReplayLayer(model: models[i], file: f, key: f.tensors[0].name)
+        }
+        let policy = try alerts.policy()
+        let alertsFile = out("alerts.jsonl")
+        let result = try await ReplaySession.run(
+            layers: layers,
+            policy: policy,
+            alertsPath: alertsFile,
+            requestIDs: nil,
+            progress: nil
+        )
         print("")
         print(
-            "stream of \(stream.shape[0]) inputs; out-of-distribution inputs begin at index \(oodStart); alert when p < \(alpha):"
+            "replaying a stream of \(result.assessments.count) inputs through a Monitor (layers h1 + h2, Bonferroni fusion);"
         )
-        var before = 0
-        var after = 0
-        var shown = 0
-        for i in 0..<stream.shape[0] {
-            let s = try Array(sv[(i * dim)..<((i + 1) * dim)]).withUnsafeBufferPointer {
-                try model.score($0, workspace: ws)
-            }
-            let p = model.calibration.pValue(.surprise, s.surprise) ?? 1
-            if p < alpha {
-                if i < oodStart { before += 1 } else { after += 1 }
-                if shown < 12 {
-                    print(
-                        String(
-                            format: "  ALERT input %3d  surprise %9.1f  p = %.4f  predicted %d  entropy %.3g",
-                            i,
-                            s.surprise,
-                            p,
-                            s.predictedLabel ?? -1,
-                            s.entropy
-                        )
-                    )
-                    shown += 1
+        print("in-distribution digits until index \(oodStart), then digits 6-9, inverted and noise images:")
+        var shownInputs = 0
+        var hidden = 0
+        for a in result.alerts where a.kind != .aleatoric {
+            if a.kind == .input {
+                if shownInputs >= 10 {
+                    hidden += 1
+                    continue
                 }
+                shownInputs += 1
             }
+            print(
+                "  ALERT \(pad(a.kind.rawValue, 8)) input \(a.index)\(a.pValue.map { String(format: "  p = %.4f", $0) } ?? ""): \(a.detail)"
+            )
         }
-        if before + after > shown { print("  ... \(before + after - shown) more") }
+        if hidden > 0 { print("  ... and \(hidden) more input alerts") }
+        let epistemic = result.alerts.filter { $0.kind != .aleatoric && $0.kind != .resolved }
+        let before = epistemic.filter { $0.index < oodStart }.count
+        let after = epistemic.count - before
+        let aleatoric = result.alerts.filter { $0.kind == .aleatoric }
         print(
-            "alerts before index \(oodStart): \(before) of \(oodStart) (expected about \(Int((alpha * Double(oodStart)).rounded())) false alarms at alpha = \(alpha))"
+            "epistemic alerts before index \(oodStart): \(before); from index \(oodStart): \(after). Aleatoric (ambiguous-input) alerts: \(aleatoric.filter { $0.index < oodStart }.count) before, \(aleatoric.filter { $0.index >= oodStart }.count) after."
         )
-        print("alerts from index \(oodStart): \(after) of \(stream.shape[0] - oodStart)")
+        let reportPath = report ?? out("report.html")
+        let html = HTMLReport.render(
+            result,
+            title: "LatentWatch demo: digits MLP, stream with out-of-distribution inputs from index \(oodStart)",
+            source: "bundled data \(dir.path); models \(out("h1.lwm")), \(out("h2.lwm"))",
+            markers: [(oodStart, "out-of-distribution inputs begin")]
+        )
+        try Files.write(html, to: reportPath)
+        try ReplaySession.writeScores(result, to: out("scores.csv"))
+        print("")
+        print("alerts (JSON lines): \(alertsFile)")
+        print("per-input scores:    \(out("scores.csv"))")
+        print("report:              \(reportPath)")
     }
 }
 

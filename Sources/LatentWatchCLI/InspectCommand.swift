@@ -6,13 +6,18 @@ import LatentWatch
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Show what a model file holds, or why it is invalid."
+        abstract: "Show what a model, recording or activation file holds, or why it is invalid."
     )
 
-    @Argument(help: "A .lwm model file.")
+    @Argument(help: "A .lwm model file, a .lwr recording, or .npy/.npz/safetensors activations.")
     var file: String
 
     func run() throws {
+        let head = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: file)).read(upToCount: 8)) ?? nil
+        if let head, Array(head.prefix(4)) != [0x89, 0x4C, 0x57, 0x4D] {
+            try inspectData()
+            return
+        }
         let bytes: [UInt8]
         do { bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file))) } catch {
             throw ValidationError("cannot read \(file): \(error.localizedDescription)")
@@ -45,5 +50,41 @@ struct InspectCommand: ParsableCommand {
             print("fit:         \(model.metadata.fitSamples) samples; \(model.metadata.notes)")
             print("written by:  LatentWatch \(model.metadata.libraryVersion) at \(model.metadata.created)")
         }
+    }
+
+    func inspectData() throws {
+        let f: TensorFile
+        do { f = try TensorFile(path: file) } catch {
+            print("invalid: \(error.message)")
+            throw ExitCode(2)
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+        print("file:     \(file) (\(size) bytes, \(f.format.rawValue))")
+        if f.format == .recording, let r = try? RecordingReader(path: file) {
+            print(
+                "recorded: \(r.recordCount) inputs in \(r.chunkCount) chunks (sizes \(Self.summary(r.chunkSizes))), sampling \(r.sampling)"
+            )
+            print("layers:   " + r.layers.map { "\($0.name) \($0.shape) \($0.dtype.rawValue)" }.joined(separator: ", "))
+            print("outputs:  \(r.outputCount) per input")
+            print("written:  LatentWatch \(r.libraryVersion) at \(r.created)")
+        }
+        for t in f.tensors {
+            print("array:    \(t.name.isEmpty ? "(unnamed)" : t.name)  \(t.dtype.rawValue)  \(t.shape)")
+        }
+        for w in f.warnings { print("warning:  \(w)") }
+        if f.format == .recording {
+            do {
+                _ = try f.requestIDs()
+                print("checksums: all \(f.tensors.first?.rows ?? 0) records decode")
+            } catch {
+                print("invalid: \(error)")
+                throw ExitCode(2)
+            }
+        }
+    }
+
+    static func summary(_ sizes: [Int]) -> String {
+        guard let mn = sizes.min(), let mx = sizes.max() else { return "-" }
+        return mn == mx ? "\(mn)" : "\(mn)-\(mx)"
     }
 }

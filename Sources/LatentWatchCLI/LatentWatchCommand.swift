@@ -1,13 +1,36 @@
 import ArgumentParser
 
 /// The `latentwatch` command line.
-public struct LatentWatchCommand: ParsableCommand {
+@available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
+public struct LatentWatchCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "latentwatch",
         abstract: "Runtime uncertainty monitoring for neural-network activations.",
-        subcommands: [DemoCommand.self, InspectCommand.self],
+        discussion:
+            "Files are recognised by content: .npy, .npz, safetensors, LatentWatch recordings (.lwr) and models (.lwm).",
+        subcommands: [
+            DemoCommand.self, FitCommand.self, ScoreCommand.self, ReplayCommand.self, EvaluateCommand.self,
+            InspectCommand.self, RecordCommand.self,
+        ],
         defaultSubcommand: DemoCommand.self
     )
 
     public init() {}
+}
+
+extension LatentWatchCommand {
+    /// Parses the process arguments and runs the chosen subcommand, awaiting asynchronous ones. (A top-level
+    /// `await LatentWatchCommand.main()` in another module binds to the synchronous `main()` on Linux.)
+    public static func runMain() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

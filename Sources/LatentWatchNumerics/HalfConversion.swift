@@ -13,6 +13,11 @@ public enum HalfConversion {
         return out
     }
 
+    /// Float32 to binary16 bit patterns between buffers, round to nearest even.
+    public static func convert(_ src: UnsafePointer<Float>, toHalf dst: UnsafeMutablePointer<UInt16>, count: Int) {
+        lw_f32_to_f16(src, dst, count)
+    }
+
     /// binary16 bit patterns to Float32 (exact).
     public static func toFloat(_ bits: [UInt16]) -> [Float] {
         var out = [Float](repeating: 0, count: bits.count)

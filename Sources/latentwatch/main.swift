@@ -1,3 +1,3 @@
 import LatentWatchCLI
 
-LatentWatchCommand.main()
+await LatentWatchCommand.runMain()

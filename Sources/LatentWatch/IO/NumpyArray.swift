@@ -154,6 +154,11 @@ public struct NumpyArray: Sendable {
         try write(bytes: ByteCoding.bytes(of: values), descr: "<f4", shape: shape, to: path)
     }
 
+    /// Writes a float64 .npy file (format 1.0).
+    public static func write(_ values: [Double], shape: [Int], to path: String) throws {
+        try write(bytes: ByteCoding.bytes(of: values), descr: "<f8", shape: shape, to: path)
+    }
+
     /// Writes an int64 .npy file (format 1.0).
     public static func write(_ values: [Int], shape: [Int], to path: String) throws {
         try write(bytes: ByteCoding.bytes(of: values.map { Int64($0) }), descr: "<i8", shape: shape, to: path)

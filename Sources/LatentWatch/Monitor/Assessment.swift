@@ -40,6 +40,9 @@ public struct Assessment: Sendable, Equatable {
     public var predictedLabel: Int?
     /// Flags.
     public var flags: Flags
+    /// The shift detector's evidence after this input, on the log scale (log capital in anytime mode, log
+    /// Shiryaev-Roberts statistic in change mode); compare with ``Monitor/shiftLogThreshold``. Nil when off.
+    public var shiftLogEvidence: Double? = nil
 }
 
 /// Why the monitor refused an input. Later inputs are unaffected.

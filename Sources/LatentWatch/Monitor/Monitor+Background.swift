@@ -111,6 +111,12 @@ extension Monitor {
                             try? await Task.sleep(for: .milliseconds(20))
                         }
                     }
+                    if let recorder = self.configuration.recorder {
+                        do { try recorder.flush() } catch {
+                            self.metrics.recorderFailures.increment()
+                            self.logger.warning("flushing the recorder failed", metadata: ["error": "\(error)"])
+                        }
+                    }
                     for c in self.channels { c.continuation.finish() }
                 }
             }
@@ -182,6 +188,14 @@ extension Monitor {
                     continue
                 }
                 let a = conclude(requestID: ids[r], ws: ws)
+                if configuration.recorder != nil {
+                    record(
+                        (0..<layers.count).map {
+                            UnsafeBufferPointer(start: buffers[$0] + r * counts[$0], count: counts[$0])
+                        },
+                        assessment: a
+                    )
+                }
                 onAssessment?(a)
             }
         }

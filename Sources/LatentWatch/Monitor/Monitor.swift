@@ -104,6 +104,11 @@ public final class Monitor: Service, Sendable {
         }
     }
 
+    /// The shift detector's alarm threshold on the log scale (nil when shift detection is off).
+    public var shiftLogThreshold: Double? {
+        configuration.policy.shift.map { ShiftDetector(mode: $0).logThreshold }
+    }
+
     /// Names of the monitored layers, in order.
     public var layerNames: [String] { layers.map(\.name) }
 
@@ -128,7 +133,20 @@ public final class Monitor: Service, Sendable {
                 throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
             }
         }
-        return conclude(requestID: requestID, ws: ws)
+        let a = conclude(requestID: requestID, ws: ws)
+        if configuration.recorder != nil { record(activations, assessment: a) }
+        return a
+    }
+
+    /// Hands an assessed input to the recorder; a failure is logged and counted.
+    func record(_ activations: [UnsafeBufferPointer<Float>], assessment a: Assessment) {
+        guard let recorder = configuration.recorder else { return }
+        do {
+            try recorder.record(activations, requestID: a.requestID, index: a.index)
+        } catch {
+            metrics.recorderFailures.increment()
+            logger.warning("recording an input failed", metadata: ["error": "\(error)", "index": "\(a.index)"])
+        }
     }
 
     /// Scores one input given as IEEE binary16 activations (converted into per-thread buffers).
@@ -154,7 +172,16 @@ public final class Monitor: Service, Sendable {
                 throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
             }
         }
-        return conclude(requestID: requestID, ws: ws)
+        let a = conclude(requestID: requestID, ws: ws)
+        if configuration.recorder != nil {
+            record(
+                (0..<layers.count).map {
+                    UnsafeBufferPointer(start: ws.converted[$0].baseAddress, count: activations[$0].count)
+                },
+                assessment: a
+            )
+        }
+        return a
     }
 
     /// Single-layer convenience.
@@ -277,7 +304,8 @@ public final class Monitor: Service, Sendable {
             entropy: prim.entropy,
             entropyPValue: entropyP,
             predictedLabel: prim.predictedLabel,
-            flags: flags
+            flags: flags,
+            shiftLogEvidence: evidence
         )
     }
 

@@ -44,6 +44,9 @@ public struct MonitorConfiguration: Sendable {
     public var sinkBufferCapacity: Int
     /// Prefix of metric labels.
     public var metricsPrefix: String
+    /// Records the activations of assessed inputs (sampled per its configuration; nil: none). Its layers
+    /// must match the monitored layers' input sizes. Failures are logged and counted, never thrown.
+    public var recorder: ActivationRecorder?
 
     /// Creates a configuration.
     public init(
@@ -52,8 +55,10 @@ public struct MonitorConfiguration: Sendable {
         mode: MonitorMode = .inline,
         primaryLayer: Int? = nil,
         sinkBufferCapacity: Int = 4096,
-        metricsPrefix: String = "latentwatch"
+        metricsPrefix: String = "latentwatch",
+        recorder: ActivationRecorder? = nil
     ) {
+        self.recorder = recorder
         self.layers = layers
         self.policy = policy
         self.mode = mode

@@ -9,6 +9,7 @@ struct MonitorMetrics: Sendable {
     let alerts: [Alert.Kind: Counter]
     let sinkFailures: Counter
     let sinkDrops: Counter
+    let recorderFailures: Counter
     let surprise: [Recorder]
     let shiftEvidence: Gauge
     let queueDepth: Gauge
@@ -24,6 +25,7 @@ struct MonitorMetrics: Sendable {
         alerts = a
         sinkFailures = Counter(label: "\(prefix)_sink_failures_total", factory: factory)
         sinkDrops = Counter(label: "\(prefix)_sink_dropped_total", factory: factory)
+        recorderFailures = Counter(label: "\(prefix)_recorder_failures_total", factory: factory)
         surprise = layers.map {
             Recorder(label: "\(prefix)_surprise", dimensions: [("layer", $0)], aggregate: true, factory: factory)
         }

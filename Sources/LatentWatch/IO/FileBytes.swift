@@ -1,0 +1,74 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only file read by offset (`pread`), so large files are read in pieces, never loaded whole.
+final class FileBytes: @unchecked Sendable {
+    let path: String
+    let size: Int
+    private let fd: Int32
+
+    init(path: String) throws(TensorFileError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw TensorFileError(path, "cannot open: \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw TensorFileError(path, "not a regular file")
+        }
+        self.fd = fd
+        self.path = path
+        self.size = Int(st.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// Reads exactly `count` bytes at `offset` into `buffer`.
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(TensorFileError) {
+        guard offset >= 0, buffer.count <= size - offset else {
+            throw TensorFileError(path, "truncated: needs bytes \(offset)..<\(offset + buffer.count), file has \(size)")
+        }
+        var done = 0
+        while done < buffer.count {
+            let r = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw TensorFileError(path, "read failed: \(String(cString: strerror(errno)))")
+            }
+            if r == 0 { throw TensorFileError(path, "truncated at byte \(offset + done)") }
+            done += r
+        }
+    }
+
+    /// Reads exactly `count` bytes at `offset`.
+    func read(at offset: Int, count: Int) throws(TensorFileError) -> [UInt8] {
+        guard count >= 0 else { throw TensorFileError(path, "negative length") }
+        guard offset >= 0, count <= size - offset else {
+            throw TensorFileError(path, "truncated: needs bytes \(offset)..<\(offset + count), file has \(size)")
+        }
+        var out = [UInt8](repeating: 0, count: count)
+        try out.fill { (b) throws(TensorFileError) in try read(at: offset, into: b) }
+        return out
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// `withUnsafeMutableBytes` for a body with a typed throw.
+    mutating func fill(
+        _ body: (UnsafeMutableRawBufferPointer) throws(TensorFileError) -> Void
+    ) throws(TensorFileError) {
+        var failure: TensorFileError?
+        withUnsafeMutableBytes { b in
+            do throws(TensorFileError) { try body(b) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+}

@@ -1,0 +1,189 @@
+import ArgumentParser
+import Foundation
+import LatentWatch
+import LatentWatchNumerics
+
+/// `latentwatch fit`: fits a density to recorded activations and writes a model file.
+struct FitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fit",
+        abstract: "Fit a density to in-distribution activations and write a model file.",
+        discussion: """
+            Reads .npy, .npz, safetensors or LatentWatch recordings (recognised by content). Activations are \
+            [inputs, features...]; labels are one integer per input. Files are read in batches, never whole.
+            Example: latentwatch fit --activations train_h1.npy --labels train_labels.npy \
+            --calibration calibration_h1.npy --family gda --output h1.lwm
+            """
+    )
+
+    @Option(help: "In-distribution activations to fit on.")
+    var activations: String
+
+    @Option(
+        help: "Array to read when the activation file holds several (npz member, safetensors tensor, recorded layer)."
+    )
+    var key: String?
+
+    @Option(
+        help:
+            "Class labels, one per input (needed by gda and tied). Default: an integer array named 'labels' in the activation file."
+    )
+    var labels: String?
+
+    @Option(help: "Array holding the labels in the labels file.")
+    var labelsKey: String?
+
+    @Option(help: "Held-out in-distribution activations for calibration. Default: a seeded 20% of --activations.")
+    var calibration: String?
+
+    @Option(help: "Array to read from the calibration file (default: --key).")
+    var calibrationKey: String?
+
+    @Option(help: "Density: gda (per-class full covariance), tied (Mahalanobis), gmm (mixture by EM), gmm-diag.")
+    var family: String = "gda"
+
+    @Option(help: "Mixture components (gmm).")
+    var components: Int = 8
+
+    @Option(help: "EM iteration cap per restart (gmm).")
+    var maxIterations: Int = 100
+
+    @Option(help: "EM restarts (gmm); the best log-likelihood wins.")
+    var restarts: Int = 1
+
+    @Option(help: "Seed for the calibration split and the EM initialisation.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Pooling of each activation: flatten, global-average ([C,H,W] -> C), mean-tokens ([T,C] -> C).")
+    var pooling: String = "flatten"
+
+    @Flag(help: "L2-normalise each pooled activation.")
+    var l2 = false
+
+    @Option(help: "PCA: keep this many components (0: none).")
+    var pca: Int = 0
+
+    @Option(help: "PCA: keep the components explaining this fraction of variance (overrides --pca).")
+    var pcaVariance: Double?
+
+    @Option(help: "Covariance shrinkage: held-out (chosen by held-out likelihood), oas, or a fixed lambda in [0, 1].")
+    var regularization: String = "held-out"
+
+    @Option(help: "Stored parameter precision: f32 or f16 (half the size).")
+    var precision: String = "f32"
+
+    @Option(help: "Layer name stored in the model (default: the array's name).")
+    var layer: String?
+
+    @Option(help: "Where to write the model file.")
+    var output: String
+
+    func run() throws {
+        let file = try userFacing("activations") { try TensorFile(path: activations) }
+        for w in file.warnings { stderrLine("warning: \(w)") }
+        let tensor = try userFacing("activations") { try file.tensor(key) }
+        var labelValues: [Int]? = nil
+        if let labels {
+            labelValues = try Files.labels(labels, key: labelsKey)
+        } else {
+            labelValues = Files.embeddedLabels(file, rows: tensor.rows)
+        }
+        var cfg = FitConfiguration(layerName: layer ?? tensor.name)
+        switch family {
+        case "gda": cfg.family = .gda
+        case "tied": cfg.family = .tied
+        case "gmm", "gmm-full": cfg.family = .gmm
+        case "gmm-diag":
+            cfg.family = .gmm
+            cfg.mixture.covariance = .diagonal
+        default: throw ValidationError("--family must be gda, tied, gmm or gmm-diag")
+        }
+        if cfg.family != .gmm && labelValues == nil {
+            throw ValidationError("--family \(family) needs --labels (or use --family gmm)")
+        }
+        cfg.mixture.components = components
+        cfg.mixture.maxIterations = maxIterations
+        cfg.mixture.restarts = restarts
+        cfg.mixture.seed = seed
+        cfg.splitSeed = seed
+        guard let pool = PreparationOptions.Pooling(rawValue: pooling) else {
+            throw ValidationError("--pooling must be flatten, global-average or mean-tokens")
+        }
+        cfg.preparation.pooling = pool
+        cfg.preparation.l2Normalize = l2
+        if let v = pcaVariance {
+            guard v > 0, v <= 1 else { throw ValidationError("--pca-variance must be in (0, 1]") }
+            cfg.preparation.projection = .varianceFraction(v)
+        } else if pca > 0 {
+            cfg.preparation.projection = .components(pca)
+        }
+        switch regularization {
+        case "held-out": cfg.regularization.shrinkage = .heldOutLikelihood
+        case "oas": cfg.regularization.shrinkage = .oracleApproximating
+        default:
+            guard let l = Double(regularization), l >= 0, l <= 1 else {
+                throw ValidationError("--regularization must be held-out, oas or a number in [0, 1]")
+            }
+            cfg.regularization.shrinkage = .fixed(l)
+        }
+        switch precision {
+        case "f32", "float32": cfg.precision = .float32
+        case "f16", "float16": cfg.precision = .float16
+        default: throw ValidationError("--precision must be f32 or f16")
+        }
+        let source = try userFacing("activations") {
+            try FileActivations(file: file, key: tensor.name, labels: labelValues)
+        }
+        var calSource: FileActivations? = nil
+        if let calibration {
+            calSource = try userFacing("calibration") {
+                let f = try TensorFile(path: calibration)
+                for w in f.warnings { stderrLine("warning: \(w)") }
+                return try FileActivations(
+                    file: f,
+                    key: calibrationKey ?? (f.tensors.contains { $0.name == tensor.name } ? tensor.name : nil)
+                )
+            }
+        }
+        let progress = ProgressPrinter()
+        let start = Date()
+        let model = try userFacing("fit") {
+            try LatentModelFitter.fit(
+                source,
+                calibration: calSource,
+                configuration: cfg,
+                created: ISO8601DateFormatter().string(from: Date())
+            ) { p in
+                switch p.stage {
+                case .expectationMaximization:
+                    progress.update(
+                        String(
+                            format: "EM restart %d iteration %d/%d, mean log-likelihood %.4f",
+                            p.restart + 1,
+                            p.iteration,
+                            maxIterations,
+                            p.logLikelihood
+                        ),
+                        force: !progress.terminal && p.iteration == 1
+                    )
+                case .statistics, .calibration:
+                    let frac = Double(p.samples) / Double(max(1, source.count))
+                    let elapsed = Date().timeIntervalSince(start)
+                    let eta = frac > 0.05 && frac < 1 ? String(format: ", ETA %.0fs", elapsed / frac * (1 - frac)) : ""
+                    progress.update("\(p.stage.rawValue): \(p.samples) inputs read\(eta)")
+                default:
+                    progress.update(p.stage.rawValue, force: true)
+                }
+            }
+        }
+        progress.finish()
+        try userFacing("writing \(output)") {
+            try ModelFile.write(model, to: output, options: .init(precision: model.density.precision))
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        print(
+            "wrote \(output) (\(size) bytes): layer \(model.metadata.layer), \(model.density.family) with \(model.density.componentCount) components in \(model.density.dimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+        )
+        print("regularisation: \(model.metadata.notes)")
+    }
+}

@@ -1,0 +1,204 @@
+import Foundation
+import LatentWatch
+
+/// One layer of a replay: its model and where its activations come from.
+struct ReplayLayer {
+    let model: LatentModel
+    let file: TensorFile
+    let key: String
+}
+
+/// What a replay produced: every assessment and every alert, in order.
+struct ReplayResult {
+    var layers: [ReplayLayer]
+    var policy: AlertPolicy
+    var assessments: [Assessment] = []
+    var alerts: [Alert] = []
+    var rejected: [(row: Int, reason: String)] = []
+    var shiftLogThreshold: Double?
+    var seconds: Double = 0
+}
+
+/// Streams the rows of the layers' files through a real inline `Monitor` (the code a host runs), with a
+/// JSON-lines sink when asked, and collects assessments and alerts.
+enum ReplaySession {
+    static func run(
+        layers: [ReplayLayer],
+        policy: AlertPolicy,
+        alertsPath: String?,
+        requestIDs: [String?]?,
+        progress: ProgressPrinter?
+    ) async throws -> ReplayResult {
+        let rows = try layers.map { try $0.file.tensor($0.key).rows }
+        guard let n = rows.first, rows.allSatisfy({ $0 == n }) else {
+            throw CLIError("the layers' inputs have different row counts: \(rows)")
+        }
+        for l in layers {
+            let t = try l.file.tensor(l.key)
+            guard t.rowElements == l.model.preparation.inputCount else {
+                throw CLIError(
+                    "\(l.file.path): '\(t.name)' rows have shape \(t.rowShape); the model of layer '\(l.model.metadata.layer)' expects \(l.model.preparation.inputShape)"
+                )
+            }
+        }
+        let collected = LockedAlerts()
+        var sinks: [any AlertSink] = [CallbackSink(name: "replay") { collected.append($0) }]
+        if let alertsPath {
+            _ = FileManager.default.createFile(atPath: alertsPath, contents: nil)
+            sinks.append(JSONLinesSink(path: alertsPath, maxBytes: Int.max, keep: 1))
+        }
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(
+                layers: layers.map { MonitoredLayer(name: $0.model.metadata.layer, model: $0.model) },
+                policy: policy,
+                mode: .inline,
+                sinkBufferCapacity: max(4096, n * 4 + 16)
+            ),
+            sinks: sinks
+        )
+        let service = Task { try await monitor.run() }
+        var result = ReplayResult(layers: layers, policy: policy, shiftLogThreshold: monitor.shiftLogThreshold)
+        result.assessments.reserveCapacity(n)
+        let start = Date()
+        let sizes = layers.map { $0.model.preparation.inputCount }
+        let block = 2048
+        var r0 = 0
+        while r0 < n {
+            let r1 = min(n, r0 + block)
+            let values = try layers.map { try $0.file.rows($0.key, r0..<r1) }
+            for r in r0..<r1 {
+                let i = r - r0
+                do {
+                    let a = try withRowBuffers(values, sizes: sizes, row: i) { buffers in
+                        try monitor.assess(buffers, requestID: requestIDs?[r] ?? nil)
+                    }
+                    result.assessments.append(a)
+                } catch {
+                    result.rejected.append((r, "\(error)"))
+                }
+            }
+            r0 = r1
+            progress?.update("replayed \(r0) of \(n) inputs")
+        }
+        progress?.finish()
+        result.seconds = Date().timeIntervalSince(start)
+        monitor.shutDown()
+        try await service.value
+        result.alerts = collected.all.sorted { ($0.index, $0.kind.rawValue) < ($1.index, $1.kind.rawValue) }
+        return result
+    }
+
+    static func withRowBuffers<T>(
+        _ values: [[Float]],
+        sizes: [Int],
+        row: Int,
+        _ body: ([UnsafeBufferPointer<Float>]) throws -> T
+    ) throws -> T {
+        func nest(_ l: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> T {
+            if l == values.count { return try body(acc) }
+            return try values[l].withUnsafeBufferPointer { b in
+                try nest(l + 1, acc + [UnsafeBufferPointer(rebasing: b[(row * sizes[l])..<((row + 1) * sizes[l])])])
+            }
+        }
+        return try nest(0, [])
+    }
+
+    /// Per-input scores as CSV or JSON lines (by extension).
+    static func writeScores(_ result: ReplayResult, to path: String) throws {
+        let jsonl = path.lowercased().hasSuffix(".jsonl") || path.lowercased().hasSuffix(".json")
+        var out = ""
+        let names = result.layers.map { $0.model.metadata.layer }
+        if !jsonl {
+            out +=
+                "index,request_id,"
+                + names.map { "surprise_\($0),p_\($0)" }.joined(separator: ",")
+                + ",fused_p,entropy,entropy_p,predicted,out_of_distribution,ambiguous,window_alarm,shift_alarm,shift_log_evidence\n"
+        }
+        for a in result.assessments {
+            if jsonl {
+                var o: [String: Any] = [
+                    "index": a.index, "fused_p": a.fusedPValue, "entropy": a.entropy,
+                    "flags": flagNames(a.flags),
+                    "layers": a.layers.map { ["name": $0.name, "surprise": $0.surprise, "p": $0.pValue] },
+                ]
+                if let id = a.requestID { o["request_id"] = id }
+                if let e = a.entropyPValue { o["entropy_p"] = e }
+                if let p = a.predictedLabel { o["predicted"] = p }
+                if let s = a.shiftLogEvidence, s.isFinite { o["shift_log_evidence"] = s }
+                let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+                out += String(decoding: d, as: UTF8.self) + "\n"
+            } else {
+                let id = (a.requestID ?? "").replacingOccurrences(of: ",", with: ";")
+                out += "\(a.index),\(id),"
+                out += a.layers.map { "\($0.surprise),\($0.pValue)" }.joined(separator: ",")
+                out +=
+                    ",\(a.fusedPValue),\(a.entropy),\(a.entropyPValue.map { "\($0)" } ?? ""),\(a.predictedLabel.map { "\($0)" } ?? "")"
+                out += ",\(a.flags.contains(.outOfDistribution) ? 1 : 0),\(a.flags.contains(.ambiguous) ? 1 : 0)"
+                out += ",\(a.flags.contains(.windowAlarm) ? 1 : 0),\(a.flags.contains(.shiftAlarm) ? 1 : 0)"
+                out += ",\(a.shiftLogEvidence.map { "\($0)" } ?? "")\n"
+            }
+        }
+        try Files.write(out, to: path)
+    }
+
+    static func flagNames(_ f: Assessment.Flags) -> [String] {
+        var out: [String] = []
+        if f.contains(.outOfDistribution) { out.append("out_of_distribution") }
+        if f.contains(.ambiguous) { out.append("ambiguous") }
+        if f.contains(.windowAlarm) { out.append("window_alarm") }
+        if f.contains(.shiftAlarm) { out.append("shift_alarm") }
+        return out
+    }
+
+    /// A plain-text summary of a replay.
+    static func summary(_ r: ReplayResult) -> [String] {
+        var lines: [String] = []
+        let n = r.assessments.count
+        lines.append(
+            "replayed \(n) inputs through \(r.layers.count) layer(s) (\(r.layers.map { $0.model.metadata.layer }.joined(separator: ", "))) in \(String(format: "%.2f", r.seconds)) s"
+        )
+        var byKind: [Alert.Kind: Int] = [:]
+        for a in r.alerts { byKind[a.kind, default: 0] += 1 }
+        lines.append(
+            "alerts: " + Alert.Kind.allCases.map { "\($0.rawValue) \(byKind[$0] ?? 0)" }.joined(separator: ", ")
+        )
+        let flagged = r.assessments.filter { $0.flags.contains(.outOfDistribution) }.count
+        lines.append(
+            String(
+                format: "inputs with fused p <= %.3g: %d of %d (%.2f%%)",
+                r.policy.inputAlpha,
+                flagged,
+                n,
+                100 * Double(flagged) / Double(max(1, n))
+            )
+        )
+        if let s = r.alerts.first(where: { $0.kind == .shift }) {
+            lines.append("first shift alarm at input \(s.index)")
+        }
+        if let w = r.alerts.first(where: { $0.kind == .window }) {
+            lines.append("first window alarm at input \(w.index)")
+        }
+        if !r.rejected.isEmpty {
+            lines.append(
+                "rejected \(r.rejected.count) inputs; first: row \(r.rejected[0].row): \(r.rejected[0].reason)"
+            )
+        }
+        return lines
+    }
+}
+
+/// Alerts collected from the callback sink (called from the sink's task).
+final class LockedAlerts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var alerts: [Alert] = []
+    func append(_ a: Alert) {
+        lock.lock()
+        alerts.append(a)
+        lock.unlock()
+    }
+    var all: [Alert] {
+        lock.lock()
+        defer { lock.unlock() }
+        return alerts
+    }
+}

@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import LatentWatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Errors a command reports to the user (message only, exit code 1).
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
+
+/// Runs `body`, turning library errors into one clear line.
+func userFacing<T>(_ what: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
+        throw CLIError("\(what): \(error)")
+    }
+}
+
+enum Files {
+    /// Reads labels: a whole file (one integer array), or array `key` of it.
+    static func labels(_ path: String, key: String?) throws -> [Int] {
+        try userFacing("labels") {
+            let f = try TensorFile(path: path)
+            if let key { return try f.ints(key) }
+            let ints = f.tensors.filter { $0.dtype == .int64 || $0.dtype == .int32 }
+            if f.tensors.count == 1 { return try f.ints(f.tensors[0].name) }
+            if ints.count == 1 { return try f.ints(ints[0].name) }
+            if let l = f.tensors.first(where: { $0.name == "labels" }) { return try f.ints(l.name) }
+            throw CLIError("\(path) holds several arrays; choose the labels with --labels-key")
+        }
+    }
+
+    /// Labels stored beside the activations (an integer array named "labels" in the same archive), if any.
+    static func embeddedLabels(_ file: TensorFile, rows: Int) -> [Int]? {
+        guard let t = file.tensors.first(where: { $0.name == "labels" }), t.rows == rows else { return nil }
+        return try? file.ints(t.name)
+    }
+
+    static func readModel(_ path: String) throws -> LatentModel {
+        try userFacing("model \(path)") { try ModelFile.read(contentsOf: path) }
+    }
+
+    static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
+
+    static func write(_ text: String, to path: String) throws {
+        try userFacing("writing \(path)") { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
+    }
+}
+
+/// Progress lines on stderr: one updating line on a terminal, plain lines (at most a few per second)
+/// otherwise.
+final class ProgressPrinter {
+    let terminal = Files.isTerminal(2)
+    var last = Date.distantPast
+    let start = Date()
+    var open = false
+
+    func update(_ text: String, force: Bool = false) {
+        let now = Date()
+        guard force || now.timeIntervalSince(last) >= (terminal ? 0.1 : 2) else { return }
+        last = now
+        let line = String(format: "[%6.1fs] ", now.timeIntervalSince(start)) + text
+        if terminal {
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            open = true
+        } else {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+    }
+
+    func finish() {
+        if open { FileHandle.standardError.write(Data("\n".utf8)) }
+        open = false
+    }
+}
+
+func stderrLine(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+/// The stream-alert flags shared by replay and demo.
+struct AlertOptions: ParsableArguments {
+    @Option(help: "Per-input alert level: alert when the fused p-value of the surprise is at most this.")
+    var alpha: Double = 0.01
+
+    @Option(help: "Aleatoric alert level on the entropy p-value (0 turns it off).")
+    var aleatoricAlpha: Double = 0.01
+
+    @Option(help: "Sliding window length for the rate test (0 turns it off).")
+    var window: Int = 200
+
+    @Option(help: "Probability that one full in-distribution window fires.")
+    var windowLevel: Double = 1e-4
+
+    @Option(
+        help: "Shift detector: anytime (alarm once; P(any false alarm) <= delta), change (restart after alarms), off."
+    )
+    var shift: String = "anytime"
+
+    @Option(help: "Anytime mode: bound on the probability of any false alarm.")
+    var delta: Double = 0.01
+
+    @Option(help: "Change mode: mean run length between false alarms.")
+    var meanRunLength: Double = 10_000
+
+    @Option(help: "Fusion of the layers' p-values: bonferroni or cauchy.")
+    var fusion: String = "bonferroni"
+
+    @Flag(help: "Do not add the calibration-set slack to stream p-values (see Docs/Statistics.md).")
+    var noCalibrationCorrection = false
+
+    func policy() throws -> AlertPolicy {
+        guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be in (0, 1)") }
+        let shiftMode: ShiftDetector.Mode?
+        switch shift {
+        case "anytime": shiftMode = .anytime(delta: delta)
+        case "change": shiftMode = .changeDetection(meanRunLength: meanRunLength)
+        case "off": shiftMode = nil
+        default: throw ValidationError("--shift must be anytime, change or off")
+        }
+        guard let f = PValueFusion(rawValue: fusion) else {
+            throw ValidationError("--fusion must be bonferroni or cauchy")
+        }
+        return AlertPolicy(
+            inputAlpha: alpha,
+            aleatoricAlpha: aleatoricAlpha > 0 ? aleatoricAlpha : nil,
+            window: window > 0 ? .init(length: window, windowLevel: windowLevel) : nil,
+            shift: shiftMode,
+            fusion: f,
+            correctForCalibrationSet: !noCalibrationCorrection
+        )
+    }
+}
