@@ -92,6 +92,12 @@ let package = Package(
             dependencies: ["LatentWatchNumerics"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Runs the real `latentwatch` executable as a child process (kill -9, demo, fit/score/replay).
+        .testTarget(
+            name: "LatentWatchCLITests",
+            dependencies: ["LatentWatch", "latentwatch"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "LatentWatchTests",
             dependencies: [

@@ -61,8 +61,12 @@ public final class TensorFile: @unchecked Sendable {
     enum Storage {
         /// Raw little-endian elements at this file offset.
         case contiguous(offset: Int)
-        /// A deflated zip member: compressed range, and bytes of .npy header to skip after inflating.
-        case deflated(offset: Int, length: Int, skip: Int)
+        /// A stored zip member: data offset, member start (its .npy header), member size and zip CRC-32,
+        /// verified after a full pass.
+        case zipStored(offset: Int, member: Int, size: Int, crc: UInt32)
+        /// A deflated zip member: compressed range, bytes of .npy header to skip after inflating, the
+        /// uncompressed size and the zip CRC-32 of the uncompressed bytes (verified after a full pass).
+        case deflated(offset: Int, length: Int, skip: Int, size: Int, crc: UInt32)
         /// A recording column.
         case recordingLayer(Int)
         case recordingOutputs
@@ -196,7 +200,11 @@ public final class TensorFile: @unchecked Sendable {
         let rows = t.shape.isEmpty ? 1 : t.rows
         let step = max(1, rowsPerChunk)
         switch st {
-        case .contiguous(let offset):
+        case .contiguous(let offset), .zipStored(let offset, _, _, _):
+            var crc: UInt32 = 0
+            if case .zipStored(_, let member, _, _) = st {
+                crc = CRC32.checksum(try file.read(at: member, count: offset - member))
+            }
             var raw = [UInt8](repeating: 0, count: min(rows, step) * per * t.dtype.width)
             var out = [Float](repeating: 0, count: min(rows, step) * per)
             var r = 0
@@ -209,16 +217,31 @@ public final class TensorFile: @unchecked Sendable {
                         into: UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes])
                     )
                 }
+                if case .zipStored = st {
+                    crc = raw.withUnsafeBytes {
+                        CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<bytes]), continuing: crc)
+                    }
+                }
                 try Self.convert(raw, count: n * per, dtype: t.dtype, into: &out)
                 try out.withUnsafeBufferPointer {
                     try body(UnsafeBufferPointer(rebasing: $0[0..<(n * per)]), r..<(r + n))
                 }
                 r += n
             }
-        case .deflated(let offset, let length, let skip):
+            if case .zipStored(_, let member, let size, let expected) = st {
+                let end = offset + rows * per * t.dtype.width
+                if member + size > end {
+                    crc = CRC32.checksum(try file.read(at: end, count: member + size - end), continuing: crc)
+                }
+                guard crc == expected else {
+                    throw TensorFileError(path, "member '\(t.name)' fails its zip CRC-32 check (damaged archive)")
+                }
+            }
+        case .deflated(let offset, let length, let skip, let size, let expected):
             let stream = try InflateStream(file: file, offset: offset, length: length, member: t.name)
             var header = [UInt8](repeating: 0, count: skip)
             try header.fill { (b) throws(TensorFileError) in try stream.read(into: b) }
+            var crc = CRC32.checksum(header)
             var raw = [UInt8](repeating: 0, count: min(rows, step) * per * t.dtype.width)
             var out = [Float](repeating: 0, count: min(rows, step) * per)
             var r = 0
@@ -228,11 +251,23 @@ public final class TensorFile: @unchecked Sendable {
                 try raw.fill { (b) throws(TensorFileError) in
                     try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes]))
                 }
+                crc = raw.withUnsafeBytes {
+                    CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<bytes]), continuing: crc)
+                }
                 try Self.convert(raw, count: n * per, dtype: t.dtype, into: &out)
                 try out.withUnsafeBufferPointer {
                     try body(UnsafeBufferPointer(rebasing: $0[0..<(n * per)]), r..<(r + n))
                 }
                 r += n
+            }
+            let rest = size - skip - rows * per * t.dtype.width
+            if rest > 0 {
+                var tail = [UInt8](repeating: 0, count: rest)
+                try tail.fill { (b) throws(TensorFileError) in try stream.read(into: b) }
+                crc = CRC32.checksum(tail, continuing: crc)
+            }
+            guard crc == expected else {
+                throw TensorFileError(path, "member '\(t.name)' fails its zip CRC-32 check (damaged archive)")
             }
         case .recordingLayer, .recordingOutputs, .recordingTimestamps, .recordingIndices:
             guard let rec = recording else { return }
@@ -296,7 +331,7 @@ public final class TensorFile: @unchecked Sendable {
         guard range.lowerBound >= 0, range.upperBound <= max(1, t.rows) else {
             throw TensorFileError(path, "rows \(range) are outside array '\(t.name)' of \(t.rows) rows")
         }
-        if case .contiguous(let offset) = storage[t.name] {
+        if let st = storage[t.name], let offset = st.directOffset {
             let raw = try file.read(
                 at: offset + range.lowerBound * per * t.dtype.width,
                 count: range.count * per * t.dtype.width
@@ -379,6 +414,7 @@ public final class TensorFile: @unchecked Sendable {
                 throw err("corrupt .npz central directory")
             }
             let method = Int(LittleEndian.read(dir, p + 10, as: UInt16.self))
+            let crc = LittleEndian.read(dir, p + 16, as: UInt32.self)
             let compressed = Int(LittleEndian.read(dir, p + 20, as: UInt32.self))
             let size = Int(LittleEndian.read(dir, p + 24, as: UInt32.self))
             let nameLength = Int(LittleEndian.read(dir, p + 28, as: UInt16.self))
@@ -411,7 +447,7 @@ public final class TensorFile: @unchecked Sendable {
                     }
                 } catch { throw err("member '\(name)': \(error.message)") }
                 try checkFits(header, available: size - header.dataOffset, path: "\(path) member '\(name)'")
-                storage[key] = .contiguous(offset: start + header.dataOffset)
+                storage[key] = .zipStored(offset: start + header.dataOffset, member: start, size: size, crc: crc)
             case 8:
                 let stream = try InflateStream(file: file, offset: start, length: compressed, member: name)
                 var produced = 0
@@ -425,7 +461,13 @@ public final class TensorFile: @unchecked Sendable {
                     }
                 } catch { throw err("member '\(name)': \(error.message)") }
                 try checkFits(header, available: size - header.dataOffset, path: "\(path) member '\(name)'")
-                storage[key] = .deflated(offset: start, length: compressed, skip: header.dataOffset)
+                storage[key] = .deflated(
+                    offset: start,
+                    length: compressed,
+                    skip: header.dataOffset,
+                    size: size,
+                    crc: crc
+                )
             default:
                 throw err("member '\(name)' uses zip method \(method); only stored (0) and deflated (8) are read")
             }
@@ -565,5 +607,15 @@ struct NumpyHeader {
             shape.append(v)
         }
         return NumpyHeader(dtype: dtype, shape: shape, dataOffset: start + headerLength)
+    }
+}
+
+extension TensorFile.Storage {
+    /// Where raw elements start, for storages read in place.
+    var directOffset: Int? {
+        switch self {
+        case .contiguous(let o), .zipStored(let o, _, _, _): return o
+        default: return nil
+        }
     }
 }

@@ -57,8 +57,8 @@ public enum CRC32 {
         return ~c
     }
 
-    /// CRC-32 of a byte array.
-    public static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBytes { checksum($0) }
+    /// CRC-32 of a byte array, continuing from `crc` (0 to start).
+    public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
 }

@@ -1,0 +1,172 @@
+import Foundation
+import LatentWatch
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the real `latentwatch` executable as a child process.
+enum CLI {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let data = root.appendingPathComponent("Samples/Data/digits-mlp")
+
+    static var executable: String {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("latentwatch").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return root.appendingPathComponent(".build/debug/latentwatch").path
+    }
+
+    static func temporaryDirectory() -> URL {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("lw-cli-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    /// Runs to completion; returns exit status, stdout, stderr.
+    static func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        p.currentDirectoryURL = root
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}
+
+@Suite(.serialized) struct CLIProcessTests {
+    /// `latentwatch demo` raises epistemic alerts only after the out-of-distribution part of the stream
+    /// begins, and writes alerts, scores and a report.
+    @Test func demoAlertsOnlyAfterTheShift() throws {
+        let dir = CLI.temporaryDirectory()
+        let r = try CLI.run(["demo", "--output-directory", dir.path])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("epistemic alerts before index 200: 0;"), "\(r.out)")
+        let alerts = try String(contentsOf: dir.appendingPathComponent("alerts.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let epistemic = alerts.filter { ["input", "window", "shift"].contains($0["kind"] as! String) }
+        #expect(!epistemic.isEmpty)
+        #expect(epistemic.allSatisfy { ($0["index"] as! Int) >= 200 })
+        #expect(alerts.contains { $0["kind"] as? String == "shift" })
+        let html = try String(contentsOf: dir.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("<svg class=chart") && html.contains("data-report-status"))
+        // Self-contained: nothing is fetched from the network.
+        #expect(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("@import"))
+    }
+
+    /// fit -> score -> evaluate -> replay with files in different formats, through the real executable.
+    @Test func fitScoreEvaluateReplay() throws {
+        let dir = CLI.temporaryDirectory()
+        func d(_ n: String) -> String { CLI.data.appendingPathComponent(n).path }
+        func t(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        var r = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--labels", d("train_labels.npy"), "--calibration",
+            d("calibration_h2.npy"), "--family", "tied", "--layer", "h2", "--output", t("h2.lwm"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run(["score", "--model", t("h2.lwm"), "--input", d("test_h2.npy"), "--output", t("s.npy")])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try NumpyArray(contentsOf: t("s.npy")).shape == [217])
+        r = try CLI.run([
+            "score", "--model", t("h2.lwm"), "--input", d("test_h2.npy"), "--score", "p-value", "--score",
+            "mahalanobis",
+            "--output", t("s.csv"),
+        ])
+        let csv = try String(contentsOfFile: t("s.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(csv.count == 218 && csv[0] == "row,p-value,mahalanobis")
+        r = try CLI.run([
+            "evaluate", "--model", t("h2.lwm"), "--in", d("test_h2.npy"), "--ood", "noise=\(d("ood_noise_h2.npy"))",
+            "--json", "-",
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        let json = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+        let sets = json["sets"] as! [[String: Any]]
+        #expect(sets.count == 2 && sets[1]["set"] as? String == "noise")
+        #expect((sets[1]["auroc"] as! Double) > 0.99)
+        r = try CLI.run([
+            "record", "--input", "h2=\(d("stream_h2.npy"))", "--output", t("stream.lwr"), "--chunk", "64",
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run([
+            "replay", "--model", t("h2.lwm"), "--input", t("stream.lwr"), "--alerts", t("a.jsonl"), "--scores",
+            t("s.jsonl"),
+            "--report", t("r.html"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("replayed 400 inputs"))
+        let lines = try String(contentsOfFile: t("s.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 400)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        #expect(first["request_id"] as? String == "row-0")
+        for line in try String(contentsOfFile: t("a.jsonl"), encoding: .utf8).split(separator: "\n") {
+            let a = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            #expect(a["kind"] is String && a["index"] is Int)
+        }
+    }
+
+    @Test func badInputsExitWithAClearMessage() throws {
+        let dir = CLI.temporaryDirectory()
+        let junk = dir.appendingPathComponent("junk.npy").path
+        _ = FileManager.default.createFile(atPath: junk, contents: Data("not numpy".utf8))
+        var r = try CLI.run(["inspect", junk])
+        #expect(r.status == 2 && r.out.contains("unrecognised format"), "\(r.out)")
+        r = try CLI.run(["fit", "--activations", junk, "--output", dir.appendingPathComponent("x.lwm").path])
+        #expect(r.status != 0 && r.err.contains("unrecognised format"), "\(r.err)")
+        r = try CLI.run([
+            "score", "--model", CLI.root.appendingPathComponent("Tests/Fixtures/golden/digits-h2-gda-v1.0.lwm").path,
+            "--input",
+            CLI.data.appendingPathComponent("test_h1.npy").path, "--output", dir.appendingPathComponent("x.npy").path,
+        ])
+        #expect(r.status != 0 && r.err.contains("expects [64]"), "\(r.err)")
+        r = try CLI.run(["fit", "--help"])
+        #expect(r.status == 0 && r.out.contains("--activations") && r.out.contains("--family"))
+    }
+
+    /// kill -9 while a recording is being written: every chunk completed before the kill reads back, equal
+    /// to the rows written, and a torn tail (if the kill landed inside a write) is skipped with a warning.
+    @Test func killNineLeavesEveryCompletedChunkReadable() throws {
+        let dir = CLI.temporaryDirectory()
+        let rec = dir.appendingPathComponent("live.lwr").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        p.arguments = [
+            "record", "--input", "h1=\(CLI.data.appendingPathComponent("stream_h1.npy").path)", "--output", rec,
+            "--chunk", "10",
+            "--delay-ms", "3", "--verbose",
+        ]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var seen = ""
+        var completed = 0
+        let deadline = Date().addingTimeInterval(60)
+        while completed < 8 && Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+            completed = seen.split(separator: "\n").filter { $0.hasPrefix("chunk ") }.count
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal)
+        #expect(completed >= 8, "the recorder reported \(completed) chunks: \(seen)")
+        let f = try TensorFile(path: rec)
+        let rows = f.tensors[0].rows
+        // At least every chunk reported before the kill; at most the whole stream had not finished.
+        #expect(rows >= completed * 10 && rows % 10 == 0 && rows < 400, "\(rows) rows")
+        let want = try NumpyArray(contentsOf: CLI.data.appendingPathComponent("stream_h1.npy").path).floats()
+        #expect(try f.floats("h1") == Array(want[0..<(rows * 128)]))
+        #expect(try f.ints("indices") == Array(0..<rows))
+        for w in f.warnings { #expect(w.contains("torn last chunk")) }
+    }
+}
