@@ -134,6 +134,8 @@ struct MonitorFigures {
     var submitAllocs = 0.0
     var inlineUs: [String: Double] = [:]
     var inlineAllocs = 0.0
+    var inlineAllocsQuiet = 0.0
+    var inlineAlertShare = 0.0
 }
 @MainActor func measureMonitor() async throws -> MonitorFigures {
     var out = MonitorFigures()
@@ -182,13 +184,15 @@ struct MonitorFigures {
         )
         var lat: [Double] = []
         var al: [Double] = []
+        // One assessment per thread, reused: the host-side pattern that allocates nothing in steady state.
+        var result = Assessment()
         try query.withUnsafeBufferPointer { q in
             for _ in 0..<(quick ? 3 : 7) {
                 let a0 = lw_thread_allocation_count()
                 lat.append(
                     try seconds {
                         for i in 0..<queries {
-                            _ = try inline.assess(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]))
+                            try inline.assess(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), into: &result)
                         }
                     } / Double(queries) * 1e6
                 )
@@ -196,7 +200,35 @@ struct MonitorFigures {
             }
         }
         out.inlineUs[name] = median(lat)
-        out.inlineAllocs = al.max() ?? 0
+        if name == "float32" { out.inlineAllocs = al.max() ?? 0 }
+    }
+    // Allocation only happens when an alert is raised (the Alert's strings). Count it with the default
+    // policy (alerts at alpha = 0.01) and with a policy under which no query raises an alert.
+    for quiet in [false, true] {
+        let policy =
+            quiet
+            ? AlertPolicy(inputAlpha: 1e-12, aleatoricAlpha: nil, window: nil, shift: nil) : AlertPolicy()
+        let inline = try Monitor(
+            configuration: MonitorConfiguration(layers: [MonitoredLayer(model: calibrated)], policy: policy)
+        )
+        var result = Assessment()
+        var flagged = 0
+        // Warm-up: the first call creates the thread's workspaces and the assessment's layer storage.
+        try query.withUnsafeBufferPointer { q in
+            for i in 0..<8 {
+                try inline.assess(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), into: &result)
+            }
+        }
+        let a0 = lw_thread_allocation_count()
+        try query.withUnsafeBufferPointer { q in
+            for i in 0..<queries {
+                try inline.assess(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), into: &result)
+                if !result.flags.isEmpty { flagged += 1 }
+            }
+        }
+        let per = Double(lw_thread_allocation_count() - a0) / Double(queries)
+        if quiet { out.inlineAllocsQuiet = per } else { out.inlineAlertShare = Double(flagged) / Double(queries) }
+        if !quiet { out.inlineAllocs = max(out.inlineAllocs, per) }
     }
     return out
 }
@@ -343,9 +375,12 @@ print(
 )
 print(
     String(
-        format: "monitor inline assess, float32 factors         %8.1f us  allocations/call %.2f",
+        format:
+            "monitor inline assess, float32 factors         %8.1f us  allocations/call %.2f (%.1f%% of inputs raised alerts); %.2f when none does",
         monitorFigures.inlineUs["float32"] ?? 0,
-        monitorFigures.inlineAllocs
+        monitorFigures.inlineAllocs,
+        100 * monitorFigures.inlineAlertShare,
+        monitorFigures.inlineAllocsQuiet
     )
 )
 print(

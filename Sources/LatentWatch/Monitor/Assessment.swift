@@ -43,6 +43,40 @@ public struct Assessment: Sendable, Equatable {
     /// The shift detector's evidence after this input, on the log scale (log capital in anytime mode, log
     /// Shiryaev-Roberts statistic in change mode); compare with ``Monitor/shiftLogThreshold``. Nil when off.
     public var shiftLogEvidence: Double? = nil
+
+    /// An empty assessment, to be filled by ``Monitor/assess(_:requestID:into:)``.
+    public init() {
+        index = -1
+        requestID = nil
+        layers = []
+        fusedPValue = 1
+        entropy = 0
+        entropyPValue = nil
+        predictedLabel = nil
+        flags = []
+    }
+
+    init(
+        index: Int,
+        requestID: String?,
+        layers: [Layer],
+        fusedPValue: Double,
+        entropy: Double,
+        entropyPValue: Double?,
+        predictedLabel: Int?,
+        flags: Flags,
+        shiftLogEvidence: Double? = nil
+    ) {
+        self.index = index
+        self.requestID = requestID
+        self.layers = layers
+        self.fusedPValue = fusedPValue
+        self.entropy = entropy
+        self.entropyPValue = entropyPValue
+        self.predictedLabel = predictedLabel
+        self.flags = flags
+        self.shiftLogEvidence = shiftLogEvidence
+    }
 }
 
 /// Why the monitor refused an input. Later inputs are unaffected.

@@ -122,20 +122,50 @@ public final class Monitor: Service, Sendable {
     ) throws(MonitorError)
         -> Assessment
     {
+        var a = Assessment()
+        try assess(activations, requestID: requestID, into: &a)
+        return a
+    }
+
+    /// Scores one input and writes the assessment into `result`, reusing its storage. With one `result`
+    /// kept per thread (and the activations array reused too), a call allocates nothing in steady state,
+    /// unless it raises an alert or the recorder writes a chunk.
+    public func assess(
+        _ activations: [UnsafeBufferPointer<Float>],
+        requestID: String? = nil,
+        into result: inout Assessment
+    ) throws(MonitorError) {
         try checkLayerCount(activations.count)
+        try assessCore(requestID: requestID, into: &result) { activations[$0] }
+    }
+
+    /// Single-layer form of ``assess(_:requestID:into:)``: no array needed.
+    public func assess(
+        _ activation: UnsafeBufferPointer<Float>,
+        requestID: String? = nil,
+        into result: inout Assessment
+    ) throws(MonitorError) {
+        try checkLayerCount(1)
+        try assessCore(requestID: requestID, into: &result) { _ in activation }
+    }
+
+    func assessCore(
+        requestID: String?,
+        into result: inout Assessment,
+        _ activation: (Int) -> UnsafeBufferPointer<Float>
+    ) throws(MonitorError) {
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
         for i in 0..<layers.count {
             do {
-                ws.scores[i] = try layers[i].model.score(activations[i], workspace: ws.scoring[i])
+                ws.scores[i] = try layers[i].model.score(activation(i), workspace: ws.scoring[i])
             } catch {
                 metrics.rejected.increment()
                 throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
             }
         }
-        let a = conclude(requestID: requestID, ws: ws)
-        if configuration.recorder != nil { record(activations, assessment: a) }
-        return a
+        conclude(requestID: requestID, ws: ws, into: &result)
+        if configuration.recorder != nil { record((0..<layers.count).map(activation), assessment: result) }
     }
 
     /// Hands an assessed input to the recorder; a failure is logged and counted.
@@ -191,23 +221,36 @@ public final class Monitor: Service, Sendable {
     ) throws(MonitorError)
         -> Assessment
     {
-        try assess([activation], requestID: requestID)
+        var a = Assessment()
+        try assess(activation, requestID: requestID, into: &a)
+        return a
     }
 
     /// Fuses, updates the stream, raises alerts and builds the assessment of the input scored into
     /// `ws.scores`.
     func conclude(requestID: String?, ws: LayerWorkspaces) -> Assessment {
+        var a = Assessment()
+        conclude(requestID: requestID, ws: ws, into: &a)
+        return a
+    }
+
+    /// Fuses, updates the stream, raises alerts and writes the assessment into `result` in place (its
+    /// `layers` storage is reused when it already has one entry per layer).
+    func conclude(requestID: String?, ws: LayerWorkspaces, into result: inout Assessment) {
         let scores = ws.scores
         let policy = configuration.policy
-        var out: [Assessment.Layer] = []
-        out.reserveCapacity(layers.count)
+        if result.layers.count != layers.count {
+            result.layers = layers.map { Assessment.Layer(name: $0.name, surprise: 0, pValue: 1) }
+        }
         for i in 0..<layers.count {
             let s = scores[i].surprise
             let p = layers[i].model.calibration.pValue(.surprise, s) ?? 1
             ws.pValues[i] = p
             ws.slacked[i] = min(1, p + slack[i])
             metrics.surprise[i].record(s)
-            out.append(Assessment.Layer(name: layers[i].name, surprise: s, pValue: p))
+            if result.layers[i].name != layers[i].name { result.layers[i].name = layers[i].name }
+            result.layers[i].surprise = s
+            result.layers[i].pValue = p
         }
         let fused = policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
         let streamP = policy.fusion.fuse(UnsafeBufferPointer(ws.slacked))
@@ -296,17 +339,14 @@ public final class Monitor: Service, Sendable {
         }
         if events.windowOpen { flags.insert(.windowAlarm) }
         if events.shiftOpen { flags.insert(.shiftAlarm) }
-        return Assessment(
-            index: index,
-            requestID: requestID,
-            layers: out,
-            fusedPValue: fused,
-            entropy: prim.entropy,
-            entropyPValue: entropyP,
-            predictedLabel: prim.predictedLabel,
-            flags: flags,
-            shiftLogEvidence: evidence
-        )
+        result.index = index
+        result.requestID = requestID
+        result.fusedPValue = fused
+        result.entropy = prim.entropy
+        result.entropyPValue = entropyP
+        result.predictedLabel = prim.predictedLabel
+        result.flags = flags
+        result.shiftLogEvidence = evidence
     }
 
     func emit(_ alert: Alert) {
