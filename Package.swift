@@ -74,6 +74,12 @@ let package = Package(
             dependencies: ["LatentWatch", "LatentWatchNumerics", "CMallocCounter"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Stream-alert guarantees measured on real activations (Docs/Statistics.md).
+        .executableTarget(
+            name: "latentwatch-streams",
+            dependencies: ["LatentWatch", "LatentWatchNumerics"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // Samples/EmbeddedServer: a Hummingbird service with the monitor in its forward pass (not part of the SDK).
         .executableTarget(
             name: "latentwatch-sample-server",

@@ -51,3 +51,20 @@ for n_neg, n_pos, shift, ties in [(500, 300, 1.0, False), (200, 400, 0.3, True),
 with open(os.path.join(out, "metrics.json"), "w") as f:
     json.dump({"generator": "Tests/Reference/make_reader_fixtures.py", "cases": cases}, f)
 print("wrote", sorted(os.listdir(out)))
+
+# Output summaries (maximum softmax probability, softmax entropy, energy) of the bundled MLP's test logits, by scipy.
+from scipy.special import logsumexp, softmax
+from scipy.stats import entropy
+
+logits = np.load(os.path.join(src, "test_logits.npy")).astype(np.float32)[:50]
+p = softmax(logits.astype(np.float64), axis=1)
+with open(os.path.join(out, "outputs.json"), "w") as f:
+    json.dump({
+        "generator": "Tests/Reference/make_reader_fixtures.py",
+        "logits": logits.astype(np.float64).tolist(),
+        "predicted": np.argmax(logits, axis=1).tolist(),
+        "confidence": p.max(axis=1).tolist(),
+        "entropy": entropy(p, axis=1).tolist(),
+        "energy": (-logsumexp(logits.astype(np.float64), axis=1)).tolist(),
+    }, f)
+print("wrote outputs.json")

@@ -12,6 +12,8 @@ public struct Assessment: Sendable, Equatable {
         public static let windowAlarm = Flags(rawValue: 4)
         /// A shift episode is open.
         public static let shiftAlarm = Flags(rawValue: 8)
+        /// The classifier's outputs predict a different class than p(y | z) at the primary layer.
+        public static let disagreement = Flags(rawValue: 16)
     }
 
     /// One layer's part.
@@ -43,6 +45,8 @@ public struct Assessment: Sendable, Equatable {
     /// The shift detector's evidence after this input, on the log scale (log capital in anytime mode, log
     /// Shiryaev-Roberts statistic in change mode); compare with ``Monitor/shiftLogThreshold``. Nil when off.
     public var shiftLogEvidence: Double? = nil
+    /// The classifier's outputs summarised (confidence, entropy, energy), when the host passed them.
+    public var output: OutputSummary? = nil
 
     /// An empty assessment, to be filled by ``Monitor/assess(_:requestID:into:)``.
     public init() {
@@ -54,6 +58,7 @@ public struct Assessment: Sendable, Equatable {
         entropyPValue = nil
         predictedLabel = nil
         flags = []
+        output = nil
     }
 
     init(
@@ -87,6 +92,8 @@ public struct MonitorError: Error, Sendable, Equatable, CustomStringConvertible 
         case layerCountMismatch
         /// An activation has the wrong element count or holds NaN/Inf.
         case invalidActivation
+        /// The model outputs have the wrong count or hold NaN/Inf (or negative probabilities).
+        case invalidOutputs
         /// The background queue is full and the policy is to reject.
         case queueFull
         /// The monitor has shut down.

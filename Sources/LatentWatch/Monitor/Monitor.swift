@@ -130,13 +130,50 @@ public final class Monitor: Service, Sendable {
     /// Scores one input and writes the assessment into `result`, reusing its storage. With one `result`
     /// kept per thread (and the activations array reused too), a call allocates nothing in steady state,
     /// unless it raises an alert or the recorder writes a chunk.
+    ///
+    /// `outputs` are the classifier's logits or probabilities for this input, as configured in
+    /// ``MonitorConfiguration/outputs``: the assessment then carries their summary (``OutputSummary``) and
+    /// the ``Assessment/Flags/disagreement`` flag when they predict another class than p(y | z).
     public func assess(
         _ activations: [UnsafeBufferPointer<Float>],
+        outputs: UnsafeBufferPointer<Float>? = nil,
         requestID: String? = nil,
         into result: inout Assessment
     ) throws(MonitorError) {
         try checkLayerCount(activations.count)
-        try assessCore(requestID: requestID, into: &result) { activations[$0] }
+        let summary = try summariseOutputs(outputs)
+        try assessCore(requestID: requestID, outputs: outputs, summary: summary, into: &result) { activations[$0] }
+    }
+
+    /// Multi-layer assessment with model outputs, returning a new assessment.
+    public func assess(
+        _ activations: [UnsafeBufferPointer<Float>],
+        outputs: UnsafeBufferPointer<Float>?,
+        requestID: String? = nil
+    ) throws(MonitorError) -> Assessment {
+        var a = Assessment()
+        try assess(activations, outputs: outputs, requestID: requestID, into: &a)
+        return a
+    }
+
+    func summariseOutputs(_ outputs: UnsafeBufferPointer<Float>?) throws(MonitorError) -> OutputSummary? {
+        guard let outputs else { return nil }
+        guard let expected = configuration.outputs else {
+            metrics.rejected.increment()
+            throw MonitorError(.invalidOutputs, "outputs were passed, but the monitor is not configured for them")
+        }
+        guard outputs.count == expected.count else {
+            metrics.rejected.increment()
+            throw MonitorError(
+                .invalidOutputs,
+                "expected \(expected.count) outputs (\(expected.kind.rawValue)), got \(outputs.count)"
+            )
+        }
+        guard let s = OutputSummary.summarise(outputs, kind: expected.kind) else {
+            metrics.rejected.increment()
+            throw MonitorError(.invalidOutputs, "outputs hold NaN/Inf or negative probabilities")
+        }
+        return s
     }
 
     /// Single-layer form of ``assess(_:requestID:into:)``: no array needed.
@@ -146,11 +183,13 @@ public final class Monitor: Service, Sendable {
         into result: inout Assessment
     ) throws(MonitorError) {
         try checkLayerCount(1)
-        try assessCore(requestID: requestID, into: &result) { _ in activation }
+        try assessCore(requestID: requestID, outputs: nil, summary: nil, into: &result) { _ in activation }
     }
 
     func assessCore(
         requestID: String?,
+        outputs: UnsafeBufferPointer<Float>?,
+        summary: OutputSummary?,
         into result: inout Assessment,
         _ activation: (Int) -> UnsafeBufferPointer<Float>
     ) throws(MonitorError) {
@@ -165,14 +204,28 @@ public final class Monitor: Service, Sendable {
             }
         }
         conclude(requestID: requestID, ws: ws, into: &result)
-        if configuration.recorder != nil { record((0..<layers.count).map(activation), assessment: result) }
+        result.output = summary
+        if let summary, let predicted = result.predictedLabel {
+            // Output index i is class i of the primary layer's model (its sorted class labels).
+            let labels = layers[primary].model.density.classLabels
+            let outputLabel =
+                labels.map { summary.predicted < $0.count ? $0[summary.predicted] : -1 } ?? summary.predicted
+            if outputLabel != predicted { result.flags.insert(.disagreement) }
+        }
+        if configuration.recorder != nil {
+            record((0..<layers.count).map(activation), outputs: outputs, assessment: result)
+        }
     }
 
     /// Hands an assessed input to the recorder; a failure is logged and counted.
-    func record(_ activations: [UnsafeBufferPointer<Float>], assessment a: Assessment) {
+    func record(
+        _ activations: [UnsafeBufferPointer<Float>],
+        outputs: UnsafeBufferPointer<Float>? = nil,
+        assessment a: Assessment
+    ) {
         guard let recorder = configuration.recorder else { return }
         do {
-            try recorder.record(activations, requestID: a.requestID, index: a.index)
+            try recorder.record(activations, outputs: outputs, requestID: a.requestID, index: a.index)
         } catch {
             metrics.recorderFailures.increment()
             logger.warning("recording an input failed", metadata: ["error": "\(error)", "index": "\(a.index)"])

@@ -47,6 +47,8 @@ public struct MonitorConfiguration: Sendable {
     /// Records the activations of assessed inputs (sampled per its configuration; nil: none). Its layers
     /// must match the monitored layers' input sizes. Failures are logged and counted, never thrown.
     public var recorder: ActivationRecorder?
+    /// The model outputs hosts may pass with each input: kind and count (nil: none are expected).
+    public var outputs: (kind: ModelOutputKind, count: Int)?
 
     /// Creates a configuration.
     public init(
@@ -56,9 +58,11 @@ public struct MonitorConfiguration: Sendable {
         primaryLayer: Int? = nil,
         sinkBufferCapacity: Int = 4096,
         metricsPrefix: String = "latentwatch",
-        recorder: ActivationRecorder? = nil
+        recorder: ActivationRecorder? = nil,
+        outputs: (kind: ModelOutputKind, count: Int)? = nil
     ) {
         self.recorder = recorder
+        self.outputs = outputs
         self.layers = layers
         self.policy = policy
         self.mode = mode
