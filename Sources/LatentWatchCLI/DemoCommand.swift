@@ -71,15 +71,8 @@ struct DemoCommand: AsyncParsableCommand {
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
         print(pad("set", 28) + pad("inputs", 8) + pad("AUROC", 8) + pad("FPR@95", 8) + "alert rate")
         func surprises(_ m: LatentModel, _ file: String) throws -> (s: [Double], p: [Double]) {
-            var s: [Double] = []
-            var p: [Double] = []
-            try scoreFile(m, file: try TensorFile(path: path(file)), key: nil) { _, r in
-                if case .success(let x) = r {
-                    s.append(x.surprise)
-                    p.append(m.calibration.pValue(.surprise, x.surprise) ?? 1)
-                }
-            }
-            return (s, p)
+            let r = try scoreValues(m, file: try TensorFile(path: path(file)), key: nil, kind: .surprise)
+            return (r.values, r.pValues)
         }
         let test = try surprises(models[1], "test_h2.npy")
         func rate(_ p: [Double]) -> String {

@@ -54,20 +54,7 @@ struct EvaluateCommand: ParsableCommand {
             let f = try userFacing(path) { try TensorFile(path: path) }
             for w in f.warnings { stderrLine("warning: \(w)") }
             let k = key ?? (f.tensors.contains { $0.name == m.metadata.layer } ? m.metadata.layer : nil)
-            var v: [Double] = []
-            var p: [Double] = []
-            var failed = 0
-            try userFacing(path) {
-                try scoreFile(m, file: f, key: k) { _, r in
-                    if case .success(let s) = r {
-                        v.append(s.value(kind))
-                        p.append(m.calibration.pValue(kind, s.value(kind)) ?? .nan)
-                    } else {
-                        failed += 1
-                    }
-                }
-            }
-            return (v, p, failed)
+            return try userFacing(path) { try scoreValues(m, file: f, key: k, kind: kind) }
         }
         let id = try scores(inDistribution)
         func rate(_ p: [Double]) -> Double { Double(p.filter { $0 <= alpha }.count) / Double(max(1, p.count)) }

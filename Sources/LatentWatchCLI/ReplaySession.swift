@@ -41,8 +41,8 @@ enum ReplaySession {
                 )
             }
         }
-        let collected = LockedAlerts()
-        var sinks: [any AlertSink] = [CallbackSink(name: "replay") { collected.append($0) }]
+        let collected = CollectingSink(name: "replay")
+        var sinks: [any AlertSink] = [collected]
         if let alertsPath {
             _ = FileManager.default.createFile(atPath: alertsPath, contents: nil)
             sinks.append(JSONLinesSink(path: alertsPath, maxBytes: Int.max, keep: 1))
@@ -62,17 +62,29 @@ enum ReplaySession {
         let start = Date()
         let sizes = layers.map { $0.model.preparation.inputCount }
         let block = 2048
+        var buffers = [UnsafeBufferPointer<Float>](
+            repeating: UnsafeBufferPointer(start: nil, count: 0),
+            count: layers.count
+        )
         var r0 = 0
         while r0 < n {
             let r1 = min(n, r0 + block)
-            let values = try layers.map { try $0.file.rows($0.key, r0..<r1) }
+            // One copy per layer and block, so the row views handed to the monitor stay valid.
+            let blocks = try layers.map { l -> UnsafeMutableBufferPointer<Float> in
+                let v = try l.file.rows(l.key, r0..<r1)
+                let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: v.count)
+                _ = b.initialize(from: v)
+                return b
+            }
+            defer { for b in blocks { b.deallocate() } }
             for r in r0..<r1 {
-                let i = r - r0
+                for l in 0..<layers.count {
+                    buffers[l] = UnsafeBufferPointer(
+                        rebasing: blocks[l][((r - r0) * sizes[l])..<((r - r0 + 1) * sizes[l])]
+                    )
+                }
                 do {
-                    let a = try withRowBuffers(values, sizes: sizes, row: i) { buffers in
-                        try monitor.assess(buffers, requestID: requestIDs?[r] ?? nil)
-                    }
-                    result.assessments.append(a)
+                    result.assessments.append(try monitor.assess(buffers, requestID: requestIDs?[r] ?? nil))
                 } catch {
                     result.rejected.append((r, "\(error)"))
                 }
@@ -84,23 +96,8 @@ enum ReplaySession {
         result.seconds = Date().timeIntervalSince(start)
         monitor.shutDown()
         try await service.value
-        result.alerts = collected.all.sorted { ($0.index, $0.kind.rawValue) < ($1.index, $1.kind.rawValue) }
+        result.alerts = collected.alerts.sorted { ($0.index, $0.kind.rawValue) < ($1.index, $1.kind.rawValue) }
         return result
-    }
-
-    static func withRowBuffers<T>(
-        _ values: [[Float]],
-        sizes: [Int],
-        row: Int,
-        _ body: ([UnsafeBufferPointer<Float>]) throws -> T
-    ) throws -> T {
-        func nest(_ l: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> T {
-            if l == values.count { return try body(acc) }
-            return try values[l].withUnsafeBufferPointer { b in
-                try nest(l + 1, acc + [UnsafeBufferPointer(rebasing: b[(row * sizes[l])..<((row + 1) * sizes[l])])])
-            }
-        }
-        return try nest(0, [])
     }
 
     /// Per-input scores as CSV or JSON lines (by extension).
@@ -184,21 +181,5 @@ enum ReplaySession {
             )
         }
         return lines
-    }
-}
-
-/// Alerts collected from the callback sink (called from the sink's task).
-final class LockedAlerts: @unchecked Sendable {
-    private let lock = NSLock()
-    private var alerts: [Alert] = []
-    func append(_ a: Alert) {
-        lock.lock()
-        alerts.append(a)
-        lock.unlock()
-    }
-    var all: [Alert] {
-        lock.lock()
-        defer { lock.unlock() }
-        return alerts
     }
 }

@@ -47,6 +47,30 @@ func scoreFile(
     }
 }
 
+/// Every scorable row's `kind` score and its conformal p-value (NaN when the model has no calibration for
+/// `kind`), and how many rows could not be scored.
+func scoreValues(
+    _ m: LatentModel,
+    file: TensorFile,
+    key: String?,
+    kind: ScoreKind
+) throws
+    -> (values: [Double], pValues: [Double], failed: Int)
+{
+    var v: [Double] = []
+    var p: [Double] = []
+    var failed = 0
+    try scoreFile(m, file: file, key: key) { _, r in
+        if case .success(let s) = r {
+            v.append(s.value(kind))
+            p.append(m.calibration.pValue(kind, s.value(kind)) ?? .nan)
+        } else {
+            failed += 1
+        }
+    }
+    return (v, p, failed)
+}
+
 /// `latentwatch score`: one score per input row, row-aligned with the input.
 struct ScoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

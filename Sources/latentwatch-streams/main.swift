@@ -34,11 +34,26 @@ let arl = Double(option("arl") ?? "1000")!
 let oodRuns = Int(option("ood-runs") ?? "20")!
 
 func path(_ layer: String, _ split: String) -> String { "\(dataDir)/\(layer)_\(split).npy" }
-func load(_ p: String) throws -> (values: [Float], rows: Int, dim: Int) {
-    let f = try TensorFile(path: p)
-    let t = try f.tensor(nil)
-    return (try f.floats(t.name), t.rows, t.rowElements)
+/// One split's activations, held in stable memory so row views stay valid while a monitor reads them.
+final class Activations {
+    let values: UnsafeMutableBufferPointer<Float>
+    let rows: Int
+    let dim: Int
+    init(_ p: String) throws {
+        let f = try TensorFile(path: p)
+        let t = try f.tensor(nil)
+        let v = try f.floats(t.name)
+        values = .allocate(capacity: v.count)
+        _ = values.initialize(from: v)
+        rows = t.rows
+        dim = t.rowElements
+    }
+    deinit { values.deallocate() }
+    func row(_ r: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(rebasing: values[(r * dim)..<((r + 1) * dim)])
+    }
 }
+func load(_ p: String) throws -> Activations { try Activations(p) }
 let oodNames: [String] =
     try option("ood")?.split(separator: ",").map(String.init)
     ?? FileManager.default.contentsOfDirectory(atPath: dataDir).filter {
@@ -53,7 +68,7 @@ for layer in layerNames {
     let cal = try load(path(layer, "cal"))
     let model = try LatentModelFitter.fit(
         FileActivations(path: path(layer, "train"), labels: trainLabels),
-        calibration: InMemoryActivations(values: cal.values, shape: [cal.dim]),
+        calibration: InMemoryActivations(values: Array(cal.values), shape: [cal.dim]),
         configuration: FitConfiguration(
             family: .gda,
             preparation: PreparationOptions(l2Normalize: l2),
@@ -77,35 +92,23 @@ let test = try layerNames.map { try load(path($0, "test")) }
 let ood = try Dictionary(
     uniqueKeysWithValues: oodNames.map { n in (n, try layerNames.map { try load(path($0, "ood_\(n)")) }) }
 )
-let dims = test.map(\.dim)
-
-/// Alerts collected by the callback sink.
-final class Collected: @unchecked Sendable {
-    let lock = NSLock()
-    var alerts: [Alert] = []
-    func add(_ a: Alert) {
-        lock.lock()
-        alerts.append(a)
-        lock.unlock()
-    }
-}
 
 /// Runs `rows` (pairs of set and row index) through a fresh monitor; returns its assessments' fused p-values
 /// and the alerts delivered to its sink.
 @MainActor func runStream(
-    _ rows: [(set: [(values: [Float], rows: Int, dim: Int)], row: Int)],
+    _ rows: [(set: [Activations], row: Int)],
     policy: AlertPolicy
 ) async throws
     -> (fused: [Double], alerts: [Alert])
 {
-    let collected = Collected()
+    let collected = CollectingSink()
     let monitor = try Monitor(
         configuration: MonitorConfiguration(
             layers: models.map { MonitoredLayer(model: $0) },
             policy: policy,
             sinkBufferCapacity: rows.count * 3 + 16
         ),
-        sinks: [CallbackSink { collected.add($0) }]
+        sinks: [collected]
     )
     let service = Task { try await monitor.run() }
     var result = Assessment()
@@ -116,12 +119,7 @@ final class Collected: @unchecked Sendable {
         count: models.count
     )
     for (set, r) in rows {
-        for l in 0..<models.count {
-            set[l].values.withUnsafeBufferPointer { v in
-                buffers[l] = UnsafeBufferPointer(rebasing: v[(r * dims[l])..<((r + 1) * dims[l])])
-            }
-        }
-        // The arrays are immutable and outlive the call, so their storage does not move.
+        for l in 0..<models.count { buffers[l] = set[l].row(r) }
         try monitor.assess(buffers, into: &result)
         fused.append(result.fusedPValue)
     }
@@ -143,9 +141,7 @@ for (l, m) in models.enumerated() {
     var flagged = 0
     let ws = m.makeWorkspace()
     for r in 0..<test[l].rows {
-        let s = try test[l].values.withUnsafeBufferPointer {
-            try m.score(UnsafeBufferPointer(rebasing: $0[(r * dims[l])..<((r + 1) * dims[l])]), workspace: ws)
-        }
+        let s = try m.score(test[l].row(r), workspace: ws)
         if (m.calibration.pValue(.surprise, s.surprise) ?? 1) <= alpha { flagged += 1 }
     }
     print(
@@ -236,7 +232,7 @@ for n in oodNames {
         var windowDelays: [Int] = []
         for s in 0..<oodRuns {
             var rng = SeededRandom(seed: UInt64(5000 + s))
-            let rows = (0..<2500).map { t -> (set: [(values: [Float], rows: Int, dim: Int)], row: Int) in
+            let rows = (0..<2500).map { t -> (set: [Activations], row: Int) in
                 let share = t < 1000 ? 0 : min(1, Double(t - 1000) / 500)
                 if rng.uniform() < share { return (o, Int(rng.next() % UInt64(o[0].rows))) }
                 return (test, Int(rng.next() % UInt64(test[0].rows)))

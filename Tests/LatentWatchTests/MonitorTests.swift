@@ -8,15 +8,6 @@ import Testing
 
 @testable import LatentWatch
 
-/// Collects alerts delivered to a sink.
-final class AlertLog: Sendable {
-    let alerts = LockedValue<[Alert]>([])
-    var all: [Alert] { alerts.withLock { $0 } }
-    func sink(_ name: String = "collector") -> CallbackSink {
-        CallbackSink(name: name) { a in self.alerts.withLock { $0.append(a) } }
-    }
-}
-
 struct FailingSink: AlertSink {
     let name = "failing"
     struct Boom: Error {}
@@ -50,11 +41,11 @@ struct SlowSink: AlertSink {
     /// The bundled stream: 200 in-distribution inputs, then 200 unseen digits. Alerts through a sink of the
     /// running service; the shift alarm fires only after the change, and the delay is printed.
     @Test func realStreamRaisesAlarmsAfterTheChange() async throws {
-        let log = AlertLog()
+        let log = CollectingSink(name: "collector")
         let metrics = TestMetrics()
         let monitor = try Monitor(
             configuration: MonitorConfiguration(layers: Self.models),
-            sinks: [log.sink()],
+            sinks: [log],
             metricsFactory: metrics
         )
         let service = Task { try await monitor.run() }
@@ -70,7 +61,7 @@ struct SlowSink: AlertSink {
         }
         monitor.shutDown()
         try await service.value
-        let alerts = log.all
+        let alerts = log.alerts
         let shift = alerts.first { $0.kind == .shift }
         let window = alerts.first { $0.kind == .window }
         let inputsBefore = alerts.filter { $0.kind == .input && $0.index < 200 }.count
@@ -139,7 +130,7 @@ struct SlowSink: AlertSink {
     /// A sink that always throws and a slow sink with a small buffer do not stop the others; the counters say
     /// what happened.
     @Test func failingAndSlowSinksAreIsolatedAndCounted() async throws {
-        let log = AlertLog()
+        let log = CollectingSink(name: "collector")
         let metrics = TestMetrics()
         let monitor = try Monitor(
             configuration: MonitorConfiguration(
@@ -147,7 +138,7 @@ struct SlowSink: AlertSink {
                 policy: AlertPolicy(inputAlpha: 0.5, aleatoricAlpha: nil, window: nil, shift: nil),
                 sinkBufferCapacity: 4
             ),
-            sinks: [FailingSink(), SlowSink(), log.sink()],
+            sinks: [FailingSink(), SlowSink(), log],
             metricsFactory: metrics
         )
         let service = Task { try await monitor.run() }
@@ -162,9 +153,9 @@ struct SlowSink: AlertSink {
         let raised = try metrics.expectCounter("latentwatch_alerts_total", [("kind", "input")]).totalValue
         let failures = try metrics.expectCounter("latentwatch_sink_failures_total").totalValue
         let drops = try metrics.expectCounter("latentwatch_sink_dropped_total").totalValue
-        print("sinks: \(raised) alerts raised, collector got \(log.all.count), failures \(failures), drops \(drops)")
+        print("sinks: \(raised) alerts raised, collector got \(log.alerts.count), failures \(failures), drops \(drops)")
         #expect(raised > 50)
-        #expect(Int64(log.all.count) == raised, "the healthy sink got every alert")
+        #expect(Int64(log.alerts.count) == raised, "the healthy sink got every alert")
         #expect(failures == raised, "the failing sink's failures are all counted")
         #expect(drops > 0, "the slow sink's buffer of 4 overflowed, and that is counted")
     }

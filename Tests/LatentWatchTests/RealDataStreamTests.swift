@@ -15,26 +15,16 @@ import Testing
     }
     static let model: LatentModel = try! ModelFile.read(contentsOf: dir.appendingPathComponent("fc-gda.lwm").path)
 
-    final class Alerts: @unchecked Sendable {
-        let lock = NSLock()
-        var all: [Alert] = []
-        func add(_ a: Alert) {
-            lock.lock()
-            all.append(a)
-            lock.unlock()
-        }
-    }
-
     /// Runs rows through a monitor (inline, callback sink) and returns the alerts.
     static func stream(_ picks: [(values: [Float], row: Int)], policy: AlertPolicy) async throws -> [Alert] {
-        let alerts = Alerts()
+        let alerts = CollectingSink()
         let monitor = try Monitor(
             configuration: MonitorConfiguration(
                 layers: [MonitoredLayer(model: model)],
                 policy: policy,
                 sinkBufferCapacity: picks.count * 3 + 16
             ),
-            sinks: [CallbackSink { alerts.add($0) }]
+            sinks: [alerts]
         )
         let service = Task { try await monitor.run() }
         var result = Assessment()
@@ -45,7 +35,7 @@ import Testing
         }
         monitor.shutDown()
         try await service.value
-        return alerts.all
+        return alerts.alerts
     }
 
     @Test func realisedAlertRateAtOnePercent() throws {

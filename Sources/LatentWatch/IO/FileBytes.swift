@@ -8,11 +8,13 @@ import Musl
 import Darwin
 #endif
 
-/// A read-only file read by offset (`pread`), so large files are read in pieces, never loaded whole.
+/// A read-only file read by offset (`pread`), so large files are read in pieces, never loaded whole; or
+/// bytes already in memory, read the same way.
 final class FileBytes: @unchecked Sendable {
     let path: String
     let size: Int
     private let fd: Int32
+    private let memory: [UInt8]?
 
     init(path: String) throws(TensorFileError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -27,14 +29,29 @@ final class FileBytes: @unchecked Sendable {
         self.fd = fd
         self.path = path
         self.size = Int(st.st_size)
+        self.memory = nil
     }
 
-    deinit { close(fd) }
+    /// Bytes in memory; `name` stands for the path in messages.
+    init(bytes: [UInt8], name: String) {
+        fd = -1
+        path = name
+        size = bytes.count
+        memory = bytes
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
 
     /// Reads exactly `count` bytes at `offset` into `buffer`.
     func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(TensorFileError) {
         guard offset >= 0, buffer.count <= size - offset else {
             throw TensorFileError(path, "truncated: needs bytes \(offset)..<\(offset + buffer.count), file has \(size)")
+        }
+        if let memory {
+            memory.withUnsafeBytes {
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)]))
+            }
+            return
         }
         var done = 0
         while done < buffer.count {

@@ -10,11 +10,13 @@ public struct NumpyArray: Sendable {
         case float64 = "<f8"
         case int64 = "<i8"
         case int32 = "<i4"
-        var width: Int {
-            switch self {
-            case .float16: return 2
-            case .float32, .int32: return 4
-            case .float64, .int64: return 8
+        init(_ t: TensorElementType) {
+            switch t {
+            case .float32: self = .float32
+            case .float16: self = .float16
+            case .float64: self = .float64
+            case .int64: self = .int64
+            case .int32: self = .int32
             }
         }
     }
@@ -40,67 +42,24 @@ public struct NumpyArray: Sendable {
 
     /// Parses .npy bytes.
     public init(bytes b: [UInt8]) throws {
-        guard b.count >= 10, Array(b[0..<6]) == [0x93] + Array("NUMPY".utf8) else {
-            throw NumpyError("not a .npy file (bad magic)")
+        let h: NumpyHeader
+        do {
+            h = try NumpyHeader.read(path: ".npy") { (o, n) throws(TensorFileError) in
+                guard o + n <= b.count else { throw TensorFileError(".npy", "truncated .npy header") }
+                return Array(b[o..<(o + n)])
+            }
+        } catch { throw NumpyError(error.message) }
+        let need = h.elements * h.dtype.width
+        guard b.count - h.dataOffset >= need else {
+            throw NumpyError("truncated data: shape \(h.shape) needs \(need) bytes, file has \(b.count - h.dataOffset)")
         }
-        let major = b[6]
-        let headerLength: Int
-        let start: Int
-        switch major {
-        case 1:
-            headerLength = Int(b[8]) | Int(b[9]) << 8
-            start = 10
-        case 2, 3:
-            guard b.count >= 12 else { throw NumpyError("truncated .npy header") }
-            headerLength = Int(b[8]) | Int(b[9]) << 8 | Int(b[10]) << 16 | Int(b[11]) << 24
-            start = 12
-        default: throw NumpyError(".npy format version \(major) is not supported (1-3 are)")
-        }
-        guard headerLength <= 1 << 20, start + headerLength <= b.count else {
-            throw NumpyError("truncated .npy header (declares \(headerLength) bytes)")
-        }
-        let header = String(decoding: b[start..<(start + headerLength)], as: UTF8.self)
-        guard let descrValue = Self.value(of: "descr", in: header),
-            let q1 = descrValue.firstIndex(where: { $0 == "'" || $0 == "\"" }),
-            let q2 = descrValue[descrValue.index(after: q1)...].firstIndex(where: { $0 == "'" || $0 == "\"" })
-        else {
-            throw NumpyError(".npy header has no descr")
-        }
-        let descr = String(descrValue[descrValue.index(after: q1)..<q2])
-        guard let dt = DType(rawValue: descr == "|f2" ? "<f2" : descr) else {
-            throw NumpyError("dtype '\(descr)' is not supported (little-endian f4, f2, f8, i8, i4 are)")
-        }
-        guard let fo = Self.value(of: "fortran_order", in: header),
-            fo.trimmingCharacters(in: .whitespaces).hasPrefix("False")
-        else {
-            throw NumpyError("Fortran-order arrays are not supported; save with np.ascontiguousarray")
-        }
-        guard let shapeText = Self.value(of: "shape", in: header), let open = shapeText.firstIndex(of: "("),
-            let close = shapeText.firstIndex(of: ")")
-        else {
-            throw NumpyError(".npy header has no shape")
-        }
-        var shape: [Int] = []
-        for part in shapeText[shapeText.index(after: open)..<close].split(separator: ",") {
-            let t = part.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty { continue }
-            guard let v = Int(t), v >= 0 else { throw NumpyError("bad shape entry '\(t)'") }
-            shape.append(v)
-        }
-        var total = 1
-        for s in shape {
-            let (r, o) = total.multipliedReportingOverflow(by: s)
-            guard !o, r <= 1 << 34 else { throw NumpyError("shape \(shape) is implausibly large") }
-            total = r
-        }
-        let dataStart = start + headerLength
-        let need = total * dt.width
-        guard b.count - dataStart >= need else {
-            throw NumpyError("truncated data: shape \(shape) needs \(need) bytes, file has \(b.count - dataStart)")
-        }
+        self.init(shape: h.shape, dtype: DType(h.dtype), bytes: Array(b[h.dataOffset..<(h.dataOffset + need)]))
+    }
+
+    init(shape: [Int], dtype: DType, bytes: [UInt8]) {
         self.shape = shape
-        self.dtype = dt
-        self.bytes = Array(b[dataStart..<(dataStart + need)])
+        self.dtype = dtype
+        self.bytes = bytes
     }
 
     static func value(of key: String, in header: String) -> Substring? {

@@ -61,12 +61,10 @@ public final class TensorFile: @unchecked Sendable {
     enum Storage {
         /// Raw little-endian elements at this file offset.
         case contiguous(offset: Int)
-        /// A stored zip member: data offset, member start (its .npy header), member size and zip CRC-32,
-        /// verified after a full pass.
-        case zipStored(offset: Int, member: Int, size: Int, crc: UInt32)
-        /// A deflated zip member: compressed range, bytes of .npy header to skip after inflating, the
-        /// uncompressed size and the zip CRC-32 of the uncompressed bytes (verified after a full pass).
-        case deflated(offset: Int, length: Int, skip: Int, size: Int, crc: UInt32)
+        /// A zip member (numpy.savez stores, numpy.savez_compressed deflates): where its bytes start in the
+        /// file and how many there are, the .npy header length inside it, its uncompressed size and its zip
+        /// CRC-32 over the uncompressed bytes (verified after every full pass).
+        case zipMember(start: Int, stored: Int, deflated: Bool, header: Int, size: Int, crc: UInt32)
         /// A recording column.
         case recordingLayer(Int)
         case recordingOutputs
@@ -91,8 +89,17 @@ public final class TensorFile: @unchecked Sendable {
     static let maxElements = 1 << 34
 
     /// Opens a file and reads its directory (not its data).
-    public init(path: String) throws(TensorFileError) {
-        let file = try FileBytes(path: path)
+    public convenience init(path: String) throws(TensorFileError) {
+        try self.init(file: try FileBytes(path: path))
+    }
+
+    /// Reads the directory of bytes held in memory; `name` stands for a path in messages.
+    convenience init(bytes: [UInt8], name: String) throws(TensorFileError) {
+        try self.init(file: FileBytes(bytes: bytes, name: name))
+    }
+
+    init(file: FileBytes) throws(TensorFileError) {
+        let path = file.path
         self.file = file
         self.path = path
         let head = try file.read(at: 0, count: min(16, file.size))
@@ -197,77 +204,13 @@ public final class TensorFile: @unchecked Sendable {
         let t = try tensor(name)
         guard let st = storage[t.name] else { throw TensorFileError(path, "no storage for '\(name)'") }
         let per = t.shape.isEmpty ? 1 : t.rowElements
-        let rows = t.shape.isEmpty ? 1 : t.rows
-        let step = max(1, rowsPerChunk)
         switch st {
-        case .contiguous(let offset), .zipStored(let offset, _, _, _):
-            var crc: UInt32 = 0
-            if case .zipStored(_, let member, _, _) = st {
-                crc = CRC32.checksum(try file.read(at: member, count: offset - member))
-            }
-            var raw = [UInt8](repeating: 0, count: min(rows, step) * per * t.dtype.width)
-            var out = [Float](repeating: 0, count: min(rows, step) * per)
-            var r = 0
-            while r < rows {
-                let n = min(step, rows - r)
-                let bytes = n * per * t.dtype.width
-                try raw.fill { (b) throws(TensorFileError) in
-                    try file.read(
-                        at: offset + r * per * t.dtype.width,
-                        into: UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes])
-                    )
-                }
-                if case .zipStored = st {
-                    crc = raw.withUnsafeBytes {
-                        CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<bytes]), continuing: crc)
-                    }
-                }
-                try Self.convert(raw, count: n * per, dtype: t.dtype, into: &out)
-                try out.withUnsafeBufferPointer {
-                    try body(UnsafeBufferPointer(rebasing: $0[0..<(n * per)]), r..<(r + n))
-                }
-                r += n
-            }
-            if case .zipStored(_, let member, let size, let expected) = st {
-                let end = offset + rows * per * t.dtype.width
-                if member + size > end {
-                    crc = CRC32.checksum(try file.read(at: end, count: member + size - end), continuing: crc)
-                }
-                guard crc == expected else {
-                    throw TensorFileError(path, "member '\(t.name)' fails its zip CRC-32 check (damaged archive)")
-                }
-            }
-        case .deflated(let offset, let length, let skip, let size, let expected):
-            let stream = try InflateStream(file: file, offset: offset, length: length, member: t.name)
-            var header = [UInt8](repeating: 0, count: skip)
-            try header.fill { (b) throws(TensorFileError) in try stream.read(into: b) }
-            var crc = CRC32.checksum(header)
-            var raw = [UInt8](repeating: 0, count: min(rows, step) * per * t.dtype.width)
-            var out = [Float](repeating: 0, count: min(rows, step) * per)
-            var r = 0
-            while r < rows {
-                let n = min(step, rows - r)
-                let bytes = n * per * t.dtype.width
-                try raw.fill { (b) throws(TensorFileError) in
-                    try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes]))
-                }
-                crc = raw.withUnsafeBytes {
-                    CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<bytes]), continuing: crc)
-                }
-                try Self.convert(raw, count: n * per, dtype: t.dtype, into: &out)
-                try out.withUnsafeBufferPointer {
-                    try body(UnsafeBufferPointer(rebasing: $0[0..<(n * per)]), r..<(r + n))
-                }
-                r += n
-            }
-            let rest = size - skip - rows * per * t.dtype.width
-            if rest > 0 {
-                var tail = [UInt8](repeating: 0, count: rest)
-                try tail.fill { (b) throws(TensorFileError) in try stream.read(into: b) }
-                crc = CRC32.checksum(tail, continuing: crc)
-            }
-            guard crc == expected else {
-                throw TensorFileError(path, "member '\(t.name)' fails its zip CRC-32 check (damaged archive)")
+        case .contiguous, .zipMember:
+            var out = [Float](repeating: 0, count: min(max(1, t.rows), max(1, rowsPerChunk)) * per)
+            try forEachRawChunk(t, rowsPerChunk: rowsPerChunk) { raw, rows in
+                let n = rows.count * per
+                Self.convert(raw, count: n, dtype: t.dtype, into: &out)
+                try out.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[0..<n]), rows) }
             }
         case .recordingLayer, .recordingOutputs, .recordingTimestamps, .recordingIndices:
             guard let rec = recording else { return }
@@ -277,12 +220,8 @@ public final class TensorFile: @unchecked Sendable {
                 switch st {
                 case .recordingLayer(let i):
                     var out = [Float](repeating: 0, count: c.count * per)
-                    try Self.convert(
-                        c.layers[i],
-                        count: c.count * per,
-                        dtype: rec.layers[i].dtype == .f32 ? .float32 : .float16,
-                        into: &out
-                    )
+                    let dtype: TensorElementType = rec.layers[i].dtype == .f32 ? .float32 : .float16
+                    c.layers[i].withUnsafeBytes { Self.convert($0, count: c.count * per, dtype: dtype, into: &out) }
                     values = out
                 case .recordingOutputs: values = c.outputs
                 case .recordingTimestamps: values = c.timestamps.map { Float($0) }
@@ -294,31 +233,100 @@ public final class TensorFile: @unchecked Sendable {
         }
     }
 
-    static func convert(
-        _ raw: [UInt8],
-        count: Int,
-        dtype: TensorElementType,
-        into out: inout [Float]
-    ) throws(TensorFileError) {
-        raw.withUnsafeBytes { b in
-            out.withUnsafeMutableBufferPointer { o in
-                switch dtype {
-                case .float32:
-                    UnsafeMutableRawBufferPointer(o).copyMemory(
-                        from: UnsafeRawBufferPointer(rebasing: b[0..<(count * 4)])
-                    )
-                case .float16:
-                    let tmp = Array(UnsafeRawBufferPointer(rebasing: b[0..<(count * 2)]).bindMemory(to: UInt16.self))
-                    tmp.withUnsafeBufferPointer {
-                        HalfConversion.convert($0.baseAddress!, to: o.baseAddress!, count: count)
-                    }
-                case .float64:
-                    for i in 0..<count { o[i] = Float(b.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-                case .int64:
-                    for i in 0..<count { o[i] = Float(b.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
-                case .int32:
-                    for i in 0..<count { o[i] = Float(b.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+    /// Reads the raw little-endian element bytes of a .npy, safetensors or zip-member array in blocks of at
+    /// most `rowsPerChunk` rows, in order. For a zip member the whole member is checked against its CRC-32
+    /// after the last block (a damaged archive throws then).
+    func forEachRawChunk(
+        _ t: TensorInfo,
+        rowsPerChunk: Int,
+        _ body: (UnsafeRawBufferPointer, Range<Int>) throws -> Void
+    ) throws {
+        let rowBytes = (t.shape.isEmpty ? 1 : t.rowElements) * t.dtype.width
+        let rows = t.shape.isEmpty ? 1 : t.rows
+        let step = max(1, rowsPerChunk)
+        let file = self.file
+        // `next` fills a buffer with the following bytes of the array's byte stream.
+        let next: (UnsafeMutableRawBufferPointer) throws(TensorFileError) -> Void
+        var check: (expected: UInt32, tail: Int)? = nil
+        var crc: UInt32 = 0
+        switch storage[t.name] {
+        case .contiguous(let offset):
+            var position = offset
+            next = { (b) throws(TensorFileError) in
+                try file.read(at: position, into: b)
+                position += b.count
+            }
+        case .zipMember(let start, let stored, let deflated, let header, let size, let expected):
+            if deflated {
+                let stream = try InflateStream(file: file, offset: start, length: stored, member: t.name)
+                next = { (b) throws(TensorFileError) in try stream.read(into: b) }
+            } else {
+                var position = start
+                next = { (b) throws(TensorFileError) in
+                    try file.read(at: position, into: b)
+                    position += b.count
                 }
+            }
+            var h = [UInt8](repeating: 0, count: header)
+            try h.fill(next)
+            crc = CRC32.checksum(h)
+            check = (expected, size - header - rows * rowBytes)
+        default:
+            throw TensorFileError(path, "array '\(t.name)' is not stored as raw elements")
+        }
+        var raw = [UInt8](repeating: 0, count: min(rows, step) * rowBytes)
+        var r = 0
+        while r < rows {
+            let n = min(step, rows - r)
+            let bytes = n * rowBytes
+            try raw.fill { (b) throws(TensorFileError) in
+                try next(UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes]))
+            }
+            try raw.withUnsafeBytes { b in
+                let block = UnsafeRawBufferPointer(rebasing: b[0..<bytes])
+                if check != nil { crc = CRC32.checksum(block, continuing: crc) }
+                try body(block, r..<(r + n))
+            }
+            r += n
+        }
+        if let check {
+            if check.tail > 0 {
+                var tail = [UInt8](repeating: 0, count: check.tail)
+                try tail.fill(next)
+                crc = CRC32.checksum(tail, continuing: crc)
+            }
+            guard crc == check.expected else {
+                throw TensorFileError(path, "member '\(t.name)' fails its zip CRC-32 check (damaged archive)")
+            }
+        }
+    }
+
+    /// Converts `count` little-endian elements to Float.
+    static func convert(_ raw: UnsafeRawBufferPointer, count: Int, dtype: TensorElementType, into out: inout [Float]) {
+        out.withUnsafeMutableBufferPointer { o in
+            switch dtype {
+            case .float32:
+                UnsafeMutableRawBufferPointer(o).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: raw[0..<(count * 4)])
+                )
+            case .float16:
+                if Int(bitPattern: raw.baseAddress) % 2 == 0 {
+                    HalfConversion.convert(
+                        raw.baseAddress!.assumingMemoryBound(to: UInt16.self),
+                        to: o.baseAddress!,
+                        count: count
+                    )
+                } else {
+                    for i in 0..<count {
+                        o[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                    }
+                }
+            case .float64:
+                for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+            case .int64:
+                for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+            case .int32:
+                for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
             }
         }
     }
@@ -337,7 +345,7 @@ public final class TensorFile: @unchecked Sendable {
                 count: range.count * per * t.dtype.width
             )
             var out = [Float](repeating: 0, count: range.count * per)
-            try Self.convert(raw, count: range.count * per, dtype: t.dtype, into: &out)
+            raw.withUnsafeBytes { Self.convert($0, count: range.count * per, dtype: t.dtype, into: &out) }
             return out
         }
         let all = try cache.withLock { (c) throws -> [Float] in
@@ -447,7 +455,14 @@ public final class TensorFile: @unchecked Sendable {
                     }
                 } catch { throw err("member '\(name)': \(error.message)") }
                 try checkFits(header, available: size - header.dataOffset, path: "\(path) member '\(name)'")
-                storage[key] = .zipStored(offset: start + header.dataOffset, member: start, size: size, crc: crc)
+                storage[key] = .zipMember(
+                    start: start,
+                    stored: compressed,
+                    deflated: false,
+                    header: header.dataOffset,
+                    size: size,
+                    crc: crc
+                )
             case 8:
                 let stream = try InflateStream(file: file, offset: start, length: compressed, member: name)
                 var produced = 0
@@ -461,10 +476,11 @@ public final class TensorFile: @unchecked Sendable {
                     }
                 } catch { throw err("member '\(name)': \(error.message)") }
                 try checkFits(header, available: size - header.dataOffset, path: "\(path) member '\(name)'")
-                storage[key] = .deflated(
-                    offset: start,
-                    length: compressed,
-                    skip: header.dataOffset,
+                storage[key] = .zipMember(
+                    start: start,
+                    stored: compressed,
+                    deflated: true,
+                    header: header.dataOffset,
                     size: size,
                     crc: crc
                 )
@@ -614,7 +630,8 @@ extension TensorFile.Storage {
     /// Where raw elements start, for storages read in place.
     var directOffset: Int? {
         switch self {
-        case .contiguous(let o), .zipStored(let o, _, _, _): return o
+        case .contiguous(let o): return o
+        case .zipMember(let start, _, false, let header, _, _): return start + header
         default: return nil
         }
     }

@@ -1,48 +1,62 @@
 import CZstd
 
-/// One-shot zstd compression through libzstd.
+/// One-shot zstd compression through libzstd, shared by model files and recordings.
 enum Zstd {
-    static func compress(_ input: [UInt8], level: Int32 = 9) throws(ModelFileError) -> [UInt8] {
+    /// Compresses `input` into one frame; nil when libzstd fails.
+    static func compressed(_ input: [UInt8], level: Int32) -> [UInt8]? {
         let bound = ZSTD_compressBound(input.count)
         var out = [UInt8](repeating: 0, count: bound)
         let written = out.withUnsafeMutableBytes { o in
             input.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, bound, i.baseAddress, input.count, level) }
         }
-        if ZSTD_isError(written) != 0 {
-            throw ModelFileError(
-                .io,
-                "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))",
-                remedy: "report this as a bug"
-            )
-        }
+        if ZSTD_isError(written) != 0 { return nil }
         out.removeSubrange(written...)
+        return out
+    }
+
+    /// Decodes one frame that declares and decodes to exactly `expected` bytes; otherwise the reason.
+    static func decompressed(_ input: ArraySlice<UInt8>, expected: Int) -> Result<[UInt8], ZstdFailure> {
+        let declared = input.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, input.count) }
+        // ZSTD_CONTENTSIZE_UNKNOWN / _ERROR are the two largest UInt64 values.
+        if declared >= UInt64.max - 1 || declared != UInt64(expected) { return .failure(.notAFrameOfDeclaredSize) }
+        var out = [UInt8](repeating: 0, count: expected)
+        let got = out.withUnsafeMutableBytes { o in
+            input.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, expected, i.baseAddress, input.count) }
+        }
+        if ZSTD_isError(got) != 0 { return .failure(.undecodable(String(cString: ZSTD_getErrorName(got)))) }
+        if got != expected { return .failure(.undecodable("decoded \(got) bytes")) }
+        return .success(out)
+    }
+
+    enum ZstdFailure: Error {
+        case notAFrameOfDeclaredSize
+        case undecodable(String)
+    }
+
+    static func compress(_ input: [UInt8], level: Int32 = 9) throws(ModelFileError) -> [UInt8] {
+        guard let out = compressed(input, level: level) else {
+            throw ModelFileError(.io, "zstd compression failed", remedy: "report this as a bug")
+        }
         return out
     }
 
     /// Decompresses one frame that must decode to exactly `expected` bytes.
     static func decompress(_ input: ArraySlice<UInt8>, expected: Int, section: Int) throws(ModelFileError) -> [UInt8] {
-        let declared = input.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, input.count) }
-        // ZSTD_CONTENTSIZE_UNKNOWN / _ERROR are the two largest UInt64 values.
-        if declared >= UInt64.max - 1 || declared != UInt64(expected) {
+        switch decompressed(input, expected: expected) {
+        case .success(let out): return out
+        case .failure(.notAFrameOfDeclaredSize):
             throw ModelFileError(
                 .decompressionFailed,
                 "section \(section) is not a zstd frame of the declared \(expected) bytes",
                 remedy: "the file is damaged; restore it from a good copy or refit"
             )
-        }
-        var out = [UInt8](repeating: 0, count: expected)
-        let got = out.withUnsafeMutableBytes { o in
-            input.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, expected, i.baseAddress, input.count) }
-        }
-        if ZSTD_isError(got) != 0 || got != expected {
-            let reason = ZSTD_isError(got) != 0 ? String(cString: ZSTD_getErrorName(got)) : "decoded \(got) bytes"
+        case .failure(.undecodable(let reason)):
             throw ModelFileError(
                 .decompressionFailed,
                 "section \(section) does not decompress: \(reason)",
                 remedy: "the file is damaged; restore it from a good copy or refit"
             )
         }
-        return out
     }
 }
 

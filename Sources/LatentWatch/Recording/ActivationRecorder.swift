@@ -186,7 +186,11 @@ public final class ActivationRecorder: Sendable {
                     timestamp: time,
                     index: position,
                     requestID: requestID,
-                    layers: (0..<layers.count).map { Self.encode(activations[$0], layers[$0].dtype) },
+                    layers: (0..<layers.count).map { i in
+                        var bytes: [UInt8] = []
+                        Self.append(activations[i], as: layers[i].dtype, to: &bytes)
+                        return bytes
+                    },
                     outputs: outputs.map { Array($0) } ?? []
                 )
                 if s.reservoir.count < k {
@@ -203,29 +207,24 @@ public final class ActivationRecorder: Sendable {
             s.chunk.timestamps.append(time)
             s.chunk.indices.append(position)
             s.chunk.requestIDs.append(requestID)
-            for i in 0..<layers.count {
-                switch layers[i].dtype {
-                case .f32: s.chunk.layers[i].append(contentsOf: UnsafeRawBufferPointer(activations[i]))
-                case .f16:
-                    let n = activations[i].count
-                    let start = s.chunk.layers[i].count
-                    s.chunk.layers[i].append(contentsOf: repeatElement(0, count: 2 * n))
-                    s.chunk.layers[i].withUnsafeMutableBytes { raw in
-                        let dst = (raw.baseAddress! + start).assumingMemoryBound(to: UInt16.self)
-                        HalfConversion.convert(activations[i].baseAddress!, toHalf: dst, count: n)
-                    }
-                }
-            }
+            for i in 0..<layers.count { Self.append(activations[i], as: layers[i].dtype, to: &s.chunk.layers[i]) }
             if let outputs, configuration.outputCount > 0 { s.chunk.outputs.append(contentsOf: outputs) }
             if s.chunk.count >= configuration.chunkInputs { try writeChunk(&s) }
             return true
         }
     }
 
-    static func encode(_ a: UnsafeBufferPointer<Float>, _ dtype: RecordedLayer.DType) -> [UInt8] {
+    /// Appends an activation's little-endian elements in the stored dtype (f16 converted in place).
+    static func append(_ a: UnsafeBufferPointer<Float>, as dtype: RecordedLayer.DType, to bytes: inout [UInt8]) {
         switch dtype {
-        case .f32: return Array(UnsafeRawBufferPointer(a))
-        case .f16: return ByteCoding.bytes(of: HalfConversion.toHalf(Array(a)))
+        case .f32: bytes.append(contentsOf: UnsafeRawBufferPointer(a))
+        case .f16:
+            let start = bytes.count
+            bytes.append(contentsOf: repeatElement(0, count: 2 * a.count))
+            bytes.withUnsafeMutableBytes { raw in
+                let dst = (raw.baseAddress! + start).assumingMemoryBound(to: UInt16.self)
+                HalfConversion.convert(a.baseAddress!, toHalf: dst, count: a.count)
+            }
         }
     }
 
@@ -339,7 +338,7 @@ public final class ActivationRecorder: Sendable {
         s.nextSequence += UInt64(n)
         s.chunk = Self.emptyChunk(configuration)
         guard payload.count <= RecordingFormat.maxChunkBytes,
-            let compressed = RecordingZstd.compress(payload, level: configuration.compressionLevel)
+            let compressed = Zstd.compressed(payload, level: configuration.compressionLevel)
         else {
             s.failures += 1
             throw RecordingError("chunk of \(n) records could not be compressed (\(payload.count) bytes)")

@@ -1,4 +1,3 @@
-import CZstd
 import Foundation
 import LatentWatchNumerics
 
@@ -96,30 +95,6 @@ enum LittleEndian {
             for i in 0..<MemoryLayout<T>.size { dst[i] = b[o + i] }
         }
         return T(littleEndian: v)
-    }
-}
-
-enum RecordingZstd {
-    static func compress(_ input: [UInt8], level: Int32) -> [UInt8]? {
-        let bound = ZSTD_compressBound(input.count)
-        var out = [UInt8](repeating: 0, count: bound)
-        let written = out.withUnsafeMutableBytes { o in
-            input.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, bound, i.baseAddress, input.count, level) }
-        }
-        if ZSTD_isError(written) != 0 { return nil }
-        out.removeSubrange(written...)
-        return out
-    }
-
-    static func decompress(_ input: [UInt8], expected: Int) -> [UInt8]? {
-        let declared = input.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, input.count) }
-        guard declared < UInt64.max - 1, declared == UInt64(expected) else { return nil }
-        var out = [UInt8](repeating: 0, count: expected)
-        let got = out.withUnsafeMutableBytes { o in
-            input.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, expected, i.baseAddress, input.count) }
-        }
-        guard ZSTD_isError(got) == 0, got == expected else { return nil }
-        return out
     }
 }
 

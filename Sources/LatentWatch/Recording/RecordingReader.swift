@@ -172,7 +172,7 @@ public final class RecordingReader: @unchecked Sendable {
         guard CRC32.checksum(payload) == e.crc else {
             throw RecordingError("\(path): chunk \(i) at offset \(e.offset) is damaged (payload checksum mismatch)")
         }
-        guard let raw = RecordingZstd.decompress(payload, expected: e.uncompressed) else {
+        guard case .success(let raw) = Zstd.decompressed(payload[...], expected: e.uncompressed) else {
             throw RecordingError("\(path): chunk \(i) at offset \(e.offset) does not decompress to its declared size")
         }
         switch RecordingChunk.parse(raw, count: e.count, header: header) {
