@@ -7,6 +7,7 @@ let package = Package(
     name: "LatentWatch",
     products: [
         .library(name: "LatentWatch", targets: ["LatentWatch"]),
+        .library(name: "LatentWatchClient", targets: ["LatentWatchClient"]),
         .executable(name: "latentwatch", targets: ["latentwatch"]),
     ],
     dependencies: [
@@ -15,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libzstd through pkg-config (Debian: libzstd-dev).
@@ -56,10 +59,33 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The sidecar's wire protocol (Docs/WireProtocol.md): encoder and checking decoder, no dependencies.
+        .target(name: "LatentWatchWire", swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Blocking Swift client of `latentwatch serve` (POSIX sockets; no NIO).
+        .target(name: "LatentWatchClient", dependencies: ["LatentWatchWire"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        // `latentwatch serve`: the monitor behind a Unix socket / loopback TCP (NIO) and HTTP (Hummingbird).
+        .target(
+            name: "LatentWatchSidecar",
+            dependencies: [
+                "LatentWatch",
+                "LatentWatchNumerics",
+                "LatentWatchWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "LatentWatchCLI",
             dependencies: [
                 "LatentWatch",
+                "LatentWatchSidecar",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]

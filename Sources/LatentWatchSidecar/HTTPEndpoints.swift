@@ -1,0 +1,186 @@
+import Foundation
+import Hummingbird
+import LatentWatch
+import LatentWatchWire
+import Prometheus
+
+/// Requires `Authorization: Bearer <token>` on every route but `/healthz`.
+struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: String
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        if request.uri.path == "/healthz" { return try await next(request, context) }
+        let given = request.headers[.authorization] ?? ""
+        guard constantTimeEqual(given, "Bearer \(token)") else {
+            throw HTTPError(.unauthorized, message: "send Authorization: Bearer <token>")
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Waits for the worker's answer to one HTTP observation.
+final class HTTPWaiter: BatchOwner, Sendable {
+    let continuation: CheckedContinuation<[WireAssessment]?, Never>
+    init(_ c: CheckedContinuation<[WireAssessment]?, Never>) { continuation = c }
+    func handled(_ batch: IngestBatch, results: [WireAssessment]) { continuation.resume(returning: results) }
+}
+
+/// JSON body of `POST /v1/observe`.
+struct ObserveRequest: Decodable {
+    var requestID: String?
+    var layers: [String: [Float]]
+
+    enum CodingKeys: String, CodingKey {
+        case requestID = "request_id"
+        case layers
+    }
+}
+
+/// The HTTP routes of Docs/WireProtocol.md.
+enum HTTPEndpoints {
+    static func router(
+        context: ServerContext,
+        registry: PrometheusCollectorRegistry,
+        alerts: RecentAlertsSink
+    ) -> Router<BasicRequestContext> {
+        let router = Router()
+        if let token = context.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token)) }
+        router.get("metrics") { _, _ -> Response in
+            context.metrics.httpRequests.increment()
+            context.metrics.queueBytes.record(context.queue.queuedBytes)
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))
+            )
+        }
+        router.get("healthz") { _, _ -> Response in
+            let draining = context.draining.load(ordering: .acquiring)
+            let body: [String: Any] = [
+                "status": draining ? "draining" : "ok",
+                "layers": context.welcome.layers.map {
+                    ["name": $0.name, "elements": $0.elements, "model_id": $0.modelID]
+                },
+                "connections": context.connections.withLockedValue { $0.count },
+                "queued_bytes": context.queue.queuedBytes,
+            ]
+            return try json(body, status: draining ? .serviceUnavailable : .ok)
+        }
+        router.get("v1/alerts") { request, _ -> Response in
+            context.metrics.httpRequests.increment()
+            let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
+            let (recent, _) = alerts.latest(min(max(limit, 0), context.configuration.recentAlerts))
+            let encoder = JSONEncoder()
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(
+                positiveInfinity: "inf",
+                negativeInfinity: "-inf",
+                nan: "nan"
+            )
+            let data = try encoder.encode(recent)
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: data))
+            )
+        }
+        router.post("v1/observe") { request, _ -> Response in
+            context.metrics.httpRequests.increment()
+            let max = context.configuration.maxHTTPBodyBytes
+            let body: ByteBuffer
+            do { body = try await request.body.collect(upTo: max) } catch {
+                throw HTTPError(.contentTooLarge, message: "the body is over \(max) bytes")
+            }
+            let parsed: ObserveRequest
+            do { parsed = try JSONDecoder().decode(ObserveRequest.self, from: Data(buffer: body)) } catch {
+                throw HTTPError(
+                    .badRequest,
+                    message: "expected {\"request_id\": ..., \"layers\": {name: [floats]}}: \(error)"
+                )
+            }
+            var payload: [Float] = []
+            var offsets: [Int] = []
+            for l in context.welcome.layers {
+                guard let v = parsed.layers[l.name] else {
+                    throw HTTPError(
+                        .badRequest,
+                        message: "layer '\(l.name)' is missing; the layers are \(context.welcome.layers.map(\.name))"
+                    )
+                }
+                guard v.count == l.elements else {
+                    throw HTTPError(
+                        .badRequest,
+                        message: "layer '\(l.name)' takes \(l.elements) values, got \(v.count)"
+                    )
+                }
+                offsets.append(payload.count)
+                payload.append(contentsOf: v)
+            }
+            if parsed.requestID.map({ $0.utf8.count > WireFormat.maxRequestIDBytes }) == true {
+                throw HTTPError(.badRequest, message: "request_id is over \(WireFormat.maxRequestIDBytes) bytes")
+            }
+            guard !context.draining.load(ordering: .acquiring) else {
+                throw HTTPError(.serviceUnavailable, message: "the server is shutting down")
+            }
+            let results: [WireAssessment]? = await withCheckedContinuation { cont in
+                let batch = IngestBatch(
+                    owner: HTTPWaiter(cont),
+                    sequence: 0,
+                    reply: true,
+                    rows: 1,
+                    requestIDs: [parsed.requestID],
+                    payload: payload,
+                    offsets: offsets,
+                    elements: context.elements
+                )
+                if context.queue.push(batch, force: false) {
+                    context.metrics.inputs.increment()
+                } else {
+                    context.metrics.rejectedInputs.increment()
+                    cont.resume(returning: nil)
+                }
+            }
+            guard let row = results?.first else {
+                throw HTTPError(.serviceUnavailable, message: "the queue is full; try again later")
+            }
+            return try json(assessmentJSON(row, layers: context.welcome.layers), status: .ok)
+        }
+        return router
+    }
+
+    static func assessmentJSON(_ a: WireAssessment, layers: [WireLayer]) -> [String: Any] {
+        func num(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
+        var flags: [String] = []
+        let f = Assessment.Flags(rawValue: a.flags)
+        if f.contains(.outOfDistribution) { flags.append("out_of_distribution") }
+        if f.contains(.ambiguous) { flags.append("ambiguous") }
+        if f.contains(.windowAlarm) { flags.append("window_alarm") }
+        if f.contains(.shiftAlarm) { flags.append("shift_alarm") }
+        if f.contains(.disagreement) { flags.append("disagreement") }
+        return [
+            "status": a.status == 0 ? "assessed" : "invalid",
+            "index": a.index,
+            "flags": flags,
+            "fused_p_value": num(a.fusedPValue),
+            "entropy": num(a.entropy),
+            "entropy_p_value": num(a.entropyPValue),
+            "shift_log_evidence": num(a.shiftLogEvidence),
+            "predicted": a.predicted >= 0 ? Int(a.predicted) as Any : NSNull(),
+            "layers": zip(layers, zip(a.surprise, a.pValues)).map {
+                ["name": $0.0.name, "surprise": num($0.1.0), "p_value": num($0.1.1)] as [String: Any]
+            },
+        ]
+    }
+
+    static func json(_ object: Any, status: HTTPResponse.Status) throws -> Response {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+}

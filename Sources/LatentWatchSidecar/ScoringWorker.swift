@@ -1,0 +1,92 @@
+import Foundation
+import LatentWatch
+import LatentWatchWire
+import Logging
+import ServiceLifecycle
+
+/// The one thread that assesses queued inputs with the monitor, in arrival order, and tells each batch's
+/// owner. A `Service`: on graceful shutdown it closes the queue, assesses what is left and returns.
+final class ScoringWorker: Service, Sendable {
+    let monitor: Monitor
+    let queue: IngestQueue
+    let layerCount: Int
+    let logger: Logger
+
+    init(monitor: Monitor, queue: IngestQueue, layerCount: Int, logger: Logger) {
+        self.monitor = monitor
+        self.queue = queue
+        self.layerCount = layerCount
+        self.logger = logger
+    }
+
+    func run() async throws {
+        let finished = AsyncStream<Void>.makeStream()
+        let thread = Thread { [self] in
+            loop()
+            finished.continuation.finish()
+        }
+        thread.name = "latentwatch-scoring"
+        thread.start()
+        await withGracefulShutdownHandler {
+            for await _ in finished.stream {}
+        } onGracefulShutdown: {
+            self.queue.close()
+        }
+        // Cancellation without graceful shutdown: close too, so the thread ends.
+        queue.close()
+        for await _ in finished.stream {}
+    }
+
+    func loop() {
+        var scratch = Assessment()
+        var pointers = [UnsafeBufferPointer<Float>](
+            repeating: UnsafeBufferPointer(start: nil, count: 0),
+            count: layerCount
+        )
+        while let batch = queue.pop() {
+            var results: [WireAssessment] = []
+            results.reserveCapacity(batch.rows)
+            batch.payload.withUnsafeBufferPointer { p in
+                for r in 0..<batch.rows {
+                    for i in 0..<layerCount {
+                        let e = batch.elements[i]
+                        let start = batch.offsets[i] + r * e
+                        pointers[i] = UnsafeBufferPointer(rebasing: p[start..<(start + e)])
+                    }
+                    do {
+                        try monitor.assess(pointers, requestID: batch.requestIDs[r], into: &scratch)
+                        results.append(WireAssessment(scratch))
+                    } catch {
+                        results.append(
+                            WireAssessment(
+                                status: 1,
+                                surprise: .init(repeating: .nan, count: layerCount),
+                                pValues: .init(repeating: .nan, count: layerCount)
+                            )
+                        )
+                    }
+                }
+            }
+            batch.owner.handled(batch, results: results)
+            queue.done()
+        }
+    }
+}
+
+extension WireAssessment {
+    /// The wire form of a monitor assessment.
+    init(_ a: Assessment) {
+        self.init(
+            status: 0,
+            flags: a.flags.rawValue,
+            predicted: Int32(clamping: a.predictedLabel ?? -1),
+            index: UInt64(a.index),
+            fusedPValue: a.fusedPValue,
+            entropy: a.entropy,
+            entropyPValue: a.entropyPValue ?? .nan,
+            shiftLogEvidence: a.shiftLogEvidence ?? .nan,
+            surprise: a.layers.map(\.surprise),
+            pValues: a.layers.map(\.pValue)
+        )
+    }
+}
