@@ -130,6 +130,12 @@ let package = Package(
             dependencies: ["LatentWatch", "latentwatch"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Runs the real `latentwatch serve` process over real sockets.
+        .testTarget(
+            name: "LatentWatchSidecarTests",
+            dependencies: ["LatentWatch", "LatentWatchClient", "LatentWatchWire", "latentwatch"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "LatentWatchTests",
             dependencies: [

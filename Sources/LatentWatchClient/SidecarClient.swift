@@ -56,7 +56,7 @@ public final class SidecarClient {
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            close(fd)
+            Glibc.close(fd)
             throw .io("socket path too long", ENAMETOOLONG)
         }
         withUnsafeMutableBytes(of: &addr.sun_path) { p in
@@ -70,7 +70,7 @@ public final class SidecarClient {
         }
         guard rc == 0 else {
             let e = errno
-            close(fd)
+            Glibc.close(fd)
             throw .io("connect(\(path))", e)
         }
         try self.init(fd: fd, token: token, name: name)
@@ -91,7 +91,7 @@ public final class SidecarClient {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
-            close(fd)
+            Glibc.close(fd)
             throw .io("inet_pton(\(host))", EINVAL)
         }
         let rc = withUnsafePointer(to: &addr) {
@@ -101,7 +101,7 @@ public final class SidecarClient {
         }
         guard rc == 0 else {
             let e = errno
-            close(fd)
+            Glibc.close(fd)
             throw .io("connect(\(host):\(port))", e)
         }
         try self.init(fd: fd, token: token, name: name)
@@ -110,15 +110,16 @@ public final class SidecarClient {
     init(fd: Int32, token: String, name: String) throws(SidecarClientError) {
         self.fd = fd
         self.welcome = Welcome(maxFrame: 0, maxRows: 0, ackEvery: 0, layers: [])
-        do {
+        do throws(SidecarClientError) {
             try writeAll(Hello(token: token, client: name).frame())
             let (h, body) = try readFrame()
+            if h.type == FrameType.error.rawValue {
+                throw .server(try decode(body) { b throws(WireError) in try WireError.decode(b) })
+            }
             guard h.type == FrameType.welcome.rawValue else {
-                throw SidecarClientError.protocolViolation("expected WELCOME, got frame type \(h.type)")
+                throw .protocolViolation("expected WELCOME, got frame type \(h.type)")
             }
-            welcome = try body.withUnsafeBytes { b throws(SidecarClientError) in
-                do { return try Welcome.decode(b) } catch { throw .server(error) }
-            }
+            welcome = try decode(body) { b throws(WireError) in try Welcome.decode(b) }
         } catch {
             Glibc.close(fd)
             open = false
@@ -281,7 +282,13 @@ public final class SidecarClient {
         _ body: [UInt8],
         _ parse: (UnsafeRawBufferPointer) throws(WireError) -> T
     ) throws(SidecarClientError) -> T {
-        do { return try body.withUnsafeBytes { b throws(WireError) in try parse(b) } } catch { throw .server(error) }
+        let result: Result<T, WireError> = body.withUnsafeBytes { b in
+            Result { () throws(WireError) -> T in try parse(b) }
+        }
+        switch result {
+        case .success(let v): return v
+        case .failure(let e): throw .server(e)
+        }
     }
 }
 

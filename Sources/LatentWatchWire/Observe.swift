@@ -58,6 +58,32 @@ public struct ObserveLayout: Sendable, Equatable {
             ids.append(s.isEmpty ? nil : s)
         }
         let size = flags.contains(.half) ? 2 : 4
+        // The first layer's count comes right after the ids: a wrong shape is named before the size check.
+        if let first = expected.first, r.remaining >= 4 {
+            let declared = Int(r.slice(r.offset, 4).loadUnaligned(as: UInt32.self).littleEndian)
+            guard declared == first else {
+                throw WireError(
+                    .shapeMismatch,
+                    "layer 0 has \(first) elements per input; the OBSERVE declared \(declared)",
+                    sequence: sequence
+                )
+            }
+        }
+        // Everything else is determined by rows, the shapes and the dtype: check the total before parsing.
+        var needed = 0
+        for e in expected {
+            let (b, o1) = rows.multipliedReportingOverflow(by: e * size)
+            let (t, o2) = needed.addingReportingOverflow(4 + b)
+            guard !o1, !o2 else { throw WireError(.malformedFrame, "declared sizes overflow", sequence: sequence) }
+            needed = t
+        }
+        guard needed == r.remaining else {
+            throw WireError(
+                .malformedFrame,
+                "\(rows) input(s) of \(expected) \(size == 2 ? "binary16" : "binary32") values need \(needed) bytes after the ids; the frame has \(r.remaining) (is the f16 flag right?)",
+                sequence: sequence
+            )
+        }
         var offsets: [Int] = []
         offsets.reserveCapacity(layerCount)
         for (i, e) in expected.enumerated() {

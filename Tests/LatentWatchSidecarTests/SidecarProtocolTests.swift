@@ -1,0 +1,269 @@
+import Foundation
+import LatentWatch
+import LatentWatchClient
+import LatentWatchWire
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `latentwatch serve` as a real process over real sockets: assessments, acknowledgements, HTTP, tokens,
+/// configuration and socket handling.
+@Suite(.serialized) struct SidecarProtocolTests {
+    static func sameDouble(_ a: Double, _ b: Double) -> Bool { a == b || (a.isNaN && b.isNaN) }
+
+    static func expectSame(_ remote: WireAssessment, _ local: Assessment, _ note: String) {
+        #expect(remote.status == 0, "\(note)")
+        #expect(remote.index == UInt64(local.index), "\(note)")
+        #expect(remote.flags == local.flags.rawValue, "\(note)")
+        #expect(remote.predicted == Int32(local.predictedLabel ?? -1), "\(note)")
+        #expect(sameDouble(remote.fusedPValue, local.fusedPValue), "\(note)")
+        #expect(sameDouble(remote.entropy, local.entropy), "\(note)")
+        #expect(sameDouble(remote.entropyPValue, local.entropyPValue ?? .nan), "\(note)")
+        #expect(sameDouble(remote.shiftLogEvidence, local.shiftLogEvidence ?? .nan), "\(note)")
+        #expect(remote.surprise == local.layers.map(\.surprise), "\(note)")
+        #expect(remote.pValues == local.layers.map(\.pValue), "\(note)")
+    }
+
+    /// The bundled stream (400 inputs, out-of-distribution from 200) sent in frames of 7 over the Unix socket
+    /// and then TCP gets exactly the in-process monitor's assessments, in the same order: same index, flags,
+    /// p-values, entropy, shift evidence and per-layer surprise.
+    @Test func assessmentsEqualTheInProcessMonitor() throws {
+        let daemon = try Daemon(["--tcp", "127.0.0.1:0"], expect: ["unix", "tcp"])
+        defer { daemon.terminate() }
+        let models = try DigitsModels.paths.map { try ModelFile.read(contentsOf: $0) }
+        let monitor = try Monitor(configuration: MonitorConfiguration(layers: models.map { MonitoredLayer(model: $0) }))
+        let h1 = try DigitsModels.rows("stream_h1.npy")
+        let h2 = try DigitsModels.rows("stream_h2.npy")
+        #expect(h1.rows == h2.rows && h1.rows >= 400)
+        let unix = try daemon.client()
+        #expect(unix.welcome.layers.map(\.name) == ["h1", "h2"])
+        #expect(unix.welcome.layers.map(\.elements) == [h1.columns, h2.columns])
+        let tcp = try SidecarClient(port: daemon.tcpPort)
+        var r = 0
+        var compared = 0
+        var flagged = 0
+        while r < h1.rows {
+            let n = min(7, h1.rows - r)
+            let l1 = Array(h1.values[(r * h1.columns)..<((r + n) * h1.columns)])
+            let l2 = Array(h2.values[(r * h2.columns)..<((r + n) * h2.columns)])
+            let ids = (r..<(r + n)).map { "req-\($0)" as String? }
+            let client = r < h1.rows / 2 ? unix : tcp
+            let remote = try client.observe([l1, l2], rows: n, requestIDs: ids)
+            #expect(remote.count == n)
+            for k in 0..<n {
+                let local = try l1.withUnsafeBufferPointer { b1 in
+                    try l2.withUnsafeBufferPointer { b2 in
+                        try monitor.assess(
+                            [
+                                UnsafeBufferPointer(rebasing: b1[(k * h1.columns)..<((k + 1) * h1.columns)]),
+                                UnsafeBufferPointer(rebasing: b2[(k * h2.columns)..<((k + 1) * h2.columns)]),
+                            ],
+                            requestID: ids[k]
+                        )
+                    }
+                }
+                Self.expectSame(remote[k], local, "input \(r + k)")
+                if local.flags.contains(.outOfDistribution) { flagged += 1 }
+                compared += 1
+            }
+            r += n
+        }
+        #expect(compared == h1.rows)
+        #expect(flagged > 10, "the stream's OOD half raises input alerts")
+    }
+
+    /// Fire-and-forget frames are acknowledged periodically and on SYNC; the counts add up.
+    @Test func fireAndForgetIsAcknowledged() throws {
+        let daemon = try Daemon(["--ack-every", "10"])
+        defer { daemon.terminate() }
+        let h1 = try DigitsModels.rows("test_h1.npy")
+        let h2 = try DigitsModels.rows("test_h2.npy")
+        let c = try daemon.client()
+        var last: UInt64 = 0
+        for f in 0..<50 {
+            let r = (f * 3) % (h1.rows - 3)
+            last = try c.send(
+                [
+                    Array(h1.values[(r * h1.columns)..<((r + 3) * h1.columns)]),
+                    Array(h2.values[(r * h2.columns)..<((r + 3) * h2.columns)]),
+                ],
+                rows: 3
+            )
+        }
+        let ack = try c.sync()
+        #expect(ack.through == last)
+        #expect(ack.assessed == 150)
+        #expect(ack.dropped == 0 && ack.rejected == 0)
+        let final = try c.bye()
+        #expect(final?.through == last)
+    }
+
+    /// IEEE binary16 payloads are converted exactly: the assessment equals the in-process one of the
+    /// half-rounded activations.
+    @Test func halfPrecisionFrames() throws {
+        let daemon = try Daemon()
+        defer { daemon.terminate() }
+        let models = try DigitsModels.paths.map { try ModelFile.read(contentsOf: $0) }
+        let monitor = try Monitor(configuration: MonitorConfiguration(layers: models.map { MonitoredLayer(model: $0) }))
+        let h1 = try DigitsModels.rows("test_h1.npy")
+        let h2 = try DigitsModels.rows("test_h2.npy")
+        let n = 5
+        let halves = [
+            h1.values[0..<(n * h1.columns)].map { Float16($0) }, h2.values[0..<(n * h2.columns)].map { Float16($0) },
+        ]
+        var w = WireWriter()
+        FrameHeader(length: 0, type: FrameType.observe.rawValue, flags: 3).write(to: &w.buffer)
+        w.u64(1)
+        w.u32(UInt32(n))
+        w.u16(2)
+        for _ in 0..<n { w.string("") }
+        for (i, layer) in halves.enumerated() {
+            w.u32(UInt32(i == 0 ? h1.columns : h2.columns))
+            for v in layer { w.u16(v.bitPattern) }
+        }
+        let length = UInt32(w.buffer.count - 8)
+        withUnsafeBytes(of: length.littleEndian) { for k in 0..<4 { w.buffer[k] = $0[k] } }
+        let c = try daemon.client()
+        try c.writeAll(w.buffer)
+        let (h, body) = try c.readFrame()
+        #expect(h.type == FrameType.assessment.rawValue)
+        let frame = try body.withUnsafeBytes { b throws(WireError) in try AssessmentFrame.decode(b) }
+        let f1 = halves[0].map { Float($0) }
+        let f2 = halves[1].map { Float($0) }
+        for k in 0..<n {
+            let local = try f1.withUnsafeBufferPointer { b1 in
+                try f2.withUnsafeBufferPointer { b2 in
+                    try monitor.assess([
+                        UnsafeBufferPointer(rebasing: b1[(k * h1.columns)..<((k + 1) * h1.columns)]),
+                        UnsafeBufferPointer(rebasing: b2[(k * h2.columns)..<((k + 1) * h2.columns)]),
+                    ])
+                }
+            }
+            Self.expectSame(frame.rows[k], local, "half input \(k)")
+        }
+    }
+
+    /// HTTP: /v1/observe answers the same surprise as the binary protocol; /metrics is Prometheus text with
+    /// the monitor's and the server's counters; /v1/alerts lists alerts; /healthz reports the layers.
+    @Test func httpEndpoints() throws {
+        let daemon = try Daemon(["--http", "127.0.0.1:0"], expect: ["unix", "http"])
+        defer { daemon.terminate() }
+        let h1 = try DigitsModels.rows("ood_noise_h1.npy")
+        let h2 = try DigitsModels.rows("ood_noise_h2.npy")
+        let x1 = Array(h1.values[0..<h1.columns])
+        let x2 = Array(h2.values[0..<h2.columns])
+        let remote = try daemon.client().observe([x1, x2], rows: 1)[0]
+        let body = "{\"request_id\":\"http-1\",\"layers\":{\"h1\":\(x1),\"h2\":\(x2)}}"
+        let r = try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/observe", body: body)
+        #expect(r.status == 200, "\(r.body)")
+        let json = try JSONSerialization.jsonObject(with: Data(r.body.utf8)) as! [String: Any]
+        let layers = json["layers"] as! [[String: Any]]
+        #expect(layers.map { $0["name"] as! String } == ["h1", "h2"])
+        #expect(layers.map { $0["surprise"] as! Double } == remote.surprise)
+        #expect((json["flags"] as! [String]).contains("out_of_distribution"))
+        let bad = try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/observe", body: "{\"layers\":{\"h1\":[1]}}")
+        #expect(bad.status == 400)
+        #expect(bad.body.contains("h1") || bad.body.contains("h2"), "\(bad.body)")
+        let garbage = try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/observe", body: "not json")
+        #expect(garbage.status == 400)
+        let metrics = try HTTPProbe.request(port: daemon.httpPort, "GET", "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.body.contains("latentwatch_inputs_total 2"), "\(metrics.body.prefix(2000))")
+        #expect(metrics.body.contains("latentwatch_serve_connections_total 1"))
+        #expect(metrics.body.contains("latentwatch_alerts_total{kind=\"input\"}"))
+        let alerts = try HTTPProbe.request(port: daemon.httpPort, "GET", "/v1/alerts?limit=10")
+        #expect(alerts.status == 200)
+        let list = try JSONSerialization.jsonObject(with: Data(alerts.body.utf8)) as! [[String: Any]]
+        #expect(
+            list.contains { $0["kind"] as? String == "input" && $0["request_id"] as? String == "http-1" },
+            "\(alerts.body)"
+        )
+        let health = try HTTPProbe.request(port: daemon.httpPort, "GET", "/healthz")
+        #expect(health.status == 200 && health.body.contains("\"status\":\"ok\""))
+    }
+
+    /// With a token, a HELLO without it is refused (unauthorized, fatal) on the Unix socket and TCP, and HTTP
+    /// routes other than /healthz answer 401 without the bearer header.
+    @Test func tokenIsRequired() throws {
+        let dir = Binary.temporaryDirectory()
+        let tokenFile = dir.appendingPathComponent("token").path
+        try "s3cret-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let daemon = try Daemon(
+            ["--token-file", tokenFile, "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+            expect: ["unix", "tcp", "http"]
+        )
+        defer { daemon.terminate() }
+        #expect(throws: SidecarClientError.self) { _ = try daemon.client() }
+        do {
+            _ = try SidecarClient(port: daemon.tcpPort, token: "wrong")
+            Issue.record("a wrong token was accepted")
+        } catch .server(let e) {
+            #expect(e.code == .unauthorized)
+        }
+        #expect(try SidecarClient(port: daemon.tcpPort, token: "s3cret-token").welcome.layers.count == 2)
+        #expect(try daemon.client(token: "s3cret-token").welcome.layers.count == 2)
+        #expect(try HTTPProbe.request(port: daemon.httpPort, "GET", "/metrics").status == 401)
+        let ok = try HTTPProbe.request(
+            port: daemon.httpPort,
+            "GET",
+            "/metrics",
+            headers: ["Authorization": "Bearer s3cret-token"]
+        )
+        #expect(ok.status == 200)
+        #expect(try HTTPProbe.request(port: daemon.httpPort, "GET", "/healthz").status == 200)
+    }
+
+    /// A JSON config file sets options; the command line wins over it.
+    @Test func configFile() throws {
+        let dir = Binary.temporaryDirectory()
+        let config = dir.appendingPathComponent("serve.json").path
+        try #"{"max-rows": 3, "ack-every": 5, "when-full": "drop"}"#.write(
+            toFile: config,
+            atomically: true,
+            encoding: .utf8
+        )
+        let daemon = try Daemon(["--config", config, "--ack-every", "7"])
+        defer { daemon.terminate() }
+        let c = try daemon.client()
+        #expect(c.welcome.maxRows == 3)
+        #expect(c.welcome.ackEvery == 7)
+    }
+
+    /// A stale socket file (its server gone) is replaced; a live server's socket and a regular file are not
+    /// touched and the second server exits with a clear message; the socket is created with mode 0600.
+    @Test func socketFileHandling() throws {
+        let dir = Binary.temporaryDirectory()
+        let path = dir.appendingPathComponent("stale.sock").path
+        // A socket file whose server is gone: bind, then close without unlinking.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        close(fd)
+        #expect(FileManager.default.fileExists(atPath: path))
+        let daemon = try Daemon(["--socket", path])
+        var st = stat()
+        #expect(stat(path, &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o600)
+        #expect(try SidecarClient(unixSocket: path).welcome.layers.count == 2)
+        let second = try Binary.run(["serve", "--model", DigitsModels.paths[0], "--socket", path])
+        #expect(second.status != 0)
+        #expect(second.err.contains("another server is listening"), "\(second.err)")
+        #expect(daemon.terminate() == 0)
+        #expect(!FileManager.default.fileExists(atPath: path), "the socket is removed on exit")
+        let regular = dir.appendingPathComponent("file").path
+        try "keep me".write(toFile: regular, atomically: true, encoding: .utf8)
+        let third = try Binary.run(["serve", "--model", DigitsModels.paths[0], "--socket", regular])
+        #expect(third.status != 0 && third.err.contains("is not a socket"), "\(third.err)")
+        #expect(try String(contentsOfFile: regular, encoding: .utf8) == "keep me")
+        let remote = try Binary.run(["serve", "--model", DigitsModels.paths[0], "--tcp", "0.0.0.0:7000"])
+        #expect(remote.status != 0 && remote.err.contains("not a loopback address"), "\(remote.err)")
+    }
+}
