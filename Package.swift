@@ -106,6 +106,12 @@ let package = Package(
             dependencies: ["LatentWatch", "LatentWatchNumerics"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Bounded load test of `latentwatch serve` (Docs/Performance.md).
+        .executableTarget(
+            name: "latentwatch-loadtest",
+            dependencies: ["LatentWatch", "LatentWatchNumerics", "LatentWatchClient", "LatentWatchWire"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // Samples/EmbeddedServer: a Hummingbird service with the monitor in its forward pass (not part of the SDK).
         .executableTarget(
             name: "latentwatch-sample-server",

@@ -4,6 +4,10 @@ import LatentWatchWire
 import Logging
 import ServiceLifecycle
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The one thread that assesses queued inputs with the monitor, in arrival order, and tells each batch's
 /// owner. A `Service`: on graceful shutdown it closes the queue, assesses what is left and returns.
 final class ScoringWorker: Service, Sendable {
@@ -22,6 +26,10 @@ final class ScoringWorker: Service, Sendable {
     func run() async throws {
         let finished = AsyncStream<Void>.makeStream()
         let thread = Thread { [self] in
+            // Below the event loops: when the machine is short of CPU, reading (and refusing) frames goes
+            // first, so a full queue is reported to clients instead of stalling their sockets. (On Linux,
+            // PRIO_PROCESS with who = 0 sets the calling thread's nice value only.)
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 5)
             loop()
             finished.continuation.finish()
         }

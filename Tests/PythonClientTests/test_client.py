@@ -1,0 +1,203 @@
+"""Tests of the Python client (Sources/PythonClient) against the real `latentwatch serve` process.
+
+Run: python3 -m unittest discover -s Tests/PythonClientTests -v   (after `swift build`)
+The binary is $LATENTWATCH_BIN, else .build/debug/latentwatch. numpy is used when installed (it is optional for
+the client); the tests that need it skip without it.
+"""
+
+import json
+import math
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "Sources", "PythonClient"))
+import latentwatch_client as lw  # noqa: E402
+
+BIN = os.environ.get("LATENTWATCH_BIN", os.path.join(ROOT, ".build", "debug", "latentwatch"))
+DATA = os.path.join(ROOT, "Samples", "Data", "digits-mlp")
+
+try:
+    import numpy as np
+except ImportError:  # the client works without numpy
+    np = None
+
+
+def read_npy_f32(path):
+    """Reads a little-endian float32 C-order .npy without numpy: (rows, columns, flat list)."""
+    from array import array
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:6] == b"\x93NUMPY"
+    hlen = struct.unpack_from("<H", data, 8)[0] if data[6] == 1 else struct.unpack_from("<I", data, 8)[0]
+    start = 10 + hlen if data[6] == 1 else 12 + hlen
+    header = data[10 if data[6] == 1 else 12:start].decode("latin1")
+    assert "'<f4'" in header and "False" in header, header
+    shape = eval(header[header.index("(") : header.index(")") + 1])  # noqa: S307 (a tuple literal we wrote)
+    values = array("f")
+    values.frombytes(data[start:])
+    return shape[0], shape[1], list(values)
+
+
+class SidecarTestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(BIN):
+            raise unittest.SkipTest(f"{BIN} not built")
+        cls.dir = tempfile.mkdtemp(prefix="lwpy-")
+        cls.models = []
+        for layer in ("h1", "h2"):
+            out = os.path.join(cls.dir, f"{layer}.lwm")
+            subprocess.run(
+                [BIN, "fit", "--activations", f"{DATA}/train_{layer}.npy", "--labels", f"{DATA}/train_labels.npy",
+                 "--calibration", f"{DATA}/calibration_{layer}.npy", "--family", "gda", "--layer", layer,
+                 "--output", out],
+                check=True, capture_output=True)
+            cls.models.append(out)
+        cls.socket = os.path.join(cls.dir, "s.sock")
+        cls.token = "py-token"
+        with open(os.path.join(cls.dir, "token"), "w") as f:
+            f.write(cls.token)
+        cls.out = open(os.path.join(cls.dir, "serve.out"), "w+")
+        cls.proc = subprocess.Popen(
+            [BIN, "serve", "--model", cls.models[0], "--model", cls.models[1], "--socket", cls.socket,
+             "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--token-file", os.path.join(cls.dir, "token")],
+            stdout=cls.out, stderr=subprocess.DEVNULL)
+        cls.addresses = {}
+        deadline = time.time() + 60
+        while time.time() < deadline and len(cls.addresses) < 3:
+            cls.out.seek(0)
+            for line in cls.out.read().splitlines():
+                if line.startswith("listening "):
+                    kind, _, rest = line[len("listening "):].partition(":")
+                    cls.addresses[kind] = rest
+            time.sleep(0.05)
+        if len(cls.addresses) < 3:
+            cls.proc.kill()
+            raise RuntimeError("latentwatch serve did not start")
+        cls.h1 = read_npy_f32(f"{DATA}/test_h1.npy")
+        cls.h2 = read_npy_f32(f"{DATA}/test_h2.npy")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.status = cls.proc.wait(timeout=60)
+        cls.out.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def client(self, **kw):
+        kw.setdefault("token", self.token)
+        return lw.Client(path=self.socket, **kw)
+
+    def rows(self, start, n):
+        (r1, c1, v1), (r2, c2, v2) = self.h1, self.h2
+        return [v1[start * c1:(start + n) * c1], v2[start * c2:(start + n) * c2]]
+
+    def test_welcome_describes_the_layers(self):
+        with self.client() as c:
+            self.assertEqual([l.name for l in c.layers], ["h1", "h2"])
+            self.assertEqual([l.elements for l in c.layers], [self.h1[1], self.h2[1]])
+            self.assertEqual(c.version, (1, 0))
+
+    def test_surprise_matches_latentwatch_score(self):
+        """The sidecar's per-layer surprise equals what `latentwatch score` writes for the same rows."""
+        n = 40
+        with self.client() as c:
+            rows = c.observe(self.rows(0, n), request_ids=[f"py-{i}" for i in range(n)])
+        self.assertEqual(len(rows), n)
+        for k, layer in enumerate(("h1", "h2")):
+            out = os.path.join(self.dir, f"score_{layer}.csv")
+            subprocess.run([BIN, "score", "--model", self.models[k], "--input", f"{DATA}/test_{layer}.npy",
+                            "--score", "surprise", "--output", out], check=True, capture_output=True)
+            with open(out) as f:
+                lines = f.read().split()
+            expected = [float(x.split(",")[-1]) for x in lines[1:1 + n]]
+            # `score` uses the batched (GEMM) kernel, the monitor the one-input kernel; both accumulate float32
+            # products, so they agree to float32 round-off: 1e-6 relative (seen: 6e-8).
+            for i in range(n):
+                self.assertAlmostEqual(rows[i].surprise[k], expected[i], delta=1e-6 * max(1.0, abs(expected[i])))
+        self.assertTrue(all(r.valid for r in rows))
+        self.assertTrue(all(0 < r.fused_p_value <= 1 for r in rows))
+
+    def test_fire_and_forget_then_sync(self):
+        with self.client() as c:
+            last = 0
+            for f in range(30):
+                last = c.send(self.rows(f, 2))
+            ack = c.sync()
+            self.assertEqual(ack.through, last)
+            self.assertEqual(ack.assessed, 60)
+            self.assertEqual((ack.dropped, ack.rejected), (0, 0))
+            final = c.bye()
+            self.assertEqual(final.through, last)
+
+    def test_tcp_and_nan_inputs(self):
+        port = int(self.addresses["tcp"].rsplit(":", 1)[1])
+        with lw.Client(port=port, token=self.token) as c:
+            bad = self.rows(0, 2)
+            bad[0] = list(bad[0])
+            bad[0][3] = float("nan")
+            rows = c.observe(bad)
+            self.assertEqual([r.status for r in rows], [1, 0])
+            self.assertTrue(math.isnan(rows[0].surprise[0]))
+
+    def test_errors(self):
+        with self.assertRaises(lw.ServerError) as e:
+            lw.Client(path=self.socket, token="wrong")
+        self.assertEqual(e.exception.name, "unauthorized")
+        self.assertTrue(e.exception.fatal)
+        with self.client() as c:
+            with self.assertRaises(ValueError):
+                c.observe([[0.0] * 5, [0.0] * 64])
+            # A frame with a wrong element count, written by hand: non-fatal, the connection goes on.
+            body = struct.pack("<QIH", 1, 1, 2) + struct.pack("<H", 0) + struct.pack("<I", 7) + b"\0" * 28
+            body += struct.pack("<I", 64) + b"\0" * 256
+            c._write(lw.T_OBSERVE, lw.F_REPLY, body)
+            with self.assertRaises(lw.ServerError) as e:
+                c.observe(self.rows(0, 1))
+            self.assertIn(e.exception.name, ("shapeMismatch",))
+            self.assertEqual(len(c.observe(self.rows(0, 1))), 1)
+
+    @unittest.skipIf(np is None, "numpy not installed")
+    def test_numpy_arrays(self):
+        h1 = np.load(f"{DATA}/test_h1.npy")
+        h2 = np.load(f"{DATA}/test_h2.npy")
+        with self.client() as c:
+            a = c.observe([h1[:3], h2[:3]])
+            b = c.observe([h1[0], h2[0]])
+        self.assertEqual(len(a), 3)
+        self.assertEqual(a[0].surprise, b[0].surprise)
+
+    def test_http(self):
+        port = int(self.addresses["http"].rsplit(":", 1)[1])
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/healthz") as r:
+            self.assertEqual(json.load(r)["status"], "ok")
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{base}/metrics")
+        self.assertEqual(e.exception.code, 401)
+        x = self.rows(5, 1)
+        req = urllib.request.Request(
+            f"{base}/v1/observe", data=json.dumps({"request_id": "http", "layers": {"h1": x[0], "h2": x[1]}}).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req) as r:
+            body = json.load(r)
+        with self.client() as c:
+            direct = c.observe(x)[0]
+        self.assertEqual([l["surprise"] for l in body["layers"]], direct.surprise)
+        req = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req) as r:
+            text = r.read().decode()
+        self.assertIn("latentwatch_serve_inputs_total", text)
+
+
+if __name__ == "__main__":
+    unittest.main()
