@@ -106,6 +106,12 @@ let package = Package(
             dependencies: ["LatentWatch", "LatentWatchNumerics"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Evaluation on real activations against the Python references (Docs/Evaluation.md).
+        .executableTarget(
+            name: "latentwatch-eval",
+            dependencies: ["LatentWatch", "LatentWatchNumerics"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // Bounded load test of `latentwatch serve` (Docs/Performance.md).
         .executableTarget(
             name: "latentwatch-loadtest",

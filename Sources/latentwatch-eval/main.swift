@@ -1,0 +1,241 @@
+// Evaluation on real activations (issue 6, Docs/Evaluation.md): LatentWatch's families on the same data the
+// Python references (Tests/Evaluation/reference_eval.py) use, with the same metrics, written as JSON.
+//
+//   swift run -c release latentwatch-eval --data DIR --scenario image --layers fc,conv3_gap --out lw_image.json \
+//       [--streams DIR] [--quick]
+//
+// DIR holds <layer>_<split>.npy, labels_<split>.npy and logits_<split>.npy for the splits train, cal, test and
+// ood_<name> (Tests/Evaluation/README.md). Models are fitted on train with labels, calibrated on cal, scored
+// on test (in-distribution, negatives) and each OOD set (positives).
+import Foundation
+import LatentWatch
+import LatentWatchNumerics
+
+let args = CommandLine.arguments
+func value(_ name: String) -> String? {
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+guard let dataDir = value("--data"), let outPath = value("--out") else {
+    print("usage: latentwatch-eval --data DIR --scenario NAME [--layers a,b] --out FILE.json [--streams DIR] [--quick]")
+    exit(2)
+}
+let scenario = value("--scenario") ?? URL(fileURLWithPath: dataDir).lastPathComponent
+let quick = args.contains("--quick")
+let alpha = 0.01
+let files = (try? FileManager.default.contentsOfDirectory(atPath: dataDir)) ?? []
+let oodSets = files.filter { $0.hasPrefix("labels_ood_") }.map { String($0.dropFirst("labels_ood_".count).dropLast(4)) }
+    .sorted()
+let layers: [String] =
+    value("--layers")?.split(separator: ",").map(String.init)
+    ?? files.filter { $0.hasSuffix("_train.npy") && !$0.hasPrefix("labels") && !$0.hasPrefix("logits") }
+    .map { String($0.dropLast("_train.npy".count)) }.sorted()
+
+func path(_ layer: String, _ split: String) -> String { "\(dataDir)/\(layer)_\(split).npy" }
+func rows(_ p: String) throws -> (values: [Float], count: Int) {
+    let f = try TensorFile(path: p)
+    let t = try f.tensor(nil)
+    return (try f.floats(t.name), t.rows)
+}
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+let trainLabels = try TensorFile(path: "\(dataDir)/labels_train.npy").ints()
+let testLabels = try TensorFile(path: "\(dataDir)/labels_test.npy").ints()
+let testLogits = try rows("\(dataDir)/logits_test.npy")
+let classes = testLogits.values.count / max(1, testLogits.count)
+// Misclassified test inputs: the classifier's argmax differs from the label (class i of the logits is the
+// i-th smallest training label, as the generators write them).
+let labelSet = Array(Set(trainLabels)).sorted()
+let misclassified: [Bool] = (0..<testLogits.count).map { r in
+    var best = 0
+    for c in 1..<classes where testLogits.values[r * classes + c] > testLogits.values[r * classes + best] { best = c }
+    return (best < labelSet.count ? labelSet[best] : best) != testLabels[r]
+}
+
+/// One configuration of ours.
+struct Config {
+    var name: String
+    var family: DensityFamilyChoice
+    var preparation: PreparationOptions
+    var regularization = Regularization()
+    var score: ScoreKind = .surprise
+    var components = 8
+}
+
+func variants(dimension d: Int) -> [(String, PreparationOptions)] {
+    var v: [(String, PreparationOptions)] = [
+        ("raw", PreparationOptions()), ("l2", PreparationOptions(l2Normalize: true)),
+    ]
+    for k in [16, 32] where k < d {
+        v.append(("pca\(k)", PreparationOptions(projection: .components(k))))
+        v.append(("l2+pca\(k)", PreparationOptions(l2Normalize: true, projection: .components(k))))
+    }
+    return v
+}
+
+func configs(dimension d: Int) -> [Config] {
+    var out: [Config] = []
+    for (vname, prep) in variants(dimension: d) {
+        out.append(Config(name: "lw_gda:\(vname)", family: .gda, preparation: prep))
+        out.append(Config(name: "lw_tied:\(vname)", family: .tied, preparation: prep))
+        out.append(Config(name: "lw_tied_md:\(vname)", family: .tied, preparation: prep, score: .mahalanobis))
+        out.append(Config(name: "lw_rmd:\(vname)", family: .tied, preparation: prep, score: .relativeMahalanobis))
+        if !quick || vname == "raw" || vname == "l2" {
+            out.append(Config(name: "lw_gmm:\(vname)", family: .gmm, preparation: prep))
+        }
+    }
+    // Regularisation: held-out likelihood (default) against OAS, no shrinkage (floor only) and fixed ridges.
+    for (rname, reg) in [
+        ("oas", Regularization(shrinkage: .oracleApproximating)),
+        ("none", Regularization(shrinkage: .fixed(0))),
+        ("fixed0.01", Regularization(shrinkage: .fixed(0.01))),
+        ("fixed0.1", Regularization(shrinkage: .fixed(0.1))),
+        ("fixed0.5", Regularization(shrinkage: .fixed(0.5))),
+    ] {
+        for (vname, prep) in [("raw", PreparationOptions()), ("l2", PreparationOptions(l2Normalize: true))] {
+            out.append(
+                Config(name: "lw_gda_reg-\(rname):\(vname)", family: .gda, preparation: prep, regularization: reg)
+            )
+        }
+    }
+    return out
+}
+
+var results: [String: [String: Any]] = [:]
+/// Per layer, the default configuration's p-values on test and each OOD set (for fusion and streams).
+var defaultPValues: [String: [String: [Double]]] = [:]
+let defaultConfig = "lw_gda:l2"
+
+for layer in layers {
+    let train = try rows(path(layer, "train"))
+    let d = train.values.count / max(1, train.count)
+    var layerResults: [String: Any] = [:]
+    let splits = ["test"] + oodSets.map { "ood_\($0)" }
+    var data: [String: (values: [Float], count: Int)] = [:]
+    for s in splits { data[s] = try rows(path(layer, s)) }
+    for cfg in configs(dimension: d) {
+        let t0 = now()
+        var fc = FitConfiguration(
+            family: cfg.family,
+            preparation: cfg.preparation,
+            regularization: cfg.regularization,
+            layerName: layer
+        )
+        fc.mixture.components = cfg.components
+        let model: LatentModel
+        do {
+            model = try LatentModelFitter.fit(
+                FileActivations(path: path(layer, "train"), labels: cfg.family == .gmm ? nil : trainLabels),
+                calibration: FileActivations(path: path(layer, "cal")),
+                configuration: fc
+            )
+        } catch {
+            layerResults[cfg.name] = ["skipped": "\(error)"]
+            continue
+        }
+        let fitSeconds = now() - t0
+        let ws = model.makeWorkspace()
+        var scores: [String: [Double]] = [:]
+        var pvalues: [String: [Double]] = [:]
+        var entropy: [Double] = []
+        var nonFinite = 0
+        for s in splits {
+            let x = data[s]!
+            let res = x.values.withUnsafeBufferPointer { model.scoreBatch($0, count: x.count, workspace: ws) }
+            var v: [Double] = []
+            var p: [Double] = []
+            for r in res {
+                switch r {
+                case .success(let sc):
+                    let value = sc.value(cfg.score)
+                    v.append(value.isFinite ? value : .infinity)
+                    p.append(
+                        model.calibration.pValue(cfg.score, value) ?? model.calibration.pValue(.surprise, sc.surprise)
+                            ?? 1
+                    )
+                    if s == "test" { entropy.append(sc.entropy) }
+                case .failure:
+                    nonFinite += 1
+                    v.append(.infinity)
+                    p.append(0)
+                    if s == "test" { entropy.append(.nan) }
+                }
+            }
+            scores[s] = v
+            pvalues[s] = p
+        }
+        var auroc: [String: Double] = [:]
+        var fpr: [String: Double] = [:]
+        for o in oodSets {
+            auroc[o] = ROC.auroc(negatives: scores["test"]!, positives: scores["ood_\(o)"]!)
+            fpr[o] = ROC.falsePositiveRate(negatives: scores["test"]!, positives: scores["ood_\(o)"]!)
+        }
+        let alertRate = Double(pvalues["test"]!.filter { $0 <= alpha }.count) / Double(pvalues["test"]!.count)
+        var entry: [String: Any] = [
+            "auroc": auroc, "fpr95": fpr,
+            "mean_auroc": auroc.values.reduce(0, +) / Double(max(1, auroc.count)),
+            "mean_fpr95": fpr.values.reduce(0, +) / Double(max(1, fpr.count)),
+            "alert_rate": alertRate, "fit_seconds": fitSeconds, "nonfinite_scores": nonFinite,
+            "regularization": model.density.regularization.map {
+                ["shrinkage": $0.shrinkage, "method": $0.method] as [String: Any]
+            },
+        ]
+        if cfg.family != .gmm, cfg.score == .surprise {
+            let neg = zip(entropy, misclassified).filter { !$0.1 && $0.0.isFinite }.map(\.0)
+            let pos = zip(entropy, misclassified).filter { $0.1 && $0.0.isFinite }.map(\.0)
+            entry["misclassification_auroc"] = ROC.auroc(negatives: neg, positives: pos)
+        }
+        layerResults[cfg.name] = entry
+        if cfg.name == defaultConfig { defaultPValues[layer] = pvalues }
+        FileHandle.standardError.write(
+            Data(
+                String(
+                    format: "%@ %@ %-28@ mean AUROC %.4f  alert %.4f  fit %.1f s\n",
+                    scenario,
+                    layer,
+                    cfg.name,
+                    entry["mean_auroc"] as! Double,
+                    alertRate,
+                    fitSeconds
+                ).utf8
+            )
+        )
+    }
+    results[layer] = layerResults
+}
+
+// Fusion of the default configuration's p-values across all evaluated layers.
+var fusion: [String: Any] = [:]
+if defaultPValues.count >= 2 {
+    let ls = layers.filter { defaultPValues[$0] != nil }
+    for rule in [PValueFusion.bonferroni, .cauchy] {
+        func fused(_ split: String) -> [Double] {
+            let n = defaultPValues[ls[0]]![split]!.count
+            return (0..<n).map { i in
+                ls.map { defaultPValues[$0]![split]![i] }.withUnsafeBufferPointer { rule.fuse($0) }
+            }
+        }
+        let test = fused("test")
+        var auroc: [String: Double] = [:]
+        var fpr: [String: Double] = [:]
+        for o in oodSets {
+            let ood = fused("ood_\(o)")
+            // Smaller fused p is more unusual: score = -p.
+            auroc[o] = ROC.auroc(negatives: test.map { -$0 }, positives: ood.map { -$0 })
+            fpr[o] = ROC.falsePositiveRate(negatives: test.map { -$0 }, positives: ood.map { -$0 })
+        }
+        fusion["\(defaultConfig)+\(rule.rawValue)(\(ls.joined(separator: ",")))"] = [
+            "auroc": auroc, "fpr95": fpr, "mean_auroc": auroc.values.reduce(0, +) / Double(max(1, auroc.count)),
+            "alert_rate": Double(test.filter { $0 <= alpha }.count) / Double(test.count),
+        ]
+    }
+}
+
+let output: [String: Any] = [
+    "scenario": scenario, "data": dataDir, "alpha": alpha, "ood_sets": oodSets, "layers": results,
+    "fusion": fusion, "default": defaultConfig, "latentwatch": LatentWatchVersion.string,
+    "test_error_rate": Double(misclassified.filter { $0 }.count) / Double(max(1, misclassified.count)),
+]
+let json = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
+try json.write(to: URL(fileURLWithPath: outPath))
+print("wrote \(outPath)")

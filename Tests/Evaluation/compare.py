@@ -1,0 +1,126 @@
+"""Side-by-side tables of LatentWatch (latentwatch-eval JSON) and the Python references (reference_eval.py JSON).
+
+python3 Tests/Evaluation/compare.py --ours lw_image.json --ref ref_image.json [--ours lw_text.json --ref ref_text.json]
+Prints Markdown (the tables of Docs/Evaluation.md).
+"""
+
+import argparse
+import json
+
+PAIRS = [  # (ours, reference, what)
+    ("lw_gda", "gda_shrunk", "class Gaussians, held-out shrinkage (numpy, same rule, own split)"),
+    ("lw_gda", "gda_ddu", "class Gaussians as in DDU (jitter, no priors)"),
+    ("lw_tied_md", "tied_mahalanobis", "tied covariance, min Mahalanobis distance (Lee et al.)"),
+    ("lw_rmd", "relative_mahalanobis", "relative Mahalanobis (Ren et al.)"),
+    ("lw_gmm", "gmm_sklearn", "GMM, 8 full components (scikit-learn GaussianMixture)"),
+]
+
+
+def fmt(x, digits=4):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def normalise(ref):
+    """reference_eval.py names OOD sets ood_<name>; latentwatch-eval names them <name>."""
+    def strip(d):
+        return {k[4:] if k.startswith("ood_") else k: v for k, v in d.items()}
+    for entries in list(ref["layers"].values()) + [ref["outputs"]]:
+        for e in entries.values():
+            for key in ("auroc", "fpr95", "ood_alert_rate"):
+                if isinstance(e, dict) and key in e:
+                    e[key] = strip(e[key])
+    return ref
+
+
+def mean_auroc(entry):
+    return None if entry is None or "mean_auroc" not in entry else entry["mean_auroc"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ours", action="append", required=True)
+    ap.add_argument("--ref", action="append", required=True)
+    a = ap.parse_args()
+    out = []
+    for ours_path, ref_path in zip(a.ours, a.ref):
+        ours, ref = json.load(open(ours_path)), normalise(json.load(open(ref_path)))
+        sets = ours["ood_sets"]
+        out.append(f"### {ours['scenario']}: LatentWatch against its Python reference, mean AUROC over {len(sets)} OOD sets\n")
+        out.append("| layer | family | variant | LatentWatch | reference | Δ mean | max |Δ| per set |")
+        out.append("|---|---|---|---|---|---|---|")
+        for layer, lw in ours["layers"].items():
+            rl = ref["layers"].get(layer, {})
+            for mine, theirs, what in PAIRS:
+                for key in sorted(k for k in lw if k.startswith(mine + ":")):
+                    variant = key.split(":", 1)[1]
+                    r = rl.get(f"{theirs}:{variant}")
+                    if r is None or "auroc" not in r or "auroc" not in lw[key]:
+                        continue
+                    d = max(abs(lw[key]["auroc"][s] - r["auroc"][s]) for s in sets)
+                    delta = lw[key]["mean_auroc"] - r["mean_auroc"]
+                    out.append(f"| {layer} | {theirs} | {variant} | {fmt(lw[key]['mean_auroc'])} | {fmt(r['mean_auroc'])} | "
+                               f"{delta:+.4f} | {d:.4f} |")
+        out.append("")
+        # Per-OOD-set table: the default and the strongest references.
+        default = ours["default"]
+        out.append(f"### {ours['scenario']}: AUROC per OOD set (FPR at 95 % TPR in brackets)\n")
+        out.append("| method | layer | " + " | ".join(sets) + " | mean |")
+        out.append("|---|---|" + "---|" * (len(sets) + 1))
+
+        def row(name, layer, e):
+            cells = [f"{e['auroc'][s]:.3f} ({e['fpr95'][s]:.2f})" for s in sets]
+            out.append(f"| {name} | {layer} | " + " | ".join(cells) + f" | **{e['mean_auroc']:.4f}** |")
+
+        for layer, lw in ours["layers"].items():
+            if default in lw:
+                row(f"LatentWatch default ({default})", layer, lw[default])
+        for name, e in ours.get("fusion", {}).items():
+            row(f"LatentWatch {name}", "fused", e)
+        for layer, rl in ref["layers"].items():
+            for m in ("gda_ddu:raw", "tied_mahalanobis:raw", "knn:raw", "gmm_sklearn:raw"):
+                if m in rl and "auroc" in rl[m]:
+                    row(m, layer, rl[m])
+        for m, e in ref["outputs"].items():
+            row(m, "logits", e)
+        out.append("")
+        # Best single reference against the default.
+        best = max(((f"{m} ({l})", e["mean_auroc"]) for l, rl in ref["layers"].items() for m, e in rl.items()
+                    if "mean_auroc" in e), key=lambda t: t[1])
+        best_out = max(((m, e["mean_auroc"]) for m, e in ref["outputs"].items()), key=lambda t: t[1])
+        mine = max(((f"{default} ({l})", lw[default]["mean_auroc"]) for l, lw in ours["layers"].items() if default in lw),
+                   key=lambda t: t[1])
+        out.append(f"Best reference on a layer: {best[0]} {best[1]:.4f}; best output-based: {best_out[0]} {best_out[1]:.4f}; "
+                   f"LatentWatch default on its best layer: {mine[0]} {mine[1]:.4f} ({mine[1] - max(best[1], best_out[1]):+.4f}).\n")
+        # Regularisation.
+        out.append(f"### {ours['scenario']}: covariance regularisation of the class Gaussians (mean AUROC)\n")
+        regs = ["held-out (default)", "oas", "none", "fixed0.01", "fixed0.1", "fixed0.5"]
+        out.append("| layer | variant | " + " | ".join(regs) + " |")
+        out.append("|---|---|" + "---|" * len(regs))
+        for layer, lw in ours["layers"].items():
+            for variant in ("raw", "l2"):
+                cells = [fmt(mean_auroc(lw.get(f"lw_gda:{variant}")))]
+                cells += [fmt(mean_auroc(lw.get(f"lw_gda_reg-{r}:{variant}"))) for r in regs[1:]]
+                out.append(f"| {layer} | {variant} | " + " | ".join(cells) + " |")
+        out.append("")
+        # Misclassification and alert rate.
+        out.append(f"### {ours['scenario']}: misclassification detection (AUROC, ID test, error rate "
+                   f"{ours['test_error_rate']:.4f}) and realised alert rate at α = {ours['alpha']}\n")
+        out.append("| score | layer | misclassification AUROC | alert rate |")
+        out.append("|---|---|---|---|")
+        for layer, lw in ours["layers"].items():
+            for k in ("lw_gda:raw", "lw_gda:l2", "lw_tied:raw"):
+                if k in lw and "misclassification_auroc" in lw[k]:
+                    out.append(f"| LatentWatch {k} entropy of p(y given z) | {layer} | {lw[k]['misclassification_auroc']:.4f} | {lw[k]['alert_rate']:.4f} |")
+        for layer, rl in ref["layers"].items():
+            for k in ("gda_ddu:raw", "gda_shrunk:raw"):
+                if k in rl and rl[k].get("misclassification_auroc") is not None:
+                    out.append(f"| reference {k} entropy | {layer} | {rl[k]['misclassification_auroc']:.4f} | {rl[k]['alert_rate']:.4f} |")
+        for m, e in ref["outputs"].items():
+            if e.get("misclassification_auroc") is not None:
+                out.append(f"| reference {m} | logits | {e['misclassification_auroc']:.4f} | {e['alert_rate']:.4f} |")
+        out.append("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
