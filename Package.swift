@@ -136,16 +136,24 @@ let package = Package(
             dependencies: ["LatentWatchNumerics"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Test helper shared by the test targets that run the real executable.
+        .target(
+            name: "LatentWatchTestSupport",
+            path: "Tests/LatentWatchTestSupport",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // Runs the real `latentwatch` executable as a child process (kill -9, demo, fit/score/replay).
         .testTarget(
             name: "LatentWatchCLITests",
-            dependencies: ["LatentWatch", "latentwatch"],
+            dependencies: ["LatentWatch", "LatentWatchTestSupport", "latentwatch"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Runs the real `latentwatch serve` process over real sockets.
         .testTarget(
             name: "LatentWatchSidecarTests",
-            dependencies: ["LatentWatch", "LatentWatchClient", "LatentWatchWire", "latentwatch"],
+            dependencies: [
+                "LatentWatch", "LatentWatchClient", "LatentWatchWire", "LatentWatchTestSupport", "latentwatch",
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

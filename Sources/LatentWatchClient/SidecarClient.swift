@@ -39,7 +39,7 @@ public final class SidecarClient {
     public private(set) var lastAck: Ack?
     /// Non-fatal ERROR frames received so far (for example `overloaded` for a refused frame).
     public private(set) var errors: [WireError] = []
-    /// Assessments received while waiting for something else (fire-and-forget callers ignore them).
+    /// Sequence number of the next OBSERVE.
     var nextSequence: UInt64 = 1
     var syncToken: UInt64 = 0
     var open = true
@@ -50,29 +50,8 @@ public final class SidecarClient {
         token: String = "",
         name: String = "swift"
     ) throws(SidecarClientError) {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw .io("socket", errno) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            Glibc.close(fd)
-            throw .io("socket path too long", ENAMETOOLONG)
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in bytes.enumerated() { p[i] = b }
-            p[bytes.count] = 0
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard rc == 0 else {
-            let e = errno
-            Glibc.close(fd)
-            throw .io("connect(\(path))", e)
-        }
+        let fd: Int32
+        do { fd = try LocalSocket.connect(unixPath: path) } catch { throw .io(error.call, error.code) }
         try self.init(fd: fd, token: token, name: name)
     }
 
@@ -83,27 +62,8 @@ public final class SidecarClient {
         token: String = "",
         name: String = "swift"
     ) throws(SidecarClientError) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw .io("socket", errno) }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
-            Glibc.close(fd)
-            throw .io("inet_pton(\(host))", EINVAL)
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0 else {
-            let e = errno
-            Glibc.close(fd)
-            throw .io("connect(\(host):\(port))", e)
-        }
+        let fd: Int32
+        do { fd = try LocalSocket.connect(host: host, port: port) } catch { throw .io(error.call, error.code) }
         try self.init(fd: fd, token: token, name: name)
     }
 
@@ -146,21 +106,10 @@ public final class SidecarClient {
         let seq = try send(layers, rows: rows, requestIDs: requestIDs, reply: true)
         while true {
             let (h, body) = try readFrame()
-            switch FrameType(rawValue: h.type) {
-            case .assessment:
+            if h.type == FrameType.assessment.rawValue {
                 let f = try decode(body) { b throws(WireError) in try AssessmentFrame.decode(b) }
                 if f.sequence == seq { return f.rows }
-            case .ack:
-                lastAck = try decode(body) { b throws(WireError) in try Ack.decode(b, flags: h.flags) }
-            case .error:
-                let e = try decode(body) { b throws(WireError) in try WireError.decode(b) }
-                if e.code.isFatal {
-                    close()
-                    throw .server(e)
-                }
-                if e.sequence == seq { throw .server(e) }
-                errors.append(e)
-            default:
+            } else if try !absorb(h, body, failing: seq) {
                 throw .protocolViolation("unexpected frame type \(h.type)")
             }
         }
@@ -193,23 +142,31 @@ public final class SidecarClient {
         try writeAll(Control.sync(token))
         while true {
             let (h, body) = try readFrame()
-            switch FrameType(rawValue: h.type) {
-            case .ack:
-                let a = try decode(body) { b throws(WireError) in try Ack.decode(b, flags: h.flags) }
-                lastAck = a
-                if a.sync == token { return a }
-            case .error:
-                let e = try decode(body) { b throws(WireError) in try WireError.decode(b) }
-                if e.code.isFatal {
-                    close()
-                    throw .server(e)
-                }
-                errors.append(e)
-            case .assessment:
-                continue
-            default:
-                throw .protocolViolation("unexpected frame type \(h.type)")
+            if h.type == FrameType.assessment.rawValue { continue }
+            guard try absorb(h, body) else { throw .protocolViolation("unexpected frame type \(h.type)") }
+            if h.type == FrameType.ack.rawValue, let a = lastAck, a.sync == token { return a }
+        }
+    }
+
+    /// Takes an ACK (into ``lastAck``) or an ERROR that arrives while waiting for something else; false for
+    /// other frames. A fatal error closes the connection and throws, as does an error naming `sequence`;
+    /// other errors are kept in ``errors``.
+    func absorb(_ h: FrameHeader, _ body: [UInt8], failing sequence: UInt64? = nil) throws(SidecarClientError) -> Bool {
+        switch FrameType(rawValue: h.type) {
+        case .ack:
+            lastAck = try decode(body) { b throws(WireError) in try Ack.decode(b, flags: h.flags) }
+            return true
+        case .error:
+            let e = try decode(body) { b throws(WireError) in try WireError.decode(b) }
+            if e.code.isFatal {
+                close()
+                throw .server(e)
             }
+            if let sequence, e.sequence == sequence { throw .server(e) }
+            errors.append(e)
+            return true
+        default:
+            return false
         }
     }
 

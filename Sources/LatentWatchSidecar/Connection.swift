@@ -64,7 +64,9 @@ final class Connection: BatchOwner, @unchecked Sendable {
             context.metrics.queueBytes.record(context.queue.queuedBytes)
             if wait {
                 let pause = state.withLockedValue { s -> Bool in
-                    guard s.queuedBytes >= config.connectionQueueBytes || !context.queue.fits(0) else { return false }
+                    guard s.queuedBytes >= config.connectionQueueBytes || context.queue.isOverCapacity else {
+                        return false
+                    }
                     s.paused = true
                     return true
                 }

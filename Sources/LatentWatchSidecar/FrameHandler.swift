@@ -81,11 +81,8 @@ final class FrameHandler: ByteToMessageDecoder {
             }
             let hello: Hello
             do { hello = try body.withUnsafeReadableBytes { b throws(WireError) in try Hello.decode(b) } } catch {
-                fatal(
-                    error.code == .handshakeRequired ? .handshakeRequired : .handshakeRequired,
-                    error.message,
-                    buffer: &buffer
-                )
+                // A HELLO that does not parse (bad magic or sizes) is no handshake.
+                fatal(.handshakeRequired, error.message, buffer: &buffer)
                 return
             }
             guard hello.major == WireFormat.major else {

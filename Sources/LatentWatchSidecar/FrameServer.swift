@@ -100,27 +100,14 @@ final class FrameServer: Service, Sendable {
         guard (st.st_mode & S_IFMT) == S_IFSOCK else {
             throw SidecarError("\(path) exists and is not a socket; remove it or choose another --socket")
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw SidecarError(
-                "socket path \(path) is longer than \(MemoryLayout.size(ofValue: addr.sun_path) - 1) bytes"
-            )
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in bytes.enumerated() { p[i] = b }
-            p[bytes.count] = 0
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if rc == 0 {
+        switch Result(catching: { () throws(LocalSocket.Failure) in try LocalSocket.connect(unixPath: path) }) {
+        case .success(let fd):
+            close(fd)
             throw SidecarError("another server is listening on \(path); stop it or choose another --socket")
+        case .failure(let f) where f.code == ENAMETOOLONG:
+            throw SidecarError("socket path \(path) is longer than the 107 bytes a Unix socket path may have")
+        case .failure:
+            break
         }
         unlink(path)
     }

@@ -73,7 +73,7 @@ enum HTTPEndpoints {
         router.get("v1/alerts") { request, _ -> Response in
             context.metrics.httpRequests.increment()
             let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
-            let (recent, _) = alerts.latest(min(max(limit, 0), context.configuration.recentAlerts))
+            let recent = alerts.latest(min(max(limit, 0), context.configuration.recentAlerts))
             let encoder = JSONEncoder()
             encoder.nonConformingFloatEncodingStrategy = .convertToString(
                 positiveInfinity: "inf",

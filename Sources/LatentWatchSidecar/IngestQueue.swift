@@ -4,7 +4,8 @@ import NIOCore
 
 /// Who gets told when the worker has handled a batch: a connection or an HTTP request.
 protocol BatchOwner: AnyObject, Sendable {
-    /// Called on the worker thread after every input of `batch` was assessed.
+    /// Called on the worker thread after every input of `batch` was assessed. `results` holds one row per
+    /// input when the batch asked for a reply, and is empty otherwise.
     func handled(_ batch: IngestBatch, results: [WireAssessment])
 }
 
@@ -48,11 +49,11 @@ final class IngestQueue: @unchecked Sendable {
         return true
     }
 
-    /// Whether a batch of `n` bytes would fit now.
-    func fits(_ n: Int) -> Bool {
+    /// Whether forced pushes (policy wait) have filled the queue beyond its bound.
+    var isOverCapacity: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return bytes + n <= capacityBytes
+        return bytes > capacityBytes
     }
 
     /// Next batch; blocks; nil once closed and empty.

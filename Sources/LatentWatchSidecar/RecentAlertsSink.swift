@@ -5,12 +5,12 @@ import NIOConcurrencyHelpers
 public final class RecentAlertsSink: AlertSink {
     public let name = "recent"
     let capacity: Int
-    let ring: NIOLockedValueBox<(items: [Alert], next: Int, total: Int)>
+    let ring: NIOLockedValueBox<(items: [Alert], next: Int)>
 
     /// A ring of `capacity` alerts.
     public init(capacity: Int) {
         self.capacity = max(1, capacity)
-        self.ring = NIOLockedValueBox(([], 0, 0))
+        self.ring = NIOLockedValueBox(([], 0))
     }
 
     public func deliver(_ alert: Alert) async throws {
@@ -21,15 +21,14 @@ public final class RecentAlertsSink: AlertSink {
                 r.items[r.next] = alert
             }
             r.next = (r.next + 1) % capacity
-            r.total += 1
         }
     }
 
-    /// The latest `limit` alerts, oldest first, and how many were ever delivered.
-    public func latest(_ limit: Int) -> (alerts: [Alert], total: Int) {
+    /// The latest `limit` alerts, oldest first.
+    public func latest(_ limit: Int) -> [Alert] {
         ring.withLockedValue { r in
             let ordered = r.items.count < capacity ? r.items : Array(r.items[r.next...] + r.items[..<r.next])
-            return (Array(ordered.suffix(max(0, limit))), r.total)
+            return Array(ordered.suffix(max(0, limit)))
         }
     }
 }

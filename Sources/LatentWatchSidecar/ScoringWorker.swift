@@ -14,13 +14,11 @@ final class ScoringWorker: Service, Sendable {
     let monitor: Monitor
     let queue: IngestQueue
     let layerCount: Int
-    let logger: Logger
 
-    init(monitor: Monitor, queue: IngestQueue, layerCount: Int, logger: Logger) {
+    init(monitor: Monitor, queue: IngestQueue, layerCount: Int) {
         self.monitor = monitor
         self.queue = queue
         self.layerCount = layerCount
-        self.logger = logger
     }
 
     func run() async throws {
@@ -52,8 +50,9 @@ final class ScoringWorker: Service, Sendable {
             count: layerCount
         )
         while let batch = queue.pop() {
+            // Fire-and-forget frames only need counting: no wire rows are built for them.
             var results: [WireAssessment] = []
-            results.reserveCapacity(batch.rows)
+            if batch.reply { results.reserveCapacity(batch.rows) }
             batch.payload.withUnsafeBufferPointer { p in
                 for r in 0..<batch.rows {
                     for i in 0..<layerCount {
@@ -63,15 +62,18 @@ final class ScoringWorker: Service, Sendable {
                     }
                     do {
                         try monitor.assess(pointers, requestID: batch.requestIDs[r], into: &scratch)
-                        results.append(WireAssessment(scratch))
+                        if batch.reply { results.append(WireAssessment(scratch)) }
                     } catch {
-                        results.append(
-                            WireAssessment(
-                                status: 1,
-                                surprise: .init(repeating: .nan, count: layerCount),
-                                pValues: .init(repeating: .nan, count: layerCount)
+                        // Counted by the monitor as rejected; the reply row says the input was invalid.
+                        if batch.reply {
+                            results.append(
+                                WireAssessment(
+                                    status: 1,
+                                    surprise: .init(repeating: .nan, count: layerCount),
+                                    pValues: .init(repeating: .nan, count: layerCount)
+                                )
                             )
-                        )
+                        }
                     }
                 }
             }

@@ -94,8 +94,7 @@ public final class Sidecar: Sendable {
         let worker = ScoringWorker(
             monitor: monitor,
             queue: context.queue,
-            layerCount: context.elements.count,
-            logger: logger
+            layerCount: context.elements.count
         )
         let frames = FrameServer(context: context, group: group, logger: logger, onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [

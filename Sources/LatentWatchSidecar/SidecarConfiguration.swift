@@ -126,7 +126,7 @@ public struct SidecarConfiguration: Sendable {
         }
         guard connectionQueueBytes >= 1, queueBytes >= connectionQueueBytes else {
             throw SidecarError(
-                "the queue ( \(queueBytes) B) must hold at least one connection's share (\(connectionQueueBytes) B)"
+                "the queue (\(queueBytes) B) must hold at least one connection's share (\(connectionQueueBytes) B)"
             )
         }
         guard maxReplyBytes >= 1 << 16 else { throw SidecarError("max reply bytes must be at least 65536") }

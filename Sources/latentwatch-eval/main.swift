@@ -59,7 +59,6 @@ struct Config {
     var preparation: PreparationOptions
     var regularization = Regularization()
     var score: ScoreKind = .surprise
-    var components = 8
 }
 
 func variants(dimension d: Int) -> [(String, PreparationOptions)] {
@@ -115,13 +114,12 @@ for layer in layers {
     for s in splits { data[s] = try rows(path(layer, s)) }
     for cfg in configs(dimension: d) {
         let t0 = now()
-        var fc = FitConfiguration(
+        let fc = FitConfiguration(
             family: cfg.family,
             preparation: cfg.preparation,
             regularization: cfg.regularization,
             layerName: layer
         )
-        fc.mixture.components = cfg.components
         let model: LatentModel
         do {
             model = try LatentModelFitter.fit(

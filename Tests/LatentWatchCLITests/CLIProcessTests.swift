@@ -1,47 +1,14 @@
 import Foundation
 import LatentWatch
+import LatentWatchTestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Runs the real `latentwatch` executable as a child process.
-enum CLI {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let data = root.appendingPathComponent("Samples/Data/digits-mlp")
-
-    static var executable: String {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("latentwatch").path
-        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return root.appendingPathComponent(".build/debug/latentwatch").path
-    }
-
-    static func temporaryDirectory() -> URL {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("lw-cli-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        return d
-    }
-
-    /// Runs to completion; returns exit status, stdout, stderr.
-    static func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        p.currentDirectoryURL = root
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-}
+/// The shared runner of the real executable (LatentWatchTestSupport).
+typealias CLI = LatentWatchBinary
 
 @Suite(.serialized) struct CLIProcessTests {
     /// `latentwatch demo` raises epistemic alerts only after the out-of-distribution part of the stream

@@ -1,49 +1,15 @@
 import Foundation
 import LatentWatch
 import LatentWatchClient
+import LatentWatchTestSupport
 import LatentWatchWire
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The real `latentwatch` executable, run as a child process.
-enum Binary {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let data = root.appendingPathComponent("Samples/Data/digits-mlp")
-
-    static var path: String {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("latentwatch").path
-        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return root.appendingPathComponent(".build/debug/latentwatch").path
-    }
-
-    static func temporaryDirectory() -> URL {
-        // Short path: Unix socket paths are limited to 107 bytes.
-        let d = URL(fileURLWithPath: "/tmp/lws-\(UUID().uuidString.prefix(8))")
-        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        return d
-    }
-
-    /// Runs to completion; returns exit status, stdout, stderr.
-    @discardableResult
-    static func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-}
+/// The shared runner of the real executable (LatentWatchTestSupport).
+typealias Binary = LatentWatchBinary
 
 /// The digits models (h1, h2) fitted once per test process with `latentwatch fit`.
 enum DigitsModels {
@@ -86,7 +52,7 @@ final class Daemon {
         stderrPath = directory.appendingPathComponent("serve.err")
         FileManager.default.createFile(atPath: stdoutPath.path, contents: nil)
         FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.executableURL = URL(fileURLWithPath: Binary.executable)
         var args = ["serve"]
         for m in models { args += ["--model", m] }
         if !extra.contains("--socket") && !extra.contains("--no-socket") { args += ["--socket", socketPath] }
@@ -152,19 +118,18 @@ final class RawConnection {
     let fd: Int32
 
     init(unixSocket path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in path.utf8.enumerated() { p[i] = b }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard rc == 0 else { throw DaemonError("connect failed: \(errno)") }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        fd = try LocalSocket.connect(unixPath: path)
+        setTimeout(10)
+    }
+
+    /// A loopback TCP connection.
+    init(port: Int, timeout: Int = 10) throws {
+        fd = try LocalSocket.connect(host: "127.0.0.1", port: port)
+        setTimeout(timeout)
+    }
+
+    func setTimeout(_ seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -174,8 +139,8 @@ final class RawConnection {
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Reads frames until the server closes (or 10 s pass); returns them.
-    func readUntilClosed() -> [(FrameHeader, [UInt8])] {
+    /// Reads until the peer closes (or the timeout passes).
+    func readToEnd() -> [UInt8] {
         var data: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -183,8 +148,11 @@ final class RawConnection {
             if n <= 0 { break }
             data += buf[0..<n]
         }
-        return Self.frames(data)
+        return data
     }
+
+    /// Reads frames until the server closes (or the timeout passes); returns them.
+    func readUntilClosed() -> [(FrameHeader, [UInt8])] { Self.frames(readToEnd()) }
 
     /// Reads exactly one frame.
     func readFrame() -> (FrameHeader, [UInt8])? {

@@ -106,17 +106,8 @@ public struct GaussianMixture: LatentDensity {
         distances: UnsafeMutablePointer<Double>,
         workspace: inout BatchWorkspace
     ) {
-        let kk = componentCount
         guard case .full(let comps) = components else {
-            let scratch = workspace.floats(atLeast: DensityScratch.floatCount(dimension: dimension))
-            for i in 0..<count {
-                evaluate(
-                    z + i * dimension,
-                    logJoint: logJoint + i * kk,
-                    distances: distances + i * kk,
-                    scratch: scratch
-                )
-            }
+            evaluateRowByRow(z, count: count, logJoint: logJoint, distances: distances, workspace: &workspace)
             return
         }
         comps.evaluateBatch(

@@ -91,6 +91,18 @@ extension LatentDensity {
         distances: UnsafeMutablePointer<Double>,
         workspace: inout BatchWorkspace
     ) {
+        evaluateRowByRow(z, count: count, logJoint: logJoint, distances: distances, workspace: &workspace)
+    }
+
+    /// Batch evaluation as `count` single evaluations: the default, and the fallback of families whose
+    /// batched kernel covers only some of their forms.
+    func evaluateRowByRow(
+        _ z: UnsafePointer<Float>,
+        count: Int,
+        logJoint: UnsafeMutablePointer<Double>,
+        distances: UnsafeMutablePointer<Double>,
+        workspace: inout BatchWorkspace
+    ) {
         let k = componentCount
         let scratch = workspace.floats(atLeast: DensityScratch.floatCount(dimension: dimension))
         for i in 0..<count {

@@ -1,0 +1,43 @@
+import Foundation
+
+/// The real `latentwatch` executable, run as a child process by the CLI and sidecar tests.
+public enum LatentWatchBinary {
+    /// The package root.
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    /// The bundled digits-MLP activations.
+    public static let data = root.appendingPathComponent("Samples/Data/digits-mlp")
+
+    /// The executable beside the test bundle, else the debug build.
+    public static var executable: String {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("latentwatch").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return root.appendingPathComponent(".build/debug/latentwatch").path
+    }
+
+    /// A new directory with a short path (Unix socket paths are limited to 107 bytes).
+    public static func temporaryDirectory() -> URL {
+        let d = URL(fileURLWithPath: "/tmp/lwt-\(UUID().uuidString.prefix(8))")
+        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    /// Runs to completion in the package root; returns exit status, stdout, stderr.
+    @discardableResult
+    public static func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        p.currentDirectoryURL = root
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}
