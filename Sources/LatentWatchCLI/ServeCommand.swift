@@ -83,6 +83,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Open connections at most.")
     var maxConnections: Int = 64
 
+    @Option(help: "Seconds a new connection has to send its HELLO before it is closed.")
+    var handshakeTimeout: Double = 10
+
     @Flag(help: "Log at debug level.")
     var verbose = false
 
@@ -133,7 +136,8 @@ struct ServeCommand: AsyncParsableCommand {
             connectionQueueBytes: connectionQueueBytes,
             whenFull: policyFull,
             maxReplyBytes: maxReplyBytes,
-            maxConnections: maxConnections
+            maxConnections: maxConnections,
+            handshakeTimeoutSeconds: handshakeTimeout
         )
         var logger = Logger(label: "latentwatch.serve")
         logger.logLevel = verbose ? .debug : .info

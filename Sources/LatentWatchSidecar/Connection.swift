@@ -30,6 +30,8 @@ final class Connection: BatchOwner, @unchecked Sendable {
     let context: ServerContext
     let state = NIOLockedValueBox(State())
     let pendingReplyBytes = Atomic<Int>(0)
+    /// Set once the HELLO was accepted.
+    let handshaken = Atomic<Bool>(false)
 
     init(channel: Channel, context: ServerContext) {
         self.channel = channel

@@ -10,7 +10,6 @@ final class FrameHandler: ByteToMessageDecoder {
 
     let connection: Connection
     let context: ServerContext
-    var handshaken = false
     var dead = false
 
     init(connection: Connection, context: ServerContext) {
@@ -27,6 +26,7 @@ final class FrameHandler: ByteToMessageDecoder {
         let header = buffer.withUnsafeReadableBytes {
             FrameHeader.parse(UnsafeRawBufferPointer(rebasing: $0[0..<WireFormat.headerSize]))
         }
+        let handshaken = connection.handshaken.load(ordering: .relaxed)
         let limit = handshaken ? context.configuration.maxFrameBytes : WireFormat.handshakeLimit
         guard header.length <= limit else {
             fatal(
@@ -74,7 +74,7 @@ final class FrameHandler: ByteToMessageDecoder {
     }
 
     func handle(_ type: FrameType, _ header: FrameHeader, _ body: ByteBuffer, buffer: inout ByteBuffer) {
-        if !handshaken {
+        if !connection.handshaken.load(ordering: .relaxed) {
             guard type == .hello else {
                 fatal(.handshakeRequired, "the first frame must be a HELLO (Docs/WireProtocol.md)", buffer: &buffer)
                 return
@@ -97,7 +97,7 @@ final class FrameHandler: ByteToMessageDecoder {
                 fatal(.unauthorized, "the HELLO's token is missing or wrong", buffer: &buffer)
                 return
             }
-            handshaken = true
+            connection.handshaken.store(true, ordering: .relaxed)
             connection.send(context.welcome.frame())
             return
         }

@@ -46,6 +46,16 @@ final class FrameServer: Service, Sendable {
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in context.unregister(connection) }
+                // A connection that never completes the handshake must not hold a slot forever.
+                let timeout = context.configuration.handshakeTimeoutSeconds
+                let check = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) {
+                    guard !connection.handshaken.load(ordering: .relaxed) else { return }
+                    context.metrics.protocolErrors[.handshakeRequired]?.increment()
+                    connection.sendAndClose(
+                        WireError(.handshakeRequired, "no HELLO within \(timeout) s (--handshake-timeout)").frame()
+                    )
+                }
+                channel.closeFuture.whenComplete { _ in check.cancel() }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrameHandler(connection: connection, context: context))

@@ -79,6 +79,8 @@ public struct SidecarConfiguration: Sendable {
     public var recentAlerts: Int
     /// Largest `POST /v1/observe` body.
     public var maxHTTPBodyBytes: Int
+    /// Seconds a new connection has to send its HELLO before it is closed.
+    public var handshakeTimeoutSeconds: Double
 
     /// Defaults from Docs/WireProtocol.md.
     public init(
@@ -95,7 +97,8 @@ public struct SidecarConfiguration: Sendable {
         maxReplyBytes: Int = 4 << 20,
         maxConnections: Int = 64,
         recentAlerts: Int = 1000,
-        maxHTTPBodyBytes: Int = 16 << 20
+        maxHTTPBodyBytes: Int = 16 << 20,
+        handshakeTimeoutSeconds: Double = 10
     ) {
         self.socketPath = socketPath
         self.tcp = tcp
@@ -111,6 +114,7 @@ public struct SidecarConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.recentAlerts = recentAlerts
         self.maxHTTPBodyBytes = maxHTTPBodyBytes
+        self.handshakeTimeoutSeconds = handshakeTimeoutSeconds
     }
 
     /// Checks the values against each other.
@@ -129,6 +133,7 @@ public struct SidecarConfiguration: Sendable {
                 "the queue (\(queueBytes) B) must hold at least one connection's share (\(connectionQueueBytes) B)"
             )
         }
+        guard handshakeTimeoutSeconds > 0 else { throw SidecarError("the handshake timeout must be positive") }
         guard maxReplyBytes >= 1 << 16 else { throw SidecarError("max reply bytes must be at least 65536") }
     }
 }

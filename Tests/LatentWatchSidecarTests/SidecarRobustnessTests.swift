@@ -167,6 +167,24 @@ import Glibc
         #expect(try daemon.client().welcome.layers.count == 2)
     }
 
+    /// Connections that stall in the handshake (half a HELLO, or nothing) are closed after the handshake
+    /// timeout with `handshakeRequired`, so they cannot hold the connection slots.
+    @Test func silentConnectionsAreClosed() throws {
+        let daemon = try Daemon(["--max-connections", "2", "--handshake-timeout", "0.5"])
+        defer { daemon.terminate() }
+        let half = try RawConnection(unixSocket: daemon.socketPath)
+        half.write(Array(Hello().frame().prefix(10)))
+        let silent = try RawConnection(unixSocket: daemon.socketPath)
+        let started = Date()
+        for c in [half, silent] {
+            let errors = RawConnection.errors(c.readUntilClosed())
+            #expect(errors.map(\.code) == [.handshakeRequired], "\(errors)")
+        }
+        #expect(Date().timeIntervalSince(started) < 5)
+        usleep(100_000)
+        #expect(try daemon.client().welcome.layers.count == 2)
+    }
+
     /// Under the reject policy a full queue refuses frames with `overloaded` (nothing of them assessed) and
     /// the ACK counts them; under drop they are counted as dropped.
     @Test(arguments: ["reject", "drop"]) func fullQueue(policy: String) throws {
