@@ -57,8 +57,11 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Pooling of each activation: flatten, global-average ([C,H,W] -> C), mean-tokens ([T,C] -> C).")
     var pooling: String = "flatten"
 
-    @Flag(help: "L2-normalise each pooled activation.")
-    var l2 = false
+    @Flag(
+        inversion: .prefixedNo,
+        help: "L2-normalise each pooled activation (the default; Docs/Evaluation.md has the evidence)."
+    )
+    var l2 = true
 
     @Option(help: "PCA: keep this many components (0: none).")
     var pca: Int = 0

@@ -59,7 +59,12 @@ let fitTimes = try (0..<fitRuns).map { _ in
     try seconds {
         model = try LatentModelFitter.fit(
             source,
-            configuration: FitConfiguration(family: .gda, calibrationFraction: 0, fitBackground: false)
+            configuration: FitConfiguration(
+                family: .gda,
+                preparation: .raw,
+                calibrationFraction: 0,
+                fitBackground: false
+            )
         )
     }
 }
@@ -69,6 +74,7 @@ let fitFixedTimes = try (0..<fitRuns).map { _ in
             source,
             configuration: FitConfiguration(
                 family: .gda,
+                preparation: .raw,
                 regularization: Regularization(shrinkage: .fixed(0.1)),
                 calibrationFraction: 0,
                 fitBackground: false
@@ -78,7 +84,7 @@ let fitFixedTimes = try (0..<fitRuns).map { _ in
 }
 let tied = try LatentModelFitter.fit(
     source,
-    configuration: FitConfiguration(family: .tied, calibrationFraction: 0, fitBackground: false)
+    configuration: FitConfiguration(family: .tied, preparation: .raw, calibrationFraction: 0, fitBackground: false)
 )
 let half = model.converted(to: .float16)
 
@@ -143,6 +149,7 @@ struct MonitorFigures {
         source,
         configuration: FitConfiguration(
             family: .gda,
+            preparation: .raw,
             calibrationFraction: 0.2,
             fitBackground: false,
             layerName: "bench"

@@ -59,14 +59,15 @@ struct Config {
     var preparation: PreparationOptions
     var regularization = Regularization()
     var score: ScoreKind = .surprise
+    var mixtureRegularization: Regularization? = nil
 }
 
 func variants(dimension d: Int) -> [(String, PreparationOptions)] {
     var v: [(String, PreparationOptions)] = [
-        ("raw", PreparationOptions()), ("l2", PreparationOptions(l2Normalize: true)),
+        ("raw", .raw), ("l2", PreparationOptions(l2Normalize: true)),
     ]
     for k in [16, 32] where k < d {
-        v.append(("pca\(k)", PreparationOptions(projection: .components(k))))
+        v.append(("pca\(k)", PreparationOptions(l2Normalize: false, projection: .components(k))))
         v.append(("l2+pca\(k)", PreparationOptions(l2Normalize: true, projection: .components(k))))
     }
     return v
@@ -91,9 +92,27 @@ func configs(dimension d: Int) -> [Config] {
         ("fixed0.1", Regularization(shrinkage: .fixed(0.1))),
         ("fixed0.5", Regularization(shrinkage: .fixed(0.5))),
     ] {
-        for (vname, prep) in [("raw", PreparationOptions()), ("l2", PreparationOptions(l2Normalize: true))] {
+        for (vname, prep) in [("raw", PreparationOptions.raw), ("l2", PreparationOptions(l2Normalize: true))] {
             out.append(
                 Config(name: "lw_gda_reg-\(rname):\(vname)", family: .gda, preparation: prep, regularization: reg)
+            )
+        }
+    }
+    // Mixture regularisation: our default (floor 1e-6 of the average variance) against scikit-learn's
+    // (reg_covar = 1e-6, absolute) and larger relative floors.
+    for (rname, reg) in [
+        ("ridge1e-6", Regularization(shrinkage: .fixed(0), floorRatio: 0, ridge: 1e-6)),
+        ("floor1e-3", Regularization(shrinkage: .fixed(0), floorRatio: 1e-3)),
+        ("floor1e-2", Regularization(shrinkage: .fixed(0), floorRatio: 1e-2)),
+    ] {
+        for (vname, prep) in [("raw", PreparationOptions.raw), ("l2", PreparationOptions(l2Normalize: true))] {
+            out.append(
+                Config(
+                    name: "lw_gmm_reg-\(rname):\(vname)",
+                    family: .gmm,
+                    preparation: prep,
+                    mixtureRegularization: reg
+                )
             )
         }
     }
@@ -103,6 +122,7 @@ func configs(dimension d: Int) -> [Config] {
 var results: [String: [String: Any]] = [:]
 /// Per layer, the default configuration's p-values on test and each OOD set (for fusion and streams).
 var defaultPValues: [String: [String: [Double]]] = [:]
+var defaultCalibrationCount: [String: Int] = [:]
 let defaultConfig = "lw_gda:l2"
 
 for layer in layers {
@@ -114,12 +134,13 @@ for layer in layers {
     for s in splits { data[s] = try rows(path(layer, s)) }
     for cfg in configs(dimension: d) {
         let t0 = now()
-        let fc = FitConfiguration(
+        var fc = FitConfiguration(
             family: cfg.family,
             preparation: cfg.preparation,
             regularization: cfg.regularization,
             layerName: layer
         )
+        if let r = cfg.mixtureRegularization { fc.mixtureRegularization = r }
         let model: LatentModel
         do {
             model = try LatentModelFitter.fit(
@@ -184,7 +205,10 @@ for layer in layers {
             entry["misclassification_auroc"] = ROC.auroc(negatives: neg, positives: pos)
         }
         layerResults[cfg.name] = entry
-        if cfg.name == defaultConfig { defaultPValues[layer] = pvalues }
+        if cfg.name == defaultConfig {
+            defaultPValues[layer] = pvalues
+            defaultCalibrationCount[layer] = model.calibration.distributions[.surprise]?.count ?? 0
+        }
         FileHandle.standardError.write(
             Data(
                 String(
@@ -229,11 +253,31 @@ if defaultPValues.count >= 2 {
     }
 }
 
-let output: [String: Any] = [
+var output: [String: Any] = [
     "scenario": scenario, "data": dataDir, "alpha": alpha, "ood_sets": oodSets, "layers": results,
     "fusion": fusion, "default": defaultConfig, "latentwatch": LatentWatchVersion.string,
     "test_error_rate": Double(misclassified.filter { $0 }.count) / Double(max(1, misclassified.count)),
 ]
+if let streamDir = value("--streams") {
+    let streamLayer = value("--stream-layer") ?? layers.last!
+    guard let pv = defaultPValues[streamLayer], let m = defaultCalibrationCount[streamLayer] else {
+        print("--stream-layer \(streamLayer): the default configuration was not fitted on it")
+        exit(1)
+    }
+    output["streams"] = try StreamComparison.run(
+        pValues: pv,
+        oodSets: oodSets,
+        calibrationCount: m,
+        alpha: alpha,
+        scenario: scenario,
+        layer: streamLayer,
+        configuration: defaultConfig,
+        directory: streamDir,
+        idStreams: Int(value("--id-streams") ?? "100")!,
+        idLength: Int(value("--id-length") ?? "10000")!,
+        changeRuns: Int(value("--change-runs") ?? "20")!
+    )
+}
 let json = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
 try json.write(to: URL(fileURLWithPath: outPath))
 print("wrote \(outPath)")

@@ -6,7 +6,7 @@
 //  3. detection delay on streams where out-of-distribution inputs gradually replace in-distribution ones.
 // Everything goes through a real `Monitor` with a callback sink (the code hosts run).
 //
-// Usage: swift run -c release latentwatch-streams --data DIR --layers fc[,conv3_gap] [--l2] [--streams 100]
+// Usage: swift run -c release latentwatch-streams --data DIR --layers fc[,conv3_gap] [--raw] [--streams 100]
 //        [--length 10000] [--alpha 0.01] [--delta 0.01] [--arl 1000] [--ood name,...]
 // DIR holds <layer>_<split>.npy and labels_<split>.npy for splits train, cal, test, ood_<name>
 // (Tests/Evaluation/README.md makes them).
@@ -21,11 +21,12 @@ func option(_ name: String) -> String? {
     return CommandLine.arguments[i + 1]
 }
 guard let dataDir = option("data") else {
-    print("usage: latentwatch-streams --data DIR --layers a[,b] [--l2] [--streams N] [--length N] [--ood x,y]")
+    print("usage: latentwatch-streams --data DIR --layers a[,b] [--raw] [--streams N] [--length N] [--ood x,y]")
     exit(2)
 }
 let layerNames = (option("layers") ?? "fc").split(separator: ",").map(String.init)
-let l2 = CommandLine.arguments.contains("--l2")
+// L2 normalisation is the fitting default; --raw turns it off (--l2 is accepted and changes nothing).
+let l2 = !CommandLine.arguments.contains("--raw")
 let streamCount = Int(option("streams") ?? "100")!
 let streamLength = Int(option("length") ?? "10000")!
 let alpha = Double(option("alpha") ?? "0.01")!

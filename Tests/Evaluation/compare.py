@@ -1,7 +1,9 @@
 """Side-by-side tables of LatentWatch (latentwatch-eval JSON) and the Python references (reference_eval.py JSON).
 
 python3 Tests/Evaluation/compare.py --ours lw_image.json --ref ref_image.json [--ours lw_text.json --ref ref_text.json]
-Prints Markdown (the tables of Docs/Evaluation.md).
+    [--streams-ref baselines_image.json --streams-ref baselines_text.json]
+Prints Markdown (the tables of Docs/Evaluation.md). With --streams-ref (stream_baselines.py output on the streams
+that `latentwatch-eval --streams DIR` wrote, one per --ours, same order) it adds the stream-detector table.
 """
 
 import argparse
@@ -13,6 +15,7 @@ PAIRS = [  # (ours, reference, what)
     ("lw_tied_md", "tied_mahalanobis", "tied covariance, min Mahalanobis distance (Lee et al.)"),
     ("lw_rmd", "relative_mahalanobis", "relative Mahalanobis (Ren et al.)"),
     ("lw_gmm", "gmm_sklearn", "GMM, 8 full components (scikit-learn GaussianMixture)"),
+    ("lw_gmm_reg-ridge1e-6", "gmm_sklearn", "GMM with scikit-learn's regularisation (absolute reg_covar 1e-6)"),
 ]
 
 
@@ -36,13 +39,50 @@ def mean_auroc(entry):
     return None if entry is None or "mean_auroc" not in entry else entry["mean_auroc"]
 
 
+def stream_table(ours, base):
+    """Our detectors and the baselines on the same p-value streams: false alarms on ID streams, and per OOD set
+    the median delay of the first alarm after the change with (streams with a false alarm before it / missed)."""
+    st = ours["streams"]
+    scen = ours["scenario"]
+    sets = ours["ood_sets"]
+    cal = base["calibration"]
+    out = [f"### {scen}: stream detectors on the same p-value streams ({st['layer']}, {st['configuration']}, "
+           f"calibration m = {st['calibration_count']})\n",
+           f"{st['id_streams']} in-distribution streams of {st['id_length']} inputs resampled from the test split; per OOD "
+           f"set {st['change_runs']} streams of {st['change_length']} where OOD inputs replace ID ones from input "
+           f"{st['change_at']} linearly over {st['ramp']}. Cells: median delay (streams with a false alarm before the "
+           f"change / streams never alarmed after it). River ADWIN's calibrated δ = {cal['adwin_delta']:g} and "
+           f"Page-Hinkley's threshold = {cal['ph_threshold']:g} give ≤ {cal['target_far_per_stream']} null false-alarm "
+           f"probability per {cal['stream_length']} uniform inputs.\n",
+           "| detector | ID streams with an alarm | alarms per 10⁴ ID inputs | " + " | ".join(sets) + " |",
+           "|---|---|---|" + "---|" * len(sets)]
+    rows = [(k, v) for k, v in st["results"].items()] + [(f"{k} (baseline)", v) for k, v in base["results"].items()]
+    for name, res in rows:
+        idr = res.get(f"{scen}/none", {}).get("id")
+        if idr is None:
+            continue
+        cells = []
+        for s in sets:
+            c = res.get(f"{scen}/{s}", {}).get("change")
+            if c is None:
+                cells.append("—")
+                continue
+            med = "—" if c["median_delay"] is None else f"{c['median_delay']:.0f}"
+            cells.append(f"{med} ({c['false_alarm_streams']}/{c['missed']})")
+        out.append(f"| {name} | {idr['streams_with_alarm']} of {idr['streams']} | {idr['alarms_per_1e4']:.2f} | "
+                   + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", action="append", required=True)
     ap.add_argument("--ref", action="append", required=True)
+    ap.add_argument("--streams-ref", action="append", default=[])
     a = ap.parse_args()
     out = []
-    for ours_path, ref_path in zip(a.ours, a.ref):
+    for i, (ours_path, ref_path) in enumerate(zip(a.ours, a.ref)):
         ours, ref = json.load(open(ours_path)), normalise(json.load(open(ref_path)))
         sets = ours["ood_sets"]
         out.append(f"### {ours['scenario']}: LatentWatch against its Python reference, mean AUROC over {len(sets)} OOD sets\n")
@@ -58,7 +98,8 @@ def main():
                         continue
                     d = max(abs(lw[key]["auroc"][s] - r["auroc"][s]) for s in sets)
                     delta = lw[key]["mean_auroc"] - r["mean_auroc"]
-                    out.append(f"| {layer} | {theirs} | {variant} | {fmt(lw[key]['mean_auroc'])} | {fmt(r['mean_auroc'])} | "
+                    fam = theirs if mine != "lw_gmm_reg-ridge1e-6" else "gmm_sklearn, same reg_covar"
+                    out.append(f"| {layer} | {fam} | {variant} | {fmt(lw[key]['mean_auroc'])} | {fmt(r['mean_auroc'])} | "
                                f"{delta:+.4f} | {d:.4f} |")
         out.append("")
         # Per-OOD-set table: the default and the strongest references.
@@ -102,6 +143,20 @@ def main():
                 cells += [fmt(mean_auroc(lw.get(f"lw_gda_reg-{r}:{variant}"))) for r in regs[1:]]
                 out.append(f"| {layer} | {variant} | " + " | ".join(cells) + " |")
         out.append("")
+        # Mixture regularisation.
+        gregs = ["floor1e-6 (default)", "ridge1e-6", "floor1e-3", "floor1e-2"]
+        if any(k.startswith("lw_gmm_reg-") for lw in ours["layers"].values() for k in lw):
+            out.append(f"### {ours['scenario']}: regularisation of the GMM's components (8 full components, mean AUROC)\n")
+            out.append("| layer | variant | " + " | ".join(gregs) + " | scikit-learn (reg_covar 1e-6) |")
+            out.append("|---|---|" + "---|" * (len(gregs) + 1))
+            for layer, lw in ours["layers"].items():
+                rl = ref["layers"].get(layer, {})
+                for variant in ("raw", "l2"):
+                    cells = [fmt(mean_auroc(lw.get(f"lw_gmm:{variant}")))]
+                    cells += [fmt(mean_auroc(lw.get(f"lw_gmm_reg-{r}:{variant}"))) for r in gregs[1:]]
+                    cells.append(fmt(mean_auroc(rl.get(f"gmm_sklearn:{variant}"))))
+                    out.append(f"| {layer} | {variant} | " + " | ".join(cells) + " |")
+            out.append("")
         # Misclassification and alert rate.
         out.append(f"### {ours['scenario']}: misclassification detection (AUROC, ID test, error rate "
                    f"{ours['test_error_rate']:.4f}) and realised alert rate at α = {ours['alpha']}\n")
@@ -119,6 +174,8 @@ def main():
             if e.get("misclassification_auroc") is not None:
                 out.append(f"| reference {m} | logits | {e['misclassification_auroc']:.4f} | {e['alert_rate']:.4f} |")
         out.append("")
+        if i < len(a.streams_ref) and "streams" in ours:
+            out += stream_table(ours, json.load(open(a.streams_ref[i])))
     print("\n".join(out))
 
 

@@ -123,7 +123,10 @@ import Testing
 
     @Test func poolingShapesArePrepared() throws {
         // [C, H, W] global average pooling and [T, C] mean pooling against direct formulas.
-        let prep = Preparation(inputShape: [2, 2, 3], options: PreparationOptions(pooling: .globalAverage))
+        let prep = Preparation(
+            inputShape: [2, 2, 3],
+            options: PreparationOptions(pooling: .globalAverage, l2Normalize: false)
+        )
         var out = [Float](repeating: 0, count: 2)
         let x: [Float] = [1, 2, 3, 4, 5, 6, 10, 10, 10, 10, 10, 16]
         x.withUnsafeBufferPointer { xb in

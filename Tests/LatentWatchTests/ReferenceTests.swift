@@ -11,7 +11,7 @@ import Testing
     func fit(
         _ family: DensityFamilyChoice,
         layer: String,
-        preparation: PreparationOptions = PreparationOptions()
+        preparation: PreparationOptions = .raw
     ) throws -> LatentModel {
         let train = try Fixtures.activations("train", layer)
         let cal = try Fixtures.activations("calibration", layer)
@@ -82,7 +82,11 @@ import Testing
     }
 
     @Test func pcaSubspaceMatchesReference() throws {
-        let model = try fit(.gda, layer: "h1", preparation: PreparationOptions(projection: .components(16)))
+        let model = try fit(
+            .gda,
+            layer: "h1",
+            preparation: PreparationOptions(l2Normalize: false, projection: .components(16))
+        )
         let comps = model.preparation.projectionComponents!
         let ref = try Fixtures.ref("pca_h1_components")
         let refValues = try Fixtures.ref("pca_h1_eigenvalues")
@@ -96,7 +100,11 @@ import Testing
             )
         }
         // Variance fraction picks the same count as numpy.
-        let m95 = try fit(.gda, layer: "h1", preparation: PreparationOptions(projection: .varianceFraction(0.95)))
+        let m95 = try fit(
+            .gda,
+            layer: "h1",
+            preparation: PreparationOptions(l2Normalize: false, projection: .varianceFraction(0.95))
+        )
         #expect(m95.preparation.outputDimension == Int(try Fixtures.ref("pca_h1_n95")[0]))
     }
 
@@ -128,6 +136,7 @@ import Testing
         )
         let cfg = FitConfiguration(
             family: .gmm,
+            preparation: .raw,
             mixtureRegularization: Regularization(shrinkage: .fixed(0), floorRatio: 0, ridge: 1e-4),
             mixture: MixtureOptions(
                 components: 5,

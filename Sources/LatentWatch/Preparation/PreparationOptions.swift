@@ -23,15 +23,21 @@ public struct PreparationOptions: Sendable, Equatable, Codable {
 
     /// Pooling of the raw activation.
     public var pooling: Pooling
-    /// Divide each pooled vector by its Euclidean norm (all-zero vectors stay zero).
+    /// Divide each pooled vector by its Euclidean norm (all-zero vectors stay zero). On by default: on the
+    /// real image and text models of Docs/Evaluation.md it raised the class-Gaussian mean OOD AUROC on every
+    /// layer (+0.010 to +0.023, and from 0.55 to 0.94 on un-normalised sentence embeddings).
     public var l2Normalize: Bool
     /// Optional PCA.
     public var projection: Projection
 
-    /// Defaults: flatten, no normalisation, no projection.
-    public init(pooling: Pooling = .flatten, l2Normalize: Bool = false, projection: Projection = .none) {
+    /// Defaults: flatten, L2 normalisation, no projection (PCA lost up to 0.04 AUROC on image and fell below
+    /// chance on text in Docs/Evaluation.md). Use ``raw`` for no preparation at all.
+    public init(pooling: Pooling = .flatten, l2Normalize: Bool = true, projection: Projection = .none) {
         self.pooling = pooling
         self.l2Normalize = l2Normalize
         self.projection = projection
     }
+
+    /// No pooling beyond flattening, no normalisation, no projection: the density sees the activation as it is.
+    public static let raw = PreparationOptions(l2Normalize: false)
 }

@@ -1,0 +1,229 @@
+// The stream part of the evaluation (issue 6): p-value streams made from the default configuration's real
+// p-values, written as .npy files with a manifest.json that Tests/Evaluation/stream_baselines.py reads, and our
+// own stream detectors (the library's ShiftDetector and WindowRateDetector, set up as a Monitor sets them up)
+// run on exactly the same values. The result has the layout of stream_baselines.py's "results", so
+// Tests/Evaluation/compare.py can put both in one table.
+import Foundation
+import LatentWatch
+import LatentWatchNumerics
+
+enum StreamComparison {
+    /// Start of the change on every change stream, and the length of its ramp.
+    static let changeAt = 1000
+    static let ramp = 500
+    static let changeLength = 2500
+
+    /// One stream: its p-values and where the change starts (nil: in-distribution throughout).
+    struct Stream {
+        var file: String
+        var group: String
+        var ood: String
+        var run: Int
+        var changeAt: Int?
+        var p: [Double]
+    }
+
+    /// Makes the streams, writes them and the manifest into `directory`, runs our detectors on them and
+    /// returns the summary (JSON-ready).
+    static func run(
+        pValues: [String: [Double]],
+        oodSets: [String],
+        calibrationCount m: Int,
+        alpha: Double,
+        scenario: String,
+        layer: String,
+        configuration: String,
+        directory: String,
+        idStreams: Int,
+        idLength: Int,
+        changeRuns: Int
+    ) throws -> [String: Any] {
+        let test = pValues["test"]!
+        var streams: [Stream] = []
+        // In-distribution: inputs drawn with replacement from the held-out test split.
+        for r in 0..<idStreams {
+            var rng = SeededRandom(seed: UInt64(1000 + r))
+            let p = (0..<idLength).map { _ in test[Int(rng.next() % UInt64(test.count))] }
+            streams.append(
+                Stream(file: String(format: "id_%03d.npy", r), group: "none", ood: "none", run: r, changeAt: nil, p: p)
+            )
+        }
+        // Gradual replacement: in distribution until changeAt, then each input is out of distribution with a
+        // probability rising linearly to 1 over `ramp` inputs.
+        for o in oodSets {
+            let ood = pValues["ood_\(o)"]!
+            for r in 0..<changeRuns {
+                var rng = SeededRandom(seed: UInt64(5000 + r))
+                let p = (0..<changeLength).map { t -> Double in
+                    let share = t < changeAt ? 0 : min(1, Double(t - changeAt + 1) / Double(ramp))
+                    if rng.uniform() < share { return ood[Int(rng.next() % UInt64(ood.count))] }
+                    return test[Int(rng.next() % UInt64(test.count))]
+                }
+                streams.append(
+                    Stream(
+                        file: String(format: "%@_%03d.npy", o, r),
+                        group: o,
+                        ood: o,
+                        run: r,
+                        changeAt: changeAt,
+                        p: p
+                    )
+                )
+            }
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for s in streams { try writeNumpy(s.p, to: "\(directory)/\(s.file)") }
+        let manifest: [String: Any] = [
+            "alpha": alpha, "scenario": scenario, "layer": layer, "configuration": configuration,
+            "calibration_count": m, "generator": "latentwatch-eval \(LatentWatchVersion.string)",
+            "p_value": "(1 + #{calibration surprise >= s}) / (m + 1), not smoothed",
+            "streams": streams.map {
+                [
+                    "file": $0.file, "change_at": $0.changeAt.map { $0 as Any } ?? NSNull(), "scenario": scenario,
+                    "ood": $0.ood, "run": $0.run,
+                ] as [String: Any]
+            },
+        ]
+        try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: "\(directory)/manifest.json"))
+
+        // Our detectors, each a function from a stream to its alarm indices.
+        let delta = 0.01
+        let detectors: [(String, [String: Any], ([Double]) -> [Int])] = [
+            (
+                "lw_anytime", ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": 0.01],
+                { shiftAlarms($0, ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m)) }
+            ),
+            (
+                "lw_anytime_jump0.001",
+                ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": 0.001],
+                {
+                    shiftAlarms(
+                        $0,
+                        ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m, jumpRate: 0.001)
+                    )
+                }
+            ),
+            (
+                "lw_anytime_jump0.1", ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": 0.1],
+                {
+                    shiftAlarms(
+                        $0,
+                        ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m, jumpRate: 0.1)
+                    )
+                }
+            ),
+            (
+                "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": false],
+                { shiftAlarms($0, ShiftDetector(mode: .anytime(delta: delta))) }
+            ),
+            (
+                "lw_change_arl1000", ["mode": "change", "mean_run_length": 1000, "calibration_slack": true],
+                {
+                    shiftAlarms(
+                        $0,
+                        ShiftDetector.calibrated(mode: .changeDetection(meanRunLength: 1000), calibrationCount: m)
+                    )
+                }
+            ),
+            (
+                "lw_window", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": "alpha + slack"],
+                { p in
+                    let slack = ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: 0.005)
+                    var w = WindowRateDetector(window: 200, alpha: alpha, windowLevel: 1e-4, nullRate: alpha + slack)
+                    var alarms: [Int] = []
+                    for (t, x) in p.enumerated() {
+                        if case .fired = w.update(x) { alarms.append(t) }
+                    }
+                    return alarms
+                }
+            ),
+        ]
+        var results: [String: Any] = [:]
+        var parameters: [String: Any] = [:]
+        for (name, params, alarmsOf) in detectors {
+            parameters[name] = params
+            var byGroup: [String: [Record]] = [:]
+            for s in streams {
+                byGroup["\(scenario)/\(s.group)", default: []].append(
+                    Record(alarms: alarmsOf(s.p), length: s.p.count, changeAt: s.changeAt)
+                )
+            }
+            var summary: [String: Any] = [:]
+            for (g, recs) in byGroup { summary[g] = summarise(recs) }
+            summary["_all"] = summarise(byGroup.values.flatMap { $0 })
+            results[name] = summary
+        }
+        return [
+            "directory": directory, "layer": layer, "configuration": configuration, "calibration_count": m,
+            "id_streams": idStreams, "id_length": idLength, "change_runs": changeRuns, "change_at": changeAt,
+            "ramp": ramp, "change_length": changeLength, "detectors": parameters, "results": results,
+        ]
+    }
+
+    /// Alarm indices of a shift detector over one stream (anytime mode: at most one).
+    static func shiftAlarms(_ p: [Double], _ detector: ShiftDetector) -> [Int] {
+        var d = detector
+        var alarms: [Int] = []
+        for (t, x) in p.enumerated() where d.update(x) { alarms.append(t) }
+        return alarms
+    }
+
+    struct Record {
+        var alarms: [Int]
+        var length: Int
+        var changeAt: Int?
+    }
+
+    /// The same summary as stream_baselines.py's `summarise` (median as numpy's: mean of the middle two).
+    static func summarise(_ recs: [Record]) -> [String: Any] {
+        var out: [String: Any] = [:]
+        let id = recs.filter { $0.changeAt == nil }
+        let ch = recs.filter { $0.changeAt != nil }
+        if !id.isEmpty {
+            let inputs = id.reduce(0) { $0 + $1.length }
+            let alarms = id.reduce(0) { $0 + $1.alarms.count }
+            out["id"] = [
+                "streams": id.count, "streams_with_alarm": id.filter { !$0.alarms.isEmpty }.count, "alarms": alarms,
+                "inputs": inputs, "alarms_per_1e4": 1e4 * Double(alarms) / Double(inputs),
+            ]
+        }
+        if !ch.isEmpty {
+            var delays: [Int] = []
+            var falseAlarms = 0
+            for r in ch {
+                let c = r.changeAt!
+                if r.alarms.contains(where: { $0 < c }) { falseAlarms += 1 }
+                if let a = r.alarms.first(where: { $0 >= c }) { delays.append(a - c) }
+            }
+            let sorted = delays.sorted()
+            let median: Any =
+                sorted.isEmpty
+                ? NSNull()
+                : (sorted.count % 2 == 1
+                    ? Double(sorted[sorted.count / 2])
+                    : Double(sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2)
+            out["change"] = [
+                "streams": ch.count, "false_alarm_streams": falseAlarms, "detected": delays.count,
+                "missed": ch.count - delays.count, "median_delay": median,
+                "mean_delay": delays.isEmpty
+                    ? NSNull() as Any : Double(delays.reduce(0, +)) / Double(delays.count) as Any,
+                "delays": delays,
+            ]
+        }
+        return out
+    }
+
+    /// A 1-d little-endian float64 .npy (version 1.0).
+    static func writeNumpy(_ values: [Double], to path: String) throws {
+        var header = "{'descr': '<f8', 'fortran_order': False, 'shape': (\(values.count),), }"
+        let unpadded = 10 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+        let n = UInt16(header.utf8.count)
+        data.append(contentsOf: [UInt8(n & 0xff), UInt8(n >> 8)])
+        data.append(contentsOf: Array(header.utf8))
+        values.withUnsafeBytes { data.append(contentsOf: $0) }
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+}
