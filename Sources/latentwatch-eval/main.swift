@@ -98,12 +98,12 @@ func configs(dimension d: Int) -> [Config] {
             )
         }
     }
-    // Mixture regularisation: our default (floor 1e-6 of the average variance) against scikit-learn's
-    // (reg_covar = 1e-6, absolute) and larger relative floors.
+    // Mixture regularisation: our default (1e-2 of the average variance on the diagonal; lw_gmm) against
+    // scikit-learn's (reg_covar = 1e-6, absolute) and smaller relative floors (1e-6 was the default before).
     for (rname, reg) in [
         ("ridge1e-6", Regularization(shrinkage: .fixed(0), floorRatio: 0, ridge: 1e-6)),
+        ("floor1e-6", Regularization(shrinkage: .fixed(0), floorRatio: 1e-6)),
         ("floor1e-3", Regularization(shrinkage: .fixed(0), floorRatio: 1e-3)),
-        ("floor1e-2", Regularization(shrinkage: .fixed(0), floorRatio: 1e-2)),
     ] {
         for (vname, prep) in [("raw", PreparationOptions.raw), ("l2", PreparationOptions(l2Normalize: true))] {
             out.append(

@@ -67,7 +67,9 @@ public struct FitConfiguration: Sendable {
     public var preparation: PreparationOptions
     /// Covariance regularisation (class Gaussians, tied and background).
     public var regularization: Regularization
-    /// Regularisation of mixture components (lambda fixed; default: floor of 1e-6 of the average variance of the data).
+    /// Regularisation of mixture components (lambda fixed; default: 1e-2 of the average variance of the data added
+    /// to each component's diagonal, which gave the best mean OOD AUROC across the layers of Docs/Evaluation.md:
+    /// +0.07 to +0.10 on sentence embeddings against 1e-6, within 0.007 on the image layers).
     public var mixtureRegularization: Regularization
     /// Mixture options (family gmm).
     public var mixture: MixtureOptions
@@ -87,7 +89,7 @@ public struct FitConfiguration: Sendable {
         family: DensityFamilyChoice = .gda,
         preparation: PreparationOptions = PreparationOptions(),
         regularization: Regularization = Regularization(),
-        mixtureRegularization: Regularization = Regularization(shrinkage: .fixed(0), floorRatio: 1e-6),
+        mixtureRegularization: Regularization = Regularization(shrinkage: .fixed(0), floorRatio: 1e-2),
         mixture: MixtureOptions = MixtureOptions(),
         calibrationFraction: Double = 0.2,
         splitSeed: UInt64 = 0,
