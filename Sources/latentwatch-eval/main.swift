@@ -2,7 +2,10 @@
 // Python references (Tests/Evaluation/reference_eval.py) use, with the same metrics, written as JSON.
 //
 //   swift run -c release latentwatch-eval --data DIR --scenario image --layers fc,conv3_gap --out lw_image.json \
-//       [--streams DIR] [--quick]
+//       [--streams DIR [--stream-layer NAME] [--id-streams 100] [--id-length 10000] [--change-runs 20]] [--quick]
+//
+// --streams DIR also writes the default configuration's p-values on one layer (default: the last of --layers) as
+// streams for Tests/Evaluation/stream_baselines.py and runs our stream detectors on them (StreamComparison.swift).
 //
 // DIR holds <layer>_<split>.npy, labels_<split>.npy and logits_<split>.npy for the splits train, cal, test and
 // ood_<name> (Tests/Evaluation/README.md). Models are fitted on train with labels, calibrated on cal, scored
@@ -17,7 +20,10 @@ func value(_ name: String) -> String? {
     return args[i + 1]
 }
 guard let dataDir = value("--data"), let outPath = value("--out") else {
-    print("usage: latentwatch-eval --data DIR --scenario NAME [--layers a,b] --out FILE.json [--streams DIR] [--quick]")
+    print(
+        "usage: latentwatch-eval --data DIR --scenario NAME [--layers a,b] --out FILE.json [--streams DIR [--stream-layer L]"
+            + " [--id-streams N] [--id-length N] [--change-runs N]] [--quick]"
+    )
     exit(2)
 }
 let scenario = value("--scenario") ?? URL(fileURLWithPath: dataDir).lastPathComponent
