@@ -38,6 +38,28 @@ let layers: [String] =
     .map { String($0.dropLast("_train.npy".count)) }.sorted()
 
 func path(_ layer: String, _ split: String) -> String { "\(dataDir)/\(layer)_\(split).npy" }
+// Every file the run reads must be there before anything is fitted (a missing one is named, not a crash).
+let required =
+    ["labels_train", "labels_test", "logits_test"]
+    + layers.flatMap { l in ["train", "cal", "test"].map { "\(l)_\($0)" } + oodSets.map { "\(l)_ood_\($0)" } }
+let missing = required.filter { !FileManager.default.fileExists(atPath: "\(dataDir)/\($0).npy") }
+if layers.isEmpty || oodSets.isEmpty || !missing.isEmpty {
+    let what =
+        layers.isEmpty
+        ? "no layers (no <layer>_train.npy)"
+        : oodSets.isEmpty
+            ? "no OOD sets (no labels_ood_<name>.npy)" : "missing \(missing.prefix(5).joined(separator: ", "))"
+    print("latentwatch-eval: \(dataDir): \(what); Tests/Evaluation/README.md describes the layout")
+    exit(2)
+}
+for f in required {
+    do {
+        _ = try TensorFile(path: "\(dataDir)/\(f).npy").tensor(nil)
+    } catch {
+        print("latentwatch-eval: \(error)")
+        exit(2)
+    }
+}
 func rows(_ p: String) throws -> (values: [Float], count: Int) {
     let f = try TensorFile(path: p)
     let t = try f.tensor(nil)
