@@ -56,10 +56,21 @@ final class Activations {
 }
 func load(_ p: String) throws -> Activations { try Activations(p) }
 let oodNames: [String] =
-    try option("ood")?.split(separator: ",").map(String.init)
-    ?? FileManager.default.contentsOfDirectory(atPath: dataDir).filter {
+    option("ood")?.split(separator: ",").map(String.init)
+    ?? ((try? FileManager.default.contentsOfDirectory(atPath: dataDir)) ?? []).filter {
         $0.hasPrefix("\(layerNames[0])_ood_") && $0.hasSuffix(".npy")
     }.map { String($0.dropFirst(layerNames[0].count + 5).dropLast(4)) }.sorted()
+// Every file the run reads is checked first, so a missing or damaged one is named instead of crashing.
+for f in ["labels_train"]
+    + layerNames.flatMap({ l in ["train", "cal", "test"].map { "\(l)_\($0)" } + oodNames.map { "\(l)_ood_\($0)" } })
+{
+    do {
+        _ = try TensorFile(path: "\(dataDir)/\(f).npy").tensor(nil)
+    } catch {
+        print("latentwatch-streams: \(error)")
+        exit(2)
+    }
+}
 
 // Fit one GDA per layer on train, calibrated on cal.
 let trainLabels = try TensorFile(path: "\(dataDir)/labels_train.npy").ints()
