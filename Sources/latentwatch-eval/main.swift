@@ -2,7 +2,7 @@
 // Python references (Tests/Evaluation/reference_eval.py) use, with the same metrics, written as JSON.
 //
 //   swift run -c release latentwatch-eval --data DIR --scenario image --layers fc,conv3_gap --out lw_image.json \
-//       [--streams DIR [--stream-layer NAME] [--id-streams 100] [--id-length 10000] [--change-runs 20]] [--quick]
+//       [--streams DIR [--stream-layer NAME] [--id-streams 100] [--id-length 10000] [--change-runs 20]] [--quick | --only-default]
 //
 // --streams DIR also writes the default configuration's p-values on one layer (default: the last of --layers) as
 // streams for Tests/Evaluation/stream_baselines.py and runs our stream detectors on them (StreamComparison.swift).
@@ -22,12 +22,14 @@ func value(_ name: String) -> String? {
 guard let dataDir = value("--data"), let outPath = value("--out") else {
     print(
         "usage: latentwatch-eval --data DIR --scenario NAME [--layers a,b] --out FILE.json [--streams DIR [--stream-layer L]"
-            + " [--id-streams N] [--id-length N] [--change-runs N]] [--quick]"
+            + " [--id-streams N] [--id-length N] [--change-runs N]] [--quick | --only-default]"
     )
     exit(2)
 }
 let scenario = value("--scenario") ?? URL(fileURLWithPath: dataDir).lastPathComponent
 let quick = args.contains("--quick")
+// --only-default: fit only the default configuration (for the streams, and for the CI check of this tool).
+let onlyDefault = args.contains("--only-default")
 let alpha = 0.01
 let files = (try? FileManager.default.contentsOfDirectory(atPath: dataDir)) ?? []
 let oodSets = files.filter { $0.hasPrefix("labels_ood_") }.map { String($0.dropFirst("labels_ood_".count).dropLast(4)) }
@@ -102,6 +104,9 @@ func variants(dimension d: Int) -> [(String, PreparationOptions)] {
 }
 
 func configs(dimension d: Int) -> [Config] {
+    if onlyDefault {
+        return [Config(name: "lw_gda:l2", family: .gda, preparation: PreparationOptions(l2Normalize: true))]
+    }
     var out: [Config] = []
     for (vname, prep) in variants(dimension: d) {
         out.append(Config(name: "lw_gda:\(vname)", family: .gda, preparation: prep))

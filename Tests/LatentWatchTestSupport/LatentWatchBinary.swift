@@ -9,11 +9,14 @@ public enum LatentWatchBinary {
     public static let data = root.appendingPathComponent("Samples/Data/digits-mlp")
 
     /// The executable beside the test bundle, else the debug build.
-    public static var executable: String {
+    public static var executable: String { product("latentwatch") }
+
+    /// A product of this package: beside the test bundle, else in the debug build.
+    public static func product(_ name: String) -> String {
         let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("latentwatch").path
+            .appendingPathComponent(name).path
         if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return root.appendingPathComponent(".build/debug/latentwatch").path
+        return root.appendingPathComponent(".build/debug/\(name)").path
     }
 
     /// A new directory with a short path (Unix socket paths are limited to 107 bytes).
@@ -25,9 +28,14 @@ public enum LatentWatchBinary {
 
     /// Runs to completion in the package root; returns exit status, stdout, stderr.
     @discardableResult
-    public static func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    public static func run(
+        _ arguments: [String],
+        product name: String = "latentwatch"
+    ) throws -> (
+        status: Int32, out: String, err: String
+    ) {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
+        p.executableURL = URL(fileURLWithPath: product(name))
         p.arguments = arguments
         p.currentDirectoryURL = root
         let out = Pipe()
