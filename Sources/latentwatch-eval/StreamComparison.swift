@@ -16,7 +16,7 @@ enum StreamComparison {
     /// One stream: its p-values and where the change starts (nil: in-distribution throughout).
     struct Stream {
         var file: String
-        var group: String
+        /// The OOD set replacing ID inputs, or "none".
         var ood: String
         var run: Int
         var changeAt: Int?
@@ -45,7 +45,7 @@ enum StreamComparison {
             var rng = SeededRandom(seed: UInt64(1000 + r))
             let p = (0..<idLength).map { _ in test[Int(rng.next() % UInt64(test.count))] }
             streams.append(
-                Stream(file: String(format: "id_%03d.npy", r), group: "none", ood: "none", run: r, changeAt: nil, p: p)
+                Stream(file: String(format: "id_%03d.npy", r), ood: "none", run: r, changeAt: nil, p: p)
             )
         }
         // Gradual replacement: in distribution until changeAt, then each input is out of distribution with a
@@ -60,19 +60,12 @@ enum StreamComparison {
                     return test[Int(rng.next() % UInt64(test.count))]
                 }
                 streams.append(
-                    Stream(
-                        file: String(format: "%@_%03d.npy", o, r),
-                        group: o,
-                        ood: o,
-                        run: r,
-                        changeAt: changeAt,
-                        p: p
-                    )
+                    Stream(file: String(format: "%@_%03d.npy", o, r), ood: o, run: r, changeAt: changeAt, p: p)
                 )
             }
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for s in streams { try writeNumpy(s.p, to: "\(directory)/\(s.file)") }
+        for s in streams { try NumpyArray.write(s.p, shape: [s.p.count], to: "\(directory)/\(s.file)") }
         let manifest: [String: Any] = [
             "alpha": alpha, "scenario": scenario, "layer": layer, "configuration": configuration,
             "calibration_count": m, "generator": "latentwatch-eval \(LatentWatchVersion.string)",
@@ -89,30 +82,21 @@ enum StreamComparison {
 
         // Our detectors, each a function from a stream to its alarm indices.
         let delta = 0.01
-        let detectors: [(String, [String: Any], ([Double]) -> [Int])] = [
+        // The default anytime detector (jump rate 0.01) and the same at other jump rates.
+        var detectors: [(String, [String: Any], ([Double]) -> [Int])] = [
+            ("lw_anytime", 0.01), ("lw_anytime_jump0.001", 0.001), ("lw_anytime_jump0.1", 0.1),
+        ].map { name, jump in
             (
-                "lw_anytime", ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": 0.01],
-                { shiftAlarms($0, ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m)) }
-            ),
-            (
-                "lw_anytime_jump0.001",
-                ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": 0.001],
+                name, ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": jump],
                 {
                     shiftAlarms(
                         $0,
-                        ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m, jumpRate: 0.001)
+                        ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m, jumpRate: jump)
                     )
                 }
-            ),
-            (
-                "lw_anytime_jump0.1", ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": 0.1],
-                {
-                    shiftAlarms(
-                        $0,
-                        ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m, jumpRate: 0.1)
-                    )
-                }
-            ),
+            )
+        }
+        detectors += [
             (
                 "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": false],
                 { shiftAlarms($0, ShiftDetector(mode: .anytime(delta: delta))) }
@@ -143,15 +127,12 @@ enum StreamComparison {
         var parameters: [String: Any] = [:]
         for (name, params, alarmsOf) in detectors {
             parameters[name] = params
-            var byGroup: [String: [Record]] = [:]
-            for s in streams {
-                byGroup["\(scenario)/\(s.group)", default: []].append(
-                    Record(alarms: alarmsOf(s.p), length: s.p.count, changeAt: s.changeAt)
-                )
+            let records = streams.map { Record(alarms: alarmsOf($0.p), length: $0.p.count, changeAt: $0.changeAt) }
+            // Groups keyed as stream_baselines.py keys them; "_all" in stream order, so the output is reproducible.
+            var summary: [String: Any] = ["_all": summarise(records)]
+            for (g, recs) in Dictionary(grouping: zip(streams, records), by: { "\(scenario)/\($0.0.ood)" }) {
+                summary[g] = summarise(recs.map(\.1))
             }
-            var summary: [String: Any] = [:]
-            for (g, recs) in byGroup { summary[g] = summarise(recs) }
-            summary["_all"] = summarise(byGroup.values.flatMap { $0 })
             results[name] = summary
         }
         return [
@@ -212,18 +193,5 @@ enum StreamComparison {
             ]
         }
         return out
-    }
-
-    /// A 1-d little-endian float64 .npy (version 1.0).
-    static func writeNumpy(_ values: [Double], to path: String) throws {
-        var header = "{'descr': '<f8', 'fortran_order': False, 'shape': (\(values.count),), }"
-        let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
-        let n = UInt16(header.utf8.count)
-        data.append(contentsOf: [UInt8(n & 0xff), UInt8(n >> 8)])
-        data.append(contentsOf: Array(header.utf8))
-        values.withUnsafeBytes { data.append(contentsOf: $0) }
-        try data.write(to: URL(fileURLWithPath: path))
     }
 }

@@ -40,21 +40,15 @@ let layers: [String] =
     .map { String($0.dropLast("_train.npy".count)) }.sorted()
 
 func path(_ layer: String, _ split: String) -> String { "\(dataDir)/\(layer)_\(split).npy" }
-// Every file the run reads must be there before anything is fitted (a missing one is named, not a crash).
-let required =
-    ["labels_train", "labels_test", "logits_test"]
-    + layers.flatMap { l in ["train", "cal", "test"].map { "\(l)_\($0)" } + oodSets.map { "\(l)_ood_\($0)" } }
-let missing = required.filter { !FileManager.default.fileExists(atPath: "\(dataDir)/\($0).npy") }
-if layers.isEmpty || oodSets.isEmpty || !missing.isEmpty {
-    let what =
-        layers.isEmpty
-        ? "no layers (no <layer>_train.npy)"
-        : oodSets.isEmpty
-            ? "no OOD sets (no labels_ood_<name>.npy)" : "missing \(missing.prefix(5).joined(separator: ", "))"
+// Every file the run reads is opened before anything is fitted, so a missing or damaged one is named, not a crash.
+if layers.isEmpty || oodSets.isEmpty {
+    let what = layers.isEmpty ? "no layers (no <layer>_train.npy)" : "no OOD sets (no labels_ood_<name>.npy)"
     print("latentwatch-eval: \(dataDir): \(what); Tests/Evaluation/README.md describes the layout")
     exit(2)
 }
-for f in required {
+for f in ["labels_train", "labels_test", "logits_test"]
+    + layers.flatMap({ l in ["train", "cal", "test"].map { "\(l)_\($0)" } + oodSets.map { "\(l)_ood_\($0)" } })
+{
     do {
         _ = try TensorFile(path: "\(dataDir)/\(f).npy").tensor(nil)
     } catch {
@@ -103,9 +97,12 @@ func variants(dimension d: Int) -> [(String, PreparationOptions)] {
     return v
 }
 
+/// The default configuration (Docs/Evaluation.md): class Gaussians, L2, held-out shrinkage, no PCA.
+let defaultConfig = "lw_gda:l2"
+
 func configs(dimension d: Int) -> [Config] {
     if onlyDefault {
-        return [Config(name: "lw_gda:l2", family: .gda, preparation: PreparationOptions(l2Normalize: true))]
+        return [Config(name: defaultConfig, family: .gda, preparation: PreparationOptions(l2Normalize: true))]
     }
     var out: [Config] = []
     for (vname, prep) in variants(dimension: d) {
@@ -156,7 +153,6 @@ var results: [String: [String: Any]] = [:]
 /// Per layer, the default configuration's p-values on test and each OOD set (for fusion and streams).
 var defaultPValues: [String: [String: [Double]]] = [:]
 var defaultCalibrationCount: [String: Int] = [:]
-let defaultConfig = "lw_gda:l2"
 
 for layer in layers {
     let train = try rows(path(layer, "train"))

@@ -9,13 +9,14 @@ that `latentwatch-eval --streams DIR` wrote, one per --ours, same order) it adds
 import argparse
 import json
 
-PAIRS = [  # (ours, reference, what)
-    ("lw_gda", "gda_shrunk", "class Gaussians, held-out shrinkage (numpy, same rule, own split)"),
-    ("lw_gda", "gda_ddu", "class Gaussians as in DDU (jitter, no priors)"),
-    ("lw_tied_md", "tied_mahalanobis", "tied covariance, min Mahalanobis distance (Lee et al.)"),
-    ("lw_rmd", "relative_mahalanobis", "relative Mahalanobis (Ren et al.)"),
-    ("lw_gmm", "gmm_sklearn", "GMM, 8 full components (scikit-learn GaussianMixture)"),
-    ("lw_gmm_reg-ridge1e-6", "gmm_sklearn", "GMM with scikit-learn's regularisation (absolute reg_covar 1e-6)"),
+PAIRS = [  # (ours, reference, the reference's label in the table)
+    ("lw_gda", "gda_shrunk", "gda_shrunk"),  # class Gaussians, held-out shrinkage (numpy, same rule, own split)
+    ("lw_gda", "gda_ddu", "gda_ddu"),  # class Gaussians as in DDU (jitter, no priors)
+    ("lw_tied_md", "tied_mahalanobis", "tied_mahalanobis"),  # tied covariance, min Mahalanobis (Lee et al.)
+    ("lw_rmd", "relative_mahalanobis", "relative_mahalanobis"),  # relative Mahalanobis (Ren et al.)
+    ("lw_gmm", "gmm_sklearn", "gmm_sklearn"),  # GMM, 8 full components (scikit-learn GaussianMixture)
+    # our GMM with scikit-learn's regularisation (absolute reg_covar 1e-6)
+    ("lw_gmm_reg-ridge1e-6", "gmm_sklearn", "gmm_sklearn, same reg_covar"),
 ]
 
 
@@ -90,7 +91,7 @@ def main():
         out.append("|---|---|---|---|---|---|---|")
         for layer, lw in ours["layers"].items():
             rl = ref["layers"].get(layer, {})
-            for mine, theirs, what in PAIRS:
+            for mine, theirs, label in PAIRS:
                 for key in sorted(k for k in lw if k.startswith(mine + ":")):
                     variant = key.split(":", 1)[1]
                     r = rl.get(f"{theirs}:{variant}")
@@ -98,8 +99,7 @@ def main():
                         continue
                     d = max(abs(lw[key]["auroc"][s] - r["auroc"][s]) for s in sets)
                     delta = lw[key]["mean_auroc"] - r["mean_auroc"]
-                    fam = theirs if mine != "lw_gmm_reg-ridge1e-6" else "gmm_sklearn, same reg_covar"
-                    out.append(f"| {layer} | {fam} | {variant} | {fmt(lw[key]['mean_auroc'])} | {fmt(r['mean_auroc'])} | "
+                    out.append(f"| {layer} | {label} | {variant} | {fmt(lw[key]['mean_auroc'])} | {fmt(r['mean_auroc'])} | "
                                f"{delta:+.4f} | {d:.4f} |")
         out.append("")
         # Per-OOD-set table: the default and the strongest references.
