@@ -227,7 +227,9 @@ struct SlowSink: AlertSink {
                 policy: AlertPolicy(aleatoricAlpha: nil, window: nil, shift: nil),
                 mode: .background(capacity: 1000, batchSize: 16)
             ),
-            sinks: [JSONLinesSink(path: path, maxBytes: 4096, keep: 10)],
+            // Enough old files that none is deleted: lines vary in length with their time stamps, so a tight `keep`
+            // would sometimes drop the oldest file (rotation's bound is tested on its own below).
+            sinks: [JSONLinesSink(path: path, maxBytes: 4096, keep: 100)],
             metricsFactory: metrics,
             onAssessment: { _ in count.withLock { $0 += 1 } }
         )
@@ -255,5 +257,35 @@ struct SlowSink: AlertSink {
         #expect(Int64(lines) == raised)
         #expect(files.count > 1, "the file rotated")
         #expect(throws: MonitorError.self) { try rows[0].withUnsafeBufferPointer { _ = try monitor.submit($0) } }
+    }
+
+    /// Size rotation keeps exactly `keep` old files, drops the oldest lines first, and no file passes `maxBytes`.
+    @Test(arguments: [0, 2])
+    func jsonLinesRotationKeepsTheNewest(keep: Int) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lw-rotate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("alerts.jsonl").path
+        let sink = JSONLinesSink(path: path, maxBytes: 1024, keep: keep)
+        for i in 0..<200 {
+            try await sink.deliver(Alert(kind: .input, index: i, pValue: 0.001, detail: "rotation", time: 1.7e9))
+        }
+        try await sink.flush()
+        let expected = [path] + (0..<keep).map { "\(path).\($0 + 1)" }
+        let present = try FileManager.default.contentsOfDirectory(atPath: dir.path).map {
+            dir.appendingPathComponent($0).path
+        }
+        #expect(Set(present) == Set(expected))
+        var indices: [Int] = []
+        for file in expected.reversed() {  // oldest first
+            let data = try Data(contentsOf: URL(fileURLWithPath: file))
+            #expect(data.count <= 1024, "\(file) holds \(data.count) bytes")
+            for line in data.split(separator: 0x0A) {
+                indices.append(try JSONDecoder().decode(Alert.self, from: Data(line)).index)
+            }
+        }
+        #expect(indices.last == 199, "the newest alert is in the current file")
+        #expect(indices == Array((200 - indices.count)..<200), "the kept lines are the newest, in order")
+        #expect(indices.first! > 0, "the oldest lines were dropped")
     }
 }
