@@ -237,7 +237,12 @@ static int lw_detect_avx2(void) { return 0; }
 // Cached feature flag: -1 unknown. A benign race: every thread computes the same value.
 static volatile int lw_avx2_state = -1;
 
+// Tests only: set per thread, so a test forcing the portable loops cannot change what tests running
+// at the same time on other threads compute.
+static _Thread_local int lw_simd_refused_here = 0;
+
 int lw_kernels_have_avx2(void) {
+    if (lw_simd_refused_here) return 0;
     int s = lw_avx2_state;
     if (s < 0) {
         s = lw_detect_avx2();
@@ -246,7 +251,7 @@ int lw_kernels_have_avx2(void) {
     return s;
 }
 
-void lw_kernels_allow_simd(int allow) { lw_avx2_state = allow ? lw_detect_avx2() : 0; }
+void lw_kernels_allow_simd(int allow) { lw_simd_refused_here = allow ? 0 : 1; }
 
 static void lw_center(const float *x, const float *mu, int d, float *scratch) {
     int dp = ((d + 7) / 8) * 8;

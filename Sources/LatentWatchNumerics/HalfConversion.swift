@@ -37,6 +37,8 @@ public enum HalfConversion {
     /// Whether the AVX2/FMA/F16C kernels are in use on this CPU.
     public static var usesSIMDKernels: Bool { lw_kernels_have_avx2() != 0 }
 
-    /// Tests only: `false` forces the portable C loops for every kernel in this process.
+    /// Tests only: `false` forces the portable C loops for every kernel called on the current thread (other
+    /// threads are unaffected); `true` undoes it. Call it and the kernels from synchronous code, so that no
+    /// suspension moves the work to another thread in between.
     public static func allowSIMDKernels(_ allow: Bool) { lw_kernels_allow_simd(allow ? 1 : 0) }
 }

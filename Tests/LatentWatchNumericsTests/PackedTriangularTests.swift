@@ -1,11 +1,10 @@
 import Foundation
 import LatentWatchNumerics
+import Synchronization
 import Testing
 
 @Suite(.serialized) struct PackedTriangularTests {
-    static func randomLower(_ d: Int, seed: UInt64) -> [Double] {
-        var g = SystemRandomNumberGenerator()
-        _ = seed
+    static func randomLower(_ d: Int, _ g: inout SeededRandom) -> [Double] {
         var a = [Double](repeating: 0, count: d * d)
         for i in 0..<d { for j in 0...i { a[i * d + j] = Double.random(in: -1...1, using: &g) } }
         return a
@@ -23,11 +22,15 @@ import Testing
 
     @Test(arguments: [1, 7, 8, 9, 63, 128, 200], [true, false])
     func squaredNormMatchesNaive(d: Int, simd: Bool) {
+        HalfConversion.allowSIMDKernels(true)
+        let available = HalfConversion.usesSIMDKernels
         HalfConversion.allowSIMDKernels(simd)
         defer { HalfConversion.allowSIMDKernels(true) }
-        let a = Self.randomLower(d, seed: 1)
-        let x = (0..<d).map { _ in Float.random(in: -2...2) }
-        let mu = (0..<d).map { _ in Float.random(in: -1...1) }
+        #expect(HalfConversion.usesSIMDKernels == (simd && available))
+        var g = SeededRandom(seed: UInt64(d))
+        let a = Self.randomLower(d, &g)
+        let x = (0..<d).map { _ in Float.random(in: -2...2, using: &g) }
+        let mu = (0..<d).map { _ in Float.random(in: -1...1, using: &g) }
         let expected = Self.naive(a, x, mu, d)
         var scratch = [Float](repeating: 0, count: PackedTriangular.paddedDimension(d))
         let f32 = PackedTriangular(lowerRowMajor: a, dimension: d, precision: .float32)
@@ -72,6 +75,24 @@ import Testing
         // Layout round trip.
         let packed = f32.rowPacked()
         for i in 0..<d { for j in 0...i { #expect(packed[i * (i + 1) / 2 + j] == Float(a[i * d + j])) } }
+    }
+
+    /// Forcing the portable loops is per thread: tests running at the same time elsewhere keep the CPU's kernels.
+    @Test func simdSwitchIsPerThread() {
+        HalfConversion.allowSIMDKernels(true)
+        let available = HalfConversion.usesSIMDKernels
+        HalfConversion.allowSIMDKernels(false)
+        defer { HalfConversion.allowSIMDKernels(true) }
+        let elsewhere = Mutex<Bool?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            elsewhere.withLock { $0 = HalfConversion.usesSIMDKernels }
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        #expect(!HalfConversion.usesSIMDKernels)
+        #expect(elsewhere.withLock { $0 } == available)
     }
 
     @Test func halfConversionRoundsToNearestEven() {

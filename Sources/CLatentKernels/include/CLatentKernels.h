@@ -37,7 +37,7 @@ void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 /// 1 when the AVX2 + FMA + F16C kernels are in use on this CPU, else 0 (portable C loops).
 int lw_kernels_have_avx2(void);
 
-/// Tests only: 0 forces the portable loops, 1 restores CPU detection.
+/// Tests only: 0 forces the portable loops on the calling thread, 1 restores CPU detection there.
 void lw_kernels_allow_simd(int allow);
 
 #ifdef __cplusplus
