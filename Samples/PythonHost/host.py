@@ -47,6 +47,7 @@ def main():
     shift = int(np.load(os.path.join(DATA, "stream_ood_start.npy"))[0])
     flagged = {"before": 0, "after": 0}
     shift_alarm = None
+    window_alarm = None
     with Client(path=args.socket, token=args.token, name="digits-host") as sidecar:
         print(f"sidecar layers: {[(l.name, l.elements) for l in sidecar.layers]}")
         for start in range(0, len(images), args.batch):
@@ -58,13 +59,17 @@ def main():
                 if "shift_alarm" in a.flag_names and shift_alarm is None:
                     shift_alarm = n
                     print(f"input {n:3d}: distribution-shift alarm")
+                if "window_alarm" in a.flag_names and window_alarm is None:
+                    window_alarm = n
+                    print(f"input {n:3d}: window alarm (too many low p-values among the recent inputs)")
                 if "out_of_distribution" in a.flag_names:
                     flagged["before" if n < shift else "after"] += 1
                     print(f"input {n:3d}: predicted {probs[i].argmax()} ({probs[i].max():.0%}), "
                           f"fused p = {a.fused_p_value:.4f}: out of distribution")
         ack = sidecar.bye()
     print(f"{ack.assessed if ack else '?'} inputs assessed; out of distribution before input {shift}: "
-          f"{flagged['before']}, from {shift} on: {flagged['after']}; shift alarm at input {shift_alarm}")
+          f"{flagged['before']}, from {shift} on: {flagged['after']}; shift alarm at input {shift_alarm}, "
+          f"window alarm at input {window_alarm}")
 
 
 if __name__ == "__main__":

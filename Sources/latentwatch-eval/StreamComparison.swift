@@ -111,15 +111,27 @@ enum StreamComparison {
                 }
             ),
             (
-                "lw_window", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": "alpha + slack"],
-                { p in
-                    let slack = ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: 0.005)
-                    var w = WindowRateDetector(window: 200, alpha: alpha, windowLevel: 1e-4, nullRate: alpha + slack)
-                    var alarms: [Int] = []
-                    for (t, x) in p.enumerated() {
-                        if case .fired = w.update(x) { alarms.append(t) }
-                    }
-                    return alarms
+                "lw_window", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": "exact Beta bound"],
+                {
+                    windowAlarms(
+                        $0,
+                        alpha: alpha,
+                        nullRate: WindowRateDetector.calibratedRate(
+                            threshold: alpha,
+                            calibrationCount: m,
+                            failureProbability: 0.005
+                        )
+                    )
+                }
+            ),
+            (
+                "lw_window_dkw", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": "alpha + DKW"],
+                {
+                    windowAlarms(
+                        $0,
+                        alpha: alpha,
+                        nullRate: alpha + ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: 0.005)
+                    )
                 }
             ),
         ]
@@ -147,6 +159,16 @@ enum StreamComparison {
         var d = detector
         var alarms: [Int] = []
         for (t, x) in p.enumerated() where d.update(x) { alarms.append(t) }
+        return alarms
+    }
+
+    /// Alarm indices of the sliding-window rate detector (W = 200, level 1e-4) with the given null rate.
+    static func windowAlarms(_ p: [Double], alpha: Double, nullRate: Double) -> [Int] {
+        var w = WindowRateDetector(window: 200, alpha: alpha, windowLevel: 1e-4, nullRate: nullRate)
+        var alarms: [Int] = []
+        for (t, x) in p.enumerated() {
+            if case .fired = w.update(x) { alarms.append(t) }
+        }
         return alarms
     }
 

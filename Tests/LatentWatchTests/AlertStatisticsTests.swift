@@ -1,3 +1,4 @@
+import Foundation
 import LatentWatch
 import LatentWatchNumerics
 import Testing
@@ -94,6 +95,62 @@ import Testing
         #expect(WindowRateDetector.binomialThreshold(n: 200, p: 0.01, level: 1e-4) == 10)
         // Binomial(10, 0.5): P(X >= 10) = 1/1024 <= 0.001 < P(X >= 9) = 11/1024.
         #expect(WindowRateDetector.binomialThreshold(n: 10, p: 0.5, level: 0.001) == 10)
+    }
+
+    /// The window's calibrated null rate against scipy.stats.beta.ppf (Tests/Reference/make_window_bounds.py):
+    /// relative error at most 1e-7 (the log-space tail sum over k terms loses about 1e-8 at m = 10^6, k = 1,000).
+    @Test func calibratedRateMatchesTheBetaQuantile() throws {
+        struct Case: Decodable {
+            let threshold: Double
+            let m: Int
+            let beta: Double
+            let bound: Double
+        }
+        let url = Fixtures.reference.appendingPathComponent("window_rate_bounds.json")
+        let cases = try JSONDecoder().decode([Case].self, from: Data(contentsOf: url))
+        #expect(cases.count >= 10)
+        for c in cases {
+            let ours = WindowRateDetector.calibratedRate(
+                threshold: c.threshold,
+                calibrationCount: c.m,
+                failureProbability: c.beta
+            )
+            #expect(
+                abs(ours - c.bound) <= 1e-7 * max(c.bound, 1e-300),
+                "t \(c.threshold), m \(c.m): \(ours) vs \(c.bound)"
+            )
+        }
+    }
+
+    /// The bound is exact, not just valid: over 3,000 calibration sets of m = 300 normal scores, the conditional rate
+    /// of p <= 0.02 (computed from the set's order statistic, which the real p-value code must agree with) exceeds
+    /// the bound for a share beta = 0.1 of sets, within 4 binomial standard deviations (0.022). The DKW rate
+    /// alpha + slack is printed beside it.
+    @Test func calibratedRateHoldsWithTheStatedProbability() throws {
+        var g = SeededRandom(seed: 11)
+        let (m, t, beta, sets) = (300, 0.02, 0.1, 3_000)
+        let bound = WindowRateDetector.calibratedRate(threshold: t, calibrationCount: m, failureProbability: beta)
+        let dkw = t + ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: beta)
+        let k = Int((t * Double(m + 1)).rounded(.down))  // 6: p <= 0.02 means at most 5 calibration scores >= s
+        var over = 0
+        var overDKW = 0
+        for _ in 0..<sets {
+            let scores = Self.normals(m, &g)
+            let cal = EmpiricalDistribution(scores: scores)
+            let stored = Float(scores.sorted(by: >)[k - 1])  // the k-th largest, as the distribution stores it
+            let edge = Double(stored)
+            #expect(cal.pValue(Double(stored.nextUp)) <= t && cal.pValue(edge) > t)
+            let rate = 0.5 * erfc(edge / 2.0.squareRoot())  // P(S > edge) for a new standard normal score
+            if rate > bound { over += 1 }
+            if rate > dkw { overDKW += 1 }
+        }
+        let share = Double(over) / Double(sets)
+        print(
+            "calibrated window rate, m = \(m), t = \(t): bound \(bound) exceeded on \(share) of sets (beta \(beta)); "
+                + "DKW alpha + slack \(dkw) exceeded on \(Double(overDKW) / Double(sets))"
+        )
+        #expect(abs(share - beta) <= 4 * (beta * (1 - beta) / Double(sets)).squareRoot())
+        #expect(bound < dkw)
     }
 
     /// The window alarm fires once per episode and reports it resolved after the stream returns to normal.

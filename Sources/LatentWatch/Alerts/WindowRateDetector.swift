@@ -42,8 +42,9 @@ public struct WindowRateDetector: Sendable {
 
     /// A detector; `windowLevel` is the probability that one full window of in-distribution inputs reaches the
     /// threshold. `nullRate` is the rate of p <= alpha assumed under the null: alpha itself for exactly uniform
-    /// p-values, or alpha plus the calibration slack when p-values come from a fixed calibration set (their
-    /// conditional rate is then at most that, with high probability; Docs/Statistics.md).
+    /// p-values, or ``calibratedRate(threshold:calibrationCount:failureProbability:)`` when p-values come from a
+    /// fixed calibration set (their conditional rate is then at most that, with high probability;
+    /// Docs/Statistics.md).
     public init(
         window: Int = 200,
         alpha: Double = 0.01,
@@ -78,6 +79,49 @@ public struct WindowRateDetector: Sendable {
             k -= 1
         }
         return 0
+    }
+
+    /// An upper bound on the rate of conformal p-values (1 + #{calibration >= s}) / (m + 1) at or below
+    /// `threshold` for new in-distribution scores, given one fixed calibration set of m scores: it holds with
+    /// probability at least 1 - `failureProbability` over the calibration set, and it is exact, not a uniform
+    /// bound like DKW. With k = #{j in 1...m+1 : j / (m + 1) <= threshold}, p <= threshold exactly when the score
+    /// is above the k-th largest calibration score; the probability mass above that order statistic is
+    /// Beta(k, m + 1 - k) for continuous scores (stochastically smaller with ties). The bound is that law's
+    /// 1 - beta quantile: the q with P(Binomial(m, q) <= k - 1) = beta. Returns `threshold` when m or beta
+    /// leave nothing to bound.
+    public static func calibratedRate(
+        threshold t: Double,
+        calibrationCount m: Int,
+        failureProbability beta: Double
+    ) -> Double {
+        guard m > 0, beta > 0, beta < 1, t.isFinite else { return min(1, max(0, t)) }
+        let n = Double(m + 1)
+        var k = max(0, min(m + 1, Int((t * n).rounded(.down))))
+        while k < m + 1 && Double(k + 1) / n <= t { k += 1 }
+        while k > 0 && Double(k) / n > t { k -= 1 }
+        if k == 0 { return 0 }
+        if k == m + 1 { return 1 }
+        // log P(Binomial(m, q) <= k - 1), summed in log space so large m cannot underflow.
+        func logLowerTail(_ q: Double) -> Double {
+            let logOdds = log(q) - log1p(-q)
+            var term = Double(m) * log1p(-q)
+            var total = term
+            for j in stride(from: 1, to: k, by: 1) {
+                term += log(Double(m - j + 1) / Double(j)) + logOdds
+                total = max(total, term) + log1p(exp(-abs(total - term)))
+            }
+            return total
+        }
+        // The tail falls from 1 at q = 0 to 0 at q = 1: bisect for the point where it equals beta.
+        let target = log(beta)
+        var lo = 0.0
+        var hi = 1.0
+        for _ in 0..<100 {
+            let mid = 0.5 * (lo + hi)
+            if mid <= lo || mid >= hi { break }
+            if logLowerTail(mid) > target { lo = mid } else { hi = mid }
+        }
+        return hi
     }
 
     /// Feeds one p-value.

@@ -22,8 +22,9 @@ public struct AlertPolicy: Sendable, Equatable {
     public var jumpRate: Double
     /// Fusion of layers' p-values.
     public var fusion: PValueFusion
-    /// Add the calibration-set slack to stream p-values (window and shift), so their guarantees hold given
-    /// the fixed calibration set (Docs/Statistics.md).
+    /// Correct the stream detectors for the fixed calibration set, so their guarantees hold given it: the shift
+    /// detector adds the DKW slack to p-values, and the window assumes the exact bound on the rate of p <= alpha
+    /// (``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)``; Docs/Statistics.md).
     public var correctForCalibrationSet: Bool
 
     /// Sliding-window settings.

@@ -73,10 +73,22 @@ public final class Monitor: Service, Sendable {
                     failureProbability: beta
                 ) : 0
         }
-        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L, and given the calibration sets each
-        // layer's rate of that is at most alpha / L + slack (for Cauchy fusion this bound is approximate).
+        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L. Given its calibration set, each layer's
+        // rate of that is at most the exact Beta bound (with probability 1 - beta each), so the window's null rate
+        // is alpha plus the layers' excesses over alpha / L (for Cauchy fusion this bound is approximate).
+        let layerAlpha = policy.inputAlpha / Double(configuration.layers.count)
+        let windowExcess: Double =
+            policy.correctForCalibrationSet
+            ? configuration.layers.reduce(0) {
+                $0
+                    + WindowRateDetector.calibratedRate(
+                        threshold: layerAlpha,
+                        calibrationCount: $1.model.calibration.distributions[.surprise]?.count ?? 0,
+                        failureProbability: beta
+                    ) - layerAlpha
+            } : 0
         self.state = LockedValue(
-            StreamState(policy: policy, windowNullRate: policy.inputAlpha + self.slack.reduce(0, +))
+            StreamState(policy: policy, windowNullRate: policy.inputAlpha + max(0, windowExcess))
         )
         self.channels = sinks.map { sink in
             let (stream, continuation) = AsyncStream.makeStream(
