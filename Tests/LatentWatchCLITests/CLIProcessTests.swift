@@ -108,7 +108,7 @@ typealias CLI = LatentWatchBinary
         p.arguments = [
             "record", "--input", "h1=\(CLI.data.appendingPathComponent("stream_h1.npy").path)", "--output", rec,
             "--chunk", "10",
-            "--delay-ms", "3", "--verbose",
+            "--delay-ms", "20", "--verbose",  // 80 rows take 1.6 s; the rest 6.4 s of runway for the kill
         ]
         let out = Pipe()
         p.standardOutput = out

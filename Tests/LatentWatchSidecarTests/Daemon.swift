@@ -63,7 +63,9 @@ final class Daemon {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             let text = (try? String(contentsOf: stdoutPath, encoding: .utf8)) ?? ""
-            for line in text.split(separator: "\n") where line.hasPrefix("listening ") {
+            // Complete lines only: the server may be in the middle of writing the last one.
+            let complete = text.lastIndex(of: "\n").map { text[...$0] } ?? ""
+            for line in complete.split(separator: "\n") where line.hasPrefix("listening ") {
                 let address = line.dropFirst("listening ".count)
                 let kind = String(address.prefix { $0 != ":" })
                 listening[kind] = String(address.dropFirst(kind.count + 1))

@@ -43,9 +43,18 @@ public enum LatentWatchBinary {
         p.standardOutput = out
         p.standardError = err
         try p.run()
+        // Drain stderr on its own thread: a child that fills one pipe while we block on the other would hang.
+        final class Box: @unchecked Sendable { var data = Data() }
+        let e = Box()
+        let errDone = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            e.data = err.fileHandleForReading.readDataToEndOfFile()
+            errDone.signal()
+        }
+        reader.start()
         let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
+        errDone.wait()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e.data, as: UTF8.self))
     }
 }

@@ -117,7 +117,14 @@ import Testing
             contentsOf: Fixtures.golden.appendingPathComponent("digits-h2-gda-v1.0.test_logpx.npy").path
         ).floats()
         let got = try Self.allScores(model, "test", "h2").map { Float($0.logDensity) }
-        #expect(got == expected)
+        if HalfConversion.usesSIMDKernels {
+            // The goldens were written with the AVX2/FMA kernels: on such a CPU the scores are bit-identical.
+            #expect(got == expected)
+        } else {
+            // The portable loops sum in another order: float32 round-off, 1e-5 relative.
+            #expect(got.count == expected.count)
+            for (g, e) in zip(got, expected) { #expect(abs(g - e) <= 1e-5 * max(1, abs(e)), "\(g) vs \(e)") }
+        }
         #expect(model.metadata.created == "2026-11-23T00:00:00Z")
     }
 

@@ -8,11 +8,14 @@ import Testing
     static let dir = Fixtures.root.appendingPathComponent("Tests/Fixtures/readers")
     static func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
-    static func temporary(_ name: String) -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("lw-reader-\(getpid())")
-        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        return d.appendingPathComponent(name).path
-    }
+    /// One fresh directory per test process (a PID alone can repeat across containers sharing /tmp).
+    static let scratch: URL = {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("lw-reader-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }()
+
+    static func temporary(_ name: String) -> String { scratch.appendingPathComponent(name).path }
 
     /// Test-split surprises of a GDA fitted on `source`, calibrated on the bundled calibration split.
     static func fitAndScore(_ source: some ActivationSource) throws -> [Double] {

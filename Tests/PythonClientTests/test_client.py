@@ -24,6 +24,8 @@ import latentwatch_client as lw  # noqa: E402
 
 BIN = os.environ.get("LATENTWATCH_BIN", os.path.join(ROOT, ".build", "debug", "latentwatch"))
 DATA = os.path.join(ROOT, "Samples", "Data", "digits-mlp")
+# Loopback HTTP must not go through a proxy from the environment (http_proxy without no_proxy).
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 try:
     import numpy as np
@@ -51,8 +53,11 @@ class SidecarTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(BIN):
+            if os.environ.get("CI"):
+                raise RuntimeError(f"{BIN} not built: CI must not skip these tests")
             raise unittest.SkipTest(f"{BIN} not built")
-        cls.dir = tempfile.mkdtemp(prefix="lwpy-")
+        # Under /tmp, not $TMPDIR: a Unix socket path must stay under 108 bytes.
+        cls.dir = tempfile.mkdtemp(prefix="lwpy-", dir="/tmp")
         cls.models = []
         for layer in ("h1", "h2"):
             out = os.path.join(cls.dir, f"{layer}.lwm")
@@ -75,7 +80,8 @@ class SidecarTestCase(unittest.TestCase):
         deadline = time.time() + 60
         while time.time() < deadline and len(cls.addresses) < 3:
             cls.out.seek(0)
-            for line in cls.out.read().splitlines():
+            text = cls.out.read()
+            for line in text[:text.rfind("\n") + 1].splitlines():  # complete lines only: the server is writing
                 if line.startswith("listening "):
                     kind, _, rest = line[len("listening "):].partition(":")
                     cls.addresses[kind] = rest
@@ -121,9 +127,10 @@ class SidecarTestCase(unittest.TestCase):
                 lines = f.read().split()
             expected = [float(x.split(",")[-1]) for x in lines[1:1 + n]]
             # `score` uses the batched (GEMM) kernel, the monitor the one-input kernel; both accumulate float32
-            # products, so they agree to float32 round-off: 1e-6 relative (seen: 6e-8).
+            # products, so they agree to float32 round-off: 1e-5 relative (seen: 6e-8; the margin is for CPUs whose
+            # BLAS or SIMD kernels sum in another order).
             for i in range(n):
-                self.assertAlmostEqual(rows[i].surprise[k], expected[i], delta=1e-6 * max(1.0, abs(expected[i])))
+                self.assertAlmostEqual(rows[i].surprise[k], expected[i], delta=1e-5 * max(1.0, abs(expected[i])))
         self.assertTrue(all(r.valid for r in rows))
         self.assertTrue(all(0 < r.fused_p_value <= 1 for r in rows))
 
@@ -179,22 +186,22 @@ class SidecarTestCase(unittest.TestCase):
     def test_http(self):
         port = int(self.addresses["http"].rsplit(":", 1)[1])
         base = f"http://127.0.0.1:{port}"
-        with urllib.request.urlopen(f"{base}/healthz") as r:
+        with NO_PROXY.open(f"{base}/healthz") as r:
             self.assertEqual(json.load(r)["status"], "ok")
         with self.assertRaises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(f"{base}/metrics")
+            NO_PROXY.open(f"{base}/metrics")
         self.assertEqual(e.exception.code, 401)
         x = self.rows(5, 1)
         req = urllib.request.Request(
             f"{base}/v1/observe", data=json.dumps({"request_id": "http", "layers": {"h1": x[0], "h2": x[1]}}).encode(),
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req) as r:
+        with NO_PROXY.open(req) as r:
             body = json.load(r)
         with self.client() as c:
             direct = c.observe(x)[0]
         self.assertEqual([l["surprise"] for l in body["layers"]], direct.surprise)
         req = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req) as r:
+        with NO_PROXY.open(req) as r:
             text = r.read().decode()
         self.assertIn("latentwatch_serve_inputs_total", text)
 
