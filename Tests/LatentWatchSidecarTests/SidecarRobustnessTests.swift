@@ -121,24 +121,37 @@ import Glibc
         var writes = 0
         var closedByServer = false
         let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
+        var tv = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(sink.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        func disconnectCounted() throws -> Bool {
+            let m = try HTTPProbe.request(port: daemon.httpPort, "GET", "/metrics")
+            return m.body.contains("latentwatch_serve_slow_consumer_disconnects_total 1")
+        }
+        frames: while Date() < deadline {
             var f = frame
             withUnsafeBytes(of: seq.littleEndian) { for k in 0..<8 { f[8 + k] = $0[k] } }
             seq += 1
-            var tv = timeval(tv_sec: 1, tv_usec: 0)
-            setsockopt(sink.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            let n = f.withUnsafeBytes { send(sink.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && (errno == EPIPE || errno == ECONNRESET) {
-                closedByServer = true
-                break
+            // Whole frames only: a send that times out part-way is resumed, so the stream never desynchronises.
+            var sent = 0
+            while sent < f.count {
+                let n = f.withUnsafeBytes {
+                    send(sink.fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL))
+                }
+                if n > 0 {
+                    sent += n
+                } else if n < 0 && (errno == EPIPE || errno == ECONNRESET) {
+                    closedByServer = true
+                    break frames
+                } else if try disconnectCounted() || Date() >= deadline {
+                    // Timed out: the server stopped reading from this client, or gave up on it.
+                    closedByServer = try disconnectCounted()
+                    break frames
+                }
             }
             writes += 1
-            if writes % 50 == 0 {
-                let m = try HTTPProbe.request(port: daemon.httpPort, "GET", "/metrics")
-                if m.body.contains("latentwatch_serve_slow_consumer_disconnects_total 1") {
-                    closedByServer = true
-                    break
-                }
+            if writes % 50 == 0, try disconnectCounted() {
+                closedByServer = true
+                break
             }
         }
         #expect(closedByServer, "after \(writes) unread frames")
