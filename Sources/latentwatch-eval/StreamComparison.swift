@@ -28,7 +28,7 @@ enum StreamComparison {
     static func run(
         pValues: [String: [Double]],
         oodSets: [String],
-        calibrationCount m: Int,
+        calibrationCounts ms: [Int],
         alpha: Double,
         scenario: String,
         layer: String,
@@ -68,7 +68,8 @@ enum StreamComparison {
         for s in streams { try NumpyArray.write(s.p, shape: [s.p.count], to: "\(directory)/\(s.file)") }
         let manifest: [String: Any] = [
             "alpha": alpha, "scenario": scenario, "layer": layer, "configuration": configuration,
-            "calibration_count": m, "generator": "latentwatch-eval \(LatentWatchVersion.string)",
+            "calibration_count": ms[0], "calibration_counts": ms,
+            "generator": "latentwatch-eval \(LatentWatchVersion.string)",
             "p_value": "(1 + #{calibration surprise >= s}) / (m + 1), not smoothed",
             "streams": streams.map {
                 [
@@ -80,59 +81,49 @@ enum StreamComparison {
         try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: "\(directory)/manifest.json"))
 
-        // Our detectors, each a function from a stream to its alarm indices.
+        // Our detectors, each a function from a stream to its alarm indices, with the corrections a Monitor
+        // with the default policy makes for these calibration sets. A fused stream holds the Bonferroni
+        // p-values min(1, L min_l p_l); the Monitor bets on min(1, L min_l (p_l + s_l)), which is the fused
+        // p-value plus L s when every layer's slack s is the same (equal calibration counts, as here; with
+        // different counts, L max s is an upper bound).
         let delta = 0.01
+        let policy = AlertPolicy(inputAlpha: alpha, shift: .anytime(delta: delta))
+        let corrections = policy.calibrationCorrections(calibrationCounts: ms)
+        let fusedSlack = Double(ms.count) * (corrections.pValueSlack.max() ?? 0)
+        let dkwWindowRate = alpha + corrections.pValueSlack.reduce(0, +)  // the window's rule before 2026-11-29
         // The default anytime detector (jump rate 0.01) and the same at other jump rates.
         var detectors: [(String, [String: Any], ([Double]) -> [Int])] = [
             ("lw_anytime", 0.01), ("lw_anytime_jump0.001", 0.001), ("lw_anytime_jump0.1", 0.1),
         ].map { name, jump in
             (
-                name, ["mode": "anytime", "delta": delta, "calibration_slack": true, "jump_rate": jump],
+                name, ["mode": "anytime", "delta": delta, "calibration_slack": fusedSlack, "jump_rate": jump],
                 {
                     shiftAlarms(
                         $0,
-                        ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m, jumpRate: jump)
+                        ShiftDetector(mode: .anytime(delta: delta), jumpRate: jump, pValueSlack: fusedSlack)
                     )
                 }
             )
         }
         detectors += [
             (
-                "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": false],
+                "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": 0],
                 { shiftAlarms($0, ShiftDetector(mode: .anytime(delta: delta))) }
             ),
             (
-                "lw_change_arl1000", ["mode": "change", "mean_run_length": 1000, "calibration_slack": true],
+                "lw_change_arl1000", ["mode": "change", "mean_run_length": 1000, "calibration_slack": fusedSlack],
                 {
-                    shiftAlarms(
-                        $0,
-                        ShiftDetector.calibrated(mode: .changeDetection(meanRunLength: 1000), calibrationCount: m)
-                    )
+                    shiftAlarms($0, ShiftDetector(mode: .changeDetection(meanRunLength: 1000), pValueSlack: fusedSlack))
                 }
             ),
             (
-                "lw_window", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": "exact Beta bound"],
-                {
-                    windowAlarms(
-                        $0,
-                        alpha: alpha,
-                        nullRate: WindowRateDetector.calibratedRate(
-                            threshold: alpha,
-                            calibrationCount: m,
-                            failureProbability: 0.005
-                        )
-                    )
-                }
+                "lw_window",
+                ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": corrections.windowNullRate],
+                { windowAlarms($0, alpha: alpha, nullRate: corrections.windowNullRate) }
             ),
             (
-                "lw_window_dkw", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": "alpha + DKW"],
-                {
-                    windowAlarms(
-                        $0,
-                        alpha: alpha,
-                        nullRate: alpha + ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: 0.005)
-                    )
-                }
+                "lw_window_dkw", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": dkwWindowRate],
+                { windowAlarms($0, alpha: alpha, nullRate: dkwWindowRate) }
             ),
         ]
         var results: [String: Any] = [:]
@@ -148,7 +139,8 @@ enum StreamComparison {
             results[name] = summary
         }
         return [
-            "directory": directory, "layer": layer, "configuration": configuration, "calibration_count": m,
+            "directory": directory, "layer": layer, "configuration": configuration, "calibration_count": ms[0],
+            "calibration_counts": ms,
             "id_streams": idStreams, "id_length": idLength, "change_runs": changeRuns, "change_at": changeAt,
             "ramp": ramp, "change_length": changeLength, "detectors": parameters, "results": results,
         ]

@@ -2,7 +2,7 @@
 // Python references (Tests/Evaluation/reference_eval.py) use, with the same metrics, written as JSON.
 //
 //   swift run -c release latentwatch-eval --data DIR --scenario image --layers fc,conv3_gap --out lw_image.json \
-//       [--streams DIR [--stream-layer NAME] [--id-streams 100] [--id-length 10000] [--change-runs 20]] [--quick | --only-default]
+//       [--streams DIR [--stream-layer NAME[,NAME...] (several: their Bonferroni-fused p-values)] [--id-streams 100] [--id-length 10000] [--change-runs 20]] [--quick | --only-default]
 //
 // --streams DIR also writes the default configuration's p-values on one layer (default: the last of --layers) as
 // streams for Tests/Evaluation/stream_baselines.py and runs our stream detectors on them (StreamComparison.swift).
@@ -21,7 +21,7 @@ func value(_ name: String) -> String? {
 }
 guard let dataDir = value("--data"), let outPath = value("--out") else {
     print(
-        "usage: latentwatch-eval --data DIR --scenario NAME [--layers a,b] --out FILE.json [--streams DIR [--stream-layer L]"
+        "usage: latentwatch-eval --data DIR --scenario NAME [--layers a,b] --out FILE.json [--streams DIR [--stream-layer L[,L2...]]"
             + " [--id-streams N] [--id-length N] [--change-runs N]] [--quick | --only-default]"
     )
     exit(2)
@@ -288,19 +288,34 @@ var output: [String: Any] = [
     "test_error_rate": Double(misclassified.filter { $0 }.count) / Double(max(1, misclassified.count)),
 ]
 if let streamDir = value("--streams") {
-    let streamLayer = value("--stream-layer") ?? layers.last!
-    guard let pv = defaultPValues[streamLayer], let m = defaultCalibrationCount[streamLayer] else {
-        print("--stream-layer \(streamLayer): the default configuration was not fitted on it")
-        exit(1)
+    // One layer, or several fused as the Monitor fuses them by default (Bonferroni).
+    let streamLayers = (value("--stream-layer") ?? layers.last!).split(separator: ",").map(String.init)
+    var pvs: [[String: [Double]]] = []
+    var ms: [Int] = []
+    for l in streamLayers {
+        guard let pv = defaultPValues[l], let m = defaultCalibrationCount[l] else {
+            print("--stream-layer \(l): the default configuration was not fitted on it")
+            exit(1)
+        }
+        pvs.append(pv)
+        ms.append(m)
+    }
+    var streamP = pvs[0]
+    if pvs.count > 1 {
+        for split in streamP.keys {
+            streamP[split] = (0..<pvs[0][split]!.count).map { i in
+                pvs.map { $0[split]![i] }.withUnsafeBufferPointer { PValueFusion.bonferroni.fuse($0) }
+            }
+        }
     }
     output["streams"] = try StreamComparison.run(
-        pValues: pv,
+        pValues: streamP,
         oodSets: oodSets,
-        calibrationCount: m,
+        calibrationCounts: ms,
         alpha: alpha,
         scenario: scenario,
-        layer: streamLayer,
-        configuration: defaultConfig,
+        layer: streamLayers.joined(separator: "+"),
+        configuration: pvs.count > 1 ? "\(defaultConfig)+bonferroni" : defaultConfig,
         directory: streamDir,
         idStreams: Int(value("--id-streams") ?? "100")!,
         idLength: Int(value("--id-length") ?? "10000")!,

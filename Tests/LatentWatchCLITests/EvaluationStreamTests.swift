@@ -58,4 +58,47 @@ import Testing
         let delay = try #require(far["median_delay"] as? Double)
         #expect(delay > 0 && delay < 1500)
     }
+
+    /// `--stream-layer fc,conv3_gap` writes the Bonferroni-fused p-values of the two layers, as a two-layer Monitor
+    /// fuses them: every value is min(1, 2 (1 + c) / (m + 1)) for an integer c, and our detectors get a Monitor's
+    /// corrections for two layers.
+    @Test func fusedStreamsHoldBonferroniPValues() throws {
+        let dir = LatentWatchBinary.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("lw.json").path
+        let streams = dir.appendingPathComponent("streams").path
+        let r = try LatentWatchBinary.run(
+            [
+                "--data", "Tests/Fixtures/eval-ci/image", "--scenario", "image-ci", "--layers", "fc,conv3_gap",
+                "--only-default", "--out", out, "--streams", streams, "--stream-layer", "fc,conv3_gap",
+                "--id-streams", "2", "--id-length", "1000", "--change-runs", "2",
+            ],
+            product: "latentwatch-eval"
+        )
+        try #require(r.status == 0, "latentwatch-eval failed: \(r.out) \(r.err)")
+        let manifest =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(streams)/manifest.json")))
+            as! [String: Any]
+        #expect(manifest["layer"] as? String == "fc+conv3_gap")
+        let counts = try #require(manifest["calibration_counts"] as? [Int])
+        #expect(counts.count == 2 && counts[0] == counts[1])
+        let m = Double(counts[0])
+        var values = 0
+        for e in manifest["streams"] as! [[String: Any]] {
+            for p in try NumpyArray(contentsOf: "\(streams)/\(e["file"] as! String)").doubles() {
+                let steps = p * (m + 1) / 2  // 1 + c for Bonferroni over two layers
+                #expect(p == 1 || (abs(steps - steps.rounded()) < 1e-6 && steps >= 1), "\(p) is not a fused p-value")
+                values += 1
+            }
+        }
+        #expect(values == 2 * 1000 + 5 * 2 * 2500)
+        let result =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as! [String: Any]
+        let params = ((result["streams"] as! [String: Any])["detectors"] as! [String: Any])
+        let slack = try #require((params["lw_anytime"] as? [String: Any])?["calibration_slack"] as? Double)
+        let expected = AlertPolicy().calibrationCorrections(calibrationCounts: counts)
+        #expect(abs(slack - 2 * expected.pValueSlack[0]) < 1e-12)
+        let rate = try #require((params["lw_window"] as? [String: Any])?["null_rate"] as? Double)
+        #expect(abs(rate - expected.windowNullRate) < 1e-12)
+    }
 }

@@ -90,3 +90,35 @@ extension PValueFusion {
 
 @usableFromInline func tanPi(_ x: Double) -> Double { _tan(x * Double.pi) }
 @usableFromInline func atanOverPi(_ x: Double) -> Double { _atan(x) / Double.pi }
+
+extension AlertPolicy {
+    /// The corrections a `Monitor` with this policy applies for fixed calibration sets of these sizes (one
+    /// per layer). `pValueSlack[l]` is added to layer l's p-value before fusion for the shift detector: the DKW
+    /// slack at beta / L, with beta = delta / 2 in anytime mode and 0.005 otherwise. `windowNullRate` is the
+    /// rate of fused p <= `inputAlpha` the window assumes: `inputAlpha` plus each layer's excess of the exact
+    /// bound ``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)`` at
+    /// `inputAlpha` / L over `inputAlpha` / L (exact for Bonferroni fusion, approximate for Cauchy). Without
+    /// `correctForCalibrationSet` there is no slack and the null rate is `inputAlpha`. Docs/Statistics.md.
+    public func calibrationCorrections(calibrationCounts: [Int]) -> (pValueSlack: [Double], windowNullRate: Double) {
+        let layers = max(1, calibrationCounts.count)
+        guard correctForCalibrationSet else {
+            return ([Double](repeating: 0, count: calibrationCounts.count), inputAlpha)
+        }
+        var beta = 0.005
+        if case .anytime(let delta) = shift { beta = delta / 2 }
+        beta /= Double(layers)
+        let slack = calibrationCounts.map {
+            ShiftDetector.calibrationSlack(calibrationCount: $0, failureProbability: beta)
+        }
+        let layerAlpha = inputAlpha / Double(layers)
+        let excess = calibrationCounts.reduce(0.0) {
+            $0
+                + WindowRateDetector.calibratedRate(
+                    threshold: layerAlpha,
+                    calibrationCount: $1,
+                    failureProbability: beta
+                ) - layerAlpha
+        }
+        return (slack, inputAlpha + max(0, excess))
+    }
+}

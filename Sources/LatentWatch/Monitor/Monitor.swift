@@ -63,33 +63,13 @@ public final class Monitor: Service, Sendable {
         }
         self.primary = p
         let policy = configuration.policy
-        var beta = 0.005
-        if case .anytime(let delta) = policy.shift { beta = delta / 2 }
-        beta /= Double(configuration.layers.count)
-        self.slack = configuration.layers.map {
-            policy.correctForCalibrationSet
-                ? ShiftDetector.calibrationSlack(
-                    calibrationCount: $0.model.calibration.distributions[.surprise]?.count ?? 0,
-                    failureProbability: beta
-                ) : 0
-        }
-        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L. Given its calibration set, each layer's
-        // rate of that is at most the exact Beta bound (with probability 1 - beta each), so the window's null rate
-        // is alpha plus the layers' excesses over alpha / L (for Cauchy fusion this bound is approximate).
-        let layerAlpha = policy.inputAlpha / Double(configuration.layers.count)
-        let windowExcess: Double =
-            policy.correctForCalibrationSet
-            ? configuration.layers.reduce(0) {
-                $0
-                    + WindowRateDetector.calibratedRate(
-                        threshold: layerAlpha,
-                        calibrationCount: $1.model.calibration.distributions[.surprise]?.count ?? 0,
-                        failureProbability: beta
-                    ) - layerAlpha
-            } : 0
-        self.state = LockedValue(
-            StreamState(policy: policy, windowNullRate: policy.inputAlpha + max(0, windowExcess))
+        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the shift
+        // detector's and the window's guarantees hold given the fixed calibration sets (Docs/Statistics.md).
+        let corrections = policy.calibrationCorrections(
+            calibrationCounts: configuration.layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
         )
+        self.slack = corrections.pValueSlack
+        self.state = LockedValue(StreamState(policy: policy, windowNullRate: corrections.windowNullRate))
         self.channels = sinks.map { sink in
             let (stream, continuation) = AsyncStream.makeStream(
                 of: Alert.self,
