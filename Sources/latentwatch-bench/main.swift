@@ -210,11 +210,12 @@ struct MonitorFigures {
         if name == "float32" { out.inlineAllocs = al.max() ?? 0 }
     }
     // Allocation only happens when an alert is raised (the Alert's strings). Count it with the default
-    // policy (alerts at alpha = 0.01) and with a policy under which no query raises an alert.
+    // policy (alerts at alpha = 0.01) and with a policy under which no query raises an alert (window and shift
+    // detectors still running).
     for quiet in [false, true] {
         let policy =
             quiet
-            ? AlertPolicy(inputAlpha: 1e-12, aleatoricAlpha: nil, window: nil, shift: nil) : AlertPolicy()
+            ? AlertPolicy(inputAlpha: 1e-12, aleatoricAlpha: nil) : AlertPolicy()
         let inline = try Monitor(
             configuration: MonitorConfiguration(layers: [MonitoredLayer(model: calibrated)], policy: policy)
         )

@@ -20,13 +20,16 @@ enum StreamComparison {
         var ood: String
         var run: Int
         var changeAt: Int?
+        /// The stream's p-values: one layer's, or the layers' Bonferroni fusion (what the files hold).
         var p: [Double]
+        /// Per layer, the same inputs' own p-values (what a monitor's shift detector bets on).
+        var layers: [[Double]]
     }
 
     /// Makes the streams, writes them and the manifest into `directory`, runs our detectors on them and
     /// returns the summary (JSON-ready).
     static func run(
-        pValues: [String: [Double]],
+        layerPValues: [[String: [Double]]],
         oodSets: [String],
         calibrationCounts ms: [Int],
         alpha: Double,
@@ -38,30 +41,45 @@ enum StreamComparison {
         idLength: Int,
         changeRuns: Int
     ) throws -> [String: Any] {
-        let test = pValues["test"]!
+        // The stream p-value of an input: its one layer's p-value, or the Bonferroni fusion of its layers'.
+        var fusedP = layerPValues[0]
+        if layerPValues.count > 1 {
+            for split in fusedP.keys {
+                fusedP[split] = fusedP[split]!.indices.map { i in
+                    layerPValues.map { $0[split]![i] }.withUnsafeBufferPointer { PValueFusion.bonferroni.fuse($0) }
+                }
+            }
+        }
+        func stream(_ file: String, _ ood: String, _ run: Int, _ changeAt: Int?, _ picks: [(String, Int)]) -> Stream {
+            Stream(
+                file: file,
+                ood: ood,
+                run: run,
+                changeAt: changeAt,
+                p: picks.map { fusedP[$0.0]![$0.1] },
+                layers: layerPValues.map { lp in picks.map { lp[$0.0]![$0.1] } }
+            )
+        }
+        let nTest = fusedP["test"]!.count
         var streams: [Stream] = []
         // In-distribution: inputs drawn with replacement from the held-out test split.
         for r in 0..<idStreams {
             var rng = SeededRandom(seed: UInt64(1000 + r))
-            let p = (0..<idLength).map { _ in test[Int(rng.next() % UInt64(test.count))] }
-            streams.append(
-                Stream(file: String(format: "id_%03d.npy", r), ood: "none", run: r, changeAt: nil, p: p)
-            )
+            let picks = (0..<idLength).map { _ in ("test", Int(rng.next() % UInt64(nTest))) }
+            streams.append(stream(String(format: "id_%03d.npy", r), "none", r, nil, picks))
         }
         // Gradual replacement: in distribution until changeAt, then each input is out of distribution with a
         // probability rising linearly to 1 over `ramp` inputs.
         for o in oodSets {
-            let ood = pValues["ood_\(o)"]!
+            let nOOD = fusedP["ood_\(o)"]!.count
             for r in 0..<changeRuns {
                 var rng = SeededRandom(seed: UInt64(5000 + r))
-                let p = (0..<changeLength).map { t -> Double in
+                let picks = (0..<changeLength).map { t -> (String, Int) in
                     let share = t < changeAt ? 0 : min(1, Double(t - changeAt + 1) / Double(ramp))
-                    if rng.uniform() < share { return ood[Int(rng.next() % UInt64(ood.count))] }
-                    return test[Int(rng.next() % UInt64(test.count))]
+                    if rng.uniform() < share { return ("ood_\(o)", Int(rng.next() % UInt64(nOOD))) }
+                    return ("test", Int(rng.next() % UInt64(nTest)))
                 }
-                streams.append(
-                    Stream(file: String(format: "%@_%03d.npy", o, r), ood: o, run: r, changeAt: changeAt, p: p)
-                )
+                streams.append(stream(String(format: "%@_%03d.npy", o, r), o, r, changeAt, picks))
             }
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -82,55 +100,70 @@ enum StreamComparison {
             .write(to: URL(fileURLWithPath: "\(directory)/manifest.json"))
 
         // Our detectors, each a function from a stream to its alarm indices, with the corrections a Monitor
-        // with the default policy makes for these calibration sets. A fused stream holds the Bonferroni
-        // p-values min(1, L min_l p_l); the Monitor bets on min(1, L min_l (p_l + s_l)), which is the fused
-        // p-value plus L s when every layer's slack s is the same (equal calibration counts, as here; with
-        // different counts, L max s is an upper bound).
+        // with the default policy makes for these calibration sets. The shift detectors bet on each layer's own
+        // p-values and average the layers' capital, as a Monitor does (LayerMixtureShiftDetector; with one layer
+        // that is ShiftDetector). The windows watch the stream's (fused) p-values.
         let delta = 0.01
         let policy = AlertPolicy(inputAlpha: alpha, shift: .anytime(delta: delta))
         let corrections = policy.calibrationCorrections(calibrationCounts: ms)
-        let fusedSlack = Double(ms.count) * (corrections.pValueSlack.max() ?? 0)
-        let dkwWindowRate = alpha + corrections.pValueSlack.reduce(0, +)  // the window's rule before 2026-11-29
+        let slack = corrections.pValueSlack
+        let noSlack = [Double](repeating: 0, count: ms.count)
+        let dkwWindowRate = alpha + slack.reduce(0, +)  // the window's rule before 2026-11-29
         // The default anytime detector (jump rate 0.01) and the same at other jump rates.
-        var detectors: [(String, [String: Any], ([Double]) -> [Int])] = [
+        var detectors: [(String, [String: Any], (Stream) -> [Int])] = [
             ("lw_anytime", 0.01), ("lw_anytime_jump0.001", 0.001), ("lw_anytime_jump0.1", 0.1),
         ].map { name, jump in
             (
-                name, ["mode": "anytime", "delta": delta, "calibration_slack": fusedSlack, "jump_rate": jump],
+                name, ["mode": "anytime", "delta": delta, "calibration_slack": slack, "jump_rate": jump],
                 {
                     shiftAlarms(
                         $0,
-                        ShiftDetector(mode: .anytime(delta: delta), jumpRate: jump, pValueSlack: fusedSlack)
+                        LayerMixtureShiftDetector(mode: .anytime(delta: delta), jumpRate: jump, pValueSlack: slack)
                     )
                 }
             )
         }
         detectors += [
             (
-                "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": 0],
-                { shiftAlarms($0, ShiftDetector(mode: .anytime(delta: delta))) }
+                "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": noSlack],
+                { shiftAlarms($0, LayerMixtureShiftDetector(mode: .anytime(delta: delta), pValueSlack: noSlack)) }
             ),
             (
-                "lw_change_arl1000", ["mode": "change", "mean_run_length": 1000, "calibration_slack": fusedSlack],
+                "lw_change_arl1000", ["mode": "change", "mean_run_length": 1000, "calibration_slack": slack],
                 {
-                    shiftAlarms($0, ShiftDetector(mode: .changeDetection(meanRunLength: 1000), pValueSlack: fusedSlack))
+                    shiftAlarms(
+                        $0,
+                        LayerMixtureShiftDetector(mode: .changeDetection(meanRunLength: 1000), pValueSlack: slack)
+                    )
                 }
             ),
             (
                 "lw_window",
                 ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": corrections.windowNullRate],
-                { windowAlarms($0, alpha: alpha, nullRate: corrections.windowNullRate) }
+                { windowAlarms($0.p, alpha: alpha, nullRate: corrections.windowNullRate) }
             ),
             (
                 "lw_window_dkw", ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": dkwWindowRate],
-                { windowAlarms($0, alpha: alpha, nullRate: dkwWindowRate) }
+                { windowAlarms($0.p, alpha: alpha, nullRate: dkwWindowRate) }
             ),
         ]
+        if ms.count > 1 {
+            // The monitor's shift detector before 2026-11-29: one martingale on the Bonferroni-fused p-values,
+            // which are min(1, L min_l (p_l + s)) = the fused p plus L s when every layer's slack s is equal
+            // (equal calibration counts, as here; otherwise L max s is an upper bound).
+            let fusedSlack = Double(ms.count) * (slack.max() ?? 0)
+            detectors.append(
+                (
+                    "lw_anytime_bonferroni", ["mode": "anytime", "delta": delta, "calibration_slack": fusedSlack],
+                    { shiftAlarms($0.p, ShiftDetector(mode: .anytime(delta: delta), pValueSlack: fusedSlack)) }
+                )
+            )
+        }
         var results: [String: Any] = [:]
         var parameters: [String: Any] = [:]
         for (name, params, alarmsOf) in detectors {
             parameters[name] = params
-            let records = streams.map { Record(alarms: alarmsOf($0.p), length: $0.p.count, changeAt: $0.changeAt) }
+            let records = streams.map { Record(alarms: alarmsOf($0), length: $0.p.count, changeAt: $0.changeAt) }
             // Groups keyed as stream_baselines.py keys them; "_all" in stream order, so the output is reproducible.
             var summary: [String: Any] = ["_all": summarise(records)]
             for (g, recs) in Dictionary(grouping: zip(streams, records), by: { "\(scenario)/\($0.0.ood)" }) {
@@ -151,6 +184,18 @@ enum StreamComparison {
         var d = detector
         var alarms: [Int] = []
         for (t, x) in p.enumerated() where d.update(x) { alarms.append(t) }
+        return alarms
+    }
+
+    /// Alarm indices of the monitor's shift detector over one stream's per-layer p-values.
+    static func shiftAlarms(_ s: Stream, _ detector: LayerMixtureShiftDetector) -> [Int] {
+        var d = detector
+        var alarms: [Int] = []
+        var row = [Double](repeating: 1, count: s.layers.count)
+        for t in 0..<s.p.count {
+            for l in 0..<s.layers.count { row[l] = s.layers[l][t] }
+            if row.withUnsafeBufferPointer({ d.update($0) }) { alarms.append(t) }
+        }
         return alarms
     }
 

@@ -300,16 +300,8 @@ if let streamDir = value("--streams") {
         pvs.append(pv)
         ms.append(m)
     }
-    var streamP = pvs[0]
-    if pvs.count > 1 {
-        for split in streamP.keys {
-            streamP[split] = (0..<pvs[0][split]!.count).map { i in
-                pvs.map { $0[split]![i] }.withUnsafeBufferPointer { PValueFusion.bonferroni.fuse($0) }
-            }
-        }
-    }
     output["streams"] = try StreamComparison.run(
-        pValues: streamP,
+        layerPValues: pvs,
         oodSets: oodSets,
         calibrationCounts: ms,
         alpha: alpha,

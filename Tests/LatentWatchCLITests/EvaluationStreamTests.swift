@@ -61,7 +61,7 @@ import Testing
 
     /// `--stream-layer fc,conv3_gap` writes the Bonferroni-fused p-values of the two layers, as a two-layer Monitor
     /// fuses them: every value is min(1, 2 (1 + c) / (m + 1)) for an integer c, and our detectors get a Monitor's
-    /// corrections for two layers.
+    /// corrections for two layers (per-layer slack for the layer mixture, 2 s for the former fused martingale).
     @Test func fusedStreamsHoldBonferroniPValues() throws {
         let dir = LatentWatchBinary.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -95,9 +95,13 @@ import Testing
         let result =
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as! [String: Any]
         let params = ((result["streams"] as! [String: Any])["detectors"] as! [String: Any])
-        let slack = try #require((params["lw_anytime"] as? [String: Any])?["calibration_slack"] as? Double)
+        let slack = try #require((params["lw_anytime"] as? [String: Any])?["calibration_slack"] as? [Double])
         let expected = AlertPolicy().calibrationCorrections(calibrationCounts: counts)
-        #expect(abs(slack - 2 * expected.pValueSlack[0]) < 1e-12)
+        #expect(slack == expected.pValueSlack, "the mixture's per-layer slack is the Monitor's")
+        let fusedSlack = try #require(
+            (params["lw_anytime_bonferroni"] as? [String: Any])?["calibration_slack"] as? Double
+        )
+        #expect(abs(fusedSlack - 2 * expected.pValueSlack[0]) < 1e-12)
         let rate = try #require((params["lw_window"] as? [String: Any])?["null_rate"] as? Double)
         #expect(abs(rate - expected.windowNullRate) < 1e-12)
     }

@@ -153,6 +153,69 @@ import Testing
         #expect(bound < dkw)
     }
 
+    /// With one layer the layer mixture is exactly ShiftDetector, in both modes and with slack.
+    @Test func layerMixtureOfOneLayerIsTheShiftDetector() {
+        for mode in [ShiftDetector.Mode.anytime(delta: 0.01), .changeDetection(meanRunLength: 200)] {
+            var g = SeededRandom(seed: 21)
+            var single = ShiftDetector(mode: mode, pValueSlack: 0.02)
+            var mixture = LayerMixtureShiftDetector(mode: mode, pValueSlack: [0.02])
+            var alarms = 0
+            for i in 0..<5_000 {
+                let p = i < 3_000 ? g.uniform() : g.uniform() * 0.3
+                let a = single.update(p)
+                let b = [p].withUnsafeBufferPointer { mixture.update($0) }
+                #expect(a == b && single.logEvidence == mixture.logEvidence, "\(mode) input \(i)")
+                if a { alarms += 1 }
+            }
+            #expect(alarms > 0, "\(mode): the shifted part raised an alarm")
+        }
+    }
+
+    /// Two strongly dependent layers (correlation 0.8), exactly uniform p-values: the mixture's anytime alarm at
+    /// delta = 0.01 stays under delta / 2 in theory (400 streams of 2,000 allow a binomial margin: <= 0.02), and
+    /// after a 1 sd shift of both layers it alarms sooner than one martingale on their Bonferroni fusion.
+    @Test func layerMixtureKeepsTheBoundAndBeatsBonferroniFusion() {
+        var g = SeededRandom(seed: 22)
+        func pair(_ shift: Double) -> (Double, Double) {
+            let z1 = g.normal()
+            let z2 = 0.8 * z1 + 0.6 * g.normal()
+            return (0.5 * erfc((z1 + shift) / 2.0.squareRoot()), 0.5 * erfc((z2 + shift) / 2.0.squareRoot()))
+        }
+        var falseAlarms = 0
+        for _ in 0..<400 {
+            var d = LayerMixtureShiftDetector(mode: .anytime(delta: 0.01), pValueSlack: [0, 0])
+            for _ in 0..<2_000 {
+                let (a, b) = pair(0)
+                if [a, b].withUnsafeBufferPointer({ d.update($0) }) {
+                    falseAlarms += 1
+                    break
+                }
+            }
+        }
+        var mixtureDelay = 0
+        var fusedDelay = 0
+        let runs = 50
+        for _ in 0..<runs {
+            var mixture = LayerMixtureShiftDetector(mode: .anytime(delta: 0.01), pValueSlack: [0, 0])
+            var fused = ShiftDetector(mode: .anytime(delta: 0.01))
+            var mixtureAt: Int?
+            var fusedAt: Int?
+            for i in 0..<4_000 where mixtureAt == nil || fusedAt == nil {
+                let (a, b) = pair(i >= 500 ? 1 : 0)
+                if mixtureAt == nil && [a, b].withUnsafeBufferPointer({ mixture.update($0) }) { mixtureAt = i }
+                if fusedAt == nil && fused.update(min(1, 2 * min(a, b))) { fusedAt = i }
+            }
+            mixtureDelay += (mixtureAt ?? 4_000) - 500
+            fusedDelay += (fusedAt ?? 4_000) - 500
+        }
+        print(
+            "layer mixture: \(falseAlarms) of 400 null streams alarmed; mean delay after a 1 sd shift "
+                + "\(Double(mixtureDelay) / Double(runs)) against \(Double(fusedDelay) / Double(runs)) on Bonferroni-fused p"
+        )
+        #expect(Double(falseAlarms) / 400 <= 0.02)
+        #expect(mixtureDelay < fusedDelay)
+    }
+
     /// A monitor's corrections for its calibration sets: DKW slack at (delta / 2) / L per layer for the shift
     /// detector, and alpha plus each layer's exact-bound excess over alpha / L for the window; none when off.
     @Test func calibrationCorrectionsSplitBetaAcrossLayers() {

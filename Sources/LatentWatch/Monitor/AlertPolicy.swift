@@ -93,7 +93,7 @@ extension PValueFusion {
 
 extension AlertPolicy {
     /// The corrections a `Monitor` with this policy applies for fixed calibration sets of these sizes (one
-    /// per layer). `pValueSlack[l]` is added to layer l's p-value before fusion for the shift detector: the DKW
+    /// per layer). `pValueSlack[l]` is added to layer l's p-value before the shift detector bets on it: the DKW
     /// slack at beta / L, with beta = delta / 2 in anytime mode and 0.005 otherwise. `windowNullRate` is the
     /// rate of fused p <= `inputAlpha` the window assumes: `inputAlpha` plus each layer's excess of the exact
     /// bound ``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)`` at

@@ -17,8 +17,6 @@ public final class Monitor: Service, Sendable {
     let configuration: MonitorConfiguration
     let layers: [MonitoredLayer]
     let primary: Int
-    /// Slack added to each layer's p-value for the stream detectors.
-    let slack: [Double]
     let state: LockedValue<StreamState>
     let pool = LockedValue<[LayerWorkspaces]>([])
     let channels: [SinkChannel]
@@ -68,8 +66,13 @@ public final class Monitor: Service, Sendable {
         let corrections = policy.calibrationCorrections(
             calibrationCounts: configuration.layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
         )
-        self.slack = corrections.pValueSlack
-        self.state = LockedValue(StreamState(policy: policy, windowNullRate: corrections.windowNullRate))
+        self.state = LockedValue(
+            StreamState(
+                policy: policy,
+                windowNullRate: corrections.windowNullRate,
+                pValueSlack: corrections.pValueSlack
+            )
+        )
         self.channels = sinks.map { sink in
             let (stream, continuation) = AsyncStream.makeStream(
                 of: Alert.self,
@@ -291,18 +294,16 @@ public final class Monitor: Service, Sendable {
             let s = scores[i].surprise
             let p = layers[i].model.calibration.pValue(.surprise, s) ?? 1
             ws.pValues[i] = p
-            ws.slacked[i] = min(1, p + slack[i])
             metrics.surprise[i].record(s)
             if result.layers[i].name != layers[i].name { result.layers[i].name = layers[i].name }
             result.layers[i].surprise = s
             result.layers[i].pValue = p
         }
         let fused = policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
-        let streamP = policy.fusion.fuse(UnsafeBufferPointer(ws.slacked))
         let prim = scores[primary]
         let entropyP = layers[primary].model.calibration.pValue(.entropy, prim.entropy)
         let (index, events, evidence) = state.withLock { s in
-            let r = s.observe(fused, raised: streamP)
+            let r = s.observe(fused, layers: UnsafeBufferPointer(ws.pValues))
             return (r.index, r.events, s.shift?.logEvidence)
         }
         metrics.inputs.increment()
@@ -428,7 +429,6 @@ public final class Monitor: Service, Sendable {
 final class LayerWorkspaces: @unchecked Sendable {
     let scoring: [ScoringWorkspace]
     let pValues: UnsafeMutableBufferPointer<Double>
-    let slacked: UnsafeMutableBufferPointer<Double>
     /// The current input's scores, one per layer.
     let scores: UnsafeMutableBufferPointer<LatentScores>
     /// Float32 copies of binary16 activations, one buffer per layer.
@@ -455,13 +455,10 @@ final class LayerWorkspaces: @unchecked Sendable {
         )
         pValues = .allocate(capacity: layers.count)
         pValues.initialize(repeating: 1)
-        slacked = .allocate(capacity: layers.count)
-        slacked.initialize(repeating: 1)
     }
 
     deinit {
         pValues.deallocate()
-        slacked.deallocate()
         scores.deallocate()
         for b in converted { b.deallocate() }
     }

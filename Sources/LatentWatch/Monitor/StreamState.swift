@@ -3,13 +3,13 @@
 struct StreamState: Sendable {
     var next = 0
     var window: WindowRateDetector?
-    var shift: ShiftDetector?
+    var shift: LayerMixtureShiftDetector?
     var shiftEpisodeOpen = false
     var lastShiftAlarm = 0
     let shiftCooldown: Int
 
     /// `windowNullRate`: the rate of fused p <= alpha under the null given the calibration sets.
-    init(policy: AlertPolicy, windowNullRate: Double) {
+    init(policy: AlertPolicy, windowNullRate: Double, pValueSlack: [Double]) {
         if let w = policy.window {
             window = WindowRateDetector(
                 window: w.length,
@@ -20,7 +20,7 @@ struct StreamState: Sendable {
             )
         }
         if let mode = policy.shift {
-            shift = ShiftDetector(mode: mode, jumpRate: policy.jumpRate)
+            shift = LayerMixtureShiftDetector(mode: mode, jumpRate: policy.jumpRate, pValueSlack: pValueSlack)
         }
         shiftCooldown = policy.window?.length ?? 200
     }
@@ -34,9 +34,9 @@ struct StreamState: Sendable {
         var windowOpen = false
     }
 
-    /// Feeds the next input's fused p-value (`p`, to the window test) and the fused p-value of the
-    /// slack-raised layer p-values (`raised`, to the shift detector).
-    mutating func observe(_ p: Double, raised: Double) -> (index: Int, events: Events) {
+    /// Feeds the next input's fused p-value (`p`, to the window test) and its per-layer p-values (`layers`, to
+    /// the shift detector, which adds the calibration slack itself).
+    mutating func observe(_ p: Double, layers: UnsafeBufferPointer<Double>) -> (index: Int, events: Events) {
         let index = next
         next += 1
         var e = Events()
@@ -45,7 +45,7 @@ struct StreamState: Sendable {
             e.windowOpen = window!.active
         }
         if shift != nil {
-            let alarm = shift!.update(raised)
+            let alarm = shift!.update(layers)
             if case .anytime = shift!.mode {
                 if alarm {
                     e.shiftFired = true
