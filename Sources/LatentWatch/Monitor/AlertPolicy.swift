@@ -97,7 +97,7 @@ extension AlertPolicy {
     /// slack at beta / L, with beta = delta / 2 in anytime mode and 0.005 otherwise. `windowNullRate` is the
     /// rate of fused p <= `inputAlpha` the window assumes: `inputAlpha` plus each layer's excess of the exact
     /// bound ``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)`` at
-    /// `inputAlpha` / L over `inputAlpha` / L (exact for Bonferroni fusion, approximate for Cauchy). Without
+    /// `inputAlpha` / L over `inputAlpha` / L (a union bound for Bonferroni fusion, approximate for Cauchy). Without
     /// `correctForCalibrationSet` there is no slack and the null rate is `inputAlpha`. Docs/Statistics.md.
     public func calibrationCorrections(calibrationCounts: [Int]) -> (pValueSlack: [Double], windowNullRate: Double) {
         let layers = max(1, calibrationCounts.count)
