@@ -1,7 +1,7 @@
 // The stream part of the evaluation (issue 6): p-value streams made from the default configuration's real
 // p-values, written as .npy files with a manifest.json that Tests/Evaluation/stream_baselines.py reads, and our
-// own stream detectors (the library's ShiftDetector and WindowRateDetector, set up as a Monitor sets them up)
-// run on exactly the same values. The result has the layout of stream_baselines.py's "results", so
+// own stream detectors (the library's LayerMixtureShiftDetector and WindowRateDetector, set up as a Monitor sets
+// them up) run on exactly the same values. The result has the layout of stream_baselines.py's "results", so
 // Tests/Evaluation/compare.py can put both in one table.
 import Foundation
 import LatentWatch
@@ -42,13 +42,8 @@ enum StreamComparison {
         changeRuns: Int
     ) throws -> [String: Any] {
         // The stream p-value of an input: its one layer's p-value, or the Bonferroni fusion of its layers'.
-        var fusedP = layerPValues[0]
-        if layerPValues.count > 1 {
-            for split in fusedP.keys {
-                fusedP[split] = fusedP[split]!.indices.map { i in
-                    layerPValues.map { $0[split]![i] }.withUnsafeBufferPointer { PValueFusion.bonferroni.fuse($0) }
-                }
-            }
+        let fusedP = layerPValues[0].keys.reduce(into: [String: [Double]]()) {
+            $0[$1] = fuse(layerPValues, split: $1, rule: .bonferroni)
         }
         func stream(_ file: String, _ ood: String, _ run: Int, _ changeAt: Int?, _ picks: [(String, Int)]) -> Stream {
             Stream(
@@ -117,7 +112,7 @@ enum StreamComparison {
                 name, ["mode": "anytime", "delta": delta, "calibration_slack": slack, "jump_rate": jump],
                 {
                     shiftAlarms(
-                        $0,
+                        $0.layers,
                         LayerMixtureShiftDetector(mode: .anytime(delta: delta), jumpRate: jump, pValueSlack: slack)
                     )
                 }
@@ -126,13 +121,18 @@ enum StreamComparison {
         detectors += [
             (
                 "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": noSlack],
-                { shiftAlarms($0, LayerMixtureShiftDetector(mode: .anytime(delta: delta), pValueSlack: noSlack)) }
+                {
+                    shiftAlarms(
+                        $0.layers,
+                        LayerMixtureShiftDetector(mode: .anytime(delta: delta), pValueSlack: noSlack)
+                    )
+                }
             ),
             (
                 "lw_change_arl1000", ["mode": "change", "mean_run_length": 1000, "calibration_slack": slack],
                 {
                     shiftAlarms(
-                        $0,
+                        $0.layers,
                         LayerMixtureShiftDetector(mode: .changeDetection(meanRunLength: 1000), pValueSlack: slack)
                     )
                 }
@@ -155,7 +155,12 @@ enum StreamComparison {
             detectors.append(
                 (
                     "lw_anytime_bonferroni", ["mode": "anytime", "delta": delta, "calibration_slack": fusedSlack],
-                    { shiftAlarms($0.p, ShiftDetector(mode: .anytime(delta: delta), pValueSlack: fusedSlack)) }
+                    {
+                        shiftAlarms(
+                            [$0.p],
+                            LayerMixtureShiftDetector(mode: .anytime(delta: delta), pValueSlack: [fusedSlack])
+                        )
+                    }
                 )
             )
         }
@@ -179,21 +184,21 @@ enum StreamComparison {
         ]
     }
 
-    /// Alarm indices of a shift detector over one stream (anytime mode: at most one).
-    static func shiftAlarms(_ p: [Double], _ detector: ShiftDetector) -> [Int] {
-        var d = detector
-        var alarms: [Int] = []
-        for (t, x) in p.enumerated() where d.update(x) { alarms.append(t) }
-        return alarms
+    /// Per input, the `rule` fusion of the layers' p-values in `split` (also the fusion AUROC's input).
+    static func fuse(_ layerPValues: [[String: [Double]]], split: String, rule: PValueFusion) -> [Double] {
+        if layerPValues.count == 1 { return layerPValues[0][split]! }
+        return layerPValues[0][split]!.indices.map { i in
+            layerPValues.map { $0[split]![i] }.withUnsafeBufferPointer { rule.fuse($0) }
+        }
     }
 
-    /// Alarm indices of the monitor's shift detector over one stream's per-layer p-values.
-    static func shiftAlarms(_ s: Stream, _ detector: LayerMixtureShiftDetector) -> [Int] {
+    /// Alarm indices of a shift detector over one stream's per-layer p-values (anytime mode: at most one).
+    static func shiftAlarms(_ layers: [[Double]], _ detector: LayerMixtureShiftDetector) -> [Int] {
         var d = detector
         var alarms: [Int] = []
-        var row = [Double](repeating: 1, count: s.layers.count)
-        for t in 0..<s.p.count {
-            for l in 0..<s.layers.count { row[l] = s.layers[l][t] }
+        var row = [Double](repeating: 1, count: layers.count)
+        for t in 0..<(layers.first?.count ?? 0) {
+            for l in 0..<layers.count { row[l] = layers[l][t] }
             if row.withUnsafeBufferPointer({ d.update($0) }) { alarms.append(t) }
         }
         return alarms

@@ -261,10 +261,7 @@ if defaultPValues.count >= 2 {
     let ls = layers.filter { defaultPValues[$0] != nil }
     for rule in [PValueFusion.bonferroni, .cauchy] {
         func fused(_ split: String) -> [Double] {
-            let n = defaultPValues[ls[0]]![split]!.count
-            return (0..<n).map { i in
-                ls.map { defaultPValues[$0]![split]![i] }.withUnsafeBufferPointer { rule.fuse($0) }
-            }
+            StreamComparison.fuse(ls.map { defaultPValues[$0]! }, split: split, rule: rule)
         }
         let test = fused("test")
         var auroc: [String: Double] = [:]

@@ -7,25 +7,37 @@ import Testing
 /// streams and manifest it writes for stream_baselines.py are complete and readable, and our detectors' summary
 /// is consistent with the streams (no alarm on in-distribution streams, far-OOD changes detected after the change).
 @Suite struct EvaluationStreamTests {
-    @Test func streamsAreWrittenAndOurDetectorsRunOnThem() throws {
-        let dir = LatentWatchBinary.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+    /// Runs `latentwatch-eval --only-default --streams` into `dir`; returns the stream folder, the result JSON and
+    /// the stream manifest.
+    static func runEval(
+        in dir: URL,
+        _ arguments: [String]
+    ) throws -> (streams: String, result: [String: Any], manifest: [String: Any]) {
         let out = dir.appendingPathComponent("lw.json").path
         let streams = dir.appendingPathComponent("streams").path
         let r = try LatentWatchBinary.run(
-            [
-                "--data", "Tests/Fixtures/eval-ci/text", "--scenario", "text-ci", "--layers", "emb_l6",
-                "--only-default",
-                "--out", out, "--streams", streams, "--id-streams", "4", "--id-length", "3000", "--change-runs", "3",
-            ],
+            arguments + ["--only-default", "--out", out, "--streams", streams],
             product: "latentwatch-eval"
         )
         try #require(r.status == 0, "latentwatch-eval failed: \(r.out) \(r.err)")
+        func json(_ path: String) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        }
+        return (streams, try json(out), try json("\(streams)/manifest.json"))
+    }
+
+    @Test func streamsAreWrittenAndOurDetectorsRunOnThem() throws {
+        let dir = LatentWatchBinary.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (streams, result, manifest) = try Self.runEval(
+            in: dir,
+            [
+                "--data", "Tests/Fixtures/eval-ci/text", "--scenario", "text-ci", "--layers", "emb_l6",
+                "--id-streams", "4", "--id-length", "3000", "--change-runs", "3",
+            ]
+        )
 
         // The manifest lists 4 ID streams and 3 per OOD set; every file is a float64 .npy of p-values in (0, 1].
-        let manifest =
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(streams)/manifest.json")))
-            as! [String: Any]
         let entries = manifest["streams"] as! [[String: Any]]
         let oodSets = [
             "foldoc", "fortune_en", "fortune_foreign", "random_words", "wn_body", "wn_substance", "wn_verb",
@@ -44,8 +56,6 @@ import Testing
 
         // Our default detector: no alarm on the ID streams; far-OOD ramps (foreign fortunes) all detected after
         // the change. The recorded text AUROC of this set is 0.99 on these data.
-        let result =
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as! [String: Any]
         let summary =
             ((result["streams"] as! [String: Any])["results"] as! [String: Any])["lw_anytime"] as! [String: Any]
         let id = (summary["text-ci/none"] as! [String: Any])["id"] as! [String: Any]
@@ -65,20 +75,13 @@ import Testing
     @Test func fusedStreamsHoldBonferroniPValues() throws {
         let dir = LatentWatchBinary.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("lw.json").path
-        let streams = dir.appendingPathComponent("streams").path
-        let r = try LatentWatchBinary.run(
+        let (streams, result, manifest) = try Self.runEval(
+            in: dir,
             [
                 "--data", "Tests/Fixtures/eval-ci/image", "--scenario", "image-ci", "--layers", "fc,conv3_gap",
-                "--only-default", "--out", out, "--streams", streams, "--stream-layer", "fc,conv3_gap",
-                "--id-streams", "2", "--id-length", "1000", "--change-runs", "2",
-            ],
-            product: "latentwatch-eval"
+                "--stream-layer", "fc,conv3_gap", "--id-streams", "2", "--id-length", "1000", "--change-runs", "2",
+            ]
         )
-        try #require(r.status == 0, "latentwatch-eval failed: \(r.out) \(r.err)")
-        let manifest =
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(streams)/manifest.json")))
-            as! [String: Any]
         #expect(manifest["layer"] as? String == "fc+conv3_gap")
         let counts = try #require(manifest["calibration_counts"] as? [Int])
         #expect(counts.count == 2 && counts[0] == counts[1])
@@ -92,8 +95,6 @@ import Testing
             }
         }
         #expect(values == 2 * 1000 + 5 * 2 * 2500)
-        let result =
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as! [String: Any]
         let params = ((result["streams"] as! [String: Any])["detectors"] as! [String: Any])
         let slack = try #require((params["lw_anytime"] as? [String: Any])?["calibration_slack"] as? [Double])
         let expected = AlertPolicy().calibrationCorrections(calibrationCounts: counts)

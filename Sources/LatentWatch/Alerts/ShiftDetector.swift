@@ -22,19 +22,20 @@ public struct ShiftDetector: Sendable {
     }
 
     /// Mode.
-    public let mode: Mode
+    public var mode: Mode { rule.mode }
     /// The martingale (restarted after a change-detection alarm).
     public private(set) var martingale: SimpleJumperMartingale
     /// Shiryaev-Roberts statistic (change detection).
-    public private(set) var shiryaevRoberts: Double = 0
+    public var shiryaevRoberts: Double { rule.shiryaevRoberts }
     /// Whether an anytime alarm has been raised (it stays raised).
-    public private(set) var alarmed = false
+    public var alarmed: Bool { rule.alarmed }
+    private var rule: ShiftAlarmRule
     /// Amount added to every p-value before betting (see ``calibrationSlack(calibrationCount:failureProbability:)``).
     public let pValueSlack: Double
 
     /// A detector. `pValueSlack` is usually ``calibrationSlack(calibrationCount:failureProbability:)``.
     public init(mode: Mode, jumpRate: Double = 0.01, pValueSlack: Double = 0) {
-        self.mode = mode
+        self.rule = ShiftAlarmRule(mode: mode)
         self.martingale = SimpleJumperMartingale(jumpRate: jumpRate)
         self.pValueSlack = max(0, pValueSlack)
     }
@@ -43,15 +44,10 @@ public struct ShiftDetector: Sendable {
     /// of delta goes to the martingale and half to the event that the calibration set's empirical
     /// distribution is further than the slack from the truth (Dvoretzky-Kiefer-Wolfowitz-Massart).
     public static func calibrated(mode: Mode, calibrationCount m: Int, jumpRate: Double = 0.01) -> ShiftDetector {
-        let beta: Double
-        switch mode {
-        case .anytime(let delta): beta = delta / 2
-        case .changeDetection: beta = 0.005
-        }
-        return ShiftDetector(
+        ShiftDetector(
             mode: mode,
             jumpRate: jumpRate,
-            pValueSlack: calibrationSlack(calibrationCount: m, failureProbability: beta)
+            pValueSlack: calibrationSlack(calibrationCount: m, failureProbability: mode.calibrationFailureProbability)
         )
     }
 
@@ -66,28 +62,67 @@ public struct ShiftDetector: Sendable {
     }
 
     /// Log of the alarm threshold on the capital (anytime) or on R (change detection).
-    public var logThreshold: Double {
+    public var logThreshold: Double { rule.logThreshold }
+
+    /// Current evidence on the log scale: log S_n (anytime) or log R_n (change detection).
+    public var logEvidence: Double { rule.logEvidence(logCapital: martingale.logCapital) }
+
+    /// Feeds one p-value; returns true when this input raises an alarm. In anytime mode only the first
+    /// crossing returns true; in change-detection mode the statistic restarts after each alarm.
+    public mutating func update(_ p: Double) -> Bool {
+        let step = martingale.update(min(1, p + pValueSlack))
+        let alarm = rule.update(logCapital: martingale.logCapital, step: step)
+        if alarm && rule.restarts { martingale = SimpleJumperMartingale(jumpRate: martingale.jumpRate) }
+        return alarm
+    }
+}
+
+extension ShiftDetector.Mode {
+    /// The share of delta that pays for conditioning on a fixed calibration set: delta / 2 in anytime mode,
+    /// 0.005 in change-detection mode.
+    var calibrationFailureProbability: Double {
+        switch self {
+        case .anytime(let delta): return delta / 2
+        case .changeDetection: return 0.005
+        }
+    }
+}
+
+/// The alarm rule of both shift detectors, applied to the log of a test martingale's capital: the anytime
+/// crossing of 2 / delta (once), or Shiryaev-Roberts on the capital's ratios with a restart after each alarm.
+struct ShiftAlarmRule: Sendable {
+    let mode: ShiftDetector.Mode
+    private(set) var shiryaevRoberts: Double = 0
+    private(set) var alarmed = false
+
+    init(mode: ShiftDetector.Mode) { self.mode = mode }
+
+    var logThreshold: Double {
         switch mode {
         case .anytime(let delta): return log(2 / delta)
         case .changeDetection(let arl): return log(arl)
         }
     }
 
-    /// Current evidence on the log scale: log S_n (anytime) or log R_n (change detection).
-    public var logEvidence: Double {
+    /// Whether an alarm restarts the martingale (change detection).
+    var restarts: Bool {
+        if case .changeDetection = mode { return true }
+        return false
+    }
+
+    func logEvidence(logCapital: Double) -> Double {
         switch mode {
-        case .anytime: return martingale.logCapital
+        case .anytime: return logCapital
         case .changeDetection: return shiryaevRoberts > 0 ? log(shiryaevRoberts) : -.infinity
         }
     }
 
-    /// Feeds one p-value; returns true when this input raises an alarm. In anytime mode only the first
-    /// crossing returns true; in change-detection mode the statistic restarts after each alarm.
-    public mutating func update(_ p: Double) -> Bool {
-        let step = martingale.update(min(1, p + pValueSlack))
+    /// Feeds the capital after one input: its log, and the log of this input's betting factor. Returns whether
+    /// this input raises an alarm; after one in change-detection mode the caller restarts the martingale.
+    mutating func update(logCapital: Double, step: Double) -> Bool {
         switch mode {
         case .anytime:
-            if !alarmed && martingale.logCapital >= logThreshold {
+            if !alarmed && logCapital >= logThreshold {
                 alarmed = true
                 return true
             }
@@ -96,7 +131,6 @@ public struct ShiftDetector: Sendable {
             shiryaevRoberts = (1 + shiryaevRoberts) * exp(step)
             if shiryaevRoberts >= arl {
                 shiryaevRoberts = 0
-                martingale = SimpleJumperMartingale(jumpRate: martingale.jumpRate)
                 return true
             }
             return false

@@ -104,9 +104,7 @@ extension AlertPolicy {
         guard correctForCalibrationSet else {
             return ([Double](repeating: 0, count: calibrationCounts.count), inputAlpha)
         }
-        var beta = 0.005
-        if case .anytime(let delta) = shift { beta = delta / 2 }
-        beta /= Double(layers)
+        let beta = (shift?.calibrationFailureProbability ?? 0.005) / Double(layers)
         let slack = calibrationCounts.map {
             ShiftDetector.calibrationSlack(calibrationCount: $0, failureProbability: beta)
         }
