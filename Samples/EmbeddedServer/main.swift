@@ -16,7 +16,7 @@ struct DigitsMLP: Sendable {
 
     init(npz: NumpyArchive) throws {
         func get(_ k: String) throws -> [Float] {
-            guard let a = npz.arrays[k] else { throw NumpyError("weights archive lacks \(k)") }
+            guard let a = npz.arrays[k] else { throw LatentWatchError(.malformedFile, "weights archive lacks \(k)") }
             return a.floats()
         }
         w1 = try get("W1")
@@ -88,7 +88,7 @@ func dataDirectory() throws -> URL {
     for c in candidates where FileManager.default.fileExists(atPath: c.appendingPathComponent("mlp_weights.npz").path) {
         return c
     }
-    throw NumpyError("Samples/Data/digits-mlp not found; run from the repository root")
+    throw LatentWatchError(.malformedFile, "Samples/Data/digits-mlp not found; run from the repository root")
 }
 
 /// Fits one layer's model on the bundled activations (a host would load a .lwm file made by `latentwatch fit`).

@@ -39,8 +39,8 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Array to read from the calibration file (default: --key).")
     var calibrationKey: String?
 
-    @Option(help: "Density: gda (per-class full covariance), tied (Mahalanobis), gmm (mixture by EM), gmm-diag.")
-    var family: String = "gda"
+    @Option(help: ArgumentHelp("Density family: \(DensityFamilyName.helpText).", valueName: "family"))
+    var family: DensityFamilyName = .gda
 
     @Option(help: "Mixture components (gmm).")
     var components: Int = 8
@@ -55,7 +55,7 @@ struct FitCommand: ParsableCommand {
     var seed: UInt64 = 0
 
     @Option(help: "Pooling of each activation: flatten, global-average ([C,H,W] -> C), mean-tokens ([T,C] -> C).")
-    var pooling: String = "flatten"
+    var pooling: PreparationOptions.Pooling = .flatten
 
     @Flag(
         inversion: .prefixedNo,
@@ -70,10 +70,10 @@ struct FitCommand: ParsableCommand {
     var pcaVariance: Double?
 
     @Option(help: "Covariance shrinkage: held-out (chosen by held-out likelihood), oas, or a fixed lambda in [0, 1].")
-    var regularization: String = "held-out"
+    var regularization: ShrinkageArgument = ShrinkageArgument(argument: "held-out")!
 
-    @Option(help: "Stored parameter precision: f32 or f16 (half the size).")
-    var precision: String = "f32"
+    @Option(help: "Stored parameter precision: float32 (f32) or float16 (f16, half the size).")
+    var precision: ElementType = .float32
 
     @Option(help: "Layer name stored in the model (default: the array's name).")
     var layer: String?
@@ -91,28 +91,19 @@ struct FitCommand: ParsableCommand {
         } else {
             labelValues = Files.embeddedLabels(file, rows: tensor.rows)
         }
-        var cfg = FitConfiguration(layerName: layer ?? tensor.name)
-        switch family {
-        case "gda": cfg.family = .gda
-        case "tied": cfg.family = .tied
-        case "gmm", "gmm-full": cfg.family = .gmm
-        case "gmm-diag":
-            cfg.family = .gmm
-            cfg.mixture.covariance = .diagonal
-        default: throw ValidationError("--family must be gda, tied, gmm or gmm-diag")
-        }
-        if cfg.family != .gmm && labelValues == nil {
-            throw ValidationError("--family \(family) needs --labels (or use --family gmm)")
+        var cfg = FitConfiguration(family: family, layerName: layer ?? tensor.name)
+        if let f = DensityFamilyRegistry.standard.family(named: family.rawValue), f.needsLabels, labelValues == nil {
+            let unsupervised = DensityFamilyRegistry.standard.families.filter { !$0.needsLabels }.map(\.name.rawValue)
+            throw ValidationError(
+                "--family \(family) needs --labels (or use --family \(unsupervised.joined(separator: " or ")))"
+            )
         }
         cfg.mixture.components = components
         cfg.mixture.maxIterations = maxIterations
         cfg.mixture.restarts = restarts
         cfg.mixture.seed = seed
         cfg.splitSeed = seed
-        guard let pool = PreparationOptions.Pooling(rawValue: pooling) else {
-            throw ValidationError("--pooling must be flatten, global-average or mean-tokens")
-        }
-        cfg.preparation.pooling = pool
+        cfg.preparation.pooling = pooling
         cfg.preparation.l2Normalize = l2
         if let v = pcaVariance {
             guard v > 0, v <= 1 else { throw ValidationError("--pca-variance must be in (0, 1]") }
@@ -120,20 +111,8 @@ struct FitCommand: ParsableCommand {
         } else if pca > 0 {
             cfg.preparation.projection = .components(pca)
         }
-        switch regularization {
-        case "held-out": cfg.regularization.shrinkage = .heldOutLikelihood
-        case "oas": cfg.regularization.shrinkage = .oracleApproximating
-        default:
-            guard let l = Double(regularization), l >= 0, l <= 1 else {
-                throw ValidationError("--regularization must be held-out, oas or a number in [0, 1]")
-            }
-            cfg.regularization.shrinkage = .fixed(l)
-        }
-        switch precision {
-        case "f32", "float32": cfg.precision = .float32
-        case "f16", "float16": cfg.precision = .float16
-        default: throw ValidationError("--precision must be f32 or f16")
-        }
+        cfg.regularization.shrinkage = regularization.value
+        cfg.precision = precision
         let source = try userFacing("activations") {
             try FileActivations(file: file, key: tensor.name, labels: labelValues)
         }
@@ -181,11 +160,11 @@ struct FitCommand: ParsableCommand {
         }
         progress.finish()
         try userFacing("writing \(output)") {
-            try ModelFile.write(model, to: output, options: .init(precision: model.density.precision))
+            try ModelFile.write(model, to: output, options: .init(precision: model.precision))
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         print(
-            "wrote \(output) (\(size) bytes): layer \(model.metadata.layer), \(model.density.family) with \(model.density.componentCount) components in \(model.density.dimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+            "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
         print("regularisation: \(model.metadata.notes)")
     }

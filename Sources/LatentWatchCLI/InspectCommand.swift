@@ -64,7 +64,7 @@ struct InspectCommand: ParsableCommand {
             print(
                 "recorded: \(r.recordCount) inputs in \(r.chunkCount) chunks (sizes \(Self.summary(r.chunkSizes))), sampling \(r.sampling)"
             )
-            print("layers:   " + r.layers.map { "\($0.name) \($0.shape) \($0.dtype.rawValue)" }.joined(separator: ", "))
+            print("layers:   " + r.layers.map { "\($0.name) \($0.shape) \($0.dtype.tag)" }.joined(separator: ", "))
             print("outputs:  \(r.outputCount) per input")
             print("written:  LatentWatch \(r.libraryVersion) at \(r.created)")
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LatentWatch
+import LatentWatchNumerics
 
 /// `latentwatch record`: writes activation files into a LatentWatch recording (what a monitor's recorder
 /// writes in production), for example to fit or replay from one file with several layers.
@@ -28,8 +29,8 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Inputs per chunk.")
     var chunk: Int = 256
 
-    @Option(help: "Store activations as f16 (half the size).")
-    var dtype: String = "f32"
+    @Option(help: "Stored element type: float32 (f32) or float16 (f16, half the size).")
+    var dtype: ElementType = .float32
 
     @Option(help: "Rotate to a new file beyond this many bytes.")
     var maxFileBytes: Int = 256 << 20
@@ -47,7 +48,6 @@ struct RecordCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
-        guard let dt = RecordedLayer.DType(rawValue: dtype) else { throw ValidationError("--dtype must be f32 or f16") }
         var names: [String] = []
         var values: [[Float]] = []
         var shapes: [[Int]] = []
@@ -87,7 +87,7 @@ struct RecordCommand: ParsableCommand {
             try ActivationRecorder(
                 configuration: .init(
                     path: output,
-                    layers: zip(names, shapes).map { RecordedLayer(name: $0, shape: $1, dtype: dt) },
+                    layers: zip(names, shapes).map { RecordedLayer(name: $0, shape: $1, dtype: dtype) },
                     outputCount: outputCount,
                     sampling: rate >= 1 ? .all : .rate(rate),
                     chunkInputs: chunk,

@@ -32,7 +32,7 @@ func scoreFile(
     _ model: LatentModel,
     file: TensorFile,
     key: String?,
-    _ body: (Int, Result<LatentScores, ScoringError>) throws -> Void
+    _ body: (Int, Result<LatentScores, LatentWatchError>) throws -> Void
 ) throws {
     let t = try file.tensor(key)
     guard t.rowElements == model.preparation.inputCount else {

@@ -107,12 +107,10 @@ struct ServeCommand: AsyncParsableCommand {
         var layers: [Sidecar.Layer] = []
         for (i, path) in model.enumerated() {
             let m = try Files.readModel(path)
-            let bytes = try userFacing("model \(path)") { try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) }
             // The model id is the whole-file CRC-32 the file's trailer stores (Docs/ModelFormat.md).
-            let crc = bytes.withUnsafeBytes {
-                CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[..<max(0, $0.count - 16)]))
-            }
-            layers.append(Sidecar.Layer(name: layer.isEmpty ? m.metadata.layer : layer[i], model: m, modelID: crc))
+            layers.append(
+                Sidecar.Layer(name: layer.isEmpty ? m.layer : layer[i], model: m, modelID: m.fingerprint ?? 0)
+            )
         }
         guard Set(layers.map(\.name)).count == layers.count else {
             throw ValidationError("layer names must differ: \(layers.map(\.name)); name them with --layer")
@@ -150,7 +148,7 @@ struct ServeCommand: AsyncParsableCommand {
                     configuration: .init(
                         path: path,
                         layers: layers.map {
-                            RecordedLayer(name: $0.name, shape: [$0.model.preparation.inputCount], dtype: .f32)
+                            RecordedLayer(name: $0.name, shape: [$0.model.inputCount], dtype: .float32)
                         }
                     )
                 )

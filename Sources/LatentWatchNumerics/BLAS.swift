@@ -5,7 +5,7 @@ import COpenBLAS
 /// The first call pins OpenBLAS to one thread: on small machines a multi-threaded BLAS stalls for
 /// milliseconds per call when its threads compete with the host's, which is worse than one thread for the
 /// matrix sizes a monitor sees.
-public enum BLAS {
+package enum BLAS {
     private static let configured: Bool = {
         openblas_set_num_threads(1)
         return true
@@ -13,7 +13,7 @@ public enum BLAS {
 
     /// Makes sure OpenBLAS runs single-threaded. Cheap after the first call.
     @inlinable
-    public static func ensureConfigured() {
+    package static func ensureConfigured() {
         _ = isConfigured
     }
 
@@ -21,7 +21,7 @@ public enum BLAS {
     static var isConfigured: Bool { configured }
 
     /// C = alpha * op(A) * op(B) + beta * C in double precision.
-    public static func dgemm(
+    package static func dgemm(
         transA: Bool,
         transB: Bool,
         m: Int,
@@ -56,7 +56,7 @@ public enum BLAS {
     }
 
     /// C = alpha * op(A) * op(B) + beta * C in single precision.
-    public static func sgemm(
+    package static func sgemm(
         transA: Bool,
         transB: Bool,
         m: Int,
@@ -91,7 +91,7 @@ public enum BLAS {
     }
 
     /// Lower triangle of C += alpha * A^T A (A is k x n, row-major), double precision.
-    public static func dsyrkTransposed(
+    package static func dsyrkTransposed(
         n: Int,
         k: Int,
         alpha: Double,
@@ -118,7 +118,7 @@ public enum BLAS {
     }
 
     /// B = B * L^T for a lower-triangular L (n x n), B is m x n: row i of B becomes L * b_i.
-    public static func strmmRightLowerTransposed(
+    package static func strmmRightLowerTransposed(
         m: Int,
         n: Int,
         l: UnsafePointer<Float>,
@@ -144,7 +144,7 @@ public enum BLAS {
     }
 
     /// B = B * A^T for a lower-triangular A (n x n, leading dimension lda), B is m x n with leading dimension ldb.
-    public static func strmmRightLowerTransposed(
+    package static func strmmRightLowerTransposed(
         m: Int,
         n: Int,
         a: UnsafePointer<Float>,
@@ -156,7 +156,7 @@ public enum BLAS {
     }
 
     /// Double-precision version of ``strmmRightLowerTransposed(m:n:l:ldl:b:ldb:)``.
-    public static func dtrmmRightLowerTransposed(
+    package static func dtrmmRightLowerTransposed(
         m: Int,
         n: Int,
         l: UnsafePointer<Double>,

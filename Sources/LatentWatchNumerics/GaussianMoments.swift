@@ -4,20 +4,20 @@
 /// Batches are folded in with Chan et al.'s pairwise update, so that statistics computed on separate
 /// shards and merged equal those of one pass over all the data (up to rounding), and no batch needs to stay
 /// in memory. The scatter matrix keeps only its lower triangle up to date until ``scatterSymmetric`` is read.
-public struct GaussianMoments: Sendable, Equatable {
+package struct GaussianMoments: Sendable, Equatable {
     /// Dimension of the vectors.
-    public let dimension: Int
+    package let dimension: Int
     /// Sum of weights (the sample count when unweighted).
-    public private(set) var weight: Double
+    package private(set) var weight: Double
     /// Number of vectors folded in, whatever their weights.
-    public private(set) var count: Int
+    package private(set) var count: Int
     /// Weighted mean.
-    public private(set) var mean: [Double]
+    package private(set) var mean: [Double]
     /// Lower triangle of the weighted centred scatter sum_i w_i (x_i - mean)(x_i - mean)^T, row-major.
-    public private(set) var scatterLower: [Double]
+    package private(set) var scatterLower: [Double]
 
     /// Empty moments of the given dimension.
-    public init(dimension: Int) {
+    package init(dimension: Int) {
         self.dimension = dimension
         self.weight = 0
         self.count = 0
@@ -26,7 +26,7 @@ public struct GaussianMoments: Sendable, Equatable {
     }
 
     /// Restores moments from stored values (for example from a checkpoint); `scatter` may be full or lower.
-    public init(dimension: Int, weight: Double, count: Int, mean: [Double], scatter: [Double]) {
+    package init(dimension: Int, weight: Double, count: Int, mean: [Double], scatter: [Double]) {
         precondition(mean.count == dimension && scatter.count == dimension * dimension)
         self.dimension = dimension
         self.weight = weight
@@ -36,14 +36,14 @@ public struct GaussianMoments: Sendable, Equatable {
     }
 
     /// The full symmetric scatter matrix.
-    public var scatterSymmetric: [Double] {
+    package var scatterSymmetric: [Double] {
         var s = scatterLower
         LinearAlgebra.symmetrizeFromLower(&s, n: dimension)
         return s
     }
 
     /// Maximum-likelihood covariance (scatter / weight), full symmetric.
-    public var covariance: [Double] {
+    package var covariance: [Double] {
         var s = scatterSymmetric
         let inv = weight > 0 ? 1 / weight : 0
         for i in s.indices { s[i] *= inv }
@@ -52,7 +52,7 @@ public struct GaussianMoments: Sendable, Equatable {
 
     /// Folds in `rows` vectors stored row-major in `data` (stride `dimension`), with optional weights.
     /// `workspace` is reused between calls to avoid allocation; pass the same array every time.
-    public mutating func add(
+    package mutating func add(
         _ data: UnsafeBufferPointer<Float>,
         rows: Int,
         weights: UnsafeBufferPointer<Double>? = nil,
@@ -105,7 +105,7 @@ public struct GaussianMoments: Sendable, Equatable {
     }
 
     /// Convenience for arrays.
-    public mutating func add(_ data: [Float], rows: Int, weights: [Double]? = nil) {
+    package mutating func add(_ data: [Float], rows: Int, weights: [Double]? = nil) {
         var ws: [Double] = []
         data.withUnsafeBufferPointer { d in
             if let weights {
@@ -117,7 +117,7 @@ public struct GaussianMoments: Sendable, Equatable {
     }
 
     /// Merges another set of moments of the same dimension into this one (Chan et al.).
-    public mutating func merge(_ other: GaussianMoments) {
+    package mutating func merge(_ other: GaussianMoments) {
         precondition(other.dimension == dimension, "GaussianMoments.merge: dimensions differ")
         count += other.count
         guard other.weight > 0 else { return }
@@ -146,7 +146,7 @@ public struct GaussianMoments: Sendable, Equatable {
 
     /// Moments of the affine projection z = P^T (x - center) where P is dimension x k (row-major):
     /// mean' = P^T (mean - center), scatter' = P^T S P. Exact for every quantity a Gaussian fit needs.
-    public func projected(onto p: [Double], k: Int, center: [Double]) -> GaussianMoments {
+    package func projected(onto p: [Double], k: Int, center: [Double]) -> GaussianMoments {
         let d = dimension
         precondition(p.count == d * k && center.count == d)
         var out = GaussianMoments(dimension: k)

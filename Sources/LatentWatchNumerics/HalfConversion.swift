@@ -1,9 +1,9 @@
 import CLatentKernels
 
 /// Vectorised IEEE binary16 <-> binary32 conversion (F16C when the CPU has it).
-public enum HalfConversion {
+package enum HalfConversion {
     /// Float32 to binary16 bit patterns, round to nearest even.
-    public static func toHalf(_ values: [Float]) -> [UInt16] {
+    package static func toHalf(_ values: [Float]) -> [UInt16] {
         var out = [UInt16](repeating: 0, count: values.count)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -14,12 +14,12 @@ public enum HalfConversion {
     }
 
     /// Float32 to binary16 bit patterns between buffers, round to nearest even.
-    public static func convert(_ src: UnsafePointer<Float>, toHalf dst: UnsafeMutablePointer<UInt16>, count: Int) {
+    package static func convert(_ src: UnsafePointer<Float>, toHalf dst: UnsafeMutablePointer<UInt16>, count: Int) {
         lw_f32_to_f16(src, dst, count)
     }
 
     /// binary16 bit patterns to Float32 (exact).
-    public static func toFloat(_ bits: [UInt16]) -> [Float] {
+    package static func toFloat(_ bits: [UInt16]) -> [Float] {
         var out = [Float](repeating: 0, count: bits.count)
         bits.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -30,15 +30,15 @@ public enum HalfConversion {
     }
 
     /// binary16 bit patterns to Float32 between raw buffers (no allocation).
-    public static func convert(_ src: UnsafePointer<UInt16>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    package static func convert(_ src: UnsafePointer<UInt16>, to dst: UnsafeMutablePointer<Float>, count: Int) {
         lw_f16_to_f32(src, dst, count)
     }
 
     /// Whether the AVX2/FMA/F16C kernels are in use on this CPU.
-    public static var usesSIMDKernels: Bool { lw_kernels_have_avx2() != 0 }
+    package static var usesSIMDKernels: Bool { lw_kernels_have_avx2() != 0 }
 
     /// Tests only: `false` forces the portable C loops for every kernel called on the current thread (other
     /// threads are unaffected); `true` undoes it. Call it and the kernels from synchronous code, so that no
     /// suspension moves the work to another thread in between.
-    public static func allowSIMDKernels(_ allow: Bool) { lw_kernels_allow_simd(allow ? 1 : 0) }
+    package static func allowSIMDKernels(_ allow: Bool) { lw_kernels_allow_simd(allow ? 1 : 0) }
 }

@@ -9,10 +9,10 @@ import Darwin
 #endif
 
 /// Dense symmetric and triangular factorisations in double precision (row-major, n x n).
-public enum LinearAlgebra {
+package enum LinearAlgebra {
     /// Overwrites the lower triangle of `a` with its Cholesky factor L (a = L L^T) and zeroes the upper
     /// triangle. Throws ``NumericsError/notPositiveDefinite(order:)`` when `a` is not positive definite.
-    public static func choleskyLower(_ a: inout [Double], n: Int) throws(NumericsError) {
+    package static func choleskyLower(_ a: inout [Double], n: Int) throws(NumericsError) {
         precondition(a.count == n * n, "choleskyLower: matrix has \(a.count) entries, expected \(n * n)")
         BLAS.ensureConfigured()
         let info = a.withUnsafeMutableBufferPointer {
@@ -26,7 +26,7 @@ public enum LinearAlgebra {
     }
 
     /// Overwrites a lower-triangular matrix with its inverse (also lower triangular).
-    public static func invertLowerTriangular(_ a: inout [Double], n: Int) throws(NumericsError) {
+    package static func invertLowerTriangular(_ a: inout [Double], n: Int) throws(NumericsError) {
         precondition(a.count == n * n)
         BLAS.ensureConfigured()
         let info = a.withUnsafeMutableBufferPointer {
@@ -44,7 +44,7 @@ public enum LinearAlgebra {
 
     /// Eigen-decomposition of a symmetric matrix (lower triangle read). Returns eigenvalues in ascending
     /// order and the eigenvectors as the columns of a row-major n x n matrix.
-    public static func symmetricEigen(
+    package static func symmetricEigen(
         _ a: [Double],
         n: Int
     ) throws(NumericsError) -> (
@@ -72,21 +72,21 @@ public enum LinearAlgebra {
     }
 
     /// Copies the lower triangle into the upper one.
-    public static func symmetrizeFromLower(_ a: inout [Double], n: Int) {
+    package static func symmetrizeFromLower(_ a: inout [Double], n: Int) {
         for i in 0..<n {
             for j in 0..<i { a[j * n + i] = a[i * n + j] }
         }
     }
 
     /// log det of a lower-triangular matrix with positive diagonal.
-    public static func logDeterminantOfTriangular(_ l: [Double], n: Int) -> Double {
+    package static func logDeterminantOfTriangular(_ l: [Double], n: Int) -> Double {
         var s = 0.0
         for i in 0..<n { s += log(l[i * n + i]) }
         return s
     }
 
     /// Trace of a square row-major matrix.
-    public static func trace(_ a: [Double], n: Int) -> Double {
+    package static func trace(_ a: [Double], n: Int) -> Double {
         var s = 0.0
         for i in 0..<n { s += a[i * n + i] }
         return s

@@ -7,10 +7,10 @@ import Darwin
 #endif
 
 /// Log-space reductions that keep confident inputs distinct instead of underflowing.
-public enum LogSpace {
+package enum LogSpace {
     /// log(sum_i exp(v_i)); -inf for an empty or all -inf input.
     @inlinable
-    public static func logSumExp(_ v: UnsafeBufferPointer<Double>) -> Double {
+    package static func logSumExp(_ v: UnsafeBufferPointer<Double>) -> Double {
         var m = -Double.infinity
         for x in v where x > m { m = x }
         if !m.isFinite { return m }
@@ -23,7 +23,7 @@ public enum LogSpace {
     /// computed from the log-probabilities (sum p * (lse - v)) so that it stays accurate when one class
     /// dominates. Returns the log-sum-exp through `logNormalizer`.
     @inlinable
-    public static func normalize(
+    package static func normalize(
         _ logWeights: UnsafeMutableBufferPointer<Double>,
         logNormalizer: inout Double
     ) -> Double {

@@ -3,36 +3,36 @@ import CLatentKernels
 /// A lower-triangular d x d matrix held in the blocked "tri8" layout the scoring kernel streams through
 /// (see `CLatentKernels.h`), in float32 or float16. About half the bytes of a dense matrix, one
 /// sequential pass per matrix-vector product.
-public struct PackedTriangular: Sendable {
+package struct PackedTriangular: Sendable {
     /// The values, in tri8 order.
-    public enum Storage: Sendable {
+    package enum Storage: Sendable {
         case float32([Float])
         case float16([UInt16])
     }
 
     /// Order of the matrix.
-    public let dimension: Int
+    package let dimension: Int
     /// Values in tri8 order.
-    public let storage: Storage
+    package let storage: Storage
 
     /// Number of floats a centred-vector scratch buffer needs (dimension rounded up to 8).
-    public static func paddedDimension(_ d: Int) -> Int { (d + 7) / 8 * 8 }
+    package static func paddedDimension(_ d: Int) -> Int { (d + 7) / 8 * 8 }
 
     /// Packs the lower triangle of a row-major dense matrix.
-    public init(lowerRowMajor a: [Double], dimension d: Int, precision: Precision) {
+    package init(lowerRowMajor a: [Double], dimension d: Int, precision: ElementType) {
         precondition(a.count == d * d)
         self.init(dimension: d, precision: precision) { i, j in Float(a[i * d + j]) }
     }
 
     /// Packs from the row-packed lower triangle (row i holds entries 0...i, offset i(i+1)/2), the layout
     /// of model files.
-    public init(rowPacked p: [Float], dimension d: Int, precision: Precision) {
+    package init(rowPacked p: [Float], dimension d: Int, precision: ElementType) {
         precondition(p.count == d * (d + 1) / 2)
         self.init(dimension: d, precision: precision) { i, j in p[i * (i + 1) / 2 + j] }
     }
 
     /// Builds directly from binary16 values in row-packed order (no rounding twice).
-    public init(rowPackedHalf p: [UInt16], dimension d: Int) {
+    package init(rowPackedHalf p: [UInt16], dimension d: Int) {
         precondition(p.count == d * (d + 1) / 2)
         let n = Int(lw_tri8_count(Int32(d)))
         var out = [UInt16](repeating: 0, count: n)
@@ -41,15 +41,13 @@ public struct PackedTriangular: Sendable {
         storage = .float16(out)
     }
 
-    private init(dimension d: Int, precision: Precision, value: (Int, Int) -> Float) {
+    private init(dimension d: Int, precision: ElementType, value: (Int, Int) -> Float) {
         let n = Int(lw_tri8_count(Int32(d)))
         var out = [Float](repeating: 0, count: n)
         Self.forEachSlot(d) { slot, i, j in out[slot] = value(i, j) }
         dimension = d
-        switch precision {
-        case .float32: storage = .float32(out)
-        case .float16: storage = .float16(HalfConversion.toHalf(out))
-        }
+        // Parameters are stored as float16 or float32; callers validate (ElementType.isParameterPrecision).
+        storage = precision == .float16 ? .float16(HalfConversion.toHalf(out)) : .float32(out)
     }
 
     /// Calls `body(slot, i, j)` for every stored entry with i < d, j <= i.
@@ -71,7 +69,7 @@ public struct PackedTriangular: Sendable {
     }
 
     /// Precision of the stored values.
-    public var precision: Precision {
+    package var precision: ElementType {
         switch storage {
         case .float32: return .float32
         case .float16: return .float16
@@ -79,7 +77,7 @@ public struct PackedTriangular: Sendable {
     }
 
     /// Bytes held in memory.
-    public var byteCount: Int {
+    package var byteCount: Int {
         switch storage {
         case .float32(let v): return v.count * 4
         case .float16(let v): return v.count * 2
@@ -87,7 +85,7 @@ public struct PackedTriangular: Sendable {
     }
 
     /// The lower triangle in row-packed order (row i holds entries 0...i), as float32.
-    public func rowPacked() -> [Float] {
+    package func rowPacked() -> [Float] {
         let values: [Float]
         switch storage {
         case .float32(let v): values = v
@@ -99,7 +97,7 @@ public struct PackedTriangular: Sendable {
     }
 
     /// The lower triangle in row-packed order as binary16 bits (only for float16 storage).
-    public func rowPackedHalf() -> [UInt16]? {
+    package func rowPackedHalf() -> [UInt16]? {
         guard case .float16(let v) = storage else { return nil }
         var out = [UInt16](repeating: 0, count: dimension * (dimension + 1) / 2)
         Self.forEachSlot(dimension) { slot, i, j in out[i * (i + 1) / 2 + j] = v[slot] }
@@ -107,7 +105,7 @@ public struct PackedTriangular: Sendable {
     }
 
     /// Writes the dense row-major d x d float32 matrix (zeros above the diagonal) into `out`.
-    public func writeDense(into out: UnsafeMutablePointer<Float>) {
+    package func writeDense(into out: UnsafeMutablePointer<Float>) {
         let d = dimension
         out.initialize(repeating: 0, count: d * d)
         func copyBlocks(_ src: UnsafePointer<Float>) {
@@ -134,7 +132,7 @@ public struct PackedTriangular: Sendable {
     /// ||W (x - mu)||^2. `x` and `mu` hold `dimension` floats; `scratch` holds at least
     /// ``paddedDimension(_:)`` floats. Allocates nothing.
     @inline(__always)
-    public func squaredNorm(
+    package func squaredNorm(
         x: UnsafePointer<Float>,
         mu: UnsafePointer<Float>,
         scratch: UnsafeMutablePointer<Float>
@@ -152,7 +150,7 @@ extension PackedTriangular {
     /// y = W xc for a centred vector already in `xc` (``paddedDimension(_:)`` floats, zero padded);
     /// writes ``paddedDimension(_:)`` floats to `y`. Allocates nothing.
     @inline(__always)
-    public func multiply(centered xc: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+    package func multiply(centered xc: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         switch storage {
         case .float32(let w):
             w.withUnsafeBufferPointer { lw_tri8_matvec_f32($0.baseAddress, xc, Int32(dimension), y) }
@@ -163,7 +161,7 @@ extension PackedTriangular {
 
     /// ||W xc||^2 for a centred, zero-padded vector.
     @inline(__always)
-    public func squaredNorm(centered xc: UnsafePointer<Float>) -> Double {
+    package func squaredNorm(centered xc: UnsafePointer<Float>) -> Double {
         switch storage {
         case .float32(let w):
             return w.withUnsafeBufferPointer { lw_tri8_sqnorm_centered_f32($0.baseAddress, xc, Int32(dimension)) }

@@ -1,4 +1,5 @@
 import Foundation
+import LatentWatch
 import LatentWatchWire
 import Logging
 import NIOCore
@@ -108,14 +109,23 @@ final class FrameServer: Service, Sendable {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-            throw SidecarError("\(path) exists and is not a socket; remove it or choose another --socket")
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "\(path) exists and is not a socket; remove it or choose another --socket"
+            )
         }
         switch Result(catching: { () throws(LocalSocket.Failure) in try LocalSocket.connect(unixPath: path) }) {
         case .success(let fd):
             close(fd)
-            throw SidecarError("another server is listening on \(path); stop it or choose another --socket")
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "another server is listening on \(path); stop it or choose another --socket"
+            )
         case .failure(let f) where f.code == ENAMETOOLONG:
-            throw SidecarError("socket path \(path) is longer than the 107 bytes a Unix socket path may have")
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "socket path \(path) is longer than the 107 bytes a Unix socket path may have"
+            )
         case .failure:
             break
         }

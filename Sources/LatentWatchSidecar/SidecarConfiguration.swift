@@ -1,3 +1,4 @@
+import LatentWatch
 import LatentWatchWire
 
 /// What a full queue does with a new frame (Docs/WireProtocol.md, "Queues, backpressure and limits").
@@ -18,15 +19,20 @@ public struct LoopbackAddress: Sendable, Equatable, CustomStringConvertible {
     public var port: Int
 
     /// Parses `HOST:PORT`; only loopback hosts are allowed.
-    public init(parsing text: String) throws(SidecarError) {
+    public init(parsing text: String) throws(LatentWatchError) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
             (0...65_535).contains(port)
-        else { throw SidecarError("'\(text)' is not HOST:PORT (for example 127.0.0.1:7070)") }
+        else {
+            throw LatentWatchError(.invalidConfiguration, "'\(text)' is not HOST:PORT (for example 127.0.0.1:7070)")
+        }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         if host == "localhost" { host = "127.0.0.1" }
         guard host.hasPrefix("127.") || host == "::1" else {
-            throw SidecarError("'\(host)' is not a loopback address: the sidecar listens on 127.0.0.0/8 or ::1 only")
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "'\(host)' is not a loopback address: the sidecar listens on 127.0.0.0/8 or ::1 only"
+            )
         }
         self.host = host
         self.port = port
@@ -39,14 +45,6 @@ public struct LoopbackAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
-/// A configuration error.
-public struct SidecarError: Error, Sendable, CustomStringConvertible {
-    /// What is wrong and how to fix it.
-    public var description: String
-    /// Creates an error.
-    public init(_ message: String) { description = message }
 }
 
 /// Everything the sidecar needs besides its monitor.
@@ -118,22 +116,33 @@ public struct SidecarConfiguration: Sendable {
     }
 
     /// Checks the values against each other.
-    public func validate() throws(SidecarError) {
+    public func validate() throws(LatentWatchError) {
         guard socketPath != nil || tcp != nil || http != nil else {
-            throw SidecarError("nothing to listen on: give a socket path, a TCP address or an HTTP address")
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "nothing to listen on: give a socket path, a TCP address or an HTTP address"
+            )
         }
         guard maxFrameBytes >= WireFormat.handshakeLimit else {
-            throw SidecarError("max frame bytes must be at least \(WireFormat.handshakeLimit)")
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "max frame bytes must be at least \(WireFormat.handshakeLimit)"
+            )
         }
         guard maxRows >= 1, ackEvery >= 1, maxConnections >= 1, recentAlerts >= 0 else {
-            throw SidecarError("max rows, ack period and max connections must be at least 1")
+            throw LatentWatchError(.invalidConfiguration, "max rows, ack period and max connections must be at least 1")
         }
         guard connectionQueueBytes >= 1, queueBytes >= connectionQueueBytes else {
-            throw SidecarError(
+            throw LatentWatchError(
+                .invalidConfiguration,
                 "the queue (\(queueBytes) B) must hold at least one connection's share (\(connectionQueueBytes) B)"
             )
         }
-        guard handshakeTimeoutSeconds > 0 else { throw SidecarError("the handshake timeout must be positive") }
-        guard maxReplyBytes >= 1 << 16 else { throw SidecarError("max reply bytes must be at least 65536") }
+        guard handshakeTimeoutSeconds > 0 else {
+            throw LatentWatchError(.invalidConfiguration, "the handshake timeout must be positive")
+        }
+        guard maxReplyBytes >= 1 << 16 else {
+            throw LatentWatchError(.invalidConfiguration, "max reply bytes must be at least 65536")
+        }
     }
 }

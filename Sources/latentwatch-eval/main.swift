@@ -79,7 +79,7 @@ let misclassified: [Bool] = (0..<testLogits.count).map { r in
 /// One configuration of ours.
 struct Config {
     var name: String
-    var family: DensityFamilyChoice
+    var family: DensityFamilyName
     var preparation: PreparationOptions
     var regularization = Regularization()
     var score: ScoreKind = .surprise
@@ -111,7 +111,7 @@ func configs(dimension d: Int) -> [Config] {
         out.append(Config(name: "lw_tied_md:\(vname)", family: .tied, preparation: prep, score: .mahalanobis))
         out.append(Config(name: "lw_rmd:\(vname)", family: .tied, preparation: prep, score: .relativeMahalanobis))
         if !quick || vname == "raw" || vname == "l2" {
-            out.append(Config(name: "lw_gmm:\(vname)", family: .gmm, preparation: prep))
+            out.append(Config(name: "lw_gmm:\(vname)", family: .gmmFull, preparation: prep))
         }
     }
     // Regularisation: held-out likelihood (default) against OAS, no shrinkage (floor only) and fixed ridges.
@@ -139,7 +139,7 @@ func configs(dimension d: Int) -> [Config] {
             out.append(
                 Config(
                     name: "lw_gmm_reg-\(rname):\(vname)",
-                    family: .gmm,
+                    family: .gmmFull,
                     preparation: prep,
                     mixtureRegularization: reg
                 )
@@ -173,7 +173,7 @@ for layer in layers {
         let model: LatentModel
         do {
             model = try LatentModelFitter.fit(
-                FileActivations(path: path(layer, "train"), labels: cfg.family == .gmm ? nil : trainLabels),
+                FileActivations(path: path(layer, "train"), labels: cfg.family == .gmmFull ? nil : trainLabels),
                 calibration: FileActivations(path: path(layer, "cal")),
                 configuration: fc
             )
@@ -228,7 +228,7 @@ for layer in layers {
                 ["shrinkage": $0.shrinkage, "method": $0.method] as [String: Any]
             },
         ]
-        if cfg.family != .gmm, cfg.score == .surprise {
+        if cfg.family != .gmmFull, cfg.score == .surprise {
             let neg = zip(entropy, misclassified).filter { !$0.1 && $0.0.isFinite }.map(\.0)
             let pos = zip(entropy, misclassified).filter { $0.1 && $0.0.isFinite }.map(\.0)
             entry["misclassification_auroc"] = ROC.auroc(negatives: neg, positives: pos)

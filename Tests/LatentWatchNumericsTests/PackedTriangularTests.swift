@@ -58,7 +58,7 @@ import Testing
         var xc = [Float](repeating: 0, count: dp)
         for j in 0..<d { xc[j] = x[j] - mu[j] }
         var y = [Float](repeating: 0, count: dp)
-        for precision in [Precision.float32, .float16] {
+        for precision in [ElementType.float32, .float16] {
             let f = precision == .float32 ? f32 : f16
             xc.withUnsafeBufferPointer { xb in
                 y.withUnsafeMutableBufferPointer { f.multiply(centered: xb.baseAddress!, into: $0.baseAddress!) }

@@ -4,8 +4,8 @@ import Testing
 
 @Suite struct BatchScoringTests {
     /// The blocked BLAS batch path (several row blocks of W, so the GEMM part runs) equals single-sample scoring.
-    @Test(arguments: [DensityFamilyChoice.gda, .gmm])
-    func blockedBatchEqualsSingleSample(family: DensityFamilyChoice) throws {
+    @Test(arguments: [DensityFamilyName.gda, .gmmFull])
+    func blockedBatchEqualsSingleSample(family: DensityFamilyName) throws {
         let d = 300
         let n = 900
         var g = SeededRandom(seed: 11)

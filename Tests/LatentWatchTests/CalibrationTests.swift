@@ -81,8 +81,10 @@ import Testing
         let before = try row.withUnsafeBufferPointer { try model.score($0, workspace: ws) }
         var nan = row
         nan[3] = .nan
-        #expect(throws: ScoringError.self) { try nan.withUnsafeBufferPointer { try model.score($0, workspace: ws) } }
-        #expect(throws: ScoringError.self) {
+        #expect(throws: LatentWatchError.self) {
+            try nan.withUnsafeBufferPointer { try model.score($0, workspace: ws) }
+        }
+        #expect(throws: LatentWatchError.self) {
             try Array(row.prefix(63)).withUnsafeBufferPointer { try model.score($0, workspace: ws) }
         }
         let after = try row.withUnsafeBufferPointer { try model.score($0, workspace: ws) }
@@ -150,8 +152,8 @@ import Testing
         #expect(Set(npz.arrays.keys) == ["W1", "b1", "W2", "b2", "W3", "b3"])
         #expect(npz.arrays["W1"]?.shape == [64, 128] && npz.arrays["b3"]?.shape == [6])
         let bytes = Array(try Data(contentsOf: Fixtures.data.appendingPathComponent("mlp_weights.npz")))
-        #expect(throws: NumpyError.self) { try NumpyArchive(bytes: Array(bytes.prefix(bytes.count / 2))) }
-        #expect(throws: NumpyError.self) { try NumpyArchive(bytes: [0x50, 0x4B, 0x03, 0x04]) }
-        #expect(throws: NumpyError.self) { try NumpyArchive(bytes: []) }
+        #expect(throws: LatentWatchError.self) { try NumpyArchive(bytes: Array(bytes.prefix(bytes.count / 2))) }
+        #expect(throws: LatentWatchError.self) { try NumpyArchive(bytes: [0x50, 0x4B, 0x03, 0x04]) }
+        #expect(throws: LatentWatchError.self) { try NumpyArchive(bytes: []) }
     }
 }

@@ -20,7 +20,7 @@ import Testing
     static func evaluate(
         _ scenario: String,
         layer: String,
-        family: DensityFamilyChoice,
+        family: DensityFamilyName,
         score: ScoreKind
     ) throws
         -> Scored

@@ -6,7 +6,7 @@ import Testing
 
 @Suite struct ModelFileTests {
     static func digitsModel(
-        _ family: DensityFamilyChoice = .gda,
+        _ family: DensityFamilyName = .gda,
         layer: String = "h2",
         projection: PreparationOptions.Projection = .none
     ) throws -> LatentModel {
@@ -34,9 +34,9 @@ import Testing
         }
     }
 
-    @Test(arguments: [DensityFamilyChoice.gda, .tied, .gmm])
-    func float32RoundTripScoresIdentically(family: DensityFamilyChoice) throws {
-        let model = try Self.digitsModel(family, projection: family == .gmm ? .components(16) : .none)
+    @Test(arguments: [DensityFamilyName.gda, .tied, .gmmFull])
+    func float32RoundTripScoresIdentically(family: DensityFamilyName) throws {
+        let model = try Self.digitsModel(family, projection: family == .gmmFull ? .components(16) : .none)
         let bytes = try ModelFile.encode(model)
         let back = try ModelFile.decode(bytes)
         #expect(try Self.allScores(back, "test", "h2") == Self.allScores(model, "test", "h2"))
@@ -132,7 +132,7 @@ import Testing
 
     static func expectCode(
         _ bytes: [UInt8],
-        _ code: ModelFileError.Code,
+        _ code: LatentWatchError.Code,
         sourceLocation: SourceLocation = #_sourceLocation
     ) {
         do {
@@ -261,7 +261,7 @@ import Testing
     @Test func randomCorruptionNeverCrashes() throws {
         let good = try ModelFile.encode(Self.digitsModel(.tied, layer: "h2"), options: .init(precision: .float16))
         var g = SeededRandom(seed: 42)
-        var codes: [ModelFileError.Code: Int] = [:]
+        var codes: [LatentWatchError.Code: Int] = [:]
         var decoded = 0
         for i in 0..<10_000 {
             var b = good
@@ -290,7 +290,7 @@ import Testing
             }
         }
         print(
-            "corruption: \(decoded) decoded, errors \(codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))"
+            "corruption: \(decoded) decoded, errors \(codes.sorted { $0.key.description < $1.key.description }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
         )
         #expect(codes.values.reduce(0, +) + decoded == 10_000)
         #expect(codes.count >= 5, "mutations reach several distinct checks")

@@ -66,10 +66,10 @@ import Testing
         let row = Array(x.values[0..<64])
         let before = result.index
         try row.withUnsafeBufferPointer { v in
-            #expect(throws: MonitorError.self) {
+            #expect(throws: LatentWatchError.self) {
                 try [Float](repeating: 0, count: 5).withUnsafeBufferPointer { try monitor.assess([v], outputs: $0) }
             }
-            #expect(throws: MonitorError.self) {
+            #expect(throws: LatentWatchError.self) {
                 try [Float.nan, 0, 0, 0, 0, 0].withUnsafeBufferPointer { try monitor.assess([v], outputs: $0) }
             }
             let a = try [Float](repeating: 0, count: 6).withUnsafeBufferPointer { try monitor.assess([v], outputs: $0) }

@@ -95,9 +95,11 @@ final class StuckSink: AlertSink {
         let row = try Self.rows("test", "h2")[0]
         var nan = row
         nan[0] = .nan
-        #expect(throws: MonitorError.self) { try nan.withUnsafeBufferPointer { try a.assess($0) } }
-        #expect(throws: MonitorError.self) { try Array(row.dropLast()).withUnsafeBufferPointer { try a.assess($0) } }
-        #expect(throws: MonitorError.self) {
+        #expect(throws: LatentWatchError.self) { try nan.withUnsafeBufferPointer { try a.assess($0) } }
+        #expect(throws: LatentWatchError.self) {
+            try Array(row.dropLast()).withUnsafeBufferPointer { try a.assess($0) }
+        }
+        #expect(throws: LatentWatchError.self) {
             try row.withUnsafeBufferPointer { try a.assess([$0, $0]) }
         }
         let x = try row.withUnsafeBufferPointer { try a.assess($0) }
@@ -118,7 +120,7 @@ final class StuckSink: AlertSink {
         #expect(x == y)
         var bad = half
         bad[7] = .nan
-        #expect(throws: MonitorError.self) { try bad.withUnsafeBufferPointer { try a.assess(half: [$0]) } }
+        #expect(throws: LatentWatchError.self) { try bad.withUnsafeBufferPointer { try a.assess(half: [$0]) } }
 
         let got = LockedValue<[Assessment]>([])
         let bg = try Monitor(
@@ -127,7 +129,7 @@ final class StuckSink: AlertSink {
         )
         let service = Task { try await bg.run() }
         try half.withUnsafeBufferPointer { _ = try bg.submit(half: [$0]) }
-        #expect(throws: MonitorError.self) { try bad.withUnsafeBufferPointer { _ = try bg.submit(half: [$0]) } }
+        #expect(throws: LatentWatchError.self) { try bad.withUnsafeBufferPointer { _ = try bg.submit(half: [$0]) } }
         bg.shutDown()
         try await service.value
         #expect(got.withLock { $0.map(\.layers) } == [y.layers])
@@ -279,7 +281,7 @@ final class StuckSink: AlertSink {
         print("jsonl: \(raised) alerts, \(lines) lines in \(files.count) files (rotated at 4 KiB)")
         #expect(Int64(lines) == raised)
         #expect(files.count > 1, "the file rotated")
-        #expect(throws: MonitorError.self) { try rows[0].withUnsafeBufferPointer { _ = try monitor.submit($0) } }
+        #expect(throws: LatentWatchError.self) { try rows[0].withUnsafeBufferPointer { _ = try monitor.submit($0) } }
     }
 
     /// Size rotation keeps exactly `keep` old files, drops the oldest lines first, and no file passes `maxBytes`.

@@ -17,7 +17,7 @@ import Testing
         _ path: String,
         rows n: Int,
         chunk: Int,
-        dtype: RecordedLayer.DType = .f32,
+        dtype: ElementType = .float32,
         maxFileBytes: Int = 1 << 30
     )
         throws -> ActivationRecorder
@@ -80,7 +80,7 @@ import Testing
 
     @Test func float16RecordingsStoreHalfPrecision() throws {
         let p = Self.temporary("h.lwr")
-        try Self.write(p, rows: 100, chunk: 40, dtype: .f16).close()
+        try Self.write(p, rows: 100, chunk: 40, dtype: .float16).close()
         let got = try TensorFile(path: p).floats("h2")
         let want = Array(try Fixtures.activations("stream", "h2").values[0..<(100 * 64)])
         #expect(zip(got, want).allSatisfy { abs($0 - $1) <= 1e-3 * max(1, abs($1)) })

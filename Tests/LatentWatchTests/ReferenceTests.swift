@@ -9,7 +9,7 @@ import Testing
     static let fixedRegularization = Regularization(shrinkage: .fixed(0.1), floorRatio: 1e-6, ridge: 0)
 
     func fit(
-        _ family: DensityFamilyChoice,
+        _ family: DensityFamilyName,
         layer: String,
         preparation: PreparationOptions = .raw
     ) throws -> LatentModel {
@@ -64,7 +64,7 @@ import Testing
 
     @Test(arguments: ["gda", "tied"], ["h1", "h2"])
     func classConditionalMatchesReference(family: String, layer: String) throws {
-        let model = try fit(DensityFamilyChoice(rawValue: family)!, layer: layer)
+        let model = try fit(DensityFamilyName(family), layer: layer)
         for split in ["test", "ood_digits"] {
             let (s, post) = try scores(model, split: split, layer: layer)
             let p = "\(family)_\(layer)_\(split)"
@@ -135,12 +135,11 @@ import Testing
             covariances: try Fixtures.ref("gmm_\(tag)_h2_init_covariances")
         )
         let cfg = FitConfiguration(
-            family: .gmm,
+            family: covariance == .full ? .gmmFull : .gmmDiagonal,
             preparation: .raw,
             mixtureRegularization: Regularization(shrinkage: .fixed(0), floorRatio: 0, ridge: 1e-4),
             mixture: MixtureOptions(
                 components: 5,
-                covariance: covariance,
                 tolerance: 1e-6,
                 maxIterations: 1000,
                 initialization: init_

@@ -3,8 +3,8 @@ import Testing
 
 @Suite struct ShardedFitTests {
     /// Two replicas each gather statistics on their half; merged, they fit the same model as one pass.
-    @Test(arguments: [DensityFamilyChoice.gda, .tied])
-    func mergedShardsFitLikeOnePass(family: DensityFamilyChoice) throws {
+    @Test(arguments: [DensityFamilyName.gda, .tied])
+    func mergedShardsFitLikeOnePass(family: DensityFamilyName) throws {
         let train = try Fixtures.activations("train", "h1")
         let labels = try Fixtures.labels("train")
         let cal = try Fixtures.activations("calibration", "h1")
@@ -51,12 +51,12 @@ import Testing
             ),
             configuration: FitConfiguration(family: family, preparation: PreparationOptions(l2Normalize: true))
         )
-        #expect(throws: FitError.self) { try a.merge(other) }
-        #expect(throws: FitError.self) {
+        #expect(throws: LatentWatchError.self) { try a.merge(other) }
+        #expect(throws: LatentWatchError.self) {
             try LatentModelFitter.fit(
                 statistics: a,
                 calibration: calibration,
-                configuration: FitConfiguration(family: .gmm, preparation: cfg.preparation)
+                configuration: FitConfiguration(family: .gmmFull, preparation: cfg.preparation)
             )
         }
     }

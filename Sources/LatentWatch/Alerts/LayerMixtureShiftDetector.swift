@@ -13,23 +13,23 @@ import Darwin
 /// dependence between layers. Betting on Bonferroni-fused p-values instead loses capital on every
 /// in-distribution input, because those are conservative (Docs/Evaluation.md, finding 5). With one layer this
 /// is exactly ``ShiftDetector``. No allocation after initialisation.
-public struct LayerMixtureShiftDetector: Sendable {
+package struct LayerMixtureShiftDetector: Sendable {
     /// Mode (as for ``ShiftDetector``).
-    public var mode: ShiftDetector.Mode { rule.mode }
+    package var mode: ShiftDetector.Mode { rule.mode }
     /// One martingale per layer.
-    public private(set) var martingales: [SimpleJumperMartingale]
+    package private(set) var martingales: [SimpleJumperMartingale]
     /// Added to each layer's p-value before betting (``ShiftDetector/calibrationSlack(calibrationCount:failureProbability:)``).
-    public let pValueSlack: [Double]
+    package let pValueSlack: [Double]
     /// Log of the average capital.
-    public private(set) var logCapital: Double = 0
+    package private(set) var logCapital: Double = 0
     /// Shiryaev-Roberts statistic (change detection).
-    public var shiryaevRoberts: Double { rule.shiryaevRoberts }
+    package var shiryaevRoberts: Double { rule.shiryaevRoberts }
     /// Whether an anytime alarm has been raised (it stays raised).
-    public var alarmed: Bool { rule.alarmed }
+    package var alarmed: Bool { rule.alarmed }
     private var rule: ShiftAlarmRule
 
     /// A detector over `pValueSlack.count` layers.
-    public init(mode: ShiftDetector.Mode, jumpRate: Double = 0.01, pValueSlack: [Double]) {
+    package init(mode: ShiftDetector.Mode, jumpRate: Double = 0.01, pValueSlack: [Double]) {
         self.rule = ShiftAlarmRule(mode: mode)
         self.pValueSlack = pValueSlack.isEmpty ? [0] : pValueSlack.map { max(0, $0) }
         self.martingales = [SimpleJumperMartingale](
@@ -39,15 +39,15 @@ public struct LayerMixtureShiftDetector: Sendable {
     }
 
     /// Log of the alarm threshold on the capital (anytime) or on R (change detection).
-    public var logThreshold: Double { rule.logThreshold }
+    package var logThreshold: Double { rule.logThreshold }
 
     /// Current evidence on the log scale: log of the average capital (anytime) or log R_n (change detection).
-    public var logEvidence: Double { rule.logEvidence(logCapital: logCapital) }
+    package var logEvidence: Double { rule.logEvidence(logCapital: logCapital) }
 
     /// Feeds one input's per-layer p-values (one per layer, in order); returns true when this input raises an
     /// alarm. In anytime mode only the first crossing returns true; in change-detection mode the statistic and
     /// the martingales restart after each alarm.
-    public mutating func update(_ p: UnsafeBufferPointer<Double>) -> Bool {
+    package mutating func update(_ p: UnsafeBufferPointer<Double>) -> Bool {
         // A missing layer value counts as p = 1 (no evidence).
         func raised(_ l: Int) -> Double { l < p.count ? min(1, p[l] + pValueSlack[l]) : 1 }
         let step: Double

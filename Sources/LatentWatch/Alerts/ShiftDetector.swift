@@ -8,33 +8,24 @@ import Darwin
 
 /// Detects a distribution shift in a stream of conformal p-values with a conformal test martingale
 /// (``SimpleJumperMartingale``). Docs/Statistics.md states what each mode guarantees and assumes.
-public struct ShiftDetector: Sendable {
-    /// What an alarm means.
-    public enum Mode: Sendable, Equatable {
-        /// Alarm when the martingale crosses 1 / (delta / 2), never restarting: with independent uniform
-        /// p-values the probability of any false alarm, ever, is at most delta / 2 (Ville). The other
-        /// delta / 2 pays for conditioning on a fixed calibration set (see ``calibrationSlack``).
-        case anytime(delta: Double)
-        /// Shiryaev-Roberts change detection on the martingale's ratios, R_n = (1 + R_{n-1}) S_n / S_{n-1},
-        /// alarm when R_n >= the mean run length asked for, then restart. Under the null R_n - n is a
-        /// martingale, so the mean run length to a false alarm is at least that value.
-        case changeDetection(meanRunLength: Double)
-    }
+package struct ShiftDetector: Sendable {
+    /// What an alarm means (the policy's choice).
+    package typealias Mode = ShiftDetection
 
     /// Mode.
-    public var mode: Mode { rule.mode }
+    package var mode: Mode { rule.mode }
     /// The martingale (restarted after a change-detection alarm).
-    public private(set) var martingale: SimpleJumperMartingale
+    package private(set) var martingale: SimpleJumperMartingale
     /// Shiryaev-Roberts statistic (change detection).
-    public var shiryaevRoberts: Double { rule.shiryaevRoberts }
+    package var shiryaevRoberts: Double { rule.shiryaevRoberts }
     /// Whether an anytime alarm has been raised (it stays raised).
-    public var alarmed: Bool { rule.alarmed }
+    package var alarmed: Bool { rule.alarmed }
     private var rule: ShiftAlarmRule
     /// Amount added to every p-value before betting (see ``calibrationSlack(calibrationCount:failureProbability:)``).
-    public let pValueSlack: Double
+    package let pValueSlack: Double
 
     /// A detector. `pValueSlack` is usually ``calibrationSlack(calibrationCount:failureProbability:)``.
-    public init(mode: Mode, jumpRate: Double = 0.01, pValueSlack: Double = 0) {
+    package init(mode: Mode, jumpRate: Double = 0.01, pValueSlack: Double = 0) {
         self.rule = ShiftAlarmRule(mode: mode)
         self.martingale = SimpleJumperMartingale(jumpRate: jumpRate)
         self.pValueSlack = max(0, pValueSlack)
@@ -43,7 +34,7 @@ public struct ShiftDetector: Sendable {
     /// A detector for p-values computed against a fixed calibration set of m scores: in anytime mode half
     /// of delta goes to the martingale and half to the event that the calibration set's empirical
     /// distribution is further than the slack from the truth (Dvoretzky-Kiefer-Wolfowitz-Massart).
-    public static func calibrated(mode: Mode, calibrationCount m: Int, jumpRate: Double = 0.01) -> ShiftDetector {
+    package static func calibrated(mode: Mode, calibrationCount m: Int, jumpRate: Double = 0.01) -> ShiftDetector {
         ShiftDetector(
             mode: mode,
             jumpRate: jumpRate,
@@ -56,20 +47,20 @@ public struct ShiftDetector: Sendable {
     /// raised by it are conditionally super-uniform, so the martingale's guarantee holds given the set.
     /// Feed it the (non-smoothed) conformal p-values (1 + #{calibration >= s}) / (m + 1), which are never
     /// below the empirical tail fraction the bound is about.
-    public static func calibrationSlack(calibrationCount m: Int, failureProbability beta: Double) -> Double {
+    package static func calibrationSlack(calibrationCount m: Int, failureProbability beta: Double) -> Double {
         guard m > 0, beta > 0 else { return 0 }
         return (log(2 / beta) / (2 * Double(m))).squareRoot()
     }
 
     /// Log of the alarm threshold on the capital (anytime) or on R (change detection).
-    public var logThreshold: Double { rule.logThreshold }
+    package var logThreshold: Double { rule.logThreshold }
 
     /// Current evidence on the log scale: log S_n (anytime) or log R_n (change detection).
-    public var logEvidence: Double { rule.logEvidence(logCapital: martingale.logCapital) }
+    package var logEvidence: Double { rule.logEvidence(logCapital: martingale.logCapital) }
 
     /// Feeds one p-value; returns true when this input raises an alarm. In anytime mode only the first
     /// crossing returns true; in change-detection mode the statistic restarts after each alarm.
-    public mutating func update(_ p: Double) -> Bool {
+    package mutating func update(_ p: Double) -> Bool {
         let step = martingale.update(min(1, p + pValueSlack))
         let alarm = rule.update(logCapital: martingale.logCapital, step: step)
         if alarm && rule.restarts { martingale = SimpleJumperMartingale(jumpRate: martingale.jumpRate) }

@@ -16,24 +16,24 @@ import Darwin
 /// conservatively raised p-values ``ShiftDetector`` uses, so it is left out.)
 ///
 /// The state is the log capital and the share of capital on each bet; updating allocates nothing.
-public struct SimpleJumperMartingale: Sendable, Equatable {
+package struct SimpleJumperMartingale: Sendable, Equatable {
     /// Jump rate J in [0, 1].
-    public let jumpRate: Double
+    package let jumpRate: Double
     /// log S_n.
-    public private(set) var logCapital: Double = 0
+    package private(set) var logCapital: Double = 0
     /// Shares of capital on e = -1, -1/2, 0 (sum 1).
-    public private(set) var shares: (Double, Double, Double) = (1.0 / 3, 1.0 / 3, 1.0 / 3)
+    package private(set) var shares: (Double, Double, Double) = (1.0 / 3, 1.0 / 3, 1.0 / 3)
     /// Number of p-values seen.
-    public private(set) var count = 0
+    package private(set) var count = 0
 
     /// A martingale with capital 1.
-    public init(jumpRate: Double = 0.01) {
+    package init(jumpRate: Double = 0.01) {
         self.jumpRate = min(max(jumpRate, 0), 1)
     }
 
     /// Bets on one p-value and returns log(S_n / S_{n-1}).
     @discardableResult
-    public mutating func update(_ p: Double) -> Double {
+    package mutating func update(_ p: Double) -> Double {
         let q = min(max(p.isNaN ? 0 : p, 0), 1)
         let j = jumpRate
         let a = (1 - j) * shares.0 + j / 3
@@ -50,7 +50,7 @@ public struct SimpleJumperMartingale: Sendable, Equatable {
         return step
     }
 
-    public static func == (l: Self, r: Self) -> Bool {
+    package static func == (l: Self, r: Self) -> Bool {
         l.jumpRate == r.jumpRate && l.logCapital == r.logCapital && l.count == r.count && l.shares == r.shares
     }
 }

@@ -11,28 +11,28 @@ import Darwin
 /// fires when the count reaches the smallest k whose upper tail probability is at most `windowLevel`.
 /// It fires once per episode and reports the episode resolved when the count has fallen back to at most
 /// its expectation under the null for `cooldown` consecutive inputs. The ring buffer is allocated once.
-public struct WindowRateDetector: Sendable {
+package struct WindowRateDetector: Sendable {
     /// Window length W.
-    public let window: Int
+    package let window: Int
     /// Per-input level alpha.
-    public let alpha: Double
+    package let alpha: Double
     /// Rate of low p-values assumed under the null.
-    public let nullRate: Double
+    package let nullRate: Double
     /// Count of low p-values that fires.
-    public let threshold: Int
+    package let threshold: Int
     /// Inputs the count must stay at or below its expectation before an episode is resolved.
-    public let cooldown: Int
+    package let cooldown: Int
     private var ring: [Bool]
     private var next = 0
     private var filled = 0
     /// Low p-values in the current window.
-    public private(set) var count = 0
+    package private(set) var count = 0
     /// Whether an episode is open.
-    public private(set) var active = false
+    package private(set) var active = false
     private var quiet = 0
 
     /// What an update reports.
-    public enum Event: Sendable, Equatable {
+    package enum Event: Sendable, Equatable {
         case none
         /// The window's rate became significant: a new episode.
         case fired(count: Int)
@@ -45,7 +45,7 @@ public struct WindowRateDetector: Sendable {
     /// p-values, or ``calibratedRate(threshold:calibrationCount:failureProbability:)`` when p-values come from a
     /// fixed calibration set (their conditional rate is then at most that, with high probability;
     /// Docs/Statistics.md).
-    public init(
+    package init(
         window: Int = 200,
         alpha: Double = 0.01,
         windowLevel: Double = 1e-4,
@@ -61,7 +61,7 @@ public struct WindowRateDetector: Sendable {
     }
 
     /// The smallest k with P(Binomial(n, p) >= k) <= level.
-    public static func binomialThreshold(n: Int, p: Double, level: Double) -> Int {
+    package static func binomialThreshold(n: Int, p: Double, level: Double) -> Int {
         guard p > 0 else { return 1 }
         guard p < 1 else { return n + 1 }
         // log pmf by recurrence; tail summed from the top.
@@ -89,7 +89,7 @@ public struct WindowRateDetector: Sendable {
     /// Beta(k, m + 1 - k) for continuous scores (stochastically smaller with ties). The bound is that law's
     /// 1 - beta quantile: the q with P(Binomial(m, q) <= k - 1) = beta. Returns `threshold` when m or beta
     /// leave nothing to bound.
-    public static func calibratedRate(
+    package static func calibratedRate(
         threshold t: Double,
         calibrationCount m: Int,
         failureProbability beta: Double
@@ -125,7 +125,7 @@ public struct WindowRateDetector: Sendable {
     }
 
     /// Feeds one p-value.
-    public mutating func update(_ p: Double) -> Event {
+    package mutating func update(_ p: Double) -> Event {
         let low = p <= alpha
         if filled == window {
             if ring[next] { count -= 1 }

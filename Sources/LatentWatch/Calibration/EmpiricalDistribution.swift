@@ -6,23 +6,23 @@
 /// the calibration scores, P(p <= alpha) <= alpha. Up to ``exactLimit`` scores are kept exactly; beyond
 /// that the top ``tailCount`` are kept exactly and ``bodyCount`` order statistics summarise the rest, so
 /// p-values below tailCount / m keep full resolution (see Docs/ModelFormat.md).
-public struct EmpiricalDistribution: Sendable, Equatable {
+package struct EmpiricalDistribution: Sendable, Equatable {
     /// Number of scores kept exactly when there are at most this many.
-    public static let exactLimit = 16_384
+    package static let exactLimit = 16_384
     /// Scores kept exactly at the top when summarising.
-    public static let tailCount = 8_192
+    package static let tailCount = 8_192
     /// Order statistics kept below the tail when summarising.
-    public static let bodyCount = 8_192
+    package static let bodyCount = 8_192
 
     /// Total number of calibration scores m.
-    public let count: Int
+    package let count: Int
     /// Stored order statistics, ascending.
-    public let values: [Float]
+    package let values: [Float]
     /// 1-based rank of each stored value among all m (ascending order).
-    public let ranks: [UInt32]
+    package let ranks: [UInt32]
 
     /// Builds from raw calibration scores (non-finite scores are dropped).
-    public init(scores: [Double]) {
+    package init(scores: [Double]) {
         let sorted = scores.filter { $0.isFinite }.sorted()
         let m = sorted.count
         count = m
@@ -43,7 +43,7 @@ public struct EmpiricalDistribution: Sendable, Equatable {
     }
 
     /// Restores a stored distribution; returns nil when the parts are inconsistent.
-    public init?(count: Int, values: [Float], ranks: [UInt32]) {
+    package init?(count: Int, values: [Float], ranks: [UInt32]) {
         guard values.count == ranks.count, count >= values.count, values.allSatisfy({ $0.isFinite }) else { return nil }
         for i in 1..<max(1, values.count) where !(ranks[i] > ranks[i - 1] && values[i] >= values[i - 1]) { return nil }
         if let last = ranks.last, Int(last) > count { return nil }
@@ -55,7 +55,7 @@ public struct EmpiricalDistribution: Sendable, Equatable {
 
     /// Number of calibration scores >= s (interpolated between stored ranks when summarised).
     @inlinable
-    public func countAtLeast(_ s: Double) -> Double {
+    package func countAtLeast(_ s: Double) -> Double {
         let n = values.count
         guard n > 0 else { return 0 }
         let x = Float(s)
@@ -83,7 +83,7 @@ public struct EmpiricalDistribution: Sendable, Equatable {
 
     /// Conformal p-value (1 + #{calibration >= s}) / (m + 1). NaN scores get p = 0 (maximally unusual).
     @inlinable
-    public func pValue(_ s: Double) -> Double {
+    package func pValue(_ s: Double) -> Double {
         if s.isNaN { return 0 }
         return (1 + countAtLeast(s)) / Double(count + 1)
     }
@@ -91,7 +91,7 @@ public struct EmpiricalDistribution: Sendable, Equatable {
     /// Smoothed conformal p-value (#{> s} + u (#{= s} + 1)) / (m + 1) with u uniform in [0, 1): exactly
     /// uniform under exchangeability, as conformal test martingales need.
     @inlinable
-    public func smoothedPValue(_ s: Double, u: Double) -> Double {
+    package func smoothedPValue(_ s: Double, u: Double) -> Double {
         if s.isNaN { return 0 }
         let atLeast = countAtLeast(s)
         let above = countAtLeast(Double(Float(s).nextUp))
@@ -100,7 +100,7 @@ public struct EmpiricalDistribution: Sendable, Equatable {
 
     /// The smallest score threshold t such that flagging s > t has p-value <= alpha for every flagged s:
     /// a target false-positive rate alpha becomes a threshold. +infinity when alpha < 1 / (m + 1).
-    public func threshold(falsePositiveRate alpha: Double) -> Double {
+    package func threshold(falsePositiveRate alpha: Double) -> Double {
         // Need (1 + #{cal >= s}) / (m + 1) <= alpha, i.e. #{cal >= s} <= floor(alpha (m + 1)) - 1 =: k.
         let k = Int((alpha * Double(count + 1)).rounded(.down)) - 1
         if k < 0 || values.isEmpty { return .infinity }

@@ -12,12 +12,12 @@ import Darwin
 /// so the thread sanitizer cannot see its happens-before edges and reports races on every protected
 /// access. pthread mutexes are intercepted by the sanitizer, which keeps `swift test --sanitize=thread`
 /// meaningful. Keep critical sections short; nothing here is held while scoring.
-public final class LockedValue<Value>: @unchecked Sendable {
+package final class LockedValue<Value>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 
     /// Wraps a value.
-    public init(_ value: Value) {
+    package init(_ value: Value) {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -31,7 +31,7 @@ public final class LockedValue<Value>: @unchecked Sendable {
 
     /// Runs `body` with exclusive access to the value.
     @inlinable
-    public func withLock<Result, Failure: Error>(
+    package func withLock<Result, Failure: Error>(
         _ body: (inout Value) throws(Failure) -> Result
     ) throws(Failure)
         -> Result

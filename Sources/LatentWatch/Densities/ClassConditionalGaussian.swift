@@ -1,32 +1,40 @@
 import LatentWatchNumerics
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+
 /// Class-conditional Gaussians with a full covariance per class (Gaussian discriminant analysis, as in
 /// DDU, Mukhoti et al. 2021). Priors are the class frequencies of the fitting data.
-public struct ClassConditionalGaussian: LatentDensity {
-    public static let familyName = "gda"
+package struct ClassConditionalGaussian: LatentDensity {
+    package static let familyName = "gda"
 
     /// One Gaussian per class, in ``classLabels`` order.
-    public let components: [GaussianComponent]
+    package let components: [GaussianComponent]
     /// log pi_k.
-    public let logPriors: [Double]
+    package let logPriors: [Double]
     /// Label of each class.
-    public let labels: [Int]
+    package let labels: [Int]
 
     /// Creates a density from fitted parts.
-    public init(components: [GaussianComponent], logPriors: [Double], labels: [Int]) {
+    package init(components: [GaussianComponent], logPriors: [Double], labels: [Int]) {
         precondition(components.count == logPriors.count && components.count == labels.count && !components.isEmpty)
         self.components = components
         self.logPriors = logPriors
         self.labels = labels
     }
 
-    public var dimension: Int { components[0].mean.count }
-    public var componentCount: Int { components.count }
-    public var classLabels: [Int]? { labels }
-    public var precision: Precision { components[0].factor.precision }
-    public var regularization: [AppliedRegularization] { components.map(\.regularization) }
+    package var dimension: Int { components[0].mean.count }
+    package var componentCount: Int { components.count }
+    package var classLabels: [Int]? { labels }
+    package var precision: ElementType { components[0].factor.precision }
+    package var regularization: [AppliedRegularization] { components.map(\.regularization) }
 
-    public func evaluate(
+    package func evaluate(
         _ z: UnsafePointer<Float>,
         logJoint: UnsafeMutablePointer<Double>,
         distances: UnsafeMutablePointer<Double>,
@@ -35,7 +43,7 @@ public struct ClassConditionalGaussian: LatentDensity {
         components.evaluate(z, logWeights: logPriors, logJoint: logJoint, distances: distances, scratch: scratch)
     }
 
-    public func evaluateBatch(
+    package func evaluateBatch(
         _ z: UnsafePointer<Float>,
         count: Int,
         logJoint: UnsafeMutablePointer<Double>,
@@ -52,7 +60,7 @@ public struct ClassConditionalGaussian: LatentDensity {
         )
     }
 
-    public func converted(to precision: Precision) -> ClassConditionalGaussian {
+    package func converted(to precision: ElementType) -> ClassConditionalGaussian {
         ClassConditionalGaussian(
             components: components.map { $0.converted(to: precision) },
             logPriors: logPriors,
@@ -60,11 +68,11 @@ public struct ClassConditionalGaussian: LatentDensity {
         )
     }
 
-    public func encode(into sections: inout ModelSectionWriter) {
+    package func encode(into sections: inout ModelSectionWriter) {
         sections.addFullGaussians(components, family: family, classLabels: labels, logWeights: logPriors)
     }
 
-    public static func decode(from sections: ModelSectionReader) throws(ModelFileError) -> ClassConditionalGaussian {
+    package static func decode(from sections: ModelSectionReader) throws(LatentWatchError) -> ClassConditionalGaussian {
         let m = sections.density
         try DensityDecoding.checkCounts(m, needsLabels: true)
         return ClassConditionalGaussian(
@@ -77,10 +85,11 @@ public struct ClassConditionalGaussian: LatentDensity {
 
 /// Shared checks of density descriptors.
 enum DensityDecoding {
-    static func checkCounts(_ m: DensityDescriptor, needsLabels: Bool, normalizers: Int? = nil) throws(ModelFileError) {
+    static func checkCounts(_ m: DensityDescriptor, needsLabels: Bool, normalizers: Int? = nil) throws(LatentWatchError)
+    {
         let k = m.components
         guard k >= 1, k <= 100_000, m.dimension >= 1, m.dimension <= 65_536 else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .implausibleSize,
                 "density declares \(k) components of dimension \(m.dimension)",
                 remedy: "the file is corrupt; refit the model"
@@ -89,7 +98,7 @@ enum DensityDecoding {
         guard m.logWeights.count == k, m.logNormalizers.count == (normalizers ?? k),
             m.regularization.count == (normalizers ?? k)
         else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "density metadata lists \(m.logWeights.count) weights, \(m.logNormalizers.count) normalisers and \(m.regularization.count) regularisation records for \(k) components",
                 remedy: "refit or re-export the model"
@@ -97,7 +106,7 @@ enum DensityDecoding {
         }
         if needsLabels {
             guard let labels = m.classLabels, labels.count == k, Set(labels).count == k else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .inconsistentModel,
                     "a \(m.family) density needs \(k) distinct class labels",
                     remedy: "refit or re-export the model"
@@ -105,11 +114,62 @@ enum DensityDecoding {
             }
         }
         guard (m.logWeights + m.logNormalizers).allSatisfy({ $0.isFinite }) else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "density metadata holds non-finite weights or normalisers",
                 remedy: "refit the model"
             )
         }
     }
+}
+
+extension DensityFamily {
+    /// `gda`: one Gaussian per class with its own covariance, shrinkage chosen per class.
+    package static let classGaussians = DensityFamily(
+        name: DensityFamilyName(ClassConditionalGaussian.familyName),
+        summary: "class-conditional Gaussians, a full covariance per class (needs labels)",
+        needsLabels: true,
+        fit: { (ctx) throws(LatentWatchError) -> any LatentDensity in
+            let stats = ctx.statistics
+            let cfg = ctx.configuration
+            var comps: [GaussianComponent] = []
+            var logPriors: [Double] = []
+            let labels = stats.classes.keys.sorted()
+            let total = Double(stats.fitSamples)
+            for label in labels {
+                let (train, val) = stats.classes[label]!
+                var merged = train
+                merged.merge(val)
+                guard merged.weight >= 2 else {
+                    throw LatentWatchError(
+                        .fitFailed,
+                        "class \(label) has \(Int(merged.weight)) fitting sample(s); every class needs at least 2"
+                    )
+                }
+                let (cov, reg) = try LatentModelFitter.regularizedCovariance(
+                    train: train,
+                    validation: val,
+                    merged: merged,
+                    d: ctx.dimension,
+                    regularization: cfg.regularization
+                )
+                comps.append(
+                    try LatentModelFitter.component(
+                        mean: merged.mean,
+                        covariance: cov,
+                        regularization: reg,
+                        precision: cfg.precision,
+                        what: "class \(label)"
+                    )
+                )
+                logPriors.append(log(merged.weight / total))
+            }
+            ctx.note(
+                "gda shrinkage per class: "
+                    + comps.map { LatentModelFitter.format3($0.regularization.shrinkage) }.joined(separator: ",")
+            )
+            return ClassConditionalGaussian(components: comps, logPriors: logPriors, labels: labels)
+        },
+        decode: { (r) throws(LatentWatchError) -> any LatentDensity in try ClassConditionalGaussian.decode(from: r) }
+    )
 }

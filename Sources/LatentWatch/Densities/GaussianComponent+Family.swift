@@ -63,7 +63,7 @@ extension ModelSectionWriter {
 
 extension ModelSectionReader {
     /// Reads the components written by ``ModelSectionWriter/addFullGaussians(_:family:classLabels:logWeights:)``.
-    func fullGaussians() throws(ModelFileError) -> [GaussianComponent] {
+    func fullGaussians() throws(LatentWatchError) -> [GaussianComponent] {
         let m = density
         let d = m.dimension
         let means = try floats("density.means", shape: [m.components, d])

@@ -11,20 +11,21 @@ import Darwin
 /// One Gaussian N(mean, Sigma) stored for scoring: the mean and the inverse Cholesky factor
 /// W = L^-1 (Sigma = L L^T), so that (x - mean)^T Sigma^-1 (x - mean) = ||W (x - mean)||^2, and the
 /// log normaliser -1/2 (D log 2 pi + log det Sigma).
-public struct GaussianComponent: Sendable {
+package struct GaussianComponent: Sendable {
     /// Mean, D floats.
-    public let mean: [Float]
+    package let mean: [Float]
     /// W = L^-1, lower triangular.
-    public let factor: PackedTriangular
+    package let factor: PackedTriangular
     /// -1/2 (D log 2 pi + log det Sigma).
-    public let logNormalizer: Double
+    package let logNormalizer: Double
     /// log det Sigma.
-    public var logDeterminant: Double { -2 * logNormalizer - Double(mean.count) * log(2 * Double.pi) }
+    package var logDeterminant: Double { -2 * logNormalizer - Double(mean.count) * log(2 * Double.pi) }
     /// The regularisation it was fitted with.
-    public let regularization: AppliedRegularization
+    package let regularization: AppliedRegularization
 
     /// Creates a component from stored parts.
-    public init(mean: [Float], factor: PackedTriangular, logNormalizer: Double, regularization: AppliedRegularization) {
+    package init(mean: [Float], factor: PackedTriangular, logNormalizer: Double, regularization: AppliedRegularization)
+    {
         self.mean = mean
         self.factor = factor
         self.logNormalizer = logNormalizer
@@ -32,11 +33,11 @@ public struct GaussianComponent: Sendable {
     }
 
     /// Fits from a covariance (full, row-major, double) and a mean.
-    public init(
+    package init(
         mean: [Double],
         covariance: [Double],
         regularization: AppliedRegularization,
-        precision: Precision
+        precision: ElementType
     ) throws(NumericsError) {
         let d = mean.count
         let f = try GaussianFactorization(covariance: covariance, dimension: d)
@@ -47,7 +48,7 @@ public struct GaussianComponent: Sendable {
     }
 
     /// The same component with its factor stored at another precision.
-    public func converted(to precision: Precision) -> GaussianComponent {
+    package func converted(to precision: ElementType) -> GaussianComponent {
         guard precision != factor.precision else { return self }
         return GaussianComponent(
             mean: mean,
@@ -59,22 +60,22 @@ public struct GaussianComponent: Sendable {
 
     /// Squared Mahalanobis distance of x; `scratch` holds ``PackedTriangular/paddedDimension(_:)`` floats.
     @inline(__always)
-    public func squaredDistance(_ x: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) -> Double {
+    package func squaredDistance(_ x: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) -> Double {
         mean.withUnsafeBufferPointer { factor.squaredNorm(x: x, mu: $0.baseAddress!, scratch: scratch) }
     }
 }
 
 /// Double-precision factorisation of a covariance: W = L^-1 (dense, row-major) and the log normaliser.
-public struct GaussianFactorization: Sendable {
+package struct GaussianFactorization: Sendable {
     /// Dimension.
-    public let dimension: Int
+    package let dimension: Int
     /// L^-1, lower triangular, dense row-major.
-    public let inverseFactor: [Double]
+    package let inverseFactor: [Double]
     /// -1/2 (D log 2 pi + log det Sigma).
-    public let logNormalizer: Double
+    package let logNormalizer: Double
 
     /// Factorises a symmetric positive-definite covariance.
-    public init(covariance: [Double], dimension d: Int) throws(NumericsError) {
+    package init(covariance: [Double], dimension d: Int) throws(NumericsError) {
         var l = covariance
         try LinearAlgebra.choleskyLower(&l, n: d)
         let logDet = 2 * LinearAlgebra.logDeterminantOfTriangular(l, n: d)

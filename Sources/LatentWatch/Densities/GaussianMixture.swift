@@ -10,21 +10,21 @@ import Darwin
 
 /// An unsupervised Gaussian mixture fitted by EM, with full or diagonal covariances. Its components are
 /// not classes: the "posterior" is over components, and there is no predicted class.
-public struct GaussianMixture: LatentDensity {
-    public static let familyName = "gmm-full"
+package struct GaussianMixture: LatentDensity {
+    package static let familyName = "gmm-full"
+    /// Family name of the full-covariance variant.
+    package static let fullFamilyName = "gmm-full"
     /// Family name of the diagonal-covariance variant.
-    public static let fullFamilyName = "gmm-full"
-    /// Family name of the diagonal-covariance variant.
-    public static let diagonalFamilyName = "gmm-diag"
+    package static let diagonalFamilyName = "gmm-diag"
 
     /// Covariance structure.
-    public enum Covariance: String, Sendable, Codable, CaseIterable {
+    package enum Covariance: String, Sendable, Codable, CaseIterable {
         case full
         case diagonal
     }
 
     /// Parameters of one covariance structure.
-    public enum Components: Sendable {
+    package enum Components: Sendable {
         /// Full covariance components.
         case full([GaussianComponent])
         /// Diagonal covariance: means and inverse standard deviations, row-major [K, D], and log normalisers.
@@ -37,40 +37,40 @@ public struct GaussianMixture: LatentDensity {
     }
 
     /// The components.
-    public let components: Components
+    package let components: Components
     /// log mixture weights.
-    public let logWeights: [Double]
-    public let dimension: Int
+    package let logWeights: [Double]
+    package let dimension: Int
 
     /// Creates a mixture from fitted parts.
-    public init(components: Components, logWeights: [Double], dimension: Int) {
+    package init(components: Components, logWeights: [Double], dimension: Int) {
         self.components = components
         self.logWeights = logWeights
         self.dimension = dimension
     }
 
-    public var family: String {
+    package var family: String {
         if case .diagonal = components { return Self.diagonalFamilyName }
         return Self.fullFamilyName
     }
-    public var covariance: Covariance {
+    package var covariance: Covariance {
         if case .diagonal = components { return .diagonal }
         return .full
     }
-    public var componentCount: Int { logWeights.count }
-    public var classLabels: [Int]? { nil }
-    public var precision: Precision {
+    package var componentCount: Int { logWeights.count }
+    package var classLabels: [Int]? { nil }
+    package var precision: ElementType {
         if case .full(let c) = components { return c[0].factor.precision }
         return .float32
     }
-    public var regularization: [AppliedRegularization] {
+    package var regularization: [AppliedRegularization] {
         switch components {
         case .full(let c): return c.map(\.regularization)
         case .diagonal(_, _, _, let r): return r
         }
     }
 
-    public func evaluate(
+    package func evaluate(
         _ z: UnsafePointer<Float>,
         logJoint: UnsafeMutablePointer<Double>,
         distances: UnsafeMutablePointer<Double>,
@@ -99,7 +99,7 @@ public struct GaussianMixture: LatentDensity {
         }
     }
 
-    public func evaluateBatch(
+    package func evaluateBatch(
         _ z: UnsafePointer<Float>,
         count: Int,
         logJoint: UnsafeMutablePointer<Double>,
@@ -120,7 +120,7 @@ public struct GaussianMixture: LatentDensity {
         )
     }
 
-    public func converted(to precision: Precision) -> GaussianMixture {
+    package func converted(to precision: ElementType) -> GaussianMixture {
         guard case .full(let comps) = components else { return self }
         return GaussianMixture(
             components: .full(comps.map { $0.converted(to: precision) }),
@@ -129,7 +129,7 @@ public struct GaussianMixture: LatentDensity {
         )
     }
 
-    public func encode(into sections: inout ModelSectionWriter) {
+    package func encode(into sections: inout ModelSectionWriter) {
         let d = dimension
         switch components {
         case .full(let comps):
@@ -150,7 +150,7 @@ public struct GaussianMixture: LatentDensity {
         }
     }
 
-    public static func decode(from sections: ModelSectionReader) throws(ModelFileError) -> GaussianMixture {
+    package static func decode(from sections: ModelSectionReader) throws(LatentWatchError) -> GaussianMixture {
         let m = sections.density
         try DensityDecoding.checkCounts(m, needsLabels: false)
         let d = m.dimension
@@ -170,5 +170,29 @@ public struct GaussianMixture: LatentDensity {
         }
         let comps = try sections.fullGaussians()
         return GaussianMixture(components: .full(comps), logWeights: m.logWeights, dimension: d)
+    }
+}
+
+extension DensityFamily {
+    /// `gmm-full`: an unsupervised mixture of full-covariance Gaussians fitted by EM.
+    package static let gaussianMixtureFull = mixture(.full)
+    /// `gmm-diag`: an unsupervised mixture of diagonal-covariance Gaussians fitted by EM.
+    package static let gaussianMixtureDiagonal = mixture(.diagonal)
+
+    static func mixture(_ covariance: GaussianMixture.Covariance) -> DensityFamily {
+        DensityFamily(
+            name: DensityFamilyName(
+                covariance == .full ? GaussianMixture.fullFamilyName : GaussianMixture.diagonalFamilyName
+            ),
+            aliases: covariance == .full ? ["gmm"] : [],
+            summary:
+                "unsupervised Gaussian mixture, \(covariance == .full ? "full" : "diagonal") covariances, fitted by EM (no labels)",
+            needsLabels: false,
+            needsPasses: true,
+            fit: { (ctx) throws(LatentWatchError) -> any LatentDensity in
+                try LatentModelFitter.fitMixture(ctx, covariance: covariance)
+            },
+            decode: { (r) throws(LatentWatchError) -> any LatentDensity in try GaussianMixture.decode(from: r) }
+        )
     }
 }

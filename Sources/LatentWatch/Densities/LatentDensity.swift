@@ -1,12 +1,13 @@
 import LatentWatchNumerics
 
-/// A fitted density over latent vectors: the seam every density family implements. A family is one file
-/// with a type conforming to this protocol plus one line in ``DensityFamilies/all``.
+/// A fitted density over latent vectors: the seam every density family implements. A family is one file with
+/// a type conforming to this protocol and its ``DensityFamily`` (how to fit and decode it), plus one line in
+/// ``DensityFamilyRegistry/standard``.
 ///
 /// `evaluate` writes, for each component k (a class, or a mixture component), the log joint
 /// log pi_k + log p(z | k) and the squared Mahalanobis distance d2_k; everything users see (log p(z),
 /// the posterior, its entropy, the nearest-class distance) is derived from those two arrays.
-public protocol LatentDensity: Sendable {
+package protocol LatentDensity: Sendable {
     /// The family name written into model files ("gda", "tied", "gmm-full", "gmm-diag").
     static var familyName: String { get }
     /// The family name of this instance (a type may implement several, like full and diagonal mixtures).
@@ -18,7 +19,7 @@ public protocol LatentDensity: Sendable {
     /// Class label of each component, when the components are classes; nil for unsupervised mixtures.
     var classLabels: [Int]? { get }
     /// Storage precision of the parameters.
-    var precision: Precision { get }
+    var precision: ElementType { get }
     /// Per-component regularisation as fitted.
     var regularization: [AppliedRegularization] { get }
 
@@ -42,29 +43,29 @@ public protocol LatentDensity: Sendable {
     )
 
     /// The same density with parameters stored at another precision.
-    func converted(to precision: Precision) -> Self
+    func converted(to precision: ElementType) -> Self
 
     /// Writes the family's parameters: JSON fields into `metadata`, arrays as tensors.
     func encode(into sections: inout ModelSectionWriter)
 
-    /// Reads the family's parameters back; throws ``ModelFileError`` with code `inconsistentModel` when a
+    /// Reads the family's parameters back; throws ``LatentWatchError`` with code `inconsistentModel` when a
     /// tensor is missing or its shape disagrees.
-    static func decode(from sections: ModelSectionReader) throws(ModelFileError) -> Self
+    static func decode(from sections: ModelSectionReader) throws(LatentWatchError) -> Self
 }
 
 /// Scratch space sizes for density evaluation.
-public enum DensityScratch {
+package enum DensityScratch {
     /// Floats a single-vector scratch buffer needs for a dimension.
-    public static func floatCount(dimension: Int) -> Int { 2 * PackedTriangular.paddedDimension(dimension) + 8 }
+    package static func floatCount(dimension: Int) -> Int { 2 * PackedTriangular.paddedDimension(dimension) + 8 }
 }
 
 /// Reusable buffers for batch evaluation; grows on first use, then allocates nothing for batches of the
 /// same or smaller size.
-public struct BatchWorkspace: ~Copyable {
+package struct BatchWorkspace: ~Copyable {
     var floats: UnsafeMutableBufferPointer<Float>
 
     /// An empty workspace.
-    public init() {
+    package init() {
         floats = .allocate(capacity: 0)
     }
 
@@ -82,9 +83,9 @@ public struct BatchWorkspace: ~Copyable {
 }
 
 extension LatentDensity {
-    public var family: String { Self.familyName }
+    package var family: String { Self.familyName }
 
-    public func evaluateBatch(
+    package func evaluateBatch(
         _ z: UnsafePointer<Float>,
         count: Int,
         logJoint: UnsafeMutablePointer<Double>,
@@ -109,15 +110,4 @@ extension LatentDensity {
             evaluate(z + i * dimension, logJoint: logJoint + i * k, distances: distances + i * k, scratch: scratch)
         }
     }
-}
-
-/// The registry of density families a reader can decode.
-public enum DensityFamilies {
-    /// Every known family, by name.
-    public static let all: [String: any LatentDensity.Type] = [
-        ClassConditionalGaussian.familyName: ClassConditionalGaussian.self,
-        TiedGaussian.familyName: TiedGaussian.self,
-        GaussianMixture.fullFamilyName: GaussianMixture.self,
-        GaussianMixture.diagonalFamilyName: GaussianMixture.self,
-    ]
 }

@@ -1,25 +1,33 @@
 import LatentWatchNumerics
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+
 /// Class-conditional Gaussians sharing one covariance (the Mahalanobis detector of Lee et al. 2018).
 ///
 /// Scoring costs one triangular matrix-vector product whatever the number of classes: y = W (z - c) with
 /// c the mean of the class means, then d2_k = ||y - W (mu_k - c)||^2 with the transformed means precomputed.
-public struct TiedGaussian: LatentDensity {
-    public static let familyName = "tied"
+package struct TiedGaussian: LatentDensity {
+    package static let familyName = "tied"
 
     /// Class means, row-major [K, D].
-    public let means: [Float]
+    package let means: [Float]
     /// The shared Gaussian's factor W = L^-1 (its mean is the centre c) and log normaliser.
-    public let shared: GaussianComponent
+    package let shared: GaussianComponent
     /// log pi_k.
-    public let logPriors: [Double]
+    package let logPriors: [Double]
     /// Label of each class.
-    public let labels: [Int]
+    package let labels: [Int]
     /// W (mu_k - c), row-major [K, paddedD].
     let transformedMeans: [Float]
 
     /// Creates a density; `shared.mean` is ignored and replaced by the mean of the class means.
-    public init(means: [Float], shared: GaussianComponent, logPriors: [Double], labels: [Int]) {
+    package init(means: [Float], shared: GaussianComponent, logPriors: [Double], labels: [Int]) {
         let k = labels.count
         let d = shared.factor.dimension
         precondition(means.count == k * d && logPriors.count == k && k > 0)
@@ -49,13 +57,13 @@ public struct TiedGaussian: LatentDensity {
         self.transformedMeans = transformed
     }
 
-    public var dimension: Int { shared.factor.dimension }
-    public var componentCount: Int { labels.count }
-    public var classLabels: [Int]? { labels }
-    public var precision: Precision { shared.factor.precision }
-    public var regularization: [AppliedRegularization] { [shared.regularization] }
+    package var dimension: Int { shared.factor.dimension }
+    package var componentCount: Int { labels.count }
+    package var classLabels: [Int]? { labels }
+    package var precision: ElementType { shared.factor.precision }
+    package var regularization: [AppliedRegularization] { [shared.regularization] }
 
-    public func evaluate(
+    package func evaluate(
         _ z: UnsafePointer<Float>,
         logJoint: UnsafeMutablePointer<Double>,
         distances: UnsafeMutablePointer<Double>,
@@ -84,11 +92,11 @@ public struct TiedGaussian: LatentDensity {
         }
     }
 
-    public func converted(to precision: Precision) -> TiedGaussian {
+    package func converted(to precision: ElementType) -> TiedGaussian {
         TiedGaussian(means: means, shared: shared.converted(to: precision), logPriors: logPriors, labels: labels)
     }
 
-    public func encode(into sections: inout ModelSectionWriter) {
+    package func encode(into sections: inout ModelSectionWriter) {
         let d = dimension
         sections.density = DensityDescriptor(
             family: family,
@@ -104,7 +112,7 @@ public struct TiedGaussian: LatentDensity {
         sections.addFactors("density.factors", [shared.factor], dimension: d)
     }
 
-    public static func decode(from sections: ModelSectionReader) throws(ModelFileError) -> TiedGaussian {
+    package static func decode(from sections: ModelSectionReader) throws(LatentWatchError) -> TiedGaussian {
         let m = sections.density
         try DensityDecoding.checkCounts(m, needsLabels: true, normalizers: 1)
         let means = try sections.floats("density.means", shape: [m.components, m.dimension])
@@ -117,4 +125,80 @@ public struct TiedGaussian: LatentDensity {
         )
         return TiedGaussian(means: means, shared: shared, logPriors: m.logWeights, labels: m.classLabels!)
     }
+}
+
+extension DensityFamily {
+    /// `tied`: class means with one shared covariance (Mahalanobis, Lee et al. 2018).
+    package static let tiedGaussian = DensityFamily(
+        name: DensityFamilyName(TiedGaussian.familyName),
+        summary: "class means with one tied covariance: Mahalanobis (needs labels)",
+        needsLabels: true,
+        fit: { (ctx) throws(LatentWatchError) -> any LatentDensity in
+            let stats = ctx.statistics
+            let cfg = ctx.configuration
+            let d = ctx.dimension
+            let labels = stats.classes.keys.sorted()
+            var pooledTrain = [Double](repeating: 0, count: d * d)
+            var pooledAll = [Double](repeating: 0, count: d * d)
+            var valMoment = [Double](repeating: 0, count: d * d)
+            var nTrain = 0.0
+            var nVal = 0.0
+            var nAll = 0.0
+            var means: [Float] = []
+            var logPriors: [Double] = []
+            for label in labels {
+                let (train, val) = stats.classes[label]!
+                var merged = train
+                merged.merge(val)
+                guard merged.weight >= 1 else {
+                    throw LatentWatchError(.fitFailed, "class \(label) has no fitting samples")
+                }
+                let st = train.scatterSymmetric
+                let sa = merged.scatterSymmetric
+                for i in 0..<(d * d) {
+                    pooledTrain[i] += st[i]
+                    pooledAll[i] += sa[i]
+                }
+                if val.weight > 0 && train.weight > 0 {
+                    let m = CovarianceEstimation.secondMoment(of: val, about: train.mean)
+                    for i in 0..<(d * d) { valMoment[i] += m[i] }
+                    nVal += val.weight
+                }
+                nTrain += train.weight
+                nAll += merged.weight
+                means += merged.mean.map { Float($0) }
+                logPriors.append(merged.weight)
+            }
+            logPriors = logPriors.map { log($0 / nAll) }
+            let cTrain = pooledTrain.map { $0 / max(nTrain, 1) }
+            let cAll = pooledAll.map { $0 / nAll }
+            let (lambda, method) = try LatentModelFitter.chooseShrinkage(
+                cfg.regularization,
+                train: cTrain,
+                all: cAll,
+                d: d,
+                nAll: nAll,
+                validationMoment: nVal > 0 ? valMoment : nil,
+                nVal: nVal
+            )
+            let (cov, reg) = CovarianceEstimation.regularize(
+                cAll,
+                dimension: d,
+                lambda: lambda,
+                floorRatio: cfg.regularization.floorRatio,
+                ridge: cfg.regularization.ridge,
+                method: method
+            )
+            let shared = try LatentModelFitter.component(
+                mean: [Double](repeating: 0, count: d),
+                covariance: cov,
+                regularization: reg,
+                precision: cfg.precision,
+                what: "the tied covariance"
+            )
+            ctx.note("tied shrinkage: \(LatentModelFitter.format3(lambda)) (\(method))")
+            return TiedGaussian(means: means, shared: shared, logPriors: logPriors, labels: labels)
+        },
+        decode: { (r) throws(LatentWatchError) -> any LatentDensity in try TiedGaussian.decode(from: r) }
+    )
 }

@@ -1,8 +1,8 @@
 /// Threshold-free separation measures of scores where larger means "more unusual".
-public enum ROC {
+package enum ROC {
     /// Area under the ROC curve: the probability that a positive (out-of-distribution) score exceeds a
     /// negative (in-distribution) one, ties counted half (Mann-Whitney U / (n_neg n_pos)). O((n + m) log n).
-    public static func auroc(negatives: [Double], positives: [Double]) -> Double {
+    package static func auroc(negatives: [Double], positives: [Double]) -> Double {
         guard !negatives.isEmpty, !positives.isEmpty else { return .nan }
         let neg = negatives.sorted()
         var wins = 0.0
@@ -18,7 +18,7 @@ public enum ROC {
     /// False-positive rate at the largest threshold whose true-positive rate is at least `tpr` (0.95 for
     /// the usual "FPR at 95 % TPR"): the share of negatives scoring at least the threshold. Matches taking the
     /// first point of scikit-learn's `roc_curve` with TPR >= tpr.
-    public static func falsePositiveRate(
+    package static func falsePositiveRate(
         atTruePositiveRate tpr: Double = 0.95,
         negatives: [Double],
         positives: [Double]
@@ -36,7 +36,7 @@ public enum ROC {
 
     /// Average precision with positives as the class of interest (scikit-learn's `average_precision_score`):
     /// sum over distinct thresholds, descending, of (recall step) x precision.
-    public static func averagePrecision(negatives: [Double], positives: [Double]) -> Double {
+    package static func averagePrecision(negatives: [Double], positives: [Double]) -> Double {
         guard !positives.isEmpty else { return .nan }
         let all = (negatives.map { ($0, false) } + positives.map { ($0, true) }).sorted { $0.0 > $1.0 }
         var tp = 0.0

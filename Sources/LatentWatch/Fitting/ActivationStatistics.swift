@@ -38,7 +38,8 @@ public struct ActivationStatistics: Sendable {
         guard other.inputShape == inputShape, other.preparation == preparation, other.splitSeed == splitSeed,
             other.validationFraction == validationFraction
         else {
-            throw FitError(
+            throw LatentWatchError(
+                .fitFailed,
                 "statistics were gathered with different shapes or options (\(inputShape) vs \(other.inputShape)); merge only shards of one configuration"
             )
         }
@@ -59,7 +60,8 @@ public struct ActivationStatistics: Sendable {
     func checkCompatible(with cfg: FitConfiguration) throws {
         let expected = cfg.regularization.shrinkage == .heldOutLikelihood ? cfg.regularization.validationFraction : 0
         guard cfg.preparation == preparation, cfg.splitSeed == splitSeed, expected == validationFraction else {
-            throw FitError(
+            throw LatentWatchError(
+                .fitFailed,
                 "the statistics were gathered with another preparation, split seed or validation fraction than this configuration"
             )
         }
@@ -90,7 +92,7 @@ extension LatentModelFitter {
         progress: ((FitProgress) -> Void)? = nil
     ) throws -> ActivationStatistics {
         if let reason = Preparation.validate(shape: source.sampleShape, options: cfg.preparation) {
-            throw FitError(reason)
+            throw LatentWatchError(.invalidConfiguration, reason)
         }
         let split = SplitAssignment(
             seed: cfg.splitSeed,
@@ -115,7 +117,8 @@ extension LatentModelFitter {
         progress: ((FitProgress) -> Void)?
     ) throws -> ActivationStatistics {
         let preparation = Preparation(inputShape: source.sampleShape, options: cfg.preparation)
-        let capacity = cfg.family == .gmm ? cfg.mixture.reservoirSize : 0
+        let capacity =
+            (cfg.families.family(named: cfg.family.rawValue)?.needsPasses ?? false) ? cfg.mixture.reservoirSize : 0
         let p = preparation.pooledDimension
         let n = preparation.inputCount
         var stats = ActivationStatistics(
@@ -130,7 +133,8 @@ extension LatentModelFitter {
         var workspace: [Double] = []
         try source.forEachBatch { batch in
             guard batch.values.count >= batch.count * n else {
-                throw FitError(
+                throw LatentWatchError(
+                    .fitFailed,
                     "a batch holds \(batch.values.count) values for \(batch.count) activations of \(n) elements"
                 )
             }
@@ -140,7 +144,8 @@ extension LatentModelFitter {
                 if split.isCalibration(index) { continue }
                 let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
                 if let bad = row.firstIndex(where: { !$0.isFinite }) {
-                    throw FitError(
+                    throw LatentWatchError(
+                        .fitFailed,
                         "activation \(index) holds \(row[bad]) at element \(bad - row.startIndex); remove non-finite activations before fitting"
                     )
                 }

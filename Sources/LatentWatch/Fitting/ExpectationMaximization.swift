@@ -67,7 +67,10 @@ struct ExpectationMaximization {
                 for j in 0..<d {
                     let v = p.covariances[k * d + j]
                     guard v > 0 else {
-                        throw FitError("mixture component \(k) has a non-positive variance; raise the regularisation")
+                        throw LatentWatchError(
+                            .fitFailed,
+                            "mixture component \(k) has a non-positive variance; raise the regularisation"
+                        )
                     }
                     s.inverseStd.append(1 / v.squareRoot())
                     logDet += log(v)
@@ -191,14 +194,17 @@ struct ExpectationMaximization {
                     }
                 }
             }
-            guard total > 0 else { throw FitError("the mixture fit got no data") }
+            guard total > 0 else { throw LatentWatchError(.fitFailed, "the mixture fit got no data") }
             let previous = lowerBound
             lowerBound = llSum / total
             bounds.append(lowerBound)
             (params, applied) = maximize(moments, total: total)
             progress(iteration, lowerBound)
             guard lowerBound.isFinite else {
-                throw FitError("EM diverged (log-likelihood \(lowerBound)); raise the mixture regularisation")
+                throw LatentWatchError(
+                    .fitFailed,
+                    "EM diverged (log-likelihood \(lowerBound)); raise the mixture regularisation"
+                )
             }
             if abs(lowerBound - previous) < tolerance {
                 converged = true
@@ -223,7 +229,9 @@ struct ExpectationMaximization {
     ) throws -> Parameters {
         let d = dimension
         let kk = components
-        guard n >= kk else { throw FitError("a \(kk)-component mixture needs at least \(kk) samples, got \(n)") }
+        guard n >= kk else {
+            throw LatentWatchError(.fitFailed, "a \(kk)-component mixture needs at least \(kk) samples, got \(n)")
+        }
         var rng = SeededRandom(seed: seed)
         func dist2(_ i: Int, _ c: [Double], _ k: Int) -> Double {
             var s = 0.0

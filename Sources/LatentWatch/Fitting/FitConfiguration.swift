@@ -1,29 +1,18 @@
 import LatentWatchNumerics
 
-/// Which density to fit.
-public enum DensityFamilyChoice: String, Sendable, Codable, CaseIterable {
-    /// Class-conditional Gaussians, full covariance per class (needs labels).
-    case gda
-    /// Class-conditional Gaussians with one tied covariance: Mahalanobis (needs labels).
-    case tied
-    /// Unsupervised Gaussian mixture fitted by EM.
-    case gmm
-}
-
 /// Options of the EM fit of a Gaussian mixture.
 public struct MixtureOptions: Sendable, Equatable {
     /// How EM starts.
     public enum Initialization: Sendable, Equatable {
         /// k-means++ seeding and Lloyd iterations on a reservoir sample of the data.
         case kMeansPlusPlus
-        /// Explicit parameters: weights [K], means [K * D], covariances [K * D * D] (full) or [K * D] (diagonal).
+        /// Explicit parameters: weights [K], means [K * D], covariances [K * D * D] (gmm-full) or [K * D]
+        /// (gmm-diag).
         case explicit(weights: [Double], means: [Double], covariances: [Double])
     }
 
     /// Number of components K.
     public var components: Int
-    /// Full or diagonal covariances.
-    public var covariance: GaussianMixture.Covariance
     /// Seed of the k-means++ initialisation (restart r uses seed + r).
     public var seed: UInt64
     /// Stop when the mean log-likelihood changes by less than this.
@@ -37,10 +26,9 @@ public struct MixtureOptions: Sendable, Equatable {
     /// Activations kept (reservoir sample) for the k-means++ initialisation.
     public var reservoirSize: Int
 
-    /// Defaults: 8 full components, seed 0, tolerance 1e-3, 100 iterations, 1 restart, k-means++.
+    /// Defaults: 8 components, seed 0, tolerance 1e-3, 100 iterations, 1 restart, k-means++.
     public init(
         components: Int = 8,
-        covariance: GaussianMixture.Covariance = .full,
         seed: UInt64 = 0,
         tolerance: Double = 1e-3,
         maxIterations: Int = 100,
@@ -49,7 +37,6 @@ public struct MixtureOptions: Sendable, Equatable {
         reservoirSize: Int = 10_000
     ) {
         self.components = components
-        self.covariance = covariance
         self.seed = seed
         self.tolerance = tolerance
         self.maxIterations = maxIterations
@@ -61,8 +48,10 @@ public struct MixtureOptions: Sendable, Equatable {
 
 /// Everything a fit needs besides the data.
 public struct FitConfiguration: Sendable {
-    /// Density family.
-    public var family: DensityFamilyChoice
+    /// Density family: "gda" (the default), "tied", "gmm-full", "gmm-diag", or another registered family.
+    public var family: DensityFamilyName
+    /// The families ``family`` is looked up in.
+    package var families: DensityFamilyRegistry = .standard
     /// Pooling, normalisation, PCA.
     public var preparation: PreparationOptions
     /// Covariance regularisation (class Gaussians, tied and background).
@@ -71,14 +60,14 @@ public struct FitConfiguration: Sendable {
     /// to each component's diagonal, which gave the best mean OOD AUROC across the layers of Docs/Evaluation.md:
     /// +0.07 to +0.10 on sentence embeddings against 1e-6, within 0.007 on the image layers).
     public var mixtureRegularization: Regularization
-    /// Mixture options (family gmm).
+    /// Mixture options (families gmm-full and gmm-diag).
     public var mixture: MixtureOptions
     /// Fraction carved off for calibration when no calibration source is given.
     public var calibrationFraction: Double
     /// Seed of the split assignment.
     public var splitSeed: UInt64
     /// Parameter precision of the fitted model.
-    public var precision: Precision
+    public var precision: ElementType
     /// Fit the background Gaussian for relative Mahalanobis.
     public var fitBackground: Bool
     /// Name of the layer, stored in the model.
@@ -86,14 +75,14 @@ public struct FitConfiguration: Sendable {
 
     /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on.
     public init(
-        family: DensityFamilyChoice = .gda,
+        family: DensityFamilyName = "gda",
         preparation: PreparationOptions = PreparationOptions(),
         regularization: Regularization = Regularization(),
         mixtureRegularization: Regularization = Regularization(shrinkage: .fixed(0), floorRatio: 1e-2),
         mixture: MixtureOptions = MixtureOptions(),
         calibrationFraction: Double = 0.2,
         splitSeed: UInt64 = 0,
-        precision: Precision = .float32,
+        precision: ElementType = .float32,
         fitBackground: Bool = true,
         layerName: String = "layer"
     ) {
@@ -128,13 +117,4 @@ public struct FitProgress: Sendable {
     public var restart: Int
     /// Mean log-likelihood at the last EM iteration.
     public var logLikelihood: Double
-}
-
-/// Why a fit failed.
-public struct FitError: Error, Sendable, CustomStringConvertible {
-    /// What went wrong and what to do.
-    public let message: String
-    /// Creates an error.
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }

@@ -9,18 +9,21 @@ import Darwin
 #endif
 
 extension LatentModelFitter {
-    static func fitMixture(
-        _ source: some ActivationSource,
-        stats: ActivationStatistics,
-        preparation: Preparation,
-        split: SplitAssignment,
-        configuration cfg: FitConfiguration,
-        notes: inout [String],
-        progress: ((FitProgress) -> Void)?
-    ) throws -> GaussianMixture {
+    /// Fits a Gaussian mixture by EM from a fit's context (its statistics, and passes over its data).
+    package static func fitMixture(
+        _ ctx: DensityFitContext,
+        covariance: GaussianMixture.Covariance
+    ) throws(LatentWatchError) -> GaussianMixture {
+        guard let (source, split) = ctx.data else {
+            throw LatentWatchError(.invalidConfiguration, "a mixture needs the activations, not only statistics")
+        }
+        let stats = ctx.statistics
+        let preparation = ctx.preparation
+        let cfg = ctx.configuration
+        let progress = ctx.progress
         let d = preparation.outputDimension
         let opts = cfg.mixture
-        guard opts.components >= 1 else { throw FitError("a mixture needs at least 1 component") }
+        guard opts.components >= 1 else { throw LatentWatchError(.fitFailed, "a mixture needs at least 1 component") }
         var all = stats.globalTrain
         all.merge(stats.globalValidation)
         let globalCov = all.covariance
@@ -28,7 +31,7 @@ extension LatentModelFitter {
         let em = ExpectationMaximization(
             dimension: d,
             components: opts.components,
-            covariance: opts.covariance,
+            covariance: covariance,
             regularization: cfg.mixtureRegularization,
             averageVariance: averageVariance
         )
@@ -64,46 +67,51 @@ extension LatentModelFitter {
             let initial: ExpectationMaximization.Parameters
             switch opts.initialization {
             case .explicit(let w, let m, let c):
-                let cn = opts.covariance == .full ? opts.components * d * d : opts.components * d
+                let cn = covariance == .full ? opts.components * d * d : opts.components * d
                 guard w.count == opts.components, m.count == opts.components * d, c.count == cn else {
-                    throw FitError(
+                    throw LatentWatchError(
+                        .fitFailed,
                         "explicit mixture initialisation has the wrong sizes for \(opts.components) components of dimension \(d)"
                     )
                 }
                 initial = .init(weights: w, means: m, covariances: c)
             case .kMeansPlusPlus:
-                initial = try em.kMeansInitialization(
-                    sample: stats.reservoir,
-                    count: stats.reservoir.count / max(d, 1),
-                    seed: opts.seed &+ UInt64(restart),
-                    globalCovariance: globalCov
-                )
-            }
-            let result = try em.run(
-                from: initial,
-                tolerance: opts.tolerance,
-                maxIterations: opts.maxIterations,
-                pass: pass
-            ) { it, ll in
-                progress?(
-                    FitProgress(
-                        stage: .expectationMaximization,
-                        samples: stats.fitSamples,
-                        iteration: it,
-                        restart: restart,
-                        logLikelihood: ll
+                initial = try LatentWatchError.converting(.fitFailed, "k-means++ initialisation") {
+                    try em.kMeansInitialization(
+                        sample: stats.reservoir,
+                        count: stats.reservoir.count / max(d, 1),
+                        seed: opts.seed &+ UInt64(restart),
+                        globalCovariance: globalCov
                     )
-                )
+                }
+            }
+            let result = try LatentWatchError.converting(.fitFailed, "EM") {
+                try em.run(
+                    from: initial,
+                    tolerance: opts.tolerance,
+                    maxIterations: opts.maxIterations,
+                    pass: pass
+                ) { it, ll in
+                    progress?(
+                        FitProgress(
+                            stage: .expectationMaximization,
+                            samples: stats.fitSamples,
+                            iteration: it,
+                            restart: restart,
+                            logLikelihood: ll
+                        )
+                    )
+                }
             }
             if best == nil || result.lowerBounds.last! > best!.lowerBounds.last! { best = result }
         }
         let r = best!
-        notes.append(
+        ctx.note(
             "em: \(r.iterations) iterations, converged \(r.converged), mean log-likelihood \(r.lowerBounds.last!)"
         )
         let p = r.parameters
         let logWeights = p.weights.map { log($0) }
-        switch opts.covariance {
+        switch covariance {
         case .full:
             var comps: [GaussianComponent] = []
             for k in 0..<opts.components {

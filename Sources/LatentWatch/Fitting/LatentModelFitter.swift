@@ -12,7 +12,8 @@ import Darwin
 /// so data never has to fit in memory), PCA and regularisation from those statistics, EM passes for
 /// mixtures, then a calibration pass on held-out in-distribution data.
 public enum LatentModelFitter {
-    /// Fits a model.
+    /// Fits a model. Throws ``LatentWatchError`` for a bad configuration, too little data or a covariance that
+    /// cannot be factorised, and rethrows what the source throws.
     /// - Parameters:
     ///   - source: in-distribution activations (with labels for `gda` and `tied`).
     ///   - calibration: held-out in-distribution activations; when nil, `configuration.calibrationFraction`
@@ -29,13 +30,24 @@ public enum LatentModelFitter {
     ) throws -> LatentModel {
         let cfg = configuration
         let shape = source.sampleShape
-        if let reason = Preparation.validate(shape: shape, options: cfg.preparation) { throw FitError(reason) }
-        if let calibration, calibration.sampleShape.reduce(1, *) != shape.reduce(1, *) {
-            throw FitError("calibration activations have shape \(calibration.sampleShape), the fitting data \(shape)")
+        if let reason = Preparation.validate(shape: shape, options: cfg.preparation) {
+            throw LatentWatchError(.invalidConfiguration, reason)
         }
-        let needsLabels = cfg.family != .gmm
-        if needsLabels && !source.hasLabels {
-            throw FitError("family '\(cfg.family.rawValue)' needs class labels; pass labels or use family gmm")
+        if let calibration, calibration.sampleShape.reduce(1, *) != shape.reduce(1, *) {
+            throw LatentWatchError(
+                .fitFailed,
+                "calibration activations have shape \(calibration.sampleShape), the fitting data \(shape)"
+            )
+        }
+        let family = try cfg.families.family(for: cfg.family)
+        if family.needsLabels && !source.hasLabels {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "density family '\(family.name)' needs class labels",
+                remedy: "pass labels, or choose a family that needs none ("
+                    + cfg.families.families.filter { !$0.needsLabels }.map(\.name.rawValue).joined(separator: ", ")
+                    + ")"
+            )
         }
         let split = SplitAssignment(
             seed: cfg.splitSeed,
@@ -74,12 +86,18 @@ public enum LatentModelFitter {
         created: String = "1970-01-01T00:00:00Z",
         progress: ((FitProgress) -> Void)? = nil
     ) throws -> LatentModel {
-        guard configuration.family != .gmm else {
-            throw FitError("a mixture needs passes over the data (EM); fit it with fit(_:calibration:configuration:)")
+        let family = try configuration.families.family(for: configuration.family)
+        guard !family.needsPasses else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "density family '\(family.name)' needs passes over the activations, not only their statistics",
+                remedy: "fit it with fit(_:calibration:configuration:)"
+            )
         }
         try statistics.checkCompatible(with: configuration)
         guard calibration.sampleShape.reduce(1, *) == statistics.inputShape.reduce(1, *) else {
-            throw FitError(
+            throw LatentWatchError(
+                .fitFailed,
                 "calibration activations have shape \(calibration.sampleShape), the statistics \(statistics.inputShape)"
             )
         }
@@ -104,7 +122,7 @@ public enum LatentModelFitter {
     ) throws -> LatentModel {
         var stats = collected
         guard stats.fitSamples >= 2 else {
-            throw FitError("only \(stats.fitSamples) activations left for fitting; need at least 2")
+            throw LatentWatchError(.fitFailed, "only \(stats.fitSamples) activations left for fitting; need at least 2")
         }
         let shape = stats.inputShape
         let basePrep = Preparation(inputShape: shape, options: cfg.preparation)
@@ -137,118 +155,22 @@ public enum LatentModelFitter {
         progress?(
             FitProgress(stage: .regularization, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
         )
-        var notes: [String] = []
-        let density: any LatentDensity
-        switch cfg.family {
-        case .gda:
-            var comps: [GaussianComponent] = []
-            var logPriors: [Double] = []
-            let labels = stats.classes.keys.sorted()
-            let total = Double(stats.fitSamples)
-            for label in labels {
-                let (train, val) = stats.classes[label]!
-                var merged = train
-                merged.merge(val)
-                guard merged.weight >= 2 else {
-                    throw FitError(
-                        "class \(label) has \(Int(merged.weight)) fitting sample(s); every class needs at least 2"
-                    )
-                }
-                let (cov, reg) = try regularizedCovariance(
-                    train: train,
-                    validation: val,
-                    merged: merged,
-                    d: d,
-                    regularization: cfg.regularization
-                )
-                comps.append(
-                    try component(
-                        mean: merged.mean,
-                        covariance: cov,
-                        regularization: reg,
-                        precision: cfg.precision,
-                        what: "class \(label)"
-                    )
-                )
-                logPriors.append(log(merged.weight / total))
-            }
-            notes.append(
-                "gda shrinkage per class: "
-                    + comps.map { String(format3($0.regularization.shrinkage)) }.joined(separator: ",")
-            )
-            density = ClassConditionalGaussian(components: comps, logPriors: logPriors, labels: labels)
-        case .tied:
-            let labels = stats.classes.keys.sorted()
-            var pooledTrain = [Double](repeating: 0, count: d * d)
-            var pooledAll = [Double](repeating: 0, count: d * d)
-            var valMoment = [Double](repeating: 0, count: d * d)
-            var nTrain = 0.0
-            var nVal = 0.0
-            var nAll = 0.0
-            var means: [Float] = []
-            var logPriors: [Double] = []
-            for label in labels {
-                let (train, val) = stats.classes[label]!
-                var merged = train
-                merged.merge(val)
-                guard merged.weight >= 1 else { throw FitError("class \(label) has no fitting samples") }
-                let st = train.scatterSymmetric
-                let sa = merged.scatterSymmetric
-                for i in 0..<(d * d) {
-                    pooledTrain[i] += st[i]
-                    pooledAll[i] += sa[i]
-                }
-                if val.weight > 0 && train.weight > 0 {
-                    let m = CovarianceEstimation.secondMoment(of: val, about: train.mean)
-                    for i in 0..<(d * d) { valMoment[i] += m[i] }
-                    nVal += val.weight
-                }
-                nTrain += train.weight
-                nAll += merged.weight
-                means += merged.mean.map { Float($0) }
-                logPriors.append(merged.weight)
-            }
-            logPriors = logPriors.map { log($0 / nAll) }
-            let cTrain = pooledTrain.map { $0 / max(nTrain, 1) }
-            let cAll = pooledAll.map { $0 / nAll }
-            let (lambda, method) = try chooseShrinkage(
-                cfg.regularization,
-                train: cTrain,
-                all: cAll,
-                d: d,
-                nAll: nAll,
-                validationMoment: nVal > 0 ? valMoment : nil,
-                nVal: nVal
-            )
-            let (cov, reg) = CovarianceEstimation.regularize(
-                cAll,
-                dimension: d,
-                lambda: lambda,
-                floorRatio: cfg.regularization.floorRatio,
-                ridge: cfg.regularization.ridge,
-                method: method
-            )
-            let shared = try component(
-                mean: [Double](repeating: 0, count: d),
-                covariance: cov,
-                regularization: reg,
-                precision: cfg.precision,
-                what: "the tied covariance"
-            )
-            notes.append("tied shrinkage: \(format3(lambda)) (\(method))")
-            density = TiedGaussian(means: means, shared: shared, logPriors: logPriors, labels: labels)
-        case .gmm:
-            guard let mixtureData else { throw FitError("a mixture needs the activations, not only statistics") }
-            density = try fitMixture(
-                mixtureData.source,
-                stats: stats,
-                preparation: preparation,
-                split: mixtureData.split,
-                configuration: cfg,
-                notes: &notes,
-                progress: progress
+        let context = DensityFitContext(
+            statistics: stats,
+            preparation: preparation,
+            configuration: cfg,
+            data: mixtureData,
+            progress: progress
+        )
+        let family = try cfg.families.family(for: cfg.family)
+        if family.needsPasses && mixtureData == nil {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "density family '\(family.name)' needs the activations, not only statistics"
             )
         }
+        let density = try family.fit(context)
+        let notes = context.notes
 
         var background: GaussianComponent?
         if cfg.fitBackground {
@@ -318,18 +240,18 @@ public enum LatentModelFitter {
         )
     }
 
-    static func format3(_ x: Double) -> String {
+    package static func format3(_ x: Double) -> String {
         let r = (x * 1e6).rounded() / 1e6
         return "\(r)"
     }
 
-    static func component(
+    package static func component(
         mean: [Double],
         covariance: [Double],
         regularization: AppliedRegularization,
-        precision: Precision,
+        precision: ElementType,
         what: String
-    ) throws -> GaussianComponent {
+    ) throws(LatentWatchError) -> GaussianComponent {
         do {
             return try GaussianComponent(
                 mean: mean,
@@ -338,13 +260,14 @@ public enum LatentModelFitter {
                 precision: precision
             )
         } catch {
-            throw FitError(
+            throw LatentWatchError(
+                .fitFailed,
                 "could not factorise the covariance of \(what) (\(error)); raise floorRatio or use shrinkage"
             )
         }
     }
 
-    static func chooseShrinkage(
+    package static func chooseShrinkage(
         _ r: Regularization,
         train: [Double],
         all: [Double],
@@ -352,10 +275,10 @@ public enum LatentModelFitter {
         nAll: Double,
         validationMoment: [Double]?,
         nVal: Double
-    ) throws -> (Double, String) {
+    ) throws(LatentWatchError) -> (Double, String) {
         switch r.shrinkage {
         case .fixed(let l):
-            guard l >= 0 && l <= 1 else { throw FitError("shrinkage must be in [0, 1], got \(l)") }
+            guard l >= 0 && l <= 1 else { throw LatentWatchError(.fitFailed, "shrinkage must be in [0, 1], got \(l)") }
             return (l, "fixed")
         case .oracleApproximating:
             return (CovarianceEstimation.oasShrinkage(all, dimension: d, samples: nAll), "oas")
@@ -363,26 +286,31 @@ public enum LatentModelFitter {
             guard let m = validationMoment, nVal >= 1 else {
                 return (CovarianceEstimation.oasShrinkage(all, dimension: d, samples: nAll), "oas-fallback")
             }
-            let best = try CovarianceEstimation.selectShrinkage(
-                train: train,
-                dimension: d,
-                validationSecondMoment: m,
-                validationWeight: nVal,
-                floorRatio: r.floorRatio,
-                ridge: r.ridge
-            )
+            let best: (lambda: Double, logLikelihood: Double)
+            do {
+                best = try CovarianceEstimation.selectShrinkage(
+                    train: train,
+                    dimension: d,
+                    validationSecondMoment: m,
+                    validationWeight: nVal,
+                    floorRatio: r.floorRatio,
+                    ridge: r.ridge
+                )
+            } catch {
+                throw LatentWatchError(.fitFailed, "choosing the shrinkage failed (\(error))")
+            }
             return (best.lambda, "held-out")
         }
     }
 
     /// Regularised covariance of `merged`; lambda chosen on `train` against `validation` when both have data.
-    static func regularizedCovariance(
+    package static func regularizedCovariance(
         train: GaussianMoments,
         validation: GaussianMoments,
         merged: GaussianMoments,
         d: Int,
         regularization r: Regularization
-    ) throws -> ([Double], AppliedRegularization) {
+    ) throws(LatentWatchError) -> ([Double], AppliedRegularization) {
         let useVal = validation.weight >= 1 && train.weight >= 2
         let all = merged.covariance
         let moment = useVal ? CovarianceEstimation.secondMoment(of: validation, about: train.mean) : nil

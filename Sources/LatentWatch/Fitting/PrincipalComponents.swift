@@ -16,13 +16,18 @@ enum PrincipalComponents {
         switch projection {
         case .none: return ([], [], d)
         case .components(let n):
-            guard n >= 1 else { throw FitError("PCA needs at least 1 component, got \(n)") }
+            guard n >= 1 else { throw LatentWatchError(.fitFailed, "PCA needs at least 1 component, got \(n)") }
             guard n <= d else {
-                throw FitError("PCA asks for \(n) components but the pooled activation has only \(d) dimensions")
+                throw LatentWatchError(
+                    .fitFailed,
+                    "PCA asks for \(n) components but the pooled activation has only \(d) dimensions"
+                )
             }
             k = n
         case .varianceFraction(let f):
-            guard f > 0, f <= 1 else { throw FitError("PCA variance fraction must be in (0, 1], got \(f)") }
+            guard f > 0, f <= 1 else {
+                throw LatentWatchError(.fitFailed, "PCA variance fraction must be in (0, 1], got \(f)")
+            }
             let total = values.reduce(0) { $0 + max($1, 0) }
             var acc = 0.0
             var n = 0

@@ -3,7 +3,7 @@ import LatentWatchNumerics
 /// Deterministic, order-robust assignment of sample indices to the calibration and validation splits:
 /// a hash of (seed, index) rather than index arithmetic, so periodic orderings (sorted by class, say) do
 /// not bias the splits.
-struct SplitAssignment: Sendable {
+package struct SplitAssignment: Sendable {
     let seed: UInt64
     let calibrationFraction: Double
     let validationFraction: Double

@@ -20,19 +20,19 @@ public struct FileActivations: ActivationSource, @unchecked Sendable {
     public init(file: TensorFile, key: String? = nil, labels: [Int]? = nil, batchSize: Int = 4096) throws {
         let t = try file.tensor(key)
         guard t.shape.count >= 2 else {
-            throw TensorFileError(
+            throw LatentWatchError.malformed(
                 file.path,
                 "array '\(t.name)' has shape \(t.shape); activations need [inputs, features...]"
             )
         }
-        guard t.dtype.isFloat else {
-            throw TensorFileError(
+        guard t.dtype.isFloatingPoint else {
+            throw LatentWatchError.malformed(
                 file.path,
                 "array '\(t.name)' holds \(t.dtype.rawValue); activations must be floating point"
             )
         }
         if let labels, labels.count != t.rows {
-            throw TensorFileError(file.path, "\(labels.count) labels for \(t.rows) activations")
+            throw LatentWatchError.malformed(file.path, "\(labels.count) labels for \(t.rows) activations")
         }
         self.file = file
         self.tensor = t

@@ -16,15 +16,15 @@ final class FileBytes: @unchecked Sendable {
     private let fd: Int32
     private let memory: [UInt8]?
 
-    init(path: String) throws(TensorFileError) {
+    init(path: String) throws(LatentWatchError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw TensorFileError(path, "cannot open: \(String(cString: strerror(errno)))")
+            throw LatentWatchError(.io, "cannot open: \(String(cString: strerror(errno)))", path: path)
         }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            throw TensorFileError(path, "not a regular file")
+            throw LatentWatchError.malformed(path, "not a regular file")
         }
         self.fd = fd
         self.path = path
@@ -43,9 +43,12 @@ final class FileBytes: @unchecked Sendable {
     deinit { if fd >= 0 { close(fd) } }
 
     /// Reads exactly `count` bytes at `offset` into `buffer`.
-    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(TensorFileError) {
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(LatentWatchError) {
         guard offset >= 0, buffer.count <= size - offset else {
-            throw TensorFileError(path, "truncated: needs bytes \(offset)..<\(offset + buffer.count), file has \(size)")
+            throw LatentWatchError.malformed(
+                path,
+                "truncated: needs bytes \(offset)..<\(offset + buffer.count), file has \(size)"
+            )
         }
         if let memory {
             memory.withUnsafeBytes {
@@ -58,21 +61,24 @@ final class FileBytes: @unchecked Sendable {
             let r = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
             if r < 0 {
                 if errno == EINTR { continue }
-                throw TensorFileError(path, "read failed: \(String(cString: strerror(errno)))")
+                throw LatentWatchError(.io, "read failed: \(String(cString: strerror(errno)))", path: path)
             }
-            if r == 0 { throw TensorFileError(path, "truncated at byte \(offset + done)") }
+            if r == 0 { throw LatentWatchError.malformed(path, "truncated at byte \(offset + done)") }
             done += r
         }
     }
 
     /// Reads exactly `count` bytes at `offset`.
-    func read(at offset: Int, count: Int) throws(TensorFileError) -> [UInt8] {
-        guard count >= 0 else { throw TensorFileError(path, "negative length") }
+    func read(at offset: Int, count: Int) throws(LatentWatchError) -> [UInt8] {
+        guard count >= 0 else { throw LatentWatchError.malformed(path, "negative length") }
         guard offset >= 0, count <= size - offset else {
-            throw TensorFileError(path, "truncated: needs bytes \(offset)..<\(offset + count), file has \(size)")
+            throw LatentWatchError.malformed(
+                path,
+                "truncated: needs bytes \(offset)..<\(offset + count), file has \(size)"
+            )
         }
         var out = [UInt8](repeating: 0, count: count)
-        try out.fill { (b) throws(TensorFileError) in try read(at: offset, into: b) }
+        try out.fill { (b) throws(LatentWatchError) in try read(at: offset, into: b) }
         return out
     }
 }
@@ -80,11 +86,11 @@ final class FileBytes: @unchecked Sendable {
 extension Array where Element == UInt8 {
     /// `withUnsafeMutableBytes` for a body with a typed throw.
     mutating func fill(
-        _ body: (UnsafeMutableRawBufferPointer) throws(TensorFileError) -> Void
-    ) throws(TensorFileError) {
-        var failure: TensorFileError?
+        _ body: (UnsafeMutableRawBufferPointer) throws(LatentWatchError) -> Void
+    ) throws(LatentWatchError) {
+        var failure: LatentWatchError?
         withUnsafeMutableBytes { b in
-            do throws(TensorFileError) { try body(b) } catch { failure = error }
+            do throws(LatentWatchError) { try body(b) } catch { failure = error }
         }
         if let failure { throw failure }
     }

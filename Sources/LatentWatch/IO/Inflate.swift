@@ -11,29 +11,35 @@ final class InflateStream {
     private var finished = false
     private let member: String
 
-    init(file: FileBytes, offset: Int, length: Int, member: String) throws(TensorFileError) {
+    init(file: FileBytes, offset: Int, length: Int, member: String) throws(LatentWatchError) {
         self.file = file
         self.next = offset
         self.end = offset + length
         self.member = member
         guard lw_inflate_init_raw(&stream) == Z_OK else {
-            throw TensorFileError(file.path, "zlib could not start inflating member '\(member)'")
+            throw LatentWatchError.malformed(file.path, "zlib could not start inflating member '\(member)'")
         }
     }
 
     deinit { inflateEnd(&stream) }
 
     /// Fills `buffer` completely with decoded bytes; throws when the stream ends early or is corrupt.
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(TensorFileError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(LatentWatchError) {
         var produced = 0
         while produced < buffer.count {
             if finished {
-                throw TensorFileError(file.path, "member '\(member)' decompresses to fewer bytes than declared")
+                throw LatentWatchError.malformed(
+                    file.path,
+                    "member '\(member)' decompresses to fewer bytes than declared"
+                )
             }
             if position == input.count {
                 let n = min(1 << 16, end - next)
                 if n <= 0 {
-                    throw TensorFileError(file.path, "member '\(member)' is truncated (deflate stream ends early)")
+                    throw LatentWatchError.malformed(
+                        file.path,
+                        "member '\(member)' is truncated (deflate stream ends early)"
+                    )
                 }
                 input = try file.read(at: next, count: n)
                 position = 0
@@ -55,7 +61,7 @@ final class InflateStream {
             case Z_STREAM_END: finished = true
             default:
                 let msg = stream.msg.map { String(cString: $0) } ?? "status \(status)"
-                throw TensorFileError(file.path, "member '\(member)' is corrupt (deflate: \(msg))")
+                throw LatentWatchError.malformed(file.path, "member '\(member)' is corrupt (deflate: \(msg))")
             }
         }
     }

@@ -2,61 +2,48 @@ import Foundation
 import LatentWatchNumerics
 
 /// A .npy array (format versions 1-3, C order, little-endian float32/float16/float64 or int64/int32).
-public struct NumpyArray: Sendable {
-    /// Element types read.
-    public enum DType: String, Sendable {
-        case float32 = "<f4"
-        case float16 = "<f2"
-        case float64 = "<f8"
-        case int64 = "<i8"
-        case int32 = "<i4"
-        init(_ t: TensorElementType) {
-            switch t {
-            case .float32: self = .float32
-            case .float16: self = .float16
-            case .float64: self = .float64
-            case .int64: self = .int64
-            case .int32: self = .int32
-            }
-        }
-    }
-
+package struct NumpyArray: Sendable {
     /// Shape (empty for a 0-d array).
-    public let shape: [Int]
+    package let shape: [Int]
     /// Element type on disk.
-    public let dtype: DType
+    package let dtype: ElementType
     /// Raw little-endian element bytes.
     let bytes: [UInt8]
 
     /// Number of elements.
-    public var count: Int { shape.reduce(1, *) }
+    package var count: Int { shape.reduce(1, *) }
 
     /// Reads a .npy file.
-    public init(contentsOf path: String) throws {
+    package init(contentsOf path: String) throws {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw NumpyError("\(path): cannot read: \(error.localizedDescription)")
+            throw LatentWatchError(.malformedFile, "\(path): cannot read: \(error.localizedDescription)")
         }
-        do { try self.init(bytes: Array(data)) } catch let e as NumpyError { throw NumpyError("\(path): \(e.message)") }
+        do { try self.init(bytes: Array(data)) } catch let e as LatentWatchError {
+            throw LatentWatchError(.malformedFile, "\(path): \(e.message)")
+        }
     }
 
     /// Parses .npy bytes.
-    public init(bytes b: [UInt8]) throws {
+    package init(bytes b: [UInt8]) throws {
         let h: NumpyHeader
         do {
-            h = try NumpyHeader.read(path: ".npy") { (o, n) throws(TensorFileError) in
-                guard o + n <= b.count else { throw TensorFileError(".npy", "truncated .npy header") }
+            h = try NumpyHeader.read(path: ".npy") { (o, n) throws(LatentWatchError) in
+                guard o + n <= b.count else { throw LatentWatchError.malformed(".npy", "truncated .npy header") }
                 return Array(b[o..<(o + n)])
             }
-        } catch { throw NumpyError(error.message) }
-        let need = h.elements * h.dtype.width
+        } catch { throw LatentWatchError(.malformedFile, error.message) }
+        let need = h.elements * h.dtype.byteWidth
         guard b.count - h.dataOffset >= need else {
-            throw NumpyError("truncated data: shape \(h.shape) needs \(need) bytes, file has \(b.count - h.dataOffset)")
+            throw LatentWatchError(
+                .malformedFile,
+                "truncated data: shape \(h.shape) needs \(need) bytes, file has \(b.count - h.dataOffset)"
+            )
         }
-        self.init(shape: h.shape, dtype: DType(h.dtype), bytes: Array(b[h.dataOffset..<(h.dataOffset + need)]))
+        self.init(shape: h.shape, dtype: h.dtype, bytes: Array(b[h.dataOffset..<(h.dataOffset + need)]))
     }
 
-    init(shape: [Int], dtype: DType, bytes: [UInt8]) {
+    init(shape: [Int], dtype: ElementType, bytes: [UInt8]) {
         self.shape = shape
         self.dtype = dtype
         self.bytes = bytes
@@ -74,18 +61,19 @@ public struct NumpyArray: Sendable {
     }
 
     /// Elements as Float (float64 rounded; ints converted).
-    public func floats() -> [Float] {
+    package func floats() -> [Float] {
         switch dtype {
         case .float32: return ByteCoding.values(bytes, as: Float.self)
         case .float16: return HalfConversion.toFloat(ByteCoding.values(bytes, as: UInt16.self))
         case .float64: return ByteCoding.values(bytes, as: Double.self).map { Float($0) }
         case .int64: return ByteCoding.values(bytes, as: Int64.self).map { Float($0) }
         case .int32: return ByteCoding.values(bytes, as: Int32.self).map { Float($0) }
+        case .uint32: return ByteCoding.values(bytes, as: UInt32.self).map { Float($0) }
         }
     }
 
     /// Elements as Double.
-    public func doubles() -> [Double] {
+    package func doubles() -> [Double] {
         switch dtype {
         case .float64: return ByteCoding.values(bytes, as: Double.self)
         case .int64: return ByteCoding.values(bytes, as: Int64.self).map { Double($0) }
@@ -95,31 +83,31 @@ public struct NumpyArray: Sendable {
     }
 
     /// Elements as Int (floats must be integral).
-    public func ints() throws -> [Int] {
+    package func ints() throws -> [Int] {
         switch dtype {
         case .int64: return ByteCoding.values(bytes, as: Int64.self).map { Int($0) }
         case .int32: return ByteCoding.values(bytes, as: Int32.self).map { Int($0) }
         default:
             let d = doubles()
             guard d.allSatisfy({ $0 == $0.rounded() && abs($0) < 1e15 }) else {
-                throw NumpyError("labels must be integers")
+                throw LatentWatchError(.malformedFile, "labels must be integers")
             }
             return d.map { Int($0) }
         }
     }
 
     /// Writes a float32 .npy file (format 1.0).
-    public static func write(_ values: [Float], shape: [Int], to path: String) throws {
+    package static func write(_ values: [Float], shape: [Int], to path: String) throws {
         try write(bytes: ByteCoding.bytes(of: values), descr: "<f4", shape: shape, to: path)
     }
 
     /// Writes a float64 .npy file (format 1.0).
-    public static func write(_ values: [Double], shape: [Int], to path: String) throws {
+    package static func write(_ values: [Double], shape: [Int], to path: String) throws {
         try write(bytes: ByteCoding.bytes(of: values), descr: "<f8", shape: shape, to: path)
     }
 
     /// Writes an int64 .npy file (format 1.0).
-    public static func write(_ values: [Int], shape: [Int], to path: String) throws {
+    package static func write(_ values: [Int], shape: [Int], to path: String) throws {
         try write(bytes: ByteCoding.bytes(of: values.map { Int64($0) }), descr: "<i8", shape: shape, to: path)
     }
 
@@ -134,13 +122,4 @@ public struct NumpyArray: Sendable {
         out += bytes
         try Data(out).write(to: URL(fileURLWithPath: path))
     }
-}
-
-/// A .npy file could not be read.
-public struct NumpyError: Error, Sendable, CustomStringConvertible {
-    /// What is wrong.
-    public let message: String
-    /// Creates an error with a message.
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }

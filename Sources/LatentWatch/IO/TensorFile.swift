@@ -1,18 +1,11 @@
 import Foundation
 import LatentWatchNumerics
 
-/// A file of activations, labels or outputs could not be read.
-public struct TensorFileError: Error, Sendable, CustomStringConvertible {
-    /// The file.
-    public let path: String
-    /// What is wrong.
-    public let message: String
-    /// Creates an error.
-    public init(_ path: String, _ message: String) {
-        self.path = path
-        self.message = message
+extension LatentWatchError {
+    /// An activation, label or recording file that is not valid.
+    package static func malformed(_ path: String, _ message: String) -> LatentWatchError {
+        LatentWatchError(.malformedFile, message, path: path)
     }
-    public var description: String { "\(path): \(message)" }
 }
 
 /// File formats recognised by content (never by name).
@@ -23,28 +16,10 @@ public enum TensorFileFormat: String, Sendable {
     case recording
 }
 
-/// Element types the readers accept.
-public enum TensorElementType: String, Sendable {
-    case float32
-    case float16
-    case float64
-    case int64
-    case int32
-
-    var width: Int {
-        switch self {
-        case .float16: return 2
-        case .float32, .int32: return 4
-        case .float64, .int64: return 8
-        }
-    }
-    var isFloat: Bool { self == .float32 || self == .float16 || self == .float64 }
-}
-
 /// One array in a file: name, element type, shape (first axis: rows, for example inputs).
 public struct TensorInfo: Sendable, Equatable {
     public let name: String
-    public let dtype: TensorElementType
+    public let dtype: ElementType
     public let shape: [Int]
     /// Rows (first axis; 1 for a 0-d array).
     public var rows: Int { shape.first ?? 1 }
@@ -89,24 +64,24 @@ public final class TensorFile: @unchecked Sendable {
     static let maxElements = 1 << 34
 
     /// Opens a file and reads its directory (not its data).
-    public convenience init(path: String) throws(TensorFileError) {
+    public convenience init(path: String) throws(LatentWatchError) {
         try self.init(file: try FileBytes(path: path))
     }
 
     /// Reads the directory of bytes held in memory; `name` stands for a path in messages.
-    convenience init(bytes: [UInt8], name: String) throws(TensorFileError) {
+    convenience init(bytes: [UInt8], name: String) throws(LatentWatchError) {
         try self.init(file: FileBytes(bytes: bytes, name: name))
     }
 
-    init(file: FileBytes) throws(TensorFileError) {
+    init(file: FileBytes) throws(LatentWatchError) {
         let path = file.path
         self.file = file
         self.path = path
         let head = try file.read(at: 0, count: min(16, file.size))
-        func err(_ m: String) -> TensorFileError { TensorFileError(path, m) }
+        func err(_ m: String) -> LatentWatchError { LatentWatchError.malformed(path, m) }
         if head.count >= 6 && Array(head[0..<6]) == [0x93] + Array("NUMPY".utf8) {
             format = .npy
-            let h = try NumpyHeader.read(path: path) { (o, n) throws(TensorFileError) in try file.read(at: o, count: n)
+            let h = try NumpyHeader.read(path: path) { (o, n) throws(LatentWatchError) in try file.read(at: o, count: n)
             }
             try Self.checkFits(h, available: file.size - h.dataOffset, path: path)
             let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
@@ -131,7 +106,7 @@ public final class TensorFile: @unchecked Sendable {
             var t: [TensorInfo] = []
             var st: [String: Storage] = [:]
             for (i, l) in r.layers.enumerated() {
-                t.append(TensorInfo(name: l.name, dtype: l.dtype == .f32 ? .float32 : .float16, shape: [n] + l.shape))
+                t.append(TensorInfo(name: l.name, dtype: l.dtype, shape: [n] + l.shape))
                 st[l.name] = .recordingLayer(i)
             }
             if r.outputCount > 0 {
@@ -156,10 +131,10 @@ public final class TensorFile: @unchecked Sendable {
         }
     }
 
-    static func checkFits(_ h: NumpyHeader, available: Int, path: String) throws(TensorFileError) {
-        let need = h.elements * h.dtype.width
+    static func checkFits(_ h: NumpyHeader, available: Int, path: String) throws(LatentWatchError) {
+        let need = h.elements * h.dtype.byteWidth
         guard need <= available else {
-            throw TensorFileError(
+            throw LatentWatchError.malformed(
                 path,
                 "truncated data: shape \(h.shape) of \(h.dtype.rawValue) needs \(need) bytes, \(max(0, available)) present"
             )
@@ -168,10 +143,10 @@ public final class TensorFile: @unchecked Sendable {
 
     /// The array called `name`; with nil, the only activation array (an error lists the choices when
     /// there are several).
-    public func tensor(_ name: String?) throws(TensorFileError) -> TensorInfo {
+    public func tensor(_ name: String?) throws(LatentWatchError) -> TensorInfo {
         if let name {
             guard let t = tensors.first(where: { $0.name == name }) else {
-                throw TensorFileError(
+                throw LatentWatchError.malformed(
                     path,
                     "has no array '\(name)'; it holds \(tensors.map(\.name).joined(separator: ", "))"
                 )
@@ -180,15 +155,15 @@ public final class TensorFile: @unchecked Sendable {
         }
         if let r = recording {
             if r.layers.count == 1 { return tensors[0] }
-            throw TensorFileError(
+            throw LatentWatchError.malformed(
                 path,
                 "records several layers (\(r.layers.map(\.name).joined(separator: ", "))); choose one with --key"
             )
         }
         if tensors.count == 1 { return tensors[0] }
-        let floats = tensors.filter { $0.dtype.isFloat && $0.shape.count >= 2 }
+        let floats = tensors.filter { $0.dtype.isFloatingPoint && $0.shape.count >= 2 }
         if floats.count == 1 { return floats[0] }
-        throw TensorFileError(
+        throw LatentWatchError.malformed(
             path,
             "holds several arrays (\(tensors.map(\.name).joined(separator: ", "))); choose one with --key"
         )
@@ -202,7 +177,7 @@ public final class TensorFile: @unchecked Sendable {
         _ body: (UnsafeBufferPointer<Float>, Range<Int>) throws -> Void
     ) throws {
         let t = try tensor(name)
-        guard let st = storage[t.name] else { throw TensorFileError(path, "no storage for '\(name)'") }
+        guard let st = storage[t.name] else { throw LatentWatchError.malformed(path, "no storage for '\(name)'") }
         let per = t.shape.isEmpty ? 1 : t.rowElements
         switch st {
         case .contiguous, .zipMember:
@@ -220,7 +195,7 @@ public final class TensorFile: @unchecked Sendable {
                 switch st {
                 case .recordingLayer(let i):
                     var out = [Float](repeating: 0, count: c.count * per)
-                    let dtype: TensorElementType = rec.layers[i].dtype == .f32 ? .float32 : .float16
+                    let dtype: ElementType = rec.layers[i].dtype
                     c.layers[i].withUnsafeBytes { Self.convert($0, count: c.count * per, dtype: dtype, into: &out) }
                     values = out
                 case .recordingOutputs: values = c.outputs
@@ -241,28 +216,28 @@ public final class TensorFile: @unchecked Sendable {
         rowsPerChunk: Int,
         _ body: (UnsafeRawBufferPointer, Range<Int>) throws -> Void
     ) throws {
-        let rowBytes = (t.shape.isEmpty ? 1 : t.rowElements) * t.dtype.width
+        let rowBytes = (t.shape.isEmpty ? 1 : t.rowElements) * t.dtype.byteWidth
         let rows = t.shape.isEmpty ? 1 : t.rows
         let step = max(1, rowsPerChunk)
         let file = self.file
         // `next` fills a buffer with the following bytes of the array's byte stream.
-        let next: (UnsafeMutableRawBufferPointer) throws(TensorFileError) -> Void
+        let next: (UnsafeMutableRawBufferPointer) throws(LatentWatchError) -> Void
         var check: (expected: UInt32, tail: Int)? = nil
         var crc: UInt32 = 0
         switch storage[t.name] {
         case .contiguous(let offset):
             var position = offset
-            next = { (b) throws(TensorFileError) in
+            next = { (b) throws(LatentWatchError) in
                 try file.read(at: position, into: b)
                 position += b.count
             }
         case .zipMember(let start, let stored, let deflated, let header, let size, let expected):
             if deflated {
                 let stream = try InflateStream(file: file, offset: start, length: stored, member: t.name)
-                next = { (b) throws(TensorFileError) in try stream.read(into: b) }
+                next = { (b) throws(LatentWatchError) in try stream.read(into: b) }
             } else {
                 var position = start
-                next = { (b) throws(TensorFileError) in
+                next = { (b) throws(LatentWatchError) in
                     try file.read(at: position, into: b)
                     position += b.count
                 }
@@ -272,14 +247,14 @@ public final class TensorFile: @unchecked Sendable {
             crc = CRC32.checksum(h)
             check = (expected, size - header - rows * rowBytes)
         default:
-            throw TensorFileError(path, "array '\(t.name)' is not stored as raw elements")
+            throw LatentWatchError.malformed(path, "array '\(t.name)' is not stored as raw elements")
         }
         var raw = [UInt8](repeating: 0, count: min(rows, step) * rowBytes)
         var r = 0
         while r < rows {
             let n = min(step, rows - r)
             let bytes = n * rowBytes
-            try raw.fill { (b) throws(TensorFileError) in
+            try raw.fill { (b) throws(LatentWatchError) in
                 try next(UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes]))
             }
             try raw.withUnsafeBytes { b in
@@ -296,13 +271,16 @@ public final class TensorFile: @unchecked Sendable {
                 crc = CRC32.checksum(tail, continuing: crc)
             }
             guard crc == check.expected else {
-                throw TensorFileError(path, "member '\(t.name)' fails its zip CRC-32 check (damaged archive)")
+                throw LatentWatchError.malformed(
+                    path,
+                    "member '\(t.name)' fails its zip CRC-32 check (damaged archive)"
+                )
             }
         }
     }
 
     /// Converts `count` little-endian elements to Float.
-    static func convert(_ raw: UnsafeRawBufferPointer, count: Int, dtype: TensorElementType, into out: inout [Float]) {
+    static func convert(_ raw: UnsafeRawBufferPointer, count: Int, dtype: ElementType, into out: inout [Float]) {
         out.withUnsafeMutableBufferPointer { o in
             switch dtype {
             case .float32:
@@ -325,6 +303,8 @@ public final class TensorFile: @unchecked Sendable {
                 for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
             case .int64:
                 for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+            case .uint32:
+                for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
             case .int32:
                 for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
             }
@@ -337,12 +317,12 @@ public final class TensorFile: @unchecked Sendable {
         let t = try tensor(name)
         let per = t.shape.isEmpty ? 1 : t.rowElements
         guard range.lowerBound >= 0, range.upperBound <= max(1, t.rows) else {
-            throw TensorFileError(path, "rows \(range) are outside array '\(t.name)' of \(t.rows) rows")
+            throw LatentWatchError.malformed(path, "rows \(range) are outside array '\(t.name)' of \(t.rows) rows")
         }
         if let st = storage[t.name], let offset = st.directOffset {
             let raw = try file.read(
-                at: offset + range.lowerBound * per * t.dtype.width,
-                count: range.count * per * t.dtype.width
+                at: offset + range.lowerBound * per * t.dtype.byteWidth,
+                count: range.count * per * t.dtype.byteWidth
             )
             var out = [Float](repeating: 0, count: range.count * per)
             raw.withUnsafeBytes { Self.convert($0, count: range.count * per, dtype: t.dtype, into: &out) }
@@ -371,7 +351,7 @@ public final class TensorFile: @unchecked Sendable {
         let t = try tensor(name)
         if case .contiguous(let offset) = storage[t.name], t.dtype == .int64 || t.dtype == .int32 {
             let n = t.shape.reduce(1, *)
-            let raw = try file.read(at: offset, count: n * t.dtype.width)
+            let raw = try file.read(at: offset, count: n * t.dtype.byteWidth)
             return t.dtype == .int64
                 ? ByteCoding.values(raw, as: Int64.self).map { Int($0) }
                 : ByteCoding.values(raw, as: Int32.self).map { Int($0) }
@@ -379,7 +359,7 @@ public final class TensorFile: @unchecked Sendable {
         if t.name == "indices", recording != nil { return try recording!.inputIndices() }
         let f = try floats(t.name)
         guard f.allSatisfy({ $0 == $0.rounded() && abs($0) < 16_777_216 }) else {
-            throw TensorFileError(path, "array '\(t.name)' does not hold integer labels")
+            throw LatentWatchError.malformed(path, "array '\(t.name)' does not hold integer labels")
         }
         return f.map { Int($0) }
     }
@@ -389,9 +369,9 @@ public final class TensorFile: @unchecked Sendable {
 
     // MARK: npz
 
-    static func readZipDirectory(_ file: FileBytes) throws(TensorFileError) -> ([TensorInfo], [String: Storage]) {
+    static func readZipDirectory(_ file: FileBytes) throws(LatentWatchError) -> ([TensorInfo], [String: Storage]) {
         let path = file.path
-        func err(_ m: String) -> TensorFileError { TensorFileError(path, m) }
+        func err(_ m: String) -> LatentWatchError { LatentWatchError.malformed(path, m) }
         let tailCount = min(file.size, 65_557)
         let tail = try file.read(at: file.size - tailCount, count: tailCount)
         var eocd = -1
@@ -449,8 +429,8 @@ public final class TensorFile: @unchecked Sendable {
             case 0:
                 guard compressed == size else { throw err("corrupt .npz member '\(name)' (stored sizes differ)") }
                 do {
-                    header = try NumpyHeader.read(path: path) { (o, n) throws(TensorFileError) in
-                        guard o + n <= size else { throw TensorFileError(path, "truncated .npy header") }
+                    header = try NumpyHeader.read(path: path) { (o, n) throws(LatentWatchError) in
+                        guard o + n <= size else { throw LatentWatchError.malformed(path, "truncated .npy header") }
                         return try file.read(at: start + o, count: n)
                     }
                 } catch { throw err("member '\(name)': \(error.message)") }
@@ -467,10 +447,12 @@ public final class TensorFile: @unchecked Sendable {
                 let stream = try InflateStream(file: file, offset: start, length: compressed, member: name)
                 var produced = 0
                 do {
-                    header = try NumpyHeader.read(path: path) { (o, n) throws(TensorFileError) in
-                        guard o == produced, o + n <= size else { throw TensorFileError(path, "truncated .npy header") }
+                    header = try NumpyHeader.read(path: path) { (o, n) throws(LatentWatchError) in
+                        guard o == produced, o + n <= size else {
+                            throw LatentWatchError.malformed(path, "truncated .npy header")
+                        }
                         var b = [UInt8](repeating: 0, count: n)
-                        try b.fill { (r) throws(TensorFileError) in try stream.read(into: r) }
+                        try b.fill { (r) throws(LatentWatchError) in try stream.read(into: r) }
                         produced += n
                         return b
                     }
@@ -494,9 +476,9 @@ public final class TensorFile: @unchecked Sendable {
 
     // MARK: safetensors
 
-    static func readSafetensorsHeader(_ file: FileBytes) throws(TensorFileError) -> ([TensorInfo], [String: Storage]) {
+    static func readSafetensorsHeader(_ file: FileBytes) throws(LatentWatchError) -> ([TensorInfo], [String: Storage]) {
         let path = file.path
-        func err(_ m: String) -> TensorFileError { TensorFileError(path, "safetensors: " + m) }
+        func err(_ m: String) -> LatentWatchError { LatentWatchError.malformed(path, "safetensors: " + m) }
         let lenBytes = try file.read(at: 0, count: 8)
         let n = LittleEndian.read(lenBytes, 0, as: UInt64.self)
         guard n >= 2, n <= 100_000_000, Int(n) <= file.size - 8 else {
@@ -513,7 +495,7 @@ public final class TensorFile: @unchecked Sendable {
             guard let d = value as? [String: Any], let dt = d["dtype"] as? String, let shapeAny = d["shape"] as? [Any],
                 let offs = d["data_offsets"] as? [Any], offs.count == 2
             else { throw err("entry '\(name)' lacks dtype, shape or data_offsets") }
-            let dtype: TensorElementType
+            let dtype: ElementType
             switch dt {
             case "F32": dtype = .float32
             case "F16": dtype = .float16
@@ -541,9 +523,9 @@ public final class TensorFile: @unchecked Sendable {
             else {
                 throw err("entry '\(name)' has data_offsets outside the file's \(dataSize) data bytes (truncated?)")
             }
-            guard e - b == elements * dtype.width else {
+            guard e - b == elements * dtype.byteWidth else {
                 throw err(
-                    "entry '\(name)' declares shape \(shape) of \(dt) (\(elements * dtype.width) bytes) but spans \(e - b) bytes"
+                    "entry '\(name)' declares shape \(shape) of \(dt) (\(elements * dtype.byteWidth) bytes) but spans \(e - b) bytes"
                 )
             }
             items.append((TensorInfo(name: name, dtype: dtype, shape: shape), b, e))
@@ -560,7 +542,7 @@ public final class TensorFile: @unchecked Sendable {
 
 /// The header of a .npy array.
 struct NumpyHeader {
-    let dtype: TensorElementType
+    let dtype: ElementType
     let shape: [Int]
     let dataOffset: Int
     var elements: Int { shape.reduce(1, *) }
@@ -568,9 +550,9 @@ struct NumpyHeader {
     /// Parses a header through `fetch(offset, count)`, which is called with consecutive ranges.
     static func read(
         path: String,
-        _ fetch: (Int, Int) throws(TensorFileError) -> [UInt8]
-    ) throws(TensorFileError) -> NumpyHeader {
-        func err(_ m: String) -> TensorFileError { TensorFileError(path, m) }
+        _ fetch: (Int, Int) throws(LatentWatchError) -> [UInt8]
+    ) throws(LatentWatchError) -> NumpyHeader {
+        func err(_ m: String) -> LatentWatchError { LatentWatchError.malformed(path, m) }
         let b = try fetch(0, 8)
         guard Array(b[0..<6]) == [0x93] + Array("NUMPY".utf8) else { throw err("not a .npy array (bad magic)") }
         let headerLength: Int
@@ -593,7 +575,7 @@ struct NumpyHeader {
             let q2 = descrValue[descrValue.index(after: q1)...].firstIndex(where: { $0 == "'" || $0 == "\"" })
         else { throw err(".npy header has no descr") }
         let descr = String(descrValue[descrValue.index(after: q1)..<q2])
-        let dtype: TensorElementType
+        let dtype: ElementType
         switch descr {
         case "<f4": dtype = .float32
         case "<f2", "|f2": dtype = .float16

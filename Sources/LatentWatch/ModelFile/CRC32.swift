@@ -1,5 +1,5 @@
 /// CRC-32 (ISO-HDLC, the polynomial of zlib's `crc32`), slice-by-8.
-public enum CRC32 {
+package enum CRC32 {
     static let tables: [[UInt32]] = {
         var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for i in 0..<256 {
@@ -14,7 +14,7 @@ public enum CRC32 {
     }()
 
     /// CRC-32 of bytes, continuing from `crc` (0 to start).
-    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+    package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var c = ~crc
         let t = tables
         var i = 0
@@ -58,7 +58,7 @@ public enum CRC32 {
     }
 
     /// CRC-32 of a byte array, continuing from `crc` (0 to start).
-    public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+    package static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
 }

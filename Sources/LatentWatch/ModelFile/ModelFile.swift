@@ -2,15 +2,15 @@ import Foundation
 import LatentWatchNumerics
 
 /// Reads and writes LatentWatch model files (`.lwm`, Docs/ModelFormat.md): versioned, checksummed,
-/// zstd-compressed. A reader never crashes on bad bytes: every failure is a ``ModelFileError``.
+/// zstd-compressed. A reader never crashes on bad bytes: every failure is a ``LatentWatchError``.
 public enum ModelFile {
     /// First bytes of every model file.
-    public static let magic: [UInt8] = [0x89, 0x4C, 0x57, 0x4D, 0x0D, 0x0A, 0x1A, 0x0A]
+    package static let magic: [UInt8] = [0x89, 0x4C, 0x57, 0x4D, 0x0D, 0x0A, 0x1A, 0x0A]
     /// Last eight bytes of every model file.
-    public static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
+    package static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
     /// Format version this library writes.
-    public static let majorVersion: UInt16 = 1
-    public static let minorVersion: UInt16 = 0
+    package static let majorVersion: UInt16 = 1
+    package static let minorVersion: UInt16 = 0
     static let headerSize = 32
     static let entrySize = 48
     static let trailerSize = 16
@@ -22,9 +22,9 @@ public enum ModelFile {
         /// zstd level (1 fast ... 19 small).
         public var compressionLevel: Int32
         /// Store means and factors as float16 (with byte shuffling), whatever the in-memory precision.
-        public var precision: Precision?
+        public var precision: ElementType?
         /// Creates options. `precision` nil keeps the model's own.
-        public init(compressionLevel: Int32 = 9, precision: Precision? = nil) {
+        public init(compressionLevel: Int32 = 9, precision: ElementType? = nil) {
             self.compressionLevel = compressionLevel
             self.precision = precision
         }
@@ -36,12 +36,12 @@ public enum ModelFile {
     public static func encode(
         _ model: LatentModel,
         options: WriteOptions = WriteOptions()
-    ) throws(ModelFileError) -> [UInt8] {
+    ) throws(LatentWatchError) -> [UInt8] {
         let m = options.precision.map { model.converted(to: $0) } ?? model
         let (meta, sections) = layout(m)
         let json = try metadataBytes(meta)
         var payloads: [(kind: String, bytes: [UInt8], width: Int)] = [("META", json, 1)]
-        for t in sections.tensors { payloads.append(("TNSR", t.bytes, t.dtype.width)) }
+        for t in sections.tensors { payloads.append(("TNSR", t.bytes, t.dtype.byteWidth)) }
         return try container(payloads, level: options.compressionLevel)
     }
 
@@ -110,13 +110,13 @@ public enum ModelFile {
         return (meta, sections)
     }
 
-    static func metadataBytes(_ meta: ModelFileMetadata) throws(ModelFileError) -> [UInt8] {
+    static func metadataBytes(_ meta: ModelFileMetadata) throws(LatentWatchError) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         switch Result(catching: { try encoder.encode(meta) }) {
         case .success(let data): return Array(data)
         case .failure(let error):
-            throw ModelFileError(.io, "could not encode metadata: \(error)", remedy: "report this as a bug")
+            throw LatentWatchError(.io, "could not encode metadata: \(error)", remedy: "report this as a bug")
         }
     }
 
@@ -124,7 +124,7 @@ public enum ModelFile {
     static func container(
         _ payloads: [(kind: String, bytes: [UInt8], width: Int)],
         level: Int32
-    ) throws(ModelFileError) -> [UInt8] {
+    ) throws(LatentWatchError) -> [UInt8] {
         var entries: [UInt8] = []
         var data: [UInt8] = []
         let start = headerSize + entrySize * payloads.count
@@ -156,12 +156,12 @@ public enum ModelFile {
         _ model: LatentModel,
         to path: String,
         options: WriteOptions = WriteOptions()
-    ) throws(ModelFileError) {
+    ) throws(LatentWatchError) {
         let bytes = try encode(model, options: options)
         do {
             try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .io,
                 "could not write the model: \(error.localizedDescription)",
                 remedy: "check that the directory exists and is writable, and that the disk has space",
@@ -173,10 +173,10 @@ public enum ModelFile {
     // MARK: Reading
 
     /// Reads a model file.
-    public static func read(contentsOf path: String) throws(ModelFileError) -> LatentModel {
+    public static func read(contentsOf path: String) throws(LatentWatchError) -> LatentModel {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .io,
                 "could not read the file: \(error.localizedDescription)",
                 remedy: "check the path and permissions",
@@ -191,30 +191,37 @@ public enum ModelFile {
     }
 
     /// Decodes model file bytes.
-    public static func decode(_ b: [UInt8]) throws(ModelFileError) -> LatentModel {
+    public static func decode(_ b: [UInt8]) throws(LatentWatchError) -> LatentModel {
+        try decode(b, families: .standard)
+    }
+
+    /// Decodes model file bytes whose density family is one of `families`.
+    package static func decode(_ b: [UInt8], families: DensityFamilyRegistry) throws(LatentWatchError) -> LatentModel {
         let (meta, reader) = try decodeSections(b)
-        return try assemble(meta, reader)
+        var model = try assemble(meta, reader, families: families)
+        model.fingerprint = rd32(b, b.count - trailerSize)
+        return model
     }
 
     /// Describes a file without building the model (for `inspect`): header fields and metadata JSON.
-    public static func describe(
+    package static func describe(
         _ b: [UInt8]
-    ) throws(ModelFileError) -> (version: String, sections: Int, metadataJSON: String) {
+    ) throws(LatentWatchError) -> (version: String, sections: Int, metadataJSON: String) {
         try checkFraming(b)
         let json = try sectionPayloads(b, metadataOnly: true)[0]!
         return ("\(rd16(b, 8)).\(rd16(b, 10))", Int(rd32(b, 16)), String(decoding: json, as: UTF8.self))
     }
 
-    static func checkFraming(_ b: [UInt8]) throws(ModelFileError) {
+    static func checkFraming(_ b: [UInt8]) throws(LatentWatchError) {
         if b.count < 8 || Array(b[0..<8]) != magic {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .notAModelFile,
                 "not a LatentWatch model file (starts with \(describeStart(b)))",
                 remedy: "pass a .lwm file written by `latentwatch fit` or ModelFile.write"
             )
         }
         if b.count < headerSize + trailerSize {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .truncated,
                 "the file is \(b.count) bytes, shorter than a header and trailer",
                 remedy: "the file was cut short; copy it again"
@@ -227,7 +234,7 @@ public enum ModelFile {
                 major > majorVersion
                 ? "it was written by a newer LatentWatch (format \(major).\(minor)); upgrade LatentWatch to read it"
                 : "format \(major).\(minor) is not supported by this reader; refit the model with this version"
-            throw ModelFileError(
+            throw LatentWatchError(
                 .unsupportedVersion,
                 "model file format \(major).\(minor) is not readable by LatentWatch \(LatentWatchVersion.string) (reads \(majorVersion).x)",
                 remedy: advice
@@ -235,21 +242,21 @@ public enum ModelFile {
         }
         let declared = rd64(b, 24)
         if declared > UInt64(b.count) {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .truncated,
                 "the header declares \(declared) bytes but the file has \(b.count)",
                 remedy: "the file was cut short; copy it again"
             )
         }
         if declared < UInt64(b.count) {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .trailingBytes,
                 "the file has \(UInt64(b.count) - declared) bytes after the declared end",
                 remedy: "the file was appended to or concatenated; restore the original"
             )
         }
         if Array(b[(b.count - 8)...]) != endMagic {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .truncated,
                 "the end marker is missing",
                 remedy: "the file was cut short or overwritten; copy it again"
@@ -260,7 +267,7 @@ public enum ModelFile {
             CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<(b.count - trailerSize)]))
         }
         if stored != actual {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .checksumMismatch,
                 "the file checksum does not match (stored \(hex(stored)), computed \(hex(actual)))",
                 remedy: "the file is damaged; restore it from a good copy"
@@ -268,10 +275,10 @@ public enum ModelFile {
         }
     }
 
-    static func sectionPayloads(_ b: [UInt8], metadataOnly: Bool = false) throws(ModelFileError) -> [Int: [UInt8]] {
+    static func sectionPayloads(_ b: [UInt8], metadataOnly: Bool = false) throws(LatentWatchError) -> [Int: [UInt8]] {
         let count = Int(rd32(b, 16))
         guard count >= 1, count <= maxSections else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .implausibleSize,
                 "the header declares \(count) sections (1...\(maxSections) allowed)",
                 remedy: "the file is corrupt; restore it or refit"
@@ -280,7 +287,7 @@ public enum ModelFile {
         let tableEnd = headerSize + count * entrySize
         let dataEnd = b.count - trailerSize
         guard tableEnd <= dataEnd else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .sectionOutOfBounds,
                 "the section table (\(count) entries) runs past the end of the file",
                 remedy: "the file is corrupt; restore it or refit"
@@ -292,7 +299,7 @@ public enum ModelFile {
             let kind = String(decoding: b[e..<(e + 4)], as: UTF8.self)
             let expectedKind = s == 0 ? "META" : "TNSR"
             guard kind == expectedKind else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .malformedMetadata,
                     "section \(s) has kind '\(kind)', expected \(expectedKind)",
                     remedy: "the file is corrupt; restore it or refit"
@@ -306,7 +313,7 @@ public enum ModelFile {
             let decodedLength = rd64(b, e + 32)
             let crc = rd32(b, e + 40)
             guard codec <= 1, flags & ~1 == 0, [1, 2, 4, 8].contains(width) else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .unsupportedFeature,
                     "section \(s) uses codec \(codec), flags \(flags), width \(width)",
                     remedy: "the file needs a newer LatentWatch, or is corrupt"
@@ -314,7 +321,7 @@ public enum ModelFile {
             }
             guard offset >= UInt64(tableEnd), storedLength <= UInt64(dataEnd), offset <= UInt64(dataEnd) - storedLength
             else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .sectionOutOfBounds,
                     "section \(s) at offset \(offset) with \(storedLength) bytes lies outside the data area",
                     remedy: "the file is corrupt; restore it or refit"
@@ -323,7 +330,7 @@ public enum ModelFile {
             guard decodedLength <= UInt64(maxDecodedSection), decodedLength % UInt64(width) == 0,
                 codec == 1 || decodedLength == storedLength, decodedLength <= storedLength &* 65536 + 4096
             else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .implausibleSize,
                     "section \(s) declares \(decodedLength) decoded bytes from \(storedLength) stored",
                     remedy: "the file is corrupt; restore it or refit"
@@ -334,7 +341,7 @@ public enum ModelFile {
                 codec == 1 ? try Zstd.decompress(slice, expected: Int(decodedLength), section: s) : Array(slice)
             if flags & 1 != 0 { decoded = ByteShuffle.unshuffle(decoded, width: width) }
             guard CRC32.checksum(decoded) == crc else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .checksumMismatch,
                     "section \(s) checksum does not match",
                     remedy: "the file is damaged; restore it from a good copy"
@@ -345,26 +352,26 @@ public enum ModelFile {
         return out
     }
 
-    static func decodeSections(_ b: [UInt8]) throws(ModelFileError) -> (ModelFileMetadata, ModelSectionReader) {
+    static func decodeSections(_ b: [UInt8]) throws(LatentWatchError) -> (ModelFileMetadata, ModelSectionReader) {
         try checkFraming(b)
         let payloads = try sectionPayloads(b)
         let meta: ModelFileMetadata
         do { meta = try JSONDecoder().decode(ModelFileMetadata.self, from: Data(payloads[0]!)) } catch {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .malformedMetadata,
                 "the metadata does not parse: \(error)",
                 remedy: "the file is corrupt or not from LatentWatch; refit"
             )
         }
         guard meta.format == "latentwatch-model" else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .malformedMetadata,
                 "the metadata format is '\(meta.format)'",
                 remedy: "pass a LatentWatch model file"
             )
         }
         if let unknown = meta.requiredFeatures.first(where: { !ModelFileFeatures.known.contains($0) }) {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .unsupportedFeature,
                 "the file requires feature '\(unknown)', which LatentWatch \(LatentWatchVersion.string) does not have",
                 remedy: "upgrade LatentWatch"
@@ -375,7 +382,7 @@ public enum ModelFile {
             guard t.section >= 1, t.section < payloads.count, t.shape.allSatisfy({ $0 >= 0 && $0 <= 1 << 31 }),
                 t.shape.count <= 8
             else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .inconsistentModel,
                     "tensor '\(t.name)' has section \(t.section) and shape \(t.shape)",
                     remedy: "the file is corrupt; refit"
@@ -388,17 +395,21 @@ public enum ModelFile {
         return (meta, ModelSectionReader(density: meta.density, descriptors: descriptors, payloads: tensorPayloads))
     }
 
-    static func assemble(_ meta: ModelFileMetadata, _ r: ModelSectionReader) throws(ModelFileError) -> LatentModel {
-        guard let family = DensityFamilies.all[meta.density.family] else {
-            throw ModelFileError(
+    static func assemble(
+        _ meta: ModelFileMetadata,
+        _ r: ModelSectionReader,
+        families: DensityFamilyRegistry
+    ) throws(LatentWatchError) -> LatentModel {
+        guard let family = families.family(named: meta.density.family) else {
+            throw LatentWatchError(
                 .unsupportedFeature,
                 "density family '\(meta.density.family)' is unknown to LatentWatch \(LatentWatchVersion.string)",
                 remedy: "upgrade LatentWatch"
             )
         }
-        let density = try family.decode(from: r)
+        let density = try family.decode(r)
         guard let pooling = PreparationOptions.Pooling(rawValue: meta.preparation.pooling) else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .unsupportedFeature,
                 "pooling '\(meta.preparation.pooling)' is unknown",
                 remedy: "upgrade LatentWatch"
@@ -410,7 +421,7 @@ public enum ModelFile {
         case "components": projection = .components(meta.preparation.projection.k ?? 0)
         case "variance": projection = .varianceFraction(meta.preparation.projection.fraction ?? 0)
         default:
-            throw ModelFileError(
+            throw LatentWatchError(
                 .unsupportedFeature,
                 "projection '\(meta.preparation.projection.kind)' is unknown",
                 remedy: "upgrade LatentWatch"
@@ -426,7 +437,7 @@ public enum ModelFile {
             shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) <= 1 << 30,
             Preparation.validate(shape: shape, options: options) == nil
         else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "input shape \(shape) does not suit pooling '\(pooling.rawValue)'",
                 remedy: "the file is corrupt; refit"
@@ -437,7 +448,7 @@ public enum ModelFile {
         var preparation = Preparation(inputShape: shape, options: options)
         if projection != .none {
             guard out >= 1, out <= pooled else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .inconsistentModel,
                     "projection to \(out) of \(pooled) dimensions",
                     remedy: "the file is corrupt; refit"
@@ -455,7 +466,7 @@ public enum ModelFile {
             )
         }
         guard preparation.outputDimension == out, out == density.dimension else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "preparation yields \(preparation.outputDimension) dimensions, metadata says \(out), density has \(density.dimension)",
                 remedy: "the file is corrupt; refit"
@@ -467,7 +478,7 @@ public enum ModelFile {
             let mean = try r.floats("background.mean", shape: [d])
             let factor = try r.factors("background.factor", count: 1, dimension: d)[0]
             guard bg.logNormalizer.isFinite else {
-                throw ModelFileError(.inconsistentModel, "background log normaliser is not finite", remedy: "refit")
+                throw LatentWatchError(.inconsistentModel, "background log normaliser is not finite", remedy: "refit")
             }
             background = GaussianComponent(
                 mean: mean,
@@ -481,13 +492,13 @@ public enum ModelFile {
             guard let kind = ScoreKind(rawValue: name), let m = meta.calibration.counts[name] else { continue }
             let key = "calibration.\(name)"
             guard let vd = r.descriptors["\(key).values"] else {
-                throw ModelFileError(.inconsistentModel, "calibration '\(name)' has no values", remedy: "refit")
+                throw LatentWatchError(.inconsistentModel, "calibration '\(name)' has no values", remedy: "refit")
             }
             let n = vd.shape.first ?? 0
             let values = try r.floats("\(key).values", shape: [n])
             let ranks = try r.uint32s("\(key).ranks", shape: [n])
             guard let dist = EmpiricalDistribution(count: m, values: values, ranks: ranks) else {
-                throw ModelFileError(
+                throw LatentWatchError(
                     .inconsistentModel,
                     "calibration '\(name)' is not sorted or its ranks are inconsistent",
                     remedy: "refit"

@@ -1,43 +1,61 @@
 import LatentWatchNumerics
 
-/// Element types of tensors in a model file.
-public enum TensorDType: String, Sendable, Codable {
-    case f32, f16, f64, u32, i64
+/// Description of one tensor section in the metadata.
+package struct TensorDescriptor: Sendable, Codable, Equatable {
+    /// Tensor name, e.g. `density.means`.
+    package var name: String
+    /// Index of its `TNSR` section.
+    package var section: Int
+    /// Element type, written as its short tag ("f32", "f16", "f64", "u32", "i64").
+    package var dtype: ElementType
+    /// Shape.
+    package var shape: [Int]
+    /// `dense` or `packed-lower`.
+    package var layout: String
 
-    /// Bytes per element.
-    public var width: Int {
-        switch self {
-        case .f16: return 2
-        case .f32, .u32: return 4
-        case .f64, .i64: return 8
+    enum CodingKeys: String, CodingKey { case name, section, dtype, shape, layout }
+
+    package init(name: String, section: Int, dtype: ElementType, shape: [Int], layout: String) {
+        self.name = name
+        self.section = section
+        self.dtype = dtype
+        self.shape = shape
+        self.layout = layout
+    }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        section = try c.decode(Int.self, forKey: .section)
+        let tag = try c.decode(String.self, forKey: .dtype)
+        guard let t = ElementType(tag: tag) else {
+            throw DecodingError.dataCorruptedError(forKey: .dtype, in: c, debugDescription: "unknown dtype '\(tag)'")
         }
+        dtype = t
+        shape = try c.decode([Int].self, forKey: .shape)
+        layout = try c.decode(String.self, forKey: .layout)
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(section, forKey: .section)
+        try c.encode(dtype.tag, forKey: .dtype)
+        try c.encode(shape, forKey: .shape)
+        try c.encode(layout, forKey: .layout)
     }
 }
 
-/// Description of one tensor section in the metadata.
-public struct TensorDescriptor: Sendable, Codable, Equatable {
-    /// Tensor name, e.g. `density.means`.
-    public var name: String
-    /// Index of its `TNSR` section.
-    public var section: Int
-    /// Element type.
-    public var dtype: TensorDType
-    /// Shape.
-    public var shape: [Int]
-    /// `dense` or `packed-lower`.
-    public var layout: String
-}
-
 /// Density parameters that live in the metadata JSON (scalars and short vectors).
-public struct DensityDescriptor: Sendable, Codable, Equatable {
-    public var family: String
-    public var dimension: Int
-    public var components: Int
-    public var precision: Precision
-    public var classLabels: [Int]?
-    public var logWeights: [Double]
-    public var logNormalizers: [Double]
-    public var regularization: [AppliedRegularization]
+package struct DensityDescriptor: Sendable, Codable, Equatable {
+    package var family: String
+    package var dimension: Int
+    package var components: Int
+    package var precision: ElementType
+    package var classLabels: [Int]?
+    package var logWeights: [Double]
+    package var logNormalizers: [Double]
+    package var regularization: [AppliedRegularization]
 
     enum CodingKeys: String, CodingKey {
         case family, dimension, components, precision
@@ -47,11 +65,11 @@ public struct DensityDescriptor: Sendable, Codable, Equatable {
         case regularization
     }
 
-    public init(
+    package init(
         family: String,
         dimension: Int,
         components: Int,
-        precision: Precision,
+        precision: ElementType,
         classLabels: [Int]?,
         logWeights: [Double],
         logNormalizers: [Double],
@@ -69,71 +87,82 @@ public struct DensityDescriptor: Sendable, Codable, Equatable {
 }
 
 /// A tensor on its way into a file.
-public struct PendingTensor: Sendable {
-    public var name: String
-    public var dtype: TensorDType
-    public var shape: [Int]
-    public var layout: String
-    public var bytes: [UInt8]
+package struct PendingTensor: Sendable {
+    package var name: String
+    package var dtype: ElementType
+    package var shape: [Int]
+    package var layout: String
+    package var bytes: [UInt8]
 }
 
 /// Collects what a model contributes to a file: the density descriptor and the tensors.
-public struct ModelSectionWriter: Sendable {
+package struct ModelSectionWriter: Sendable {
     /// The density's JSON part.
-    public var density: DensityDescriptor?
+    package var density: DensityDescriptor?
     /// Tensors in the order they will be written.
-    public private(set) var tensors: [PendingTensor] = []
+    package private(set) var tensors: [PendingTensor] = []
 
     /// An empty writer.
-    public init() {}
+    package init() {}
 
     /// Adds float values at a precision (f32, or f16 bits).
-    public mutating func addFloats(
+    package mutating func addFloats(
         _ name: String,
         _ values: [Float],
         shape: [Int],
-        precision: Precision = .float32,
+        precision: ElementType = .float32,
         layout: String = "dense"
     ) {
-        switch precision {
-        case .float32:
+        if precision == .float16 {
+            addHalf(name, HalfConversion.toHalf(values), shape: shape, layout: layout)
+        } else {
             tensors.append(
                 PendingTensor(
                     name: name,
-                    dtype: .f32,
+                    dtype: .float32,
                     shape: shape,
                     layout: layout,
                     bytes: ByteCoding.bytes(of: values)
                 )
             )
-        case .float16:
-            addHalf(name, HalfConversion.toHalf(values), shape: shape, layout: layout)
         }
     }
 
     /// Adds binary16 bit patterns.
-    public mutating func addHalf(_ name: String, _ bits: [UInt16], shape: [Int], layout: String = "dense") {
+    package mutating func addHalf(_ name: String, _ bits: [UInt16], shape: [Int], layout: String = "dense") {
         tensors.append(
-            PendingTensor(name: name, dtype: .f16, shape: shape, layout: layout, bytes: ByteCoding.bytes(of: bits))
+            PendingTensor(name: name, dtype: .float16, shape: shape, layout: layout, bytes: ByteCoding.bytes(of: bits))
         )
     }
 
     /// Adds doubles.
-    public mutating func addDoubles(_ name: String, _ values: [Double], shape: [Int]) {
+    package mutating func addDoubles(_ name: String, _ values: [Double], shape: [Int]) {
         tensors.append(
-            PendingTensor(name: name, dtype: .f64, shape: shape, layout: "dense", bytes: ByteCoding.bytes(of: values))
+            PendingTensor(
+                name: name,
+                dtype: .float64,
+                shape: shape,
+                layout: "dense",
+                bytes: ByteCoding.bytes(of: values)
+            )
         )
     }
 
     /// Adds unsigned 32-bit integers.
-    public mutating func addUInt32(_ name: String, _ values: [UInt32], shape: [Int]) {
+    package mutating func addUInt32(_ name: String, _ values: [UInt32], shape: [Int]) {
         tensors.append(
-            PendingTensor(name: name, dtype: .u32, shape: shape, layout: "dense", bytes: ByteCoding.bytes(of: values))
+            PendingTensor(
+                name: name,
+                dtype: .uint32,
+                shape: shape,
+                layout: "dense",
+                bytes: ByteCoding.bytes(of: values)
+            )
         )
     }
 
     /// Adds a stack of packed lower-triangular factors at their storage precision.
-    public mutating func addFactors(_ name: String, _ factors: [PackedTriangular], dimension d: Int) {
+    package mutating func addFactors(_ name: String, _ factors: [PackedTriangular], dimension d: Int) {
         let shape = [factors.count, d]
         if factors.allSatisfy({ $0.precision == .float16 }) {
             var bits: [UInt16] = []
@@ -150,9 +179,9 @@ public struct ModelSectionWriter: Sendable {
 }
 
 /// Gives a family decoder the density descriptor and typed access to tensors, checking shapes.
-public struct ModelSectionReader: Sendable {
+package struct ModelSectionReader: Sendable {
     /// The density's JSON part.
-    public let density: DensityDescriptor
+    package let density: DensityDescriptor
     let descriptors: [String: TensorDescriptor]
     let payloads: [Int: [UInt8]]
 
@@ -163,33 +192,36 @@ public struct ModelSectionReader: Sendable {
     }
 
     /// Whether a tensor is present.
-    public func has(_ name: String) -> Bool { descriptors[name] != nil }
+    package func has(_ name: String) -> Bool { descriptors[name] != nil }
 
-    func descriptor(_ name: String, shape: [Int], layout: String) throws(ModelFileError) -> (TensorDescriptor, [UInt8])
-    {
+    func descriptor(
+        _ name: String,
+        shape: [Int],
+        layout: String
+    ) throws(LatentWatchError) -> (TensorDescriptor, [UInt8]) {
         guard let t = descriptors[name] else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "tensor '\(name)' is missing",
                 remedy: "re-export the model with a current LatentWatch"
             )
         }
         guard t.shape == shape else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "tensor '\(name)' has shape \(t.shape), the metadata implies \(shape)",
                 remedy: "the file is inconsistent; refit or re-export the model"
             )
         }
         guard t.layout == layout else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "tensor '\(name)' has layout '\(t.layout)', expected '\(layout)'",
                 remedy: "refit or re-export the model"
             )
         }
         guard let bytes = payloads[t.section] else {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "tensor '\(name)' points at section \(t.section), which is not a tensor section",
                 remedy: "refit or re-export the model"
@@ -201,10 +233,10 @@ public struct ModelSectionReader: Sendable {
         } else {
             elements = shape.reduce(1, *)
         }
-        guard bytes.count == elements * t.dtype.width else {
-            throw ModelFileError(
+        guard bytes.count == elements * t.dtype.byteWidth else {
+            throw LatentWatchError(
                 .inconsistentModel,
-                "tensor '\(name)' holds \(bytes.count) bytes, its shape needs \(elements * t.dtype.width)",
+                "tensor '\(name)' holds \(bytes.count) bytes, its shape needs \(elements * t.dtype.byteWidth)",
                 remedy: "refit or re-export the model"
             )
         }
@@ -212,21 +244,21 @@ public struct ModelSectionReader: Sendable {
     }
 
     /// Float values (f16 widened), checked against a shape; non-finite values are refused.
-    public func floats(_ name: String, shape: [Int], layout: String = "dense") throws(ModelFileError) -> [Float] {
+    package func floats(_ name: String, shape: [Int], layout: String = "dense") throws(LatentWatchError) -> [Float] {
         let (t, bytes) = try descriptor(name, shape: shape, layout: layout)
         let values: [Float]
         switch t.dtype {
-        case .f32: values = ByteCoding.values(bytes, as: Float.self)
-        case .f16: values = HalfConversion.toFloat(ByteCoding.values(bytes, as: UInt16.self))
+        case .float32: values = ByteCoding.values(bytes, as: Float.self)
+        case .float16: values = HalfConversion.toFloat(ByteCoding.values(bytes, as: UInt16.self))
         default:
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
-                "tensor '\(name)' has dtype \(t.dtype.rawValue), expected f32 or f16",
+                "tensor '\(name)' has dtype \(t.dtype.tag), expected f32 or f16",
                 remedy: "refit or re-export the model"
             )
         }
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw ModelFileError(
+            throw LatentWatchError(
                 .inconsistentModel,
                 "tensor '\(name)' holds a non-finite value at element \(bad)",
                 remedy: "refit the model; its parameters are corrupt"
@@ -236,19 +268,20 @@ public struct ModelSectionReader: Sendable {
     }
 
     /// binary16 bits when the tensor is stored as f16, else nil.
-    public func halfBits(_ name: String, shape: [Int], layout: String = "dense") throws(ModelFileError) -> [UInt16]? {
+    package func halfBits(_ name: String, shape: [Int], layout: String = "dense") throws(LatentWatchError) -> [UInt16]?
+    {
         let (t, bytes) = try descriptor(name, shape: shape, layout: layout)
-        guard t.dtype == .f16 else { return nil }
+        guard t.dtype == .float16 else { return nil }
         return ByteCoding.values(bytes, as: UInt16.self)
     }
 
     /// Double values checked against a shape.
-    public func doubles(_ name: String, shape: [Int]) throws(ModelFileError) -> [Double] {
+    package func doubles(_ name: String, shape: [Int]) throws(LatentWatchError) -> [Double] {
         let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
-        guard t.dtype == .f64 else {
-            throw ModelFileError(
+        guard t.dtype == .float64 else {
+            throw LatentWatchError(
                 .inconsistentModel,
-                "tensor '\(name)' has dtype \(t.dtype.rawValue), expected f64",
+                "tensor '\(name)' has dtype \(t.dtype.tag), expected f64",
                 remedy: "refit or re-export the model"
             )
         }
@@ -256,12 +289,12 @@ public struct ModelSectionReader: Sendable {
     }
 
     /// UInt32 values checked against a shape.
-    public func uint32s(_ name: String, shape: [Int]) throws(ModelFileError) -> [UInt32] {
+    package func uint32s(_ name: String, shape: [Int]) throws(LatentWatchError) -> [UInt32] {
         let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
-        guard t.dtype == .u32 else {
-            throw ModelFileError(
+        guard t.dtype == .uint32 else {
+            throw LatentWatchError(
                 .inconsistentModel,
-                "tensor '\(name)' has dtype \(t.dtype.rawValue), expected u32",
+                "tensor '\(name)' has dtype \(t.dtype.tag), expected u32",
                 remedy: "refit or re-export the model"
             )
         }
@@ -269,7 +302,7 @@ public struct ModelSectionReader: Sendable {
     }
 
     /// Decodes a stack of packed factors at the stored precision.
-    public func factors(_ name: String, count: Int, dimension d: Int) throws(ModelFileError) -> [PackedTriangular] {
+    package func factors(_ name: String, count: Int, dimension d: Int) throws(LatentWatchError) -> [PackedTriangular] {
         let per = d * (d + 1) / 2
         if let bits = try halfBits(name, shape: [count, d], layout: "packed-lower") {
             return (0..<count).map {
@@ -284,14 +317,14 @@ public struct ModelSectionReader: Sendable {
 }
 
 /// Little-endian conversion between arrays of fixed-width values and bytes.
-public enum ByteCoding {
+package enum ByteCoding {
     /// The little-endian bytes of an array of trivial values.
-    public static func bytes<T: BitwiseCopyable>(of values: [T]) -> [UInt8] {
+    package static func bytes<T: BitwiseCopyable>(of values: [T]) -> [UInt8] {
         values.withUnsafeBytes { Array($0) }
     }
 
     /// Values from little-endian bytes (count must be a multiple of the width).
-    public static func values<T: BitwiseCopyable>(_ bytes: [UInt8], as: T.Type) -> [T] {
+    package static func values<T: BitwiseCopyable>(_ bytes: [UInt8], as: T.Type) -> [T] {
         let n = bytes.count / MemoryLayout<T>.stride
         return [T](unsafeUninitializedCapacity: n) { buf, initialized in
             bytes.withUnsafeBytes { raw in

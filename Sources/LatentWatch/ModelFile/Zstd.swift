@@ -33,25 +33,26 @@ enum Zstd {
         case undecodable(String)
     }
 
-    static func compress(_ input: [UInt8], level: Int32 = 9) throws(ModelFileError) -> [UInt8] {
+    static func compress(_ input: [UInt8], level: Int32 = 9) throws(LatentWatchError) -> [UInt8] {
         guard let out = compressed(input, level: level) else {
-            throw ModelFileError(.io, "zstd compression failed", remedy: "report this as a bug")
+            throw LatentWatchError(.io, "zstd compression failed", remedy: "report this as a bug")
         }
         return out
     }
 
     /// Decompresses one frame that must decode to exactly `expected` bytes.
-    static func decompress(_ input: ArraySlice<UInt8>, expected: Int, section: Int) throws(ModelFileError) -> [UInt8] {
+    static func decompress(_ input: ArraySlice<UInt8>, expected: Int, section: Int) throws(LatentWatchError) -> [UInt8]
+    {
         switch decompressed(input, expected: expected) {
         case .success(let out): return out
         case .failure(.notAFrameOfDeclaredSize):
-            throw ModelFileError(
+            throw LatentWatchError(
                 .decompressionFailed,
                 "section \(section) is not a zstd frame of the declared \(expected) bytes",
                 remedy: "the file is damaged; restore it from a good copy or refit"
             )
         case .failure(.undecodable(let reason)):
-            throw ModelFileError(
+            throw LatentWatchError(
                 .decompressionFailed,
                 "section \(section) does not decompress: \(reason)",
                 remedy: "the file is damaged; restore it from a good copy or refit"

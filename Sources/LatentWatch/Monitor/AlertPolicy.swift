@@ -17,7 +17,7 @@ public struct AlertPolicy: Sendable, Equatable {
     /// Sliding-window rate test (nil: off).
     public var window: WindowPolicy?
     /// Distribution-shift detector mode (nil: off).
-    public var shift: ShiftDetector.Mode?
+    public var shift: ShiftDetection?
     /// Jump rate of the shift detector's martingale.
     public var jumpRate: Double
     /// Fusion of layers' p-values.
@@ -50,7 +50,7 @@ public struct AlertPolicy: Sendable, Equatable {
         inputAlpha: Double = 0.01,
         aleatoricAlpha: Double? = 0.01,
         window: WindowPolicy? = WindowPolicy(),
-        shift: ShiftDetector.Mode? = .anytime(delta: 0.01),
+        shift: ShiftDetection? = .anytime(delta: 0.01),
         jumpRate: Double = 0.01,
         fusion: PValueFusion = .bonferroni,
         correctForCalibrationSet: Bool = true
@@ -68,7 +68,7 @@ public struct AlertPolicy: Sendable, Equatable {
 extension PValueFusion {
     /// Fuses p-values; allocates nothing.
     @inlinable
-    public func fuse(_ p: UnsafeBufferPointer<Double>) -> Double {
+    package func fuse(_ p: UnsafeBufferPointer<Double>) -> Double {
         guard !p.isEmpty else { return 1 }
         if p.count == 1 { return p[0] }
         switch self {
@@ -99,7 +99,7 @@ extension AlertPolicy {
     /// bound ``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)`` at
     /// `inputAlpha` / L over `inputAlpha` / L (a union bound for Bonferroni fusion, approximate for Cauchy). Without
     /// `correctForCalibrationSet` there is no slack and the null rate is `inputAlpha`. Docs/Statistics.md.
-    public func calibrationCorrections(calibrationCounts: [Int]) -> (pValueSlack: [Double], windowNullRate: Double) {
+    package func calibrationCorrections(calibrationCounts: [Int]) -> (pValueSlack: [Double], windowNullRate: Double) {
         let layers = max(1, calibrationCounts.count)
         guard correctForCalibrationSet else {
             return ([Double](repeating: 0, count: calibrationCounts.count), inputAlpha)
@@ -119,4 +119,17 @@ extension AlertPolicy {
         }
         return (slack, inputAlpha + max(0, excess))
     }
+}
+
+/// What a shift alarm means: an anytime test (no false alarm ever, with probability 1 - delta) or change
+/// detection (restarts after each alarm; false alarms bounded by a mean run length). Docs/Statistics.md.
+public enum ShiftDetection: Sendable, Equatable {
+    /// Alarm when the martingale crosses 1 / (delta / 2), never restarting: with independent uniform
+    /// p-values the probability of any false alarm, ever, is at most delta / 2 (Ville). The other
+    /// delta / 2 pays for conditioning on the fixed calibration set.
+    case anytime(delta: Double)
+    /// Shiryaev-Roberts change detection on the martingale's ratios, R_n = (1 + R_{n-1}) S_n / S_{n-1},
+    /// alarm when R_n >= the mean run length asked for, then restart. Under the null R_n - n is a
+    /// martingale, so the mean run length to a false alarm is at least that value.
+    case changeDetection(meanRunLength: Double)
 }

@@ -83,33 +83,3 @@ public struct Assessment: Sendable, Equatable {
         self.shiftLogEvidence = shiftLogEvidence
     }
 }
-
-/// Why the monitor refused an input. Later inputs are unaffected.
-public struct MonitorError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The kind of failure.
-    public enum Code: String, Sendable, Equatable {
-        /// The number of activations differs from the number of monitored layers.
-        case layerCountMismatch
-        /// An activation has the wrong element count or holds NaN/Inf.
-        case invalidActivation
-        /// The model outputs have the wrong count or hold NaN/Inf (or negative probabilities).
-        case invalidOutputs
-        /// The background queue is full and the policy is to reject.
-        case queueFull
-        /// The monitor has shut down.
-        case shutDown
-    }
-
-    /// The kind of failure.
-    public let code: Code
-    /// What went wrong.
-    public let message: String
-
-    /// Creates an error.
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(message) [\(code.rawValue)]" }
-}

@@ -11,7 +11,7 @@ extension Monitor {
     public func submit(
         _ activations: [UnsafeBufferPointer<Float>],
         requestID: String? = nil
-    ) throws(MonitorError) -> Bool {
+    ) throws(LatentWatchError) -> Bool {
         try checkLayerCount(activations.count)
         return try enqueue(requestID: requestID) { activations[$0] }
     }
@@ -22,19 +22,19 @@ extension Monitor {
     public func submit(
         half activations: [UnsafeBufferPointer<Float16>],
         requestID: String? = nil
-    ) throws(MonitorError)
+    ) throws(LatentWatchError)
         -> Bool
     {
         try checkLayerCount(activations.count)
         guard let queue else {
-            throw MonitorError(.queueFull, "submit needs background mode; call assess in inline mode")
+            throw LatentWatchError(.queueFull, "submit needs background mode; call assess in inline mode")
         }
         for l in 0..<layers.count {
             do {
                 try layers[l].model.validate(half: activations[l])
             } catch {
                 metrics.rejected.increment()
-                throw MonitorError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
+                throw LatentWatchError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
             }
         }
         let result = queue.push(requestID: requestID) { l, dst in
@@ -48,22 +48,25 @@ extension Monitor {
 
     /// Single-layer background submission (no array needed).
     @discardableResult
-    public func submit(_ activation: UnsafeBufferPointer<Float>, requestID: String? = nil) throws(MonitorError) -> Bool
-    {
+    public func submit(
+        _ activation: UnsafeBufferPointer<Float>,
+        requestID: String? = nil
+    ) throws(LatentWatchError) -> Bool {
         try checkLayerCount(1)
         return try enqueue(requestID: requestID) { _ in activation }
     }
 
-    func enqueue(requestID: String?, _ activation: (Int) -> UnsafeBufferPointer<Float>) throws(MonitorError) -> Bool {
+    func enqueue(requestID: String?, _ activation: (Int) -> UnsafeBufferPointer<Float>) throws(LatentWatchError) -> Bool
+    {
         guard let queue else {
-            throw MonitorError(.queueFull, "submit needs background mode; call assess in inline mode")
+            throw LatentWatchError(.queueFull, "submit needs background mode; call assess in inline mode")
         }
         for l in 0..<layers.count {
             do {
                 try layers[l].model.validate(activation(l))
             } catch {
                 metrics.rejected.increment()
-                throw MonitorError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
+                throw LatentWatchError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
             }
         }
         let result = queue.push(requestID: requestID) { l, dst in
@@ -73,19 +76,19 @@ extension Monitor {
         return try accept(result, queue)
     }
 
-    func accept(_ result: InputQueue.PushResult, _ queue: InputQueue) throws(MonitorError) -> Bool {
+    func accept(_ result: InputQueue.PushResult, _ queue: InputQueue) throws(LatentWatchError) -> Bool {
         switch result {
         case .queued:
             return true
         case .full:
             metrics.dropped.increment()
             if queue.whenFull == .reject {
-                throw MonitorError(.queueFull, "the monitor's queue of \(queue.capacity) inputs is full")
+                throw LatentWatchError(.queueFull, "the monitor's queue of \(queue.capacity) inputs is full")
             }
             return false
         case .closed:
             metrics.rejected.increment()
-            throw MonitorError(.shutDown, "the monitor has shut down")
+            throw LatentWatchError(.shutDown, "the monitor has shut down")
         }
     }
 
@@ -175,7 +178,7 @@ extension Monitor {
                 )
             }
             for r in 0..<n {
-                var failed: ScoringError?
+                var failed: LatentWatchError?
                 for l in 0..<layers.count {
                     switch results[l][r] {
                     case .success(let s): ws.scores[l] = s

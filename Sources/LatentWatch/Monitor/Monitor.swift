@@ -46,15 +46,15 @@ public final class Monitor: Service, Sendable {
         logger: Logger = Logger(label: "latentwatch.monitor"),
         metricsFactory: MetricsFactory? = nil,
         onAssessment: (@Sendable (Assessment) -> Void)? = nil
-    ) throws(MonitorError) {
+    ) throws(LatentWatchError) {
         guard !configuration.layers.isEmpty else {
-            throw MonitorError(.layerCountMismatch, "a monitor needs at least one layer")
+            throw LatentWatchError(.layerCountMismatch, "a monitor needs at least one layer")
         }
         self.configuration = configuration
         self.layers = configuration.layers
         let p = configuration.primaryLayer ?? configuration.layers.count - 1
         guard p >= 0 && p < configuration.layers.count else {
-            throw MonitorError(
+            throw LatentWatchError(
                 .layerCountMismatch,
                 "primary layer \(p) is not one of the \(configuration.layers.count) layers"
             )
@@ -114,7 +114,7 @@ public final class Monitor: Service, Sendable {
     public func assess(
         _ activations: [UnsafeBufferPointer<Float>],
         requestID: String? = nil
-    ) throws(MonitorError)
+    ) throws(LatentWatchError)
         -> Assessment
     {
         var a = Assessment()
@@ -134,7 +134,7 @@ public final class Monitor: Service, Sendable {
         outputs: UnsafeBufferPointer<Float>? = nil,
         requestID: String? = nil,
         into result: inout Assessment
-    ) throws(MonitorError) {
+    ) throws(LatentWatchError) {
         try checkLayerCount(activations.count)
         let summary = try summariseOutputs(outputs)
         try assessCore(requestID: requestID, outputs: outputs, summary: summary, into: &result) { activations[$0] }
@@ -145,28 +145,28 @@ public final class Monitor: Service, Sendable {
         _ activations: [UnsafeBufferPointer<Float>],
         outputs: UnsafeBufferPointer<Float>?,
         requestID: String? = nil
-    ) throws(MonitorError) -> Assessment {
+    ) throws(LatentWatchError) -> Assessment {
         var a = Assessment()
         try assess(activations, outputs: outputs, requestID: requestID, into: &a)
         return a
     }
 
-    func summariseOutputs(_ outputs: UnsafeBufferPointer<Float>?) throws(MonitorError) -> OutputSummary? {
+    func summariseOutputs(_ outputs: UnsafeBufferPointer<Float>?) throws(LatentWatchError) -> OutputSummary? {
         guard let outputs else { return nil }
         guard let expected = configuration.outputs else {
             metrics.rejected.increment()
-            throw MonitorError(.invalidOutputs, "outputs were passed, but the monitor is not configured for them")
+            throw LatentWatchError(.invalidOutputs, "outputs were passed, but the monitor is not configured for them")
         }
         guard outputs.count == expected.count else {
             metrics.rejected.increment()
-            throw MonitorError(
+            throw LatentWatchError(
                 .invalidOutputs,
                 "expected \(expected.count) outputs (\(expected.kind.rawValue)), got \(outputs.count)"
             )
         }
         guard let s = OutputSummary.summarise(outputs, kind: expected.kind) else {
             metrics.rejected.increment()
-            throw MonitorError(.invalidOutputs, "outputs hold NaN/Inf or negative probabilities")
+            throw LatentWatchError(.invalidOutputs, "outputs hold NaN/Inf or negative probabilities")
         }
         return s
     }
@@ -176,7 +176,7 @@ public final class Monitor: Service, Sendable {
         _ activation: UnsafeBufferPointer<Float>,
         requestID: String? = nil,
         into result: inout Assessment
-    ) throws(MonitorError) {
+    ) throws(LatentWatchError) {
         try checkLayerCount(1)
         try assessCore(requestID: requestID, outputs: nil, summary: nil, into: &result) { _ in activation }
     }
@@ -187,7 +187,7 @@ public final class Monitor: Service, Sendable {
         summary: OutputSummary?,
         into result: inout Assessment,
         _ activation: (Int) -> UnsafeBufferPointer<Float>
-    ) throws(MonitorError) {
+    ) throws(LatentWatchError) {
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
         for i in 0..<layers.count {
@@ -195,7 +195,7 @@ public final class Monitor: Service, Sendable {
                 ws.scores[i] = try layers[i].model.score(activation(i), workspace: ws.scoring[i])
             } catch {
                 metrics.rejected.increment()
-                throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
+                throw LatentWatchError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
             }
         }
         conclude(requestID: requestID, ws: ws, into: &result)
@@ -231,7 +231,7 @@ public final class Monitor: Service, Sendable {
     public func assess(
         half activations: [UnsafeBufferPointer<Float16>],
         requestID: String? = nil
-    ) throws(MonitorError)
+    ) throws(LatentWatchError)
         -> Assessment
     {
         try checkLayerCount(activations.count)
@@ -247,7 +247,7 @@ public final class Monitor: Service, Sendable {
                 ws.scores[i] = try layers[i].model.score(UnsafeBufferPointer(ws.converted[i]), workspace: ws.scoring[i])
             } catch {
                 metrics.rejected.increment()
-                throw MonitorError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
+                throw LatentWatchError(.invalidActivation, "layer '\(layers[i].name)': \(error.message)")
             }
         }
         let a = conclude(requestID: requestID, ws: ws)
@@ -266,7 +266,7 @@ public final class Monitor: Service, Sendable {
     public func assess(
         _ activation: UnsafeBufferPointer<Float>,
         requestID: String? = nil
-    ) throws(MonitorError)
+    ) throws(LatentWatchError)
         -> Assessment
     {
         var a = Assessment()
@@ -403,10 +403,10 @@ public final class Monitor: Service, Sendable {
     }
 
     /// Refuses (and counts) a call whose number of activations differs from the number of layers.
-    func checkLayerCount(_ n: Int) throws(MonitorError) {
+    func checkLayerCount(_ n: Int) throws(LatentWatchError) {
         guard n == layers.count else {
             metrics.rejected.increment()
-            throw MonitorError(
+            throw LatentWatchError(
                 .layerCountMismatch,
                 "got \(n) activations for \(layers.count) monitored layers (\(layerNames))"
             )

@@ -25,7 +25,7 @@ public enum MonitorMode: Sendable, Equatable {
 public enum OverflowPolicy: String, Sendable, Equatable {
     /// Drop the new input and count it.
     case dropNewest
-    /// Refuse it with ``MonitorError/Code/queueFull`` and count it.
+    /// Refuse it with ``LatentWatchError/Code/queueFull`` and count it.
     case reject
 }
 

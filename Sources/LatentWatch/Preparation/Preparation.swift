@@ -8,32 +8,32 @@ import Darwin
 
 /// A fitted input preparation: pooling, optional L2 normalisation and optional PCA, mapping a raw
 /// activation of ``inputShape`` to a latent vector of ``outputDimension`` floats.
-public struct Preparation: Sendable {
+package struct Preparation: Sendable {
     /// Shape of one raw activation as the host hands it (for example [512], [256, 7, 7] or [128, 384]).
-    public let inputShape: [Int]
+    package let inputShape: [Int]
     /// The options it was fitted with.
-    public let options: PreparationOptions
+    package let options: PreparationOptions
     /// PCA mean (pooledDimension floats) when projecting.
-    public let projectionMean: [Float]?
+    package let projectionMean: [Float]?
     /// PCA components, row-major [outputDimension, pooledDimension], when projecting.
-    public let projectionComponents: [Float]?
+    package let projectionComponents: [Float]?
     /// Eigenvalues of the kept components (variance along each), when projecting.
-    public let projectionVariances: [Double]?
+    package let projectionVariances: [Double]?
 
     /// Number of floats in one raw activation.
-    public var inputCount: Int { inputShape.reduce(1, *) }
+    package var inputCount: Int { inputShape.reduce(1, *) }
 
     /// Dimension after pooling (before PCA).
-    public var pooledDimension: Int { Self.pooledDimension(shape: inputShape, pooling: options.pooling) }
+    package var pooledDimension: Int { Self.pooledDimension(shape: inputShape, pooling: options.pooling) }
 
     /// Dimension of the latent vector the density sees.
-    public var outputDimension: Int {
+    package var outputDimension: Int {
         if let c = projectionComponents { return c.count / pooledDimension }
         return pooledDimension
     }
 
     /// Dimension after pooling for a shape, or nil when the pooling does not apply to it.
-    public static func pooledDimension(shape: [Int], pooling: PreparationOptions.Pooling) -> Int {
+    package static func pooledDimension(shape: [Int], pooling: PreparationOptions.Pooling) -> Int {
         switch pooling {
         case .flatten: return shape.reduce(1, *)
         case .globalAverage: return shape.first ?? 1
@@ -42,7 +42,7 @@ public struct Preparation: Sendable {
     }
 
     /// Checks that a pooling fits a shape; returns a reason when it does not.
-    public static func validate(shape: [Int], options: PreparationOptions) -> String? {
+    package static func validate(shape: [Int], options: PreparationOptions) -> String? {
         if shape.isEmpty { return "the activation shape is empty" }
         if shape.contains(where: { $0 <= 0 }) { return "the activation shape \(shape) has a non-positive extent" }
         switch options.pooling {
@@ -55,7 +55,7 @@ public struct Preparation: Sendable {
     }
 
     /// An unfitted-projection preparation (pooling and normalisation only).
-    public init(inputShape: [Int], options: PreparationOptions) {
+    package init(inputShape: [Int], options: PreparationOptions) {
         self.inputShape = inputShape
         self.options = options
         self.projectionMean = nil
@@ -64,7 +64,7 @@ public struct Preparation: Sendable {
     }
 
     /// A preparation with a fitted projection.
-    public init(
+    package init(
         inputShape: [Int],
         options: PreparationOptions,
         projectionMean: [Float]?,
@@ -80,7 +80,7 @@ public struct Preparation: Sendable {
 
     /// Pools and normalises one raw activation into `out` (pooledDimension floats). No allocation.
     @inlinable
-    public func pool(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+    package func pool(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
         let p = pooledDimension
         switch options.pooling {
         case .flatten:
@@ -117,7 +117,7 @@ public struct Preparation: Sendable {
     /// Full preparation of one raw activation into `out` (outputDimension floats); `scratch` holds at least
     /// pooledDimension floats. No allocation.
     @inlinable
-    public func prepare(
+    package func prepare(
         _ x: UnsafePointer<Float>,
         into out: UnsafeMutablePointer<Float>,
         scratch: UnsafeMutablePointer<Float>

@@ -113,19 +113,27 @@ public final class ActivationRecorder: Sendable {
     let state: LockedValue<State>
 
     /// Creates the first file and writes its header.
-    public init(configuration: Configuration) throws(RecordingError) {
-        guard !configuration.layers.isEmpty else { throw RecordingError("a recorder needs at least one layer") }
+    public init(configuration: Configuration) throws(LatentWatchError) {
+        guard !configuration.layers.isEmpty else {
+            throw LatentWatchError(.invalidConfiguration, "a recorder needs at least one layer")
+        }
+        if let l = configuration.layers.first(where: { !$0.dtype.isParameterPrecision }) {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "layer '\(l.name)' is to be recorded as \(l.dtype); choose float32 or float16"
+            )
+        }
         if case .rate(let p) = configuration.sampling, !(p > 0 && p <= 1) {
-            throw RecordingError("sampling rate must be in (0, 1], got \(p)")
+            throw LatentWatchError(.invalidConfiguration, "sampling rate must be in (0, 1], got \(p)")
         }
         if case .reservoir(let k) = configuration.sampling, k < 1 {
-            throw RecordingError("reservoir size must be at least 1")
+            throw LatentWatchError(.invalidConfiguration, "reservoir size must be at least 1")
         }
         self.configuration = configuration
         var s = State(random: SeededRandom(seed: configuration.seed))
         s.chunk = Self.emptyChunk(configuration)
         state = LockedValue(s)
-        try state.withLock { (s) throws(RecordingError) in try openNextFile(&s) }
+        try state.withLock { (s) throws(LatentWatchError) in try openNextFile(&s) }
     }
 
     static func emptyChunk(_ c: Configuration) -> RecordingChunk {
@@ -136,7 +144,7 @@ public final class ActivationRecorder: Sendable {
         chunk.requestIDs.reserveCapacity(n)
         chunk.layers = c.layers.map { l in
             var a: [UInt8] = []
-            a.reserveCapacity(n * l.elements * l.dtype.width)
+            a.reserveCapacity(n * l.elements * l.dtype.byteWidth)
             return a
         }
         chunk.outputs.reserveCapacity(n * c.outputCount)
@@ -160,22 +168,28 @@ public final class ActivationRecorder: Sendable {
         requestID: String? = nil,
         index: Int? = nil,
         timestamp: Double? = nil
-    ) throws(RecordingError) -> Bool {
+    ) throws(LatentWatchError) -> Bool {
         let layers = configuration.layers
         guard activations.count == layers.count else {
-            throw RecordingError("expected \(layers.count) layers' activations, got \(activations.count)")
+            throw LatentWatchError(
+                .layerCountMismatch,
+                "expected \(layers.count) layers' activations, got \(activations.count)"
+            )
         }
         for (i, l) in layers.enumerated() where activations[i].count != l.elements {
-            throw RecordingError("layer '\(l.name)' needs \(l.elements) values, got \(activations[i].count)")
+            throw LatentWatchError(
+                .shapeMismatch,
+                "layer '\(l.name)' needs \(l.elements) values, got \(activations[i].count)"
+            )
         }
         if configuration.outputCount > 0 {
             guard let outputs, outputs.count == configuration.outputCount else {
-                throw RecordingError("expected \(configuration.outputCount) outputs")
+                throw LatentWatchError(.invalidOutputs, "expected \(configuration.outputCount) outputs")
             }
         }
         let time = timestamp ?? Date().timeIntervalSince1970
-        return try state.withLock { (s) throws(RecordingError) -> Bool in
-            guard !s.closed else { throw RecordingError("the recorder is closed") }
+        return try state.withLock { (s) throws(LatentWatchError) -> Bool in
+            guard !s.closed else { throw LatentWatchError(.shutDown, "the recorder is closed") }
             let position = index.map { UInt64($0) } ?? s.seen
             s.seen += 1
             switch configuration.sampling {
@@ -215,28 +229,28 @@ public final class ActivationRecorder: Sendable {
     }
 
     /// Appends an activation's little-endian elements in the stored dtype (f16 converted in place).
-    static func append(_ a: UnsafeBufferPointer<Float>, as dtype: RecordedLayer.DType, to bytes: inout [UInt8]) {
-        switch dtype {
-        case .f32: bytes.append(contentsOf: UnsafeRawBufferPointer(a))
-        case .f16:
+    static func append(_ a: UnsafeBufferPointer<Float>, as dtype: ElementType, to bytes: inout [UInt8]) {
+        if dtype == .float16 {
             let start = bytes.count
             bytes.append(contentsOf: repeatElement(0, count: 2 * a.count))
             bytes.withUnsafeMutableBytes { raw in
                 let dst = (raw.baseAddress! + start).assumingMemoryBound(to: UInt16.self)
                 HalfConversion.convert(a.baseAddress!, toHalf: dst, count: a.count)
             }
+        } else {
+            bytes.append(contentsOf: UnsafeRawBufferPointer(a))
         }
     }
 
     /// Writes buffered inputs (a partial chunk, or the reservoir) to disk.
-    public func flush() throws(RecordingError) {
-        try state.withLock { (s) throws(RecordingError) in
+    public func flush() throws(LatentWatchError) {
+        try state.withLock { (s) throws(LatentWatchError) in
             guard !s.closed else { return }
             try flushLocked(&s)
         }
     }
 
-    func flushLocked(_ s: inout State) throws(RecordingError) {
+    func flushLocked(_ s: inout State) throws(LatentWatchError) {
         if case .reservoir = configuration.sampling, !s.reservoir.isEmpty {
             let records = s.reservoir.sorted { $0.index < $1.index }
             s.reservoir = []
@@ -254,8 +268,8 @@ public final class ActivationRecorder: Sendable {
     }
 
     /// Flushes and closes the file. Later `record` calls throw.
-    public func close() throws(RecordingError) {
-        try state.withLock { (s) throws(RecordingError) in
+    public func close() throws(LatentWatchError) {
+        try state.withLock { (s) throws(LatentWatchError) in
             guard !s.closed else { return }
             defer {
                 if s.fd >= 0 { Glibc.close(s.fd) }
@@ -284,7 +298,7 @@ public final class ActivationRecorder: Sendable {
         return ext.isEmpty ? "\(base)-\(k)" : "\(base)-\(k).\(ext)"
     }
 
-    func openNextFile(_ s: inout State) throws(RecordingError) {
+    func openNextFile(_ s: inout State) throws(LatentWatchError) {
         if s.fd >= 0 {
             if configuration.durable { fsync(s.fd) }
             Glibc.close(s.fd)
@@ -293,7 +307,9 @@ public final class ActivationRecorder: Sendable {
         }
         let path = path(forSequence: s.fileSequence)
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RecordingError("\(path): cannot create: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw LatentWatchError(.io, "\(path): cannot create: \(String(cString: strerror(errno)))")
+        }
         let header = RecordingHeader(
             libraryVersion: LatentWatchVersion.string,
             created: ISO8601DateFormatter().string(from: Date()),
@@ -304,7 +320,7 @@ public final class ActivationRecorder: Sendable {
         ).encoded()
         guard Self.writeAll(fd, header) else {
             Glibc.close(fd)
-            throw RecordingError("\(path): cannot write the header: \(String(cString: strerror(errno)))")
+            throw LatentWatchError(.io, "\(path): cannot write the header: \(String(cString: strerror(errno)))")
         }
         if configuration.durable { fsync(fd) }
         s.fd = fd
@@ -331,7 +347,7 @@ public final class ActivationRecorder: Sendable {
         }
     }
 
-    func writeChunk(_ s: inout State) throws(RecordingError) {
+    func writeChunk(_ s: inout State) throws(LatentWatchError) {
         let n = s.chunk.count
         let payload = s.chunk.payload(outputs: configuration.outputCount)
         let sequence = s.nextSequence
@@ -341,7 +357,7 @@ public final class ActivationRecorder: Sendable {
             let compressed = Zstd.compressed(payload, level: configuration.compressionLevel)
         else {
             s.failures += 1
-            throw RecordingError("chunk of \(n) records could not be compressed (\(payload.count) bytes)")
+            throw LatentWatchError(.io, "chunk of \(n) records could not be compressed (\(payload.count) bytes)")
         }
         var bytes = RecordingFormat.chunkMagic
         bytes.reserveCapacity(RecordingFormat.chunkHeaderBytes + compressed.count)
@@ -357,7 +373,7 @@ public final class ActivationRecorder: Sendable {
         }
         guard Self.writeAll(s.fd, bytes) else {
             s.failures += 1
-            throw RecordingError("writing a chunk failed: \(String(cString: strerror(errno)))")
+            throw LatentWatchError(.io, "writing a chunk failed: \(String(cString: strerror(errno)))")
         }
         if configuration.durable { fsync(s.fd) }
         s.fileBytes += bytes.count

@@ -16,24 +16,44 @@ enum RecordingFormat {
 
 /// One recorded layer: name, shape of one activation, element type on disk.
 public struct RecordedLayer: Sendable, Equatable, Codable {
-    /// Stored element type.
-    public enum DType: String, Sendable, Codable {
-        case f32
-        case f16
-        var width: Int { self == .f32 ? 4 : 2 }
-    }
     /// Layer name.
     public var name: String
     /// Shape of one activation.
     public var shape: [Int]
-    /// Element type on disk.
-    public var dtype: DType
+    /// Element type on disk: float32 or float16 (the recorder refuses others).
+    public var dtype: ElementType
 
     /// Creates a layer description.
-    public init(name: String, shape: [Int], dtype: DType = .f32) {
+    public init(name: String, shape: [Int], dtype: ElementType = .float32) {
         self.name = name
         self.shape = shape
         self.dtype = dtype
+    }
+
+    enum CodingKeys: String, CodingKey { case name, shape, dtype }
+
+    /// Decodes the description from a recording's header JSON (dtype "f32" or "f16").
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        shape = try c.decode([Int].self, forKey: .shape)
+        let tag = try c.decode(String.self, forKey: .dtype)
+        guard let t = ElementType(tag: tag), t.isParameterPrecision else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .dtype,
+                in: c,
+                debugDescription: "dtype '\(tag)' is not f32 or f16"
+            )
+        }
+        dtype = t
+    }
+
+    /// Encodes the description as a recording's header JSON does.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(shape, forKey: .shape)
+        try c.encode(dtype.tag, forKey: .dtype)
     }
 
     var elements: Int { shape.reduce(1, *) }
@@ -70,7 +90,7 @@ struct RecordingHeader: Codable, Equatable {
 
     /// Bytes in one record's payload, excluding request-id bytes.
     func fixedRecordBytes() -> Int {
-        8 + 8 + 4 + layers.reduce(0) { $0 + $1.elements * $1.dtype.width } + outputs * 4
+        8 + 8 + 4 + layers.reduce(0) { $0 + $1.elements * $1.dtype.byteWidth } + outputs * 4
     }
 }
 
@@ -116,8 +136,10 @@ extension RecordingChunk {
     }
 
     /// Parses a payload of `n` records; nil with a reason when its size does not add up.
-    static func parse(_ p: [UInt8], count n: Int, header: RecordingHeader) -> Result<RecordingChunk, RecordingError> {
-        func fail(_ why: String) -> Result<RecordingChunk, RecordingError> { .failure(RecordingError(why)) }
+    static func parse(_ p: [UInt8], count n: Int, header: RecordingHeader) -> Result<RecordingChunk, LatentWatchError> {
+        func fail(_ why: String) -> Result<RecordingChunk, LatentWatchError> {
+            .failure(LatentWatchError(.malformedFile, why))
+        }
         var o = 0
         guard p.count >= n * 20 else { return fail("payload of \(p.count) bytes is too short for \(n) records") }
         var c = RecordingChunk()
@@ -136,7 +158,7 @@ extension RecordingChunk {
             }
         }
         o += 4 * n
-        let rest = header.layers.reduce(0) { $0 + $1.elements * $1.dtype.width * n } + header.outputs * 4 * n
+        let rest = header.layers.reduce(0) { $0 + $1.elements * $1.dtype.byteWidth * n } + header.outputs * 4 * n
         guard total <= p.count, o + total + rest == p.count else {
             return fail("payload size \(p.count) does not match its \(n) records (expected \(o + total + rest))")
         }
@@ -149,7 +171,7 @@ extension RecordingChunk {
             }
         }
         for layer in header.layers {
-            let bytes = layer.elements * layer.dtype.width * n
+            let bytes = layer.elements * layer.dtype.byteWidth * n
             c.layers.append(Array(p[o..<(o + bytes)]))
             o += bytes
         }
@@ -158,13 +180,4 @@ extension RecordingChunk {
         }
         return .success(c)
     }
-}
-
-/// A recording could not be written or read.
-public struct RecordingError: Error, Sendable, CustomStringConvertible {
-    /// What went wrong.
-    public let message: String
-    /// Creates an error.
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }

@@ -21,14 +21,14 @@ public final class RecordingReader: @unchecked Sendable {
     /// Opens a recording file.
     public convenience init(path: String) throws {
         let file: FileBytes
-        do { file = try FileBytes(path: path) } catch { throw RecordingError(error.description) }
+        do { file = try FileBytes(path: path) } catch { throw LatentWatchError(.malformedFile, error.description) }
         try self.init(file: file)
     }
 
-    init(file: FileBytes) throws(RecordingError) {
+    init(file: FileBytes) throws(LatentWatchError) {
         self.file = file
         let path = file.path
-        func err(_ m: String) -> RecordingError { RecordingError("\(path): \(m)") }
+        func err(_ m: String) -> LatentWatchError { LatentWatchError(.malformedFile, "\(path): \(m)") }
         guard file.size >= 20, let head = try? file.read(at: 0, count: 16) else {
             throw err("too short to be a recording (\(file.size) bytes)")
         }
@@ -163,21 +163,27 @@ public final class RecordingReader: @unchecked Sendable {
     public var chunkSizes: [Int] { entries.map(\.count) }
 
     /// Decodes chunk `i`.
-    func chunk(_ i: Int) throws(RecordingError) -> RecordingChunk {
+    func chunk(_ i: Int) throws(LatentWatchError) -> RecordingChunk {
         let e = entries[i]
         let path = file.path
         guard let payload = try? file.read(at: e.offset + RecordingFormat.chunkHeaderBytes, count: e.compressed) else {
-            throw RecordingError("\(path): chunk \(i) cannot be read")
+            throw LatentWatchError(.malformedFile, "\(path): chunk \(i) cannot be read")
         }
         guard CRC32.checksum(payload) == e.crc else {
-            throw RecordingError("\(path): chunk \(i) at offset \(e.offset) is damaged (payload checksum mismatch)")
+            throw LatentWatchError(
+                .malformedFile,
+                "\(path): chunk \(i) at offset \(e.offset) is damaged (payload checksum mismatch)"
+            )
         }
         guard case .success(let raw) = Zstd.decompressed(payload[...], expected: e.uncompressed) else {
-            throw RecordingError("\(path): chunk \(i) at offset \(e.offset) does not decompress to its declared size")
+            throw LatentWatchError(
+                .malformedFile,
+                "\(path): chunk \(i) at offset \(e.offset) does not decompress to its declared size"
+            )
         }
         switch RecordingChunk.parse(raw, count: e.count, header: header) {
         case .success(let c): return c
-        case .failure(let f): throw RecordingError("\(path): chunk \(i): \(f.message)")
+        case .failure(let f): throw LatentWatchError(.malformedFile, "\(path): chunk \(i): \(f.message)")
         }
     }
 

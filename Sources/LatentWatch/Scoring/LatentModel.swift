@@ -48,16 +48,20 @@ public struct LatentModel: Sendable {
     /// Descriptive metadata.
     public var metadata: ModelMetadata
     /// Raw activation -> latent vector.
-    public let preparation: Preparation
+    package let preparation: Preparation
     /// The fitted density.
-    public let density: any LatentDensity
+    package let density: any LatentDensity
     /// Gaussian fitted on all data, for relative Mahalanobis.
-    public let background: GaussianComponent?
+    package let background: GaussianComponent?
     /// Score distributions on held-out in-distribution data.
-    public var calibration: Calibration
+    package var calibration: Calibration
+    /// The model file's identity: the CRC-32 its trailer stores over everything before it, the same for every
+    /// copy of the file and different for any other file. Nil for a model fitted in this process and not
+    /// read back from a file.
+    public package(set) var fingerprint: UInt32?
 
     /// Assembles a model from its parts.
-    public init(
+    package init(
         metadata: ModelMetadata,
         preparation: Preparation,
         density: any LatentDensity,
@@ -75,6 +79,30 @@ public struct LatentModel: Sendable {
         self.calibration = calibration
     }
 
+    /// The monitored layer's name, as stored in the model file.
+    public var layer: String { metadata.layer }
+    /// Shape of one raw activation the model scores.
+    public var inputShape: [Int] { preparation.inputShape }
+    /// Elements of one raw activation (the product of ``inputShape``).
+    public var inputCount: Int { preparation.inputCount }
+    /// The density family's registered name ("gda", "tied", "gmm-full", "gmm-diag", ...).
+    public var family: String { density.family }
+    /// Dimension of the latent vectors after pooling, normalisation and projection.
+    public var latentDimension: Int { density.dimension }
+    /// Number of density components (classes or mixture components).
+    public var componentCount: Int { density.componentCount }
+    /// Class label of each component, when the components are classes; nil for unsupervised mixtures.
+    public var classLabels: [Int]? { density.classLabels }
+    /// Storage precision of the fitted parameters (float32 or float16).
+    public var precision: ElementType { density.precision }
+    /// Held-out in-distribution scores the surprise p-values are computed against.
+    public var calibrationCount: Int { calibration.distributions[.surprise]?.count ?? 0 }
+
+    /// The conformal p-value of a score of this kind against the model's calibration scores: the fraction of
+    /// calibration scores at least as large, (1 + #{s_i >= s}) / (m + 1). Nil when the model holds no
+    /// calibration for that kind.
+    public func pValue(_ kind: ScoreKind, _ score: Double) -> Double? { calibration.pValue(kind, score) }
+
     /// A workspace for ``score(_:workspace:)``.
     public func makeWorkspace() -> ScoringWorkspace {
         ScoringWorkspace(
@@ -85,7 +113,7 @@ public struct LatentModel: Sendable {
     }
 
     /// The same model with factors stored (and scored) at another precision.
-    public func converted(to precision: Precision) -> LatentModel {
+    package func converted(to precision: ElementType) -> LatentModel {
         LatentModel(
             metadata: metadata,
             preparation: preparation,
@@ -96,11 +124,10 @@ public struct LatentModel: Sendable {
     }
 
     /// Checks one raw activation: element count and finiteness.
-    @inlinable
-    public func validate(_ x: UnsafeBufferPointer<Float>) throws(ScoringError) {
+    package func validate(_ x: UnsafeBufferPointer<Float>) throws(LatentWatchError) {
         let n = preparation.inputCount
         guard x.count == n else {
-            throw ScoringError(
+            throw LatentWatchError(
                 .shapeMismatch,
                 "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))"
             )
@@ -112,7 +139,7 @@ public struct LatentModel: Sendable {
         }
         if bad {
             let i = x.firstIndex { !$0.isFinite }!
-            throw ScoringError(
+            throw LatentWatchError(
                 .nonFinite,
                 "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
             )
@@ -120,16 +147,16 @@ public struct LatentModel: Sendable {
     }
 
     /// Checks one raw activation given as IEEE binary16: element count, and no NaN or infinity.
-    public func validate(half x: UnsafeBufferPointer<Float16>) throws(ScoringError) {
+    package func validate(half x: UnsafeBufferPointer<Float16>) throws(LatentWatchError) {
         let n = preparation.inputCount
         guard x.count == n else {
-            throw ScoringError(
+            throw LatentWatchError(
                 .shapeMismatch,
                 "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))"
             )
         }
         if let i = x.firstIndex(where: { !$0.isFinite }) {
-            throw ScoringError(
+            throw LatentWatchError(
                 .nonFinite,
                 "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
             )
@@ -140,7 +167,7 @@ public struct LatentModel: Sendable {
     public func score(
         _ x: UnsafeBufferPointer<Float>,
         workspace ws: ScoringWorkspace
-    ) throws(ScoringError) -> LatentScores {
+    ) throws(LatentWatchError) -> LatentScores {
         try validate(x)
         preparation.prepare(x.baseAddress!, into: ws.prepared.baseAddress!, scratch: ws.pooled.baseAddress!)
         density.evaluate(
@@ -154,9 +181,11 @@ public struct LatentModel: Sendable {
     }
 
     /// Convenience: scores one activation held in an array (allocates a workspace).
-    public func score(_ x: [Float]) throws(ScoringError) -> LatentScores {
+    public func score(_ x: [Float]) throws(LatentWatchError) -> LatentScores {
         let ws = makeWorkspace()
-        return try x.withUnsafeBufferPointer { (b) throws(ScoringError) -> LatentScores in try score(b, workspace: ws) }
+        return try x.withUnsafeBufferPointer { (b) throws(LatentWatchError) -> LatentScores in
+            try score(b, workspace: ws)
+        }
     }
 
     /// Scores `count` activations stored back to back. Rows that fail validation are reported in the
@@ -165,10 +194,10 @@ public struct LatentModel: Sendable {
         _ x: UnsafeBufferPointer<Float>,
         count: Int,
         workspace ws: ScoringWorkspace
-    ) -> [Result<LatentScores, ScoringError>] {
+    ) -> [Result<LatentScores, LatentWatchError>] {
         let n = preparation.inputCount
         guard x.count == count * n else {
-            let e = ScoringError(
+            let e = LatentWatchError(
                 .shapeMismatch,
                 "batch has \(x.count) elements; \(count) activations of layer '\(metadata.layer)' need \(count * n)"
             )
@@ -176,11 +205,11 @@ public struct LatentModel: Sendable {
         }
         let d = density.dimension
         let k = density.componentCount
-        var results = [Result<LatentScores, ScoringError>?](repeating: nil, count: count)
+        var results = [Result<LatentScores, LatentWatchError>?](repeating: nil, count: count)
         var valid: [Int] = []
         valid.reserveCapacity(count)
         for i in 0..<count {
-            do throws(ScoringError) {
+            do throws(LatentWatchError) {
                 try validate(UnsafeBufferPointer(rebasing: x[(i * n)..<((i + 1) * n)]))
                 valid.append(i)
             } catch {

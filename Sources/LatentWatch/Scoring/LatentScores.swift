@@ -19,7 +19,7 @@ public struct LatentScores: Sendable, Equatable {
     public var surprise: Double { -logDensity }
 
     /// Creates scores.
-    public init(
+    package init(
         logDensity: Double,
         entropy: Double,
         predictedComponent: Int,
@@ -46,28 +46,4 @@ public struct LatentScores: Sendable, Equatable {
         case .relativeMahalanobis: return relativeMahalanobis
         }
     }
-}
-
-/// Why an input could not be scored. The model and later scores are unaffected.
-public struct ScoringError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The kind of failure.
-    public enum Code: String, Sendable, Equatable {
-        /// The activation holds a different number of elements than the model's input shape.
-        case shapeMismatch
-        /// The activation holds NaN or infinity.
-        case nonFinite
-    }
-
-    /// The kind of failure.
-    public let code: Code
-    /// What went wrong and what to do.
-    public let message: String
-
-    /// Creates an error.
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(message) [\(code.rawValue)]" }
 }
