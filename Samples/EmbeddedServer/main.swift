@@ -124,7 +124,7 @@ router.post("predict") { request, context -> PredictResponse in
     }
     let (h1, h2, probabilities) = mlp.forward(body.pixels)
     let a = try h1.withUnsafeBufferPointer { b1 in
-        try h2.withUnsafeBufferPointer { b2 in try monitor.assess([b1, b2], requestID: body.requestID) }
+        try h2.withUnsafeBufferPointer { b2 in try monitor.assess(.float32([b1, b2]), requestID: body.requestID) }
     }
     var flags: [String] = []
     if a.flags.contains(.outOfDistribution) { flags.append("out-of-distribution") }

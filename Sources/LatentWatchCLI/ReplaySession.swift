@@ -84,7 +84,7 @@ enum ReplaySession {
                     )
                 }
                 do {
-                    result.assessments.append(try monitor.assess(buffers, requestID: requestIDs?[r] ?? nil))
+                    result.assessments.append(try monitor.assess(.float32(buffers), requestID: requestIDs?[r] ?? nil))
                 } catch {
                     result.rejected.append((r, "\(error)"))
                 }

@@ -61,7 +61,7 @@ final class ScoringWorker: Service, Sendable {
                         pointers[i] = UnsafeBufferPointer(rebasing: p[start..<(start + e)])
                     }
                     do {
-                        try monitor.assess(pointers, requestID: batch.requestIDs[r], into: &scratch)
+                        try monitor.assess(.float32(pointers), requestID: batch.requestIDs[r], into: &scratch)
                         if batch.reply { results.append(WireAssessment(scratch)) }
                     } catch {
                         // Counted by the monitor as rejected; the reply row says the input was invalid.

@@ -132,7 +132,7 @@ let ood = try Dictionary(
     )
     for (set, r) in rows {
         for l in 0..<models.count { buffers[l] = set[l].row(r) }
-        try monitor.assess(buffers, into: &result)
+        try monitor.assess(.float32(buffers), into: &result)
         fused.append(result.fusedPValue)
     }
     monitor.shutDown()

@@ -56,10 +56,10 @@ import Glibc
                 let local = try l1.withUnsafeBufferPointer { b1 in
                     try l2.withUnsafeBufferPointer { b2 in
                         try monitor.assess(
-                            [
+                            .float32([
                                 UnsafeBufferPointer(rebasing: b1[(k * h1.columns)..<((k + 1) * h1.columns)]),
                                 UnsafeBufferPointer(rebasing: b2[(k * h2.columns)..<((k + 1) * h2.columns)]),
-                            ],
+                            ]),
                             requestID: ids[k]
                         )
                     }
@@ -135,10 +135,12 @@ import Glibc
         for k in 0..<n {
             let local = try f1.withUnsafeBufferPointer { b1 in
                 try f2.withUnsafeBufferPointer { b2 in
-                    try monitor.assess([
-                        UnsafeBufferPointer(rebasing: b1[(k * h1.columns)..<((k + 1) * h1.columns)]),
-                        UnsafeBufferPointer(rebasing: b2[(k * h2.columns)..<((k + 1) * h2.columns)]),
-                    ])
+                    try monitor.assess(
+                        .float32([
+                            UnsafeBufferPointer(rebasing: b1[(k * h1.columns)..<((k + 1) * h1.columns)]),
+                            UnsafeBufferPointer(rebasing: b2[(k * h2.columns)..<((k + 1) * h2.columns)]),
+                        ])
+                    )
                 }
             }
             Self.expectSame(frame.rows[k], local, "half input \(k)")

@@ -49,7 +49,7 @@ import Testing
             try x.values.withUnsafeBufferPointer { v in
                 try logits.withUnsafeBufferPointer { l in
                     try monitor.assess(
-                        [UnsafeBufferPointer(rebasing: v[(i * 64)..<((i + 1) * 64)])],
+                        .float32([UnsafeBufferPointer(rebasing: v[(i * 64)..<((i + 1) * 64)])]),
                         outputs: UnsafeBufferPointer(rebasing: l[(i * 6)..<((i + 1) * 6)]),
                         into: &result
                     )
@@ -67,12 +67,18 @@ import Testing
         let before = result.index
         try row.withUnsafeBufferPointer { v in
             #expect(throws: LatentWatchError.self) {
-                try [Float](repeating: 0, count: 5).withUnsafeBufferPointer { try monitor.assess([v], outputs: $0) }
+                try [Float](repeating: 0, count: 5).withUnsafeBufferPointer {
+                    try monitor.assess(.float32([v]), outputs: $0)
+                }
             }
             #expect(throws: LatentWatchError.self) {
-                try [Float.nan, 0, 0, 0, 0, 0].withUnsafeBufferPointer { try monitor.assess([v], outputs: $0) }
+                try [Float.nan, 0, 0, 0, 0, 0].withUnsafeBufferPointer {
+                    try monitor.assess(.float32([v]), outputs: $0)
+                }
             }
-            let a = try [Float](repeating: 0, count: 6).withUnsafeBufferPointer { try monitor.assess([v], outputs: $0) }
+            let a = try [Float](repeating: 0, count: 6).withUnsafeBufferPointer {
+                try monitor.assess(.float32([v]), outputs: $0)
+            }
             #expect(a.index == before + 1 && abs((a.output?.confidence ?? 0) - 1.0 / 6) < 1e-12)
         }
     }

@@ -60,7 +60,8 @@ final class StuckSink: AlertSink {
         var flagged = 0
         for i in 0..<h1.count {
             let a = try h1[i].withUnsafeBufferPointer { b1 in
-                try h2[i].withUnsafeBufferPointer { b2 in try monitor.assess([b1, b2], requestID: "req-\(i)") }
+                try h2[i].withUnsafeBufferPointer { b2 in try monitor.assess(.float32([b1, b2]), requestID: "req-\(i)")
+                }
             }
             #expect(a.index == i)
             if a.flags.contains(.outOfDistribution) { flagged += 1 }
@@ -95,15 +96,15 @@ final class StuckSink: AlertSink {
         let row = try Self.rows("test", "h2")[0]
         var nan = row
         nan[0] = .nan
-        #expect(throws: LatentWatchError.self) { try nan.withUnsafeBufferPointer { try a.assess($0) } }
+        #expect(throws: LatentWatchError.self) { try nan.withUnsafeBufferPointer { try a.assess(.float32([$0])) } }
         #expect(throws: LatentWatchError.self) {
-            try Array(row.dropLast()).withUnsafeBufferPointer { try a.assess($0) }
+            try Array(row.dropLast()).withUnsafeBufferPointer { try a.assess(.float32([$0])) }
         }
         #expect(throws: LatentWatchError.self) {
-            try row.withUnsafeBufferPointer { try a.assess([$0, $0]) }
+            try row.withUnsafeBufferPointer { try a.assess(.float32([$0, $0])) }
         }
-        let x = try row.withUnsafeBufferPointer { try a.assess($0) }
-        let y = try row.withUnsafeBufferPointer { try b.assess($0) }
+        let x = try row.withUnsafeBufferPointer { try a.assess(.float32([$0])) }
+        let y = try row.withUnsafeBufferPointer { try b.assess(.float32([$0])) }
         #expect(x == y, "refused inputs neither advance the stream nor change scores")
     }
 
@@ -115,12 +116,12 @@ final class StuckSink: AlertSink {
         let rounded = half.map { Float($0) }
         let a = try Monitor(configuration: MonitorConfiguration(layers: [Self.models[1]]))
         let b = try Monitor(configuration: MonitorConfiguration(layers: [Self.models[1]]))
-        let x = try half.withUnsafeBufferPointer { try a.assess(half: [$0]) }
-        let y = try rounded.withUnsafeBufferPointer { try b.assess($0) }
+        let x = try half.withUnsafeBufferPointer { try a.assess(.float16([$0])) }
+        let y = try rounded.withUnsafeBufferPointer { try b.assess(.float32([$0])) }
         #expect(x == y)
         var bad = half
         bad[7] = .nan
-        #expect(throws: LatentWatchError.self) { try bad.withUnsafeBufferPointer { try a.assess(half: [$0]) } }
+        #expect(throws: LatentWatchError.self) { try bad.withUnsafeBufferPointer { try a.assess(.float16([$0])) } }
 
         let got = LockedValue<[Assessment]>([])
         let bg = try Monitor(
@@ -128,8 +129,8 @@ final class StuckSink: AlertSink {
             onAssessment: { a in got.withLock { $0.append(a) } }
         )
         let service = Task { try await bg.run() }
-        try half.withUnsafeBufferPointer { _ = try bg.submit(half: [$0]) }
-        #expect(throws: LatentWatchError.self) { try bad.withUnsafeBufferPointer { _ = try bg.submit(half: [$0]) } }
+        try half.withUnsafeBufferPointer { _ = try bg.submit(.float16([$0])) }
+        #expect(throws: LatentWatchError.self) { try bad.withUnsafeBufferPointer { _ = try bg.submit(.float16([$0])) } }
         bg.shutDown()
         try await service.value
         #expect(got.withLock { $0.map(\.layers) } == [y.layers])
@@ -154,7 +155,7 @@ final class StuckSink: AlertSink {
         let rows = try Self.rows("ood_digits", "h1")
         var flagged = 0
         for r in rows.prefix(100) {
-            let a = try r.withUnsafeBufferPointer { try monitor.assess($0) }
+            let a = try r.withUnsafeBufferPointer { try monitor.assess(.float32([$0])) }
             if a.flags.contains(.outOfDistribution) { flagged += 1 }
             // The collector gets each alert while the stuck sink still holds the first one; a sink that blocked
             // delivery to the others would stop the collector here until the deadline.
@@ -214,7 +215,7 @@ final class StuckSink: AlertSink {
                             let r = (t * perThread + i) % rows.count
                             let b = UnsafeBufferPointer(rebasing: all[(r * 64)..<((r + 1) * 64)])
                             do {
-                                if try monitor.submit(b, requestID: nil) {
+                                if try monitor.submit(.float32([b]), requestID: nil) {
                                     queued.add(1, ordering: .relaxed)
                                 }
                             } catch {
@@ -263,7 +264,7 @@ final class StuckSink: AlertSink {
         )
         let running = Task { try await group.run() }
         let rows = try Self.rows("ood_digits", "h1")
-        for r in rows.prefix(500) { try r.withUnsafeBufferPointer { _ = try monitor.submit($0) } }
+        for r in rows.prefix(500) { try r.withUnsafeBufferPointer { _ = try monitor.submit(.float32([$0])) } }
         await group.triggerGracefulShutdown()
         try await running.value
         #expect(count.withLock { $0 } == 500, "every queued input was scored before exit")
@@ -281,7 +282,9 @@ final class StuckSink: AlertSink {
         print("jsonl: \(raised) alerts, \(lines) lines in \(files.count) files (rotated at 4 KiB)")
         #expect(Int64(lines) == raised)
         #expect(files.count > 1, "the file rotated")
-        #expect(throws: LatentWatchError.self) { try rows[0].withUnsafeBufferPointer { _ = try monitor.submit($0) } }
+        #expect(throws: LatentWatchError.self) {
+            try rows[0].withUnsafeBufferPointer { _ = try monitor.submit(.float32([$0])) }
+        }
     }
 
     /// Size rotation keeps exactly `keep` old files, drops the oldest lines first, and no file passes `maxBytes`.

@@ -30,7 +30,10 @@ import Testing
         var result = Assessment()
         for (values, r) in picks {
             try values.withUnsafeBufferPointer { v in
-                try monitor.assess(UnsafeBufferPointer(rebasing: v[(r * 128)..<((r + 1) * 128)]), into: &result)
+                try monitor.assess(
+                    .float32([UnsafeBufferPointer(rebasing: v[(r * 128)..<((r + 1) * 128)])]),
+                    into: &result
+                )
             }
         }
         monitor.shutDown()

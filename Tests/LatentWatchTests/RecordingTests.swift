@@ -226,7 +226,10 @@ import Testing
         let s = try Fixtures.activations("stream", "h2")
         for i in 0..<100 {
             _ = try s.values.withUnsafeBufferPointer { v in
-                try monitor.assess(UnsafeBufferPointer(rebasing: v[(i * 64)..<((i + 1) * 64)]), requestID: "r\(i)")
+                try monitor.assess(
+                    .float32([UnsafeBufferPointer(rebasing: v[(i * 64)..<((i + 1) * 64)])]),
+                    requestID: "r\(i)"
+                )
             }
         }
         try recorder.close()

@@ -12,12 +12,12 @@ public struct ActivationStatistics: Sendable {
     /// Seed and validation fraction of the split assignment.
     let splitSeed: UInt64
     let validationFraction: Double
-    var classes: [Int: (train: GaussianMoments, validation: GaussianMoments)] = [:]
-    var globalTrain: GaussianMoments
-    var globalValidation: GaussianMoments
+    package var classes: [Int: (train: GaussianMoments, validation: GaussianMoments)] = [:]
+    package internal(set) var globalTrain: GaussianMoments
+    package internal(set) var globalValidation: GaussianMoments
     /// Activations folded in.
     public internal(set) var fitSamples = 0
-    var reservoir: [Float] = []
+    package internal(set) var reservoir: [Float] = []
     var reservoirSeen = 0
 
     init(inputShape: [Int], configuration cfg: FitConfiguration, validationFraction: Double) {

@@ -55,3 +55,72 @@ public struct Alert: Sendable, Codable, Equatable {
         case episode, detail, time
     }
 }
+
+extension Alert {
+    /// One input's fused epistemic p-value is at or below alpha.
+    static func outOfDistribution(index: Int, requestID: String?, pValue: Double, time: Double) -> Alert {
+        Alert(
+            kind: .input,
+            index: index,
+            requestID: requestID,
+            pValue: pValue,
+            detail: "input \(index) is out of distribution (fused p = \(pValue))",
+            time: time
+        )
+    }
+
+    /// One input's aleatoric p-value (its entropy of p(y | z) against calibration) is at or below alpha.
+    static func ambiguous(index: Int, requestID: String?, entropy: Double, pValue: Double, time: Double) -> Alert {
+        Alert(
+            kind: .aleatoric,
+            index: index,
+            requestID: requestID,
+            pValue: pValue,
+            detail: "input \(index) is ambiguous (entropy \(entropy), p = \(pValue))",
+            time: time
+        )
+    }
+
+    /// A window episode opened.
+    static func windowFired(
+        index: Int,
+        requestID: String?,
+        count: Int,
+        length: Int,
+        alpha: Double,
+        time: Double
+    )
+        -> Alert
+    {
+        Alert(
+            kind: .window,
+            index: index,
+            requestID: requestID,
+            detail: "\(count) of the last \(length) inputs have p <= \(alpha)",
+            time: time
+        )
+    }
+
+    /// A shift episode opened.
+    static func shiftFired(index: Int, requestID: String?, time: Double) -> Alert {
+        Alert(
+            kind: .shift,
+            index: index,
+            requestID: requestID,
+            detail: "distribution shift detected (conformal test martingale)",
+            time: time
+        )
+    }
+
+    /// A window or shift episode ended.
+    static func resolved(_ episode: Kind, index: Int, time: Double) -> Alert {
+        Alert(
+            kind: .resolved,
+            index: index,
+            episode: episode,
+            detail: episode == .window
+                ? "the rate of low p-values is back to normal" : "no further shift alarms for the cooldown",
+            time: time
+        )
+    }
+}

@@ -4,74 +4,33 @@ import Logging
 import ServiceLifecycle
 
 extension Monitor {
-    /// Background mode: validates and copies one input (all layers) into the queue and returns at once.
-    /// Returns false when the queue was full and the input was dropped (counted). Throws for invalid
-    /// input, a full queue under the `reject` policy, or after shutdown. Allocates nothing.
+    /// Background mode: validates one input, copies it (all layers) into the queue and returns at once; the
+    /// monitor's `run()` assesses it. Binary16 activations are converted to float32 as they are copied.
+    /// Allocates nothing.
+    /// - Returns: false when the queue was full and the input was dropped (counted), under the `dropNewest`
+    ///   overflow policy.
+    /// - Throws: ``LatentWatchError`` with `notInBackgroundMode` in inline mode, `layerCountMismatch` or
+    ///   `invalidActivation` for an invalid input, `queueFull` under the `reject` policy, `shutDown` after
+    ///   shutdown.
     @discardableResult
-    public func submit(
-        _ activations: [UnsafeBufferPointer<Float>],
-        requestID: String? = nil
-    ) throws(LatentWatchError) -> Bool {
-        try checkLayerCount(activations.count)
-        return try enqueue(requestID: requestID) { activations[$0] }
-    }
-
-    /// Background submission of activations given as IEEE binary16 (converted to float32 while they are
-    /// copied into the queue). Allocates nothing.
-    @discardableResult
-    public func submit(
-        half activations: [UnsafeBufferPointer<Float16>],
-        requestID: String? = nil
-    ) throws(LatentWatchError)
-        -> Bool
-    {
-        try checkLayerCount(activations.count)
+    public func submit(_ activations: ActivationBuffers, requestID: String? = nil) throws(LatentWatchError) -> Bool {
         guard let queue else {
-            throw LatentWatchError(.queueFull, "submit needs background mode; call assess in inline mode")
+            throw LatentWatchError(
+                .notInBackgroundMode,
+                "submit needs a monitor in background mode; this one is inline"
+            )
         }
-        for l in 0..<layers.count {
-            do {
-                try layers[l].model.validate(half: activations[l])
-            } catch {
-                metrics.rejected.increment()
-                throw LatentWatchError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
-            }
-        }
+        try checkShape(activations, rows: 1)
+        try validate(activations, row: 0)
         let result = queue.push(requestID: requestID) { l, dst in
-            let src = activations[l]
-            UnsafeRawPointer(src.baseAddress!).withMemoryRebound(to: UInt16.self, capacity: src.count) {
-                HalfConversion.convert($0, to: dst, count: src.count)
+            let n = layers[l].model.inputCount
+            switch activations {
+            case .float32(let b): dst.update(from: b[l].baseAddress!, count: n)
+            case .float16(let b):
+                UnsafeRawPointer(b[l].baseAddress!).withMemoryRebound(to: UInt16.self, capacity: n) {
+                    HalfConversion.convert($0, to: dst, count: n)
+                }
             }
-        }
-        return try accept(result, queue)
-    }
-
-    /// Single-layer background submission (no array needed).
-    @discardableResult
-    public func submit(
-        _ activation: UnsafeBufferPointer<Float>,
-        requestID: String? = nil
-    ) throws(LatentWatchError) -> Bool {
-        try checkLayerCount(1)
-        return try enqueue(requestID: requestID) { _ in activation }
-    }
-
-    func enqueue(requestID: String?, _ activation: (Int) -> UnsafeBufferPointer<Float>) throws(LatentWatchError) -> Bool
-    {
-        guard let queue else {
-            throw LatentWatchError(.queueFull, "submit needs background mode; call assess in inline mode")
-        }
-        for l in 0..<layers.count {
-            do {
-                try layers[l].model.validate(activation(l))
-            } catch {
-                metrics.rejected.increment()
-                throw LatentWatchError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
-            }
-        }
-        let result = queue.push(requestID: requestID) { l, dst in
-            let src = activation(l)
-            dst.update(from: src.baseAddress!, count: src.count)
         }
         return try accept(result, queue)
     }
@@ -103,16 +62,15 @@ extension Monitor {
     public func run() async throws {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                for channel in channels {
+                for channel in alerts.channels {
                     group.addTask { await self.drain(channel) }
                 }
                 group.addTask {
                     if let queue = self.queue {
                         await self.work(queue)
                     } else {
-                        while !self.closed.load(ordering: .acquiring) && !Task.isCancelled {
-                            try? await Task.sleep(for: .milliseconds(20))
-                        }
+                        // Inline mode: nothing to score here; wait for shutDown() (or cancellation).
+                        for await _ in self.shutdownSignal.stream {}
                     }
                     if let recorder = self.configuration.recorder {
                         do { try recorder.flush() } catch {
@@ -120,7 +78,7 @@ extension Monitor {
                             self.logger.warning("flushing the recorder failed", metadata: ["error": "\(error)"])
                         }
                     }
-                    for c in self.channels { c.continuation.finish() }
+                    self.alerts.finish()
                 }
             }
         } onGracefulShutdown: {
@@ -130,11 +88,11 @@ extension Monitor {
 
     /// Stops accepting inputs; `run()` then drains and returns. Safe to call more than once.
     public func shutDown() {
-        closed.store(true, ordering: .releasing)
         queue?.close()
+        shutdownSignal.continuation.finish()
     }
 
-    func drain(_ channel: SinkChannel) async {
+    func drain(_ channel: AlertDispatcher.Channel) async {
         for await alert in channel.stream {
             do {
                 try await channel.sink.deliver(alert)
@@ -158,6 +116,7 @@ extension Monitor {
         defer { for b in buffers { b.deallocate() } }
         var ids = [String?](repeating: nil, count: queue.batchSize)
         let ws = LayerWorkspaces(layers: layers)
+        var assessment = Assessment()
         var idle = 0
         while true {
             let (n, depth, isClosed) = queue.pop(into: buffers, ids: &ids)
@@ -190,16 +149,11 @@ extension Monitor {
                     logger.debug("queued input not scored", metadata: ["error": "\(failed)"])
                     continue
                 }
-                let a = conclude(requestID: ids[r], ws: ws)
-                if configuration.recorder != nil {
-                    record(
-                        (0..<layers.count).map {
-                            UnsafeBufferPointer(start: buffers[$0] + r * counts[$0], count: counts[$0])
-                        },
-                        assessment: a
-                    )
+                for l in 0..<layers.count {
+                    ws.current[l] = UnsafeBufferPointer(start: buffers[l] + r * counts[l], count: counts[l])
                 }
-                onAssessment?(a)
+                finish(requestID: ids[r], outputs: nil, summary: nil, ws: ws, into: &assessment)
+                onAssessment?(assessment)
             }
         }
     }

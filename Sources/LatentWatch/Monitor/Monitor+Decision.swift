@@ -1,0 +1,77 @@
+import Foundation
+
+extension Monitor {
+    /// The decision on one scored input, by role: each layer's conformal p-value from its calibration, the
+    /// fused p-value (``AlertPolicy/fusion``), the stream detectors' update (``StreamState``), the alerts
+    /// (worded by ``Alert``'s factories, handed to the ``AlertDispatcher``), and the assessment written into
+    /// `result` in place (its `layers` storage is reused when it already has one entry per layer).
+    func conclude(requestID: String?, ws: LayerWorkspaces, into result: inout Assessment) {
+        let scores = ws.scores
+        let policy = configuration.policy
+        if result.layers.count != layers.count {
+            result.layers = layers.map { Assessment.Layer(name: $0.name, surprise: 0, pValue: 1) }
+        }
+        for i in 0..<layers.count {
+            let s = scores[i].surprise
+            let p = layers[i].model.calibration.pValue(.surprise, s) ?? 1
+            ws.pValues[i] = p
+            metrics.surprise[i].record(s)
+            if result.layers[i].name != layers[i].name { result.layers[i].name = layers[i].name }
+            result.layers[i].surprise = s
+            result.layers[i].pValue = p
+        }
+        let fused = policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
+        let prim = scores[primary]
+        let entropyP = layers[primary].model.calibration.pValue(.entropy, prim.entropy)
+        let (index, events, evidence) = state.withLock { s in
+            let r = s.observe(fused, layers: UnsafeBufferPointer(ws.pValues))
+            return (r.index, r.events, s.shift?.logEvidence)
+        }
+        metrics.inputs.increment()
+        if let evidence, evidence.isFinite { metrics.shiftEvidence.record(evidence) }
+        var flags: Assessment.Flags = []
+        let now = Date().timeIntervalSince1970
+        if fused <= policy.inputAlpha {
+            flags.insert(.outOfDistribution)
+            alerts.emit(.outOfDistribution(index: index, requestID: requestID, pValue: fused, time: now))
+        }
+        if let a = policy.aleatoricAlpha, let ep = entropyP, ep <= a {
+            flags.insert(.ambiguous)
+            alerts.emit(
+                .ambiguous(index: index, requestID: requestID, entropy: prim.entropy, pValue: ep, time: now)
+            )
+        }
+        switch events.window {
+        case .fired(let count):
+            alerts.emit(
+                .windowFired(
+                    index: index,
+                    requestID: requestID,
+                    count: count,
+                    length: policy.window?.length ?? 0,
+                    alpha: policy.inputAlpha,
+                    time: now
+                )
+            )
+        case .resolved:
+            alerts.emit(.resolved(.window, index: index, time: now))
+        case .none: break
+        }
+        if events.shiftFired {
+            alerts.emit(.shiftFired(index: index, requestID: requestID, time: now))
+        }
+        if events.shiftResolved {
+            alerts.emit(.resolved(.shift, index: index, time: now))
+        }
+        if events.windowOpen { flags.insert(.windowAlarm) }
+        if events.shiftOpen { flags.insert(.shiftAlarm) }
+        result.index = index
+        result.requestID = requestID
+        result.fusedPValue = fused
+        result.entropy = prim.entropy
+        result.entropyPValue = entropyP
+        result.predictedLabel = prim.predictedLabel
+        result.flags = flags
+        result.shiftLogEvidence = evidence
+    }
+}
