@@ -1,7 +1,7 @@
 import LatentWatchNumerics
 
 /// The name of a density family, as `FitConfiguration` selects it and model files store it.
-public struct DensityFamilyName: Hashable, Sendable, Codable, ExpressibleByStringLiteral, CustomStringConvertible {
+public struct DensityFamilyName: Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The name ("gda", "tied", "gmm-full", "gmm-diag", ...).
     public let rawValue: String
 
@@ -10,15 +10,6 @@ public struct DensityFamilyName: Hashable, Sendable, Codable, ExpressibleByStrin
 
     /// A family by name, from a literal.
     public init(stringLiteral value: String) { self.rawValue = value }
-
-    /// Decodes the name from a single string.
-    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
-
-    /// Encodes the name as a single string.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
 
     /// The name.
     public var description: String { rawValue }

@@ -10,9 +10,9 @@ import Darwin
 ///
 /// The shrinkage towards a scaled identity keeps rank-deficient and badly conditioned covariances (dead
 /// ReLU units, fewer samples than dimensions) invertible; the floor makes every factorisation succeed.
-public struct Regularization: Sendable, Equatable, Codable {
+public struct Regularization: Sendable, Equatable {
     /// How the shrinkage amount lambda is chosen.
-    public enum Shrinkage: Sendable, Equatable, Codable {
+    public enum Shrinkage: Sendable, Equatable {
         /// Pick lambda on a grid by the held-out Gaussian log-likelihood of a validation part of the
         /// fitting data (computed from sufficient statistics alone). The default.
         case heldOutLikelihood
@@ -52,16 +52,16 @@ public struct Regularization: Sendable, Equatable, Codable {
 }
 
 /// What regularisation a fitted covariance actually got, stored in the model.
-public struct AppliedRegularization: Sendable, Equatable, Codable {
+package struct AppliedRegularization: Sendable, Equatable, Codable {
     /// Shrinkage lambda applied.
-    public var shrinkage: Double
+    package var shrinkage: Double
     /// Total amount added to the diagonal besides shrinkage (floor + ridge), in absolute units.
-    public var diagonalLoad: Double
+    package var diagonalLoad: Double
     /// How lambda was chosen: "held-out", "oas", "fixed", or "oas-fallback" when there was no validation data.
-    public var method: String
+    package var method: String
 
     /// Creates a record.
-    public init(shrinkage: Double, diagonalLoad: Double, method: String) {
+    package init(shrinkage: Double, diagonalLoad: Double, method: String) {
         self.shrinkage = shrinkage
         self.diagonalLoad = diagonalLoad
         self.method = method

@@ -31,12 +31,12 @@ public protocol ActivationSource {
 /// Activations held in memory.
 public struct InMemoryActivations: ActivationSource, Sendable {
     /// All activations, row-major.
-    public let values: [Float]
+    package let values: [Float]
     /// Labels, one per activation.
-    public let labels: [Int]?
+    package let labels: [Int]?
     public let sampleShape: [Int]
     /// Activations per batch handed to the fit.
-    public let batchSize: Int
+    package let batchSize: Int
 
     /// Wraps arrays; `values.count` must be a multiple of the product of `shape`.
     public init(values: [Float], shape: [Int], labels: [Int]? = nil, batchSize: Int = 4096) {
@@ -47,7 +47,7 @@ public struct InMemoryActivations: ActivationSource, Sendable {
     }
 
     /// Number of activations.
-    public var count: Int { values.count / max(1, sampleShape.reduce(1, *)) }
+    package var count: Int { values.count / max(1, sampleShape.reduce(1, *)) }
     public var hasLabels: Bool { labels != nil }
 
     public func forEachBatch(_ body: (ActivationBatch) throws -> Void) throws {

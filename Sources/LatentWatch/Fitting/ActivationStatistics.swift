@@ -6,9 +6,9 @@ import LatentWatchNumerics
 /// each read their part and one process fits the model (``LatentModelFitter/fit(statistics:calibration:configuration:created:progress:)``).
 public struct ActivationStatistics: Sendable {
     /// Shape of one raw activation.
-    public let inputShape: [Int]
+    package let inputShape: [Int]
     /// Preparation options the activations were pooled with.
-    public let preparation: PreparationOptions
+    package let preparation: PreparationOptions
     /// Seed and validation fraction of the split assignment.
     let splitSeed: UInt64
     let validationFraction: Double
@@ -31,7 +31,7 @@ public struct ActivationStatistics: Sendable {
     }
 
     /// Class labels seen.
-    public var classLabels: [Int] { classes.keys.sorted() }
+    package var classLabels: [Int] { classes.keys.sorted() }
 
     /// Merges the statistics of another shard gathered with the same configuration.
     public mutating func merge(_ other: ActivationStatistics) throws {

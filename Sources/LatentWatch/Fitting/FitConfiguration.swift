@@ -3,7 +3,7 @@ import LatentWatchNumerics
 /// Options of the EM fit of a Gaussian mixture.
 public struct MixtureOptions: Sendable, Equatable {
     /// How EM starts.
-    public enum Initialization: Sendable, Equatable {
+    package enum Initialization: Sendable, Equatable {
         /// k-means++ seeding and Lloyd iterations on a reservoir sample of the data.
         case kMeansPlusPlus
         /// Explicit parameters: weights [K], means [K * D], covariances [K * D * D] (gmm-full) or [K * D]
@@ -22,7 +22,7 @@ public struct MixtureOptions: Sendable, Equatable {
     /// Number of restarts; the best final log-likelihood wins.
     public var restarts: Int
     /// Initialisation.
-    public var initialization: Initialization
+    package var initialization: Initialization = .kMeansPlusPlus
     /// Activations kept (reservoir sample) for the k-means++ initialisation.
     public var reservoirSize: Int
 
@@ -33,7 +33,6 @@ public struct MixtureOptions: Sendable, Equatable {
         tolerance: Double = 1e-3,
         maxIterations: Int = 100,
         restarts: Int = 1,
-        initialization: Initialization = .kMeansPlusPlus,
         reservoirSize: Int = 10_000
     ) {
         self.components = components
@@ -41,8 +40,18 @@ public struct MixtureOptions: Sendable, Equatable {
         self.tolerance = tolerance
         self.maxIterations = maxIterations
         self.restarts = restarts
-        self.initialization = initialization
         self.reservoirSize = reservoirSize
+    }
+
+    /// Options with an explicit initialisation (reference tests start EM where scikit-learn does).
+    package init(
+        components: Int,
+        tolerance: Double,
+        maxIterations: Int,
+        initialization: Initialization
+    ) {
+        self.init(components: components, tolerance: tolerance, maxIterations: maxIterations)
+        self.initialization = initialization
     }
 }
 
@@ -103,9 +112,18 @@ public struct FitConfiguration: Sendable {
 public struct FitProgress: Sendable {
     /// What the fit is doing.
     public enum Stage: String, Sendable {
-        case statistics, projection, regularization
+        /// The first pass: sufficient statistics of the prepared activations.
+        case statistics
+        /// Fitting the PCA projection.
+        case projection
+        /// Choosing the covariance shrinkage and fitting the density.
+        case regularization
+        /// An EM iteration of a mixture (``FitProgress/iteration``, ``FitProgress/restart``).
         case expectationMaximization = "em"
-        case calibration, done
+        /// Scoring the held-out calibration inputs.
+        case calibration
+        /// The model is complete.
+        case done
     }
     /// Stage.
     public var stage: Stage

@@ -2,13 +2,13 @@
 /// the whole file in memory. Labels, when given, are held in memory (one integer per row).
 public struct FileActivations: ActivationSource, @unchecked Sendable {
     /// The file.
-    public let file: TensorFile
+    package let file: TensorFile
     /// The array read.
-    public let tensor: TensorInfo
+    package let tensor: TensorInfo
     /// Labels, one per row.
-    public let labels: [Int]?
+    package let labels: [Int]?
     /// Rows per batch.
-    public let batchSize: Int
+    package let batchSize: Int
 
     /// Reads array `key` (nil: the only activation array) of `path`; labels must match its row count.
     public init(path: String, key: String? = nil, labels: [Int]? = nil, batchSize: Int = 4096) throws {
@@ -41,7 +41,7 @@ public struct FileActivations: ActivationSource, @unchecked Sendable {
     }
 
     /// Number of rows.
-    public var count: Int { tensor.rows }
+    package var count: Int { tensor.rows }
     public var sampleShape: [Int] { tensor.rowShape }
     public var hasLabels: Bool { labels != nil }
 

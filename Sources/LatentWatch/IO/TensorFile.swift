@@ -9,7 +9,7 @@ extension LatentWatchError {
 }
 
 /// File formats recognised by content (never by name).
-public enum TensorFileFormat: String, Sendable {
+package enum TensorFileFormat: String, Sendable {
     case npy
     case npz
     case safetensors
@@ -18,8 +18,11 @@ public enum TensorFileFormat: String, Sendable {
 
 /// One array in a file: name, element type, shape (first axis: rows, for example inputs).
 public struct TensorInfo: Sendable, Equatable {
+    /// The array's name (npz member, safetensors tensor or recorded layer; empty for a .npy file).
     public let name: String
+    /// Element type as stored.
     public let dtype: ElementType
+    /// Shape; the first axis counts rows (inputs).
     public let shape: [Int]
     /// Rows (first axis; 1 for a 0-d array).
     public var rows: Int { shape.first ?? 1 }
@@ -50,7 +53,7 @@ public final class TensorFile: @unchecked Sendable {
     /// The file's path.
     public let path: String
     /// Its format, from its content.
-    public let format: TensorFileFormat
+    package let format: TensorFileFormat
     /// Arrays it holds, in file order.
     public let tensors: [TensorInfo]
     /// Problems that did not stop reading (for example a torn last chunk of a recording).
@@ -365,7 +368,7 @@ public final class TensorFile: @unchecked Sendable {
     }
 
     /// Request ids of a recording (nil for other formats).
-    public func requestIDs() throws -> [String?]? { try recording?.requestIDs() }
+    package func requestIDs() throws -> [String?]? { try recording?.requestIDs() }
 
     // MARK: npz
 

@@ -29,7 +29,7 @@ public struct OutputSummary: Sendable, Equatable {
     public var energy: Double?
 
     /// Summarises `count` outputs; nil when any is NaN/Inf or probabilities are negative. Allocates nothing.
-    public static func summarise(_ o: UnsafeBufferPointer<Float>, kind: ModelOutputKind) -> OutputSummary? {
+    package static func summarise(_ o: UnsafeBufferPointer<Float>, kind: ModelOutputKind) -> OutputSummary? {
         guard !o.isEmpty else { return nil }
         var best = 0
         var top = -Double.infinity

@@ -1,6 +1,6 @@
 /// How raw activations become the latent vector z a density is fitted on. Fitted with the density and
 /// stored in the model, so the caller always hands raw activations of the declared shape.
-public struct PreparationOptions: Sendable, Equatable, Codable {
+public struct PreparationOptions: Sendable, Equatable {
     /// Reduction of a multi-dimensional activation to a vector.
     public enum Pooling: String, Sendable, Codable, CaseIterable {
         /// Flatten every element (row-major).
@@ -12,7 +12,7 @@ public struct PreparationOptions: Sendable, Equatable, Codable {
     }
 
     /// Principal-component projection after pooling and normalisation.
-    public enum Projection: Sendable, Equatable, Codable {
+    public enum Projection: Sendable, Equatable {
         /// No projection.
         case none
         /// Keep this many leading components.

@@ -156,7 +156,7 @@ public final class ActivationRecorder: Sendable {
     /// Inputs recorded (sampled) so far, including those still buffered.
     public var recordedCount: Int { state.withLock { $0.recorded } }
     /// Chunks written.
-    public var chunksWritten: Int { state.withLock { $0.chunksWritten } }
+    package var chunksWritten: Int { state.withLock { $0.chunksWritten } }
     /// Write failures (the recorder keeps going; the inputs of a failed chunk are lost and counted here).
     public var writeFailures: Int { state.withLock { $0.failures } }
 

@@ -150,17 +150,17 @@ public final class RecordingReader: @unchecked Sendable {
     /// Output values per input (0: none).
     public var outputCount: Int { header.outputs }
     /// Sampling the recorder used ("all", "rate:p", "reservoir:k").
-    public var sampling: String { header.sampling }
+    package var sampling: String { header.sampling }
     /// Creation time (ISO 8601) and writer version.
-    public var created: String { header.created }
+    package var created: String { header.created }
     /// Version of LatentWatch that wrote the file.
-    public var libraryVersion: String { header.libraryVersion }
+    package var libraryVersion: String { header.libraryVersion }
     /// Good chunks.
     public var chunkCount: Int { entries.count }
     /// Records in good chunks.
     public var recordCount: Int { entries.reduce(0) { $0 + $1.count } }
     /// Records per good chunk.
-    public var chunkSizes: [Int] { entries.map(\.count) }
+    package var chunkSizes: [Int] { entries.map(\.count) }
 
     /// Decodes chunk `i`.
     func chunk(_ i: Int) throws(LatentWatchError) -> RecordingChunk {

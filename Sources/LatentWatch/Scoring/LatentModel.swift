@@ -1,22 +1,22 @@
 import LatentWatchNumerics
 
 /// Descriptive metadata stored with a model.
-public struct ModelMetadata: Sendable, Equatable, Codable {
+package struct ModelMetadata: Sendable, Equatable, Codable {
     /// Name of the monitored layer.
-    public var layer: String
+    package var layer: String
     /// Library version that wrote the model.
-    public var libraryVersion: String
+    package var libraryVersion: String
     /// Creation time, ISO 8601 (UTC).
-    public var created: String
+    package var created: String
     /// Samples the density was fitted on.
-    public var fitSamples: Int
+    package var fitSamples: Int
     /// Samples the calibration used.
-    public var calibrationSamples: Int
+    package var calibrationSamples: Int
     /// Free-form notes from the fit (regularisation choices, EM convergence).
-    public var notes: String
+    package var notes: String
 
     /// Creates metadata.
-    public init(
+    package init(
         layer: String,
         libraryVersion: String = LatentWatchVersion.string,
         created: String,
@@ -45,8 +45,8 @@ public struct ModelMetadata: Sendable, Equatable, Codable {
 /// A fitted model of one layer's activations: preparation, density, optional background Gaussian and
 /// calibration. Immutable and `Sendable`; score from many threads with one ``ScoringWorkspace`` each.
 public struct LatentModel: Sendable {
-    /// Descriptive metadata.
-    public var metadata: ModelMetadata
+    /// Descriptive metadata (layer, library version, creation time, sample counts, fitting notes).
+    package var metadata: ModelMetadata
     /// Raw activation -> latent vector.
     package let preparation: Preparation
     /// The fitted density.
@@ -81,6 +81,10 @@ public struct LatentModel: Sendable {
 
     /// The monitored layer's name, as stored in the model file.
     public var layer: String { metadata.layer }
+    /// Activations the density was fitted on.
+    public var fitSamples: Int { metadata.fitSamples }
+    /// What the fit chose (for example the shrinkage per class), as stored in the model file.
+    public var fitNotes: String { metadata.notes }
     /// Shape of one raw activation the model scores.
     public var inputShape: [Int] { preparation.inputShape }
     /// Elements of one raw activation (the product of ``inputShape``).

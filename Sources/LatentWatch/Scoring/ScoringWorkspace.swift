@@ -13,9 +13,9 @@ public final class ScoringWorkspace {
     /// The posterior p(k | z) of the last scored input, one value per component.
     public var posterior: UnsafeBufferPointer<Double> { UnsafeBufferPointer(logJoint) }
     /// Squared Mahalanobis distances of the last scored input, one per component.
-    public var squaredDistances: UnsafeBufferPointer<Double> { UnsafeBufferPointer(distances) }
+    package var squaredDistances: UnsafeBufferPointer<Double> { UnsafeBufferPointer(distances) }
     /// The prepared latent vector z of the last scored input.
-    public var latent: UnsafeBufferPointer<Float> { UnsafeBufferPointer(prepared) }
+    package var latent: UnsafeBufferPointer<Float> { UnsafeBufferPointer(prepared) }
 
     init(pooledDimension: Int, outputDimension: Int, components: Int) {
         prepared = .allocate(capacity: PackedTriangular.paddedDimension(outputDimension))

@@ -29,15 +29,15 @@ public struct CallbackSink: AlertSink {
 }
 
 /// Keeps every alert in memory, in delivery order: for replays, tools and tests that read alerts back.
-public final class CollectingSink: AlertSink {
-    public let name: String
+package final class CollectingSink: AlertSink {
+    package let name: String
     let store = LockedValue<[Alert]>([])
 
     /// Creates an empty sink.
-    public init(name: String = "memory") { self.name = name }
+    package init(name: String = "memory") { self.name = name }
 
-    public func deliver(_ alert: Alert) async throws { store.withLock { $0.append(alert) } }
+    package func deliver(_ alert: Alert) async throws { store.withLock { $0.append(alert) } }
 
     /// The alerts delivered so far.
-    public var alerts: [Alert] { store.withLock { $0 } }
+    package var alerts: [Alert] { store.withLock { $0 } }
 }
