@@ -87,6 +87,7 @@ let package = Package(
                 "LatentWatch",
                 "LatentWatchSidecar",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

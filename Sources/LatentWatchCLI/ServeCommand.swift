@@ -3,6 +3,7 @@ import Foundation
 import LatentWatch
 import LatentWatchSidecar
 import Logging
+import ServiceLifecycle
 
 /// `latentwatch serve`: the sidecar (Docs/WireProtocol.md).
 struct ServeCommand: AsyncParsableCommand {
@@ -167,15 +168,25 @@ struct ServeCommand: AsyncParsableCommand {
                 }
             )
         }
-        try await sidecar.run()
+        // Signals belong to the executable: the sidecar is a Service in this process's ServiceGroup.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: sidecar)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
         logger.info("stopped")
     }
 
-    /// The arguments after `serve` on this process's command line.
-    static func commandLineArguments() -> [String] {
-        let all = CommandLine.arguments
-        guard let i = all.firstIndex(of: "serve") else { return Array(all.dropFirst()) }
-        return Array(all[(i + 1)...])
+    /// The arguments after the subcommand on this process's command line. `serve` is a subcommand of the root
+    /// command, which takes no options before it, so it is always the first argument; a later argument that
+    /// happens to read "serve" (a path, a layer name) is a value, not the subcommand. Empty when this command
+    /// was not started as `latentwatch serve ...` (for example parsed from code).
+    static func commandLineArguments(_ all: [String] = CommandLine.arguments) -> [String] {
+        guard all.count >= 2, all[1] == "serve" else { return [] }
+        return Array(all[2...])
     }
 
     /// Turns a JSON config object into command-line arguments.

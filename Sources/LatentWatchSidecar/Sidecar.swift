@@ -9,9 +9,10 @@ import Prometheus
 import ServiceLifecycle
 
 /// `latentwatch serve`: a ``Monitor`` behind a socket. Owns the Prometheus registry, the ingest queue, the
-/// scoring worker, the frame server and the HTTP endpoints, and runs them with the monitor in one
-/// `ServiceGroup` that drains on SIGTERM/SIGINT.
-public final class Sidecar: Sendable {
+/// scoring worker, the frame server and the HTTP endpoints, and runs them with the monitor in one inner
+/// `ServiceGroup`. A swift-service-lifecycle `Service`: run it in the host's `ServiceGroup`, which owns the
+/// signals; its graceful shutdown drains the sidecar (everything acknowledged is assessed and recorded).
+public final class Sidecar: Service, Sendable {
     /// One monitored layer: the name hosts use, its fitted model and the model file's CRC-32.
     public struct Layer: Sendable {
         /// Layer name.
@@ -88,7 +89,8 @@ public final class Sidecar: Sendable {
     /// The layers as announced in the WELCOME.
     public var layers: [WireLayer] { context.welcome.layers }
 
-    /// Runs until SIGTERM/SIGINT (or cancellation), then drains and returns.
+    /// Runs until the graceful shutdown of the group that runs it (or cancellation), then drains and returns.
+    /// Installs no signal handlers.
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let worker = ScoringWorker(
@@ -115,7 +117,7 @@ public final class Sidecar: Sendable {
             services.append(.init(service: app))
         }
         let serviceGroup = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: services, logger: logger)
         )
         try await serviceGroup.run()
     }
