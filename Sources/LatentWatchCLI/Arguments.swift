@@ -1,6 +1,7 @@
 import ArgumentParser
 import LatentWatch
 import LatentWatchNumerics
+import LatentWatchSidecar
 
 // Typed command-line values: each is parsed once, where ArgumentParser reads it, and its allowed values and
 // help come from the SDK (the density family registry, the enums' cases), never from copied strings.
@@ -49,4 +50,41 @@ struct ShrinkageArgument: ExpressibleByArgument {
     }
 
     static var allValueStrings: [String] { ["held-out", "oas", "<lambda in [0, 1]>"] }
+}
+
+extension PValueFusion: ExpressibleByArgument {}
+
+extension QueueFullPolicy: ExpressibleByArgument {}
+
+/// `--shift`: which shift detector runs.
+enum ShiftChoice: String, CaseIterable, ExpressibleByArgument {
+    /// Alarm once; P(any false alarm) <= delta.
+    case anytime
+    /// Restart after each alarm; mean run length between false alarms.
+    case change
+    /// No shift detector.
+    case off
+}
+
+/// `evaluate --score`: the score that ranks inputs (command-line spelling of ``ScoreKind``).
+enum RankingScore: String, CaseIterable, ExpressibleByArgument {
+    case surprise
+    case mahalanobis
+    case relativeMahalanobis = "relative-mahalanobis"
+    case entropy
+
+    var kind: ScoreKind {
+        switch self {
+        case .surprise: return .surprise
+        case .mahalanobis: return .mahalanobis
+        case .relativeMahalanobis: return .relativeMahalanobis
+        case .entropy: return .entropy
+        }
+    }
+}
+
+/// `score --format`: the output file's format.
+enum ScoreFileFormat: String, CaseIterable, ExpressibleByArgument {
+    case npy
+    case csv
 }

@@ -31,7 +31,7 @@ struct EvaluateCommand: ParsableCommand {
     var key: String?
 
     @Option(help: "Score that ranks inputs: surprise, mahalanobis, relative-mahalanobis or entropy.")
-    var score: String = "surprise"
+    var score: RankingScore = .surprise
 
     @Option(help: "Alert level for the alert rates.")
     var alpha: Double = 0.01
@@ -42,14 +42,7 @@ struct EvaluateCommand: ParsableCommand {
     func run() throws {
         guard !ood.isEmpty else { throw ValidationError("give at least one --ood set") }
         let m = try Files.readModel(model)
-        let kind: ScoreKind
-        switch score {
-        case "surprise": kind = .surprise
-        case "mahalanobis": kind = .mahalanobis
-        case "relative-mahalanobis": kind = .relativeMahalanobis
-        case "entropy": kind = .entropy
-        default: throw ValidationError("--score must be surprise, mahalanobis, relative-mahalanobis or entropy")
-        }
+        let kind = score.kind
         func scores(_ path: String) throws -> (values: [Double], pValues: [Double], failed: Int) {
             let f = try userFacing(path) { try TensorFile(path: path) }
             for w in f.warnings { stderrLine("warning: \(w)") }
@@ -82,7 +75,8 @@ struct EvaluateCommand: ParsableCommand {
             ])
         }
         let result: [String: Any] = [
-            "model": model, "layer": m.metadata.layer, "family": m.density.family, "score": score, "alpha": alpha,
+            "model": model, "layer": m.metadata.layer, "family": m.density.family, "score": score.rawValue,
+            "alpha": alpha,
             "calibration_scores": m.calibration.distributions[kind]?.count ?? 0, "sets": rows,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
@@ -92,7 +86,7 @@ struct EvaluateCommand: ParsableCommand {
         }
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
         func num(_ v: Any?, _ f: String) -> String { (v as? Double).map { String(format: f, $0) } ?? "-" }
-        print("model \(model): layer \(m.metadata.layer), \(m.density.family), score \(score), alpha \(alpha)")
+        print("model \(model): layer \(m.metadata.layer), \(m.density.family), score \(score.rawValue), alpha \(alpha)")
         print(
             pad("set", 28) + " "
                 + ["inputs", "AUROC", "FPR@95TPR", "AUPR", "alert rate"].map { pad($0, 10) }.joined(separator: " ")

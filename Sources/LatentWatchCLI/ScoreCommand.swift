@@ -102,7 +102,7 @@ struct ScoreCommand: ParsableCommand {
     var output: String
 
     @Option(help: "npy or csv (default: from the output's extension).")
-    var format: String?
+    var format: ScoreFileFormat?
 
     func run() throws {
         let m = try Files.readModel(model)
@@ -110,9 +110,8 @@ struct ScoreCommand: ParsableCommand {
         for w in file.warnings { stderrLine("warning: \(w)") }
         let key = self.key ?? (file.tensors.contains { $0.name == m.metadata.layer } ? m.metadata.layer : nil)
         let columns = score.isEmpty ? [ScoreColumn.surprise] : score
-        let fmt = format ?? (output.lowercased().hasSuffix(".csv") ? "csv" : "npy")
-        guard fmt == "csv" || fmt == "npy" else { throw ValidationError("--format must be npy or csv") }
-        if fmt == "npy" && columns.count != 1 {
+        let fmt = format ?? (output.lowercased().hasSuffix(".csv") ? .csv : .npy)
+        if fmt == .npy && columns.count != 1 {
             throw ValidationError("a .npy output holds one score; use .csv for several")
         }
         var values: [[Double]] = Array(repeating: [], count: columns.count)
@@ -129,7 +128,7 @@ struct ScoreCommand: ParsableCommand {
                 }
             }
         }
-        if fmt == "npy" {
+        if fmt == .npy {
             try userFacing("writing \(output)") {
                 try NumpyArray.write(values[0], shape: [values[0].count], to: output)
             }

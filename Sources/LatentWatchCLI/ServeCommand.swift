@@ -76,7 +76,7 @@ struct ServeCommand: AsyncParsableCommand {
     var connectionQueueBytes: Int = 8 << 20
 
     @Option(help: "When a queue is full: reject (error frame, default), drop (count only) or wait (stop reading).")
-    var whenFull: String = "reject"
+    var whenFull: QueueFullPolicy = .reject
 
     @Option(help: "Unread outbound bytes after which a client that does not read is disconnected.")
     var maxReplyBytes: Int = 4 << 20
@@ -100,9 +100,6 @@ struct ServeCommand: AsyncParsableCommand {
         guard !model.isEmpty else { throw ValidationError("give at least one --model") }
         guard layer.isEmpty || layer.count == model.count else {
             throw ValidationError("give one --layer per --model, or none")
-        }
-        guard let policyFull = QueueFullPolicy(rawValue: whenFull) else {
-            throw ValidationError("--when-full must be reject, drop or wait")
         }
         let policy = try alerts.policy()
         var layers: [Sidecar.Layer] = []
@@ -133,7 +130,7 @@ struct ServeCommand: AsyncParsableCommand {
             ackEvery: ackEvery,
             queueBytes: queueBytes,
             connectionQueueBytes: connectionQueueBytes,
-            whenFull: policyFull,
+            whenFull: whenFull,
             maxReplyBytes: maxReplyBytes,
             maxConnections: maxConnections,
             handshakeTimeoutSeconds: handshakeTimeout

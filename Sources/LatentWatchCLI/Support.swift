@@ -96,7 +96,7 @@ struct AlertOptions: ParsableArguments {
     @Option(
         help: "Shift detector: anytime (alarm once; P(any false alarm) <= delta), change (restart after alarms), off."
     )
-    var shift: String = "anytime"
+    var shift: ShiftChoice = .anytime
 
     @Option(help: "Anytime mode: bound on the probability of any false alarm.")
     var delta: Double = 0.01
@@ -105,29 +105,25 @@ struct AlertOptions: ParsableArguments {
     var meanRunLength: Double = 10_000
 
     @Option(help: "Fusion of the layers' p-values: bonferroni or cauchy.")
-    var fusion: String = "bonferroni"
+    var fusion: PValueFusion = .bonferroni
 
     @Flag(help: "Do not add the calibration-set slack to stream p-values (see Docs/Statistics.md).")
     var noCalibrationCorrection = false
 
     func policy() throws -> AlertPolicy {
         guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be in (0, 1)") }
-        let shiftMode: ShiftDetector.Mode?
+        let shiftMode: ShiftDetection?
         switch shift {
-        case "anytime": shiftMode = .anytime(delta: delta)
-        case "change": shiftMode = .changeDetection(meanRunLength: meanRunLength)
-        case "off": shiftMode = nil
-        default: throw ValidationError("--shift must be anytime, change or off")
-        }
-        guard let f = PValueFusion(rawValue: fusion) else {
-            throw ValidationError("--fusion must be bonferroni or cauchy")
+        case .anytime: shiftMode = .anytime(delta: delta)
+        case .change: shiftMode = .changeDetection(meanRunLength: meanRunLength)
+        case .off: shiftMode = nil
         }
         return AlertPolicy(
             inputAlpha: alpha,
             aleatoricAlpha: aleatoricAlpha > 0 ? aleatoricAlpha : nil,
             window: window > 0 ? .init(length: window, windowLevel: windowLevel) : nil,
             shift: shiftMode,
-            fusion: f,
+            fusion: fusion,
             correctForCalibrationSet: !noCalibrationCorrection
         )
     }
