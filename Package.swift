@@ -170,3 +170,15 @@ let package = Package(
         ),
     ]
 )
+
+// The upcoming-feature settings swift-log's manifest uses, on the modules hosts link (the SDK, its numerics, the
+// wire protocol and the Swift client): `any` spelled out, members visible only through the module's own
+// imports, and imports internal unless marked `public import`.
+for target in package.targets
+where ["LatentWatch", "LatentWatchNumerics", "LatentWatchWire", "LatentWatchClient"].contains(target.name) {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    target.swiftSettings = settings
+}

@@ -1,4 +1,4 @@
-import LatentWatchWire
+public import LatentWatchWire
 
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+package import Glibc
 #elseif canImport(Musl)
-import Musl
+package import Musl
 #endif
 
 /// Blocking connects to the sidecar's transports, a Unix domain socket or loopback TCP: shared by the
@@ -16,7 +16,7 @@ public enum LocalSocket {
     }
 
     /// The `sockaddr_un` of `path`, or nil when the path does not fit (107 bytes on Linux).
-    public static func unixAddress(_ path: String) -> sockaddr_un? {
+    package static func unixAddress(_ path: String) -> sockaddr_un? {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)

@@ -1,3 +1,6 @@
+import Logging
+import Metrics
+
 /// Hands alerts to the sinks: one bounded buffer per sink, drained by the monitor's `run()` on a task of its
 /// own, so a slow or failing sink never blocks scoring or the other sinks. A full buffer drops (and counts)
 /// the newest alert for that sink only.

@@ -1,4 +1,6 @@
 import LatentWatchNumerics
+import Logging
+import Metrics
 
 extension Monitor {
     /// Assesses one input on the caller's thread (either mode): scores every layer, fuses the layers' p-values,

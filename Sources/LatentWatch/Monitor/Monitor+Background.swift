@@ -1,6 +1,7 @@
 import Foundation
 import LatentWatchNumerics
 import Logging
+import Metrics
 import ServiceLifecycle
 
 extension Monitor {

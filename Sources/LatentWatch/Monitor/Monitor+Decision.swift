@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Metrics
 
 extension Monitor {
     /// The decision on one scored input, by role: each layer's conformal p-value from its calibration, the

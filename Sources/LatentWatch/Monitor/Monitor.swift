@@ -1,8 +1,8 @@
 import Foundation
 import LatentWatchNumerics
-import Logging
-import Metrics
-import ServiceLifecycle
+public import Logging
+public import Metrics
+public import ServiceLifecycle
 import Synchronization
 
 /// Watches a model's forward pass: scores the activations of each monitored layer, fuses the layers'

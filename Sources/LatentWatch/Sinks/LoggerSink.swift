@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 
 /// Logs every alert through a swift-log `Logger`, with structured metadata (kind, index, request id, p-value).
 public struct LoggerSink: AlertSink {
