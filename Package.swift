@@ -96,27 +96,40 @@ let package = Package(
             dependencies: ["LatentWatchCLI"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // What the research tools share: argument types, data loading and checks, the stream designs, timing,
+        // order statistics, synthetic data. Internal to this package; never linked into the SDK.
+        .target(
+            name: "LatentWatchLab",
+            dependencies: [
+                "LatentWatch",
+                "LatentWatchNumerics",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "latentwatch-bench",
-            dependencies: ["LatentWatch", "LatentWatchNumerics", "CMallocCounter"],
+            dependencies: ["LatentWatch", "LatentWatchNumerics", "LatentWatchLab", "CMallocCounter"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Stream-alert guarantees measured on real activations (Docs/Statistics.md).
         .executableTarget(
             name: "latentwatch-streams",
-            dependencies: ["LatentWatch", "LatentWatchNumerics"],
+            dependencies: ["LatentWatch", "LatentWatchNumerics", "LatentWatchLab"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Evaluation on real activations against the Python references (Docs/Evaluation.md).
         .executableTarget(
             name: "latentwatch-eval",
-            dependencies: ["LatentWatch", "LatentWatchNumerics"],
+            dependencies: ["LatentWatch", "LatentWatchNumerics", "LatentWatchLab"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Bounded load test of `latentwatch serve` (Docs/Performance.md).
         .executableTarget(
             name: "latentwatch-loadtest",
-            dependencies: ["LatentWatch", "LatentWatchNumerics", "LatentWatchClient", "LatentWatchWire"],
+            dependencies: [
+                "LatentWatch", "LatentWatchNumerics", "LatentWatchLab", "LatentWatchClient", "LatentWatchWire",
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Samples/EmbeddedServer: a Hummingbird service with the monitor in its forward pass (not part of the SDK).
@@ -146,7 +159,7 @@ let package = Package(
         // Runs the real `latentwatch` executable as a child process (kill -9, demo, fit/score/replay).
         .testTarget(
             name: "LatentWatchCLITests",
-            dependencies: ["LatentWatch", "LatentWatchTestSupport", "latentwatch"],
+            dependencies: ["LatentWatch", "LatentWatchTestSupport", "latentwatch", "latentwatch-eval"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Runs the real `latentwatch serve` process over real sockets.
@@ -161,6 +174,7 @@ let package = Package(
             name: "LatentWatchTests",
             dependencies: [
                 "LatentWatch",
+                "LatentWatchLab",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

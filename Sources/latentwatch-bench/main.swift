@@ -1,94 +1,93 @@
 // Benchmark: LatentWatch beside numpy and scikit-learn on the same data, one thread each.
 // Usage: swift run -c release latentwatch-bench [--quick]
+import ArgumentParser
 import CMallocCounter
 import Foundation
 import LatentWatch
+import LatentWatchLab
 import LatentWatchNumerics
 
-/// The single-layer argument every timed call reuses (see OneLayer).
+struct BenchOptions: ParsableArguments {
+    @Flag(help: "Fewer repetitions (and the peer's quick mode).")
+    var quick = false
+
+    @Flag(help: "Do not run the Python peer benchmark.")
+    var oursOnly = false
+
+    @Flag(help: "Print the batch scoring rates and stop.")
+    var batchOnly = false
+}
+
+let tool = "latentwatch-bench"
+let options = BenchOptions.parseOrExit()
+/// The single-layer argument every timed call reuses.
 nonisolated(unsafe) let one = OneLayer()
 
-let quick = CommandLine.arguments.contains("--quick")
-let oursOnly = CommandLine.arguments.contains("--ours-only")
+let quick = options.quick
+let oursOnly = options.oursOnly
 let d = 512
 let k = 10
 let perClass = 2000
 let queries = 1024
 
 // Same data for both sides: class-specific low-rank structure plus noise, written as .npy for the peer.
-var rng = SeededRandom(seed: 7)
-var train = [Float](repeating: 0, count: k * perClass * d)
-var labels = [Int](repeating: 0, count: k * perClass)
-var query = [Float](repeating: 0, count: queries * d)
-for c in 0..<k {
-    let basis = (0..<(32 * d)).map { _ in Float(rng.normal()) }
-    let shift = (0..<d).map { _ in Float(rng.normal()) }
-    func sample(into buf: inout [Float], row: Int) {
-        let coef = (0..<32).map { _ in Float(rng.normal()) * 0.2 }
-        for j in 0..<d {
-            var v = shift[j] + 0.5 * Float(rng.normal())
-            for b in 0..<32 { v += coef[b] * basis[b * d + j] }
-            buf[row * d + j] = v
-        }
-    }
-    for i in 0..<perClass {
-        labels[c * perClass + i] = c
-        sample(into: &train, row: c * perClass + i)
-    }
-    for q in stride(from: c, to: queries, by: k) { sample(into: &query, row: q) }
-}
+let synthetic = Synthetic.lowRankClasses(seed: 7, dimension: d, classes: k, perClass: perClass, queries: queries)
+let train = synthetic.train
+let labels = synthetic.labels
+let query = synthetic.queries
 let dir = FileManager.default.temporaryDirectory.appendingPathComponent("latentwatch-bench-\(getpid())")
-try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+exitOnError(tool) {
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    try NumpyArray.write(train, shape: [k * perClass, d], to: dir.appendingPathComponent("train_x.npy").path)
+    try NumpyArray.write(labels, shape: [k * perClass], to: dir.appendingPathComponent("train_y.npy").path)
+    try NumpyArray.write(query, shape: [queries, d], to: dir.appendingPathComponent("query_x.npy").path)
+}
 defer { try? FileManager.default.removeItem(at: dir) }
-try NumpyArray.write(train, shape: [k * perClass, d], to: dir.appendingPathComponent("train_x.npy").path)
-try NumpyArray.write(labels, shape: [k * perClass], to: dir.appendingPathComponent("train_y.npy").path)
-try NumpyArray.write(query, shape: [queries, d], to: dir.appendingPathComponent("query_x.npy").path)
 
-func seconds(_ body: () throws -> Void) rethrows -> Double {
-    let t0 = DispatchTime.now().uptimeNanoseconds
-    try body()
-    return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-}
-func median(_ v: [Double]) -> Double {
-    let s = v.sorted()
-    return s[s.count / 2]
-}
+/// The benchmark's tables report the upper middle of their repetitions.
+func median(_ v: [Double]) -> Double { Quantile.upperMedian(v) ?? .nan }
 
 // Fit (GDA, full covariance, K = 10, held-out shrinkage: includes the eigen-decompositions that choose lambda).
 let source = InMemoryActivations(values: train, shape: [d], labels: labels)
 var model: LatentModel!
 let fitRuns = quick ? 1 : 3
-let fitTimes = try (0..<fitRuns).map { _ in
-    try seconds {
-        model = try LatentModelFitter.fit(
-            source,
-            configuration: FitConfiguration(
-                family: .gda,
-                preparation: .raw,
-                calibrationFraction: 0,
-                fitBackground: false
+let fitTimes = exitOnError(tool) {
+    try (0..<fitRuns).map { _ in
+        try seconds {
+            model = try LatentModelFitter.fit(
+                source,
+                configuration: FitConfiguration(
+                    family: .gda,
+                    preparation: .raw,
+                    calibrationFraction: 0,
+                    fitBackground: false
+                )
             )
-        )
+        }
     }
 }
-let fitFixedTimes = try (0..<fitRuns).map { _ in
-    try seconds {
-        _ = try LatentModelFitter.fit(
-            source,
-            configuration: FitConfiguration(
-                family: .gda,
-                preparation: .raw,
-                regularization: Regularization(shrinkage: .fixed(0.1)),
-                calibrationFraction: 0,
-                fitBackground: false
+let fitFixedTimes = exitOnError(tool) {
+    try (0..<fitRuns).map { _ in
+        try seconds {
+            _ = try LatentModelFitter.fit(
+                source,
+                configuration: FitConfiguration(
+                    family: .gda,
+                    preparation: .raw,
+                    regularization: Regularization(shrinkage: .fixed(0.1)),
+                    calibrationFraction: 0,
+                    fitBackground: false
+                )
             )
-        )
+        }
     }
 }
-let tied = try LatentModelFitter.fit(
-    source,
-    configuration: FitConfiguration(family: .tied, preparation: .raw, calibrationFraction: 0, fitBackground: false)
-)
+let tied = exitOnError(tool) {
+    try LatentModelFitter.fit(
+        source,
+        configuration: FitConfiguration(family: .tied, preparation: .raw, calibrationFraction: 0, fitBackground: false)
+    )
+}
 let half = model.converted(to: .float16)
 
 @MainActor func oneSampleMicros(_ m: LatentModel) throws -> Double {
@@ -121,20 +120,23 @@ let half = model.converted(to: .float16)
     return Double(queries) / median(times)
 }
 
-if CommandLine.arguments.contains("--batch-only") {
+if options.batchOnly {
     // Repeated batch measurements, for tuning on a noisy machine.
     for _ in 0..<8 { print(String(format: "GDA batch of 1024: %.0f samples/s", batchPerSecond(model))) }
+    try? FileManager.default.removeItem(at: dir)
     exit(0)
 }
 
-let ours: [String: Double] = [
-    "gda_one_us": try oneSampleMicros(model),
-    "gda_one_f16_us": try oneSampleMicros(half),
-    "gda_batch_per_s": batchPerSecond(model),
-    "tied_one_us": try oneSampleMicros(tied),
-    "fit_s": median(fitTimes),
-    "fit_fixed_s": median(fitFixedTimes),
-]
+let ours: [String: Double] = exitOnError(tool) {
+    [
+        "gda_one_us": try oneSampleMicros(model),
+        "gda_one_f16_us": try oneSampleMicros(half),
+        "gda_batch_per_s": batchPerSecond(model),
+        "tied_one_us": try oneSampleMicros(tied),
+        "fit_s": median(fitTimes),
+        "fit_fixed_s": median(fitFixedTimes),
+    ]
+}
 
 // Monitor: host-side cost of one background submit (copy into the queue) with the worker scoring on the
 // other core, and inline assess latency, with heap allocations counted by the interposed malloc.
@@ -246,7 +248,7 @@ struct MonitorFigures {
     }
     return out
 }
-let monitorFigures = try await measureMonitor()
+let monitorFigures = await exitOnError(tool) { try await measureMonitor() }
 
 // The peer, from the same run, on the same files.
 let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(
@@ -400,13 +402,3 @@ print(
 print(
     String(format: "monitor inline assess, float16 factors         %8.1f us", monitorFigures.inlineUs["float16"] ?? 0)
 )
-
-/// A reused single-layer argument, as a host keeps its activations array: a call then allocates nothing.
-final class OneLayer {
-    var buffers = [UnsafeBufferPointer<Float>](repeating: UnsafeBufferPointer(start: nil, count: 0), count: 1)
-
-    func callAsFunction(_ b: UnsafeBufferPointer<Float>) -> ActivationBuffers {
-        buffers[0] = b
-        return .float32(buffers)
-    }
-}

@@ -1,17 +1,17 @@
-// The stream part of the evaluation (issue 6): p-value streams made from the default configuration's real
+// The stream part of the evaluation (Docs/Evaluation.md, finding 5): p-value streams made from the default configuration's real
 // p-values, written as .npy files with a manifest.json that Tests/Evaluation/stream_baselines.py reads, and our
 // own stream detectors (the library's LayerMixtureShiftDetector and WindowRateDetector, set up as a Monitor sets
 // them up) run on exactly the same values. The result has the layout of stream_baselines.py's "results", so
 // Tests/Evaluation/compare.py can put both in one table.
 import Foundation
 import LatentWatch
+import LatentWatchLab
 import LatentWatchNumerics
 
 enum StreamComparison {
-    /// Start of the change on every change stream, and the length of its ramp.
-    static let changeAt = 1000
-    static let ramp = 500
-    static let changeLength = 2500
+    /// The change streams' design, shared with latentwatch-streams.
+    static let ramp = OODRamp()
+    static var changeAt: Int { ramp.changeAt }
 
     /// One stream: its p-values and where the change starts (nil: in-distribution throughout).
     struct Stream {
@@ -56,23 +56,22 @@ enum StreamComparison {
             )
         }
         let nTest = fusedP["test"]!.count
+        for split in ["test"] + oodSets.map({ "ood_\($0)" }) where fusedP[split]!.isEmpty {
+            throw LabError("the split \(split) has no rows to draw streams from", status: 2)
+        }
         var streams: [Stream] = []
         // In-distribution: inputs drawn with replacement from the held-out test split.
         for r in 0..<idStreams {
-            var rng = SeededRandom(seed: UInt64(1000 + r))
-            let picks = (0..<idLength).map { _ in ("test", Int(rng.next() % UInt64(nTest))) }
+            let picks = resampledRows(length: idLength, from: nTest, run: r).map { ("test", $0) }
             streams.append(stream(String(format: "id_%03d.npy", r), "none", r, nil, picks))
         }
-        // Gradual replacement: in distribution until changeAt, then each input is out of distribution with a
-        // probability rising linearly to 1 over `ramp` inputs.
+        // Gradual replacement (OODRamp): in distribution until changeAt, then each input is out of distribution
+        // with a probability rising linearly to 1 over the ramp.
         for o in oodSets {
             let nOOD = fusedP["ood_\(o)"]!.count
             for r in 0..<changeRuns {
-                var rng = SeededRandom(seed: UInt64(5000 + r))
-                let picks = (0..<changeLength).map { t -> (String, Int) in
-                    let share = t < changeAt ? 0 : min(1, Double(t - changeAt + 1) / Double(ramp))
-                    if rng.uniform() < share { return ("ood_\(o)", Int(rng.next() % UInt64(nOOD))) }
-                    return ("test", Int(rng.next() % UInt64(nTest)))
+                let picks = ramp.picks(idCount: nTest, oodCount: nOOD, run: r).map {
+                    $0.ood ? ("ood_\(o)", $0.row) : ("test", $0.row)
                 }
                 streams.append(stream(String(format: "%@_%03d.npy", o, r), o, r, changeAt, picks))
             }
@@ -91,8 +90,7 @@ enum StreamComparison {
                 ] as [String: Any]
             },
         ]
-        try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
-            .write(to: URL(fileURLWithPath: "\(directory)/manifest.json"))
+        try writeJSON(manifest, to: "\(directory)/manifest.json")
 
         // Our detectors, each a function from a stream to its alarm indices, with the corrections a Monitor
         // with the default policy makes for these calibration sets. The shift detectors bet on each layer's own
@@ -103,7 +101,8 @@ enum StreamComparison {
         let corrections = policy.calibrationCorrections(calibrationCounts: ms)
         let slack = corrections.pValueSlack
         let noSlack = [Double](repeating: 0, count: ms.count)
-        let dkwWindowRate = alpha + slack.reduce(0, +)  // the window's rule before 2026-11-29
+        // lw_window_dkw: the uniform bound alpha + DKW slack, kept for comparison.
+        let dkwWindowRate = alpha + slack.reduce(0, +)
         // The default anytime detector (jump rate 0.01) and the same at other jump rates.
         var detectors: [(String, [String: Any], (Stream) -> [Int])] = [
             ("lw_anytime", 0.01), ("lw_anytime_jump0.001", 0.001), ("lw_anytime_jump0.1", 0.1),
@@ -148,7 +147,7 @@ enum StreamComparison {
             ),
         ]
         if ms.count > 1 {
-            // The monitor's shift detector before 2026-11-29: one martingale on the Bonferroni-fused p-values,
+            // lw_anytime_bonferroni, kept for comparison: one martingale on the Bonferroni-fused p-values,
             // which are min(1, L min_l (p_l + s)) = the fused p plus L s when every layer's slack s is equal
             // (equal calibration counts, as here; otherwise L max s is an upper bound).
             let fusedSlack = Double(ms.count) * (slack.max() ?? 0)
@@ -180,7 +179,7 @@ enum StreamComparison {
             "directory": directory, "layer": layer, "configuration": configuration, "calibration_count": ms[0],
             "calibration_counts": ms,
             "id_streams": idStreams, "id_length": idLength, "change_runs": changeRuns, "change_at": changeAt,
-            "ramp": ramp, "change_length": changeLength, "detectors": parameters, "results": results,
+            "ramp": ramp.rampLength, "change_length": ramp.length, "detectors": parameters, "results": results,
         ]
     }
 

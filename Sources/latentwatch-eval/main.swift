@@ -1,4 +1,4 @@
-// Evaluation on real activations (issue 6, Docs/Evaluation.md): LatentWatch's families on the same data the
+// Evaluation on real activations (Docs/Evaluation.md): LatentWatch's families on the same data the
 // Python references (Tests/Evaluation/reference_eval.py) use, with the same metrics, written as JSON.
 //
 //   swift run -c release latentwatch-eval --data DIR --scenario image --layers fc,conv3_gap --out lw_image.json \
@@ -10,62 +10,95 @@
 // DIR holds <layer>_<split>.npy, labels_<split>.npy and logits_<split>.npy for the splits train, cal, test and
 // ood_<name> (Tests/Evaluation/README.md). Models are fitted on train with labels, calibrated on cal, scored
 // on test (in-distribution, negatives) and each OOD set (positives).
+import ArgumentParser
 import Foundation
 import LatentWatch
+import LatentWatchLab
 import LatentWatchNumerics
 
-let args = CommandLine.arguments
-func value(_ name: String) -> String? {
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-guard let dataDir = value("--data"), let outPath = value("--out") else {
-    print(
-        "usage: latentwatch-eval --data DIR --scenario NAME [--layers a,b] --out FILE.json [--streams DIR [--stream-layer L[,L2...]]"
-            + " [--id-streams N] [--id-length N] [--change-runs N]] [--quick | --only-default]"
-    )
-    exit(2)
-}
-let scenario = value("--scenario") ?? URL(fileURLWithPath: dataDir).lastPathComponent
-let quick = args.contains("--quick")
-// --only-default: fit only the default configuration (for the streams, and for the CI check of this tool).
-let onlyDefault = args.contains("--only-default")
-let alpha = 0.01
-let files = (try? FileManager.default.contentsOfDirectory(atPath: dataDir)) ?? []
-let oodSets = files.filter { $0.hasPrefix("labels_ood_") }.map { String($0.dropFirst("labels_ood_".count).dropLast(4)) }
-    .sorted()
-let layers: [String] =
-    value("--layers")?.split(separator: ",").map(String.init)
-    ?? files.filter { $0.hasSuffix("_train.npy") && !$0.hasPrefix("labels") && !$0.hasPrefix("logits") }
-    .map { String($0.dropLast("_train.npy".count)) }.sorted()
+struct EvalOptions: ParsableArguments {
+    @Option(help: "Directory of evaluation arrays (Tests/Evaluation/README.md).")
+    var data: String
 
-func path(_ layer: String, _ split: String) -> String { "\(dataDir)/\(layer)_\(split).npy" }
+    @Option(help: "Result JSON file.")
+    var out: String
+
+    @Option(help: "Scenario name in the results (default: the data directory's name).")
+    var scenario: String?
+
+    @Option(help: "Layers, comma-separated (default: every <layer>_train.npy).")
+    var layers: CommaList?
+
+    @Flag(help: "Mixtures only on the raw and l2 variants.")
+    var quick = false
+
+    @Flag(help: "Fit only the default configuration (for the streams, and for the CI check of this tool).")
+    var onlyDefault = false
+
+    @Option(help: "Write the default configuration's p-value streams here and run our stream detectors on them.")
+    var streams: String?
+
+    @Option(
+        help:
+            "Layer(s) of the streams, comma-separated; several: their Bonferroni-fused p-values (default: the last layer)."
+    )
+    var streamLayer: CommaList?
+
+    @Option(help: "In-distribution streams.")
+    var idStreams = 100
+
+    @Option(help: "Length of each in-distribution stream.")
+    var idLength = 10_000
+
+    @Option(help: "Change streams per OOD set.")
+    var changeRuns = 20
+
+    func validate() throws {
+        guard idStreams >= 1, idLength >= 1, changeRuns >= 1 else {
+            throw ValidationError("--id-streams, --id-length and --change-runs must be at least 1")
+        }
+    }
+}
+
+let tool = "latentwatch-eval"
+let options = EvalOptions.parseOrExit()
+let dataDir = options.data
+let outPath = options.out
+let data = exitOnError(tool) { try EvaluationData(dataDir) }
+let scenario = options.scenario ?? URL(fileURLWithPath: dataDir).lastPathComponent
+let quick = options.quick
+// --only-default: fit only the default configuration (for the streams, and for the CI check of this tool).
+let onlyDefault = options.onlyDefault
+let alpha = 0.01
+let oodSets = data.oodSetsWithLabels()
+let layers: [String] = options.layers?.items ?? data.layers()
+
+func path(_ layer: String, _ split: String) -> String { data.path(layer, split) }
 // Every file the run reads is opened before anything is fitted, so a missing or damaged one is named, not a crash.
 if layers.isEmpty || oodSets.isEmpty {
     let what = layers.isEmpty ? "no layers (no <layer>_train.npy)" : "no OOD sets (no labels_ood_<name>.npy)"
-    print("latentwatch-eval: \(dataDir): \(what); Tests/Evaluation/README.md describes the layout")
+    stderrLine("\(tool): \(dataDir): \(what); Tests/Evaluation/README.md describes the layout")
     exit(2)
 }
-for f in ["labels_train", "labels_test", "logits_test"]
-    + layers.flatMap({ l in ["train", "cal", "test"].map { "\(l)_\($0)" } + oodSets.map { "\(l)_ood_\($0)" } })
-{
-    do {
-        _ = try TensorFile(path: "\(dataDir)/\(f).npy").tensor(nil)
-    } catch {
-        print("latentwatch-eval: \(error)")
-        exit(2)
-    }
+exitOnError(tool) {
+    try data.requireReadable(
+        ["labels_train", "labels_test", "logits_test"]
+            + layers.flatMap { l in ["train", "cal", "test"].map { "\(l)_\($0)" } + oodSets.map { "\(l)_ood_\($0)" } }
+    )
 }
 func rows(_ p: String) throws -> (values: [Float], count: Int) {
-    let f = try TensorFile(path: p)
-    let t = try f.tensor(nil)
-    return (try f.floats(t.name), t.rows)
+    let m = try ActivationMatrix(path: p)
+    return (m.array, m.rows)
 }
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+func now() -> Double { monotonicSeconds() }
 
-let trainLabels = try TensorFile(path: "\(dataDir)/labels_train.npy").ints()
-let testLabels = try TensorFile(path: "\(dataDir)/labels_test.npy").ints()
-let testLogits = try rows("\(dataDir)/logits_test.npy")
+let trainLabels = exitOnError(tool) { try data.labels("labels_train") }
+let testLabels = exitOnError(tool) { try data.labels("labels_test") }
+let testLogits = exitOnError(tool) { try rows(data.file("logits_test")) }
+guard testLabels.count == testLogits.count else {
+    stderrLine("\(tool): \(testLabels.count) test labels for \(testLogits.count) rows of test logits")
+    exit(2)
+}
 let classes = testLogits.values.count / max(1, testLogits.count)
 // Misclassified test inputs: the classifier's argmax differs from the label (class i of the logits is the
 // i-th smallest training label, as the generators write them).
@@ -129,7 +162,7 @@ func configs(dimension d: Int) -> [Config] {
         }
     }
     // Mixture regularisation: our default (1e-2 of the average variance on the diagonal; lw_gmm) against
-    // scikit-learn's (reg_covar = 1e-6, absolute) and smaller relative floors (1e-6 was the default before).
+    // scikit-learn's (reg_covar = 1e-6, absolute) and smaller relative floors (1e-6 and 1e-3 of the average variance).
     for (rname, reg) in [
         ("ridge1e-6", Regularization(shrinkage: .fixed(0), floorRatio: 0, ridge: 1e-6)),
         ("floor1e-6", Regularization(shrinkage: .fixed(0), floorRatio: 1e-6)),
@@ -155,12 +188,12 @@ var defaultPValues: [String: [String: [Double]]] = [:]
 var defaultCalibrationCount: [String: Int] = [:]
 
 for layer in layers {
-    let train = try rows(path(layer, "train"))
+    let train = exitOnError(tool) { try rows(path(layer, "train")) }
     let d = train.values.count / max(1, train.count)
     var layerResults: [String: Any] = [:]
     let splits = ["test"] + oodSets.map { "ood_\($0)" }
     var data: [String: (values: [Float], count: Int)] = [:]
-    for s in splits { data[s] = try rows(path(layer, s)) }
+    for s in splits { data[s] = exitOnError(tool) { try rows(path(layer, s)) } }
     for cfg in configs(dimension: d) {
         let t0 = now()
         var fc = FitConfiguration(
@@ -284,33 +317,34 @@ var output: [String: Any] = [
     "fusion": fusion, "default": defaultConfig, "latentwatch": LatentWatchVersion.string,
     "test_error_rate": Double(misclassified.filter { $0 }.count) / Double(max(1, misclassified.count)),
 ]
-if let streamDir = value("--streams") {
+if let streamDir = options.streams {
     // One layer, or several fused as the Monitor fuses them by default (Bonferroni).
-    let streamLayers = (value("--stream-layer") ?? layers.last!).split(separator: ",").map(String.init)
+    let streamLayers = options.streamLayer?.items ?? [layers.last!]
     var pvs: [[String: [Double]]] = []
     var ms: [Int] = []
     for l in streamLayers {
         guard let pv = defaultPValues[l], let m = defaultCalibrationCount[l] else {
-            print("--stream-layer \(l): the default configuration was not fitted on it")
+            stderrLine("\(tool): --stream-layer \(l): the default configuration was not fitted on it")
             exit(1)
         }
         pvs.append(pv)
         ms.append(m)
     }
-    output["streams"] = try StreamComparison.run(
-        layerPValues: pvs,
-        oodSets: oodSets,
-        calibrationCounts: ms,
-        alpha: alpha,
-        scenario: scenario,
-        layer: streamLayers.joined(separator: "+"),
-        configuration: pvs.count > 1 ? "\(defaultConfig)+bonferroni" : defaultConfig,
-        directory: streamDir,
-        idStreams: Int(value("--id-streams") ?? "100")!,
-        idLength: Int(value("--id-length") ?? "10000")!,
-        changeRuns: Int(value("--change-runs") ?? "20")!
-    )
+    output["streams"] = exitOnError(tool) {
+        try StreamComparison.run(
+            layerPValues: pvs,
+            oodSets: oodSets,
+            calibrationCounts: ms,
+            alpha: alpha,
+            scenario: scenario,
+            layer: streamLayers.joined(separator: "+"),
+            configuration: pvs.count > 1 ? "\(defaultConfig)+bonferroni" : defaultConfig,
+            directory: streamDir,
+            idStreams: options.idStreams,
+            idLength: options.idLength,
+            changeRuns: options.changeRuns
+        )
+    }
 }
-let json = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
-try json.write(to: URL(fileURLWithPath: outPath))
+exitOnError(tool) { try writeJSON(output, to: outPath) }
 print("wrote \(outPath)")

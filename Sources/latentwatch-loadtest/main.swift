@@ -1,4 +1,4 @@
-// Bounded load test of `latentwatch serve` (issue 5): loopback only, fixed duration per phase.
+// Bounded load test of `latentwatch serve` (Docs/Performance.md): loopback only, fixed duration per phase.
 //
 //   swift build -c release --product latentwatch --product latentwatch-loadtest
 //   .build/release/latentwatch-loadtest [--seconds 5] [--quick]
@@ -7,9 +7,11 @@
 // executable on a Unix socket, and measures: request/reply latency (1 input per frame) from 1 and 8 clients;
 // fire-and-forget throughput (32 inputs per frame, acknowledged); the server's memory while clients offer
 // twice the sustainable rate. The in-process `Monitor.assess` rate is printed beside it as the ceiling.
+import ArgumentParser
 import Foundation
 import LatentWatch
 import LatentWatchClient
+import LatentWatchLab
 import LatentWatchNumerics
 import LatentWatchWire
 
@@ -17,44 +19,43 @@ import LatentWatchWire
 import Glibc
 #endif
 
-/// The single-layer argument every timed call reuses (see OneLayer).
+struct LoadTestOptions: ParsableArguments {
+    @Option(help: "Seconds per phase (default 5, or 2 with --quick).")
+    var seconds: Double?
+
+    @Flag(help: "Shorter phases.")
+    var quick = false
+
+    func validate() throws {
+        if let seconds, !(seconds > 0 && seconds <= 3600) {
+            throw ValidationError("--seconds must be in (0, 3600]")
+        }
+    }
+}
+
+/// The single-layer argument every timed call reuses.
 nonisolated(unsafe) let one = OneLayer()
 
-@Sendable func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+@Sendable func now() -> Double { monotonicSeconds() }
 
-func runLoadTest() throws {
-    let arguments = CommandLine.arguments
-    func option(_ name: String, _ fallback: Double) -> Double {
-        guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count, let v = Double(arguments[i + 1]) else {
-            return fallback
-        }
-        return v
-    }
-    let quick = arguments.contains("--quick")
-    let phaseSeconds = option("--seconds", quick ? 2 : 5)
+func runLoadTest(_ options: LoadTestOptions) throws {
+    let phaseSeconds = options.seconds ?? (options.quick ? 2 : 5)
     let d = 512
     let k = 10
     let perClass = 600
 
     // MARK: Synthetic model
-    var rng = SeededRandom(seed: 42)
-    var means = [Float](repeating: 0, count: k * d)
-    for i in 0..<(k * d) { means[i] = 2 * Float(rng.normal()) }
-    var train = [Float](repeating: 0, count: k * perClass * d)
-    var labels = [Int](repeating: 0, count: k * perClass)
-    for c in 0..<k {
-        for i in 0..<perClass {
-            let row = c * perClass + i
-            labels[row] = c
-            for j in 0..<d { train[row * d + j] = means[c * d + j] + Float(rng.normal()) }
-        }
-    }
     let queryCount = 4096
-    var queries = [Float](repeating: 0, count: queryCount * d)
-    for q in 0..<queryCount {
-        let c = q % k
-        for j in 0..<d { queries[q * d + j] = means[c * d + j] + Float(rng.normal()) }
-    }
+    let synthetic = Synthetic.isotropicClasses(
+        seed: 42,
+        dimension: d,
+        classes: k,
+        perClass: perClass,
+        queries: queryCount
+    )
+    let train = synthetic.train
+    let labels = synthetic.labels
+    let queries = synthetic.queries
     let model = try LatentModelFitter.fit(
         InMemoryActivations(values: train, shape: [d], labels: labels),
         configuration: FitConfiguration(family: .gda, calibrationFraction: 0.2, fitBackground: false, layerName: "z")
@@ -65,11 +66,7 @@ func runLoadTest() throws {
     let modelPath = dir.appendingPathComponent("z.lwm").path
     try ModelFile.write(model, to: modelPath)
 
-    func percentile(_ v: [Double], _ p: Double) -> Double {
-        guard !v.isEmpty else { return .nan }
-        let s = v.sorted()
-        return s[min(s.count - 1, Int(Double(s.count - 1) * p))]
-    }
+    func percentile(_ v: [Double], _ p: Double) -> Double { Quantile.lowerRank(v, p) ?? .nan }
 
     // MARK: In-process ceiling
     let inline = try Monitor(configuration: MonitorConfiguration(layers: [MonitoredLayer(model: model)]))
@@ -87,10 +84,14 @@ func runLoadTest() throws {
     let inlineRate = Double(inlineCount) / (now() - inlineStart)
 
     // MARK: The daemon
-    let serveBinary = URL(fileURLWithPath: arguments[0]).deletingLastPathComponent().appendingPathComponent(
-        "latentwatch"
-    )
-    .path
+    let serveBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("latentwatch").path
+    guard FileManager.default.isExecutableFile(atPath: serveBinary) else {
+        throw LabError(
+            "\(serveBinary) is missing: build it with swift build -c release --product latentwatch",
+            status: 2
+        )
+    }
     let socketPath = dir.appendingPathComponent("s.sock").path
     let server = Process()
     // With taskset and 2+ cores: the server gets core 0, this process (the clients) core 1, so the clients
@@ -293,7 +294,8 @@ func runLoadTest() throws {
             f += 1
             next += interval
             let wait = next - now()
-            if wait > 0 { usleep(UInt32(wait * 1e6)) }
+            // At most the phase's end: a rate of 0 (every client failed) gives an infinite interval.
+            if wait > 0 { usleep(UInt32(min(wait, max(0, end - now())) * 1e6)) }
         }
         let ack = try client.sync()
         results.lock.lock()
@@ -333,14 +335,5 @@ func runLoadTest() throws {
 
 }
 
-try runLoadTest()
-
-/// A reused single-layer argument, as a host keeps its activations array: a call then allocates nothing.
-final class OneLayer {
-    var buffers = [UnsafeBufferPointer<Float>](repeating: UnsafeBufferPointer(start: nil, count: 0), count: 1)
-
-    func callAsFunction(_ b: UnsafeBufferPointer<Float>) -> ActivationBuffers {
-        buffers[0] = b
-        return .float32(buffers)
-    }
-}
+let options = LoadTestOptions.parseOrExit()
+runTool("latentwatch-loadtest") { try runLoadTest(options) }

@@ -1,9 +1,10 @@
 import Foundation
 import LatentWatch
+import LatentWatchLab
 import LatentWatchNumerics
 import Testing
 
-/// Issue 3's acceptance on real activations: the penultimate layer (`fc`, 128-d) of a CNN trained on
+/// The streaming alarms on real activations (Docs/Statistics.md): the penultimate layer (`fc`, 128-d) of a CNN trained on
 /// Fashion-MNIST (7 classes), GDA fitted on 35,000 training inputs and calibrated on 7,000 held-out ones
 /// (Tests/Fixtures/fmnist, made by Tests/Evaluation/README.md). Test and OOD activations are stored as
 /// float16 to keep the fixture small.
@@ -105,17 +106,18 @@ import Testing
         #expect(runLength >= 1000)
     }
 
-    /// In-distribution inputs until index 1,000, then real OOD inputs replace them linearly over 500 inputs:
+    /// In-distribution inputs until index 1,000, then real OOD inputs replace them linearly over 500 inputs
+    /// (``OODRamp``):
     /// the alarm fires after the change, and the test states the delay.
     @Test(arguments: ["digits", "heldout", "noise"])
     func alarmAfterOutOfDistributionInputsArrive(set: String) async throws {
         let test = try Self.rows("fc_test_f16.npy")
         let ood = try Self.rows("fc_ood_\(set)_f16.npy")
-        var rng = SeededRandom(seed: 77)
-        let picks = (0..<3000).map { t -> (values: [Float], row: Int) in
-            let share = t < 1000 ? 0 : min(1, Double(t - 1000) / 500)
-            if rng.uniform() < share { return (ood.values, Int(rng.next() % UInt64(ood.count))) }
-            return (test.values, Int(rng.next() % UInt64(test.count)))
+        // The evaluation's ramp (OODRamp), run 0, continued to 3,000 inputs.
+        var ramp = OODRamp()
+        ramp.length = 3000
+        let picks = ramp.picks(idCount: test.count, oodCount: ood.count, run: 0).map {
+            (values: $0.ood ? ood.values : test.values, row: $0.row)
         }
         for (name, mode) in [
             ("anytime", ShiftDetector.Mode.anytime(delta: 0.01)), ("change", .changeDetection(meanRunLength: 1000)),

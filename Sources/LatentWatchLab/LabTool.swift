@@ -1,0 +1,101 @@
+import Foundation
+
+/// A research tool's failure: said on standard error with the tool's name, exit status 1 (2 for bad input).
+public struct LabError: Error, CustomStringConvertible {
+    /// What went wrong, naming the input.
+    public let description: String
+    /// The process exit status.
+    public let status: Int32
+
+    /// An error; `status` 2 means the input was bad (a missing or damaged file, an impossible option).
+    public init(_ description: String, status: Int32 = 1) {
+        self.description = description
+        self.status = status
+    }
+}
+
+/// Writes one line to standard error.
+public func stderrLine(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+/// Runs a research tool's body: any error is printed as `tool: error` on standard error and ends the process
+/// with its status (1, or 2 for a LabError about bad input), never as a trap.
+public func runTool(_ name: String, _ body: () throws -> Void) -> Never {
+    do {
+        try body()
+        exit(0)
+    } catch let e as LabError {
+        stderrLine("\(name): \(e)")
+        exit(e.status)
+    } catch {
+        stderrLine("\(name): \(error)")
+        exit(1)
+    }
+}
+
+/// The asynchronous form of ``runTool(_:_:)``.
+public func runTool(_ name: String, _ body: () async throws -> Void) async -> Never {
+    do {
+        try await body()
+        exit(0)
+    } catch let e as LabError {
+        stderrLine("\(name): \(e)")
+        exit(e.status)
+    } catch {
+        stderrLine("\(name): \(error)")
+        exit(1)
+    }
+}
+
+/// Writes a JSON object (pretty, sorted keys). Non-finite numbers, which JSON cannot hold, are written as null.
+public func writeJSON(_ object: [String: Any], to path: String) throws {
+    let data = try JSONSerialization.data(withJSONObject: jsonSafe(object), options: [.prettyPrinted, .sortedKeys])
+    do { try data.write(to: URL(fileURLWithPath: path)) } catch {
+        throw LabError("cannot write \(path): \(error.localizedDescription)")
+    }
+}
+
+/// The value with every non-finite Double (at any depth) replaced by NSNull.
+func jsonSafe(_ value: Any) -> Any {
+    switch value {
+    case let d as Double: return d.isFinite ? d : NSNull()
+    case let f as Float: return f.isFinite ? Double(f) : NSNull()
+    case let a as [Any]: return a.map(jsonSafe)
+    case let o as [String: Any]: return o.mapValues(jsonSafe)
+    default: return value
+    }
+}
+
+/// Seconds on a monotonic clock.
+@Sendable public func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+/// Seconds `body` takes on the monotonic clock.
+public func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let t0 = monotonicSeconds()
+    try body()
+    return monotonicSeconds() - t0
+}
+
+/// The value of `body`, or, when it throws, the error said as `tool: error` on standard error and the process
+/// ended with status 1 (2 for a LabError about bad input): for a tool's top-level steps, which must not trap.
+public func exitOnError<T>(_ tool: String, _ body: () throws -> T) -> T {
+    do { return try body() } catch let e as LabError {
+        stderrLine("\(tool): \(e)")
+        exit(e.status)
+    } catch {
+        stderrLine("\(tool): \(error)")
+        exit(1)
+    }
+}
+
+/// The asynchronous form of ``exitOnError(_:_:)``.
+public func exitOnError<T>(_ tool: String, _ body: () async throws -> T) async -> T {
+    do { return try await body() } catch let e as LabError {
+        stderrLine("\(tool): \(e)")
+        exit(e.status)
+    } catch {
+        stderrLine("\(tool): \(error)")
+        exit(1)
+    }
+}
