@@ -159,7 +159,10 @@ let package = Package(
         // Runs the real `latentwatch` executable as a child process (kill -9, demo, fit/score/replay).
         .testTarget(
             name: "LatentWatchCLITests",
-            dependencies: ["LatentWatch", "LatentWatchTestSupport", "latentwatch", "latentwatch-eval"],
+            dependencies: [
+                "LatentWatch", "LatentWatchTestSupport", "latentwatch", "latentwatch-eval", "latentwatch-streams",
+                "latentwatch-bench", "latentwatch-loadtest",
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Runs the real `latentwatch serve` process over real sockets.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `latentwatch` command line.
 @available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
@@ -29,8 +30,16 @@ extension LatentWatchCommand {
             } else {
                 try command.run()
             }
+        } catch let e as CLIError {
+            FileHandle.standardError.write(Data("Error: \(e)\n".utf8))
+            Foundation.exit(e.status)
         } catch {
-            exit(withError: error)
+            // Help and version exit 0; a malformed option (ArgumentParser's usage error, 64) exits 2, like every
+            // other refusal of bad input.
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }
 }

@@ -6,16 +6,21 @@ import LatentWatch
 import Glibc
 #endif
 
-/// Errors a command reports to the user (message only, exit code 1).
+/// Errors a command reports to the user: one line, and exit status 2 for bad input (a missing or damaged file,
+/// a wrong shape), 1 for anything else.
 struct CLIError: Error, CustomStringConvertible {
     let description: String
-    init(_ message: String) { description = message }
+    let status: Int32
+    init(_ message: String, status: Int32 = 1) {
+        description = message
+        self.status = status
+    }
 }
 
-/// Runs `body`, turning library errors into one clear line.
+/// Runs `body`, turning library errors into one clear line; the SDK's refusals of input are exit status 2.
 func userFacing<T>(_ what: String, _ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
-        throw CLIError("\(what): \(error)")
+        throw CLIError("\(what): \(error)", status: error is LatentWatchError ? 2 : 1)
     }
 }
 

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 
 /// A research tool's failure: said on standard error with the tool's name, exit status 1 (2 for bad input).
@@ -97,5 +98,17 @@ public func exitOnError<T>(_ tool: String, _ body: () async throws -> T) async -
     } catch {
         stderrLine("\(tool): \(error)")
         exit(1)
+    }
+}
+
+/// Parses the process arguments; help exits 0, a malformed or missing option exits 2 with the message and usage
+/// on standard error.
+public func parseOptions<T: ParsableArguments>(_ type: T.Type) -> T {
+    do { return try T.parse() } catch {
+        let code = T.exitCode(for: error)
+        guard code != .success else { T.exit(withError: error) }
+        stderrLine(T.fullMessage(for: error))
+        stderrLine(T.helpMessage().split(separator: "\n").first.map(String.init) ?? "")
+        Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
     }
 }

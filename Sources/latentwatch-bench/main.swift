@@ -19,7 +19,7 @@ struct BenchOptions: ParsableArguments {
 }
 
 let tool = "latentwatch-bench"
-let options = BenchOptions.parseOrExit()
+let options = parseOptions(BenchOptions.self)
 /// The single-layer argument every timed call reuses.
 nonisolated(unsafe) let one = OneLayer()
 

@@ -61,7 +61,7 @@ struct EvalOptions: ParsableArguments {
 }
 
 let tool = "latentwatch-eval"
-let options = EvalOptions.parseOrExit()
+let options = parseOptions(EvalOptions.self)
 let dataDir = options.data
 let outPath = options.out
 let data = exitOnError(tool) { try EvaluationData(dataDir) }

@@ -335,5 +335,5 @@ func runLoadTest(_ options: LoadTestOptions) throws {
 
 }
 
-let options = LoadTestOptions.parseOrExit()
+let options = parseOptions(LoadTestOptions.self)
 runTool("latentwatch-loadtest") { try runLoadTest(options) }

@@ -65,7 +65,7 @@ struct StreamsOptions: ParsableArguments {
     }
 }
 
-let options = StreamsOptions.parseOrExit()
+let options = parseOptions(StreamsOptions.self)
 await runTool("latentwatch-streams") { try await measure(options) }
 
 func measure(_ options: StreamsOptions) async throws {
