@@ -8,25 +8,55 @@ import Musl
 import Darwin
 #endif
 
-/// Why a client call failed.
-public enum SidecarClientError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The socket could not be created, connected, written or read (`errno` and the call).
-    case io(String, Int32)
-    /// The server closed the connection.
-    case closed
-    /// The server answered with an error (fatal ones also close the connection).
-    case server(WireError)
-    /// The server sent something this client does not understand.
-    case protocolViolation(String)
-
-    public var description: String {
-        switch self {
-        case .io(let what, let e): return "\(what) failed: \(String(cString: strerror(e)))"
-        case .closed: return "the server closed the connection"
-        case .server(let e): return "server error: \(e)"
-        case .protocolViolation(let m): return "protocol violation: \(m)"
-        }
+/// Why a client call failed: a ``Code`` to branch on (it can grow without breaking callers), a message, and
+/// the server's ``WireError`` or the failed call's `errno` when there is one.
+public struct SidecarClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of failure. New codes may be added: a `switch` over codes needs a `default`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        /// The code's name.
+        public var description: String { name }
+        /// The socket could not be created, connected, written or read.
+        public static let io = Code(name: "io")
+        /// The server closed the connection.
+        public static let closed = Code(name: "closed")
+        /// The server answered with an error (fatal ones also close the connection): see ``serverError``.
+        public static let server = Code(name: "server")
+        /// The server sent something this client does not understand.
+        public static let protocolViolation = Code(name: "protocolViolation")
     }
+
+    /// The kind of failure.
+    public let code: Code
+    /// What went wrong.
+    public let message: String
+    /// The server's error, for ``Code/server``.
+    public let serverError: WireError?
+    /// The failed call's `errno`, for ``Code/io``.
+    public let errno: Int32?
+
+    /// A failed socket call.
+    static func io(_ call: String, _ e: Int32) -> SidecarClientError {
+        SidecarClientError(code: .io, message: "\(call) failed: \(String(cString: strerror(e)))", serverError: nil, errno: e)
+    }
+    /// The server closed the connection.
+    static let closed = SidecarClientError(
+        code: .closed,
+        message: "the server closed the connection",
+        serverError: nil,
+        errno: nil
+    )
+    /// The server's ERROR frame.
+    static func server(_ e: WireError) -> SidecarClientError {
+        SidecarClientError(code: .server, message: "server error: \(e)", serverError: e, errno: nil)
+    }
+    /// An unexpected frame.
+    static func protocolViolation(_ m: String) -> SidecarClientError {
+        SidecarClientError(code: .protocolViolation, message: "protocol violation: \(m)", serverError: nil, errno: nil)
+    }
+
+    /// The message.
+    public var description: String { message }
 }
 
 /// A blocking client of `latentwatch serve` (Docs/WireProtocol.md) over a Unix socket or loopback TCP.
@@ -175,7 +205,7 @@ public final class SidecarClient {
         try writeAll(Control.bye())
         while true {
             let frame: (FrameHeader, [UInt8])
-            do { frame = try readFrame() } catch .closed {
+            do { frame = try readFrame() } catch where error.code == .closed {
                 close()
                 return lastAck
             }
