@@ -37,7 +37,12 @@ public struct SidecarClientError: Error, Sendable, Equatable, CustomStringConver
 
     /// A failed socket call.
     static func io(_ call: String, _ e: Int32) -> SidecarClientError {
-        SidecarClientError(code: .io, message: "\(call) failed: \(String(cString: strerror(e)))", serverError: nil, errno: e)
+        SidecarClientError(
+            code: .io,
+            message: "\(call) failed: \(String(cString: strerror(e)))",
+            serverError: nil,
+            errno: e
+        )
     }
     /// The server closed the connection.
     static let closed = SidecarClientError(
@@ -205,7 +210,7 @@ public final class SidecarClient {
         try writeAll(Control.bye())
         while true {
             let frame: (FrameHeader, [UInt8])
-            do { frame = try readFrame() } catch where error.code == .closed {
+            do { frame = try readFrame() } catch  where error.code == .closed {
                 close()
                 return lastAck
             }

@@ -24,7 +24,7 @@ struct SidecarMetrics: Sendable {
         rejectedInputs = Counter(label: "\(prefix)_rejected_inputs_total", factory: factory)
         droppedInputs = Counter(label: "\(prefix)_dropped_inputs_total", factory: factory)
         var e: [WireError.Code: Counter] = [:]
-        for c in WireError.Code.allCases {
+        for c in WireError.Code.known {
             e[c] = Counter(label: "\(prefix)_protocol_errors_total", dimensions: [("code", c.name)], factory: factory)
         }
         protocolErrors = e

@@ -183,7 +183,7 @@ extension WireError {
         }
     }
 
-    /// Parses an ERROR body. Unknown codes from a newer server become `malformedFrame` with their message.
+    /// Parses an ERROR body. A code from a newer server keeps its number (``WireError/Code/name`` is "code<N>").
     public static func decode(_ body: UnsafeRawBufferPointer) throws(WireError) -> WireError {
         var r = WireReader(body)
         let raw = try r.u16()
@@ -191,7 +191,7 @@ extension WireError {
         _ = try r.u8()
         let seq = try r.u64()
         let msg = try r.string(limit: 65_535, what: "the error message")
-        return WireError(Code(rawValue: raw) ?? .malformedFrame, msg, sequence: seq)
+        return WireError(Code(rawValue: raw), msg, sequence: seq)
     }
 }
 
