@@ -71,7 +71,7 @@ import Testing
 
     /// `--stream-layer fc,conv3_gap` writes the Bonferroni-fused p-values of the two layers, as a two-layer Monitor
     /// fuses them: every value is min(1, 2 (1 + c) / (m + 1)) for an integer c, and our detectors get a Monitor's
-    /// corrections for two layers (per-layer slack for the layer mixture, 2 s for the former fused martingale).
+    /// corrections for two layers (per-layer slack for the layer mixture, 2 s for the fused martingale lw_anytime_bonferroni).
     @Test func fusedStreamsHoldBonferroniPValues() throws {
         let dir = LatentWatchBinary.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

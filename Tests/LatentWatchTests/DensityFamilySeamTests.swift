@@ -142,9 +142,7 @@ extension DensityFamily {
             means.reserveCapacity(labels.count * d)
             for label in labels {
                 // The class mean over all fitting samples: training and validation moments merged.
-                let (train, validation) = stats.classes[label]!
-                var merged = train
-                merged.merge(validation)
+                let merged = stats.moments(ofClass: label).all
                 guard merged.weight >= 1 else {
                     throw LatentWatchError(.fitFailed, "class \(label) has no fitting samples")
                 }

@@ -2,7 +2,7 @@ import Foundation
 import LatentWatch
 import Testing
 
-/// The reduced evaluation (issue 6, Docs/Evaluation.md) on the committed real-activation subsets in
+/// The reduced evaluation (Docs/Evaluation.md) on the committed real-activation subsets in
 /// Tests/Fixtures/eval-ci (Fashion-MNIST CNN fc and conv3_gap; MiniLM emb_l6; float16):
 /// - the default configuration (class Gaussians after L2 normalisation, held-out shrinkage) must not lose
 ///   more than 0.01 AUROC against the value `latentwatch-eval` recorded (recorded_*.json), per layer and OOD set;

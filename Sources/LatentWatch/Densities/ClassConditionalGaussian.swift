@@ -137,9 +137,7 @@ extension DensityFamily {
             let labels = stats.classes.keys.sorted()
             let total = Double(stats.fitSamples)
             for label in labels {
-                let (train, val) = stats.classes[label]!
-                var merged = train
-                merged.merge(val)
+                let (train, val, merged) = stats.moments(ofClass: label)
                 guard merged.weight >= 2 else {
                     throw LatentWatchError(
                         .fitFailed,

@@ -147,9 +147,7 @@ extension DensityFamily {
             var means: [Float] = []
             var logPriors: [Double] = []
             for label in labels {
-                let (train, val) = stats.classes[label]!
-                var merged = train
-                merged.merge(val)
+                let (train, val, merged) = stats.moments(ofClass: label)
                 guard merged.weight >= 1 else {
                     throw LatentWatchError(.fitFailed, "class \(label) has no fitting samples")
                 }

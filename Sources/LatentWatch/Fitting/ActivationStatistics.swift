@@ -33,6 +33,23 @@ public struct ActivationStatistics: Sendable {
     /// Class labels seen.
     package var classLabels: [Int] { classes.keys.sorted() }
 
+    /// A class's training and validation moments, and both merged (all its fitting samples).
+    package func moments(
+        ofClass label: Int
+    ) -> (train: GaussianMoments, validation: GaussianMoments, all: GaussianMoments) {
+        let (train, validation) = classes[label]!
+        var all = train
+        all.merge(validation)
+        return (train, validation, all)
+    }
+
+    /// Moments of every fitting sample (training and validation parts merged).
+    package var globalMoments: GaussianMoments {
+        var all = globalTrain
+        all.merge(globalValidation)
+        return all
+    }
+
     /// Merges the statistics of another shard gathered with the same configuration.
     public mutating func merge(_ other: ActivationStatistics) throws {
         guard other.inputShape == inputShape, other.preparation == preparation, other.splitSeed == splitSeed,

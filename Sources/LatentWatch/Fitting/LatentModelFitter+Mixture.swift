@@ -24,8 +24,7 @@ extension LatentModelFitter {
         let d = preparation.outputDimension
         let opts = cfg.mixture
         guard opts.components >= 1 else { throw LatentWatchError(.fitFailed, "a mixture needs at least 1 component") }
-        var all = stats.globalTrain
-        all.merge(stats.globalValidation)
+        let all = stats.globalMoments
         let globalCov = all.covariance
         let averageVariance = max(LinearAlgebra.trace(globalCov, n: d) / Double(d), 0)
         let em = ExpectationMaximization(

@@ -134,8 +134,7 @@ public enum LatentModelFitter {
             progress?(
                 FitProgress(stage: .projection, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
             )
-            var all = stats.globalTrain
-            all.merge(stats.globalValidation)
+            let all = stats.globalMoments
             let (proj, variances, k) = try PrincipalComponents.fit(all, projection: cfg.preparation.projection)
             let center = all.mean
             stats.project(onto: proj, k: k, center: center)
@@ -174,8 +173,7 @@ public enum LatentModelFitter {
 
         var background: GaussianComponent?
         if cfg.fitBackground {
-            var merged = stats.globalTrain
-            merged.merge(stats.globalValidation)
+            let merged = stats.globalMoments
             let (cov, reg) = try regularizedCovariance(
                 train: stats.globalTrain,
                 validation: stats.globalValidation,
