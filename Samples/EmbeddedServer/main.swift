@@ -9,6 +9,7 @@ import Hummingbird
 import LatentWatch
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// The digits MLP: 64 pixels -> 128 ReLU (h1) -> 64 ReLU (h2) -> 6 logits, weights from scikit-learn.
 struct DigitsMLP: Sendable {

@@ -1,28 +1,28 @@
-import ArgumentParser
+package import ArgumentParser
 import Foundation
 
 /// A research tool's failure: said on standard error with the tool's name, exit status 1 (2 for bad input).
-public struct LabError: Error, CustomStringConvertible {
+package struct LabError: Error, CustomStringConvertible {
     /// What went wrong, naming the input.
-    public let description: String
+    package let description: String
     /// The process exit status.
-    public let status: Int32
+    package let status: Int32
 
     /// An error; `status` 2 means the input was bad (a missing or damaged file, an impossible option).
-    public init(_ description: String, status: Int32 = 1) {
+    package init(_ description: String, status: Int32 = 1) {
         self.description = description
         self.status = status
     }
 }
 
 /// Writes one line to standard error.
-public func stderrLine(_ s: String) {
+package func stderrLine(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
 /// Runs a research tool's body: any error is printed as `tool: error` on standard error and ends the process
 /// with its status (1, or 2 for a LabError about bad input), never as a trap.
-public func runTool(_ name: String, _ body: () throws -> Void) -> Never {
+package func runTool(_ name: String, _ body: () throws -> Void) -> Never {
     do {
         try body()
         exit(0)
@@ -36,7 +36,7 @@ public func runTool(_ name: String, _ body: () throws -> Void) -> Never {
 }
 
 /// The asynchronous form of ``runTool(_:_:)``.
-public func runTool(_ name: String, _ body: () async throws -> Void) async -> Never {
+package func runTool(_ name: String, _ body: () async throws -> Void) async -> Never {
     do {
         try await body()
         exit(0)
@@ -50,7 +50,7 @@ public func runTool(_ name: String, _ body: () async throws -> Void) async -> Ne
 }
 
 /// Writes a JSON object (pretty, sorted keys). Non-finite numbers, which JSON cannot hold, are written as null.
-public func writeJSON(_ object: [String: Any], to path: String) throws {
+package func writeJSON(_ object: [String: Any], to path: String) throws {
     let data = try JSONSerialization.data(withJSONObject: jsonSafe(object), options: [.prettyPrinted, .sortedKeys])
     do { try data.write(to: URL(fileURLWithPath: path)) } catch {
         throw LabError("cannot write \(path): \(error.localizedDescription)")
@@ -69,10 +69,10 @@ func jsonSafe(_ value: Any) -> Any {
 }
 
 /// Seconds on a monotonic clock.
-@Sendable public func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+@Sendable package func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 /// Seconds `body` takes on the monotonic clock.
-public func seconds(_ body: () throws -> Void) rethrows -> Double {
+package func seconds(_ body: () throws -> Void) rethrows -> Double {
     let t0 = monotonicSeconds()
     try body()
     return monotonicSeconds() - t0
@@ -80,7 +80,7 @@ public func seconds(_ body: () throws -> Void) rethrows -> Double {
 
 /// The value of `body`, or, when it throws, the error said as `tool: error` on standard error and the process
 /// ended with status 1 (2 for a LabError about bad input): for a tool's top-level steps, which must not trap.
-public func exitOnError<T>(_ tool: String, _ body: () throws -> T) -> T {
+package func exitOnError<T>(_ tool: String, _ body: () throws -> T) -> T {
     do { return try body() } catch let e as LabError {
         stderrLine("\(tool): \(e)")
         exit(e.status)
@@ -91,7 +91,7 @@ public func exitOnError<T>(_ tool: String, _ body: () throws -> T) -> T {
 }
 
 /// The asynchronous form of ``exitOnError(_:_:)``.
-public func exitOnError<T>(_ tool: String, _ body: () async throws -> T) async -> T {
+package func exitOnError<T>(_ tool: String, _ body: () async throws -> T) async -> T {
     do { return try await body() } catch let e as LabError {
         stderrLine("\(tool): \(e)")
         exit(e.status)
@@ -103,7 +103,7 @@ public func exitOnError<T>(_ tool: String, _ body: () async throws -> T) async -
 
 /// Parses the process arguments; help exits 0, a malformed or missing option exits 2 with the message and usage
 /// on standard error.
-public func parseOptions<T: ParsableArguments>(_ type: T.Type) -> T {
+package func parseOptions<T: ParsableArguments>(_ type: T.Type) -> T {
     do { return try T.parse() } catch {
         let code = T.exitCode(for: error)
         guard code != .success else { T.exit(withError: error) }

@@ -1,15 +1,15 @@
-import LatentWatch
+package import LatentWatch
 
 /// A reused single-layer argument for a monitor, as a host keeps its activations array: a call then
 /// allocates nothing. Not thread-safe: one per thread.
-public final class OneLayer {
+package final class OneLayer {
     var buffers = [UnsafeBufferPointer<Float>](repeating: UnsafeBufferPointer(start: nil, count: 0), count: 1)
 
     /// An empty argument.
-    public init() {}
+    package init() {}
 
     /// The argument holding `b`.
-    public func callAsFunction(_ b: UnsafeBufferPointer<Float>) -> ActivationBuffers {
+    package func callAsFunction(_ b: UnsafeBufferPointer<Float>) -> ActivationBuffers {
         buffers[0] = b
         return .float32(buffers)
     }
@@ -17,7 +17,7 @@ public final class OneLayer {
 
 extension UnsafeBufferPointer where Element == Float {
     /// Row `i` of a row-major matrix of rows of `width` elements.
-    public func row(_ i: Int, width: Int) -> UnsafeBufferPointer<Float> {
+    package func row(_ i: Int, width: Int) -> UnsafeBufferPointer<Float> {
         UnsafeBufferPointer(rebasing: self[(i * width)..<((i + 1) * width)])
     }
 }

@@ -2,21 +2,21 @@ import LatentWatchNumerics
 
 /// Synthetic class data for the benchmark and the load test (the draws are in a fixed order, so a seed gives
 /// the same arrays on every machine).
-public enum Synthetic {
+package enum Synthetic {
     /// Labelled training rows and unlabelled query rows, row-major.
-    public struct Classes {
+    package struct Classes {
         /// [classes * perClass, dimension].
-        public var train: [Float]
+        package var train: [Float]
         /// Class of each training row.
-        public var labels: [Int]
+        package var labels: [Int]
         /// [queries, dimension].
-        public var queries: [Float]
+        package var queries: [Float]
     }
 
     /// Class-specific low-rank structure plus noise (the benchmark's data): per class a random rank-`rank` basis
     /// and shift; a row is shift + 0.5 N(0, 1) + basis x 0.2 N(0, 1) coefficients. Query q belongs to class
     /// q mod classes and is drawn right after that class's training rows.
-    public static func lowRankClasses(
+    package static func lowRankClasses(
         seed: UInt64,
         dimension d: Int,
         classes k: Int,
@@ -52,7 +52,7 @@ public enum Synthetic {
 
     /// Isotropic classes (the load test's data): class means 2 N(0, 1) per coordinate, rows mean + N(0, 1);
     /// query q belongs to class q mod classes.
-    public static func isotropicClasses(
+    package static func isotropicClasses(
         seed: UInt64,
         dimension d: Int,
         classes k: Int,

@@ -1,6 +1,7 @@
 import Foundation
 import LatentWatch
 import LatentWatchClient
+import LatentWatchTestSupport
 import LatentWatchWire
 import Testing
 

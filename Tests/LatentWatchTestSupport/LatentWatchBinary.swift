@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The real `latentwatch` executable, run as a child process by the CLI and sidecar tests.
 public enum LatentWatchBinary {
