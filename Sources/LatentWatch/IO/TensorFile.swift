@@ -66,6 +66,20 @@ public final class TensorFile: @unchecked Sendable {
     /// Largest number of elements one array may declare (2^34, 64 GiB of float32).
     static let maxElements = 1 << 34
 
+    /// Whether a declared shape is plausible: the product of its entries, with zeros counted as ones, is at most
+    /// ``maxElements``. Counting zeros as ones refuses a shape like (0, 10^13), which holds no element but whose
+    /// rows a reader would allocate at full width.
+    static func isPlausible(_ shape: [Int]) -> Bool {
+        var total = 1
+        for v in shape {
+            guard v >= 0 else { return false }
+            let (r, o) = total.multipliedReportingOverflow(by: max(v, 1))
+            guard !o, r <= maxElements else { return false }
+            total = r
+        }
+        return true
+    }
+
     /// Opens a file and reads its directory (not its data).
     public convenience init(path: String) throws(LatentWatchError) {
         try self.init(file: try FileBytes(path: path))
@@ -268,10 +282,19 @@ public final class TensorFile: @unchecked Sendable {
             r += n
         }
         if let check {
-            if check.tail > 0 {
-                var tail = [UInt8](repeating: 0, count: check.tail)
-                try tail.fill(next)
-                crc = CRC32.checksum(tail, continuing: crc)
+            // Bytes the member declares after the array: read in bounded blocks, so a member that declares far
+            // more than it holds runs out (truncated) instead of allocating its declared size.
+            var left = check.tail
+            var block = [UInt8](repeating: 0, count: min(max(left, 0), 1 << 16))
+            while left > 0 {
+                let n = min(left, block.count)
+                try block.fill { (b) throws(LatentWatchError) in
+                    try next(UnsafeMutableRawBufferPointer(rebasing: b[0..<n]))
+                }
+                crc = block.withUnsafeBytes {
+                    CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<n]), continuing: crc)
+                }
+                left -= n
             }
             guard crc == check.expected else {
                 throw LatentWatchError.malformed(
@@ -511,16 +534,14 @@ public final class TensorFile: @unchecked Sendable {
                 )
             }
             var shape: [Int] = []
-            var elements = 1
             for s in shapeAny {
                 guard let v = (s as? NSNumber)?.intValue, v >= 0 else { throw err("entry '\(name)' has a bad shape") }
-                let (r, o) = elements.multipliedReportingOverflow(by: v)
-                guard !o, r <= maxElements else {
-                    throw err("entry '\(name)' declares an implausibly large shape \(shapeAny)")
-                }
-                elements = r
                 shape.append(v)
             }
+            guard isPlausible(shape) else {
+                throw err("entry '\(name)' declares an implausibly large shape \(shapeAny)")
+            }
+            let elements = shape.reduce(1, *)
             guard let b = (offs[0] as? NSNumber)?.intValue, let e = (offs[1] as? NSNumber)?.intValue, b >= 0, b <= e,
                 e <= dataSize
             else {
@@ -592,21 +613,16 @@ struct NumpyHeader {
             fo.trimmingCharacters(in: .whitespaces).hasPrefix("False")
         else { throw err("Fortran-order arrays are not supported; save with np.ascontiguousarray") }
         guard let shapeText = NumpyArray.value(of: "shape", in: header), let open = shapeText.firstIndex(of: "("),
-            let close = shapeText.firstIndex(of: ")")
+            let close = shapeText[open...].firstIndex(of: ")")
         else { throw err(".npy header has no shape") }
         var shape: [Int] = []
-        var total = 1
         for part in shapeText[shapeText.index(after: open)..<close].split(separator: ",") {
             let t = part.trimmingCharacters(in: .whitespaces)
             if t.isEmpty { continue }
             guard let v = Int(t), v >= 0 else { throw err("bad shape entry '\(t)'") }
-            let (r, o) = total.multipliedReportingOverflow(by: v)
-            guard !o, r <= TensorFile.maxElements else {
-                throw err("shape \(shapeText[..<close])) is implausibly large")
-            }
-            total = r
             shape.append(v)
         }
+        guard TensorFile.isPlausible(shape) else { throw err("shape \(shape) is implausibly large") }
         return NumpyHeader(dtype: dtype, shape: shape, dataOffset: start + headerLength)
     }
 }

@@ -202,7 +202,18 @@ public final class RecordingReader: @unchecked Sendable {
     /// Every record's stream index, in record order.
     public func inputIndices() throws -> [Int] {
         var out: [Int] = []
-        try forEachChunk { c in out += c.indices.map { Int($0) } }
+        try forEachChunk { c in
+            for v in c.indices {
+                guard let i = Int(exactly: v) else {
+                    throw LatentWatchError(
+                        .malformedFile,
+                        "a record's input index \(v) is beyond 2^63 - 1",
+                        path: file.path
+                    )
+                }
+                out.append(i)
+            }
+        }
         return out
     }
 }
