@@ -124,6 +124,15 @@ let package = Package(
             dependencies: ["LatentWatch", "LatentWatchNumerics", "LatentWatchLab"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The libFuzzer driver of latentwatch-fuzz: its entry point, LLVMFuzzerRunDriver when linked with libFuzzer,
+        // a corpus replay otherwise.
+        .target(name: "CFuzzDriver"),
+        // Fuzz targets for every parser of outside bytes (.ci/fuzz, Docs/Reliability.md).
+        .executableTarget(
+            name: "latentwatch-fuzz",
+            dependencies: ["CFuzzDriver", "LatentWatch", "LatentWatchWire"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // Bounded load test of `latentwatch serve` (Docs/Performance.md).
         .executableTarget(
             name: "latentwatch-loadtest",
@@ -157,12 +166,14 @@ let package = Package(
             path: "Tests/LatentWatchTestSupport",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // Runs the real `latentwatch` executable as a child process (kill -9, demo, fit/score/replay).
+        // Runs the real executables as child processes (kill -9, demo, fit/score/replay, the tools' input checks,
+        // the fuzz harness's replay). latentwatch-bench is not a dependency: its malloc interposer
+        // (CMallocCounter) would be linked into the test bundle, where it crashes under the thread sanitizer.
         .testTarget(
             name: "LatentWatchCLITests",
             dependencies: [
                 "LatentWatch", "LatentWatchTestSupport", "latentwatch", "latentwatch-eval", "latentwatch-streams",
-                "latentwatch-bench", "latentwatch-loadtest",
+                "latentwatch-loadtest", "latentwatch-fuzz",
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

@@ -19,7 +19,6 @@ import Testing
         ("latentwatch-streams", ["--data", "d", "--streams", "0"], "at least 1"),
         ("latentwatch-streams", ["--data", "d", "--layers", "fc,"], "--layers"),
         ("latentwatch-streams", ["--data", "/nonexistent"], "/nonexistent"),
-        ("latentwatch-bench", ["--quick", "--unknown"], "--unknown"),
         ("latentwatch-loadtest", ["--seconds", "abc"], "--seconds"),
         ("latentwatch-loadtest", ["--seconds", "inf"], "--seconds"),
     ]
@@ -32,7 +31,7 @@ import Testing
         #expect((r.err + r.out).contains(c.says), "\(c.product) \(c.arguments): \(r.err)")
     }
 
-    @Test(arguments: ["latentwatch-eval", "latentwatch-streams", "latentwatch-bench", "latentwatch-loadtest"])
+    @Test(arguments: ["latentwatch-eval", "latentwatch-streams", "latentwatch-loadtest"])
     func helpExitsZero(product: String) throws {
         let r = try CLI.run(["--help"], product: product)
         #expect(r.status == 0 && r.out.contains("USAGE"), "\(product): \(r.status) \(r.out)")

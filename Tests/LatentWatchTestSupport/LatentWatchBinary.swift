@@ -30,13 +30,17 @@ public enum LatentWatchBinary {
     @discardableResult
     public static func run(
         _ arguments: [String],
-        product name: String = "latentwatch"
+        product name: String = "latentwatch",
+        environment: [String: String] = [:]
     ) throws -> (
         status: Int32, out: String, err: String
     ) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: product(name))
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         p.currentDirectoryURL = root
         let out = Pipe()
         let err = Pipe()

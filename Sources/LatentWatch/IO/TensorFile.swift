@@ -86,7 +86,7 @@ public final class TensorFile: @unchecked Sendable {
     }
 
     /// Reads the directory of bytes held in memory; `name` stands for a path in messages.
-    convenience init(bytes: [UInt8], name: String) throws(LatentWatchError) {
+    package convenience init(bytes: [UInt8], name: String) throws(LatentWatchError) {
         try self.init(file: FileBytes(bytes: bytes, name: name))
     }
 

@@ -195,9 +195,14 @@ public enum ModelFile {
         try decode(b, families: .standard)
     }
 
-    /// Decodes model file bytes whose density family is one of `families`.
-    package static func decode(_ b: [UInt8], families: DensityFamilyRegistry) throws(LatentWatchError) -> LatentModel {
-        let (meta, reader) = try decodeSections(b)
+    /// Decodes model file bytes whose density family is one of `families`. `verifyChecksums: false` is for the
+    /// fuzzer only, so that mutated files reach the code behind the checksums.
+    package static func decode(
+        _ b: [UInt8],
+        families: DensityFamilyRegistry,
+        verifyChecksums: Bool = true
+    ) throws(LatentWatchError) -> LatentModel {
+        let (meta, reader) = try decodeSections(b, verifyChecksums: verifyChecksums)
         var model = try assemble(meta, reader, families: families)
         model.fingerprint = rd32(b, b.count - trailerSize)
         return model
@@ -212,7 +217,7 @@ public enum ModelFile {
         return ("\(rd16(b, 8)).\(rd16(b, 10))", Int(rd32(b, 16)), String(decoding: json, as: UTF8.self))
     }
 
-    static func checkFraming(_ b: [UInt8]) throws(LatentWatchError) {
+    static func checkFraming(_ b: [UInt8], verifyChecksums: Bool = true) throws(LatentWatchError) {
         if b.count < 8 || Array(b[0..<8]) != magic {
             throw LatentWatchError(
                 .notAModelFile,
@@ -266,7 +271,7 @@ public enum ModelFile {
         let actual = b.withUnsafeBytes {
             CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<(b.count - trailerSize)]))
         }
-        if stored != actual {
+        if verifyChecksums && stored != actual {
             throw LatentWatchError(
                 .checksumMismatch,
                 "the file checksum does not match (stored \(hex(stored)), computed \(hex(actual)))",
@@ -275,7 +280,11 @@ public enum ModelFile {
         }
     }
 
-    static func sectionPayloads(_ b: [UInt8], metadataOnly: Bool = false) throws(LatentWatchError) -> [Int: [UInt8]] {
+    static func sectionPayloads(
+        _ b: [UInt8],
+        metadataOnly: Bool = false,
+        verifyChecksums: Bool = true
+    ) throws(LatentWatchError) -> [Int: [UInt8]] {
         let count = Int(rd32(b, 16))
         guard count >= 1, count <= maxSections else {
             throw LatentWatchError(
@@ -340,7 +349,7 @@ public enum ModelFile {
             var decoded =
                 codec == 1 ? try Zstd.decompress(slice, expected: Int(decodedLength), section: s) : Array(slice)
             if flags & 1 != 0 { decoded = ByteShuffle.unshuffle(decoded, width: width) }
-            guard CRC32.checksum(decoded) == crc else {
+            guard !verifyChecksums || CRC32.checksum(decoded) == crc else {
                 throw LatentWatchError(
                     .checksumMismatch,
                     "section \(s) checksum does not match",
@@ -352,9 +361,12 @@ public enum ModelFile {
         return out
     }
 
-    static func decodeSections(_ b: [UInt8]) throws(LatentWatchError) -> (ModelFileMetadata, ModelSectionReader) {
-        try checkFraming(b)
-        let payloads = try sectionPayloads(b)
+    static func decodeSections(
+        _ b: [UInt8],
+        verifyChecksums: Bool = true
+    ) throws(LatentWatchError) -> (ModelFileMetadata, ModelSectionReader) {
+        try checkFraming(b, verifyChecksums: verifyChecksums)
+        let payloads = try sectionPayloads(b, verifyChecksums: verifyChecksums)
         let meta: ModelFileMetadata
         do { meta = try JSONDecoder().decode(ModelFileMetadata.self, from: Data(payloads[0]!)) } catch {
             throw LatentWatchError(

@@ -25,6 +25,11 @@ public final class RecordingReader: @unchecked Sendable {
         try self.init(file: file)
     }
 
+    /// Reads a recording held in memory; `name` stands for the path in messages.
+    package convenience init(bytes: [UInt8], name: String) throws(LatentWatchError) {
+        try self.init(file: FileBytes(bytes: bytes, name: name))
+    }
+
     init(file: FileBytes) throws(LatentWatchError) {
         self.file = file
         let path = file.path

@@ -1,0 +1,102 @@
+"""Writes the fuzzers' seed corpora (Tests/Fuzz/seeds/<target>/): small valid inputs of every format, so the
+fuzzer starts inside each parser. Model and recording seeds are written by the `latentwatch` binary given as the
+first argument; the rest by numpy. Run from the repository root:
+    python3 Tests/Fuzz/make_seeds.py .build/debug/latentwatch"""
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+
+ROOT = "Tests/Fuzz/seeds"
+
+
+def write(target: str, name: str, data: bytes) -> None:
+    os.makedirs(f"{ROOT}/{target}", exist_ok=True)
+    with open(f"{ROOT}/{target}/{name}", "wb") as f:
+        f.write(data)
+
+
+def npy(a: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    np.save(b, a)
+    return b.getvalue()
+
+
+def npz(arrays: dict, compressed: bool) -> bytes:
+    b = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(b, **arrays)
+    return b.getvalue()
+
+
+def safetensors(arrays: dict) -> bytes:
+    header, data = {}, b""
+    codes = {np.float32: "F32", np.float16: "F16", np.float64: "F64", np.int64: "I64", np.int32: "I32"}
+    for k, a in arrays.items():
+        raw = np.ascontiguousarray(a).tobytes()
+        header[k] = {"dtype": codes[a.dtype.type], "shape": list(a.shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def frame(t: int, body: bytes, flags: int = 0) -> bytes:
+    return struct.pack("<IBBH", len(body), t, flags, 0) + body
+
+
+def string(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("<H", len(b)) + b
+
+
+def main() -> None:
+    latentwatch = sys.argv[1]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    labels = np.array([0, 1, 0, 1, 2, 2], dtype=np.int64)
+    write("tensor", "f32.npy", npy(x))
+    write("tensor", "f16.npy", npy(x.astype(np.float16)))
+    write("tensor", "f64_3d.npy", npy(rng.normal(size=(2, 2, 3))))
+    write("tensor", "labels_i64.npy", npy(labels))
+    write("tensor", "i32.npy", npy(labels.astype(np.int32)))
+    write("tensor", "stored.npz", npz({"x": x, "labels": labels}, compressed=False))
+    write("tensor", "deflated.npz", npz({"x": x, "labels": labels}, compressed=True))
+    write("tensor", "mixed.safetensors", safetensors({"x": x, "labels": labels, "h": x.astype(np.float16)}))
+
+    with tempfile.TemporaryDirectory() as d:
+        train = rng.normal(size=(60, 3)).astype(np.float32) + np.repeat(np.eye(3, dtype=np.float32) * 3, 20, axis=0)
+        np.save(f"{d}/train.npy", train)
+        np.save(f"{d}/labels.npy", np.repeat(np.arange(3), 20).astype(np.int64))
+        for family, extra in [("gda", []), ("tied", []), ("gmm-diag", ["--components", "2"])]:
+            lab = [] if family.startswith("gmm") else ["--labels", f"{d}/labels.npy"]
+            subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", *lab, "--family", family,
+                            *extra, "--output", f"{d}/m.lwm"], check=True, capture_output=True)
+            write("model", f"{family}.lwm", open(f"{d}/m.lwm", "rb").read())
+        subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", "--labels", f"{d}/labels.npy",
+                        "--precision", "float16", "--pca", "2", "--output", f"{d}/h.lwm"], check=True,
+                       capture_output=True)
+        write("model", "gda_f16_pca.lwm", open(f"{d}/h.lwm", "rb").read())
+        np.save(f"{d}/small.npy", train[:5])
+        subprocess.run([latentwatch, "record", "--input", f"z={d}/small.npy", "--output", f"{d}/r.lwr",
+                        "--chunk", "2"], check=True, capture_output=True)
+        write("recording", "three_chunks.lwr", open(f"{d}/r.lwr", "rb").read())
+        subprocess.run([latentwatch, "record", "--input", f"z={d}/small.npy", "--output", f"{d}/h.lwr",
+                        "--dtype", "float16"], check=True, capture_output=True)
+        write("recording", "f16.lwr", open(f"{d}/h.lwr", "rb").read())
+
+    hello = frame(0x01, b"LWP1" + struct.pack("<HH", 1, 0) + string("") + string("seed"))
+    layers = struct.pack("<I", 4) + np.ones(8, dtype=np.float32).tobytes() + struct.pack("<I", 3) + np.ones(6, dtype=np.float32).tobytes()
+    observe = frame(0x10, struct.pack("<QIH", 1, 2, 2) + string("a") + string("") + layers, flags=1)
+    half = struct.pack("<I", 4) + np.ones(4, dtype=np.float16).tobytes() + struct.pack("<I", 3) + np.ones(3, dtype=np.float16).tobytes()
+    observe_half = frame(0x10, struct.pack("<QIH", 2, 1, 2) + string("") + half, flags=2)
+    write("wire", "hello_observe_sync_bye", hello + observe + observe_half + frame(0x11, struct.pack("<Q", 7)) + frame(0x12, b""))
+    write("wire", "hello_only", hello)
+
+
+if __name__ == "__main__":
+    main()
