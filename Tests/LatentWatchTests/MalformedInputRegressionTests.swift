@@ -32,6 +32,16 @@ import Testing
         #expect(Self.code { try Self.readAll(Self.fixture("zero_rows_huge_width.npy")) } == .malformedFile)
     }
 
+    /// Found by the fuzzer (Tests/Fuzz/findings/tensor): shape (0, 999,999,999) is plausible (under the element
+    /// limit), but reading its zero rows allocated a 4 GB row buffer.
+    @Test func zeroRowsAllocateNoRowBuffer() {
+        let path = Fixtures.root.appendingPathComponent("Tests/Fuzz/findings/tensor/zero_rows_1e9_wide.npy").path
+        let before = Self.status("VmRSS")
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+        #expect(Self.code { try Self.readAll(path) } == nil, "an empty array reads as no rows")
+        #expect(Self.status("VmHWM") - before < 1 << 30)
+    }
+
     /// A deflated .npz member declaring 1.7 GB uncompressed while holding a few bytes: read in bounded blocks,
     /// it runs out and is refused (it allocated the declared size up front). The process's peak resident size
     /// (reset first through /proc/self/clear_refs) must stay well below the declared size.

@@ -198,7 +198,9 @@ public final class TensorFile: @unchecked Sendable {
         let per = t.shape.isEmpty ? 1 : t.rowElements
         switch st {
         case .contiguous, .zipMember:
-            var out = [Float](repeating: 0, count: min(max(1, t.rows), max(1, rowsPerChunk)) * per)
+            // No buffer for an array of zero rows, whatever its declared width.
+            let rowCount = t.shape.isEmpty ? 1 : t.rows
+            var out = [Float](repeating: 0, count: min(rowCount, max(1, rowsPerChunk)) * per)
             try forEachRawChunk(t, rowsPerChunk: rowsPerChunk) { raw, rows in
                 let n = rows.count * per
                 Self.convert(raw, count: n, dtype: t.dtype, into: &out)
@@ -342,7 +344,7 @@ public final class TensorFile: @unchecked Sendable {
     public func rows(_ name: String, _ range: Range<Int>) throws -> [Float] {
         let t = try tensor(name)
         let per = t.shape.isEmpty ? 1 : t.rowElements
-        guard range.lowerBound >= 0, range.upperBound <= max(1, t.rows) else {
+        guard range.lowerBound >= 0, range.upperBound <= (t.shape.isEmpty ? 1 : t.rows) else {
             throw LatentWatchError.malformed(path, "rows \(range) are outside array '\(t.name)' of \(t.rows) rows")
         }
         if let st = storage[t.name], let offset = st.directOffset {
