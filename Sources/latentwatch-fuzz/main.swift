@@ -40,7 +40,28 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case .recording: fuzzRecording(RecordingRepair.repaired(bytes))
     case .wire: fuzzWire(bytes)
     }
+    DescriptorLeakCheck.afterInput()
     return 0
+}
+
+/// Every 1,000 inputs, the process's open file descriptors are counted; more than 16 above the count after the
+/// first input is a leak, reported by aborting (a finding, with the input that was running).
+enum DescriptorLeakCheck {
+    nonisolated(unsafe) static var inputs = 0
+    nonisolated(unsafe) static var baseline = -1
+
+    static func afterInput() {
+        inputs += 1
+        guard inputs == 1 || inputs % 1000 == 0 else { return }
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+        if baseline < 0 { baseline = open }
+        if open > baseline + 16 {
+            FileHandle.standardError.write(
+                Data("file descriptor leak: \(open) open, \(baseline) after the first input\n".utf8)
+            )
+            abort()
+        }
+    }
 }
 
 func fuzzModel(_ bytes: [UInt8]) {

@@ -40,7 +40,7 @@ public final class Monitor: Service, Sendable {
         configuration: MonitorConfiguration,
         sinks: [any AlertSink] = [],
         logger: Logger = Logger(label: "latentwatch.monitor"),
-        metricsFactory: MetricsFactory? = nil,
+        metricsFactory: (any MetricsFactory)? = nil,
         onAssessment: (@Sendable (Assessment) -> Void)? = nil
     ) throws(LatentWatchError) {
         guard !configuration.layers.isEmpty else {

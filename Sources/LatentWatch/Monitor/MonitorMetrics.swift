@@ -14,7 +14,7 @@ struct MonitorMetrics: Sendable {
     let shiftEvidence: Gauge
     let queueDepth: Gauge
 
-    init(prefix: String, layers: [String], factory: MetricsFactory) {
+    init(prefix: String, layers: [String], factory: any MetricsFactory) {
         inputs = Counter(label: "\(prefix)_inputs_total", factory: factory)
         rejected = Counter(label: "\(prefix)_rejected_total", factory: factory)
         dropped = Counter(label: "\(prefix)_dropped_total", factory: factory)
