@@ -20,33 +20,16 @@ package func stderrLine(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
-/// Runs a research tool's body: any error is printed as `tool: error` on standard error and ends the process
-/// with its status (1, or 2 for a LabError about bad input), never as a trap.
+/// Runs a research tool's body and exits 0; any error is said and ends the process as ``exitOnError(_:_:)`` does.
 package func runTool(_ name: String, _ body: () throws -> Void) -> Never {
-    do {
-        try body()
-        exit(0)
-    } catch let e as LabError {
-        stderrLine("\(name): \(e)")
-        exit(e.status)
-    } catch {
-        stderrLine("\(name): \(error)")
-        exit(1)
-    }
+    exitOnError(name, body)
+    exit(0)
 }
 
 /// The asynchronous form of ``runTool(_:_:)``.
 package func runTool(_ name: String, _ body: () async throws -> Void) async -> Never {
-    do {
-        try await body()
-        exit(0)
-    } catch let e as LabError {
-        stderrLine("\(name): \(e)")
-        exit(e.status)
-    } catch {
-        stderrLine("\(name): \(error)")
-        exit(1)
-    }
+    await exitOnError(name, body)
+    exit(0)
 }
 
 /// Writes a JSON object (pretty, sorted keys). Non-finite numbers, which JSON cannot hold, are written as null.
@@ -81,24 +64,18 @@ package func seconds(_ body: () throws -> Void) rethrows -> Double {
 /// The value of `body`, or, when it throws, the error said as `tool: error` on standard error and the process
 /// ended with status 1 (2 for a LabError about bad input): for a tool's top-level steps, which must not trap.
 package func exitOnError<T>(_ tool: String, _ body: () throws -> T) -> T {
-    do { return try body() } catch let e as LabError {
-        stderrLine("\(tool): \(e)")
-        exit(e.status)
-    } catch {
-        stderrLine("\(tool): \(error)")
-        exit(1)
-    }
+    do { return try body() } catch { fail(tool, error) }
 }
 
 /// The asynchronous form of ``exitOnError(_:_:)``.
 package func exitOnError<T>(_ tool: String, _ body: () async throws -> T) async -> T {
-    do { return try await body() } catch let e as LabError {
-        stderrLine("\(tool): \(e)")
-        exit(e.status)
-    } catch {
-        stderrLine("\(tool): \(error)")
-        exit(1)
-    }
+    do { return try await body() } catch { fail(tool, error) }
+}
+
+/// Says `error` and exits: status 2 for a LabError about bad input, else its status or 1.
+func fail(_ tool: String, _ error: any Error) -> Never {
+    stderrLine("\(tool): \(error)")
+    exit((error as? LabError)?.status ?? 1)
 }
 
 /// Parses the process arguments; help exits 0, a malformed or missing option exits 2 with the message and usage
