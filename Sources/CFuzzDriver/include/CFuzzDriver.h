@@ -9,7 +9,7 @@
    named on the command line through the target once (a replay of a corpus or of a crashing input). */
 int lw_fuzz_run(int argc, char **argv);
 
-/* Defined in Swift (FuzzTargets.swift): one input of the target chosen by LW_FUZZ_TARGET. */
+/* Defined in Swift (Sources/latentwatch-fuzz/main.swift): one input of the target chosen by LW_FUZZ_TARGET. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #endif
