@@ -3,7 +3,6 @@ import LatentWatchNumerics
 public import Logging
 public import Metrics
 public import ServiceLifecycle
-import Synchronization
 
 /// Watches a model's forward pass: scores the activations of each monitored layer, fuses the layers'
 /// calibrated p-values, runs the stream detectors and hands alerts to the sinks.
