@@ -8,6 +8,9 @@ let package = Package(
     products: [
         .library(name: "LatentWatch", targets: ["LatentWatch"]),
         .library(name: "LatentWatchClient", targets: ["LatentWatchClient"]),
+        // The C interface, liblatentwatch.so (built as libLatentWatchC.so and renamed by
+        // Sources/LatentWatchC/build-library; Docs/CAPI.md).
+        .library(name: "LatentWatchC", type: .dynamic, targets: ["LatentWatchC"]),
         .executable(name: "latentwatch", targets: ["latentwatch"]),
     ],
     dependencies: [
@@ -58,6 +61,31 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The C interface's header (Sources/CLatentWatch/include/latentwatch.h) and its plain-C part.
+        .target(name: "CLatentWatch"),
+        // The C interface: @c functions over the SDK. Linked with the Swift runtime inside (-static-stdlib) and a
+        // version script that exports only the lw_ symbols. No other target depends on it: a test bundle or
+        // executable linking it would get those flags too.
+        .target(
+            name: "LatentWatchC",
+            dependencies: [
+                "CLatentWatch", "LatentWatch", .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["latentwatch.map", "build-library"],
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            linkerSettings: [
+                .unsafeFlags([
+                    "-static-stdlib",
+                    // The static runtime's own dependencies, which the driver does not add for a shared library.
+                    "-lFoundationInternationalization", "-lCoreFoundation", "-l_FoundationICU",
+                    "-l_FoundationCollections",
+                    "-l_FoundationCShims", "-lswiftSynchronization",
+                    "-Xlinker", "--no-undefined",
+                    "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/LatentWatchC/latentwatch.map",
+                    "-Xlinker", "-soname=liblatentwatch.so",
+                ])
+            ]
         ),
         // The sidecar's wire protocol (Docs/WireProtocol.md): encoder and checking decoder, no dependencies.
         .target(name: "LatentWatchWire", swiftSettings: [.swiftLanguageMode(.v6)]),
@@ -183,6 +211,16 @@ let package = Package(
             dependencies: [
                 "LatentWatch", "LatentWatchClient", "LatentWatchWire", "LatentWatchTestSupport", "latentwatch",
             ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The C interface as hosts use it: C and C++ programs compiled with gcc/g++ against the header and the
+        // built liblatentwatch.so, run as child processes. It does not depend on LatentWatchC (whose link flags
+        // would come along); `swift build` and `swift test` build that product.
+        .testTarget(
+            name: "LatentWatchCAPITests",
+            dependencies: ["LatentWatch", "LatentWatchTestSupport"],
+            path: "Tests/CAPITests",
+            exclude: ["c"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import Synchronization
 
 /// Hands alerts to the sinks: one bounded buffer per sink, drained by the monitor's `run()` on a task of its
 /// own, so a slow or failing sink never blocks scoring or the other sinks. A full buffer drops (and counts)
@@ -13,6 +14,8 @@ struct AlertDispatcher: Sendable {
 
     let channels: [Channel]
     let metrics: MonitorMetrics
+    /// Alerts buffered for a sink and not yet delivered (summed over sinks).
+    let pending = PendingCount()
 
     init(sinks: [any AlertSink], bufferCapacity: Int, metrics: MonitorMetrics) {
         channels = sinks.map { sink in
@@ -29,7 +32,11 @@ struct AlertDispatcher: Sendable {
     func emit(_ alert: Alert) {
         metrics.alerts[alert.kind]?.increment()
         for c in channels {
-            if case .dropped = c.continuation.yield(alert) { metrics.sinkDrops.increment() }
+            pending.value.add(1, ordering: .relaxed)
+            if case .dropped = c.continuation.yield(alert) {
+                pending.value.subtract(1, ordering: .relaxed)
+                metrics.sinkDrops.increment()
+            }
         }
     }
 
@@ -37,4 +44,9 @@ struct AlertDispatcher: Sendable {
     func finish() {
         for c in channels { c.continuation.finish() }
     }
+}
+
+/// A count shared between the threads that raise alerts and the sinks' tasks.
+final class PendingCount: Sendable {
+    let value = Atomic<Int>(0)
 }

@@ -3,6 +3,7 @@ import LatentWatchNumerics
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 
 extension Monitor {
     /// Background mode: validates one input, copies it (all layers) into the queue and returns at once; the
@@ -55,6 +56,12 @@ extension Monitor {
     /// Inputs waiting in the background queue.
     public var queuedInputs: Int { queue?.depth ?? 0 }
 
+    /// Inputs the background worker has taken from the queue and finished (assessed or refused).
+    package var backgroundCompleted: Int { completed.value.load(ordering: .acquiring) }
+
+    /// Alerts raised and not yet delivered to every sink (dropped ones excepted).
+    package var pendingAlerts: Int { alerts.pending.value.load(ordering: .acquiring) }
+
     // MARK: Service
 
     /// Runs the monitor: delivers alerts to each sink on its own task and, in background mode, scores the
@@ -97,7 +104,9 @@ extension Monitor {
         for await alert in channel.stream {
             do {
                 try await channel.sink.deliver(alert)
+                alerts.pending.value.subtract(1, ordering: .releasing)
             } catch {
+                alerts.pending.value.subtract(1, ordering: .releasing)
                 metrics.sinkFailures.increment()
                 logger.warning(
                     "alert sink failed",
@@ -156,6 +165,7 @@ extension Monitor {
                 finish(requestID: ids[r], outputs: nil, summary: nil, ws: ws, into: &assessment)
                 onAssessment?(assessment)
             }
+            completed.value.add(n, ordering: .releasing)
         }
     }
 }

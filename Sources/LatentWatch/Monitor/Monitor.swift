@@ -23,6 +23,8 @@ public final class Monitor: Service, Sendable {
     let logger: Logger
     let queue: InputQueue?
     let onAssessment: (@Sendable (Assessment) -> Void)?
+    /// Inputs the background worker has finished.
+    let completed = PendingCount()
 
     /// Finished by ``shutDown()``: an inline monitor's `run()` waits on it instead of polling.
     let shutdownSignal = AsyncStream<Void>.makeStream()

@@ -1,0 +1,438 @@
+/*
+ * latentwatch.h: the C interface of LatentWatch, runtime uncertainty monitoring for neural networks.
+ *
+ * Fit densities on a layer's activations, store them as model files, score inputs for epistemic uncertainty
+ * (surprise, -log p(z)) and aleatoric uncertainty (entropy of p(y | z)) as calibrated p-values, and raise
+ * alerts on streams of inputs. This header is the documentation of the C interface; Docs/CAPI.md shows it in
+ * use and Docs/Statistics.md states what the scores and alerts mean.
+ *
+ * Library: liblatentwatch.so. It carries the Swift runtime (no Swift toolchain needed on the host) and exports
+ * only the lw_ functions below. It needs glibc 2.34 or later, libstdc++, libopenblas, libzstd and zlib.
+ *
+ * Conventions
+ * - Every function that can fail returns an int status: LW_OK (0) or one of the LW_ERR_ codes below. After a
+ *   failure, lw_last_error() on the same thread says what went wrong, with which input, and how to remedy it.
+ * - Nothing traps on bad input. Null pointers, wrong lengths, NaN or infinite values, closed or foreign
+ *   handles and structs whose struct_size is too small are refused with a status; the handle stays usable.
+ * - Handles (lw_model, lw_monitor) are opaque. Create and free them in pairs. A freed handle is refused
+ *   (LW_ERR_INVALID_HANDLE) by later calls. Freeing a handle while another thread uses it is safe: the object
+ *   lives until that call returns.
+ * - Structs the library fills or reads start with uint32_t struct_size, which the caller sets to
+ *   sizeof(the struct) as compiled (the *_init functions do it). Later versions only append fields, so a
+ *   program compiled against this header keeps working with later libraries.
+ * - Strings are UTF-8 and NUL-terminated. Strings the library returns are owned by the library and stay valid
+ *   as the function says.
+ * - Thread safety: every function may be called from any thread. Models and monitors may be used by many
+ *   threads at once.
+ */
+#ifndef LATENTWATCH_H
+#define LATENTWATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI version this header describes. lw_abi_version() returns the library's; a library accepts programs
+ * compiled against its own ABI version or an earlier one. */
+#define LW_ABI_VERSION 1
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Status codes and errors
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define LW_OK 0
+/* A null pointer, a zero or mismatched length, a struct_size too small, an unknown enum value. */
+#define LW_ERR_INVALID_ARGUMENT 1
+/* A handle that is null, was freed, is of another type, or never came from this library. */
+#define LW_ERR_INVALID_HANDLE 2
+/* A file could not be opened, read or written. */
+#define LW_ERR_IO 3
+/* Bytes that are not a valid model file: truncated, damaged (checksum), implausible sizes, bad metadata. */
+#define LW_ERR_MALFORMED_FILE 4
+/* A model file of a newer format version, or needing a feature (a density family) this library lacks. */
+#define LW_ERR_UNSUPPORTED 5
+/* An activation or output buffer of the wrong length for the model or monitor. */
+#define LW_ERR_SHAPE_MISMATCH 6
+/* An activation or output holding NaN or infinity. */
+#define LW_ERR_NON_FINITE 7
+/* The monitor's background queue is full and its overflow policy is LW_OVERFLOW_REJECT. */
+#define LW_ERR_QUEUE_FULL 8
+/* The monitor has been closed or shut down. */
+#define LW_ERR_SHUT_DOWN 9
+/* A configuration the library cannot use: unknown family, alpha outside (0, 1), no layers, too many layers. */
+#define LW_ERR_INVALID_CONFIGURATION 10
+/* Fitting failed: too little data, a class with too few rows, a covariance that cannot be factorised. */
+#define LW_ERR_FIT_FAILED 11
+/* An output buffer is too small; the call says how large it must be. */
+#define LW_ERR_BUFFER_TOO_SMALL 12
+/* The call needs a monitor in another mode (submit on an inline monitor), or was made from an alert callback
+ * where it would deadlock (closing or flushing the monitor that called it). */
+#define LW_ERR_WRONG_STATE 13
+/* An internal error; please report it with lw_last_error()'s text. */
+#define LW_ERR_INTERNAL 99
+
+/* The ABI version of the loaded library (compare with LW_ABI_VERSION). */
+uint32_t lw_abi_version(void);
+
+/* The library version, for example "0.7.0". Static storage. */
+const char *lw_version(void);
+
+/* A short name for a status code ("LW_ERR_SHAPE_MISMATCH"); "LW_ERR_UNKNOWN" for codes this version does not
+ * know. Static storage. */
+const char *lw_status_name(int status);
+
+/* The message of the last failed call on this thread: what went wrong, with which input, and how to remedy it.
+ * "" when the last call on this thread succeeded. Valid until the next lw_ call on this thread. */
+const char *lw_last_error(void);
+
+/* The status of the last lw_ call on this thread. */
+int lw_last_status(void);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Element types
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define LW_DTYPE_FLOAT32 1 /* IEEE binary32, host byte order */
+#define LW_DTYPE_FLOAT16 2 /* IEEE binary16, host byte order */
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Models: a fitted density of one layer's activations
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct lw_model lw_model;
+
+/* Reads a model file (.lwm). Every size and checksum is verified before anything is used.
+ * On success *out is a new handle; free it with lw_model_free. */
+int lw_model_load(const char *path, lw_model **out);
+
+/* The same from bytes in memory (length bytes at bytes; the bytes are not kept). */
+int lw_model_load_bytes(const void *bytes, size_t length, lw_model **out);
+
+/* Frees a model. Monitors created from it keep their own reference and are unaffected. Null is accepted. */
+int lw_model_free(lw_model *model);
+
+#define LW_MAX_RANK 8
+
+/* What a model describes. Strings stay valid until the model is freed. */
+typedef struct lw_model_info {
+    uint32_t struct_size;
+    uint32_t input_rank;              /* entries used in input_shape */
+    int64_t input_shape[LW_MAX_RANK]; /* the shape of one activation, as fitted (for example 512, or 64,7,7) */
+    uint64_t input_count;             /* elements of one activation: the product of input_shape */
+    uint64_t latent_dimension;        /* dimension after pooling and projection */
+    uint64_t component_count;         /* classes or mixture components */
+    uint64_t calibration_count;       /* held-out scores behind the p-values */
+    uint64_t fit_samples;             /* rows the density was fitted on */
+    uint32_t fingerprint;             /* CRC-32 of the model file's bytes; valid when has_fingerprint is 1 */
+    uint32_t has_fingerprint;         /* 0 for a model fitted in this process and not read back */
+    int32_t precision;                /* LW_DTYPE_FLOAT32 or LW_DTYPE_FLOAT16: how its parameters are held */
+    uint32_t has_class_labels;        /* 1 for class-conditional families (gda, tied) */
+    const char *layer;                /* layer name stored in the file */
+    const char *family;               /* "gda", "tied", "gmm-full", "gmm-diag" */
+    const char *fit_notes;            /* what the fit chose (shrinkage, components, ...) */
+} lw_model_info;
+
+/* Fills *info (set info->struct_size first). */
+int lw_model_get_info(const lw_model *model, lw_model_info *info);
+
+/* Copies the class labels (component order) into labels[0 .. capacity). *count receives the number of labels
+ * (0 for mixtures). With labels NULL or capacity too small, only *count is set and the call returns
+ * LW_ERR_BUFFER_TOO_SMALL (or LW_OK when there are no labels). */
+int lw_model_class_labels(const lw_model *model, int64_t *labels, size_t capacity, size_t *count);
+
+/* Scores of one activation. */
+typedef struct lw_scores {
+    uint32_t struct_size;
+    int32_t reserved;
+    double surprise;             /* -log p(z): epistemic */
+    double surprise_p_value;     /* conformal p-value of the surprise; NaN when the model has no calibration */
+    double entropy;              /* entropy of p(y | z), nats: aleatoric */
+    double entropy_p_value;      /* conformal p-value of the entropy; NaN when not calibrated */
+    double log_density;          /* log p(z) */
+    double max_posterior;        /* max_k p(k | z) */
+    double mahalanobis;          /* squared Mahalanobis distance to the nearest component */
+    double relative_mahalanobis; /* mahalanobis minus the background Gaussian's */
+    int64_t predicted_component; /* argmax_k p(k | z) */
+    int64_t predicted_label;     /* its class label; -1 for mixtures */
+} lw_scores;
+
+/* Scores one raw activation of length input_count (float32). Allocates nothing in steady state (one scoring
+ * workspace is kept per thread and model). */
+int lw_model_score(const lw_model *model, const float *activation, size_t length, lw_scores *out);
+
+/* Batch scores written column by column: each pointer is NULL (not wanted) or holds count entries. */
+typedef struct lw_score_columns {
+    uint32_t struct_size;
+    int32_t reserved;
+    double *surprise;
+    double *surprise_p_value;
+    double *entropy;
+    double *entropy_p_value;
+    double *log_density;
+    double *max_posterior;
+    double *mahalanobis;
+    double *relative_mahalanobis;
+    int64_t *predicted_label;
+    /* Per row: LW_OK, or the status that row was refused with (NaN/Inf); its other columns are then NaN
+     * (predicted_label -1). A row's failure does not affect the others. */
+    int32_t *status;
+} lw_score_columns;
+
+/* Scores count activations stored back to back (count * input_count floats, length elements). Large batches
+ * use BLAS. Returns LW_OK when the call was valid, even if some rows were refused (see columns->status). */
+int lw_model_score_batch(
+    const lw_model *model, const float *activations, size_t length, size_t count, lw_score_columns *columns
+);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Fitting and writing models
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define LW_POOL_FLATTEN 0        /* use the activation as it is */
+#define LW_POOL_GLOBAL_AVERAGE 1 /* (C, H, W) -> (C): mean over the spatial axes */
+#define LW_POOL_MEAN_TOKENS 2    /* (T, D) -> (D): mean over tokens */
+
+typedef struct lw_fit_config {
+    uint32_t struct_size;
+    int32_t pooling;              /* LW_POOL_*; default LW_POOL_FLATTEN */
+    const char *family;           /* "gda" (default), "tied", "gmm-full", "gmm-diag"; gda and tied need labels */
+    const char *layer_name;       /* stored in the model file; default "layer" */
+    int32_t l2_normalize;         /* 1 (default) or 0 */
+    int32_t precision;            /* LW_DTYPE_FLOAT32 (default) or LW_DTYPE_FLOAT16 */
+    uint32_t pca_components;      /* project onto this many principal components; 0 (default): no projection */
+    double pca_variance_fraction; /* or keep this fraction of the variance (0 < f <= 1); 0 (default): off */
+    double calibration_fraction;  /* held out for calibration when no calibration rows are given; default 0.2 */
+    uint64_t split_seed;          /* seed of that split; default 0 */
+    uint32_t mixture_components;  /* gmm-*: components; default 8 */
+    uint32_t fit_background;      /* the background Gaussian behind relative_mahalanobis; default 1 */
+    uint64_t mixture_seed;        /* gmm-*: seed of the initialisation; default 0 */
+} lw_fit_config;
+
+/* Sets struct_size and the defaults above. */
+void lw_fit_config_init(lw_fit_config *config);
+
+/* Activations in memory: count rows of the shape given, float32, back to back. */
+typedef struct lw_activations {
+    uint32_t struct_size;
+    uint32_t rank;                  /* entries used in shape (1 to LW_MAX_RANK) */
+    int64_t shape[LW_MAX_RANK];     /* the shape of one row */
+    const float *values;            /* count * product(shape) floats */
+    size_t length;                  /* elements at values */
+    size_t count;                   /* rows */
+    const int64_t *labels;          /* count class labels, or NULL (mixtures need none) */
+} lw_activations;
+
+/* Sets struct_size and zeroes the rest. */
+void lw_activations_init(lw_activations *activations);
+
+/* Fits a model on train. When calibration is NULL, config->calibration_fraction of train is held out (by a
+ * seeded hash of the row index) and never used for fitting; otherwise the p-values are calibrated on
+ * calibration's rows (same shape; labels optional). The data are read during the call only. On success *out
+ * is a new model; free it with lw_model_free. */
+int lw_fit(
+    const lw_activations *train, const lw_activations *calibration, const lw_fit_config *config, lw_model **out
+);
+
+/* Writes a model file atomically (a temporary file renamed into place). precision: 0 to keep the model's,
+ * or LW_DTYPE_FLOAT16 to store means and factors at half the size; compression_level: zstd level, 0 for the
+ * default (9). */
+int lw_model_write(const lw_model *model, const char *path, int32_t precision, int32_t compression_level);
+
+/* The model file's bytes in memory: writes them to buffer when capacity suffices and sets *length to their
+ * size either way (call with buffer NULL to learn it; LW_ERR_BUFFER_TOO_SMALL when capacity is short). */
+int lw_model_encode(
+    const lw_model *model, int32_t precision, int32_t compression_level, void *buffer, size_t capacity,
+    size_t *length
+);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Monitors: assess inputs of one or more layers and raise alerts
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct lw_monitor lw_monitor;
+
+#define LW_MAX_LAYERS 16
+
+#define LW_ALERT_INPUT 1     /* an input's fused p-value is at most input_alpha */
+#define LW_ALERT_ALEATORIC 2 /* an input's entropy p-value is at most aleatoric_alpha */
+#define LW_ALERT_WINDOW 3    /* the rate of small p-values over the window is too high for chance */
+#define LW_ALERT_SHIFT 4     /* the shift detector's evidence passed its threshold */
+#define LW_ALERT_RESOLVED 5  /* a window or shift episode ended */
+
+/* One alert, as the callback receives it. Pointers are valid during the callback only. */
+typedef struct lw_alert {
+    uint32_t struct_size;
+    int32_t kind;           /* LW_ALERT_* */
+    const char *kind_name;  /* "input", "aleatoric", "window", "shift", "resolved" */
+    int64_t index;          /* the input's index in the monitor's stream */
+    const char *request_id; /* the host's id of that input, or NULL */
+    double p_value;         /* the p-value behind the alert; NaN when none */
+    int32_t episode;        /* for LW_ALERT_RESOLVED: the kind of the episode it closes; 0 otherwise */
+    int32_t reserved;
+    const char *detail;     /* a human-readable explanation */
+    double time;            /* seconds since the Unix epoch */
+} lw_alert;
+
+/* Called for every alert, in order, on one library thread (never on the thread that called assess). It must
+ * return promptly and must not call lw_monitor_flush or lw_monitor_close on its own monitor (refused with
+ * LW_ERR_WRONG_STATE). */
+typedef void (*lw_alert_callback)(const lw_alert *alert, void *context);
+
+#define LW_SHIFT_OFF 0
+#define LW_SHIFT_ANYTIME 1          /* no false alarm ever, with probability 1 - shift_delta */
+#define LW_SHIFT_CHANGE_DETECTION 2 /* Shiryaev-Roberts with mean run length shift_mean_run_length */
+
+#define LW_FUSION_BONFERRONI 0 /* valid under any dependence between layers */
+#define LW_FUSION_CAUCHY 1     /* valid asymptotically, more powerful when layers agree */
+
+#define LW_MODE_INLINE 0     /* assess on the caller's thread */
+#define LW_MODE_BACKGROUND 1 /* submit copies into a bounded queue scored on a library thread */
+
+#define LW_OVERFLOW_DROP_NEWEST 0 /* a full queue drops the new input (counted) */
+#define LW_OVERFLOW_REJECT 1      /* a full queue refuses it with LW_ERR_QUEUE_FULL */
+
+#define LW_OUTPUTS_NONE 0
+#define LW_OUTPUTS_LOGITS 1
+#define LW_OUTPUTS_PROBABILITIES 2
+
+#define LW_LOG_OFF 0
+#define LW_LOG_ERROR 1
+#define LW_LOG_WARNING 2
+#define LW_LOG_INFO 3
+#define LW_LOG_DEBUG 4
+
+typedef struct lw_monitor_config {
+    uint32_t struct_size;
+    uint32_t layer_count;               /* models in layer order (1 to LW_MAX_LAYERS) */
+    const lw_model *const *models;      /* layer_count models; the monitor keeps its own references */
+    const char *const *layer_names;     /* NULL, or layer_count names (a NULL entry: the model's own) */
+    int32_t primary_layer;              /* whose p(y | z) gives entropy and class; -1 (default): the last */
+    /* Alert policy (Docs/Statistics.md). */
+    double input_alpha;                 /* per-input level on the fused p-value; default 0.01 */
+    double aleatoric_alpha;             /* level on the entropy p-value; default 0.01; 0 turns it off */
+    uint32_t window_length;             /* inputs in the rate window; default 200; 0 turns the window off */
+    uint32_t window_cooldown;           /* inputs before a window episode may resolve; 0 (default): length */
+    double window_level;                /* the window's false-alarm level; default 1e-4 */
+    int32_t shift;                      /* LW_SHIFT_*; default LW_SHIFT_ANYTIME */
+    int32_t fusion;                     /* LW_FUSION_*; default LW_FUSION_BONFERRONI */
+    double shift_delta;                 /* anytime: default 0.01 */
+    double shift_mean_run_length;       /* change detection: default 10000 */
+    /* Scoring. */
+    int32_t mode;                       /* LW_MODE_*; default LW_MODE_INLINE */
+    int32_t overflow;                   /* LW_OVERFLOW_*; default LW_OVERFLOW_DROP_NEWEST */
+    uint32_t queue_capacity;            /* background: inputs; default 4096 */
+    uint32_t batch_size;                /* background: inputs scored together; default 32 */
+    int32_t outputs;                    /* LW_OUTPUTS_*: what the host passes beside the activations */
+    uint32_t output_count;              /* elements of the outputs of one input (classes) */
+    /* Sinks: alerts go to every one configured. */
+    lw_alert_callback on_alert;         /* NULL: none */
+    void *on_alert_context;             /* passed to on_alert */
+    const char *alerts_path;            /* a JSON-lines file (rotated at 64 MiB, 5 kept); NULL: none */
+    int32_t log_level;                  /* LW_LOG_*: the monitor's diagnostics and alerts to stderr; default
+                                           LW_LOG_OFF */
+    uint32_t sink_buffer_capacity;      /* alerts buffered per sink before drops; default 4096 */
+    /* Recorder: NULL record_path records nothing. */
+    const char *record_path;            /* recording file (.lwr); rotated files get a numeric suffix */
+    double record_rate;                 /* share of inputs recorded (0, 1]; default 1 */
+} lw_monitor_config;
+
+/* Sets struct_size and the defaults above. */
+void lw_monitor_config_init(lw_monitor_config *config);
+
+/* Creates a monitor and starts its library thread (alert delivery; background scoring). On success *out is a
+ * new handle; close it with lw_monitor_close. */
+int lw_monitor_create(const lw_monitor_config *config, lw_monitor **out);
+
+/* One or more inputs' activations: one buffer per monitored layer, in layer order, each holding count rows
+ * back to back (count = 1 for lw_monitor_assess and lw_monitor_submit). */
+typedef struct lw_inputs {
+    uint32_t struct_size;
+    int32_t dtype;                  /* LW_DTYPE_FLOAT32 or LW_DTYPE_FLOAT16 (all layers alike) */
+    uint32_t layer_count;           /* must equal the monitor's */
+    uint32_t reserved;
+    const void *const *layers;      /* layer_count buffers */
+    const size_t *lengths;          /* elements in each buffer: count * the layer's input_count */
+    const float *outputs;           /* the classifier's outputs (count * output_count), or NULL */
+    size_t outputs_length;          /* elements at outputs */
+} lw_inputs;
+
+/* Sets struct_size and zeroes the rest. */
+void lw_inputs_init(lw_inputs *inputs);
+
+#define LW_FLAG_OUT_OF_DISTRIBUTION 1 /* fused p-value at most input_alpha */
+#define LW_FLAG_AMBIGUOUS 2           /* entropy p-value at most aleatoric_alpha */
+#define LW_FLAG_WINDOW_ALARM 4        /* a window episode is open */
+#define LW_FLAG_SHIFT_ALARM 8         /* a shift episode is open */
+#define LW_FLAG_DISAGREEMENT 16       /* the classifier's outputs predict another class than p(y | z) */
+
+typedef struct lw_layer_assessment {
+    double surprise; /* -log p(z) at this layer */
+    double p_value;  /* its conformal p-value */
+} lw_layer_assessment;
+
+/* What the monitor concluded about one input. */
+typedef struct lw_assessment {
+    uint32_t struct_size;
+    uint32_t flags;                  /* LW_FLAG_* */
+    int64_t index;                   /* the input's index in the monitor's stream */
+    double fused_p_value;            /* the layers' p-values fused */
+    double entropy;                  /* entropy of p(y | z) at the primary layer */
+    double entropy_p_value;          /* its p-value; NaN when not calibrated */
+    double shift_log_evidence;       /* the shift detector's log evidence after this input; NaN when off */
+    int64_t predicted_label;         /* class predicted from p(y | z); -1 for mixtures */
+    int64_t output_predicted;        /* from the classifier's outputs when given; -1 otherwise */
+    double output_confidence;        /* max softmax probability of the outputs; NaN when not given */
+    double output_entropy;           /* entropy of the outputs' softmax; NaN when not given */
+    double output_energy;            /* -logsumexp(logits); NaN when not given or probabilities */
+    uint32_t layer_count;            /* entries used in layers */
+    uint32_t reserved;
+    lw_layer_assessment layers[LW_MAX_LAYERS];
+} lw_assessment;
+
+/* Assesses one input on the calling thread and fills *out (set out->struct_size first). request_id may be
+ * NULL. With either mode. Allocates nothing in steady state (per-thread buffers are kept), unless it raises an
+ * alert, the recorder writes a chunk, or request_id is longer than 15 bytes. A refused input (wrong length,
+ * NaN) returns its status, is counted, and leaves the stream untouched. */
+int lw_monitor_assess(lw_monitor *monitor, const lw_inputs *inputs, const char *request_id, lw_assessment *out);
+
+/* Assesses count inputs in order into out[0 .. count), whose stride is out[0].struct_size (set it in every
+ * entry). request_ids is NULL or count ids (entries may be NULL). Every row is validated before any is
+ * assessed: one bad row refuses the whole batch and nothing is assessed. */
+int lw_monitor_assess_batch(
+    lw_monitor *monitor, const lw_inputs *inputs, size_t count, const char *const *request_ids,
+    lw_assessment *out
+);
+
+/* Background mode: validates one input, copies it into the queue and returns at once. *accepted (may be
+ * NULL) is 1 when queued, 0 when the full queue dropped it (LW_OVERFLOW_DROP_NEWEST; counted). */
+int lw_monitor_submit(lw_monitor *monitor, const lw_inputs *inputs, const char *request_id, int32_t *accepted);
+
+/* Waits until every input submitted so far has been assessed and every alert raised so far has been
+ * delivered to the sinks, or until timeout_ms passes (LW_ERR_WRONG_STATE then, nothing lost). */
+int lw_monitor_flush(lw_monitor *monitor, uint32_t timeout_ms);
+
+typedef struct lw_monitor_stats {
+    uint32_t struct_size;
+    uint32_t layer_count;
+    uint64_t assessed;          /* inputs assessed (inline and background) */
+    uint64_t refused;           /* inputs refused as invalid */
+    uint64_t dropped;           /* background inputs dropped or rejected by a full queue */
+    uint64_t queued;            /* inputs waiting in the background queue now */
+    uint64_t alerts;            /* alerts delivered to the callback (when one is set) */
+} lw_monitor_stats;
+
+/* Fills *stats (set stats->struct_size first). */
+int lw_monitor_get_stats(lw_monitor *monitor, lw_monitor_stats *stats);
+
+/* Stops accepting inputs, assesses what is queued, delivers the remaining alerts, flushes the sinks and the
+ * recorder, waits for the library thread and frees the monitor. Null is accepted. */
+int lw_monitor_close(lw_monitor *monitor);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LATENTWATCH_H */

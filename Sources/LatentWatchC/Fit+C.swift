@@ -1,0 +1,229 @@
+public import CLatentWatch
+import LatentWatch
+
+/// Activations borrowed from a C caller for the duration of `lw_fit`: read in batches, never copied whole.
+struct BorrowedActivations: ActivationSource {
+    let values: UnsafeBufferPointer<Float>
+    let labels: [Int]?
+    let sampleShape: [Int]
+    let count: Int
+    var hasLabels: Bool { labels != nil }
+
+    func forEachBatch(_ body: (ActivationBatch) throws -> Void) throws {
+        let n = sampleShape.reduce(1, *)
+        let batch = 4096
+        var start = 0
+        while start < count {
+            let end = min(count, start + batch)
+            let v = UnsafeBufferPointer(rebasing: values[(start * n)..<(end * n)])
+            if let labels {
+                try labels.withUnsafeBufferPointer { l in
+                    try body(
+                        ActivationBatch(
+                            values: v,
+                            count: end - start,
+                            labels: UnsafeBufferPointer(rebasing: l[start..<end])
+                        )
+                    )
+                }
+            } else {
+                try body(ActivationBatch(values: v, count: end - start, labels: nil))
+            }
+            start = end
+        }
+    }
+
+    /// Checks an `lw_activations` struct and borrows its buffers.
+    init(_ p: UnsafePointer<lw_activations>, name: String) throws(CallError) {
+        let a = p.pointee
+        try checkStructSize(a.struct_size, MemoryLayout<lw_activations>.size, "lw_activations")
+        guard a.rank >= 1 && a.rank <= UInt32(LW_MAX_RANK) else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name).rank is \(a.rank); it must be 1 to \(LW_MAX_RANK)")
+        }
+        let shape = withUnsafeBytes(of: a.shape) { raw in
+            Array(raw.bindMemory(to: Int64.self).prefix(Int(a.rank)))
+        }
+        guard shape.allSatisfy({ $0 > 0 && $0 <= 1 << 31 }) else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name).shape \(shape) has an entry that is not in 1...2^31")
+        }
+        let row = shape.reduce(1) { $0.multipliedReportingOverflow(by: Int($1)).partialValue }
+        let (total, overflow) = a.count.multipliedReportingOverflow(by: row)
+        guard a.count > 0, !overflow, total == a.length else {
+            throw CallError(
+                LW_ERR_SHAPE_MISMATCH,
+                "\(name) has \(a.length) values; \(a.count) rows of shape \(shape) need \(a.count) × \(row)"
+            )
+        }
+        guard let values = a.values else { throw .null("\(name).values") }
+        self.values = UnsafeBufferPointer(start: values, count: total)
+        self.sampleShape = shape.map { Int($0) }
+        self.count = a.count
+        self.labels = a.labels.map { l in (0..<a.count).map { Int(l[$0]) } }
+    }
+}
+
+@c(lw_fit_config_init)
+public func lwFitConfigInit(_ config: UnsafeMutablePointer<lw_fit_config>?) {
+    guard let config else { return }
+    let d = FitConfiguration()
+    var c = lw_fit_config()
+    c.struct_size = UInt32(MemoryLayout<lw_fit_config>.size)
+    c.pooling = LW_POOL_FLATTEN
+    c.family = nil
+    c.layer_name = nil
+    c.l2_normalize = d.preparation.l2Normalize ? 1 : 0
+    c.precision = LW_DTYPE_FLOAT32
+    c.pca_components = 0
+    c.pca_variance_fraction = 0
+    c.calibration_fraction = d.calibrationFraction
+    c.split_seed = d.splitSeed
+    c.mixture_components = UInt32(d.mixture.components)
+    c.fit_background = d.fitBackground ? 1 : 0
+    c.mixture_seed = d.mixture.seed
+    config.pointee = c
+}
+
+@c(lw_activations_init)
+public func lwActivationsInit(_ a: UnsafeMutablePointer<lw_activations>?) {
+    guard let a else { return }
+    a.pointee = lw_activations()
+    a.pointee.struct_size = UInt32(MemoryLayout<lw_activations>.size)
+}
+
+/// The SDK's fit configuration from a C one.
+func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> FitConfiguration {
+    let c = p.pointee
+    try checkStructSize(c.struct_size, MemoryLayout<lw_fit_config>.size, "lw_fit_config")
+    var f = FitConfiguration()
+    if let family = c.family { f.family = DensityFamilyName(String(cString: family)) }
+    if let layer = c.layer_name { f.layerName = String(cString: layer) }
+    switch c.pooling {
+    case LW_POOL_FLATTEN: f.preparation.pooling = .flatten
+    case LW_POOL_GLOBAL_AVERAGE: f.preparation.pooling = .globalAverage
+    case LW_POOL_MEAN_TOKENS: f.preparation.pooling = .meanTokens
+    default: throw CallError(LW_ERR_INVALID_ARGUMENT, "pooling \(c.pooling) is not one of LW_POOL_*")
+    }
+    f.preparation.l2Normalize = c.l2_normalize != 0
+    if c.pca_components > 0 && c.pca_variance_fraction > 0 {
+        throw CallError(LW_ERR_INVALID_CONFIGURATION, "set pca_components or pca_variance_fraction, not both")
+    }
+    if c.pca_components > 0 {
+        f.preparation.projection = .components(Int(c.pca_components))
+    } else if c.pca_variance_fraction != 0 {
+        guard c.pca_variance_fraction > 0 && c.pca_variance_fraction <= 1 else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "pca_variance_fraction is \(c.pca_variance_fraction); it must be in (0, 1]"
+            )
+        }
+        f.preparation.projection = .varianceFraction(c.pca_variance_fraction)
+    }
+    switch c.precision {
+    case LW_DTYPE_FLOAT32: f.precision = .float32
+    case LW_DTYPE_FLOAT16: f.precision = .float16
+    default: throw CallError(LW_ERR_INVALID_ARGUMENT, "precision \(c.precision) is not LW_DTYPE_FLOAT32 or _FLOAT16")
+    }
+    guard c.calibration_fraction.isFinite && c.calibration_fraction >= 0 && c.calibration_fraction < 1 else {
+        throw CallError(
+            LW_ERR_INVALID_CONFIGURATION,
+            "calibration_fraction is \(c.calibration_fraction); it must be in [0, 1)"
+        )
+    }
+    f.calibrationFraction = c.calibration_fraction
+    f.splitSeed = c.split_seed
+    guard c.mixture_components >= 1 && c.mixture_components <= 4096 else {
+        throw CallError(
+            LW_ERR_INVALID_CONFIGURATION,
+            "mixture_components is \(c.mixture_components); it must be 1 to 4096"
+        )
+    }
+    f.mixture.components = Int(c.mixture_components)
+    f.mixture.seed = c.mixture_seed
+    f.fitBackground = c.fit_background != 0
+    return f
+}
+
+@c(lw_fit)
+public func lwFit(
+    _ train: UnsafePointer<lw_activations>?,
+    _ calibration: UnsafePointer<lw_activations>?,
+    _ config: UnsafePointer<lw_fit_config>?,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        out.pointee = nil
+        guard let train else { throw .null("train") }
+        guard let config else { throw .null("config") }
+        let cfg = try fitConfiguration(config)
+        let source = try BorrowedActivations(train, name: "train")
+        let held = try calibration.map { (c) throws(CallError) in try BorrowedActivations(c, name: "calibration") }
+        let model: LatentModel
+        do {
+            model = try LatentModelFitter.fit(source, calibration: held, configuration: cfg)
+        } catch let e as LatentWatchError {
+            throw CallError(e)
+        } catch {
+            throw CallError(LW_ERR_FIT_FAILED, "fitting failed: \(error)")
+        }
+        out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
+    }
+}
+
+func writeOptions(precision: Int32, level: Int32) throws(CallError) -> ModelFile.WriteOptions {
+    var o = ModelFile.WriteOptions()
+    switch precision {
+    case 0: break
+    case LW_DTYPE_FLOAT32: o.precision = .float32
+    case LW_DTYPE_FLOAT16: o.precision = .float16
+    default: throw CallError(LW_ERR_INVALID_ARGUMENT, "precision \(precision) is not 0 or an LW_DTYPE_FLOAT*")
+    }
+    if level != 0 {
+        guard (1...22).contains(level) else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "compression_level \(level) is not 0 (default) or 1 to 22")
+        }
+        o.compressionLevel = level
+    }
+    return o
+}
+
+@c(lw_model_write)
+public func lwModelWrite(
+    _ model: OpaquePointer?,
+    _ path: UnsafePointer<CChar>?,
+    _ precision: Int32,
+    _ compressionLevel: Int32
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try ModelHandle.lookup(model)
+        let p = try String.argument(path, "path")
+        let options = try writeOptions(precision: precision, level: compressionLevel)
+        try sdk { () throws(LatentWatchError) in try ModelFile.write(h.model, to: p, options: options) }
+    }
+}
+
+@c(lw_model_encode)
+public func lwModelEncode(
+    _ model: OpaquePointer?,
+    _ precision: Int32,
+    _ compressionLevel: Int32,
+    _ buffer: UnsafeMutableRawPointer?,
+    _ capacity: Int,
+    _ length: UnsafeMutablePointer<Int>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try ModelHandle.lookup(model)
+        guard let length else { throw .null("length") }
+        let options = try writeOptions(precision: precision, level: compressionLevel)
+        let bytes: [UInt8]
+        bytes = try sdk { () throws(LatentWatchError) in try ModelFile.encode(h.model, options: options) }
+        length.pointee = bytes.count
+        guard let buffer, capacity >= bytes.count else {
+            throw CallError(
+                LW_ERR_BUFFER_TOO_SMALL,
+                "the model file needs \(bytes.count) bytes; capacity is \(capacity)"
+            )
+        }
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+    }
+}

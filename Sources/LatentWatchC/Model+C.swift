@@ -1,0 +1,257 @@
+public import CLatentWatch
+import LatentWatch
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The object behind an `lw_model` handle: the model and the C strings `lw_model_get_info` hands out, which
+/// live as long as the handle's object.
+final class ModelHandle {
+    let model: LatentModel
+    let layer: UnsafeMutablePointer<CChar>
+    let family: UnsafeMutablePointer<CChar>
+    let notes: UnsafeMutablePointer<CChar>
+
+    init(_ model: LatentModel) {
+        self.model = model
+        layer = strdup(model.layer)
+        family = strdup(model.family)
+        notes = strdup(model.fitNotes)
+    }
+
+    deinit {
+        free(layer)
+        free(family)
+        free(notes)
+    }
+
+    static func lookup(_ handle: OpaquePointer?) throws(CallError) -> ModelHandle {
+        try HandleRegistry.shared.lookup(handle, as: ModelHandle.self, kind: .model)
+    }
+
+    /// This thread's scoring workspace for the model behind `handle`.
+    func workspace(_ handle: OpaquePointer, state: CallState) -> ScoringWorkspace {
+        let key = HandleRegistry.key(handle)
+        if let ws = state.workspaces[key] { return ws }
+        state.trimCaches()
+        let ws = model.makeWorkspace()
+        state.workspaces[key] = ws
+        return ws
+    }
+}
+
+/// Checks a caller-owned struct's size field against the size this library needs.
+func checkStructSize(_ size: UInt32, _ needed: Int, _ name: String) throws(CallError) {
+    guard Int(size) >= needed else {
+        throw CallError(
+            LW_ERR_INVALID_ARGUMENT,
+            "\(name).struct_size is \(size); this library needs at least \(needed). Set it to sizeof(\(name)) "
+                + "(the *_init functions do)"
+        )
+    }
+}
+
+@c(lw_abi_version)
+public func lwABIVersion() -> UInt32 { UInt32(LW_ABI_VERSION) }
+
+nonisolated(unsafe) private let versionString: UnsafeMutablePointer<CChar> = strdup(LatentWatchVersion.string)
+
+@c(lw_version)
+public func lwVersion() -> UnsafePointer<CChar> { UnsafePointer(versionString) }
+
+@c(lw_last_error)
+public func lwLastError() -> UnsafePointer<CChar> { UnsafePointer(CallState.current.message) }
+
+@c(lw_last_status)
+public func lwLastStatus() -> Int32 { CallState.current.status }
+
+@c(lw_model_load)
+public func lwModelLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        out.pointee = nil
+        let p = try String.argument(path, "path")
+        let model: LatentModel
+        model = try sdk { () throws(LatentWatchError) in try ModelFile.read(contentsOf: p) }
+        out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
+    }
+}
+
+@c(lw_model_load_bytes)
+public func lwModelLoadBytes(
+    _ bytes: UnsafeRawPointer?,
+    _ length: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        out.pointee = nil
+        guard let bytes else { throw .null("bytes") }
+        let b = Array(UnsafeRawBufferPointer(start: bytes, count: length))
+        let model: LatentModel
+        model = try sdk { () throws(LatentWatchError) in try ModelFile.decode(b) }
+        out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
+    }
+}
+
+@c(lw_model_free)
+public func lwModelFree(_ model: OpaquePointer?) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let model else { return }
+        _ = try HandleRegistry.shared.remove(model, as: ModelHandle.self, kind: .model)
+    }
+}
+
+@c(lw_model_get_info)
+public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer<lw_model_info>?) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try ModelHandle.lookup(model)
+        guard let info else { throw .null("info") }
+        try checkStructSize(info.pointee.struct_size, MemoryLayout<lw_model_info>.size, "lw_model_info")
+        let m = h.model
+        var i = lw_model_info()
+        i.struct_size = UInt32(MemoryLayout<lw_model_info>.size)
+        let shape = m.inputShape
+        i.input_rank = UInt32(min(shape.count, Int(LW_MAX_RANK)))
+        withUnsafeMutableBytes(of: &i.input_shape) { raw in
+            let s = raw.bindMemory(to: Int64.self)
+            for (k, v) in shape.prefix(Int(LW_MAX_RANK)).enumerated() { s[k] = Int64(v) }
+        }
+        i.input_count = UInt64(m.inputCount)
+        i.latent_dimension = UInt64(m.latentDimension)
+        i.component_count = UInt64(m.componentCount)
+        i.calibration_count = UInt64(m.calibrationCount)
+        i.fit_samples = UInt64(m.fitSamples)
+        i.fingerprint = m.fingerprint ?? 0
+        i.has_fingerprint = m.fingerprint == nil ? 0 : 1
+        i.precision = m.precision == .float16 ? LW_DTYPE_FLOAT16 : LW_DTYPE_FLOAT32
+        i.has_class_labels = m.classLabels == nil ? 0 : 1
+        i.layer = UnsafePointer(h.layer)
+        i.family = UnsafePointer(h.family)
+        i.fit_notes = UnsafePointer(h.notes)
+        info.pointee = i
+    }
+}
+
+@c(lw_model_class_labels)
+public func lwModelClassLabels(
+    _ model: OpaquePointer?,
+    _ labels: UnsafeMutablePointer<Int64>?,
+    _ capacity: Int,
+    _ count: UnsafeMutablePointer<Int>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try ModelHandle.lookup(model)
+        guard let count else { throw .null("count") }
+        let l = h.model.classLabels ?? []
+        count.pointee = l.count
+        guard !l.isEmpty else { return }
+        guard let labels, capacity >= l.count else {
+            throw CallError(LW_ERR_BUFFER_TOO_SMALL, "the model has \(l.count) class labels; capacity is \(capacity)")
+        }
+        for (k, v) in l.enumerated() { labels[k] = Int64(v) }
+    }
+}
+
+@c(lw_model_score)
+public func lwModelScore(
+    _ model: OpaquePointer?,
+    _ activation: UnsafePointer<Float>?,
+    _ length: Int,
+    _ out: UnsafeMutablePointer<lw_scores>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try ModelHandle.lookup(model)
+        guard let activation else { throw .null("activation") }
+        guard let out else { throw .null("out") }
+        try checkStructSize(out.pointee.struct_size, MemoryLayout<lw_scores>.size, "lw_scores")
+        let m = h.model
+        guard length == m.inputCount else {
+            throw CallError(
+                LW_ERR_SHAPE_MISMATCH,
+                "activation has \(length) elements; layer '\(m.layer)' takes \(m.inputCount) (shape \(m.inputShape))"
+            )
+        }
+        let ws = h.workspace(model!, state: CallState.current)
+        let s: LatentScores
+        do throws(LatentWatchError) {
+            s = try m.score(UnsafeBufferPointer(start: activation, count: length), workspace: ws)
+        } catch {
+            throw CallError(error)
+        }
+        out.pointee = cScores(s, model: m)
+    }
+}
+
+func cScores(_ s: LatentScores, model m: LatentModel) -> lw_scores {
+    var r = lw_scores()
+    r.struct_size = UInt32(MemoryLayout<lw_scores>.size)
+    r.surprise = s.surprise
+    r.surprise_p_value = m.pValue(.surprise, s.surprise) ?? .nan
+    r.entropy = s.entropy
+    r.entropy_p_value = m.pValue(.entropy, s.entropy) ?? .nan
+    r.log_density = s.logDensity
+    r.max_posterior = s.maxPosterior
+    r.mahalanobis = s.mahalanobis
+    r.relative_mahalanobis = s.relativeMahalanobis
+    r.predicted_component = Int64(s.predictedComponent)
+    r.predicted_label = s.predictedLabel.map(Int64.init) ?? -1
+    return r
+}
+
+@c(lw_model_score_batch)
+public func lwModelScoreBatch(
+    _ model: OpaquePointer?,
+    _ activations: UnsafePointer<Float>?,
+    _ length: Int,
+    _ count: Int,
+    _ columns: UnsafeMutablePointer<lw_score_columns>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try ModelHandle.lookup(model)
+        guard let columns else { throw .null("columns") }
+        try checkStructSize(columns.pointee.struct_size, MemoryLayout<lw_score_columns>.size, "lw_score_columns")
+        let m = h.model
+        let (total, overflow) = count.multipliedReportingOverflow(by: m.inputCount)
+        guard !overflow, length == total else {
+            throw CallError(
+                LW_ERR_SHAPE_MISMATCH,
+                "batch has \(length) elements; \(count) activations of layer '\(m.layer)' need \(count) × "
+                    + "\(m.inputCount)"
+            )
+        }
+        guard count > 0 else { return }
+        guard let activations else { throw .null("activations") }
+        let c = columns.pointee
+        let ws = h.workspace(model!, state: CallState.current)
+        let results = m.scoreBatch(UnsafeBufferPointer(start: activations, count: length), count: count, workspace: ws)
+        for (i, r) in results.enumerated() {
+            switch r {
+            case .success(let s):
+                let v = cScores(s, model: m)
+                c.surprise?[i] = v.surprise
+                c.surprise_p_value?[i] = v.surprise_p_value
+                c.entropy?[i] = v.entropy
+                c.entropy_p_value?[i] = v.entropy_p_value
+                c.log_density?[i] = v.log_density
+                c.max_posterior?[i] = v.max_posterior
+                c.mahalanobis?[i] = v.mahalanobis
+                c.relative_mahalanobis?[i] = v.relative_mahalanobis
+                c.predicted_label?[i] = v.predicted_label
+                c.status?[i] = LW_OK
+            case .failure(let e):
+                for col in [
+                    c.surprise, c.surprise_p_value, c.entropy, c.entropy_p_value, c.log_density, c.max_posterior,
+                    c.mahalanobis, c.relative_mahalanobis,
+                ] {
+                    col?[i] = .nan
+                }
+                c.predicted_label?[i] = -1
+                c.status?[i] = CallError.status(of: e.code)
+            }
+        }
+    }
+}

@@ -1,0 +1,662 @@
+/*
+ * Checks of liblatentwatch.so through its C header, run as a real process by Tests/CAPITests (Swift), which
+ * compiles this file with gcc (and with clang -fsanitize=thread for the thread check).
+ *
+ *   capi_check score MODEL1 RAW1 [MODEL2 RAW2]  prints, per input of the raw float32 files, the model scores and
+ *                                               the inline monitor's assessment as hex floats (%a), then the
+ *                                               alerts the callback received
+ *   capi_check errors MODEL                     every bad-input case returns its status; the process survives
+ *   capi_check threads MODEL RAW [THREADS]      THREADS threads (default 8) assess and score at once
+ *   capi_check allocations MODEL RAW            steady-state lw_monitor_assess and lw_model_score allocate nothing
+ *   capi_check fit RAW LABELS_RAW DIM           fit from buffers, write, load back, background monitor, flush
+ *
+ * Exit status 0 when every check passed; each failure prints "FAIL ..." on stderr.
+ */
+#define _GNU_SOURCE
+#include "latentwatch.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                                                                             \
+    do {                                                                                                             \
+        if (!(cond)) {                                                                                               \
+            failures++;                                                                                              \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
+            fprintf(stderr, __VA_ARGS__);                                                                            \
+            fprintf(stderr, " (last error: %s)\n", lw_last_error());                                                 \
+        }                                                                                                            \
+    } while (0)
+
+#define EXPECT_STATUS(call, status)                                                                                  \
+    do {                                                                                                             \
+        int got_ = (call);                                                                                           \
+        CHECK(got_ == (status), "%s returned %s, expected %s", #call, lw_status_name(got_), lw_status_name(status)); \
+        if (got_ != LW_OK) CHECK(strlen(lw_last_error()) > 0, "%s left no message", #call);                          \
+    } while (0)
+
+/* ---- malloc counting (interposes the process's allocator; counts only while counting is on) ---- */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+static atomic_int counting = 0;
+static atomic_long allocations = 0;
+
+void *malloc(size_t n) {
+    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    return __libc_malloc(n);
+}
+void *calloc(size_t a, size_t b) {
+    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    return __libc_calloc(a, b);
+}
+void *realloc(void *p, size_t n) {
+    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    return __libc_realloc(p, n);
+}
+int posix_memalign(void **out, size_t alignment, size_t n) {
+    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    void *p = __libc_memalign(alignment, n);
+    if (!p) return 12;
+    *out = p;
+    return 0;
+}
+void *aligned_alloc(size_t alignment, size_t n) {
+    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    return __libc_memalign(alignment, n);
+}
+void free(void *p) { __libc_free(p); }
+
+/* ---- helpers ---- */
+
+static float *read_raw(const char *path, size_t *count) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        exit(2);
+    }
+    fseek(f, 0, SEEK_END);
+    long bytes = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    float *v = malloc((size_t)bytes);
+    if (fread(v, 1, (size_t)bytes, f) != (size_t)bytes) exit(2);
+    fclose(f);
+    *count = (size_t)bytes / sizeof(float);
+    return v;
+}
+
+static lw_model *load(const char *path) {
+    lw_model *m = NULL;
+    int s = lw_model_load(path, &m);
+    if (s != LW_OK) {
+        fprintf(stderr, "cannot load %s: %s\n", path, lw_last_error());
+        exit(2);
+    }
+    return m;
+}
+
+static size_t input_count(const lw_model *m) {
+    lw_model_info info = {.struct_size = sizeof info};
+    if (lw_model_get_info(m, &info) != LW_OK) exit(2);
+    return (size_t)info.input_count;
+}
+
+/* ---- score: scores and assessments for the Swift test to compare bit for bit ---- */
+
+static void on_alert_print(const lw_alert *a, void *ctx) {
+    FILE *out = ctx;
+    fprintf(out, "alert %s %lld %a %s\n", a->kind_name, (long long)a->index, a->p_value,
+            a->request_id ? a->request_id : "-");
+}
+
+static int run_score(int argc, char **argv) {
+    int layers = (argc - 2) / 2;
+    lw_model *models[2];
+    float *data[2];
+    size_t lengths[2], dims[2];
+    size_t rows = 0;
+    for (int l = 0; l < layers; l++) {
+        models[l] = load(argv[2 + 2 * l]);
+        data[l] = read_raw(argv[3 + 2 * l], &lengths[l]);
+        dims[l] = input_count(models[l]);
+        rows = lengths[l] / dims[l];
+    }
+    FILE *alerts = tmpfile();
+    lw_monitor_config config;
+    lw_monitor_config_init(&config);
+    config.layer_count = (uint32_t)layers;
+    config.models = (const lw_model *const *)models;
+    config.on_alert = on_alert_print;
+    config.on_alert_context = alerts;
+    lw_monitor *monitor = NULL;
+    EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_OK);
+    lw_inputs in;
+    lw_inputs_init(&in);
+    const void *buffers[2];
+    in.layer_count = (uint32_t)layers;
+    in.layers = buffers;
+    in.lengths = dims;
+    for (size_t r = 0; r < rows; r++) {
+        for (int l = 0; l < layers; l++) {
+            buffers[l] = data[l] + r * dims[l];
+            lw_scores s = {.struct_size = sizeof s};
+            EXPECT_STATUS(lw_model_score(models[l], data[l] + r * dims[l], dims[l], &s), LW_OK);
+            printf("score %zu %d %a %a %a %a %a %a %a %lld\n", r, l, s.surprise, s.surprise_p_value, s.entropy,
+                   s.entropy_p_value, s.mahalanobis, s.relative_mahalanobis, s.max_posterior,
+                   (long long)s.predicted_label);
+        }
+        char id[32];
+        snprintf(id, sizeof id, "r%zu", r);
+        lw_assessment a = {.struct_size = sizeof a};
+        EXPECT_STATUS(lw_monitor_assess(monitor, &in, id, &a), LW_OK);
+        printf("assess %zu %lld %u %a %a %a %a %lld", r, (long long)a.index, a.flags, a.fused_p_value, a.entropy,
+               a.entropy_p_value, a.shift_log_evidence, (long long)a.predicted_label);
+        for (uint32_t l = 0; l < a.layer_count; l++) printf(" %a %a", a.layers[l].surprise, a.layers[l].p_value);
+        printf("\n");
+    }
+    /* The batch form of the first layer's model scores equals the one-input form within rounding (BLAS). */
+    double *surprise = malloc(rows * sizeof(double));
+    int32_t *status = malloc(rows * sizeof(int32_t));
+    lw_score_columns cols = {.struct_size = sizeof cols, .surprise = surprise, .status = status};
+    EXPECT_STATUS(lw_model_score_batch(models[0], data[0], rows * dims[0], rows, &cols), LW_OK);
+    for (size_t r = 0; r < rows; r++) printf("batch %zu %d %a\n", r, status[r], surprise[r]);
+    EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
+    fflush(alerts);
+    rewind(alerts);
+    char line[512];
+    while (fgets(line, sizeof line, alerts)) fputs(line, stdout);
+    fclose(alerts);
+    for (int l = 0; l < layers; l++) {
+        EXPECT_STATUS(lw_model_free(models[l]), LW_OK);
+        free(data[l]);
+    }
+    free(surprise);
+    free(status);
+    return failures ? 1 : 0;
+}
+
+/* ---- errors: every bad input is refused with its status and the process goes on ---- */
+
+static void never_called(const lw_alert *a, void *ctx) {
+    (void)a;
+    (void)ctx;
+}
+
+static int run_errors(const char *model_path) {
+    CHECK(lw_abi_version() == LW_ABI_VERSION, "abi %u", lw_abi_version());
+    CHECK(strlen(lw_version()) > 0, "version");
+    CHECK(strcmp(lw_status_name(LW_ERR_NON_FINITE), "LW_ERR_NON_FINITE") == 0, "status name");
+    CHECK(strcmp(lw_status_name(12345), "LW_ERR_UNKNOWN") == 0, "unknown status name");
+
+    lw_model *m = NULL;
+    /* Loading. */
+    EXPECT_STATUS(lw_model_load(NULL, &m), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_load(model_path, NULL), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_load("/nonexistent/model.lwm", &m), LW_ERR_IO);
+    CHECK(m == NULL, "out set on failure");
+    CHECK(strstr(lw_last_error(), "/nonexistent/model.lwm") != NULL, "message names the path: %s", lw_last_error());
+    EXPECT_STATUS(lw_model_load_bytes(NULL, 10, &m), LW_ERR_INVALID_ARGUMENT);
+    const char junk[] = "definitely not a model file, just some bytes of text";
+    EXPECT_STATUS(lw_model_load_bytes(junk, sizeof junk, &m), LW_ERR_MALFORMED_FILE);
+    EXPECT_STATUS(lw_model_load_bytes(junk, 0, &m), LW_ERR_MALFORMED_FILE);
+
+    /* A good model, then its bytes truncated and damaged. */
+    m = load(model_path);
+    size_t length = 0;
+    EXPECT_STATUS(lw_model_encode(m, 0, 0, NULL, 0, &length), LW_ERR_BUFFER_TOO_SMALL);
+    CHECK(length > 100, "encoded length %zu", length);
+    unsigned char *bytes = malloc(length);
+    EXPECT_STATUS(lw_model_encode(m, 0, 0, bytes, length, &length), LW_OK);
+    lw_model *copy = NULL;
+    EXPECT_STATUS(lw_model_load_bytes(bytes, length, &copy), LW_OK);
+    EXPECT_STATUS(lw_model_free(copy), LW_OK);
+    EXPECT_STATUS(lw_model_load_bytes(bytes, length / 2, &copy), LW_ERR_MALFORMED_FILE);
+    bytes[length / 2] ^= 0x5A;
+    EXPECT_STATUS(lw_model_load_bytes(bytes, length, &copy), LW_ERR_MALFORMED_FILE);
+    CHECK(copy == NULL, "no handle for damaged bytes");
+    free(bytes);
+
+    /* Info and labels. */
+    lw_model_info info = {.struct_size = 8};
+    EXPECT_STATUS(lw_model_get_info(m, &info), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_get_info(m, NULL), LW_ERR_INVALID_ARGUMENT);
+    info.struct_size = sizeof info;
+    EXPECT_STATUS(lw_model_get_info(m, &info), LW_OK);
+    size_t n = (size_t)info.input_count;
+    size_t nlabels = 0;
+    EXPECT_STATUS(lw_model_class_labels(m, NULL, 0, &nlabels), LW_ERR_BUFFER_TOO_SMALL);
+    CHECK(nlabels == info.component_count, "labels %zu", nlabels);
+
+    /* Scoring. */
+    float *x = calloc(n + 1, sizeof(float));
+    lw_scores s = {.struct_size = sizeof s};
+    EXPECT_STATUS(lw_model_score(m, NULL, n, &s), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_score(m, x, n - 1, &s), LW_ERR_SHAPE_MISMATCH);
+    EXPECT_STATUS(lw_model_score(m, x, n + 1, &s), LW_ERR_SHAPE_MISMATCH);
+    EXPECT_STATUS(lw_model_score(m, x, n, NULL), LW_ERR_INVALID_ARGUMENT);
+    s.struct_size = 4;
+    EXPECT_STATUS(lw_model_score(m, x, n, &s), LW_ERR_INVALID_ARGUMENT);
+    s.struct_size = sizeof s;
+    x[3] = NAN;
+    EXPECT_STATUS(lw_model_score(m, x, n, &s), LW_ERR_NON_FINITE);
+    x[3] = INFINITY;
+    EXPECT_STATUS(lw_model_score(m, x, n, &s), LW_ERR_NON_FINITE);
+    x[3] = 0;
+    EXPECT_STATUS(lw_model_score(m, x, n, &s), LW_OK);
+    CHECK(strlen(lw_last_error()) == 0, "message cleared after success");
+    CHECK(lw_last_status() == LW_OK, "last status");
+    /* Batch: a bad row is reported per row; a wrong total length refuses the call. */
+    float *two = calloc(2 * n, sizeof(float));
+    two[n + 1] = NAN;
+    double sur[2];
+    int32_t st[2];
+    lw_score_columns cols = {.struct_size = sizeof cols, .surprise = sur, .status = st};
+    EXPECT_STATUS(lw_model_score_batch(m, two, 2 * n, 2, &cols), LW_OK);
+    CHECK(st[0] == LW_OK && st[1] == LW_ERR_NON_FINITE && isnan(sur[1]) && isfinite(sur[0]), "batch rows");
+    EXPECT_STATUS(lw_model_score_batch(m, two, 2 * n - 1, 2, &cols), LW_ERR_SHAPE_MISMATCH);
+    EXPECT_STATUS(lw_model_score_batch(m, two, SIZE_MAX, SIZE_MAX / 2, &cols), LW_ERR_SHAPE_MISMATCH);
+    EXPECT_STATUS(lw_model_score_batch(m, NULL, 2 * n, 2, &cols), LW_ERR_INVALID_ARGUMENT);
+
+    /* Handles: NULL, foreign, freed, of the other kind. */
+    EXPECT_STATUS(lw_model_score(NULL, x, n, &s), LW_ERR_INVALID_HANDLE);
+    int local = 0;
+    EXPECT_STATUS(lw_model_score((const lw_model *)&local, x, n, &s), LW_ERR_INVALID_HANDLE);
+    EXPECT_STATUS(lw_model_score((const lw_model *)(uintptr_t)0xdeadbeef0, x, n, &s), LW_ERR_INVALID_HANDLE);
+    lw_model *gone = load(model_path);
+    EXPECT_STATUS(lw_model_free(gone), LW_OK);
+    EXPECT_STATUS(lw_model_score(gone, x, n, &s), LW_ERR_INVALID_HANDLE);
+    EXPECT_STATUS(lw_model_free(gone), LW_ERR_INVALID_HANDLE);
+    EXPECT_STATUS(lw_model_free(NULL), LW_OK);
+
+    /* Monitor configuration. */
+    lw_monitor *mon = NULL;
+    lw_monitor_config c;
+    lw_monitor_config_init(&c);
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_CONFIGURATION); /* no layers */
+    c.layer_count = 1;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT); /* models NULL */
+    const lw_model *models[1] = {gone};
+    c.models = models;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_HANDLE); /* a freed model */
+    models[0] = m;
+    c.input_alpha = 1.5;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_CONFIGURATION);
+    c.input_alpha = NAN;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_CONFIGURATION);
+    c.input_alpha = 0.01;
+    c.shift = 77;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    c.shift = LW_SHIFT_ANYTIME;
+    c.layer_count = LW_MAX_LAYERS + 1;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_CONFIGURATION);
+    c.layer_count = 1;
+    c.struct_size = 16;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    c.struct_size = sizeof c;
+    c.on_alert = never_called;
+    c.alerts_path = "/nonexistent-dir/alerts.jsonl"; /* fails at delivery, counted, never here */
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
+    CHECK(mon != NULL, "monitor");
+
+    /* Assessing. */
+    lw_assessment a = {.struct_size = sizeof a};
+    lw_inputs in;
+    lw_inputs_init(&in);
+    const void *layer[1] = {x};
+    size_t len[1] = {n};
+    EXPECT_STATUS(lw_monitor_assess(mon, NULL, NULL, &a), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_SHAPE_MISMATCH); /* layer_count 0 */
+    in.layer_count = 1;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_ARGUMENT); /* layers NULL */
+    in.layers = layer;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_ARGUMENT); /* lengths NULL */
+    in.lengths = len;
+    len[0] = n - 1;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_SHAPE_MISMATCH);
+    len[0] = n;
+    in.dtype = 9;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_ARGUMENT);
+    in.dtype = LW_DTYPE_FLOAT32;
+    layer[0] = NULL;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_ARGUMENT);
+    layer[0] = x;
+    x[0] = NAN;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, "nan", &a), LW_ERR_NON_FINITE);
+    x[0] = 0;
+    float outputs[3] = {1, 2, 3};
+    in.outputs = outputs;
+    in.outputs_length = 3;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_ARGUMENT); /* not configured */
+    in.outputs = NULL;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_ARGUMENT); /* length without buffer */
+    in.outputs_length = 0;
+    a.struct_size = 3;
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_ARGUMENT);
+    a.struct_size = sizeof a;
+    EXPECT_STATUS(lw_monitor_assess((lw_monitor *)m, &in, NULL, &a), LW_ERR_INVALID_HANDLE); /* a model */
+    EXPECT_STATUS(lw_monitor_submit(mon, &in, NULL, NULL), LW_ERR_WRONG_STATE); /* inline monitor */
+    EXPECT_STATUS(lw_monitor_assess_batch(mon, &in, 0, NULL, &a), LW_ERR_INVALID_ARGUMENT);
+    /* After all that, a good input is assessed as the first of the stream. */
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, "good", &a), LW_OK);
+    CHECK(a.index == 0, "refused inputs left the stream untouched: index %lld", (long long)a.index);
+    CHECK(a.layer_count == 1 && isfinite(a.layers[0].surprise), "layer scores");
+    lw_monitor_stats stats = {.struct_size = sizeof stats};
+    EXPECT_STATUS(lw_monitor_get_stats(mon, &stats), LW_OK);
+    CHECK(stats.assessed == 1, "assessed %llu", (unsigned long long)stats.assessed);
+    CHECK(stats.refused >= 8, "refused %llu", (unsigned long long)stats.refused);
+    /* Binary16 inputs: zeros are zeros. */
+    uint16_t *h = calloc(n, sizeof(uint16_t));
+    layer[0] = h;
+    in.dtype = LW_DTYPE_FLOAT16;
+    lw_assessment b = {.struct_size = sizeof b};
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &b), LW_OK);
+    CHECK(b.layers[0].surprise == a.layers[0].surprise, "float16 zeros score as float32 zeros");
+    h[1] = 0x7C00; /* +inf */
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &b), LW_ERR_NON_FINITE);
+    free(h);
+
+    EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+    EXPECT_STATUS(lw_monitor_assess(mon, &in, NULL, &a), LW_ERR_INVALID_HANDLE);
+    EXPECT_STATUS(lw_monitor_close(mon), LW_ERR_INVALID_HANDLE);
+    EXPECT_STATUS(lw_monitor_close(NULL), LW_OK);
+
+    /* Fitting. */
+    lw_fit_config fc;
+    lw_fit_config_init(&fc);
+    lw_activations train;
+    lw_activations_init(&train);
+    lw_model *fitted = NULL;
+    EXPECT_STATUS(lw_fit(NULL, NULL, &fc, &fitted), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_ARGUMENT); /* rank 0 */
+    train.rank = 1;
+    train.shape[0] = 4;
+    train.count = 10;
+    train.length = 39;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_SHAPE_MISMATCH);
+    train.length = 40;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_ARGUMENT); /* values NULL */
+    float v[40] = {0};
+    train.values = v;
+    fc.family = "no-such-family";
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_CONFIGURATION);
+    fc.family = "gda";
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_CONFIGURATION); /* gda without labels */
+    CHECK(fitted == NULL, "no model");
+    fc.calibration_fraction = 1.5;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_CONFIGURATION);
+
+    EXPECT_STATUS(lw_model_write(m, "/nonexistent-dir/x.lwm", 0, 0), LW_ERR_IO);
+    EXPECT_STATUS(lw_model_write(m, NULL, 0, 0), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_write(m, "/tmp/x.lwm", 7, 0), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_write(m, "/tmp/x.lwm", 0, 99), LW_ERR_INVALID_ARGUMENT);
+
+    EXPECT_STATUS(lw_model_free(m), LW_OK);
+    free(x);
+    free(two);
+    if (!failures) printf("errors: all cases returned their status\n");
+    return failures ? 1 : 0;
+}
+
+/* ---- threads: many threads assess and score at once ---- */
+
+typedef struct {
+    lw_monitor *monitor;
+    lw_model *model;
+    const float *data;
+    size_t rows, dim;
+    const double *expected; /* single-threaded surprise per row */
+    int bad;
+} worker_args;
+
+static void *worker(void *p) {
+    worker_args *w = p;
+    lw_inputs in;
+    lw_inputs_init(&in);
+    const void *layer[1];
+    in.layer_count = 1;
+    in.layers = layer;
+    in.lengths = &w->dim;
+    for (size_t r = 0; r < w->rows; r++) {
+        layer[0] = w->data + r * w->dim;
+        lw_assessment a = {.struct_size = sizeof a};
+        if (lw_monitor_assess(w->monitor, &in, NULL, &a) != LW_OK) w->bad++;
+        if (a.layers[0].surprise != w->expected[r]) w->bad++;
+        lw_scores s = {.struct_size = sizeof s};
+        if (lw_model_score(w->model, w->data + r * w->dim, w->dim, &s) != LW_OK) w->bad++;
+        if (s.surprise != w->expected[r]) w->bad++;
+        /* A bad call on this thread does not disturb the others. */
+        if (r % 97 == 0 && lw_model_score(w->model, NULL, w->dim, &s) != LW_ERR_INVALID_ARGUMENT) w->bad++;
+    }
+    return NULL;
+}
+
+static atomic_long alerts_seen = 0;
+static void count_alert(const lw_alert *a, void *ctx) {
+    (void)a;
+    (void)ctx;
+    atomic_fetch_add(&alerts_seen, 1);
+}
+
+static int run_threads(const char *model_path, const char *raw, int threads) {
+    lw_model *m = load(model_path);
+    size_t total = 0;
+    float *data = read_raw(raw, &total);
+    size_t dim = input_count(m);
+    size_t rows = total / dim;
+    if (rows > 500) rows = 500;
+    double *expected = malloc(rows * sizeof(double));
+    for (size_t r = 0; r < rows; r++) {
+        lw_scores s = {.struct_size = sizeof s};
+        if (lw_model_score(m, data + r * dim, dim, &s) != LW_OK) exit(2);
+        expected[r] = s.surprise;
+    }
+    lw_monitor_config c;
+    lw_monitor_config_init(&c);
+    const lw_model *models[1] = {m};
+    c.layer_count = 1;
+    c.models = models;
+    c.on_alert = count_alert;
+    lw_monitor *mon = NULL;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
+    pthread_t t[64];
+    worker_args w[64];
+    for (int i = 0; i < threads; i++) {
+        w[i] = (worker_args){mon, m, data, rows, dim, expected, 0};
+        pthread_create(&t[i], NULL, worker, &w[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(w[i].bad == 0, "thread %d: %d mismatches", i, w[i].bad);
+    }
+    EXPECT_STATUS(lw_monitor_flush(mon, 10000), LW_OK);
+    lw_monitor_stats stats = {.struct_size = sizeof stats};
+    EXPECT_STATUS(lw_monitor_get_stats(mon, &stats), LW_OK);
+    CHECK(stats.assessed == (uint64_t)threads * rows, "assessed %llu", (unsigned long long)stats.assessed);
+    CHECK(stats.alerts == (uint64_t)atomic_load(&alerts_seen), "alerts %llu vs %ld", (unsigned long long)stats.alerts,
+          atomic_load(&alerts_seen));
+    EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+    EXPECT_STATUS(lw_model_free(m), LW_OK);
+    free(data);
+    free(expected);
+    if (!failures) printf("threads: %d threads × %zu inputs, all equal to the single-threaded scores\n", threads, rows);
+    return failures ? 1 : 0;
+}
+
+/* ---- allocations: steady-state calls allocate nothing ---- */
+
+static int run_allocations(const char *model_path, const char *raw) {
+    lw_model *m = load(model_path);
+    size_t total = 0;
+    float *data = read_raw(raw, &total);
+    size_t dim = input_count(m);
+    size_t rows = total / dim;
+    lw_monitor_config c;
+    lw_monitor_config_init(&c);
+    const lw_model *models[1] = {m};
+    c.layer_count = 1;
+    c.models = models;
+    lw_monitor *mon = NULL;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
+    lw_inputs in;
+    lw_inputs_init(&in);
+    const void *layer[1];
+    in.layer_count = 1;
+    in.layers = layer;
+    in.lengths = &dim;
+    lw_assessment a = {.struct_size = sizeof a};
+    lw_scores s = {.struct_size = sizeof s};
+    /* Warm up: per-thread buffers, workspaces, lazily initialised runtime state. */
+    size_t measured = rows < 200 ? rows : 200;
+    for (int rep = 0; rep < 3; rep++) {
+        for (size_t r = 0; r < measured; r++) {
+            layer[0] = data + r * dim;
+            lw_monitor_assess(mon, &in, "warm", &a);
+            lw_model_score(m, data + r * dim, dim, &s);
+        }
+    }
+    /* Count allocations per call; a call that raises an alert (an input flagged, or an episode opening or
+     * closing) allocates the alert, as documented, and is left out. */
+    long calls = 0, counted = 0, skipped = 0;
+    uint32_t previous = 0;
+    for (int rep = 0; rep < 10; rep++) {
+        for (size_t r = 0; r < measured; r++) {
+            layer[0] = data + r * dim;
+            atomic_store(&allocations, 0);
+            atomic_store(&counting, 1);
+            int sa = lw_monitor_assess(mon, &in, "req-12345", &a);
+            int sb = lw_model_score(m, data + r * dim, dim, &s);
+            atomic_store(&counting, 0);
+            if (sa != LW_OK || sb != LW_OK) failures++;
+            if (a.flags != 0 || previous != 0) {
+                skipped++;
+            } else {
+                counted += atomic_load(&allocations);
+                calls += 2;
+            }
+            previous = a.flags;
+        }
+    }
+    printf("allocations: %ld in %ld calls (lw_monitor_assess and lw_model_score, %zu floats per input; %ld inputs "
+           "that raised alerts left out)\n",
+           counted, calls, dim, skipped);
+    CHECK(calls > 1000, "too few calls without alerts: %ld", calls);
+    CHECK(counted == 0, "steady-state calls allocated %ld times", counted);
+    EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+    EXPECT_STATUS(lw_model_free(m), LW_OK);
+    free(data);
+    return failures ? 1 : 0;
+}
+
+/* ---- fit: from buffers, write, load, background monitor ---- */
+
+static atomic_long fit_alerts = 0;
+static void count_fit_alert(const lw_alert *a, void *ctx) {
+    (void)ctx;
+    if (a->kind == LW_ALERT_INPUT) atomic_fetch_add(&fit_alerts, 1);
+}
+
+static int run_fit(const char *raw, const char *labels_raw, size_t dim, const char *out_path) {
+    size_t total = 0, nl = 0;
+    float *data = read_raw(raw, &total);
+    float *lf = read_raw(labels_raw, &nl); /* labels stored as float32 */
+    size_t rows = total / dim;
+    int64_t *labels = malloc(rows * sizeof(int64_t));
+    for (size_t r = 0; r < rows; r++) labels[r] = (int64_t)lf[r];
+    lw_activations train;
+    lw_activations_init(&train);
+    train.rank = 1;
+    train.shape[0] = (int64_t)dim;
+    train.values = data;
+    train.length = total;
+    train.count = rows;
+    train.labels = labels;
+    lw_fit_config fc;
+    lw_fit_config_init(&fc);
+    fc.layer_name = "fitted-from-c";
+    lw_model *m = NULL;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &m), LW_OK);
+    EXPECT_STATUS(lw_model_write(m, out_path, LW_DTYPE_FLOAT16, 0), LW_OK);
+    lw_model *back = load(out_path);
+    lw_model_info info = {.struct_size = sizeof info};
+    EXPECT_STATUS(lw_model_get_info(back, &info), LW_OK);
+    CHECK(strcmp(info.layer, "fitted-from-c") == 0, "layer %s", info.layer);
+    CHECK(strcmp(info.family, "gda") == 0, "family %s", info.family);
+    CHECK(info.has_fingerprint == 1 && info.precision == LW_DTYPE_FLOAT16, "fingerprint and precision");
+    CHECK(info.input_count == dim && info.input_rank == 1 && info.input_shape[0] == (int64_t)dim, "shape");
+    CHECK(info.calibration_count > 0 && info.fit_samples + info.calibration_count == rows, "split %llu + %llu",
+          (unsigned long long)info.fit_samples, (unsigned long long)info.calibration_count);
+    printf("fit: %llu rows fitted, %llu calibration, fingerprint %08x\n", (unsigned long long)info.fit_samples,
+           (unsigned long long)info.calibration_count, info.fingerprint);
+
+    /* Background monitor: submit everything, flush, then the callback has seen every alert. */
+    lw_monitor_config c;
+    lw_monitor_config_init(&c);
+    const lw_model *models[1] = {back};
+    c.layer_count = 1;
+    c.models = models;
+    c.mode = LW_MODE_BACKGROUND;
+    c.queue_capacity = (uint32_t)(rows + 8);
+    c.on_alert = count_fit_alert;
+    lw_monitor *mon = NULL;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
+    lw_inputs in;
+    lw_inputs_init(&in);
+    const void *layer[1];
+    in.layer_count = 1;
+    in.layers = layer;
+    in.lengths = &dim;
+    float *shifted = malloc(dim * sizeof(float));
+    size_t accepted_total = 0;
+    for (size_t r = 0; r < rows; r++) {
+        int32_t accepted = 0;
+        /* The last tenth is shifted far from the data: these inputs must raise input alerts. */
+        const float *row = data + r * dim;
+        if (r >= rows - rows / 10) {
+            for (size_t i = 0; i < dim; i++) shifted[i] = row[i] * 3.0f + 5.0f;
+            row = shifted;
+        }
+        layer[0] = row;
+        EXPECT_STATUS(lw_monitor_submit(mon, &in, NULL, &accepted), LW_OK);
+        accepted_total += (size_t)accepted;
+    }
+    CHECK(accepted_total == rows, "accepted %zu of %zu", accepted_total, rows);
+    EXPECT_STATUS(lw_monitor_flush(mon, 60000), LW_OK);
+    lw_monitor_stats st = {.struct_size = sizeof st};
+    EXPECT_STATUS(lw_monitor_get_stats(mon, &st), LW_OK);
+    CHECK(st.assessed == rows && st.queued == 0 && st.dropped == 0, "assessed %llu queued %llu",
+          (unsigned long long)st.assessed, (unsigned long long)st.queued);
+    long seen = atomic_load(&fit_alerts);
+    CHECK(seen >= (long)(rows / 10) * 9 / 10, "input alerts %ld for %zu shifted inputs", seen, rows / 10);
+    printf("fit: background monitor assessed %llu, %ld input alerts delivered by flush\n",
+           (unsigned long long)st.assessed, seen);
+    EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+    EXPECT_STATUS(lw_model_free(m), LW_OK);
+    EXPECT_STATUS(lw_model_free(back), LW_OK);
+    free(shifted);
+    free(data);
+    free(lf);
+    free(labels);
+    return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 4 && strcmp(argv[1], "score") == 0) return run_score(argc, argv);
+    if (argc == 3 && strcmp(argv[1], "errors") == 0) return run_errors(argv[2]);
+    if (argc >= 4 && strcmp(argv[1], "threads") == 0) return run_threads(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 8);
+    if (argc == 4 && strcmp(argv[1], "allocations") == 0) return run_allocations(argv[2], argv[3]);
+    if (argc == 6 && strcmp(argv[1], "fit") == 0) return run_fit(argv[2], argv[3], (size_t)atol(argv[4]), argv[5]);
+    fprintf(stderr, "usage: see the comment at the top of capi_check.c\n");
+    return 2;
+}
