@@ -78,7 +78,7 @@ struct CAPITests {
     }
 
     /// Fits the digits MLP's two layers with the SDK, writes and reads back their model files, and writes the
-    /// stream's activations as raw float32 for the C program.
+    /// stream's activations for the C program.
     static let fixtures: (models: [LatentModel], modelPaths: [String], raw: [String], rows: [[[Float]]]) = {
         var models: [LatentModel] = []
         var paths: [String] = []
@@ -100,10 +100,8 @@ struct CAPITests {
             try! ModelFile.write(fitted, to: path)
             models.append(try! ModelFile.read(contentsOf: path))
             paths.append(path)
-            let stream = try! TensorFile(path: data.appendingPathComponent("stream_\(layer).npy").path)
-            let values = try! stream.floats(nil)
-            let raw = work.appendingPathComponent("stream_\(layer).f32").path
-            values.withUnsafeBytes { FileManager.default.createFile(atPath: raw, contents: Data($0)) }
+            let raw = data.appendingPathComponent("stream_\(layer).npy").path
+            let values = try! TensorFile(path: raw).floats(nil)
             raws.append(raw)
             let n = fitted.inputCount
             rows.append(stride(from: 0, to: values.count, by: n).map { Array(values[$0..<($0 + n)]) })
@@ -231,14 +229,8 @@ struct CAPITests {
     @Test("fit from C buffers, write, load back, a background monitor with submit and flush")
     func fitAndBackground() throws {
         let exe = try Self.compiled.get()
-        let raw = Self.work.appendingPathComponent("train_h2.f32").path
-        let labels = Self.work.appendingPathComponent("train_labels.f32").path
-        let values = try TensorFile(path: Self.data.appendingPathComponent("train_h2.npy").path).floats(nil)
-        let l = try TensorFile(path: Self.data.appendingPathComponent("train_labels.npy").path).ints(nil).map(
-            Float.init
-        )
-        values.withUnsafeBytes { _ = FileManager.default.createFile(atPath: raw, contents: Data($0)) }
-        l.withUnsafeBytes { _ = FileManager.default.createFile(atPath: labels, contents: Data($0)) }
+        let raw = Self.data.appendingPathComponent("train_h2.npy").path
+        let labels = Self.data.appendingPathComponent("train_labels.npy").path
         let out = Self.work.appendingPathComponent("fitted-from-c.lwm").path
         let r = try Self.shell([exe, "fit", raw, labels, "64", out])
         #expect(r.status == 0, "\(r.err)")

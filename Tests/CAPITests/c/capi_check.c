@@ -2,13 +2,15 @@
  * Checks of liblatentwatch.so through its C header, run as a real process by Tests/CAPITests (Swift), which
  * compiles this file with gcc (and with clang -fsanitize=thread for the thread check).
  *
- *   capi_check score MODEL1 RAW1 [MODEL2 RAW2]  prints, per input of the raw float32 files, the model scores and
+ * Activations are float32 .npy files (or raw float32), labels int64 .npy files.
+ *
+ *   capi_check score MODEL1 RAW1 [MODEL2 RAW2]  prints, per input of the activation files, the model scores and
  *                                               the inline monitor's assessment as hex floats (%a), then the
  *                                               alerts the callback received
  *   capi_check errors MODEL                     every bad-input case returns its status; the process survives
  *   capi_check threads MODEL RAW [THREADS]      THREADS threads (default 8) assess and score at once
  *   capi_check allocations MODEL RAW            steady-state lw_monitor_assess and lw_model_score allocate nothing
- *   capi_check fit RAW LABELS_RAW DIM           fit from buffers, write, load back, background monitor, flush
+ *   capi_check fit RAW LABELS DIM OUT.lwm       fit from buffers, write, load back, background monitor, flush
  *
  * Exit status 0 when every check passed; each failure prints "FAIL ..." on stderr.
  */
@@ -42,16 +44,19 @@ static int failures = 0;
         if (got_ != LW_OK) CHECK(strlen(lw_last_error()) > 0, "%s left no message", #call);                          \
     } while (0)
 
-/* ---- malloc counting (interposes the process's allocator; counts only while counting is on) ---- */
+/* ---- malloc counting (interposes the process's allocator; counts only while counting is on). Left out of the
+ * ThreadSanitizer build (-DLW_NO_MALLOC_COUNTER), whose runtime interposes malloc itself. ---- */
+
+static atomic_int counting = 0;
+static atomic_long allocations = 0;
+
+#ifndef LW_NO_MALLOC_COUNTER
 
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
-
-static atomic_int counting = 0;
-static atomic_long allocations = 0;
 
 void *malloc(size_t n) {
     if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
@@ -77,10 +82,12 @@ void *aligned_alloc(size_t alignment, size_t n) {
     return __libc_memalign(alignment, n);
 }
 void free(void *p) { __libc_free(p); }
+#endif
 
 /* ---- helpers ---- */
 
-static float *read_raw(const char *path, size_t *count) {
+/* Reads a whole file; for a .npy file (version 1, C order) checks its dtype and returns the data after the header. */
+static void *read_file(const char *path, const char *dtype, size_t width, size_t *count) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "cannot open %s\n", path);
@@ -89,12 +96,30 @@ static float *read_raw(const char *path, size_t *count) {
     fseek(f, 0, SEEK_END);
     long bytes = ftell(f);
     fseek(f, 0, SEEK_SET);
-    float *v = malloc((size_t)bytes);
+    unsigned char *v = malloc((size_t)bytes + 1);
     if (fread(v, 1, (size_t)bytes, f) != (size_t)bytes) exit(2);
     fclose(f);
-    *count = (size_t)bytes / sizeof(float);
-    return v;
+    size_t offset = 0;
+    if (bytes > 10 && memcmp(v, "\x93NUMPY\x01", 7) == 0) {
+        size_t header = (size_t)v[8] | ((size_t)v[9] << 8);
+        offset = 10 + header;
+        v[bytes] = 0;
+        char want[32];
+        snprintf(want, sizeof want, "'descr': '%s'", dtype);
+        if (!strstr((char *)v + 10, want) || strstr((char *)v + 10, "'fortran_order': True")) {
+            fprintf(stderr, "%s: expected a C-order .npy of dtype %s\n", path, dtype);
+            exit(2);
+        }
+    }
+    *count = ((size_t)bytes - offset) / width;
+    void *out = malloc((size_t)bytes - offset + 1);
+    memcpy(out, v + offset, (size_t)bytes - offset);
+    free(v);
+    return out;
 }
+
+/* float32 values from a .npy (<f4) or a raw file. */
+static float *read_raw(const char *path, size_t *count) { return read_file(path, "<f4", sizeof(float), count); }
 
 static lw_model *load(const char *path) {
     lw_model *m = NULL;
@@ -569,10 +594,12 @@ static void count_fit_alert(const lw_alert *a, void *ctx) {
 static int run_fit(const char *raw, const char *labels_raw, size_t dim, const char *out_path) {
     size_t total = 0, nl = 0;
     float *data = read_raw(raw, &total);
-    float *lf = read_raw(labels_raw, &nl); /* labels stored as float32 */
+    int64_t *labels = read_file(labels_raw, "<i8", sizeof(int64_t), &nl);
     size_t rows = total / dim;
-    int64_t *labels = malloc(rows * sizeof(int64_t));
-    for (size_t r = 0; r < rows; r++) labels[r] = (int64_t)lf[r];
+    if (nl != rows) {
+        fprintf(stderr, "%zu labels for %zu rows\n", nl, rows);
+        exit(2);
+    }
     lw_activations train;
     lw_activations_init(&train);
     train.rank = 1;
@@ -645,7 +672,6 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
     EXPECT_STATUS(lw_model_free(back), LW_OK);
     free(shifted);
     free(data);
-    free(lf);
     free(labels);
     return failures ? 1 : 0;
 }
