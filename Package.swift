@@ -64,14 +64,18 @@ let package = Package(
         ),
         // The C interface's header (Sources/CLatentWatch/include/latentwatch.h) and its plain-C part.
         .target(name: "CLatentWatch"),
-        // The C interface: @c functions over the SDK. Linked with the Swift runtime inside (-static-stdlib) and a
-        // version script that exports only the lw_ symbols. No other target depends on it: a test bundle or
-        // executable linking it would get those flags too.
+        // The C interface: @c functions over the SDK, declared by CLatentWatch's header.
+        .target(
+            name: "LatentWatchCAPI",
+            dependencies: ["CLatentWatch", "LatentWatch", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // liblatentwatch.so: the C interface linked with the Swift runtime inside (-static-stdlib) and a version
+        // script that exports only the lw_ symbols. Nothing depends on this target: a test bundle or executable
+        // linking it would get these flags too (the fuzz harness links LatentWatchCAPI instead).
         .target(
             name: "LatentWatchC",
-            dependencies: [
-                "CLatentWatch", "LatentWatch", .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["LatentWatchCAPI"],
             exclude: ["latentwatch.map", "build-library"],
             swiftSettings: [.swiftLanguageMode(.v6)],
             linkerSettings: [
@@ -155,10 +159,10 @@ let package = Package(
         // The libFuzzer driver of latentwatch-fuzz: its entry point, LLVMFuzzerRunDriver when linked with libFuzzer,
         // a corpus replay otherwise.
         .target(name: "CFuzzDriver"),
-        // Fuzz targets for every parser of outside bytes (.ci/fuzz, Docs/Reliability.md).
+        // Fuzz targets for every parser of outside bytes and the C interface (.ci/fuzz, Docs/Reliability.md).
         .executableTarget(
             name: "latentwatch-fuzz",
-            dependencies: ["CFuzzDriver", "LatentWatch", "LatentWatchWire"],
+            dependencies: ["CFuzzDriver", "CLatentWatch", "LatentWatch", "LatentWatchCAPI", "LatentWatchWire"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Bounded load test of `latentwatch serve` (Docs/Performance.md).

@@ -16,6 +16,8 @@ enum FuzzTarget: String, CaseIterable {
     case recording
     /// A connection's byte stream as the sidecar decodes it: HELLO first, then OBSERVE, SYNC, BYE frames.
     case wire
+    /// The C interface's entry points that take buffers and lengths (model bytes, scoring, assessing, fitting).
+    case capi
 
     static let current: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["LW_FUZZ_TARGET"] ?? ""
@@ -39,6 +41,7 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case .tensor: fuzzTensor(bytes)
     case .recording: fuzzRecording(RecordingRepair.repaired(bytes))
     case .wire: fuzzWire(bytes)
+    case .capi: FuzzCAPI.run(bytes)
     }
     DescriptorLeakCheck.afterInput()
     return 0

@@ -81,6 +81,8 @@ def main() -> None:
                         "--precision", "float16", "--pca", "2", "--output", f"{d}/h.lwm"], check=True,
                        capture_output=True)
         write("model", "gda_f16_pca.lwm", open(f"{d}/h.lwm", "rb").read())
+        # The C interface's target: an operation byte, then its operands (Sources/latentwatch-fuzz/FuzzCAPI.swift).
+        write("capi", "load-model", bytes([0]) + open(f"{d}/h.lwm", "rb").read())
         np.save(f"{d}/small.npy", train[:5])
         subprocess.run([latentwatch, "record", "--input", f"z={d}/small.npy", "--output", f"{d}/r.lwr",
                         "--chunk", "2"], check=True, capture_output=True)
@@ -96,6 +98,14 @@ def main() -> None:
     observe_half = frame(0x10, struct.pack("<QIH", 2, 1, 2) + string("") + half, flags=2)
     write("wire", "hello_observe_sync_bye", hello + observe + observe_half + frame(0x11, struct.pack("<Q", 7)) + frame(0x12, b""))
     write("wire", "hello_only", hello)
+
+    floats = np.array([0.1, 0.2, 0.3, 0.4, 0.5, np.nan, 0.7, 0.8], dtype="<f4").tobytes()
+    write("capi", "score-batch", bytes([1, 0, 2, 8, 0]) + floats + bytes([0, 0]))
+    l0 = np.array([0.1, 0.2, 0.3, 0.4], dtype="<f4").tobytes()
+    l1 = np.array([1, 2, 3], dtype="<f4").tobytes()
+    write("capi", "assess", bytes([2, 2, 1, 1, 4, 1]) + l0 + bytes([3, 1]) + l1 + bytes([1, 5]) + b"req-1" + bytes([0]))
+    write("capi", "fit", bytes([3, 1, 4, 30, 1]) + bytes((i * 37) % 256 for i in range(120)) + bytes(range(30))
+          + bytes([1, 0, 0, 0, 0, 0, 8, 1]))
 
 
 if __name__ == "__main__":
