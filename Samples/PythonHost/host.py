@@ -13,8 +13,11 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "Sources", "PythonClient"))
-from latentwatch_client import Client  # noqa: E402
+try:
+    from latentwatch.sidecar import Client  # pip install ./Sources/Python
+except ImportError:  # not installed: the same client from the repository, standard library only
+    sys.path.insert(0, os.path.join(ROOT, "Sources", "PythonClient"))
+    from latentwatch_client import Client  # noqa: E402
 
 DATA = os.path.join(ROOT, "Samples", "Data", "digits-mlp")
 

@@ -1,288 +1,63 @@
-"""Python client of the LatentWatch sidecar (`latentwatch serve`), standard library only.
+"""Compatibility module: the sidecar client now lives in the latentwatch package as ``latentwatch.sidecar``.
 
-The protocol is Docs/WireProtocol.md. numpy arrays are accepted when numpy is installed, but not needed:
-plain sequences of floats work too.
+New code should use ``from latentwatch.sidecar import Client`` (``pip install ./Sources/Python``). This module
+re-exports that client under its old name. When the package cannot be imported (numpy or its native library
+missing), it loads the package's ``sidecar.py`` and ``_types.py`` alone, so the client keeps working with the
+standard library only, as before:
 
     from latentwatch_client import Client
     with Client(path="latentwatch.sock") as c:
-        print(c.layers)                      # [Layer(name='h1', elements=128, model_id=...), ...]
         rows = c.observe([h1, h2])           # one input: one flat sequence per layer
         print(rows[0].fused_p_value, rows[0].flags)
-        c.send([h1_batch, h2_batch])         # fire-and-forget; acknowledged later
-        print(c.sync())                      # Ack(through=..., assessed=..., ...)
 """
 
 from __future__ import annotations
 
-import math
-import socket
-import struct
+import importlib
+import os
 import sys
-from array import array
-from collections import namedtuple
+import types
+
+_PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Python", "latentwatch")
+
+
+def _standalone():
+    """``sidecar.py`` of the package source tree, imported without the package's ``__init__`` (no numpy, no
+    native library): its relative imports resolve inside a private package that has the same folder."""
+    name = "_latentwatch_sidecar_only"
+    if name not in sys.modules:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [_PACKAGE_DIR]  # type: ignore[attr-defined]
+        sys.modules[name] = pkg
+    return importlib.import_module(name + ".sidecar")
+
+
+try:  # an installed package
+    from latentwatch import sidecar as _sidecar
+except ImportError:
+    try:  # the package in this repository (needs numpy and its library, like any import of latentwatch)
+        if os.path.dirname(_PACKAGE_DIR) not in sys.path:
+            sys.path.insert(0, os.path.dirname(_PACKAGE_DIR))
+        from latentwatch import sidecar as _sidecar
+    except ImportError:  # standard library only
+        _sidecar = _standalone()
+
+Client = _sidecar.Client
+Layer = _sidecar.Layer
+Assessment = _sidecar.Assessment
+Ack = _sidecar.Ack
+ServerError = _sidecar.ServerError
+ProtocolError = _sidecar.ProtocolError
+FLAGS = _sidecar.FLAGS
+PROTOCOL_VERSION = _sidecar.PROTOCOL_VERSION
+MAGIC = _sidecar.MAGIC
+HEADER = _sidecar.HEADER
+T_HELLO, T_OBSERVE, T_SYNC, T_BYE = _sidecar.T_HELLO, _sidecar.T_OBSERVE, _sidecar.T_SYNC, _sidecar.T_BYE
+T_WELCOME, T_ASSESSMENT, T_ACK, T_ERROR = (
+    _sidecar.T_WELCOME, _sidecar.T_ASSESSMENT, _sidecar.T_ACK, _sidecar.T_ERROR,
+)
+F_REPLY, F_HALF = _sidecar.F_REPLY, _sidecar.F_HALF
+ERROR_NAMES = _sidecar.ERROR_NAMES
+is_nan = _sidecar.is_nan
 
 __all__ = ["Client", "Layer", "Assessment", "Ack", "ServerError", "ProtocolError", "FLAGS", "PROTOCOL_VERSION"]
-
-PROTOCOL_VERSION = (1, 0)
-MAGIC = b"LWP1"
-HEADER = struct.Struct("<IBBH")
-T_HELLO, T_OBSERVE, T_SYNC, T_BYE = 0x01, 0x10, 0x11, 0x12
-T_WELCOME, T_ASSESSMENT, T_ACK, T_ERROR = 0x81, 0x82, 0x83, 0x84
-F_REPLY, F_HALF = 1, 2
-FLAGS = {1: "out_of_distribution", 2: "ambiguous", 4: "window_alarm", 8: "shift_alarm", 16: "disagreement"}
-ERROR_NAMES = {
-    1: "handshakeRequired", 2: "unsupportedVersion", 3: "unauthorized", 4: "frameTooLarge", 5: "unknownType",
-    6: "malformedFrame", 7: "shapeMismatch", 8: "layerCountMismatch", 9: "sequenceNotIncreasing",
-    10: "tooManyRows", 11: "overloaded", 12: "shuttingDown", 13: "slowConsumer",
-}
-
-Layer = namedtuple("Layer", "name elements model_id")
-Ack = namedtuple("Ack", "through assessed dropped rejected sync")
-
-
-class Assessment(namedtuple("Assessment", "status flags predicted index fused_p_value entropy entropy_p_value "
-                                          "shift_log_evidence surprise p_values")):
-    """One input's assessment. `surprise` and `p_values` are per layer; NaN means "none"."""
-
-    @property
-    def valid(self) -> bool:
-        return self.status == 0
-
-    @property
-    def flag_names(self) -> list[str]:
-        return [name for bit, name in FLAGS.items() if self.flags & bit]
-
-
-class ServerError(Exception):
-    """An ERROR frame from the server."""
-
-    def __init__(self, code: int, message: str, sequence: int, fatal: bool):
-        self.code, self.message, self.sequence, self.fatal = code, message, sequence, fatal
-        self.name = ERROR_NAMES.get(code, f"code{code}")
-        super().__init__(f"{message} [{self.name}]")
-
-
-class ProtocolError(Exception):
-    """The server sent something this client does not understand, or closed the connection."""
-
-
-def _string(s: str) -> bytes:
-    b = s.encode("utf-8")
-    if len(b) > 0xFFFF:
-        raise ValueError("string over 65535 bytes")
-    return struct.pack("<H", len(b)) + b
-
-
-def _float32_bytes(values, expected: int):
-    """Returns (bytes, rows) for a numpy array or a (nested) sequence of floats of width `expected`."""
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(values, np.ndarray):
-        a = np.ascontiguousarray(values, dtype="<f4")
-        if a.ndim == 1:
-            a = a.reshape(1, -1) if a.size == expected else a.reshape(-1, expected) if a.size % expected == 0 else a
-        if a.ndim != 2 or a.shape[1] != expected:
-            raise ValueError(f"expected rows of {expected} values, got shape {values.shape}")
-        return a.tobytes(), a.shape[0]
-    flat = array("f")
-    seq = list(values)
-    if seq and isinstance(seq[0], (list, tuple, array)) or (np is not None and seq and isinstance(seq[0], np.ndarray)):
-        for row in seq:
-            row = list(row)
-            if len(row) != expected:
-                raise ValueError(f"expected rows of {expected} values, got a row of {len(row)}")
-            flat.extend(float(v) for v in row)
-    else:
-        flat.extend(float(v) for v in seq)
-    if len(flat) == 0 or len(flat) % expected != 0:
-        raise ValueError(f"expected a multiple of {expected} values, got {len(flat)}")
-    if sys.byteorder != "little":
-        flat.byteswap()
-    return flat.tobytes(), len(flat) // expected
-
-
-class Client:
-    """One connection to `latentwatch serve` over a Unix socket (`path=`) or loopback TCP (`host=`, `port=`)."""
-
-    def __init__(self, path: str | None = None, host: str | None = None, port: int | None = None,
-                 token: str = "", name: str = "python", timeout: float | None = 30.0):
-        if path is not None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address = path
-        elif port is not None:
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            address = (host or "127.0.0.1", port)
-        else:
-            raise ValueError("give path= (Unix socket) or port= (TCP)")
-        self._sock.settimeout(timeout)
-        self._sock.connect(address)
-        self._next_sequence = 1
-        self._sync_token = 0
-        self.last_ack: Ack | None = None
-        self.errors: list[ServerError] = []
-        hello = MAGIC + struct.pack("<HH", *PROTOCOL_VERSION) + _string(token) + _string(name)
-        self._write(T_HELLO, 0, hello)
-        t, _, body = self._read_frame()
-        if t == T_ERROR:
-            err = self._error(body)
-            self.close()
-            raise err
-        if t != T_WELCOME:
-            raise ProtocolError(f"expected WELCOME, got frame type {t:#x}")
-        self.version, self.max_frame, self.max_rows, self.ack_every, self.layers = self._welcome(body)
-
-    # -- public API -------------------------------------------------------------------------------------
-
-    def observe(self, layers, request_ids=None) -> list[Assessment]:
-        """Sends inputs (one entry per layer: a flat sequence for one input, rows, or a numpy array) and
-        returns their assessments."""
-        seq = self.send(layers, request_ids, reply=True)
-        while True:
-            t, flags, body = self._read_frame()
-            if t == T_ASSESSMENT:
-                s, rows = self._assessment(body)
-                if s == seq:
-                    return rows
-            elif not self._side_frame(t, flags, body, seq):
-                raise ProtocolError(f"unexpected frame type {t:#x}")
-
-    def send(self, layers, request_ids=None, reply: bool = False) -> int:
-        """Sends inputs without waiting; returns the frame's sequence number."""
-        if len(layers) != len(self.layers):
-            raise ValueError(f"the server monitors {len(self.layers)} layers ({[l.name for l in self.layers]}), got {len(layers)}")
-        blocks, rows = [], None
-        for spec, values in zip(self.layers, layers):
-            data, n = _float32_bytes(values, spec.elements)
-            if rows is not None and n != rows:
-                raise ValueError(f"layer {spec.name} has {n} inputs, the first layer {rows}")
-            rows = n
-            blocks.append(struct.pack("<I", spec.elements) + data)
-        ids = list(request_ids or [])
-        if ids and len(ids) != rows:
-            raise ValueError(f"{len(ids)} request ids for {rows} inputs")
-        seq = self._next_sequence
-        self._next_sequence += 1
-        body = struct.pack("<QIH", seq, rows, len(self.layers))
-        body += b"".join(_string(ids[i] if i < len(ids) and ids[i] else "") for i in range(rows))
-        body += b"".join(blocks)
-        self._write(T_OBSERVE, F_REPLY if reply else 0, body)
-        return seq
-
-    def sync(self) -> Ack:
-        """Waits until the server has handled everything sent so far; returns that ACK."""
-        self._sync_token += 1
-        token = self._sync_token
-        self._write(T_SYNC, 0, struct.pack("<Q", token))
-        while True:
-            t, flags, body = self._read_frame()
-            if t == T_ACK:
-                ack = self._ack(body, flags)
-                self.last_ack = ack
-                if ack.sync == token:
-                    return ack
-            elif t == T_ASSESSMENT:
-                continue
-            elif not self._side_frame(t, flags, body, None):
-                raise ProtocolError(f"unexpected frame type {t:#x}")
-
-    def bye(self) -> Ack | None:
-        """Says BYE, reads the final ACK and closes."""
-        self._write(T_BYE, 0, b"")
-        try:
-            while True:
-                t, flags, body = self._read_frame()
-                if t == T_ACK:
-                    self.last_ack = self._ack(body, flags)
-                elif t == T_ERROR:
-                    self.errors.append(self._error(body))
-        except ProtocolError:
-            pass
-        self.close()
-        return self.last_ack
-
-    def close(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    # -- frames -----------------------------------------------------------------------------------------
-
-    def _write(self, t: int, flags: int, body: bytes) -> None:
-        self._sock.sendall(HEADER.pack(len(body), t, flags, 0) + body)
-
-    def _read_exactly(self, n: int) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            b = self._sock.recv(min(n - got, 1 << 20))
-            if not b:
-                raise ProtocolError("the server closed the connection")
-            chunks.append(b)
-            got += len(b)
-        return b"".join(chunks)
-
-    def _read_frame(self):
-        length, t, flags, _ = HEADER.unpack(self._read_exactly(HEADER.size))
-        if length > 1 << 30:
-            raise ProtocolError(f"a frame of {length} bytes")
-        return t, flags, self._read_exactly(length)
-
-    def _side_frame(self, t, flags, body, seq) -> bool:
-        if t == T_ACK:
-            self.last_ack = self._ack(body, flags)
-            return True
-        if t == T_ERROR:
-            err = self._error(body)
-            if err.fatal:
-                self.close()
-                raise err
-            if seq is not None and err.sequence == seq:
-                raise err
-            self.errors.append(err)
-            return True
-        return False
-
-    @staticmethod
-    def _welcome(body: bytes):
-        major, minor, max_frame, max_rows, ack_every, n = struct.unpack_from("<HHIIIH", body, 0)
-        off, layers = 18, []
-        for _ in range(n):
-            (ln,) = struct.unpack_from("<H", body, off)
-            name = body[off + 2: off + 2 + ln].decode("utf-8")
-            off += 2 + ln
-            elements, model_id = struct.unpack_from("<II", body, off)
-            off += 8
-            layers.append(Layer(name, elements, model_id))
-        return (major, minor), max_frame, max_rows, ack_every, layers
-
-    @staticmethod
-    def _assessment(body: bytes):
-        seq, n, l = struct.unpack_from("<QIH", body, 0)
-        off, rows = 14, []
-        for _ in range(n):
-            status, flags, _, predicted, index, fused, ent, ent_p, shift, _ = struct.unpack_from("<BBHiQddddd", body, off)
-            off += 56
-            per = struct.unpack_from(f"<{2 * l}d", body, off)
-            off += 16 * l
-            rows.append(Assessment(status, flags, predicted, index, fused, ent, ent_p, shift, list(per[0::2]), list(per[1::2])))
-        return seq, rows
-
-    @staticmethod
-    def _ack(body: bytes, flags: int) -> Ack:
-        through, assessed, dropped, rejected, token = struct.unpack("<QQQQQ", body)
-        return Ack(through, assessed, dropped, rejected, token if flags & 1 else None)
-
-    @staticmethod
-    def _error(body: bytes) -> ServerError:
-        code, fatal, _, seq, ln = struct.unpack_from("<HBBQH", body, 0)
-        return ServerError(code, body[14:14 + ln].decode("utf-8", "replace"), seq, bool(fatal))
-
-
-def is_nan(x: float) -> bool:
-    return isinstance(x, float) and math.isnan(x)

@@ -1,4 +1,4 @@
-"""Tests of the Python client (Sources/PythonClient) against the real `latentwatch serve` process.
+"""Tests of the Python sidecar client (latentwatch.sidecar) against the real `latentwatch serve` process.
 
 Run: python3 -m unittest discover -s Tests/PythonClientTests -v   (after `swift build`)
 The binary is $LATENTWATCH_BIN, else .build/debug/latentwatch. numpy is used when installed (it is optional for
@@ -19,8 +19,19 @@ import unittest
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "Sources", "PythonClient"))
-import latentwatch_client as lw  # noqa: E402
+# The client is latentwatch.sidecar (Sources/Python). Importing the package loads its native library: the one
+# bundled by `pip install`, else $LATENTWATCH_LIBRARY, which defaults here to the debug build's.
+_DEBUG_LIBRARY = os.path.join(ROOT, ".build", "debug", "libLatentWatchC.so")
+if os.path.exists(_DEBUG_LIBRARY):
+    os.environ.setdefault("LATENTWATCH_LIBRARY", _DEBUG_LIBRARY)
+sys.path.insert(0, os.path.join(ROOT, "Sources", "Python"))
+try:
+    from latentwatch import sidecar as lw  # noqa: E402
+    import latentwatch  # noqa: E402
+except ImportError:  # no numpy or no library: the same sidecar.py through the standard-library-only shim
+    latentwatch = None
+    sys.path.insert(0, os.path.join(ROOT, "Sources", "PythonClient"))
+    import latentwatch_client as lw  # noqa: E402
 
 BIN = os.environ.get("LATENTWATCH_BIN", os.path.join(ROOT, ".build", "debug", "latentwatch"))
 DATA = os.path.join(ROOT, "Samples", "Data", "digits-mlp")
@@ -182,6 +193,53 @@ class SidecarTestCase(unittest.TestCase):
             b = c.observe([h1[0], h2[0]])
         self.assertEqual(len(a), 3)
         self.assertEqual(a[0].surprise, b[0].surprise)
+
+    def test_same_assessment_type_as_in_process_monitor(self):
+        """The sidecar returns the in-process Monitor's Assessment, with the same values for the same input."""
+        if latentwatch is None:
+            self.skipTest("the latentwatch package (numpy and its library) is not importable")
+        x = self.rows(7, 1)
+        with self.client() as c:
+            remote = c.assess(x[0], x[1], request_id="same")
+        self.assertIsInstance(remote, latentwatch.Assessment)
+        with latentwatch.Monitor(self.models, window=None, shift=None) as m:
+            local = m.assess(np.asarray(x[0], dtype=np.float32) if np else x[0],
+                             np.asarray(x[1], dtype=np.float32) if np else x[1], request_id="same")
+        self.assertEqual(remote.request_id, local.request_id)
+        self.assertEqual(remote.layers, local.layers)  # names, surprise and p-values, exactly
+        self.assertEqual(remote.fused_p_value, local.fused_p_value)
+        self.assertEqual(remote.entropy, local.entropy)
+        self.assertEqual(remote.predicted_label, local.predicted_label)
+        self.assertEqual(remote.out_of_distribution, local.out_of_distribution)
+
+    def test_torch_attach_feeds_the_sidecar(self):
+        """latentwatch.torch.attach takes the sidecar client where it takes an in-process Monitor."""
+        if latentwatch is None or np is None:
+            self.skipTest("the latentwatch package (numpy and its library) is not importable")
+        try:
+            import torch
+            from torch import nn
+        except ImportError:
+            self.skipTest("PyTorch is not importable (pip install torch)")
+        import latentwatch.torch as lwt
+
+        w = np.load(f"{DATA}/mlp_weights.npz")
+        net = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
+        with torch.no_grad():
+            for k, fc in ((1, net[0]), (2, net[2])):
+                fc.weight.copy_(torch.from_numpy(w[f"W{k}"].T.copy()))
+                fc.bias.copy_(torch.from_numpy(w[f"b{k}"]))
+        pixels = torch.from_numpy(np.load(f"{DATA}/test_pixels.npy")[:24])
+        seen = []
+        with self.client() as c:
+            with lwt.attach(net, c, layer=["1", "3"], on_assessment=seen.append) as att:
+                with torch.no_grad():
+                    for start in range(0, 24, 8):
+                        net(pixels[start:start + 8])
+        self.assertEqual((att.assessed, att.errors, att.dropped), (24, 0, 0))
+        self.assertEqual(len(seen), 24)
+        self.assertTrue(all(isinstance(a, latentwatch.Assessment) and a.valid for a in seen))
+        self.assertEqual([layer.name for layer in seen[0].layers], ["h1", "h2"])
 
     def test_http(self):
         port = int(self.addresses["http"].rsplit(":", 1)[1])

@@ -1,0 +1,519 @@
+"""Models: a fitted density of one layer's activations (``lw_model``), loading, scoring, fitting and writing."""
+
+
+import ctypes
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, List, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _capi
+from ._arrays import as_float_array, check, shape_str
+from ._capi import lib
+from ._errors import ConfigurationError, DTypeError, ShapeError, error_for_status
+
+__all__ = ["Model", "Score", "Scores", "load", "fit"]
+
+PathLike = Union[str, os.PathLike]
+
+_PRECISIONS = {"float32": _capi.LW_DTYPE_FLOAT32, "float16": _capi.LW_DTYPE_FLOAT16}
+_PRECISION_NAMES = {v: k for k, v in _PRECISIONS.items()}
+_POOLINGS = {
+    "flatten": _capi.LW_POOL_FLATTEN,
+    "global-average": _capi.LW_POOL_GLOBAL_AVERAGE,
+    "mean-tokens": _capi.LW_POOL_MEAN_TOKENS,
+}
+
+
+def _precision_code(precision: Optional[str], allow_none: bool) -> int:
+    if precision is None and allow_none:
+        return 0
+    try:
+        return _PRECISIONS[str(precision)]
+    except KeyError:
+        raise ConfigurationError(
+            f"precision is {precision!r}; use 'float32' or 'float16'"
+            + (" (or None to keep the model's)" if allow_none else "")
+        ) from None
+
+
+@dataclass(frozen=True)
+class Score:
+    """The scores of one activation (:meth:`Model.score` of one input).
+
+    Attributes:
+        surprise: -log p(z): epistemic uncertainty (large means unlike the fitted data).
+        surprise_p_value: the surprise's conformal p-value (NaN when the model has no calibration).
+        entropy: entropy of p(y | z) in nats: aleatoric uncertainty.
+        entropy_p_value: the entropy's conformal p-value (NaN when not calibrated).
+        log_density: log p(z).
+        max_posterior: max_k p(k | z).
+        mahalanobis: squared Mahalanobis distance to the nearest component.
+        relative_mahalanobis: ``mahalanobis`` minus the background Gaussian's.
+        predicted_component: argmax_k p(k | z).
+        predicted_label: that component's class label; -1 for mixtures (as in :class:`Scores`).
+    """
+
+    surprise: float
+    surprise_p_value: float
+    entropy: float
+    entropy_p_value: float
+    log_density: float
+    max_posterior: float
+    mahalanobis: float
+    relative_mahalanobis: float
+    predicted_component: int
+    predicted_label: int
+
+
+class Scores(NamedTuple):
+    """The scores of a batch (:meth:`Model.score` of n inputs): one numpy array of n entries per score.
+
+    The C library writes every column straight into these arrays (``lw_model_score_batch``). A row the
+    library refused (NaN or infinite values) has a nonzero ``status`` (``LW_ERR_NON_FINITE``), NaN in the float
+    columns and -1 in ``predicted_label``; the other rows are unaffected.
+    """
+
+    surprise: np.ndarray
+    surprise_p_value: np.ndarray
+    entropy: np.ndarray
+    entropy_p_value: np.ndarray
+    log_density: np.ndarray
+    max_posterior: np.ndarray
+    mahalanobis: np.ndarray
+    relative_mahalanobis: np.ndarray
+    predicted_label: np.ndarray
+    status: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Boolean mask of the rows that were scored (``status == 0``)."""
+        return self.status == 0
+
+
+_FLOAT_COLUMNS = (
+    "surprise",
+    "surprise_p_value",
+    "entropy",
+    "entropy_p_value",
+    "log_density",
+    "max_posterior",
+    "mahalanobis",
+    "relative_mahalanobis",
+)
+_DOUBLE_P = ctypes.POINTER(ctypes.c_double)
+_INT64_P = ctypes.POINTER(ctypes.c_int64)
+_INT32_P = ctypes.POINTER(ctypes.c_int32)
+
+
+class Model:
+    """A fitted density of one layer's activations (a LatentWatch model file, ``.lwm``).
+
+    Create one with :func:`load`, :meth:`Model.from_bytes` or :func:`fit`; do not call the constructor. A model
+    is immutable and may be used by many threads at once; :meth:`score` releases the GIL while the library
+    computes. Monitors created from a model keep their own reference, so a model may be closed (or garbage
+    collected) while monitors built on it go on.
+
+    Example::
+
+        m = latentwatch.load("h1.lwm")
+        s = m.score(batch)              # batch: (n, 128) float32 -> Scores of n-entry arrays
+        print(s.surprise_p_value.min())
+    """
+
+    __slots__ = ("_handle", "_info", "_labels", "_lock", "__weakref__")
+
+    def __init__(self, _handle: ctypes.c_void_p) -> None:
+        if not isinstance(_handle, ctypes.c_void_p) or not _handle.value:
+            raise TypeError("Model is created by latentwatch.load, Model.from_bytes or latentwatch.fit")
+        self._handle: Optional[ctypes.c_void_p] = _handle
+        self._lock = threading.Lock()
+        info = _capi.lw_model_info()
+        info.struct_size = ctypes.sizeof(info)
+        check(lib.lw_model_get_info(_handle, ctypes.byref(info)))
+        self._info = {
+            "layer": info.layer.decode("utf-8"),
+            "family": info.family.decode("utf-8"),
+            "fit_notes": info.fit_notes.decode("utf-8") if info.fit_notes else "",
+            "input_shape": tuple(int(info.input_shape[i]) for i in range(info.input_rank)),
+            "input_count": int(info.input_count),
+            "latent_dimension": int(info.latent_dimension),
+            "component_count": int(info.component_count),
+            "calibration_count": int(info.calibration_count),
+            "fit_samples": int(info.fit_samples),
+            "fingerprint": int(info.fingerprint) if info.has_fingerprint else None,
+            "precision": _PRECISION_NAMES.get(info.precision, str(info.precision)),
+        }
+        self._labels: Optional[List[int]] = None
+        if info.has_class_labels:
+            count = ctypes.c_size_t(0)
+            status = lib.lw_model_class_labels(_handle, None, 0, ctypes.byref(count))
+            if status not in (0, _capi.LW_ERR_BUFFER_TOO_SMALL):
+                check(status)
+            buf = (ctypes.c_int64 * max(1, count.value))()
+            check(lib.lw_model_class_labels(_handle, buf, count.value, ctypes.byref(count)))
+            self._labels = [int(buf[i]) for i in range(count.value)]
+
+    # ---- creation -----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_bytes(cls, data: Union[bytes, bytearray, memoryview]) -> "Model":
+        """A model from the bytes of a model file (as :meth:`to_bytes` returns them). The bytes are not kept.
+
+        Raises:
+            ModelFileError: the bytes are not a valid model file (truncated, damaged, implausible).
+            UnsupportedModelError: a newer format version, or a density family this library lacks.
+        """
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        handle = ctypes.c_void_p()
+        check(lib.lw_model_load_bytes(data, len(data), ctypes.byref(handle)))
+        return cls(handle)
+
+    # ---- properties --------------------------------------------------------------------------------------------
+
+    @property
+    def layer(self) -> str:
+        """The layer name stored in the model file."""
+        return self._info["layer"]
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """The shape of one activation, as fitted (for example ``(512,)`` or ``(64, 7, 7)``)."""
+        return self._info["input_shape"]
+
+    @property
+    def input_count(self) -> int:
+        """Elements of one activation: the product of :attr:`input_shape`."""
+        return self._info["input_count"]
+
+    @property
+    def family(self) -> str:
+        """The density family: ``"gda"``, ``"tied"``, ``"gmm-full"`` or ``"gmm-diag"``."""
+        return self._info["family"]
+
+    @property
+    def latent_dimension(self) -> int:
+        """The dimension after pooling and projection."""
+        return self._info["latent_dimension"]
+
+    @property
+    def component_count(self) -> int:
+        """Classes (gda, tied) or mixture components (gmm-*)."""
+        return self._info["component_count"]
+
+    @property
+    def calibration_count(self) -> int:
+        """Held-out scores behind the p-values."""
+        return self._info["calibration_count"]
+
+    @property
+    def fit_samples(self) -> int:
+        """Rows the density was fitted on."""
+        return self._info["fit_samples"]
+
+    @property
+    def fingerprint(self) -> Optional[int]:
+        """CRC-32 of the model file's bytes; None for a model fitted in this process and not read back."""
+        return self._info["fingerprint"]
+
+    @property
+    def precision(self) -> str:
+        """How the parameters are held: ``"float32"`` or ``"float16"``."""
+        return self._info["precision"]
+
+    @property
+    def class_labels(self) -> Optional[List[int]]:
+        """The class labels in component order (gda, tied), or None for mixtures."""
+        return None if self._labels is None else list(self._labels)
+
+    @property
+    def fit_notes(self) -> str:
+        """What the fit chose (shrinkage, components, ...)."""
+        return self._info["fit_notes"]
+
+    def __repr__(self) -> str:
+        fp = "none" if self.fingerprint is None else f"{self.fingerprint:08x}"
+        state = "" if self._handle is not None else ", closed"
+        return (
+            f"<latentwatch.Model layer={self.layer!r} family={self.family!r} input_shape={self.input_shape} "
+            f"components={self.component_count} calibration={self.calibration_count} fingerprint={fp}{state}>"
+        )
+
+    # ---- scoring -----------------------------------------------------------------------------------------------
+
+    def _live_handle(self) -> ctypes.c_void_p:
+        h = self._handle
+        if h is None:
+            raise error_for_status(_capi.LW_ERR_INVALID_HANDLE, f"the model for layer '{self.layer}' was closed")
+        return h
+
+    def score(self, x: Any) -> Union[Score, Scores]:
+        """Scores one activation or a batch.
+
+        Args:
+            x: one activation of shape :attr:`input_shape` (or flat, of :attr:`input_count` elements), or a batch
+                of shape ``(n, *input_shape)`` or ``(n, input_count)``. float32 C-contiguous arrays are read in
+                place; other real dtypes (float64, float16, integers) and non-contiguous arrays are converted to
+                a contiguous float32 copy first.
+
+        Returns:
+            For one activation, a :class:`Score` of floats (``lw_model_score``). For a batch, :class:`Scores`
+            whose columns the library fills in place (``lw_model_score_batch``, which uses BLAS for large
+            batches; results equal the one-input form to float rounding).
+
+        Raises:
+            ShapeError: ``x`` has another shape (the message names the expected and the actual shape).
+            NonFiniteError: one activation holding NaN or infinity. In a batch, such rows are reported in
+                ``Scores.status`` instead, and the other rows are scored.
+            DTypeError: ``x`` is complex, object or string typed (a ``TypeError``).
+        """
+        a = as_float_array(x, "the activation")
+        shape = self.input_shape
+        n_in = self.input_count
+        if a.shape == shape or a.shape == (n_in,):
+            return self._score_one(a)
+        if a.ndim >= 1 and (a.shape[1:] == shape or a.shape[1:] == (n_in,)):
+            return self._score_batch(a)
+        flat = len(shape) > 1
+        raise ShapeError(
+            f"layer '{self.layer}' scores one activation of shape {shape_str(shape)}"
+            + (f" (or flat, {n_in} elements)" if flat else "")
+            + f" or a batch of shape (n, {', '.join(map(str, shape))})"
+            + (f" or (n, {n_in})" if flat else "")
+            + f"; got shape {shape_str(a.shape)}"
+        )
+
+    def _score_one(self, a: np.ndarray) -> Score:
+        out = _capi.lw_scores()
+        out.struct_size = ctypes.sizeof(out)
+        check(lib.lw_model_score(self._live_handle(), a.__array_interface__["data"][0], a.size, ctypes.byref(out)))
+        return Score(
+            out.surprise,
+            out.surprise_p_value,
+            out.entropy,
+            out.entropy_p_value,
+            out.log_density,
+            out.max_posterior,
+            out.mahalanobis,
+            out.relative_mahalanobis,
+            out.predicted_component,
+            out.predicted_label,
+        )
+
+    def _score_batch(self, a: np.ndarray) -> Scores:
+        n = a.shape[0]
+        cols = {name: np.empty(n, dtype=np.float64) for name in _FLOAT_COLUMNS}
+        labels = np.empty(n, dtype=np.int64)
+        status = np.empty(n, dtype=np.int32)
+        if n == 0:
+            return Scores(**cols, predicted_label=labels, status=status)
+        c = _capi.lw_score_columns()
+        c.struct_size = ctypes.sizeof(c)
+        for name in _FLOAT_COLUMNS:
+            setattr(c, name, cols[name].ctypes.data_as(_DOUBLE_P))
+        c.predicted_label = labels.ctypes.data_as(_INT64_P)
+        c.status = status.ctypes.data_as(_INT32_P)
+        check(lib.lw_model_score_batch(self._live_handle(), a.ctypes.data, a.size, n, ctypes.byref(c)))
+        return Scores(**cols, predicted_label=labels, status=status)
+
+    # ---- writing -----------------------------------------------------------------------------------------------
+
+    def to_bytes(self, precision: Optional[str] = None, compression_level: Optional[int] = None) -> bytes:
+        """The model file's bytes (``lw_model_encode``).
+
+        Args:
+            precision: None to keep the model's, ``"float16"`` to store means and factors at half the size, or
+                ``"float32"``.
+            compression_level: zstd level 1 to 22, or None for the default (9).
+        """
+        p = _precision_code(precision, allow_none=True)
+        level = 0 if compression_level is None else int(compression_level)
+        h = self._live_handle()
+        length = ctypes.c_size_t(0)
+        status = lib.lw_model_encode(h, p, level, None, 0, ctypes.byref(length))
+        if status != _capi.LW_ERR_BUFFER_TOO_SMALL:
+            check(status)
+        buf = ctypes.create_string_buffer(length.value)
+        check(lib.lw_model_encode(h, p, level, buf, length.value, ctypes.byref(length)))
+        return buf.raw[: length.value]
+
+    def save(self, path: PathLike, precision: Optional[str] = None, compression_level: Optional[int] = None) -> None:
+        """Writes the model file atomically (a temporary file renamed into place; ``lw_model_write``).
+
+        Args:
+            path: where to write (conventionally ``.lwm``).
+            precision: None to keep the model's, ``"float16"`` (half the size) or ``"float32"``.
+            compression_level: zstd level 1 to 22, or None for the default (9).
+
+        Raises:
+            LatentWatchIOError: the file cannot be written (an ``OSError``).
+        """
+        p = _precision_code(precision, allow_none=True)
+        level = 0 if compression_level is None else int(compression_level)
+        check(lib.lw_model_write(self._live_handle(), os.fsencode(path), p, level))
+
+    # ---- lifetime ----------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Frees the library's model now (monitors built on it keep their own reference). Idempotent."""
+        with self._lock:
+            h, self._handle = self._handle, None
+        if h is not None:
+            lib.lw_model_free(h)
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
+
+
+def load(path: PathLike) -> Model:
+    """Reads a model file (``.lwm``); every size and checksum is verified before anything is used.
+
+    Raises:
+        LatentWatchIOError: the file cannot be opened or read (an ``OSError``).
+        ModelFileError: the file is not a valid model file (truncated, damaged, implausible sizes).
+        UnsupportedModelError: a newer format version, or a density family this library lacks.
+    """
+    handle = ctypes.c_void_p()
+    check(lib.lw_model_load(os.fsencode(path), ctypes.byref(handle)))
+    return Model(handle)
+
+
+def _labels_array(labels: Any, n: int, what: str) -> np.ndarray:
+    a = np.asarray(labels)
+    if a.dtype.kind in "iu" or a.dtype.kind == "b":
+        out = np.require(a, dtype=np.int64, requirements="CA")
+    elif a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+        out = np.ascontiguousarray(a, dtype=np.int64)
+    else:
+        raise DTypeError(f"{what} has dtype {a.dtype}; class labels must be integers")
+    if out.shape != (n,):
+        raise ShapeError(f"{what} has shape {shape_str(out.shape)}; {n} rows need shape ({n},)")
+    return out
+
+
+def _activations_struct(
+    x: Any, labels: Any, what: str, row_shape: Optional[Tuple[int, ...]] = None
+) -> Tuple[_capi.lw_activations, List[Any]]:
+    """An ``lw_activations`` over ``x`` (and labels), and the arrays it points into (keep them alive)."""
+    a = as_float_array(x, what)
+    if a.ndim < 2:
+        raise ShapeError(
+            f"{what} has shape {shape_str(a.shape)}; give rows: shape (n, *row_shape), for example (n, 128)"
+        )
+    if a.ndim - 1 > _capi.LW_MAX_RANK:
+        raise ShapeError(f"{what} rows have rank {a.ndim - 1}; at most {_capi.LW_MAX_RANK} is supported")
+    if row_shape is not None and a.shape[1:] != row_shape:
+        raise ShapeError(
+            f"{what} rows have shape {shape_str(a.shape[1:])}; the training rows have {shape_str(row_shape)}"
+        )
+    s = _capi.lw_activations()
+    lib.lw_activations_init(ctypes.byref(s))
+    s.rank = a.ndim - 1
+    for i, d in enumerate(a.shape[1:]):
+        s.shape[i] = d
+    s.values = a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    s.length = a.size
+    s.count = a.shape[0]
+    keep: List[Any] = [a]
+    if labels is not None:
+        la = _labels_array(labels, a.shape[0], what.replace("activations", "labels"))
+        s.labels = la.ctypes.data_as(_INT64_P)
+        keep.append(la)
+    return s, keep
+
+
+def fit(
+    activations: Any,
+    labels: Optional[Any] = None,
+    *,
+    family: str = "gda",
+    layer_name: str = "layer",
+    calibration: Optional[Any] = None,
+    calibration_labels: Optional[Any] = None,
+    pooling: str = "flatten",
+    l2_normalize: bool = True,
+    precision: str = "float32",
+    pca_components: Optional[int] = None,
+    pca_variance_fraction: Optional[float] = None,
+    calibration_fraction: float = 0.2,
+    split_seed: int = 0,
+    mixture_components: int = 8,
+    mixture_seed: int = 0,
+    fit_background: bool = True,
+) -> Model:
+    """Fits a density to in-distribution activations (``lw_fit``) and returns the model.
+
+    The GIL is released while the library fits, so other Python threads keep running.
+
+    Args:
+        activations: in-distribution rows, shape ``(n, *row_shape)`` (for example ``(n, 512)``, or
+            ``(n, 64, 7, 7)`` with ``pooling="global-average"``). float32 C-contiguous arrays are read in place;
+            other real dtypes are converted (copied).
+        labels: ``n`` integer class labels; needed by the class-conditional families ``"gda"`` and ``"tied"``.
+        family: ``"gda"`` (a full covariance per class), ``"tied"`` (one shared covariance: Mahalanobis),
+            ``"gmm-full"`` or ``"gmm-diag"`` (unsupervised mixtures, no labels).
+        layer_name: the layer name stored in the model.
+        calibration: held-out in-distribution rows (same row shape) behind the p-values. Without them,
+            ``calibration_fraction`` of ``activations`` is held out (by a seeded hash of the row index) and not
+            used for fitting.
+        calibration_labels: optional labels of the calibration rows.
+        pooling: ``"flatten"`` (as is), ``"global-average"`` ((C, H, W) -> C) or ``"mean-tokens"`` ((T, D) -> D).
+        l2_normalize: L2-normalise each pooled activation (the default; Docs/Evaluation.md has the evidence).
+        precision: ``"float32"`` or ``"float16"``: how the model holds its parameters.
+        pca_components: project onto this many principal components (None: no projection).
+        pca_variance_fraction: or keep this fraction of the variance, in (0, 1] (not with ``pca_components``).
+        calibration_fraction: the share held out when ``calibration`` is None, in [0, 1).
+        split_seed: the seed of that split.
+        mixture_components: components of the ``gmm-*`` families.
+        mixture_seed: the seed of the mixtures' initialisation.
+        fit_background: fit the background Gaussian behind ``relative_mahalanobis``.
+
+    Raises:
+        ShapeError: activations that are not rows, or calibration rows of another shape.
+        ConfigurationError: an unknown family or pooling, ``gda``/``tied`` without labels, bad fractions.
+        FitError: too little data, a class with too few rows, a covariance that cannot be factorised.
+    """
+    if pooling not in _POOLINGS:
+        raise ConfigurationError(f"pooling is {pooling!r}; use one of {', '.join(map(repr, _POOLINGS))}")
+    config = _capi.lw_fit_config()
+    lib.lw_fit_config_init(ctypes.byref(config))
+    family_b = str(family).encode("utf-8")
+    layer_b = str(layer_name).encode("utf-8")
+    config.family = family_b
+    config.layer_name = layer_b
+    config.pooling = _POOLINGS[pooling]
+    config.l2_normalize = 1 if l2_normalize else 0
+    config.precision = _precision_code(precision, allow_none=False)
+    config.pca_components = 0 if pca_components is None else int(pca_components)
+    config.pca_variance_fraction = 0.0 if pca_variance_fraction is None else float(pca_variance_fraction)
+    config.calibration_fraction = float(calibration_fraction)
+    config.split_seed = int(split_seed)
+    config.mixture_components = int(mixture_components)
+    config.mixture_seed = int(mixture_seed)
+    config.fit_background = 1 if fit_background else 0
+
+    train, keep = _activations_struct(activations, labels, "activations")
+    cal_p = None
+    if calibration is not None:
+        row_shape = tuple(int(train.shape[i]) for i in range(train.rank))
+        cal, keep_cal = _activations_struct(calibration, calibration_labels, "calibration activations", row_shape)
+        keep.extend(keep_cal)
+        cal_p = ctypes.byref(cal)
+    elif calibration_labels is not None:
+        raise ConfigurationError("calibration_labels were given without calibration activations")
+    handle = ctypes.c_void_p()
+    check(lib.lw_fit(ctypes.byref(train), cal_p, ctypes.byref(config), ctypes.byref(handle)))
+    del keep  # the library read the buffers during the call only
+    return Model(handle)
