@@ -430,9 +430,9 @@ func fill(_ out: UnsafeMutablePointer<lw_assessment>, from a: Assessment) {
     }
 }
 
-/// Counts a refused input and passes the error on.
-func refused(_ h: MonitorHandle, _ e: CallError) -> CallError {
-    h.refused.add(1, ordering: .relaxed)
+/// Counts refused inputs (all of a refused batch) and passes the error on.
+func refused(_ h: MonitorHandle, _ e: CallError, inputs: Int = 1) -> CallError {
+    h.refused.add(UInt64(inputs), ordering: .relaxed)
     return e
 }
 
@@ -479,7 +479,9 @@ public func lwMonitorAssessBatch(
         let s = h.scratch(monitor!, state: CallState.current)
         defer { s.release() }
         let half: Bool
-        do throws(CallError) { half = try h.bind(inputs, count: count, scratch: s) } catch { throw refused(h, error) }
+        do throws(CallError) { half = try h.bind(inputs, count: count, scratch: s) } catch {
+            throw refused(h, error, inputs: count)
+        }
         let ids = requestIDs.map { p in (0..<count).map { p[$0].map { String(cString: $0) } } }
         do throws(LatentWatchError) {
             try h.monitor.assessBatch(
@@ -490,7 +492,7 @@ public func lwMonitorAssessBatch(
                 into: &s.batch
             )
         } catch {
-            throw refused(h, CallError(error))
+            throw refused(h, CallError(error), inputs: count)
         }
         h.assessed.add(UInt64(count), ordering: .relaxed)
         let raw = UnsafeMutableRawPointer(out)

@@ -204,7 +204,9 @@ class MonitorTests(TempDirTestCase):
         self.assertEqual(a.index, 2)
         ref = self.monitor()
         self.assertEqual(ref.assess(self.h1[5], self.h2[5]).layers, a.layers)
-        self.assertEqual(m.stats()["refused"], 2)  # the two the library refused (NaN, Inf); shape errors are Python's
+        # What the library refused, counted in inputs: the NaN input and the 10 inputs of the batch holding Inf
+        # (shape errors are caught in Python first and not counted).
+        self.assertEqual(m.stats()["refused"], 11)
 
     def test_outputs(self):
         logits = np.load(os.path.join(DATA, "test_logits.npy"))

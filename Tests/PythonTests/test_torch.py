@@ -189,7 +189,11 @@ class TorchAttachTests(unittest.TestCase):
         self.assertEqual(seen, list(range(18)))
         stats = monitor.stats()
         self.assertEqual(stats["assessed"], 18)
-        self.assertEqual(stats["refused"], 2)  # the grouped call (nothing assessed), then the bad one alone
+        # Refused, in inputs: every input of the grouped batch (nothing of it assessed), then the bad call's two
+        # inputs alone. How many calls were grouped depends on timing; each has 2 inputs, and the group held the
+        # bad call and at least one other.
+        grouped = stats["refused"] - 2
+        self.assertTrue(grouped >= 4 and grouped % 2 == 0, stats)
         monitor.close()
 
     def test_background_monitor_gets_submits(self):

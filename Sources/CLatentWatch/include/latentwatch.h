@@ -201,7 +201,8 @@ typedef struct lw_fit_config {
     const char *family;           /* "gda" (default), "tied", "gmm-full", "gmm-diag"; gda and tied need labels */
     const char *layer_name;       /* stored in the model file; default "layer" */
     int32_t l2_normalize;         /* 1 (default) or 0 */
-    int32_t precision;            /* LW_DTYPE_FLOAT32 (default) or LW_DTYPE_FLOAT16 */
+    int32_t precision;            /* LW_DTYPE_FLOAT32 (default) or LW_DTYPE_FLOAT16 (factors and means of gda,
+                                     tied and gmm-full; gmm-diag parameters stay float32) */
     uint32_t pca_components;      /* project onto this many principal components; 0 (default): no projection */
     double pca_variance_fraction; /* or keep this fraction of the variance (0 < f <= 1); 0 (default): off */
     double calibration_fraction;  /* held out for calibration when no calibration rows are given; default 0.2 */
@@ -237,7 +238,8 @@ int lw_fit(
 );
 
 /* Writes a model file atomically (a temporary file renamed into place). precision: 0 to keep the model's,
- * or LW_DTYPE_FLOAT16 to store means and factors at half the size; compression_level: zstd level, 0 for the
+ * or LW_DTYPE_FLOAT16 to store means and factors at half the size (gda, tied, gmm-full; gmm-diag models are
+ * small and stay float32); compression_level: zstd level, 0 for the
  * default (9). */
 int lw_model_write(const lw_model *model, const char *path, int32_t precision, int32_t compression_level);
 
@@ -418,7 +420,7 @@ typedef struct lw_monitor_stats {
     uint32_t struct_size;
     uint32_t layer_count;
     uint64_t assessed;          /* inputs assessed (inline and background) */
-    uint64_t refused;           /* inputs refused as invalid */
+    uint64_t refused;           /* inputs refused as invalid (every input of a refused batch) */
     uint64_t dropped;           /* background inputs dropped or rejected by a full queue */
     uint64_t queued;            /* inputs waiting in the background queue now */
     uint64_t alerts;            /* alerts delivered to the callback (when one is set) */

@@ -73,7 +73,7 @@ extension Monitor {
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
         for r in 0..<count {
-            try validate(activations, row: r)
+            try validate(activations, row: r, of: count)
             _ = try summariseOutputs(outputs.map { UnsafeBufferPointer(rebasing: $0[(r * width)..<((r + 1) * width)]) })
         }
         if results.count != count { results = Array(repeating: Assessment(), count: count) }
@@ -117,7 +117,7 @@ extension Monitor {
     }
 
     /// Checks row `r` of every layer (finite values), counting a refusal.
-    func validate(_ a: ActivationBuffers, row r: Int) throws(LatentWatchError) {
+    func validate(_ a: ActivationBuffers, row r: Int, of rows: Int = 1) throws(LatentWatchError) {
         for l in 0..<layers.count {
             do throws(LatentWatchError) {
                 let n = layers[l].model.inputCount
@@ -129,7 +129,8 @@ extension Monitor {
                 }
             } catch {
                 metrics.rejected.increment()
-                throw LatentWatchError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
+                let which = rows > 1 ? "input \(r) of the batch of \(rows), " : ""
+                throw LatentWatchError(.invalidActivation, "\(which)layer '\(layers[l].name)': \(error.message)")
             }
         }
     }

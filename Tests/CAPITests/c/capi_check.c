@@ -44,10 +44,11 @@ static int failures = 0;
         if (got_ != LW_OK) CHECK(strlen(lw_last_error()) > 0, "%s left no message", #call);                          \
     } while (0)
 
-/* ---- malloc counting (interposes the process's allocator; counts only while counting is on). Left out of the
+/* ---- malloc counting (interposes the process's allocator; counts the calling thread's allocations while counting
+ * is on: the library's own threads, delivering alerts, are not the call being measured). Left out of the
  * ThreadSanitizer build (-DLW_NO_MALLOC_COUNTER), whose runtime interposes malloc itself. ---- */
 
-static atomic_int counting = 0;
+static _Thread_local int counting = 0;
 static atomic_long allocations = 0;
 
 #ifndef LW_NO_MALLOC_COUNTER
@@ -59,26 +60,26 @@ extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 
 void *malloc(size_t n) {
-    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    if (counting) atomic_fetch_add(&allocations, 1);
     return __libc_malloc(n);
 }
 void *calloc(size_t a, size_t b) {
-    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    if (counting) atomic_fetch_add(&allocations, 1);
     return __libc_calloc(a, b);
 }
 void *realloc(void *p, size_t n) {
-    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    if (counting) atomic_fetch_add(&allocations, 1);
     return __libc_realloc(p, n);
 }
 int posix_memalign(void **out, size_t alignment, size_t n) {
-    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    if (counting) atomic_fetch_add(&allocations, 1);
     void *p = __libc_memalign(alignment, n);
     if (!p) return 12;
     *out = p;
     return 0;
 }
 void *aligned_alloc(size_t alignment, size_t n) {
-    if (atomic_load_explicit(&counting, memory_order_relaxed)) atomic_fetch_add(&allocations, 1);
+    if (counting) atomic_fetch_add(&allocations, 1);
     return __libc_memalign(alignment, n);
 }
 void free(void *p) { __libc_free(p); }
@@ -558,10 +559,10 @@ static int run_allocations(const char *model_path, const char *raw) {
         for (size_t r = 0; r < measured; r++) {
             layer[0] = data + r * dim;
             atomic_store(&allocations, 0);
-            atomic_store(&counting, 1);
+            counting = 1;
             int sa = lw_monitor_assess(mon, &in, "req-12345", &a);
             int sb = lw_model_score(m, data + r * dim, dim, &s);
-            atomic_store(&counting, 0);
+            counting = 0;
             if (sa != LW_OK || sb != LW_OK) failures++;
             if (a.flags != 0 || previous != 0) {
                 skipped++;
