@@ -141,7 +141,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "latentwatch-bench",
-            dependencies: ["LatentWatch", "LatentWatchNumerics", "LatentWatchLab", "CMallocCounter"],
+            dependencies: [
+                "LatentWatch", "LatentWatchNumerics", "LatentWatchLab", "CMallocCounter", "CLatentWatch",
+                "LatentWatchCAPI",
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Stream-alert guarantees measured on real activations (Docs/Statistics.md).

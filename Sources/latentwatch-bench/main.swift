@@ -1,9 +1,11 @@
 // Benchmark: LatentWatch beside numpy and scikit-learn on the same data, one thread each.
 // Usage: swift run -c release latentwatch-bench [--quick]
 import ArgumentParser
+import CLatentWatch
 import CMallocCounter
 import Foundation
 import LatentWatch
+import LatentWatchCAPI
 import LatentWatchLab
 import LatentWatchNumerics
 
@@ -147,10 +149,12 @@ struct MonitorFigures {
     var inlineAllocs = 0.0
     var inlineAllocsQuiet = 0.0
     var inlineAlertShare = 0.0
+    /// The calibrated model behind the inline figures (the embedding figures use it too).
+    var model: LatentModel?
 }
 @MainActor func measureMonitor() async throws -> MonitorFigures {
     var out = MonitorFigures()
-    let calibrated = try LatentModelFitter.fit(
+    let calibrated: LatentModel = try LatentModelFitter.fit(
         source,
         configuration: FitConfiguration(
             family: .gda,
@@ -246,6 +250,7 @@ struct MonitorFigures {
         if quiet { out.inlineAllocsQuiet = per } else { out.inlineAlertShare = Double(flagged) / Double(queries) }
         if !quiet { out.inlineAllocs = max(out.inlineAllocs, per) }
     }
+    out.model = calibrated
     return out
 }
 let monitorFigures = await exitOnError(tool) { try await measureMonitor() }
@@ -402,3 +407,150 @@ print(
 print(
     String(format: "monitor inline assess, float16 factors         %8.1f us", monitorFigures.inlineUs["float16"] ?? 0)
 )
+
+// Embedding: the same model and queries through the C interface (called from here, so only the boundary differs
+// from the Swift figure above) and through the Python package (Tests/Benchmarks/python_bench.py, a child process
+// loading liblatentwatch.so), each one input per call, default policy.
+@MainActor func cInterfaceMicros(_ m: LatentModel) throws -> [String: Double] {
+    let path = dir.appendingPathComponent("embed.lwm").path
+    try ModelFile.write(m, to: path)
+    var handle: OpaquePointer?
+    guard lw_model_load(path, &handle) == LW_OK, let handle else {
+        throw LabError("lw_model_load: \(String(cString: lw_last_error()))")
+    }
+    defer { _ = lw_model_free(handle) }
+    var config = lw_monitor_config()
+    lw_monitor_config_init(&config)
+    config.layer_count = 1
+    var monitor: OpaquePointer?
+    let models: [OpaquePointer?] = [handle]
+    let status = models.withUnsafeBufferPointer {
+        config.models = $0.baseAddress
+        return lw_monitor_create(&config, &monitor)
+    }
+    guard status == LW_OK, let monitor else { throw LabError("lw_monitor_create: \(String(cString: lw_last_error()))") }
+    defer { _ = lw_monitor_close(monitor) }
+    var inputs = lw_inputs()
+    lw_inputs_init(&inputs)
+    var out = lw_assessment()
+    out.struct_size = UInt32(MemoryLayout<lw_assessment>.size)
+    var stats = lw_monitor_stats()
+    stats.struct_size = UInt32(MemoryLayout<lw_monitor_stats>.size)
+    let layers = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: 1)
+    let lengths = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    defer {
+        layers.deallocate()
+        lengths.deallocate()
+    }
+    lengths[0] = d
+    inputs.layer_count = 1
+    inputs.layers = UnsafePointer(layers)
+    inputs.lengths = UnsafePointer(lengths)
+    var assess: [Double] = []
+    var floor: [Double] = []
+    var boundary: [Double] = []
+    try query.withUnsafeBufferPointer { q in
+        for _ in 0..<(quick ? 3 : 7) {
+            assess.append(
+                try seconds {
+                    for i in 0..<queries {
+                        layers[0] = UnsafeRawPointer(q.baseAddress! + i * d)
+                        guard lw_monitor_assess(monitor, &inputs, nil, &out) == LW_OK else {
+                            throw LabError("lw_monitor_assess: \(String(cString: lw_last_error()))")
+                        }
+                    }
+                } / Double(queries) * 1e6
+            )
+            var sink: UInt32 = 0
+            floor.append(try seconds { for _ in 0..<100_000 { sink &+= lw_abi_version() } } / 100_000 * 1e6)
+            if sink == 0 { print("") }
+            boundary.append(
+                try seconds { for _ in 0..<100_000 { _ = lw_monitor_get_stats(monitor, &stats) } } / 100_000 * 1e6
+            )
+        }
+    }
+    return ["assess": median(assess), "floor": median(floor), "boundary": median(boundary)]
+}
+
+if let embedModel = monitorFigures.model {
+    let c = exitOnError(tool) { try cInterfaceMicros(embedModel) }
+    let swiftUs = monitorFigures.inlineUs["float32"] ?? .nan
+    // The release library beside this executable, for the Python package.
+    let library = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("libLatentWatchC.so").path
+    var python: [String: Any] = [:]
+    var pythonNote = ""
+    if oursOnly {
+        pythonNote = "not run (--ours-only)"
+    } else if !FileManager.default.fileExists(atPath: library) {
+        pythonNote = "not run: \(library) is missing (swift build -c release --product LatentWatchC)"
+    } else {
+        let py = Process()
+        py.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        py.arguments = [
+            "python3", "Tests/Benchmarks/python_bench.py", "--json", "--model",
+            dir.appendingPathComponent("embed.lwm").path, "--queries", dir.appendingPathComponent("query_x.npy").path,
+            "--rounds", quick ? "3" : "7",
+        ]
+        var env = ProcessInfo.processInfo.environment
+        env["LATENTWATCH_LIBRARY"] = library
+        py.environment = env
+        let pipe = Pipe()
+        py.standardOutput = pipe
+        do {
+            try py.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            py.waitUntilExit()
+            if py.terminationStatus == 0, let o = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                python = o
+            } else {
+                pythonNote = "python_bench.py failed (exit \(py.terminationStatus))"
+            }
+        } catch {
+            pythonNote = "python3 did not run: \(error)"
+        }
+    }
+    let us = python["microseconds"] as? [String: [String: Any]] ?? [:]
+    func py(_ key: String) -> Double? { (us[key]?["median"] as? NSNumber)?.doubleValue }
+    print("")
+    print("embedding: one input per call, D=512 K=10 GDA, default policy, the same model file and 1,024 queries")
+    print("| call | µs per input | minus Swift Monitor.assess | target |")
+    print("|---|---|---|---|")
+    func line(_ name: String, _ v: Double?, target: String = "") {
+        guard let v else {
+            print("| \(name) | \(pythonNote.isEmpty ? "not measured" : pythonNote) | | \(target) |")
+            return
+        }
+        print(String(format: "| %@ | %.1f | %+.1f | %@ |", name, v, v - swiftUs, target))
+    }
+    print(String(format: "| Swift `Monitor.assess(_:into:)`, this process | %.1f | | |", swiftUs))
+    line("C `lw_monitor_assess`, called from this process", c["assess"], target: "")
+    line("Python: `lw_monitor_assess` through ctypes, prebuilt arguments", py("raw lw_monitor_assess (ctypes)"))
+    line("Python: `latentwatch.Monitor.assess`", py("Monitor.assess"), target: "within 10 µs of Swift")
+    print(
+        String(
+            format: "C interface fixed costs: a call that does nothing (`lw_abi_version`) %.3f µs; a handle lookup "
+                + "with per-thread state (`lw_monitor_get_stats`) %.3f µs",
+            c["floor"] ?? .nan,
+            c["boundary"] ?? .nan
+        )
+    )
+    if let info = python["info"] as? [String: Any] {
+        print(
+            "Python side: python \(info["python"] ?? "?"), numpy \(info["numpy"] ?? "?"), torch \(info["torch"] ?? "?")"
+        )
+    }
+    for bs in [1, 32] {
+        let key = "torch hook, batch \(bs): µs per input added to forward (copy + enqueue)"
+        if let v = py(key) {
+            print(
+                String(
+                    format: "PyTorch forward hook, batch %d: %.1f µs per input added to the forward pass%@",
+                    bs,
+                    v,
+                    bs == 1 ? " (target <= 20 µs)" : ""
+                )
+            )
+        }
+    }
+}

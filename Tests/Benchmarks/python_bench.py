@@ -78,6 +78,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000, help="calls per round")
     ap.add_argument("--rounds", type=int, default=7, help="rounds per measure")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ap.add_argument("--model", help="a model file to use instead of fitting the synthetic one (latentwatch-bench "
+                    "passes the model and queries its Swift figures come from)")
+    ap.add_argument("--queries", help="a float32 .npy of queries (rows of the model's input size) to use")
     args = ap.parse_args()
     n, r = args.calls, args.rounds
     results: Dict[str, Dict[str, float]] = {}
@@ -90,11 +93,20 @@ def main() -> None:
     }
 
     rng = np.random.default_rng(0)
-    train, labels, means = synthetic(rng, 500)
-    t0 = time.perf_counter()
-    model = latentwatch.fit(train, labels, layer_name="synthetic", l2_normalize=False)
-    info["fit_seconds"] = f"{time.perf_counter() - t0:.2f}"
-    queries = (means[rng.integers(0, K, size=n)] + rng.normal(size=(n, D))).astype(np.float32)
+    if args.model:
+        model = latentwatch.load(args.model)
+        info["fit_seconds"] = "0 (loaded)"
+    else:
+        train, labels, means = synthetic(rng, 500)
+        t0 = time.perf_counter()
+        model = latentwatch.fit(train, labels, layer_name="synthetic", l2_normalize=False)
+        info["fit_seconds"] = f"{time.perf_counter() - t0:.2f}"
+    if args.queries:
+        queries = np.ascontiguousarray(np.load(args.queries), dtype=np.float32)
+        n = queries.shape[0]
+    else:
+        means = synthetic(rng, 1)[2] if args.model else means
+        queries = (means[rng.integers(0, K, size=n)] + rng.normal(size=(n, D))).astype(np.float32)
 
     # Monitor.assess: the public one-input path (builds an Assessment dataclass per call). Default policy, no sink:
     # an alert still allocates inside the library, but no Python callback competes for the GIL.

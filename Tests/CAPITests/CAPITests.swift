@@ -267,6 +267,28 @@ struct CAPITests {
         #expect(r.out.contains("allocations: 0 in"), "\(r.out)")
     }
 
+    @Test("the library exports only lw_ functions, and needs at most glibc 2.35 and GLIBCXX_3.4.30 as documented")
+    func exportsAndRequirements() throws {
+        _ = try Self.compiled.get()
+        let r = try Self.shell(["objdump", "-T", Self.library])
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n")
+        // Defined, global dynamic symbols: "ADDR g    DF .text SIZE VERSION NAME".
+        let exported = lines.filter { $0.contains(" g ") && !$0.contains("*UND*") && !$0.contains("*ABS*") }
+            .compactMap { $0.split(separator: " ").last.map(String.init) }
+        #expect(exported.count >= 37, "\(exported.count) exported")
+        #expect(exported.allSatisfy { $0.hasPrefix("lw_") }, "\(exported.filter { !$0.hasPrefix("lw_") }.prefix(10))")
+        func newest(_ prefix: String) -> [Int] {
+            lines.compactMap { line -> [Int]? in
+                guard let r = line.range(of: "(\(prefix)") else { return nil }
+                let v = line[r.upperBound...].prefix { $0.isNumber || $0 == "." }
+                return v.split(separator: ".").compactMap { Int($0) }
+            }.max { $0.lexicographicallyPrecedes($1) } ?? []
+        }
+        #expect(!([2, 35].lexicographicallyPrecedes(newest("GLIBC_"))), "needs GLIBC_\(newest("GLIBC_"))")
+        #expect(!([3, 4, 30].lexicographicallyPrecedes(newest("GLIBCXX_"))), "needs GLIBCXX_\(newest("GLIBCXX_"))")
+    }
+
     @Test("a C++ program compiles against the header and runs")
     func cplusplus() throws {
         _ = try Self.compiled.get()

@@ -7,7 +7,8 @@
  * use and Docs/Statistics.md states what the scores and alerts mean.
  *
  * Library: liblatentwatch.so. It carries the Swift runtime (no Swift toolchain needed on the host) and exports
- * only the lw_ functions below. It needs glibc 2.34 or later, libstdc++, libopenblas, libzstd and zlib.
+ * only the lw_ functions below. It needs glibc 2.35 or later, libstdc++ of GCC 12 or later, libopenblas,
+ * liblapacke, libzstd and zlib (Debian 12 and Ubuntu 22.04 or later have them).
  *
  * Conventions
  * - Every function that can fail returns an int status: LW_OK (0) or one of the LW_ERR_ codes below. After a

@@ -383,8 +383,8 @@ def _load(path: str) -> ctypes.CDLL:
         return ctypes.CDLL(path)
     except OSError as e:
         raise ImportError(
-            f"cannot load the LatentWatch library {path}: {e}. It needs glibc 2.34 or later, libstdc++, "
-            f"libopenblas, libzstd and zlib (Debian: apt-get install libopenblas0 libzstd1 zlib1g). {_REMEDY}"
+            f"cannot load the LatentWatch library {path}: {e}. It needs glibc 2.35 or later, libstdc++ of GCC 12 "
+            f"or later, libopenblas, liblapacke, libzstd and zlib (Debian: apt-get install libopenblas0 libzstd1 zlib1g). {_REMEDY}"
         ) from e
 
 
