@@ -88,6 +88,8 @@ let package = Package(
                     "-l_FoundationCShims", "-lswiftSynchronization",
                     "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/LatentWatchC/latentwatch.map",
                     "-Xlinker", "-soname=liblatentwatch.so",
+                    // Never unloaded by dlclose: per-thread state destructors and the runtime's threads point into it.
+                    "-Xlinker", "-z", "-Xlinker", "nodelete",
                 ])
             ]
         ),

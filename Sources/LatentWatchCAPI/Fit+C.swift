@@ -46,19 +46,34 @@ struct BorrowedActivations: ActivationSource {
         guard shape.allSatisfy({ $0 > 0 && $0 <= 1 << 31 }) else {
             throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name).shape \(shape) has an entry that is not in 1...2^31")
         }
-        let row = shape.reduce(1) { $0.multipliedReportingOverflow(by: Int($1)).partialValue }
-        let (total, overflow) = a.count.multipliedReportingOverflow(by: row)
-        guard a.count > 0, !overflow, total == a.length else {
+        var row = 1
+        for v in shape {
+            let (p, overflow) = row.multipliedReportingOverflow(by: Int(v))
+            guard !overflow, p <= 1 << 31 else {
+                throw CallError(
+                    LW_ERR_INVALID_ARGUMENT,
+                    "\(name).shape \(shape) has more than 2^31 elements per row"
+                )
+            }
+            row = p
+        }
+        let count = try sizeArgument(a.count, "\(name).count")
+        let length = try sizeArgument(a.length, "\(name).length")
+        let (total, overflow) = count.multipliedReportingOverflow(by: row)
+        guard count > 0, !overflow, total == length else {
             throw CallError(
                 LW_ERR_SHAPE_MISMATCH,
-                "\(name) has \(a.length) values; \(a.count) rows of shape \(shape) need \(a.count) × \(row)"
+                "\(name) has \(length) values; \(count) rows of shape \(shape) need \(count) × \(row)"
             )
         }
         guard let values = a.values else { throw .null("\(name).values") }
+        guard Int(bitPattern: values) % MemoryLayout<Float>.alignment == 0 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name).values is not aligned to 4 bytes")
+        }
         self.values = UnsafeBufferPointer(start: values, count: total)
         self.sampleShape = shape.map { Int($0) }
-        self.count = a.count
-        self.labels = a.labels.map { l in (0..<a.count).map { Int(l[$0]) } }
+        self.count = count
+        self.labels = a.labels.map { l in (0..<count).map { Int(l[$0]) } }
     }
 }
 
@@ -158,6 +173,13 @@ public func lwFit(
         let cfg = try fitConfiguration(config)
         let source = try BorrowedActivations(train, name: "train")
         let held = try calibration.map { (c) throws(CallError) in try BorrowedActivations(c, name: "calibration") }
+        if let held, held.sampleShape != source.sampleShape {
+            throw CallError(
+                LW_ERR_SHAPE_MISMATCH,
+                "calibration rows have shape \(held.sampleShape); the training rows \(source.sampleShape)"
+            )
+        }
+        try checkFitMemory(source, cfg)
         let model: LatentModel
         do {
             model = try LatentModelFitter.fit(source, calibration: held, configuration: cfg)
@@ -167,6 +189,31 @@ public func lwFit(
             throw CallError(LW_ERR_FIT_FAILED, "fitting failed: \(error)")
         }
         out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
+    }
+}
+
+/// Refuses a fit whose sufficient statistics could not fit in this machine's memory: two float64 D × D matrices
+/// per class (or mixture component, or the background), D the dimension after pooling. Such a fit would
+/// otherwise end the host process when the allocation fails.
+func checkFitMemory(_ s: BorrowedActivations, _ cfg: FitConfiguration) throws(CallError) {
+    let shape = s.sampleShape
+    let d: Int
+    switch cfg.preparation.pooling {
+    case .globalAverage: d = shape.first ?? 1
+    case .meanTokens: d = shape.last ?? 1
+    default: d = shape.reduce(1, *)
+    }
+    let groups = (s.labels.map { Set($0).count } ?? cfg.mixture.components) + 1
+    let (dd, o1) = d.multipliedReportingOverflow(by: d)
+    let (per, o2) = dd.multipliedReportingOverflow(by: 16)
+    let (bytes, o3) = per.multipliedReportingOverflow(by: groups)
+    guard !o1, !o2, !o3, bytes <= physicalMemory else {
+        throw CallError(
+            LW_ERR_FIT_FAILED,
+            "fitting \(groups - 1) classes or components of dimension \(d) needs \(groups) × 2 matrices of "
+                + "\(d) × \(d) doubles, more than this machine's \(physicalMemory >> 20) MiB. Pool the activations "
+                + "(LW_POOL_GLOBAL_AVERAGE, LW_POOL_MEAN_TOKENS) or fit fewer classes"
+        )
     }
 }
 

@@ -43,6 +43,30 @@ final class ModelHandle {
     }
 }
 
+/// Copies a struct the library filled into the caller's, at most `size` bytes (the caller's `struct_size`): a
+/// program compiled against an older header with a shorter struct gets the fields it knows. Its `struct_size`
+/// then says how many bytes the library wrote.
+func store<T>(_ value: T, to p: UnsafeMutablePointer<T>, size: UInt32) {
+    var v = value
+    let n = min(Int(size), MemoryLayout<T>.size)
+    withUnsafeBytes(of: &v) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: n) }
+}
+
+/// The machine's physical memory in bytes: what a fit or a queue can never exceed.
+let physicalMemory: Int = {
+    let pages = sysconf(Int32(_SC_PHYS_PAGES))
+    let size = sysconf(Int32(_SC_PAGESIZE))
+    return pages > 0 && size > 0 ? pages.multipliedReportingOverflow(by: size).partialValue : Int.max
+}()
+
+/// A `size_t` argument as a non-negative Int (values above INT64_MAX are refused, not wrapped).
+func sizeArgument(_ v: Int, _ name: String) throws(CallError) -> Int {
+    guard v >= 0 else {
+        throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name) is \(UInt(bitPattern: v)), beyond what any buffer can hold")
+    }
+    return v
+}
+
 /// Checks a caller-owned struct's size field against the size this library needs.
 func checkStructSize(_ size: UInt32, _ needed: Int, _ name: String) throws(CallError) {
     guard Int(size) >= needed else {
@@ -90,7 +114,7 @@ public func lwModelLoadBytes(
         guard let out else { throw .null("out") }
         out.pointee = nil
         guard let bytes else { throw .null("bytes") }
-        let b = Array(UnsafeRawBufferPointer(start: bytes, count: length))
+        let b = Array(UnsafeRawBufferPointer(start: bytes, count: try sizeArgument(length, "length")))
         let model: LatentModel
         model = try sdk { () throws(LatentWatchError) in try ModelFile.decode(b) }
         out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
@@ -132,7 +156,7 @@ public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer
         i.layer = UnsafePointer(h.layer)
         i.family = UnsafePointer(h.family)
         i.fit_notes = UnsafePointer(h.notes)
-        info.pointee = i
+        store(i, to: info, size: info.pointee.struct_size)
     }
 }
 
@@ -146,6 +170,7 @@ public func lwModelClassLabels(
     CallState.run { () throws(CallError) in
         let h = try ModelHandle.lookup(model)
         guard let count else { throw .null("count") }
+        let capacity = try sizeArgument(capacity, "capacity")
         let l = h.model.classLabels ?? []
         count.pointee = l.count
         guard !l.isEmpty else { return }
@@ -166,6 +191,9 @@ public func lwModelScore(
     CallState.run { () throws(CallError) in
         let h = try ModelHandle.lookup(model)
         guard let activation else { throw .null("activation") }
+        guard Int(bitPattern: activation) % MemoryLayout<Float>.alignment == 0 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "activation is not aligned to 4 bytes")
+        }
         guard let out else { throw .null("out") }
         try checkStructSize(out.pointee.struct_size, MemoryLayout<lw_scores>.size, "lw_scores")
         let m = h.model
@@ -182,7 +210,7 @@ public func lwModelScore(
         } catch {
             throw CallError(error)
         }
-        out.pointee = cScores(s, model: m)
+        store(cScores(s, model: m), to: out, size: out.pointee.struct_size)
     }
 }
 
@@ -215,6 +243,8 @@ public func lwModelScoreBatch(
         guard let columns else { throw .null("columns") }
         try checkStructSize(columns.pointee.struct_size, MemoryLayout<lw_score_columns>.size, "lw_score_columns")
         let m = h.model
+        let count = try sizeArgument(count, "count")
+        let length = try sizeArgument(length, "length")
         let (total, overflow) = count.multipliedReportingOverflow(by: m.inputCount)
         guard !overflow, length == total else {
             throw CallError(
@@ -225,6 +255,9 @@ public func lwModelScoreBatch(
         }
         guard count > 0 else { return }
         guard let activations else { throw .null("activations") }
+        guard Int(bitPattern: activations) % MemoryLayout<Float>.alignment == 0 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "activations is not aligned to 4 bytes")
+        }
         let c = columns.pointee
         let ws = h.workspace(model!, state: CallState.current)
         let results = m.scoreBatch(UnsafeBufferPointer(start: activations, count: length), count: count, workspace: ws)

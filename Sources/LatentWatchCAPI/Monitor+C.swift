@@ -16,6 +16,8 @@ final class MonitorHandle: Sendable {
     let monitor: Monitor
     let inputCounts: [Int]
     let outputCount: Int
+    /// A recorder that stores outputs: every assessed input must carry them.
+    let recordsOutputs: Bool
     let background: Bool
     let recorder: ActivationRecorder?
     let finished = DispatchSemaphore(value: 0)
@@ -44,6 +46,7 @@ final class MonitorHandle: Sendable {
         outputCount = configuration.outputs?.count ?? 0
         if case .background = configuration.mode { background = true } else { background = false }
         recorder = configuration.recorder
+        recordsOutputs = configuration.recorder != nil && outputCount > 0
         self.alertsDelivered = alertsDelivered
         let monitor = monitor
         let finished = finished
@@ -100,6 +103,9 @@ final class MonitorHandle: Sendable {
                 )
             }
             guard let b = layers[l] else { throw .null("inputs.layers[\(l)]") }
+            guard Int(bitPattern: b) % (half ? 2 : 4) == 0 else {
+                throw CallError(LW_ERR_INVALID_ARGUMENT, "inputs.layers[\(l)] is not aligned to \(half ? 2 : 4) bytes")
+            }
             if half {
                 s.f16[l] = UnsafeBufferPointer(start: b.assumingMemoryBound(to: Float16.self), count: need)
             } else {
@@ -113,16 +119,31 @@ final class MonitorHandle: Sendable {
                     "outputs were passed, but the monitor was not configured for them (lw_monitor_config.outputs)"
                 )
             }
-            guard i.outputs_length == count * outputCount else {
+            let (need, overflow) = count.multipliedReportingOverflow(by: outputCount)
+            guard !overflow, i.outputs_length == need else {
                 throw CallError(
                     LW_ERR_SHAPE_MISMATCH,
-                    "inputs.outputs_length is \(i.outputs_length); \(count) input(s) of \(outputCount) outputs need "
-                        + "\(count * outputCount)"
+                    "inputs.outputs_length is \(UInt(bitPattern: i.outputs_length)); \(count) input(s) of "
+                        + "\(outputCount) outputs need \(count) × \(outputCount)"
                 )
             }
-            s.outputs = UnsafeBufferPointer(start: o, count: i.outputs_length)
+            guard Int(bitPattern: o) % 4 == 0 else {
+                throw CallError(LW_ERR_INVALID_ARGUMENT, "inputs.outputs is not aligned to 4 bytes")
+            }
+            let outputs = UnsafeBufferPointer(start: o, count: need)
+            if let k = outputs.firstIndex(where: { !$0.isFinite }) {
+                throw CallError(LW_ERR_NON_FINITE, "output \(k) is \(outputs[k]); NaN/Inf outputs are not assessed")
+            }
+            s.outputs = outputs
         } else {
             guard i.outputs_length == 0 else { throw .null("inputs.outputs (outputs_length is not 0)") }
+            guard !recordsOutputs else {
+                throw CallError(
+                    LW_ERR_INVALID_ARGUMENT,
+                    "this monitor records the classifier's outputs with every input (record_path and outputs are "
+                        + "configured); pass them in inputs.outputs"
+                )
+            }
             s.outputs = nil
         }
         return half
@@ -228,6 +249,12 @@ func monitorParts(
     if c.window_length == 0 {
         policy.window = nil
     } else {
+        guard c.window_length <= 1_000_000 && c.window_cooldown <= 1_000_000 else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "window_length and window_cooldown must be at most 1,000,000 inputs"
+            )
+        }
         policy.window = AlertPolicy.WindowPolicy(
             length: Int(c.window_length),
             windowLevel: try level(c.window_level, "window_level"),
@@ -262,8 +289,23 @@ func monitorParts(
         case LW_OVERFLOW_REJECT: overflow = .reject
         default: throw CallError(LW_ERR_INVALID_ARGUMENT, "overflow \(c.overflow) is not one of LW_OVERFLOW_*")
         }
-        guard c.queue_capacity >= 1 && c.batch_size >= 1 else {
-            throw CallError(LW_ERR_INVALID_CONFIGURATION, "queue_capacity and batch_size must be at least 1")
+        guard c.queue_capacity >= 1 && c.queue_capacity <= 1 << 24 else {
+            throw CallError(LW_ERR_INVALID_CONFIGURATION, "queue_capacity is \(c.queue_capacity); it must be 1 to 2^24")
+        }
+        guard c.batch_size >= 1 && c.batch_size <= min(c.queue_capacity, 4096) else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "batch_size is \(c.batch_size); it must be 1 to min(queue_capacity, 4096)"
+            )
+        }
+        let perInput = layers.reduce(0) { $0 + $1.model.inputCount }
+        let (bytes, wraps) = perInput.multipliedReportingOverflow(by: Int(c.queue_capacity) * 4)
+        guard !wraps, bytes <= physicalMemory / 2 else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "a queue of \(c.queue_capacity) inputs of \(perInput) floats needs more than half of this machine's "
+                    + "\(physicalMemory >> 20) MiB; lower queue_capacity"
+            )
         }
         mode = .background(capacity: Int(c.queue_capacity), batchSize: Int(c.batch_size), whenFull: overflow)
     default: throw CallError(LW_ERR_INVALID_ARGUMENT, "mode \(c.mode) is not one of LW_MODE_*")
@@ -294,6 +336,23 @@ func monitorParts(
     } else {
         logger = Logger(label: "latentwatch") { _ in SwiftLogNoOpLogHandler() }
     }
+    guard c.sink_buffer_capacity >= 1 && c.sink_buffer_capacity <= 1 << 20 else {
+        throw CallError(LW_ERR_INVALID_CONFIGURATION, "sink_buffer_capacity must be 1 to 2^20 alerts")
+    }
+    for l in layers where l.model.calibrationCount == 0 {
+        throw CallError(
+            LW_ERR_INVALID_CONFIGURATION,
+            "the model of layer '\(l.name)' has no calibration scores, so its p-values would always be 1 and it "
+                + "could never raise an alert; fit it with calibration rows or calibration_fraction > 0"
+        )
+    }
+    if c.record_path != nil, outputs != nil, case .background = mode {
+        throw CallError(
+            LW_ERR_INVALID_CONFIGURATION,
+            "a background monitor cannot record outputs (its queue carries activations only); record inline, or "
+                + "configure no outputs"
+        )
+    }
     var sinks: [any AlertSink] = []
     if let f = c.on_alert {
         sinks.append(callbackSink(CallbackContext(function: f, context: c.on_alert_context), delivered: delivered))
@@ -316,9 +375,7 @@ func monitorParts(
             )
         } catch { throw CallError(error) }
     }
-    guard c.sink_buffer_capacity >= 1 else {
-        throw CallError(LW_ERR_INVALID_CONFIGURATION, "sink_buffer_capacity must be at least 1")
-    }
+
     let configuration = MonitorConfiguration(
         layers: layers,
         policy: policy,
@@ -472,9 +529,17 @@ public func lwMonitorAssessBatch(
 ) -> Int32 {
     CallState.run { () throws(CallError) in
         let h = try MonitorHandle.lookup(monitor)
-        guard count > 0 else { throw CallError(LW_ERR_INVALID_ARGUMENT, "count is 0") }
+        guard count > 0 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "count is \(UInt(bitPattern: count)); it must be 1 to 2^63 - 1")
+        }
         guard let out else { throw .null("out") }
         let stride = Int(out.pointee.struct_size)
+        guard stride % 8 == 0, Int(bitPattern: out) % 8 == 0 else {
+            throw CallError(
+                LW_ERR_INVALID_ARGUMENT,
+                "out is not aligned to 8 bytes, or out[0].struct_size (the stride) \(stride) is not a multiple of 8"
+            )
+        }
         try checkStructSize(out.pointee.struct_size, MemoryLayout<lw_assessment>.size, "lw_assessment")
         let s = h.scratch(monitor!, state: CallState.current)
         defer { s.release() }
@@ -585,7 +650,7 @@ public func lwMonitorGetStats(_ monitor: OpaquePointer?, _ stats: UnsafeMutableP
         s.dropped = h.dropped.load(ordering: .relaxed)
         s.queued = UInt64(h.monitor.queuedInputs)
         s.alerts = h.alertsDelivered.value.load(ordering: .relaxed)
-        stats.pointee = s
+        store(s, to: stats, size: stats.pointee.struct_size)
     }
 }
 

@@ -146,16 +146,19 @@ enum FuzzCAPI {
         let width = inputs.dtype == LW_DTYPE_FLOAT16 ? 2 : 4
         var buffers: [UnsafeMutableRawPointer?] = []
         var lengths: [Int] = []
+        var allocations: [UnsafeMutableRawPointer] = []
         for _ in 0..<layerCount {
             let n = Int(r.u8() % 12)
-            let nullBuffer = r.u8() % 8 == 0
-            let b = UnsafeMutableRawPointer.allocate(byteCount: max(1, n * width), alignment: 4)
-            for i in 0..<(n * width) { b.storeBytes(of: r.u8(), toByteOffset: i, as: UInt8.self) }
-            buffers.append(nullBuffer ? nil : b)
+            let flags = r.u8()
+            // Sometimes one byte off the element alignment (the library must refuse it, not read it).
+            let offset = flags % 8 == 1 ? 1 : 0
+            let b = UnsafeMutableRawPointer.allocate(byteCount: max(1, n * width + offset), alignment: 4)
+            allocations.append(b)
+            for i in 0..<(n * width) { (b + offset).storeBytes(of: r.u8(), toByteOffset: i, as: UInt8.self) }
+            buffers.append(flags % 8 == 0 ? nil : b + offset)
             lengths.append(n)
-            if nullBuffer { b.deallocate() }
         }
-        defer { for b in buffers { b?.deallocate() } }
+        defer { for b in allocations { b.deallocate() } }
         var outputs: UnsafeMutablePointer<Float>?
         if r.u8() % 4 == 0 {
             let n = Int(r.u8() % 8)
@@ -200,12 +203,19 @@ enum FuzzCAPI {
         withUnsafeMutableBytes(of: &a.shape) { raw in
             let shape = raw.bindMemory(to: Int64.self)
             for k in 0..<Int(min(a.rank, 3)) {
-                shape[k] = Int64(Int8(bitPattern: r.u8()))
-                row *= max(0, Int(shape[k]))
+                // Mostly small entries; sometimes any 64-bit value (products that overflow, negatives).
+                if r.u8() % 8 == 0 {
+                    var v: UInt64 = 0
+                    for _ in 0..<8 { v = v << 8 | UInt64(r.u8()) }
+                    shape[k] = Int64(bitPattern: v)
+                } else {
+                    shape[k] = Int64(Int8(bitPattern: r.u8()))
+                }
+                row = row.multipliedReportingOverflow(by: max(0, Int(truncatingIfNeeded: shape[k]))).partialValue
             }
         }
         a.count = Int(r.u8() % 48)
-        let declared = a.count * min(row, 64) + Int(Int8(bitPattern: r.u8() % 4 == 0 ? r.u8() : 0))
+        let declared = a.count * min(max(row, 0), 64) + Int(Int8(bitPattern: r.u8() % 4 == 0 ? r.u8() : 0))
         let length = max(0, min(declared, 4096))
         let values = UnsafeMutablePointer<Float>.allocate(capacity: max(1, length))
         defer { values.deallocate() }

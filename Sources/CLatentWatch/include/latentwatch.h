@@ -20,7 +20,10 @@
  *   lives until that call returns.
  * - Structs the library fills or reads start with uint32_t struct_size, which the caller sets to
  *   sizeof(the struct) as compiled (the *_init functions do it). Later versions only append fields, so a
- *   program compiled against this header keeps working with later libraries.
+ *   program compiled against this header keeps working with later libraries: the library reads and writes at
+ *   most struct_size bytes, and a struct it filled says in struct_size how many bytes it wrote.
+ * - Buffers are aligned for their element type (float: 4 bytes, binary16: 2, structs: 8); a misaligned one is
+ *   refused with LW_ERR_INVALID_ARGUMENT.
  * - Strings are UTF-8 and NUL-terminated. Strings the library returns are owned by the library and stay valid
  *   as the function says.
  * - Thread safety: every function may be called from any thread. Models and monitors may be used by many
@@ -57,7 +60,7 @@ extern "C" {
 #define LW_ERR_UNSUPPORTED 5
 /* An activation or output buffer of the wrong length for the model or monitor. */
 #define LW_ERR_SHAPE_MISMATCH 6
-/* An activation or output holding NaN or infinity. */
+/* An activation or a classifier output holding NaN or infinity. */
 #define LW_ERR_NON_FINITE 7
 /* The monitor's background queue is full and its overflow policy is LW_OVERFLOW_REJECT. */
 #define LW_ERR_QUEUE_FULL 8
@@ -120,7 +123,7 @@ int lw_model_free(lw_model *model);
 /* What a model describes. Strings stay valid until the model is freed. */
 typedef struct lw_model_info {
     uint32_t struct_size;
-    uint32_t input_rank;              /* entries used in input_shape */
+    uint32_t input_rank;              /* entries used in input_shape (at most LW_MAX_RANK; input_count is exact) */
     int64_t input_shape[LW_MAX_RANK]; /* the shape of one activation, as fitted (for example 512, or 64,7,7) */
     uint64_t input_count;             /* elements of one activation: the product of input_shape */
     uint64_t latent_dimension;        /* dimension after pooling and projection */
@@ -279,9 +282,10 @@ typedef struct lw_alert {
     double time;            /* seconds since the Unix epoch */
 } lw_alert;
 
-/* Called for every alert, in order, on one library thread (never on the thread that called assess). It must
- * return promptly and must not call lw_monitor_flush or lw_monitor_close on its own monitor (refused with
- * LW_ERR_WRONG_STATE). */
+/* Called for every alert, one at a time and in stream order, on a library thread (never on the thread that
+ * called assess; the library's threads are shared by its monitors). It must return promptly and must not wait
+ * for a thread that calls into the library. It must not call lw_monitor_flush or lw_monitor_close (refused
+ * with LW_ERR_WRONG_STATE: they would wait for the thread it runs on). */
 typedef void (*lw_alert_callback)(const lw_alert *alert, void *context);
 
 #define LW_SHIFT_OFF 0
@@ -338,15 +342,21 @@ typedef struct lw_monitor_config {
                                            LW_LOG_OFF */
     uint32_t sink_buffer_capacity;      /* alerts buffered per sink before drops; default 4096 */
     /* Recorder: NULL record_path records nothing. */
-    const char *record_path;            /* recording file (.lwr); rotated files get a numeric suffix */
+    const char *record_path;            /* recording file (.lwr); rotated files get a numeric suffix. With
+                                           outputs configured, every input must carry its outputs, and a
+                                           background monitor (whose queue holds activations only) cannot
+                                           record */
     double record_rate;                 /* share of inputs recorded (0, 1]; default 1 */
 } lw_monitor_config;
 
 /* Sets struct_size and the defaults above. */
 void lw_monitor_config_init(lw_monitor_config *config);
 
-/* Creates a monitor and starts its library thread (alert delivery; background scoring). On success *out is a
- * new handle; close it with lw_monitor_close. */
+/* Creates a monitor and starts its work on the library's threads (alert delivery; background scoring). Every
+ * model must carry calibration scores (a model without them could never raise an alert), and the sizes are
+ * bounded (window_length at most 10^6, queue_capacity at most 2^24 and its queue at most half of the
+ * machine's memory, batch_size at most 4096): otherwise LW_ERR_INVALID_CONFIGURATION, before anything is
+ * created. On success *out is a new handle; close it with lw_monitor_close. */
 int lw_monitor_create(const lw_monitor_config *config, lw_monitor **out);
 
 /* One or more inputs' activations: one buffer per monitored layer, in layer order, each holding count rows
@@ -397,20 +407,24 @@ typedef struct lw_assessment {
 
 /* Assesses one input on the calling thread and fills *out (set out->struct_size first). request_id may be
  * NULL. With either mode. Allocates nothing in steady state (per-thread buffers are kept), unless it raises an
- * alert, the recorder writes a chunk, or request_id is longer than 15 bytes. A refused input (wrong length,
- * NaN) returns its status, is counted, and leaves the stream untouched. */
+ * alert, a recorder is configured (it copies the input), or request_id is longer than 15 bytes. A refused
+ * input (wrong length, NaN or Inf in the activations or outputs) returns its status, is counted, and leaves
+ * the stream untouched. */
 int lw_monitor_assess(lw_monitor *monitor, const lw_inputs *inputs, const char *request_id, lw_assessment *out);
 
-/* Assesses count inputs in order into out[0 .. count), whose stride is out[0].struct_size (set it in every
- * entry). request_ids is NULL or count ids (entries may be NULL). Every row is validated before any is
- * assessed: one bad row refuses the whole batch and nothing is assessed. */
+/* Assesses count inputs in order into out[0 .. count). The stride between entries is out[0].struct_size (at
+ * least sizeof(lw_assessment), a multiple of 8); the library sets every entry's struct_size to it. request_ids
+ * is NULL or count ids (entries may be NULL). Every row is validated before any is assessed: one bad row
+ * refuses the whole batch (its message names the row), nothing is assessed, and all count inputs are counted
+ * as refused. */
 int lw_monitor_assess_batch(
     lw_monitor *monitor, const lw_inputs *inputs, size_t count, const char *const *request_ids,
     lw_assessment *out
 );
 
-/* Background mode: validates one input, copies it into the queue and returns at once. *accepted (may be
- * NULL) is 1 when queued, 0 when the full queue dropped it (LW_OVERFLOW_DROP_NEWEST; counted). */
+/* Background mode: validates one input, copies it into the queue and returns at once. The queue holds
+ * activations only: inputs->outputs must be NULL (LW_ERR_INVALID_ARGUMENT otherwise). *accepted (may be NULL)
+ * is 1 when queued, 0 when the full queue dropped it (LW_OVERFLOW_DROP_NEWEST; counted). */
 int lw_monitor_submit(lw_monitor *monitor, const lw_inputs *inputs, const char *request_id, int32_t *accepted);
 
 /* Waits until every input submitted so far has been assessed and every alert raised so far has been
@@ -431,7 +445,8 @@ typedef struct lw_monitor_stats {
 int lw_monitor_get_stats(lw_monitor *monitor, lw_monitor_stats *stats);
 
 /* Stops accepting inputs, assesses what is queued, delivers the remaining alerts, flushes the sinks and the
- * recorder, waits for the library thread and frees the monitor. Null is accepted. */
+ * recorder, waits until the monitor's work on the library's threads has ended and frees the monitor. Null is
+ * accepted. */
 int lw_monitor_close(lw_monitor *monitor);
 
 #ifdef __cplusplus

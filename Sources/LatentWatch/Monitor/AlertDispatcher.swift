@@ -33,9 +33,14 @@ struct AlertDispatcher: Sendable {
         metrics.alerts[alert.kind]?.increment()
         for c in channels {
             pending.value.add(1, ordering: .relaxed)
-            if case .dropped = c.continuation.yield(alert) {
+            switch c.continuation.yield(alert) {
+            case .enqueued: break
+            case .dropped, .terminated:
+                // A full buffer, or a sink already finished by shutdown: counted as a drop, never pending.
                 pending.value.subtract(1, ordering: .relaxed)
                 metrics.sinkDrops.increment()
+            @unknown default:
+                pending.value.subtract(1, ordering: .relaxed)
             }
         }
     }

@@ -25,48 +25,53 @@ extension Monitor {
         let fused = policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
         let prim = scores[primary]
         let entropyP = layers[primary].model.calibration.pValue(.entropy, prim.entropy)
-        let (index, events, evidence) = state.withLock { s in
+        // The stream update and the alerts it raises happen under one lock, so alerts reach the sinks in stream
+        // order even when many threads assess at once. Only inputs that raise an alert do more than O(1) work
+        // here (the alert's text).
+        let (index, flags, evidence) = state.withLock { s -> (Int, Assessment.Flags, Double?) in
             let r = s.observe(fused, layers: UnsafeBufferPointer(ws.pValues))
-            return (r.index, r.events, s.shift?.logEvidence)
+            let index = r.index
+            let events = r.events
+            var flags: Assessment.Flags = []
+            let now = Date().timeIntervalSince1970
+            if fused <= policy.inputAlpha {
+                flags.insert(.outOfDistribution)
+                alerts.emit(.outOfDistribution(index: index, requestID: requestID, pValue: fused, time: now))
+            }
+            if let a = policy.aleatoricAlpha, let ep = entropyP, ep <= a {
+                flags.insert(.ambiguous)
+                alerts.emit(
+                    .ambiguous(index: index, requestID: requestID, entropy: prim.entropy, pValue: ep, time: now)
+                )
+            }
+            switch events.window {
+            case .fired(let count):
+                alerts.emit(
+                    .windowFired(
+                        index: index,
+                        requestID: requestID,
+                        count: count,
+                        length: policy.window?.length ?? 0,
+                        alpha: policy.inputAlpha,
+                        time: now
+                    )
+                )
+            case .resolved:
+                alerts.emit(.resolved(.window, index: index, time: now))
+            case .none: break
+            }
+            if events.shiftFired {
+                alerts.emit(.shiftFired(index: index, requestID: requestID, time: now))
+            }
+            if events.shiftResolved {
+                alerts.emit(.resolved(.shift, index: index, time: now))
+            }
+            if events.windowOpen { flags.insert(.windowAlarm) }
+            if events.shiftOpen { flags.insert(.shiftAlarm) }
+            return (index, flags, s.shift?.logEvidence)
         }
         metrics.inputs.increment()
         if let evidence, evidence.isFinite { metrics.shiftEvidence.record(evidence) }
-        var flags: Assessment.Flags = []
-        let now = Date().timeIntervalSince1970
-        if fused <= policy.inputAlpha {
-            flags.insert(.outOfDistribution)
-            alerts.emit(.outOfDistribution(index: index, requestID: requestID, pValue: fused, time: now))
-        }
-        if let a = policy.aleatoricAlpha, let ep = entropyP, ep <= a {
-            flags.insert(.ambiguous)
-            alerts.emit(
-                .ambiguous(index: index, requestID: requestID, entropy: prim.entropy, pValue: ep, time: now)
-            )
-        }
-        switch events.window {
-        case .fired(let count):
-            alerts.emit(
-                .windowFired(
-                    index: index,
-                    requestID: requestID,
-                    count: count,
-                    length: policy.window?.length ?? 0,
-                    alpha: policy.inputAlpha,
-                    time: now
-                )
-            )
-        case .resolved:
-            alerts.emit(.resolved(.window, index: index, time: now))
-        case .none: break
-        }
-        if events.shiftFired {
-            alerts.emit(.shiftFired(index: index, requestID: requestID, time: now))
-        }
-        if events.shiftResolved {
-            alerts.emit(.resolved(.shift, index: index, time: now))
-        }
-        if events.windowOpen { flags.insert(.windowAlarm) }
-        if events.shiftOpen { flags.insert(.shiftAlarm) }
         result.index = index
         result.requestID = requestID
         result.fusedPValue = fused

@@ -291,7 +291,8 @@ static int run_errors(const char *model_path) {
     EXPECT_STATUS(lw_model_score_batch(m, two, 2 * n, 2, &cols), LW_OK);
     CHECK(st[0] == LW_OK && st[1] == LW_ERR_NON_FINITE && isnan(sur[1]) && isfinite(sur[0]), "batch rows");
     EXPECT_STATUS(lw_model_score_batch(m, two, 2 * n - 1, 2, &cols), LW_ERR_SHAPE_MISMATCH);
-    EXPECT_STATUS(lw_model_score_batch(m, two, SIZE_MAX, SIZE_MAX / 2, &cols), LW_ERR_SHAPE_MISMATCH);
+    EXPECT_STATUS(lw_model_score_batch(m, two, SIZE_MAX, SIZE_MAX / 2, &cols), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_score_batch(m, two, SIZE_MAX / 2, SIZE_MAX / 4, &cols), LW_ERR_SHAPE_MISMATCH);
     EXPECT_STATUS(lw_model_score_batch(m, NULL, 2 * n, 2, &cols), LW_ERR_INVALID_ARGUMENT);
 
     /* Handles: NULL, foreign, freed, of the other kind. */
@@ -421,6 +422,168 @@ static int run_errors(const char *model_path) {
     CHECK(fitted == NULL, "no model");
     fc.calibration_fraction = 1.5;
     EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_CONFIGURATION);
+
+    /* Sizes that would wrap or exhaust memory are refused before anything is allocated. */
+    fc.calibration_fraction = 0.2;
+    train.rank = 3;
+    train.shape[0] = (int64_t)1 << 31;
+    train.shape[1] = (int64_t)1 << 31;
+    train.shape[2] = 4;
+    train.count = 1;
+    train.length = 0;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_ARGUMENT); /* row product overflows */
+    train.rank = 1;
+    train.shape[0] = 4;
+    train.count = (size_t)-1;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_ARGUMENT); /* count beyond INT64_MAX */
+    {
+        /* 10 rows of a 200,704-wide flattened layer: 2 x 322 GB of statistics per class. */
+        size_t wide = 200704;
+        float *big = calloc(10 * wide, sizeof(float));
+        lw_activations w;
+        lw_activations_init(&w);
+        w.rank = 1;
+        w.shape[0] = (int64_t)wide;
+        w.values = big;
+        w.count = 10;
+        w.length = 10 * wide;
+        fc.family = "gmm-diag";
+        EXPECT_STATUS(lw_fit(&w, NULL, &fc, &fitted), LW_ERR_FIT_FAILED);
+        CHECK(strstr(lw_last_error(), "MiB") != NULL, "message says why: %s", lw_last_error());
+        fc.family = "gda";
+        free(big);
+    }
+    EXPECT_STATUS(lw_model_load_bytes(junk, (size_t)-1, &copy), LW_ERR_INVALID_ARGUMENT);
+    {
+        lw_monitor_config c2;
+        lw_monitor_config_init(&c2);
+        const lw_model *ms[1] = {m};
+        c2.layer_count = 1;
+        c2.models = ms;
+        c2.window_length = 0xFFFFFFFFu;
+        EXPECT_STATUS(lw_monitor_create(&c2, &mon), LW_ERR_INVALID_CONFIGURATION);
+        c2.window_length = 200;
+        c2.mode = LW_MODE_BACKGROUND;
+        c2.batch_size = 0xFFFFFFFFu;
+        EXPECT_STATUS(lw_monitor_create(&c2, &mon), LW_ERR_INVALID_CONFIGURATION);
+        c2.batch_size = 32;
+        c2.queue_capacity = 0xFFFFFFFFu;
+        EXPECT_STATUS(lw_monitor_create(&c2, &mon), LW_ERR_INVALID_CONFIGURATION);
+        c2.queue_capacity = 4;
+        c2.batch_size = 2;
+        c2.overflow = LW_OVERFLOW_REJECT;
+        c2.outputs = LW_OUTPUTS_LOGITS;
+        c2.output_count = 3;
+        c2.record_path = "/tmp/lw-capi-never.lwr";
+        EXPECT_STATUS(lw_monitor_create(&c2, &mon), LW_ERR_INVALID_CONFIGURATION); /* background cannot record outputs */
+        CHECK(access("/tmp/lw-capi-never.lwr", F_OK) != 0, "a refused configuration left a recording file");
+        c2.record_path = NULL;
+        /* A model without calibration scores could never alert: refused. */
+        lw_fit_config nc;
+        lw_fit_config_init(&nc);
+        nc.family = "gmm-diag";
+        nc.mixture_components = 1;
+        nc.calibration_fraction = 0;
+        float vals[80];
+        for (int i = 0; i < 80; i++) vals[i] = (float)((i * 7) % 11);
+        lw_activations a2;
+        lw_activations_init(&a2);
+        a2.rank = 1;
+        a2.shape[0] = 4;
+        a2.values = vals;
+        a2.count = 20;
+        a2.length = 80;
+        lw_model *uncal = NULL;
+        EXPECT_STATUS(lw_fit(&a2, NULL, &nc, &uncal), LW_OK);
+        const lw_model *us[1] = {uncal};
+        c2.models = us;
+        EXPECT_STATUS(lw_monitor_create(&c2, &mon), LW_ERR_INVALID_CONFIGURATION);
+        EXPECT_STATUS(lw_model_free(uncal), LW_OK);
+        /* A background monitor with outputs: the outputs are refused by submit; a full queue rejects. */
+        c2.models = ms;
+        c2.record_path = NULL;
+        lw_monitor *bg = NULL;
+        EXPECT_STATUS(lw_monitor_create(&c2, &bg), LW_OK);
+        lw_inputs bi;
+        lw_inputs_init(&bi);
+        const void *bl[1] = {x};
+        size_t blen[1] = {n};
+        bi.layer_count = 1;
+        bi.layers = bl;
+        bi.lengths = blen;
+        float outs[3] = {1, 2, 3};
+        bi.outputs = outs;
+        bi.outputs_length = 3;
+        int32_t accepted = 0;
+        EXPECT_STATUS(lw_monitor_submit(bg, &bi, NULL, &accepted), LW_ERR_INVALID_ARGUMENT);
+        bi.outputs = NULL;
+        bi.outputs_length = 0;
+        int rejected = 0;
+        for (int i = 0; i < 200; i++) {
+            int st = lw_monitor_submit(bg, &bi, NULL, &accepted);
+            if (st == LW_ERR_QUEUE_FULL) rejected++;
+            else CHECK(st == LW_OK, "submit %d: %s", i, lw_status_name(st));
+        }
+        CHECK(rejected > 0, "a queue of 4 under 200 immediate submits rejected none");
+        EXPECT_STATUS(lw_monitor_flush(bg, 30000), LW_OK);
+        lw_monitor_stats bs = {.struct_size = sizeof bs};
+        EXPECT_STATUS(lw_monitor_get_stats(bg, &bs), LW_OK);
+        CHECK(bs.assessed + bs.dropped == 200, "assessed %llu + dropped %llu != 200", (unsigned long long)bs.assessed,
+              (unsigned long long)bs.dropped);
+        EXPECT_STATUS(lw_monitor_close(bg), LW_OK);
+    }
+    {
+        /* An inline monitor with logits: NaN outputs are NON_FINITE; a successful batch with a wider stride. */
+        lw_monitor_config c3;
+        lw_monitor_config_init(&c3);
+        const lw_model *ms[1] = {m};
+        c3.layer_count = 1;
+        c3.models = ms;
+        c3.outputs = LW_OUTPUTS_LOGITS;
+        c3.output_count = 3;
+        lw_monitor *om = NULL;
+        EXPECT_STATUS(lw_monitor_create(&c3, &om), LW_OK);
+        float *rows3 = calloc(3 * n, sizeof(float));
+        float outs[9] = {1, 2, 3, 3, 2, 1, 0, 0, 5};
+        const void *ol[1] = {rows3};
+        size_t olen[1] = {3 * n};
+        lw_inputs oi;
+        lw_inputs_init(&oi);
+        oi.layer_count = 1;
+        oi.layers = ol;
+        oi.lengths = olen;
+        oi.outputs = outs;
+        oi.outputs_length = 9;
+        size_t stride = sizeof(lw_assessment) + 16;
+        unsigned char *buf = aligned_alloc(8, 3 * stride);
+        ((lw_assessment *)buf)->struct_size = (uint32_t)stride;
+        EXPECT_STATUS(lw_monitor_assess_batch(om, &oi, 3, NULL, (lw_assessment *)buf), LW_OK);
+        for (int r = 0; r < 3; r++) {
+            lw_assessment *e = (lw_assessment *)(buf + r * stride);
+            CHECK(e->index == r && e->struct_size == stride && e->output_predicted == (r == 0 ? 2 : r == 1 ? 0 : 2),
+                  "batch entry %d: index %lld predicted %lld", r, (long long)e->index, (long long)e->output_predicted);
+        }
+        ((lw_assessment *)buf)->struct_size = (uint32_t)(sizeof(lw_assessment) + 4); /* not a multiple of 8 */
+        EXPECT_STATUS(lw_monitor_assess_batch(om, &oi, 3, NULL, (lw_assessment *)buf), LW_ERR_INVALID_ARGUMENT);
+        ((lw_assessment *)buf)->struct_size = (uint32_t)stride;
+        EXPECT_STATUS(lw_monitor_assess_batch(om, &oi, (size_t)-1, NULL, (lw_assessment *)buf), LW_ERR_INVALID_ARGUMENT);
+        outs[4] = NAN;
+        EXPECT_STATUS(lw_monitor_assess_batch(om, &oi, 3, NULL, (lw_assessment *)buf), LW_ERR_NON_FINITE);
+        outs[4] = 2;
+        /* Misaligned activations. */
+        ol[0] = (const char *)rows3 + 1;
+        olen[0] = n;
+        oi.outputs_length = 3;
+        lw_assessment one = {.struct_size = sizeof one};
+        EXPECT_STATUS(lw_monitor_assess(om, &oi, NULL, &one), LW_ERR_INVALID_ARGUMENT);
+        lw_monitor_stats os = {.struct_size = sizeof os};
+        EXPECT_STATUS(lw_monitor_get_stats(om, &os), LW_OK);
+        CHECK(os.assessed == 3 && os.refused == 3 + 1, "assessed %llu refused %llu", (unsigned long long)os.assessed,
+              (unsigned long long)os.refused);
+        EXPECT_STATUS(lw_monitor_close(om), LW_OK);
+        free(buf);
+        free(rows3);
+    }
 
     EXPECT_STATUS(lw_model_write(m, "/nonexistent-dir/x.lwm", 0, 0), LW_ERR_IO);
     EXPECT_STATUS(lw_model_write(m, NULL, 0, 0), LW_ERR_INVALID_ARGUMENT);
