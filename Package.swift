@@ -167,7 +167,10 @@ let package = Package(
         // Fuzz targets for every parser of outside bytes and the C interface (.ci/fuzz, Docs/Reliability.md).
         .executableTarget(
             name: "latentwatch-fuzz",
-            dependencies: ["CFuzzDriver", "CLatentWatch", "LatentWatch", "LatentWatchCAPI", "LatentWatchWire"],
+            dependencies: [
+                "CFuzzDriver", "CLatentWatch", "LatentWatch", "LatentWatchCAPI", "LatentWatchWire", "LatentWatchCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Bounded load test of `latentwatch serve` (Docs/Performance.md).

@@ -6,8 +6,10 @@ import Logging
 import ServiceLifecycle
 
 /// `latentwatch serve`: the sidecar (Docs/WireProtocol.md).
-struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct ServeCommand: AsyncParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract:
             "Run the monitor as a sidecar: activations in over a Unix socket or loopback TCP, alerts and metrics out.",
@@ -90,7 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Log at debug level.")
     var verbose = false
 
-    func run() async throws {
+    package func run() async throws {
         if let config {
             var merged = try ServeCommand.parse(try Self.arguments(fromConfig: config) + Self.commandLineArguments())
             merged.config = nil
@@ -120,21 +122,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             guard token?.isEmpty == false else { throw ValidationError("the token file \(tokenFile) is empty") }
         }
-        let configuration = SidecarConfiguration(
-            socketPath: noSocket ? nil : socket,
-            tcp: try tcp.map { t in try userFacing("--tcp") { try LoopbackAddress(parsing: t) } },
-            http: try http.map { h in try userFacing("--http") { try LoopbackAddress(parsing: h) } },
-            token: token,
-            maxFrameBytes: maxFrameBytes,
-            maxRows: maxRows,
-            ackEvery: ackEvery,
-            queueBytes: queueBytes,
-            connectionQueueBytes: connectionQueueBytes,
-            whenFull: whenFull,
-            maxReplyBytes: maxReplyBytes,
-            maxConnections: maxConnections,
-            handshakeTimeoutSeconds: handshakeTimeout
-        )
+        let configuration = try sidecarConfiguration(token: token)
         var logger = Logger(label: "latentwatch.serve")
         logger.logLevel = verbose ? .debug : .info
         var sinks: [any AlertSink] = []
@@ -187,8 +175,38 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// Turns a JSON config object into command-line arguments.
-    static func arguments(fromConfig path: String) throws -> [String] {
+    /// The sidecar's settings from these options (addresses parsed, sizes checked), without touching files or
+    /// sockets: what `run()` starts the server with, and what the `config` fuzz target checks.
+    package func sidecarConfiguration(token: String? = nil) throws -> SidecarConfiguration {
+        let configuration = SidecarConfiguration(
+            socketPath: noSocket ? nil : socket,
+            tcp: try tcp.map { t in try userFacing("--tcp") { try LoopbackAddress(parsing: t) } },
+            http: try http.map { h in try userFacing("--http") { try LoopbackAddress(parsing: h) } },
+            token: token,
+            maxFrameBytes: maxFrameBytes,
+            maxRows: maxRows,
+            ackEvery: ackEvery,
+            queueBytes: queueBytes,
+            connectionQueueBytes: connectionQueueBytes,
+            whenFull: whenFull,
+            maxReplyBytes: maxReplyBytes,
+            maxConnections: maxConnections,
+            handshakeTimeoutSeconds: handshakeTimeout
+        )
+        try userFacing("serve") { try configuration.validate() }
+        return configuration
+    }
+
+    /// The alert policy these options set.
+    package func alertPolicy() throws -> AlertPolicy { try alerts.policy() }
+
+    package static func arguments(fromConfig path: String) throws -> [String] {
         let data = try userFacing("config \(path)") { try Data(contentsOf: URL(fileURLWithPath: path)) }
+        return try arguments(fromConfigData: data, path: path)
+    }
+
+    /// The arguments a configuration file's bytes stand for (`path` names it in messages).
+    package static func arguments(fromConfigData data: Data, path: String) throws -> [String] {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw CLIError("config \(path): not a JSON object")
         }

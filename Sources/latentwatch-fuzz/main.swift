@@ -18,6 +18,8 @@ enum FuzzTarget: String, CaseIterable {
     case wire
     /// The C interface's entry points that take buffers and lengths (model bytes, scoring, assessing, fitting).
     case capi
+    /// `latentwatch serve --config FILE`: JSON to arguments, parsed and validated, policy and settings built.
+    case config
 
     static let current: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["LW_FUZZ_TARGET"] ?? ""
@@ -42,6 +44,7 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case .recording: fuzzRecording(RecordingRepair.repaired(bytes))
     case .wire: fuzzWire(bytes)
     case .capi: FuzzCAPI.run(bytes)
+    case .config: FuzzConfig.run(bytes)
     }
     DescriptorLeakCheck.afterInput()
     return 0

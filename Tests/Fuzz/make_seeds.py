@@ -99,6 +99,18 @@ def main() -> None:
     write("wire", "hello_observe_sync_bye", hello + observe + observe_half + frame(0x11, struct.pack("<Q", 7)) + frame(0x12, b""))
     write("wire", "hello_only", hello)
 
+    # `latentwatch serve --config FILE`: JSON objects of the serve options.
+    write("config", "full.json", json.dumps({
+        "model": ["a.lwm", "b.lwm"], "layer": ["h1", "h2"], "socket": "/tmp/lw.sock", "tcp": "127.0.0.1:7000",
+        "http": "127.0.0.1:9464", "alerts": "alerts.jsonl", "log-alerts": True, "max-frame-bytes": 1048576,
+        "max-rows": 64, "ack-every": 16, "queue-bytes": 67108864, "connection-queue-bytes": 8388608,
+        "when-full": "reject", "max-reply-bytes": 1048576, "max-connections": 64, "handshake-timeout": 10,
+        "alpha": 0.01, "aleatoric-alpha": 0.01, "window": 200, "window-level": 0.0001, "shift": "anytime",
+        "delta": 0.01, "fusion": "cauchy", "verbose": False}).encode())
+    write("config", "minimal.json", json.dumps({"model": "m.lwm", "no-socket": True, "http": "127.0.0.1:0"}).encode())
+    write("config", "change.json", json.dumps({"model": ["m.lwm"], "shift": "change", "mean-run-length": 10000,
+                                                "window": 0, "when-full": "drop"}).encode())
+
     floats = np.array([0.1, 0.2, 0.3, 0.4, 0.5, np.nan, 0.7, 0.8], dtype="<f4").tobytes()
     write("capi", "score-batch", bytes([1, 0, 2, 8, 0]) + floats + bytes([0, 0]))
     l0 = np.array([0.1, 0.2, 0.3, 0.4], dtype="<f4").tobytes()
