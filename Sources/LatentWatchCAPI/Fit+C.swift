@@ -67,9 +67,7 @@ struct BorrowedActivations: ActivationSource {
             )
         }
         guard let values = a.values else { throw .null("\(name).values") }
-        guard Int(bitPattern: values) % MemoryLayout<Float>.alignment == 0 else {
-            throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name).values is not aligned to 4 bytes")
-        }
+        try checkAligned(values, 4, "\(name).values")
         self.values = UnsafeBufferPointer(start: values, count: total)
         self.sampleShape = shape.map { Int($0) }
         self.count = count

@@ -67,6 +67,13 @@ func sizeArgument(_ v: Int, _ name: String) throws(CallError) -> Int {
     return v
 }
 
+/// Refuses a buffer that is not aligned to `alignment` bytes (its element type's).
+func checkAligned(_ p: UnsafeRawPointer, _ alignment: Int, _ name: String) throws(CallError) {
+    guard Int(bitPattern: p) % alignment == 0 else {
+        throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name) is not aligned to \(alignment) bytes")
+    }
+}
+
 /// Checks a caller-owned struct's size field against the size this library needs.
 func checkStructSize(_ size: UInt32, _ needed: Int, _ name: String) throws(CallError) {
     guard Int(size) >= needed else {
@@ -191,9 +198,7 @@ public func lwModelScore(
     CallState.run { () throws(CallError) in
         let h = try ModelHandle.lookup(model)
         guard let activation else { throw .null("activation") }
-        guard Int(bitPattern: activation) % MemoryLayout<Float>.alignment == 0 else {
-            throw CallError(LW_ERR_INVALID_ARGUMENT, "activation is not aligned to 4 bytes")
-        }
+        try checkAligned(activation, 4, "activation")
         guard let out else { throw .null("out") }
         try checkStructSize(out.pointee.struct_size, MemoryLayout<lw_scores>.size, "lw_scores")
         let m = h.model
@@ -255,9 +260,7 @@ public func lwModelScoreBatch(
         }
         guard count > 0 else { return }
         guard let activations else { throw .null("activations") }
-        guard Int(bitPattern: activations) % MemoryLayout<Float>.alignment == 0 else {
-            throw CallError(LW_ERR_INVALID_ARGUMENT, "activations is not aligned to 4 bytes")
-        }
+        try checkAligned(activations, 4, "activations")
         let c = columns.pointee
         let ws = h.workspace(model!, state: CallState.current)
         let results = m.scoreBatch(UnsafeBufferPointer(start: activations, count: length), count: count, workspace: ws)

@@ -25,9 +25,10 @@ final class MonitorHandle: Sendable {
     let refused = Atomic<UInt64>(0)
     let dropped = Atomic<UInt64>(0)
     let accepted = Atomic<Int>(0)
-    let alertsDelivered: AlertCount
+    let alertsDelivered: Counter
 
-    final class AlertCount: Sendable {
+    /// A count shared with the monitor's tasks (its handler and sinks are closures that outlive one call).
+    final class Counter: Sendable {
         let value = Atomic<UInt64>(0)
     }
 
@@ -35,9 +36,9 @@ final class MonitorHandle: Sendable {
         configuration: MonitorConfiguration,
         sinks: [any AlertSink],
         logger: Logger,
-        alertsDelivered: AlertCount
+        alertsDelivered: Counter
     ) throws(LatentWatchError) {
-        let assessedBox = AlertCount()
+        let assessedBox = Counter()
         monitor = try Monitor(configuration: configuration, sinks: sinks, logger: logger) { _ in
             assessedBox.value.add(1, ordering: .relaxed)
         }
@@ -57,7 +58,7 @@ final class MonitorHandle: Sendable {
     }
 
     /// Inputs the background worker assessed (counted by the monitor's assessment handler).
-    let backgroundAssessed: AlertCount
+    let backgroundAssessed: Counter
 
     static func lookup(_ handle: OpaquePointer?) throws(CallError) -> MonitorHandle {
         try HandleRegistry.shared.lookup(handle, as: MonitorHandle.self, kind: .monitor)
@@ -103,9 +104,7 @@ final class MonitorHandle: Sendable {
                 )
             }
             guard let b = layers[l] else { throw .null("inputs.layers[\(l)]") }
-            guard Int(bitPattern: b) % (half ? 2 : 4) == 0 else {
-                throw CallError(LW_ERR_INVALID_ARGUMENT, "inputs.layers[\(l)] is not aligned to \(half ? 2 : 4) bytes")
-            }
+            try checkAligned(b, half ? 2 : 4, "inputs.layers[\(l)]")
             if half {
                 s.f16[l] = UnsafeBufferPointer(start: b.assumingMemoryBound(to: Float16.self), count: need)
             } else {
@@ -127,9 +126,7 @@ final class MonitorHandle: Sendable {
                         + "\(outputCount) outputs need \(count) × \(outputCount)"
                 )
             }
-            guard Int(bitPattern: o) % 4 == 0 else {
-                throw CallError(LW_ERR_INVALID_ARGUMENT, "inputs.outputs is not aligned to 4 bytes")
-            }
+            try checkAligned(o, 4, "inputs.outputs")
             let outputs = UnsafeBufferPointer(start: o, count: need)
             if let k = outputs.firstIndex(where: { !$0.isFinite }) {
                 throw CallError(LW_ERR_NON_FINITE, "output \(k) is \(outputs[k]); NaN/Inf outputs are not assessed")
@@ -222,7 +219,7 @@ private func level(_ alpha: Double, _ name: String) throws(CallError) -> Double 
 /// The SDK's monitor configuration and sinks from a C configuration.
 func monitorParts(
     _ p: UnsafePointer<lw_monitor_config>,
-    delivered: MonitorHandle.AlertCount
+    delivered: MonitorHandle.Counter
 ) throws(CallError) -> (MonitorConfiguration, [any AlertSink], Logger) {
     let c = p.pointee
     try checkStructSize(c.struct_size, MemoryLayout<lw_monitor_config>.size, "lw_monitor_config")
@@ -403,7 +400,7 @@ private func kindCode(_ k: Alert.Kind) -> Int32 {
 }
 
 /// A sink that hands every alert to the host's C callback, on the monitor's sink task.
-func callbackSink(_ target: CallbackContext, delivered: MonitorHandle.AlertCount) -> CallbackSink {
+func callbackSink(_ target: CallbackContext, delivered: MonitorHandle.Counter) -> CallbackSink {
     CallbackSink(name: "c-callback") { alert in
         let state = CallState.current
         state.inCallback = true
@@ -440,7 +437,7 @@ public func lwMonitorCreate(
         guard let out else { throw .null("out") }
         out.pointee = nil
         guard let config else { throw .null("config") }
-        let delivered = MonitorHandle.AlertCount()
+        let delivered = MonitorHandle.Counter()
         let (configuration, sinks, logger) = try monitorParts(config, delivered: delivered)
         let h: MonitorHandle
         do throws(LatentWatchError) {
@@ -562,8 +559,9 @@ public func lwMonitorAssessBatch(
         h.assessed.add(UInt64(count), ordering: .relaxed)
         let raw = UnsafeMutableRawPointer(out)
         for r in 0..<count {
-            fill((raw + r * stride).assumingMemoryBound(to: lw_assessment.self), from: s.batch[r])
-            (raw + r * stride).assumingMemoryBound(to: lw_assessment.self).pointee.struct_size = UInt32(stride)
+            let entry = (raw + r * stride).assumingMemoryBound(to: lw_assessment.self)
+            fill(entry, from: s.batch[r])
+            entry.pointee.struct_size = UInt32(stride)
         }
     }
 }

@@ -28,12 +28,12 @@ extension Monitor {
         // The stream update and the alerts it raises happen under one lock, so alerts reach the sinks in stream
         // order even when many threads assess at once. Only inputs that raise an alert do more than O(1) work
         // here (the alert's text).
+        let now = Date().timeIntervalSince1970
         let (index, flags, evidence) = state.withLock { s -> (Int, Assessment.Flags, Double?) in
             let r = s.observe(fused, layers: UnsafeBufferPointer(ws.pValues))
             let index = r.index
             let events = r.events
             var flags: Assessment.Flags = []
-            let now = Date().timeIntervalSince1970
             if fused <= policy.inputAlpha {
                 flags.insert(.outOfDistribution)
                 alerts.emit(.outOfDistribution(index: index, requestID: requestID, pValue: fused, time: now))

@@ -45,17 +45,6 @@ from ._types import Alert, Assessment, Flags, LayerAssessment
 
 __version__ = "0.1.0"
 
-# The public classes present themselves as latentwatch.X (in help(), reprs and pickles), not latentwatch._module.X.
-for _cls in (
-    Model, Score, Scores, Monitor, Assessment, AssessmentBatch, LayerAssessment, Alert, Flags,
-    LatentWatchError, InvalidArgumentError, InvalidHandleError, LatentWatchIOError, ModelFileError,
-    UnsupportedModelError, ShapeError, NonFiniteError, QueueFullError, MonitorClosedError, ConfigurationError,
-    FitError, BufferTooSmallError, WrongStateError, FlushTimeoutError, InternalError, DTypeError,
-):
-    _cls.__module__ = __name__
-for _f in (fit, load):
-    _f.__module__ = __name__
-del _cls, _f
 
 #: The loaded C library's version string, for example ``"0.7.0"``.
 library_version: str = _capi.library_version()
@@ -97,3 +86,11 @@ __all__ = [
     "InternalError",
     "DTypeError",
 ]
+
+# The public classes and functions present themselves as latentwatch.X (in help(), reprs and pickles), not
+# latentwatch._module.X.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        _obj.__module__ = __name__
+del _name, _obj
