@@ -67,10 +67,15 @@ func sizeArgument(_ v: Int, _ name: String) throws(CallError) -> Int {
     return v
 }
 
-/// Refuses a buffer that is not aligned to `alignment` bytes (its element type's).
-func checkAligned(_ p: UnsafeRawPointer, _ alignment: Int, _ name: String) throws(CallError) {
+/// Refuses a buffer that is not aligned to `alignment` bytes (its element type's). The name is built only for the
+/// error, so the check allocates nothing on the hot path.
+func checkAligned(
+    _ p: UnsafeRawPointer,
+    _ alignment: Int,
+    _ name: @autoclosure () -> String
+) throws(CallError) {
     guard Int(bitPattern: p) % alignment == 0 else {
-        throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name) is not aligned to \(alignment) bytes")
+        throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name()) is not aligned to \(alignment) bytes")
     }
 }
 
