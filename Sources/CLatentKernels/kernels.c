@@ -230,8 +230,24 @@ static int lw_detect_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
+
+unsigned lw_cpu_features(void) {
+    __builtin_cpu_init();
+    unsigned f = 0;
+    if (__builtin_cpu_supports("avx2")) f |= LW_CPU_AVX2;
+    if (__builtin_cpu_supports("fma")) f |= LW_CPU_FMA;
+    if (__builtin_cpu_supports("f16c")) f |= LW_CPU_F16C;
+    if (__builtin_cpu_supports("avx512f")) f |= LW_CPU_AVX512F;
+    if (__builtin_cpu_supports("avx512bw")) f |= LW_CPU_AVX512BW;
+    if (__builtin_cpu_supports("avx512dq")) f |= LW_CPU_AVX512DQ;
+    if (__builtin_cpu_supports("avx512vl")) f |= LW_CPU_AVX512VL;
+    if (__builtin_cpu_is("amd")) f |= LW_CPU_AMD;
+    if (__builtin_cpu_is("intel")) f |= LW_CPU_INTEL;
+    return f;
+}
 #else
 static int lw_detect_avx2(void) { return 0; }
+unsigned lw_cpu_features(void) { return 0; }
 #endif
 
 // Cached feature flag: -1 unknown. A benign race: every thread computes the same value.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LatentWatch
+import LatentWatchNumerics
 
 /// `latentwatch inspect FILE`: what a model file holds, or why it is invalid.
 struct InspectCommand: ParsableCommand {
@@ -10,9 +11,22 @@ struct InspectCommand: ParsableCommand {
     )
 
     @Argument(help: "A .lwm model file, a .lwr recording, or .npy/.npz/safetensors activations.")
-    var file: String
+    var file: String?
+
+    @Flag(help: "Show what computes here instead: the CPU, the scoring kernels and the OpenBLAS core in use.")
+    var system = false
+
+    func validate() throws {
+        if system == (file != nil) {
+            throw ValidationError(system ? "give either FILE or --system, not both" : "missing FILE (or --system)")
+        }
+    }
 
     func run() throws {
+        guard let file else {
+            Self.printSystem()
+            return
+        }
         let head = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: file)).read(upToCount: 8)) ?? nil
         if let head, Array(head.prefix(4)) != [0x89, 0x4C, 0x57, 0x4D] {
             try inspectData()
@@ -53,6 +67,7 @@ struct InspectCommand: ParsableCommand {
     }
 
     func inspectData() throws {
+        let file = self.file ?? ""
         let f: TensorFile
         do { f = try TensorFile(path: file) } catch {
             print("invalid: \(error.message)")
@@ -86,5 +101,31 @@ struct InspectCommand: ParsableCommand {
     static func summary(_ sizes: [Int]) -> String {
         guard let mn = sizes.min(), let mx = sizes.max() else { return "-" }
         return mn == mx ? "\(mn)" : "\(mn)-\(mx)"
+    }
+}
+
+extension InspectCommand {
+    /// `inspect --system`: the CPU, the kernels chosen for it, OpenBLAS's core, and huge pages.
+    static func printSystem() {
+        let e = ComputeEnvironment.self
+        print("cpu:             \(e.cpuModel)")
+        print("cpu features:    \(e.cpuFeatureSummary)")
+        print("scoring kernels: \(e.scoringKernel) (one input and batches under 16 inputs)")
+        var core = "\(e.blasCore)"
+        if let set = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] {
+            core +=
+                " (OPENBLAS_CORETYPE=\(set)"
+                + (ProcessInfo.processInfo.environment["LATENTWATCH_BLAS_RELAUNCHED"] != nil
+                    ? ", set by latentwatch: the library's own choice was a generic fallback)" : ")")
+        }
+        print("openblas core:   \(core) (fitting, batches of 16 inputs or more)")
+        print("openblas build:  \(e.blasConfig)")
+        if let warning = e.blasFallbackWarning { print("warning:         \(warning)") }
+        let thp =
+            (try? String(contentsOfFile: "/sys/kernel/mm/transparent_hugepage/enabled", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        print(
+            "huge pages:      model factors \(ParameterMemory.usesHugePageRegions ? "in 2 MB-aligned regions advised for huge pages" : "on malloc (LATENTWATCH_HUGE_PAGES=0 or a sanitizer build)"); transparent huge pages: \(thp)"
+        )
     }
 }

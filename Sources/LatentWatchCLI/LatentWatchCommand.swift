@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LatentWatchNumerics
 
 /// The `latentwatch` command line.
 @available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
@@ -23,6 +24,8 @@ extension LatentWatchCommand {
     /// Parses the process arguments and runs the chosen subcommand, awaiting asynchronous ones. (A top-level
     /// `await LatentWatchCommand.main()` in another module binds to the synchronous `main()` on Linux.)
     public static func runMain() async {
+        // Before anything uses BLAS: a generic fallback core on a capable CPU is replaced by relaunching.
+        ComputeEnvironment.relaunchWithPreferredBLASCoreIfNeeded()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

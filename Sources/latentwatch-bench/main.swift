@@ -285,7 +285,12 @@ do {
 print(
     "LatentWatch \(LatentWatchVersion.string) vs numpy \(peer["numpy_version"] ?? "?") / scikit-learn \(peer["sklearn_version"] ?? "?"), 1 thread each, D=\(d), K=\(k), full covariance, \(k * perClass) fit samples\(quick ? " (quick)" : "")"
 )
-print("SIMD kernels: \(HalfConversion.usesSIMDKernels ? "AVX2+FMA+F16C" : "portable C")")
+print(ComputeEnvironment.summary + (ComputeEnvironment.blasFallbackWarning.map { "\nwarning: " + $0 } ?? ""))
+print(
+    "model factors: "
+        + (ParameterMemory.usesHugePageRegions ? "huge-page regions" : "malloc (LATENTWATCH_HUGE_PAGES=0)")
+        + "; numpy's BLAS core: \(peer["blas_core"] ?? "not reported")"
+)
 @MainActor func row(
     _ what: String,
     _ ourValue: Double,

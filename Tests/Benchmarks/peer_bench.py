@@ -520,6 +520,8 @@ def run(args):
         "sklearn_version": sklearn.__version__,
         "python_version": sys.version.split()[0],
         "blas": blas_info(),
+        "blas_core": next((p.get("architecture") for p in (threadpool_info() if threadpool_info else [])
+                           if p.get("internal_api") == "openblas"), None),
         "config": {"n_train": N, "dim": D, "n_classes": K, "n_query": nq,
                    "reg_param": REG, "quick": cfg.quick, "threads": 1,
                    "row_block": cfg.row_block, "covariance": "(1-r)*ML_cov + r*I"},

@@ -11,6 +11,35 @@ import Glibc
 typealias CLI = LatentWatchBinary
 
 @Suite(.serialized) struct CLIProcessTests {
+    /// `inspect --system` names the CPU, the scoring kernels and OpenBLAS's core. When OpenBLAS chose a generic
+    /// fallback on a CPU with AVX2 (made to look so by `LATENTWATCH_TEST_BLAS_CORE`; the relaunched process sees
+    /// the real library), `latentwatch` relaunches itself with `OPENBLAS_CORETYPE` set to the right core; a core
+    /// the user chose is kept.
+    @Test func systemInspectionAndTheBLASCoreRelaunch() throws {
+        let plain = try CLI.run(["inspect", "--system"])
+        #expect(plain.status == 0, "\(plain.err)")
+        for key in ["cpu:", "cpu features:", "scoring kernels:", "openblas core:", "openblas build:", "huge pages:"] {
+            #expect(plain.out.contains(key), "\(plain.out)")
+        }
+        let user = try CLI.run(["inspect", "--system"], environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        #expect(user.out.contains("openblas core:   Prescott (OPENBLAS_CORETYPE=Prescott)"), "\(user.out)")
+        let fallback = try CLI.run(["inspect", "--system"], environment: ["LATENTWATCH_TEST_BLAS_CORE": "Prescott"])
+        #expect(fallback.status == 0, "\(fallback.err)")
+        if plain.out.contains("AVX2 FMA") {
+            let expected = plain.out.contains("AVX-512") ? "SkylakeX" : (plain.out.contains("AMD") ? "Zen" : "Haswell")
+            #expect(
+                fallback.out.contains(
+                    "openblas core:   \(expected) (OPENBLAS_CORETYPE=\(expected), set by latentwatch"
+                ),
+                "\(fallback.out)"
+            )
+            #expect(!fallback.out.contains("warning:"), "\(fallback.out)")
+        } else {
+            // No AVX2: the generic kernels are the right ones; nothing to relaunch.
+            #expect(!fallback.out.contains("set by latentwatch"), "\(fallback.out)")
+        }
+    }
+
     /// `latentwatch demo` raises epistemic alerts only after the out-of-distribution part of the stream
     /// begins, and writes alerts, scores and a report.
     @Test func demoAlertsOnlyAfterTheShift() throws {

@@ -34,6 +34,22 @@ void lw_tri8_matvec_f16(const uint16_t *w, const float *xc, int d, float *y);
 void lw_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 
+/// CPU features (bits of lw_cpu_features()), from CPUID.
+enum {
+    LW_CPU_AVX2 = 1 << 0,
+    LW_CPU_FMA = 1 << 1,
+    LW_CPU_F16C = 1 << 2,
+    LW_CPU_AVX512F = 1 << 3,
+    LW_CPU_AVX512BW = 1 << 4,
+    LW_CPU_AVX512DQ = 1 << 5,
+    LW_CPU_AVX512VL = 1 << 6,
+    LW_CPU_AMD = 1 << 8,
+    LW_CPU_INTEL = 1 << 9
+};
+
+/// The CPU's features that the kernels and the BLAS core choice depend on (0 off x86-64).
+unsigned lw_cpu_features(void);
+
 /// 1 when the AVX2 + FMA + F16C kernels are in use on this CPU, else 0 (portable C loops).
 int lw_kernels_have_avx2(void);
 

@@ -1,4 +1,5 @@
 import LatentWatchNumerics
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -28,6 +29,7 @@ public enum LatentModelFitter {
         created: String = "1970-01-01T00:00:00Z",
         progress: ((FitProgress) -> Void)? = nil
     ) throws -> LatentModel {
+        ComputeCheck.warnOnce(Logger(label: "latentwatch.fit"))
         let cfg = configuration
         let shape = source.sampleShape
         if let reason = Preparation.validate(shape: shape, options: cfg.preparation) {
@@ -86,6 +88,7 @@ public enum LatentModelFitter {
         created: String = "1970-01-01T00:00:00Z",
         progress: ((FitProgress) -> Void)? = nil
     ) throws -> LatentModel {
+        ComputeCheck.warnOnce(Logger(label: "latentwatch.fit"))
         let family = try configuration.families.family(for: configuration.family)
         guard !family.needsPasses else {
             throw LatentWatchError(

@@ -47,6 +47,7 @@ public final class Monitor: Service, Sendable {
         guard !configuration.layers.isEmpty else {
             throw LatentWatchError(.invalidConfiguration, "a monitor needs at least one layer")
         }
+        ComputeCheck.warnOnce(logger)
         self.configuration = configuration
         self.layers = configuration.layers
         let p = configuration.primaryLayer ?? configuration.layers.count - 1
