@@ -4,19 +4,19 @@ import CLatentKernels
 /// (see `CLatentKernels.h`), in float32 or float16. About half the bytes of a dense matrix, one
 /// sequential pass per matrix-vector product.
 package struct PackedTriangular: Sendable {
+    /// The values, in tri8 order.
+    package enum Storage: Sendable {
+        case float32([Float])
+        case float16([UInt16])
+    }
+
     /// Order of the matrix.
     package let dimension: Int
-    /// Precision of the stored values (float32 or float16).
-    package let precision: ElementType
-    /// The values in tri8 order (``count`` elements of ``precision``), in memory the kernels stream through
-    /// (``ParameterBuffer``: huge pages where the system has them).
-    private let values: ParameterBuffer
+    /// Values in tri8 order.
+    package let storage: Storage
 
     /// Number of floats a centred-vector scratch buffer needs (dimension rounded up to 8).
     package static func paddedDimension(_ d: Int) -> Int { (d + 7) / 8 * 8 }
-
-    /// Number of stored elements (the tri8 layout's, padding included).
-    package var count: Int { Int(lw_tri8_count(Int32(dimension))) }
 
     /// Packs the lower triangle of a row-major dense matrix.
     package init(lowerRowMajor a: [Double], dimension d: Int, precision: ElementType) {
@@ -35,48 +35,19 @@ package struct PackedTriangular: Sendable {
     package init(rowPackedHalf p: [UInt16], dimension d: Int) {
         precondition(p.count == d * (d + 1) / 2)
         let n = Int(lw_tri8_count(Int32(d)))
-        let buffer = ParameterBuffer(byteCount: 2 * n)
-        let out = buffer.base.bindMemory(to: UInt16.self, capacity: n)
+        var out = [UInt16](repeating: 0, count: n)
         Self.forEachSlot(d) { slot, i, j in out[slot] = p[i * (i + 1) / 2 + j] }
         dimension = d
-        precision = .float16
-        values = buffer
+        storage = .float16(out)
     }
 
     private init(dimension d: Int, precision: ElementType, value: (Int, Int) -> Float) {
         let n = Int(lw_tri8_count(Int32(d)))
-        // Parameters are stored as float16 or float32; callers validate (ElementType.isParameterPrecision).
-        let half = precision == .float16
-        let buffer = ParameterBuffer(byteCount: (half ? 2 : 4) * n)
-        if half {
-            var out = [Float](repeating: 0, count: n)
-            Self.forEachSlot(d) { slot, i, j in out[slot] = value(i, j) }
-            out.withUnsafeBufferPointer {
-                HalfConversion.convert(
-                    $0.baseAddress!,
-                    toHalf: buffer.base.bindMemory(to: UInt16.self, capacity: n),
-                    count: n
-                )
-            }
-        } else {
-            let out = buffer.base.bindMemory(to: Float.self, capacity: n)
-            Self.forEachSlot(d) { slot, i, j in out[slot] = value(i, j) }
-        }
+        var out = [Float](repeating: 0, count: n)
+        Self.forEachSlot(d) { slot, i, j in out[slot] = value(i, j) }
         dimension = d
-        self.precision = half ? .float16 : .float32
-        values = buffer
-    }
-
-    private var f32: UnsafePointer<Float> { UnsafePointer(values.base.assumingMemoryBound(to: Float.self)) }
-    private var f16: UnsafePointer<UInt16> { UnsafePointer(values.base.assumingMemoryBound(to: UInt16.self)) }
-    private var isHalf: Bool { precision == .float16 }
-
-    /// The stored values as float32, in tri8 order.
-    private func floatValues() -> [Float] {
-        if isHalf {
-            return HalfConversion.toFloat(Array(UnsafeBufferPointer(start: f16, count: count)))
-        }
-        return Array(UnsafeBufferPointer(start: f32, count: count))
+        // Parameters are stored as float16 or float32; callers validate (ElementType.isParameterPrecision).
+        storage = precision == .float16 ? .float16(HalfConversion.toHalf(out)) : .float32(out)
     }
 
     /// Calls `body(slot, i, j)` for every stored entry with i < d, j <= i.
@@ -97,18 +68,29 @@ package struct PackedTriangular: Sendable {
         }
     }
 
+    /// Precision of the stored values.
+    package var precision: ElementType {
+        switch storage {
+        case .float32: return .float32
+        case .float16: return .float16
+        }
+    }
+
     /// Bytes held in memory.
-    package var byteCount: Int { (isHalf ? 2 : 4) * count }
-
-    /// Whether the values lie in memory advised for huge pages (see ``ParameterBuffer``).
-    package var isInHugePageRegion: Bool { values.isInHugePageRegion }
-
-    /// Address of the first stored value (tests read the mapping it lies in).
-    package var baseAddress: UnsafeRawPointer { UnsafeRawPointer(values.base) }
+    package var byteCount: Int {
+        switch storage {
+        case .float32(let v): return v.count * 4
+        case .float16(let v): return v.count * 2
+        }
+    }
 
     /// The lower triangle in row-packed order (row i holds entries 0...i), as float32.
     package func rowPacked() -> [Float] {
-        let values = floatValues()
+        let values: [Float]
+        switch storage {
+        case .float32(let v): values = v
+        case .float16(let v): values = HalfConversion.toFloat(v)
+        }
         var out = [Float](repeating: 0, count: dimension * (dimension + 1) / 2)
         Self.forEachSlot(dimension) { slot, i, j in out[i * (i + 1) / 2 + j] = values[slot] }
         return out
@@ -116,8 +98,7 @@ package struct PackedTriangular: Sendable {
 
     /// The lower triangle in row-packed order as binary16 bits (only for float16 storage).
     package func rowPackedHalf() -> [UInt16]? {
-        guard isHalf else { return nil }
-        let v = f16
+        guard case .float16(let v) = storage else { return nil }
         var out = [UInt16](repeating: 0, count: dimension * (dimension + 1) / 2)
         Self.forEachSlot(dimension) { slot, i, j in out[i * (i + 1) / 2 + j] = v[slot] }
         return out
@@ -140,10 +121,11 @@ package struct PackedTriangular: Sendable {
                 }
             }
         }
-        if isHalf {
-            floatValues().withUnsafeBufferPointer { copyBlocks($0.baseAddress!) }
-        } else {
-            copyBlocks(f32)
+        switch storage {
+        case .float32(let v):
+            v.withUnsafeBufferPointer { copyBlocks($0.baseAddress!) }
+        case .float16(let v):
+            HalfConversion.toFloat(v).withUnsafeBufferPointer { copyBlocks($0.baseAddress!) }
         }
     }
 
@@ -155,9 +137,12 @@ package struct PackedTriangular: Sendable {
         mu: UnsafePointer<Float>,
         scratch: UnsafeMutablePointer<Float>
     ) -> Double {
-        isHalf
-            ? lw_tri8_sqnorm_f16(f16, x, mu, Int32(dimension), scratch)
-            : lw_tri8_sqnorm_f32(f32, x, mu, Int32(dimension), scratch)
+        switch storage {
+        case .float32(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_f32($0.baseAddress, x, mu, Int32(dimension), scratch) }
+        case .float16(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_f16($0.baseAddress, x, mu, Int32(dimension), scratch) }
+        }
     }
 }
 
@@ -166,18 +151,22 @@ extension PackedTriangular {
     /// writes ``paddedDimension(_:)`` floats to `y`. Allocates nothing.
     @inline(__always)
     package func multiply(centered xc: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-        if isHalf {
-            lw_tri8_matvec_f16(f16, xc, Int32(dimension), y)
-        } else {
-            lw_tri8_matvec_f32(f32, xc, Int32(dimension), y)
+        switch storage {
+        case .float32(let w):
+            w.withUnsafeBufferPointer { lw_tri8_matvec_f32($0.baseAddress, xc, Int32(dimension), y) }
+        case .float16(let w):
+            w.withUnsafeBufferPointer { lw_tri8_matvec_f16($0.baseAddress, xc, Int32(dimension), y) }
         }
     }
 
     /// ||W xc||^2 for a centred, zero-padded vector.
     @inline(__always)
     package func squaredNorm(centered xc: UnsafePointer<Float>) -> Double {
-        isHalf
-            ? lw_tri8_sqnorm_centered_f16(f16, xc, Int32(dimension))
-            : lw_tri8_sqnorm_centered_f32(f32, xc, Int32(dimension))
+        switch storage {
+        case .float32(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_centered_f32($0.baseAddress, xc, Int32(dimension)) }
+        case .float16(let w):
+            return w.withUnsafeBufferPointer { lw_tri8_sqnorm_centered_f16($0.baseAddress, xc, Int32(dimension)) }
+        }
     }
 }

@@ -78,60 +78,6 @@ import Testing
     }
 
     /// Forcing the portable loops is per thread: tests running at the same time elsewhere keep the CPU's kernels.
-    /// Factors are carved from huge-page regions (ParameterMemory): values survive regions filling up, being
-    /// retired and unmapped as their last factor goes, and equal what was packed. On Linux with transparent huge
-    /// pages enabled (`always` or `madvise`), the kernel backs the written region with 2 MB pages.
-    @Test func factorsLiveInHugePageRegionsAndSurviveTheirTurnover() throws {
-        let d = 512
-        var g = SeededRandom(seed: 7)
-        let n = d * (d + 1) / 2
-        func make(_ k: Int) -> ([Float], PackedTriangular) {
-            let v = (0..<n).map { _ in Float(k) + Float.random(in: 0..<1, using: &g) }
-            return (v, PackedTriangular(rowPacked: v, dimension: d, precision: .float32))
-        }
-        // 80 factors of 532 KB: 42 MB, more than one 32 MB region.
-        var kept: [([Float], PackedTriangular)] = (0..<80).map(make)
-        #if os(Linux)
-        #expect(
-            ParameterMemory.usesHugePageRegions,
-            "huge-page regions are used unless ASan or LATENTWATCH_HUGE_PAGES=0"
-        )
-        #endif
-        for (_, p) in kept { #expect(p.isInHugePageRegion == ParameterMemory.usesHugePageRegions) }
-        // Drop every other one and the whole first half (its region is retired and unmapped), then fill more.
-        kept = kept.enumerated().filter { $0.offset >= 40 && $0.offset % 2 == 0 }.map(\.element)
-        kept += (100..<150).map(make)
-        for (v, p) in kept { #expect(p.rowPacked() == v) }
-        #if os(Linux)
-        let mode = (try? String(contentsOfFile: "/sys/kernel/mm/transparent_hugepage/enabled", encoding: .utf8)) ?? ""
-        if ParameterMemory.usesHugePageRegions && !mode.contains("[never]") {
-            // The mapping that holds the last factor, in /proc/self/smaps: its AnonHugePages line.
-            let address = UInt(bitPattern: kept.last!.1.baseAddress)
-            // /proc files report size 0: read to the end rather than by the size.
-            let handle = try #require(FileHandle(forReadingAtPath: "/proc/self/smaps"))
-            let smaps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
-            var inside = false
-            var hugeKB: Int?
-            for line in smaps.split(separator: "\n") {
-                if let dash = line.firstIndex(of: "-"), let space = line.firstIndex(of: " "), dash < space,
-                    let lo = UInt(line[..<dash], radix: 16),
-                    let hi = UInt(line[line.index(after: dash)..<space], radix: 16)
-                {
-                    inside = lo <= address && address < hi
-                } else if inside && line.hasPrefix("AnonHugePages:") {
-                    hugeKB = Int(line.split(separator: " ")[1])
-                }
-            }
-            // Compaction can fail on a fragmented host, so 4 KB pages are possible; report what the kernel did.
-            print(
-                "transparent huge pages '\(mode.trimmingCharacters(in: .whitespacesAndNewlines))': "
-                    + "\(hugeKB.map { "\($0) kB" } ?? "no mapping found") of the factors' region in huge pages"
-            )
-            #expect(hugeKB != nil, "the factor's address lies in a mapping of /proc/self/smaps")
-        }
-        #endif
-    }
-
     @Test func simdSwitchIsPerThread() {
         HalfConversion.allowSIMDKernels(true)
         let available = HalfConversion.usesSIMDKernels
