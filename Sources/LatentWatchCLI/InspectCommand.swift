@@ -105,7 +105,7 @@ struct InspectCommand: ParsableCommand {
 }
 
 extension InspectCommand {
-    /// `inspect --system`: the CPU, the kernels chosen for it, OpenBLAS's core, and huge pages.
+    /// `inspect --system`: the CPU, the kernels chosen for it, and OpenBLAS's core.
     static func printSystem() {
         let e = ComputeEnvironment.self
         print("cpu:             \(e.cpuModel)")
@@ -121,11 +121,5 @@ extension InspectCommand {
         print("openblas core:   \(core) (fitting, batches of 16 inputs or more)")
         print("openblas build:  \(e.blasConfig)")
         if let warning = e.blasFallbackWarning { print("warning:         \(warning)") }
-        let thp =
-            (try? String(contentsOfFile: "/sys/kernel/mm/transparent_hugepage/enabled", encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
-        print(
-            "huge pages:      model factors \(ParameterMemory.usesHugePageRegions ? "in 2 MB-aligned regions advised for huge pages" : "on malloc (LATENTWATCH_HUGE_PAGES=0 or a sanitizer build)"); transparent huge pages: \(thp)"
-        )
     }
 }

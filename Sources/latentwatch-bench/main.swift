@@ -286,11 +286,7 @@ print(
     "LatentWatch \(LatentWatchVersion.string) vs numpy \(peer["numpy_version"] ?? "?") / scikit-learn \(peer["sklearn_version"] ?? "?"), 1 thread each, D=\(d), K=\(k), full covariance, \(k * perClass) fit samples\(quick ? " (quick)" : "")"
 )
 print(ComputeEnvironment.summary + (ComputeEnvironment.blasFallbackWarning.map { "\nwarning: " + $0 } ?? ""))
-print(
-    "model factors: "
-        + (ParameterMemory.usesHugePageRegions ? "huge-page regions" : "malloc (LATENTWATCH_HUGE_PAGES=0)")
-        + "; numpy's BLAS core: \(peer["blas_core"] ?? "not reported")"
-)
+print("numpy's OpenBLAS core: \(peer["blas_core"] ?? "not reported")")
 @MainActor func row(
     _ what: String,
     _ ourValue: Double,
