@@ -209,6 +209,125 @@ LW_AVX2 static void lw_tri8_avx2_matvec_f16(const uint16_t *w, const float *xc, 
     LW_TRI8_BODY(LW_LOAD_F16, LW_FINISH_STORE, LW_RESULT_NONE)
 }
 
+// Several inputs per pass over W: tiles of 3 inputs share every load of W. Rows are taken 4 at a time
+// (4 rows x 3 inputs = 12 accumulators, with 3 input chunks and one row of W: 16 registers). Each accumulator
+// sees the same FMAs in the same order as the one-input kernel, and the row sums are reduced with the same
+// hadd tree (lw_reduce8 split in its two halves), so every result equals the one-input kernel's bit for bit.
+// W is walked in panels of block rows small enough to stay in L2 while all tiles pass over them; each
+// input's partial sum of squares (a __m256d, as in the one-input kernel) waits in `totals` between panels.
+
+#ifndef LW_BATCH_PANEL_CHUNKS
+#define LW_BATCH_PANEL_CHUNKS 384 /* 8x8 chunks per panel: 96 KB of float32 W, 48 KB of float16 */
+#endif
+
+#define LW_TRI8_BATCH_BODY(LOAD)                                                                   \
+    int mb = (d + 7) / 8;                                                                          \
+    for (int i = 0; i < n; i++) _mm256_storeu_pd(totals + 4 * i, _mm256_setzero_pd());             \
+    int m0 = 0;                                                                                    \
+    while (m0 < mb) {                                                                              \
+        int m1 = m0 + 1;                                                                           \
+        while (m1 < mb && (m1 + 1) * (m1 + 2) / 2 - m0 * (m0 + 1) / 2 <= LW_BATCH_PANEL_CHUNKS) m1++; \
+        int i = 0;                                                                                 \
+        for (; i + 3 <= n; i += 3) {                                                               \
+            const float *x0 = xc + (size_t)i * ld, *x1 = x0 + ld, *x2 = x1 + ld;                   \
+            __m256d t0 = _mm256_loadu_pd(totals + 4 * i);                                          \
+            __m256d t1 = _mm256_loadu_pd(totals + 4 * i + 4);                                     \
+            __m256d t2 = _mm256_loadu_pd(totals + 4 * i + 8);                                      \
+            for (int m = m0; m < m1; m++) {                                                        \
+                __m256 lo[3];                                                                      \
+                for (int half = 0; half < 2; half++) {                                             \
+                    const WT *p = w + (size_t)64 * ((size_t)m * (m + 1) / 2) + 32 * half;         \
+                    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;             \
+                    __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;                             \
+                    __m256 a20 = a00, a21 = a00, a22 = a00, a23 = a00;                             \
+                    for (int c = 0; c <= m; c++) {                                                 \
+                        __m256 v0 = _mm256_loadu_ps(x0 + 8 * c);                                   \
+                        __m256 v1 = _mm256_loadu_ps(x1 + 8 * c);                                   \
+                        __m256 v2 = _mm256_loadu_ps(x2 + 8 * c);                                   \
+                        __m256 r = LOAD(p + 0);                                                    \
+                        a00 = _mm256_fmadd_ps(r, v0, a00);                                         \
+                        a10 = _mm256_fmadd_ps(r, v1, a10);                                         \
+                        a20 = _mm256_fmadd_ps(r, v2, a20);                                         \
+                        r = LOAD(p + 8);                                                           \
+                        a01 = _mm256_fmadd_ps(r, v0, a01);                                         \
+                        a11 = _mm256_fmadd_ps(r, v1, a11);                                         \
+                        a21 = _mm256_fmadd_ps(r, v2, a21);                                         \
+                        r = LOAD(p + 16);                                                          \
+                        a02 = _mm256_fmadd_ps(r, v0, a02);                                         \
+                        a12 = _mm256_fmadd_ps(r, v1, a12);                                         \
+                        a22 = _mm256_fmadd_ps(r, v2, a22);                                         \
+                        r = LOAD(p + 24);                                                          \
+                        a03 = _mm256_fmadd_ps(r, v0, a03);                                         \
+                        a13 = _mm256_fmadd_ps(r, v1, a13);                                         \
+                        a23 = _mm256_fmadd_ps(r, v2, a23);                                         \
+                        p += 64;                                                                   \
+                    }                                                                              \
+                    __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a00, a01), _mm256_hadd_ps(a02, a03)); \
+                    __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a10, a11), _mm256_hadd_ps(a12, a13)); \
+                    __m256 h2 = _mm256_hadd_ps(_mm256_hadd_ps(a20, a21), _mm256_hadd_ps(a22, a23)); \
+                    if (half == 0) {                                                               \
+                        lo[0] = h0;                                                                \
+                        lo[1] = h1;                                                                \
+                        lo[2] = h2;                                                                \
+                    } else {                                                                       \
+                        t0 = lw_accumulate_squares(t0, lw_join_halves(lo[0], h0));                 \
+                        t1 = lw_accumulate_squares(t1, lw_join_halves(lo[1], h1));                 \
+                        t2 = lw_accumulate_squares(t2, lw_join_halves(lo[2], h2));                 \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            _mm256_storeu_pd(totals + 4 * i, t0);                                                  \
+            _mm256_storeu_pd(totals + 4 * i + 4, t1);                                              \
+            _mm256_storeu_pd(totals + 4 * i + 8, t2);                                              \
+        }                                                                                          \
+        for (; i < n; i++) {                                                                       \
+            const float *x0 = xc + (size_t)i * ld;                                                 \
+            __m256d t0 = _mm256_loadu_pd(totals + 4 * i);                                          \
+            const WT *p = w + (size_t)64 * ((size_t)m0 * (m0 + 1) / 2);                          \
+            for (int m = m0; m < m1; m++) {                                                        \
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,      \
+                       a6 = a0, a7 = a0;                                                           \
+                for (int c = 0; c <= m; c++) {                                                     \
+                    __m256 xv = _mm256_loadu_ps(x0 + 8 * c);                                       \
+                    a0 = _mm256_fmadd_ps(LOAD(p + 0), xv, a0);                                     \
+                    a1 = _mm256_fmadd_ps(LOAD(p + 8), xv, a1);                                     \
+                    a2 = _mm256_fmadd_ps(LOAD(p + 16), xv, a2);                                    \
+                    a3 = _mm256_fmadd_ps(LOAD(p + 24), xv, a3);                                    \
+                    a4 = _mm256_fmadd_ps(LOAD(p + 32), xv, a4);                                    \
+                    a5 = _mm256_fmadd_ps(LOAD(p + 40), xv, a5);                                    \
+                    a6 = _mm256_fmadd_ps(LOAD(p + 48), xv, a6);                                    \
+                    a7 = _mm256_fmadd_ps(LOAD(p + 56), xv, a7);                                    \
+                    p += 64;                                                                       \
+                }                                                                                  \
+                t0 = lw_accumulate_squares(t0, lw_reduce8(a0, a1, a2, a3, a4, a5, a6, a7));        \
+            }                                                                                      \
+            _mm256_storeu_pd(totals + 4 * i, t0);                                                  \
+        }                                                                                          \
+        m0 = m1;                                                                                   \
+    }                                                                                              \
+    for (int i = 0; i < n; i++) out[(size_t)i * out_stride] = lw_hsum_pd(_mm256_loadu_pd(totals + 4 * i));
+
+// The last step of lw_reduce8, from its two halves' hadd results (rows 0-3 and rows 4-7).
+LW_AVX2 static inline __m256 lw_join_halves(__m256 h0123, __m256 h4567) {
+    __m256 lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
+    __m256 hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+    return _mm256_add_ps(lo, hi);
+}
+
+LW_AVX2 static void lw_tri8_avx2_batch_f32(const float *w, const float *xc, size_t ld, int n, int d, double *out,
+                                           size_t out_stride, double *totals) {
+#define WT float
+    LW_TRI8_BATCH_BODY(LW_LOAD_F32)
+#undef WT
+}
+
+LW_AVX2 static void lw_tri8_avx2_batch_f16(const uint16_t *w, const float *xc, size_t ld, int n, int d,
+                                           double *out, size_t out_stride, double *totals) {
+#define WT uint16_t
+    LW_TRI8_BATCH_BODY(LW_LOAD_F16)
+#undef WT
+}
+
 LW_AVX2 static void lw_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -297,6 +416,30 @@ double lw_tri8_sqnorm_f32(const float *w, const float *x, const float *mu, int d
 double lw_tri8_sqnorm_f16(const uint16_t *w, const float *x, const float *mu, int d, float *scratch) {
     lw_center(x, mu, d, scratch);
     return lw_tri8_sqnorm_centered_f16(w, scratch, d);
+}
+
+void lw_tri8_sqnorm_batch_f32(const float *w, const float *xc, size_t ld, int n, int d, double *out,
+                              size_t out_stride, double *totals) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) {
+        lw_tri8_avx2_batch_f32(w, xc, ld, n, d, out, out_stride, totals);
+        return;
+    }
+#endif
+    (void)totals;
+    for (int i = 0; i < n; i++) out[(size_t)i * out_stride] = lw_tri8_generic_f32(w, xc + (size_t)i * ld, d);
+}
+
+void lw_tri8_sqnorm_batch_f16(const uint16_t *w, const float *xc, size_t ld, int n, int d, double *out,
+                              size_t out_stride, double *totals) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) {
+        lw_tri8_avx2_batch_f16(w, xc, ld, n, d, out, out_stride, totals);
+        return;
+    }
+#endif
+    (void)totals;
+    for (int i = 0; i < n; i++) out[(size_t)i * out_stride] = lw_tri8_generic_f16(w, xc + (size_t)i * ld, d);
 }
 
 void lw_tri8_matvec_f32(const float *w, const float *xc, int d, float *y) {

@@ -159,6 +159,48 @@ extension PackedTriangular {
         }
     }
 
+    /// ||W xc_i||^2 for `count` centred, zero-padded vectors (row i at `xc + i * stride`, `stride` at least
+    /// ``paddedDimension(_:)``), written to `out[i * outStride]`. Each equals ``squaredNorm(centered:)`` of the same
+    /// row bit for bit; W is read once per three rows (`lw_tri8_sqnorm_batch_*`). `totals` holds `4 * count`
+    /// doubles. Allocates nothing.
+    package func squaredNorms(
+        centered xc: UnsafePointer<Float>,
+        stride: Int,
+        count: Int,
+        into out: UnsafeMutablePointer<Double>,
+        outStride: Int,
+        totals: UnsafeMutablePointer<Double>
+    ) {
+        switch storage {
+        case .float32(let w):
+            w.withUnsafeBufferPointer {
+                lw_tri8_sqnorm_batch_f32(
+                    $0.baseAddress,
+                    xc,
+                    stride,
+                    Int32(count),
+                    Int32(dimension),
+                    out,
+                    outStride,
+                    totals
+                )
+            }
+        case .float16(let w):
+            w.withUnsafeBufferPointer {
+                lw_tri8_sqnorm_batch_f16(
+                    $0.baseAddress,
+                    xc,
+                    stride,
+                    Int32(count),
+                    Int32(dimension),
+                    out,
+                    outStride,
+                    totals
+                )
+            }
+        }
+    }
+
     /// ||W xc||^2 for a centred, zero-padded vector.
     @inline(__always)
     package func squaredNorm(centered xc: UnsafePointer<Float>) -> Double {

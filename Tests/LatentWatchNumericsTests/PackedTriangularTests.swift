@@ -78,6 +78,48 @@ import Testing
     }
 
     /// Forcing the portable loops is per thread: tests running at the same time elsewhere keep the CPU's kernels.
+    /// The multi-input kernel (tiles of three rows, panels of W) gives every row exactly what the one-input kernel
+    /// gives it, for float32 and float16 factors, any row count (tiles and the one- or two-row tail), dimensions
+    /// that cross panels (d = 513: 65 block rows), with row strides beyond the padded width, on both the AVX2 and
+    /// the portable path.
+    @Test(arguments: [1, 7, 8, 9, 63, 200, 513], [true, false])
+    func batchKernelEqualsOneInputKernelBitForBit(d: Int, simd: Bool) {
+        HalfConversion.allowSIMDKernels(simd)
+        defer { HalfConversion.allowSIMDKernels(true) }
+        var g = SeededRandom(seed: UInt64(1000 + d))
+        let a = Self.randomLower(d, &g)
+        let dp = PackedTriangular.paddedDimension(d)
+        let stride = dp + 8
+        for precision in [ElementType.float32, .float16] {
+            let w = PackedTriangular(lowerRowMajor: a, dimension: d, precision: precision)
+            for n in [1, 2, 3, 4, 5, 7, 50] {
+                var xc = [Float](repeating: 0, count: n * stride)
+                for i in 0..<n { for j in 0..<d { xc[i * stride + j] = Float.random(in: -2...2, using: &g) } }
+                var out = [Double](repeating: .nan, count: 2 * n)
+                var totals = [Double](repeating: 0, count: 4 * n)
+                xc.withUnsafeBufferPointer { x in
+                    out.withUnsafeMutableBufferPointer { o in
+                        totals.withUnsafeMutableBufferPointer { t in
+                            w.squaredNorms(
+                                centered: x.baseAddress!,
+                                stride: stride,
+                                count: n,
+                                into: o.baseAddress!,
+                                outStride: 2,
+                                totals: t.baseAddress!
+                            )
+                        }
+                    }
+                }
+                for i in 0..<n {
+                    let one = xc.withUnsafeBufferPointer { w.squaredNorm(centered: $0.baseAddress! + i * stride) }
+                    #expect(out[2 * i] == one, "d \(d) n \(n) row \(i) \(precision): \(out[2 * i]) vs \(one)")
+                    #expect(out[2 * i + 1].isNaN, "only every outStride-th entry is written")
+                }
+            }
+        }
+    }
+
     @Test func simdSwitchIsPerThread() {
         HalfConversion.allowSIMDKernels(true)
         let available = HalfConversion.usesSIMDKernels

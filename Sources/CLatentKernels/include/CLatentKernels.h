@@ -26,6 +26,15 @@ double lw_tri8_sqnorm_f16(const uint16_t *w, const float *x, const float *mu, in
 double lw_tri8_sqnorm_centered_f32(const float *w, const float *xc, int d);
 double lw_tri8_sqnorm_centered_f16(const uint16_t *w, const float *xc, int d);
 
+/// Squared norms ||W xc_i||^2 of n centred, zero-padded vectors (row i at xc + i * ld, ld >= dp floats), written
+/// to out[i * out_stride]. Each equals lw_tri8_sqnorm_centered_* of the same row bit for bit (the same operations
+/// in the same order), but W is read once per tile of three rows, in panels that stay in L2. totals is scratch of
+/// 4 * n doubles.
+void lw_tri8_sqnorm_batch_f32(const float *w, const float *xc, size_t ld, int n, int d, double *out,
+                              size_t out_stride, double *totals);
+void lw_tri8_sqnorm_batch_f16(const uint16_t *w, const float *xc, size_t ld, int n, int d, double *out,
+                              size_t out_stride, double *totals);
+
 /// y = W xc for a centred, zero-padded xc (dp floats); writes dp floats to y (entries past d are 0).
 void lw_tri8_matvec_f32(const float *w, const float *xc, int d, float *y);
 void lw_tri8_matvec_f16(const uint16_t *w, const float *xc, int d, float *y);

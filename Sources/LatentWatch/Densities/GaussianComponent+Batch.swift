@@ -1,8 +1,10 @@
 import LatentWatchNumerics
 
 extension GaussianComponent {
-    /// Batches at least this large go through BLAS (strmm); smaller ones stream the packed factor once
-    /// per vector.
+    /// With the AVX2 kernels, batches run on the multi-input tri8 kernel, this many centred rows per pass
+    /// (the workspace holds them: 2 MB at D = 512). Without them, batches at least `blasBatchThreshold` large go
+    /// through BLAS (strmm and sgemm); smaller ones stream the packed factor once per vector.
+    static let kernelRowsPerPass = 1024
     static let blasBatchThreshold = 16
     /// Rows of W per block in the blocked batch product.
     static let blockSize = 128
@@ -16,6 +18,35 @@ extension GaussianComponent {
         workspace: inout BatchWorkspace
     ) {
         let d = mean.count
+        if HalfConversion.usesSIMDKernels {
+            // Our multi-input kernel: centred rows, zero padded, in the workspace; W read once per three rows.
+            let dp = PackedTriangular.paddedDimension(d)
+            let rows = min(count, Self.kernelRowsPerPass)
+            let xc = workspace.floats(atLeast: rows * dp + 8 * rows)
+            let totals = UnsafeMutableRawPointer(xc + rows * dp).bindMemory(to: Double.self, capacity: 4 * rows)
+            var start = 0
+            mean.withUnsafeBufferPointer { mu in
+                while start < count {
+                    let n = min(rows, count - start)
+                    for i in 0..<n {
+                        let row = z + (start + i) * d
+                        let dst = xc + i * dp
+                        for j in 0..<d { dst[j] = row[j] - mu[j] }
+                        for j in d..<dp { dst[j] = 0 }
+                    }
+                    factor.squaredNorms(
+                        centered: xc,
+                        stride: dp,
+                        count: n,
+                        into: out + start * stride,
+                        outStride: stride,
+                        totals: totals
+                    )
+                    start += n
+                }
+            }
+            return
+        }
         if count < Self.blasBatchThreshold {
             let scratch = workspace.floats(atLeast: PackedTriangular.paddedDimension(d))
             for i in 0..<count { out[i * stride] = squaredDistance(z + i * d, scratch: scratch) }
