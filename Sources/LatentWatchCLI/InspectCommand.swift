@@ -110,7 +110,7 @@ extension InspectCommand {
         let e = ComputeEnvironment.self
         print("cpu:             \(e.cpuModel)")
         print("cpu features:    \(e.cpuFeatureSummary)")
-        print("scoring kernels: \(e.scoringKernel) (one input and batches under 16 inputs)")
+        print("scoring kernels: \(e.scoringKernel) (one input and batches)")
         var core = "\(e.blasCore)"
         if let set = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] {
             core +=
@@ -118,7 +118,7 @@ extension InspectCommand {
                 + (ProcessInfo.processInfo.environment["LATENTWATCH_BLAS_RELAUNCHED"] != nil
                     ? ", set by latentwatch: the library's own choice was a generic fallback)" : ")")
         }
-        print("openblas core:   \(core) (fitting, batches of 16 inputs or more)")
+        print("openblas core:   \(core) (fitting; batch scoring when the scoring kernels are portable C)")
         print("openblas build:  \(e.blasConfig)")
         if let warning = e.blasFallbackWarning { print("warning:         \(warning)") }
     }
