@@ -157,16 +157,15 @@ LW_AVX2 static inline double lw_hsum_pd(__m256d v) {
     return _mm_cvtsd_f64(_mm_add_sd(lo, sh));
 }
 
-#define LW_TRI8_BODY(LOAD, FINISH, RESULT)                                                      \
-    int mb = (d + 7) / 8;                                                                       \
-    __m256d total = _mm256_setzero_pd();                                                        \
-    (void)total;                                                                                \
-    for (int m = 0; m < mb; m++) {                                                              \
+// One block row m of W times xc: the 8 rows' dot products over chunks 0..m, reduced into one vector (y).
+// p points at the block's first chunk and is left after its last.
+#define LW_TRI8_BLOCK(LOAD, xc, m, y)                                                           \
+    {                                                                                           \
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),    \
                a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(),    \
                a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();                              \
-        for (int c = 0; c <= m; c++) {                                                          \
-            __m256 xv = _mm256_loadu_ps(xc + 8 * c);                                            \
+        for (int c = 0; c <= (m); c++) {                                                        \
+            __m256 xv = _mm256_loadu_ps((xc) + 8 * c);                                          \
             a0 = _mm256_fmadd_ps(LOAD(p + 0), xv, a0);                                          \
             a1 = _mm256_fmadd_ps(LOAD(p + 8), xv, a1);                                          \
             a2 = _mm256_fmadd_ps(LOAD(p + 16), xv, a2);                                         \
@@ -177,7 +176,17 @@ LW_AVX2 static inline double lw_hsum_pd(__m256d v) {
             a7 = _mm256_fmadd_ps(LOAD(p + 56), xv, a7);                                         \
             p += 64;                                                                            \
         }                                                                                       \
-        FINISH(lw_reduce8(a0, a1, a2, a3, a4, a5, a6, a7));                                     \
+        y = lw_reduce8(a0, a1, a2, a3, a4, a5, a6, a7);                                         \
+    }
+
+#define LW_TRI8_BODY(LOAD, FINISH, RESULT)                                                      \
+    int mb = (d + 7) / 8;                                                                       \
+    __m256d total = _mm256_setzero_pd();                                                        \
+    (void)total;                                                                                \
+    for (int m = 0; m < mb; m++) {                                                              \
+        __m256 y;                                                                               \
+        LW_TRI8_BLOCK(LOAD, xc, m, y)                                                           \
+        FINISH(y);                                                                              \
     }                                                                                           \
     RESULT
 
@@ -285,21 +294,9 @@ LW_AVX2 static void lw_tri8_avx2_matvec_f16(const uint16_t *w, const float *xc, 
             __m256d t0 = _mm256_loadu_pd(totals + 4 * i);                                          \
             const WT *p = w + (size_t)64 * ((size_t)m0 * (m0 + 1) / 2);                          \
             for (int m = m0; m < m1; m++) {                                                        \
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,      \
-                       a6 = a0, a7 = a0;                                                           \
-                for (int c = 0; c <= m; c++) {                                                     \
-                    __m256 xv = _mm256_loadu_ps(x0 + 8 * c);                                       \
-                    a0 = _mm256_fmadd_ps(LOAD(p + 0), xv, a0);                                     \
-                    a1 = _mm256_fmadd_ps(LOAD(p + 8), xv, a1);                                     \
-                    a2 = _mm256_fmadd_ps(LOAD(p + 16), xv, a2);                                    \
-                    a3 = _mm256_fmadd_ps(LOAD(p + 24), xv, a3);                                    \
-                    a4 = _mm256_fmadd_ps(LOAD(p + 32), xv, a4);                                    \
-                    a5 = _mm256_fmadd_ps(LOAD(p + 40), xv, a5);                                    \
-                    a6 = _mm256_fmadd_ps(LOAD(p + 48), xv, a6);                                    \
-                    a7 = _mm256_fmadd_ps(LOAD(p + 56), xv, a7);                                    \
-                    p += 64;                                                                       \
-                }                                                                                  \
-                t0 = lw_accumulate_squares(t0, lw_reduce8(a0, a1, a2, a3, a4, a5, a6, a7));        \
+                __m256 y;                                                                          \
+                LW_TRI8_BLOCK(LOAD, x0, m, y)                                                      \
+                t0 = lw_accumulate_squares(t0, y);                                                 \
             }                                                                                      \
             _mm256_storeu_pd(totals + 4 * i, t0);                                                  \
         }                                                                                          \
