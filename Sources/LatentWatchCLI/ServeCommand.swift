@@ -174,7 +174,6 @@ package struct ServeCommand: AsyncParsableCommand {
         return Array(all[2...])
     }
 
-    /// Turns a JSON config object into command-line arguments.
     /// The sidecar's settings from these options (addresses parsed, sizes checked), without touching files or
     /// sockets: what `run()` starts the server with, and what the `config` fuzz target checks.
     package func sidecarConfiguration(token: String? = nil) throws -> SidecarConfiguration {
@@ -200,6 +199,7 @@ package struct ServeCommand: AsyncParsableCommand {
     /// The alert policy these options set.
     package func alertPolicy() throws -> AlertPolicy { try alerts.policy() }
 
+    /// Turns a JSON config file into command-line arguments.
     package static func arguments(fromConfig path: String) throws -> [String] {
         let data = try userFacing("config \(path)") { try Data(contentsOf: URL(fileURLWithPath: path)) }
         return try arguments(fromConfigData: data, path: path)

@@ -624,6 +624,30 @@ class Monitor:
 
     # ---- assessing ---------------------------------------------------------------------------------------------
 
+    def _point_at(self, layers: Sequence[Any], s: _Scratch) -> Sequence[Any]:
+        """Points the thread's ``lw_inputs`` at one input's layers (and sets its dtype); returns the arrays it points
+        into, which the caller keeps alive until the library call returns."""
+        ptrs = s.layers
+        # The common case first: one flat, aligned, C-contiguous float32 array per layer of the layer's size,
+        # passed by address with no other check (the library checks lengths and values again).
+        if len(layers) == self._layer_count:
+            counts = self._counts
+            for i, a in enumerate(layers):
+                if type(a) is np.ndarray and a.dtype is _F32 and a.ndim == 1 and a.size == counts[i]:
+                    flags = a.flags
+                    if flags.c_contiguous and flags.aligned:
+                        ptrs[i] = a.__array_interface__["data"][0]
+                        continue
+                break
+            else:
+                s.inputs.dtype = _capi.LW_DTYPE_FLOAT32
+                return layers
+        arrays, _, half = self._arrays(layers, batch=False)
+        for i, a in enumerate(arrays):
+            ptrs[i] = a.__array_interface__["data"][0]  # a.ctypes.data, cheaper
+        s.inputs.dtype = _capi.LW_DTYPE_FLOAT16 if half else _capi.LW_DTYPE_FLOAT32
+        return arrays
+
     def assess(self, *layers: Any, outputs: Any = None, request_id: Optional[str] = None) -> Assessment:
         """Assesses one input on the calling thread (``lw_monitor_assess``; either mode).
 
@@ -646,28 +670,7 @@ class Monitor:
         """
         h = self._live()
         s = self._scratch()
-        ptrs = s.layers
-        # The common case first: one flat, aligned, C-contiguous float32 array per layer of the layer's size,
-        # passed by address with no other check (the library checks lengths and values again).
-        fast = len(layers) == self._layer_count
-        if fast:
-            counts = self._counts
-            for i, a in enumerate(layers):
-                if type(a) is np.ndarray and a.dtype is _F32 and a.ndim == 1 and a.size == counts[i]:
-                    flags = a.flags
-                    if flags.c_contiguous and flags.aligned:
-                        ptrs[i] = a.__array_interface__["data"][0]
-                        continue
-                fast = False
-                break
-        if fast:
-            half = False
-            arrays = layers
-        else:
-            arrays, _, half = self._arrays(layers, batch=False)
-            for i, a in enumerate(arrays):
-                ptrs[i] = a.__array_interface__["data"][0]  # a.ctypes.data, cheaper
-        s.inputs.dtype = _capi.LW_DTYPE_FLOAT16 if half else _capi.LW_DTYPE_FLOAT32
+        arrays = self._point_at(layers, s)  # kept alive until the call returns
         keep = self._outputs(outputs, 1, s.inputs)
         rid = self._request_id(request_id)
         status = lib.lw_monitor_assess(h, s.inputs_ref, rid, s.out_ref)
@@ -773,11 +776,8 @@ class Monitor:
             ShapeError, NonFiniteError, DTypeError: as :meth:`assess`.
         """
         h = self._live()
-        arrays, _, half = self._arrays(layers, batch=False)
         s = self._scratch()
-        for i, a in enumerate(arrays):
-            s.layers[i] = a.__array_interface__["data"][0]
-        s.inputs.dtype = _capi.LW_DTYPE_FLOAT16 if half else _capi.LW_DTYPE_FLOAT32
+        arrays = self._point_at(layers, s)  # kept alive until the call returns
         s.inputs.outputs = None
         s.inputs.outputs_length = 0
         status = lib.lw_monitor_submit(h, s.inputs_ref, self._request_id(request_id), s.accepted_ref)
