@@ -52,6 +52,10 @@ package struct GaussianMoments: Sendable, Equatable {
 
     /// Folds in `rows` vectors stored row-major in `data` (stride `dimension`), with optional weights.
     /// `workspace` is reused between calls to avoid allocation; pass the same array every time.
+    ///
+    /// The batch is centred on its own mean and its scatter is added to this one's in place by one SYRK,
+    /// followed by Chan et al.'s rank-one correction for the difference of the means: no batch-sized
+    /// moments are allocated or merged.
     package mutating func add(
         _ data: UnsafeBufferPointer<Float>,
         rows: Int,
@@ -61,47 +65,57 @@ package struct GaussianMoments: Sendable, Equatable {
         let d = dimension
         precondition(data.count >= rows * d, "GaussianMoments.add: buffer too small")
         guard rows > 0 else { return }
-        var batch = GaussianMoments(dimension: d)
-        if workspace.count < rows * d { workspace = [Double](repeating: 0, count: rows * d) }
-        // Batch weight and mean.
-        var w = 0.0
-        var mu = [Double](repeating: 0, count: d)
-        for r in 0..<rows {
-            let wr = weights?[r] ?? 1
-            if wr == 0 { continue }
-            w += wr
-            let base = r * d
-            for j in 0..<d { mu[j] += wr * Double(data[base + j]) }
-        }
-        batch.count = rows
-        guard w > 0 else {
-            count += rows
-            return
-        }
-        for j in 0..<d { mu[j] /= w }
-        // Centred, sqrt-weighted rows, then one SYRK.
+        if workspace.count < rows * d + d { workspace = [Double](repeating: 0, count: rows * d + d) }
+        count += rows
         workspace.withUnsafeMutableBufferPointer { ws in
+            // Batch weight and mean (in the workspace's last d slots).
+            let mu = UnsafeMutableBufferPointer(rebasing: ws[(rows * d)..<(rows * d + d)])
+            mu.update(repeating: 0)
+            var w = 0.0
+            for r in 0..<rows {
+                let wr = weights?[r] ?? 1
+                if wr == 0 { continue }
+                w += wr
+                let base = r * d
+                for j in 0..<d { mu[j] += wr * Double(data[base + j]) }
+            }
+            guard w > 0 else { return }
+            for j in 0..<d { mu[j] /= w }
+            // Centred, sqrt-weighted rows.
             for r in 0..<rows {
                 let s = (weights?[r] ?? 1).squareRoot()
                 let base = r * d
                 for j in 0..<d { ws[base + j] = s * (Double(data[base + j]) - mu[j]) }
             }
-            batch.scatterLower.withUnsafeMutableBufferPointer { c in
+            let total = weight + w
+            let factor = weight * w / total
+            let ratio = w / total
+            scatterLower.withUnsafeMutableBufferPointer { c in
                 BLAS.dsyrkTransposed(
                     n: d,
                     k: rows,
                     alpha: 1,
                     a: ws.baseAddress!,
                     lda: d,
-                    beta: 0,
+                    beta: 1,
                     c: c.baseAddress!,
                     ldc: d
                 )
+                if factor > 0 {
+                    mean.withUnsafeMutableBufferPointer { m in
+                        for i in 0..<d {
+                            let di = (mu[i] - m[i]) * factor
+                            let row = i * d
+                            for j in 0...i { c[row + j] += di * (mu[j] - m[j]) }
+                        }
+                    }
+                }
             }
+            mean.withUnsafeMutableBufferPointer { m in
+                for j in 0..<d { m[j] += (mu[j] - m[j]) * ratio }
+            }
+            weight = total
         }
-        batch.weight = w
-        batch.mean = mu
-        merge(batch)
     }
 
     /// Convenience for arrays.

@@ -15,8 +15,10 @@ package enum LinearAlgebra {
     package static func choleskyLower(_ a: inout [Double], n: Int) throws(NumericsError) {
         precondition(a.count == n * n, "choleskyLower: matrix has \(a.count) entries, expected \(n * n)")
         BLAS.ensureConfigured()
+        // A row-major lower triangle is a column-major upper one: LAPACK's native layout, so no transposed
+        // copies (LAPACKE's row-major entry points copy the matrix twice with a strided loop).
         let info = a.withUnsafeMutableBufferPointer {
-            LAPACKE_dpotrf(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "L")), Int32(n), $0.baseAddress, Int32(n))
+            LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, Int8(UInt8(ascii: "U")), Int32(n), $0.baseAddress, Int32(n))
         }
         if info > 0 { throw .notPositiveDefinite(order: Int(info)) }
         if info < 0 { throw .lapack(routine: "dpotrf", info: Int(info)) }
@@ -29,10 +31,11 @@ package enum LinearAlgebra {
     package static func invertLowerTriangular(_ a: inout [Double], n: Int) throws(NumericsError) {
         precondition(a.count == n * n)
         BLAS.ensureConfigured()
+        // Column-major upper, as in `choleskyLower`.
         let info = a.withUnsafeMutableBufferPointer {
-            LAPACKE_dtrtri(
-                LAPACK_ROW_MAJOR,
-                Int8(UInt8(ascii: "L")),
+            LAPACKE_dtrtri_work(
+                LAPACK_COL_MAJOR,
+                Int8(UInt8(ascii: "U")),
                 Int8(UInt8(ascii: "N")),
                 Int32(n),
                 $0.baseAddress,
@@ -73,8 +76,23 @@ package enum LinearAlgebra {
 
     /// Copies the lower triangle into the upper one.
     package static func symmetrizeFromLower(_ a: inout [Double], n: Int) {
-        for i in 0..<n {
-            for j in 0..<i { a[j * n + i] = a[i * n + j] }
+        precondition(a.count >= n * n)
+        // In tiles, so that the strided writes stay within a few pages.
+        let tile = 32
+        a.withUnsafeMutableBufferPointer { m in
+            var i0 = 0
+            while i0 < n {
+                let i1 = min(n, i0 + tile)
+                var j0 = 0
+                while j0 <= i0 {
+                    let j1 = min(n, j0 + tile)
+                    for i in i0..<i1 {
+                        for j in j0..<min(j1, i) { m[j * n + i] = m[i * n + j] }
+                    }
+                    j0 += tile
+                }
+                i0 += tile
+            }
         }
     }
 

@@ -18,6 +18,9 @@ struct BenchOptions: ParsableArguments {
 
     @Flag(help: "Print the batch scoring rates and stop.")
     var batchOnly = false
+
+    @Flag(help: "Print the fit times (held-out and fixed shrinkage) and stop.")
+    var fitOnly = false
 }
 
 let tool = "latentwatch-bench"
@@ -83,6 +86,17 @@ let fitFixedTimes = exitOnError(tool) {
             )
         }
     }
+}
+if options.fitOnly {
+    print(
+        String(
+            format: "fit (held-out shrinkage): %.3f s; fit (fixed shrinkage): %.3f s",
+            median(fitTimes),
+            median(fitFixedTimes)
+        )
+    )
+    try? FileManager.default.removeItem(at: dir)
+    exit(0)
 }
 let tied = exitOnError(tool) {
     try LatentModelFitter.fit(

@@ -184,26 +184,29 @@ extension LatentModelFitter {
             for (key, rows) in groups where !rows.isEmpty {
                 let count = rows.count / p
                 rows.withUnsafeBufferPointer { rb in
-                    if key.validation {
+                    // Labelled rows go to their class only; the global moments are the classes' merged
+                    // at the end (exact: Chan et al.'s merge adds the between-class scatter).
+                    if let label = key.label {
+                        let empty = (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
+                        if key.validation {
+                            stats.classes[label, default: empty].validation.add(rb, rows: count, workspace: &workspace)
+                        } else {
+                            stats.classes[label, default: empty].train.add(rb, rows: count, workspace: &workspace)
+                        }
+                    } else if key.validation {
                         stats.globalValidation.add(rb, rows: count, workspace: &workspace)
                     } else {
                         stats.globalTrain.add(rb, rows: count, workspace: &workspace)
-                    }
-                    if let label = key.label {
-                        var pair =
-                            stats.classes[label] ?? (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
-                        if key.validation {
-                            pair.validation.add(rb, rows: count, workspace: &workspace)
-                        } else {
-                            pair.train.add(rb, rows: count, workspace: &workspace)
-                        }
-                        stats.classes[label] = pair
                     }
                 }
             }
             progress?(
                 FitProgress(stage: .statistics, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
             )
+        }
+        for label in stats.classes.keys.sorted() {
+            stats.globalTrain.merge(stats.classes[label]!.train)
+            stats.globalValidation.merge(stats.classes[label]!.validation)
         }
         return stats
     }
