@@ -87,7 +87,46 @@ let fitFixedTimes = exitOnError(tool) {
         }
     }
 }
+// GMM, full covariance, K = 10, on 20,000 unlabelled rows of D = 128 and 384: seconds per EM iteration (the
+// median of the lapses between the fit's progress reports, iterations 2 and later), as scikit-learn's verbose
+// log gives its own.
+let gmmDimensions = [128, 384]
+let gmmIterations = quick ? 3 : 10
+let gmmIterationSeconds: [Int: Double] = exitOnError(tool) {
+    var out: [Int: Double] = [:]
+    for gd in gmmDimensions {
+        let data = Synthetic.lowRankClasses(seed: 11, dimension: gd, classes: k, perClass: perClass, queries: 1)
+        try NumpyArray.write(
+            data.train,
+            shape: [k * perClass, gd],
+            to: dir.appendingPathComponent("gmm\(gd)_x.npy").path
+        )
+        var stamps: [Double] = []
+        _ = try LatentModelFitter.fit(
+            InMemoryActivations(values: data.train, shape: [gd]),
+            configuration: FitConfiguration(
+                family: .gmmFull,
+                preparation: .raw,
+                mixture: MixtureOptions(components: k, tolerance: 0, maxIterations: gmmIterations),
+                calibrationFraction: 0,
+                fitBackground: false
+            ),
+            progress: { p in
+                if p.stage == .expectationMaximization {
+                    stamps.append(Double(DispatchTime.now().uptimeNanoseconds) / 1e9)
+                }
+            }
+        )
+        let lapses = zip(stamps.dropFirst(), stamps).map { $0 - $1 }.dropFirst()
+        out[gd] = median(Array(lapses))
+    }
+    return out
+}
+
 if options.fitOnly {
+    for gd in gmmDimensions {
+        print(String(format: "GMM full K=%d D=%d: %.3f s per EM iteration", k, gd, gmmIterationSeconds[gd] ?? .nan))
+    }
     print(
         String(
             format: "fit (held-out shrinkage): %.3f s; fit (fixed shrinkage): %.3f s",
@@ -276,7 +315,9 @@ let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appe
 var peer: [String: Any] = [:]
 let proc = Process()
 proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-proc.arguments = ["python3", script.path, "--data", dir.path] + (quick ? ["--quick"] : [])
+proc.arguments =
+    ["python3", script.path, "--data", dir.path] + (quick ? ["--quick"] : [])
+    + gmmDimensions.flatMap { ["--gmm", dir.appendingPathComponent("gmm\($0)_x.npy").path] }
 let pipe = Pipe()
 proc.standardOutput = pipe
 do {
@@ -295,6 +336,10 @@ do {
     )
 }
 @MainActor func p(_ key: String) -> Double? { (peer[key] as? NSNumber)?.doubleValue }
+/// numpy's fixed-shrinkage fit in one precision (the peer's "variants" record both).
+@MainActor func numpyFit(_ key: String) -> Double? {
+    (((peer["variants"] as? [String: Any])?["numpy_fit_s"] as? [String: Any])?[key] as? NSNumber)?.doubleValue
+}
 
 print(
     "LatentWatch \(LatentWatchVersion.string) vs numpy \(peer["numpy_version"] ?? "?") / scikit-learn \(peer["sklearn_version"] ?? "?"), 1 thread each, D=\(d), K=\(k), full covariance, \(k * perClass) fit samples\(quick ? " (quick)" : "")"
@@ -311,13 +356,15 @@ print("numpy's OpenBLAS core: \(peer["blas_core"] ?? "not reported")")
     target: String
 ) {
     let ratio = peerValue.map { lowerIsBetter ? $0 / ourValue : ourValue / $0 }
-    let pv = peerValue.map { String(format: "%10.1f", $0) } ?? "         -"
+    /// Seconds get three decimals; rates and microseconds one.
+    let format = unit == "s" ? "%10.3f" : "%10.1f"
+    let pv = peerValue.map { String(format: format, $0) } ?? "         -"
     let r = ratio.map { String(format: "%6.2fx", $0) } ?? "     -"
     print(
         String(
-            format: "%@ %10.1f %@  %@ %@ %@  %@",
+            format: "%@ %@ %@  %@ %@ %@  %@",
             what.padding(toLength: 40, withPad: " ", startingAt: 0),
-            ourValue,
+            String(format: format, ourValue),
             unit.padding(toLength: 9, withPad: " ", startingAt: 0),
             peerName.padding(toLength: 26, withPad: " ", startingAt: 0),
             pv,
@@ -396,11 +443,31 @@ row(
     "fit 20,000 x 512 (fixed shrinkage)",
     ours["fit_fixed_s"]!,
     "s",
-    "numpy (means, cov, chol)",
-    p("numpy_fit_s"),
+    "numpy f32 (means, cov, chol)",
+    numpyFit("fit_f32"),
+    lowerIsBetter: true,
+    target: "no slower than numpy"
+)
+row(
+    "fit 20,000 x 512 (fixed shrinkage)",
+    ours["fit_fixed_s"]!,
+    "s",
+    "numpy f64 (as ours)",
+    numpyFit("fit_f64"),
     lowerIsBetter: true,
     target: ""
 )
+for gd in gmmDimensions {
+    row(
+        "GMM full K=\(k) D=\(gd): s per EM iteration",
+        gmmIterationSeconds[gd] ?? .nan,
+        "s",
+        "scikit-learn",
+        p("sklearn_gmm_iter_s_\(gd)"),
+        lowerIsBetter: true,
+        target: "no slower than sklearn"
+    )
+}
 print(
     String(
         format:
