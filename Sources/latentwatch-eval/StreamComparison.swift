@@ -99,43 +99,77 @@ enum StreamComparison {
         let delta = 0.01
         let policy = AlertPolicy(inputAlpha: alpha, shift: .anytime(delta: delta))
         let corrections = policy.calibrationCorrections(calibrationCounts: ms)
-        let slack = corrections.pValueSlack
-        let noSlack = [Double](repeating: 0, count: ms.count)
+        let conditional = corrections.shift
+        let dkw = policy.calibrationCorrections(calibrationCounts: ms, method: .dkw).shift
+        let slack = dkw.map(\.slack)
+        let uncorrected = [CalibrationCorrection](repeating: .none, count: ms.count)
         // lw_window_dkw: the uniform bound alpha + DKW slack, kept for comparison.
         let dkwWindowRate = alpha + slack.reduce(0, +)
-        // The default anytime detector (jump rate 0.01) and the same at other jump rates.
-        var detectors: [(String, [String: Any], (Stream) -> [Int])] = [
-            ("lw_anytime", 0.01), ("lw_anytime_jump0.001", 0.001), ("lw_anytime_jump0.1", 0.1),
-        ].map { name, jump in
+        func anytime(
+            _ name: String,
+            betting: ShiftBetting,
+            jump: Double,
+            _ c: [CalibrationCorrection]
+        ) -> (String, [String: Any], (Stream) -> [Int]) {
             (
-                name, ["mode": "anytime", "delta": delta, "calibration_slack": slack, "jump_rate": jump],
+                name,
+                [
+                    "mode": "anytime", "delta": delta, "betting": betting.rawValue, "jump_rate": jump,
+                    "correction": c.first?.method.rawValue ?? "none",
+                    "failure_probability": c.map(\.failureProbability),
+                ],
                 {
                     shiftAlarms(
                         $0.layers,
-                        LayerMixtureShiftDetector(mode: .anytime(delta: delta), jumpRate: jump, pValueSlack: slack)
+                        LayerMixtureShiftDetector(
+                            mode: .anytime(delta: delta),
+                            betting: betting,
+                            jumpRate: jump,
+                            corrections: c
+                        )
                     )
                 }
             )
         }
+        // The default anytime detector (mixture betting, conditional correction, jump rate 0.001), the same at other
+        // jump rates, with other betting functions, with the DKW slack or uncorrected; lw_anytime_linear_dkw is
+        // the simple jumper at jump rate 0.01 with the DKW slack (the shift detector before these options).
+        var detectors: [(String, [String: Any], (Stream) -> [Int])] = [
+            anytime("lw_anytime", betting: policy.shiftBetting, jump: policy.jumpRate, conditional),
+            anytime("lw_anytime_jump0.01", betting: policy.shiftBetting, jump: 0.01, conditional),
+            anytime("lw_anytime_jump0.0001", betting: policy.shiftBetting, jump: 0.0001, conditional),
+            anytime("lw_anytime_power", betting: .power, jump: policy.jumpRate, conditional),
+            anytime("lw_anytime_linear", betting: .linear, jump: policy.jumpRate, conditional),
+            anytime("lw_anytime_dkw", betting: policy.shiftBetting, jump: policy.jumpRate, dkw),
+            anytime("lw_anytime_linear_dkw", betting: .linear, jump: 0.01, dkw),
+            anytime("lw_anytime_uncorrected", betting: policy.shiftBetting, jump: policy.jumpRate, uncorrected),
+        ]
+        for (name, betting, jump, c) in [
+            ("lw_change_arl1000", policy.shiftBetting, policy.jumpRate, conditional),
+            ("lw_change_arl1000_linear_dkw", .linear, 0.01, dkw),
+        ] {
+            detectors.append(
+                (
+                    name,
+                    [
+                        "mode": "change", "mean_run_length": 1000, "betting": betting.rawValue, "jump_rate": jump,
+                        "correction": c.first?.method.rawValue ?? "none",
+                    ],
+                    {
+                        shiftAlarms(
+                            $0.layers,
+                            LayerMixtureShiftDetector(
+                                mode: .changeDetection(meanRunLength: 1000),
+                                betting: betting,
+                                jumpRate: jump,
+                                corrections: c
+                            )
+                        )
+                    }
+                )
+            )
+        }
         detectors += [
-            (
-                "lw_anytime_noslack", ["mode": "anytime", "delta": delta, "calibration_slack": noSlack],
-                {
-                    shiftAlarms(
-                        $0.layers,
-                        LayerMixtureShiftDetector(mode: .anytime(delta: delta), pValueSlack: noSlack)
-                    )
-                }
-            ),
-            (
-                "lw_change_arl1000", ["mode": "change", "mean_run_length": 1000, "calibration_slack": slack],
-                {
-                    shiftAlarms(
-                        $0.layers,
-                        LayerMixtureShiftDetector(mode: .changeDetection(meanRunLength: 1000), pValueSlack: slack)
-                    )
-                }
-            ),
             (
                 "lw_window",
                 ["window": 200, "alpha": alpha, "window_level": 1e-4, "null_rate": corrections.windowNullRate],
@@ -153,11 +187,17 @@ enum StreamComparison {
             let fusedSlack = Double(ms.count) * (slack.max() ?? 0)
             detectors.append(
                 (
-                    "lw_anytime_bonferroni", ["mode": "anytime", "delta": delta, "calibration_slack": fusedSlack],
+                    "lw_anytime_bonferroni",
+                    ["mode": "anytime", "delta": delta, "betting": "linear", "calibration_slack": fusedSlack],
                     {
                         shiftAlarms(
                             [$0.p],
-                            LayerMixtureShiftDetector(mode: .anytime(delta: delta), pValueSlack: [fusedSlack])
+                            LayerMixtureShiftDetector(
+                                mode: .anytime(delta: delta),
+                                betting: .linear,
+                                jumpRate: 0.01,
+                                pValueSlack: [fusedSlack]
+                            )
                         )
                     }
                 )

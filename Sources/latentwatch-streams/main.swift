@@ -51,7 +51,19 @@ struct StreamsOptions: ParsableArguments {
     @Option(help: "OOD sets, comma-separated (default: every <first layer>_ood_<name>.npy).")
     var ood: CommaList?
 
+    @Flag(help: "Run only section 4, the shift detectors' false alarms with a fresh calibration set per stream.")
+    var onlyGuarantee = false
+
+    @Option(help: "Section 4: streams per calibration size and score source.")
+    var guaranteeStreams = 400
+
+    @Option(help: "Section 4: calibration set sizes, comma-separated.")
+    var guaranteeCalibration = CommaList("200,500,2000")!
+
     func validate() throws {
+        guard guaranteeStreams >= 1, guaranteeCalibration.items.allSatisfy({ (Int($0) ?? 0) >= 1 }) else {
+            throw ValidationError("--guarantee-streams and every --guarantee-calibration size must be at least 1")
+        }
         guard streams >= 1, length >= 1, oodRuns >= 1 else {
             throw ValidationError("--streams, --length and --ood-runs must be at least 1")
         }
@@ -159,6 +171,10 @@ func measure(_ options: StreamsOptions) async throws {
     }
 
     let quiet = AlertPolicy(inputAlpha: alpha, aleatoricAlpha: nil, window: nil, shift: nil)
+    if options.onlyGuarantee {
+        try guarantee(options, model: models[0], pool: [try load(path(layerNames[0], "cal")), test[0]])
+        return
+    }
 
     // 1. Realised per-input alert rate on held-out ID data.
     print("")
@@ -294,5 +310,140 @@ func measure(_ options: StreamsOptions) async throws {
                 )
             )
         }
+    }
+    print("")
+    try guarantee(options, model: models[0], pool: [try load(path(layerNames[0], "cal")), test[0]])
+}
+
+/// 4. The anytime guarantee given one calibration set, by simulation: for each calibration size m, streams that
+/// each draw a fresh calibration set of m scores and then `length` in-distribution scores, their conformal
+/// p-values fed to the shift detectors. Two score sources: continuous i.i.d. scores (standard normal: p-values
+/// exactly as uniform as conformal p-values get) and the first layer's real surprise scores (calibration and test
+/// splits pooled; each stream shuffles the pool, takes m as its calibration set and draws its stream with
+/// replacement from the rest). Reports the share of streams with any alarm and its 95 % Clopper-Pearson interval,
+/// which must stay below delta, and for change detection the realised mean run length.
+func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [ActivationMatrix]) throws {
+    let delta = options.delta
+    let length = options.length
+    let count = options.guaranteeStreams
+    let sizes = options.guaranteeCalibration.items.compactMap { Int($0) }
+    let ws = model.makeWorkspace()
+    var real: [Double] = []
+    for set in sets {
+        for r in 0..<set.rows { real.append(try model.score(set.row(r), workspace: ws).surprise) }
+    }
+    print(
+        "4. the shift detectors' false alarms given the calibration set: \(count) streams of \(length) inputs per cell, a fresh calibration set of m scores per stream; anytime delta = \(delta), change mode mean run length \(Int(options.arl))"
+    )
+    print("   real scores: \(real.count) surprise scores of \(options.layers.items[0]) (calibration and test splits)")
+    let detectors: [(String, ShiftDetection, ShiftBetting, CalibrationCorrection.Method)] = [
+        ("anytime, power, conditional (default)", .anytime(delta: delta), .power, .conditional),
+        ("anytime, linear, DKW", .anytime(delta: delta), .linear, .dkw),
+        ("anytime, power, uncorrected", .anytime(delta: delta), .power, .none),
+        ("change, power, conditional", .changeDetection(meanRunLength: options.arl), .power, .conditional),
+    ]
+    print("   | scores | m | detector | streams with an alarm | share (95 % interval) | alarms | mean run length |")
+    print("   |---|---|---|---|---|---|---|")
+    for source in ["continuous", "real"] {
+        for m in sizes {
+            guard source == "continuous" || m < real.count else { continue }
+            for (name, mode, betting, method) in detectors {
+                var alarmed = 0
+                var alarms = 0
+                for s in 0..<count {
+                    var g = SeededRandom(seed: UInt64(1_000_003 &* m &+ s))
+                    var calibration: [Double]
+                    var rest: [Double] = []
+                    if source == "continuous" {
+                        calibration = (0..<m).map { _ in g.normal() }
+                    } else {
+                        var shuffled = real
+                        for i in stride(from: shuffled.count - 1, to: 0, by: -1) {
+                            shuffled.swapAt(i, Int(g.next() % UInt64(i + 1)))
+                        }
+                        calibration = Array(shuffled[0..<m])
+                        rest = Array(shuffled[m...])
+                    }
+                    calibration.sort()
+                    var detector = ShiftDetector(
+                        mode: mode,
+                        betting: betting,
+                        correction: CalibrationCorrection(
+                            method: method,
+                            calibrationCount: m,
+                            failureProbability: mode.calibrationFailureProbability
+                        )
+                    )
+                    var any = false
+                    for _ in 0..<length {
+                        let score = source == "continuous" ? g.normal() : rest[Int(g.next() % UInt64(rest.count))]
+                        // (1 + #{calibration >= s}) / (m + 1) by binary search over the sorted set.
+                        var lo = 0
+                        var hi = m
+                        while lo < hi {
+                            let mid = (lo + hi) / 2
+                            if calibration[mid] >= score { hi = mid } else { lo = mid + 1 }
+                        }
+                        if detector.update(Double(1 + m - lo) / Double(m + 1)) {
+                            alarms += 1
+                            any = true
+                            if case .anytime = mode { break }
+                        }
+                    }
+                    if any { alarmed += 1 }
+                }
+                let (lo, hi) = ClopperPearson.interval(successes: alarmed, trials: count, confidence: 0.95)
+                let runLength: String
+                if case .changeDetection = mode {
+                    runLength =
+                        alarms > 0
+                        ? String(format: "%.0f", Double(count * length) / Double(alarms)) : "> \(count * length)"
+                } else {
+                    runLength = ""
+                }
+                print(
+                    String(
+                        format: "   | %@ | %d | %@ | %d of %d | %.4f (%.4f-%.4f) | %d | %@ |",
+                        source,
+                        m,
+                        name,
+                        alarmed,
+                        count,
+                        Double(alarmed) / Double(count),
+                        lo,
+                        hi,
+                        alarms,
+                        runLength
+                    )
+                )
+            }
+        }
+    }
+}
+
+/// Exact (Clopper-Pearson) confidence interval of a binomial proportion, from the Beta quantiles
+/// ``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)`` computes.
+enum ClopperPearson {
+    static func interval(successes k: Int, trials n: Int, confidence: Double) -> (Double, Double) {
+        let a = (1 - confidence) / 2
+        let nn = Double(n + 1)
+        // Upper: the p with P(Binomial(n, p) <= k) = a; lower: the p with P(Binomial(n, p) <= k - 1) = 1 - a.
+        let upper =
+            k >= n
+            ? 1
+            : WindowRateDetector.calibratedRate(
+                threshold: Double(k + 1) / nn,
+                calibrationCount: n,
+                failureProbability: a
+            )
+        let lower =
+            k <= 0
+            ? 0
+            : WindowRateDetector.calibratedRate(
+                threshold: Double(k) / nn,
+                calibrationCount: n,
+                failureProbability: 1 - a
+            )
+        return (lower, upper)
     }
 }

@@ -96,13 +96,16 @@ import Testing
         }
         #expect(values == 2 * 1000 + 5 * 2 * 2500)
         let params = ((result["streams"] as! [String: Any])["detectors"] as! [String: Any])
-        let slack = try #require((params["lw_anytime"] as? [String: Any])?["calibration_slack"] as? [Double])
+        let anytime = try #require(params["lw_anytime"] as? [String: Any])
         let expected = AlertPolicy().calibrationCorrections(calibrationCounts: counts)
-        #expect(slack == expected.pValueSlack, "the mixture's per-layer slack is the Monitor's")
+        #expect(anytime["correction"] as? String == "conditional", "the mixture's correction is the Monitor's")
+        #expect(anytime["betting"] as? String == AlertPolicy().shiftBetting.rawValue)
+        #expect(anytime["failure_probability"] as? [Double] == expected.shift.map(\.failureProbability))
         let fusedSlack = try #require(
             (params["lw_anytime_bonferroni"] as? [String: Any])?["calibration_slack"] as? Double
         )
-        #expect(abs(fusedSlack - 2 * expected.pValueSlack[0]) < 1e-12)
+        let dkw = AlertPolicy().calibrationCorrections(calibrationCounts: counts, method: .dkw).shift
+        #expect(abs(fusedSlack - 2 * dkw[0].slack) < 1e-12)
         let rate = try #require((params["lw_window"] as? [String: Any])?["null_rate"] as? Double)
         #expect(abs(rate - expected.windowNullRate) < 1e-12)
     }

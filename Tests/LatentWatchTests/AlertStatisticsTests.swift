@@ -216,11 +216,16 @@ import Testing
         #expect(mixtureDelay < fusedDelay)
     }
 
-    /// A monitor's corrections for its calibration sets: DKW slack at (delta / 2) / L per layer for the shift
-    /// detector, and alpha plus each layer's exact-bound excess over alpha / L for the window; none when off.
+    /// A monitor's corrections for its calibration sets: the conditional correction at (delta / 2) / L per layer
+    /// for the shift detector, and alpha plus each layer's exact-bound excess over alpha / L for the window; none
+    /// when off.
     @Test func calibrationCorrectionsSplitBetaAcrossLayers() {
         let one = AlertPolicy().calibrationCorrections(calibrationCounts: [7_000])
-        #expect(one.pValueSlack == [ShiftDetector.calibrationSlack(calibrationCount: 7_000, failureProbability: 0.005)])
+        #expect(one.shift.map(\.method) == [.conditional])
+        #expect(one.shift.map(\.failureProbability) == [0.005])
+        #expect(
+            one.shift[0].slack == ShiftDetector.calibrationSlack(calibrationCount: 7_000, failureProbability: 0.0025)
+        )
         #expect(
             one.windowNullRate
                 == WindowRateDetector.calibratedRate(
@@ -232,12 +237,13 @@ import Testing
         // The demo's two layers of m = 217: 0.0544655 by scipy (0.01 + 2 (beta.ppf(0.9975, 1, 217) - 0.005)).
         let two = AlertPolicy().calibrationCorrections(calibrationCounts: [217, 217])
         #expect(abs(two.windowNullRate - 0.05446550322333153) < 1e-9)
-        #expect(two.pValueSlack.count == 2)
+        #expect(two.shift.count == 2 && two.shift.allSatisfy { $0.failureProbability == 0.0025 })
+        let dkw = AlertPolicy().calibrationCorrections(calibrationCounts: [217, 217], method: .dkw)
         #expect(
-            two.pValueSlack[0] == ShiftDetector.calibrationSlack(calibrationCount: 217, failureProbability: 0.0025)
+            dkw.shift[0].slack == ShiftDetector.calibrationSlack(calibrationCount: 217, failureProbability: 0.0025)
         )
         let off = AlertPolicy(correctForCalibrationSet: false).calibrationCorrections(calibrationCounts: [217, 217])
-        #expect(off.pValueSlack == [0, 0] && off.windowNullRate == 0.01)
+        #expect(off.shift.map(\.method) == [.none, .none] && off.windowNullRate == 0.01)
     }
 
     /// The window alarm fires once per episode and reports it resolved after the stream returns to normal.

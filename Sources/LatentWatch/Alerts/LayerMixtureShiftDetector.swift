@@ -6,20 +6,20 @@ import Musl
 import Darwin
 #endif
 
-/// The shift detector of a monitor with several layers: one simple jumper per layer, each betting on its own
-/// layer's (slack-raised) p-values, combined by averaging their capital. The average of test martingales is a
+/// The shift detector of a monitor with several layers: one jumper per layer, each betting on its own
+/// layer's corrected p-values, combined by averaging their capital. The average of test martingales is a
 /// test martingale, so the anytime bound of ``ShiftDetector`` (Ville: P(ever >= 2 / delta) <= delta / 2) and the
 /// change-detection mean run length (Shiryaev-Roberts on the average's ratios) hold as they are, whatever the
 /// dependence between layers. Betting on Bonferroni-fused p-values instead loses capital on every
-/// in-distribution input, because those are conservative (Docs/Evaluation.md, finding 5). With one layer this
+/// in-distribution input, because those are conservative (Docs/Evaluation.md). With one layer this
 /// is exactly ``ShiftDetector``. No allocation after initialisation.
 package struct LayerMixtureShiftDetector: Sendable {
     /// Mode (as for ``ShiftDetector``).
     package var mode: ShiftDetector.Mode { rule.mode }
     /// One martingale per layer.
-    package private(set) var martingales: [SimpleJumperMartingale]
-    /// Added to each layer's p-value before betting (``ShiftDetector/calibrationSlack(calibrationCount:failureProbability:)``).
-    package let pValueSlack: [Double]
+    package private(set) var martingales: [JumperMartingale]
+    /// Applied to each layer's p-value before betting.
+    package let corrections: [CalibrationCorrection]
     /// Log of the average capital.
     package private(set) var logCapital: Double = 0
     /// Shiryaev-Roberts statistic (change detection).
@@ -28,15 +28,33 @@ package struct LayerMixtureShiftDetector: Sendable {
     package var alarmed: Bool { rule.alarmed }
     private var rule: ShiftAlarmRule
 
-    /// A detector over `pValueSlack.count` layers.
-    package init(mode: ShiftDetector.Mode, jumpRate: Double = 0.01, pValueSlack: [Double]) {
+    /// A detector over `corrections.count` layers.
+    package init(
+        mode: ShiftDetector.Mode,
+        betting: ShiftBetting = .mixture,
+        jumpRate: Double = 0.001,
+        corrections: [CalibrationCorrection]
+    ) {
         self.rule = ShiftAlarmRule(mode: mode)
-        self.pValueSlack = pValueSlack.isEmpty ? [0] : pValueSlack.map { max(0, $0) }
-        self.martingales = [SimpleJumperMartingale](
-            repeating: SimpleJumperMartingale(jumpRate: jumpRate),
-            count: self.pValueSlack.count
+        self.corrections = corrections.isEmpty ? [.none] : corrections
+        self.martingales = [JumperMartingale](
+            repeating: JumperMartingale(jumpRate: jumpRate, betting: betting),
+            count: self.corrections.count
         )
     }
+
+    /// A detector over `pValueSlack.count` layers that adds a fixed slack to each layer's p-value.
+    package init(
+        mode: ShiftDetector.Mode,
+        betting: ShiftBetting = .mixture,
+        jumpRate: Double = 0.001,
+        pValueSlack: [Double]
+    ) {
+        self.init(mode: mode, betting: betting, jumpRate: jumpRate, corrections: pValueSlack.map { .slack($0) })
+    }
+
+    /// The DKW slack of each layer (0 where the correction is not a slack).
+    package var pValueSlack: [Double] { corrections.map { $0.method == .dkw ? $0.slack : 0 } }
 
     /// Log of the alarm threshold on the capital (anytime) or on R (change detection).
     package var logThreshold: Double { rule.logThreshold }
@@ -49,16 +67,16 @@ package struct LayerMixtureShiftDetector: Sendable {
     /// the martingales restart after each alarm.
     package mutating func update(_ p: UnsafeBufferPointer<Double>) -> Bool {
         // A missing layer value counts as p = 1 (no evidence).
-        func raised(_ l: Int) -> Double { l < p.count ? min(1, p[l] + pValueSlack[l]) : 1 }
+        func corrected(_ l: Int) -> Double { l < p.count ? corrections[l].corrected(p[l]) : 1 }
         let step: Double
         if martingales.count == 1 {
             // Exactly ShiftDetector.
-            step = martingales[0].update(raised(0))
+            step = martingales[0].update(corrected(0))
             logCapital = martingales[0].logCapital
         } else {
             var top = -Double.infinity
             for l in 0..<martingales.count {
-                martingales[l].update(raised(l))
+                martingales[l].update(corrected(l))
                 top = max(top, martingales[l].logCapital)
             }
             // log of the mean of exp(logCapital), shifted by the largest term so nothing overflows.
@@ -70,9 +88,7 @@ package struct LayerMixtureShiftDetector: Sendable {
         }
         let alarm = rule.update(logCapital: logCapital, step: step)
         if alarm && rule.restarts {
-            for l in 0..<martingales.count {
-                martingales[l] = SimpleJumperMartingale(jumpRate: martingales[l].jumpRate)
-            }
+            for l in 0..<martingales.count { martingales[l] = martingales[l].restarted() }
             logCapital = 0
         }
         return alarm

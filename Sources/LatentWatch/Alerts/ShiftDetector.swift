@@ -7,7 +7,8 @@ import Darwin
 #endif
 
 /// Detects a distribution shift in a stream of conformal p-values with a conformal test martingale
-/// (``SimpleJumperMartingale``). Docs/Statistics.md states what each mode guarantees and assumes.
+/// (``JumperMartingale``) betting on p-values corrected for the fixed calibration set
+/// (``CalibrationCorrection``). Docs/Statistics.md states what each mode guarantees and assumes.
 package struct ShiftDetector: Sendable {
     /// What an alarm means (the policy's choice).
     package typealias Mode = ShiftDetection
@@ -15,30 +16,53 @@ package struct ShiftDetector: Sendable {
     /// Mode.
     package var mode: Mode { rule.mode }
     /// The martingale (restarted after a change-detection alarm).
-    package private(set) var martingale: SimpleJumperMartingale
+    package private(set) var martingale: JumperMartingale
     /// Shiryaev-Roberts statistic (change detection).
     package var shiryaevRoberts: Double { rule.shiryaevRoberts }
     /// Whether an anytime alarm has been raised (it stays raised).
     package var alarmed: Bool { rule.alarmed }
     private var rule: ShiftAlarmRule
-    /// Amount added to every p-value before betting (see ``calibrationSlack(calibrationCount:failureProbability:)``).
-    package let pValueSlack: Double
+    /// Applied to every p-value before betting.
+    package let correction: CalibrationCorrection
+    /// The DKW slack, when the correction is a slack (0 otherwise).
+    package var pValueSlack: Double { correction.method == .dkw ? correction.slack : 0 }
 
-    /// A detector. `pValueSlack` is usually ``calibrationSlack(calibrationCount:failureProbability:)``.
-    package init(mode: Mode, jumpRate: Double = 0.01, pValueSlack: Double = 0) {
+    /// A detector whose p-values are corrected by `correction` before it bets.
+    package init(
+        mode: Mode,
+        betting: ShiftBetting = .mixture,
+        jumpRate: Double = 0.001,
+        correction: CalibrationCorrection = .none
+    ) {
         self.rule = ShiftAlarmRule(mode: mode)
-        self.martingale = SimpleJumperMartingale(jumpRate: jumpRate)
-        self.pValueSlack = max(0, pValueSlack)
+        self.martingale = JumperMartingale(jumpRate: jumpRate, betting: betting)
+        self.correction = correction
+    }
+
+    /// A detector that adds a fixed amount to every p-value before betting (usually
+    /// ``calibrationSlack(calibrationCount:failureProbability:)``).
+    package init(mode: Mode, betting: ShiftBetting = .mixture, jumpRate: Double = 0.001, pValueSlack: Double) {
+        self.init(mode: mode, betting: betting, jumpRate: jumpRate, correction: .slack(pValueSlack))
     }
 
     /// A detector for p-values computed against a fixed calibration set of m scores: in anytime mode half
-    /// of delta goes to the martingale and half to the event that the calibration set's empirical
-    /// distribution is further than the slack from the truth (Dvoretzky-Kiefer-Wolfowitz-Massart).
-    package static func calibrated(mode: Mode, calibrationCount m: Int, jumpRate: Double = 0.01) -> ShiftDetector {
+    /// of delta goes to the martingale and half to the event that the correction fails for this calibration set.
+    package static func calibrated(
+        mode: Mode,
+        calibrationCount m: Int,
+        betting: ShiftBetting = .mixture,
+        method: CalibrationCorrection.Method = .conditional,
+        jumpRate: Double = 0.001
+    ) -> ShiftDetector {
         ShiftDetector(
             mode: mode,
+            betting: betting,
             jumpRate: jumpRate,
-            pValueSlack: calibrationSlack(calibrationCount: m, failureProbability: mode.calibrationFailureProbability)
+            correction: CalibrationCorrection(
+                method: method,
+                calibrationCount: m,
+                failureProbability: mode.calibrationFailureProbability
+            )
         )
     }
 
@@ -61,9 +85,9 @@ package struct ShiftDetector: Sendable {
     /// Feeds one p-value; returns true when this input raises an alarm. In anytime mode only the first
     /// crossing returns true; in change-detection mode the statistic restarts after each alarm.
     package mutating func update(_ p: Double) -> Bool {
-        let step = martingale.update(min(1, p + pValueSlack))
+        let step = martingale.update(correction.corrected(p))
         let alarm = rule.update(logCapital: martingale.logCapital, step: step)
-        if alarm && rule.restarts { martingale = SimpleJumperMartingale(jumpRate: martingale.jumpRate) }
+        if alarm && rule.restarts { martingale = martingale.restarted() }
         return alarm
     }
 }
@@ -71,7 +95,7 @@ package struct ShiftDetector: Sendable {
 extension ShiftDetector.Mode {
     /// The share of delta that pays for conditioning on a fixed calibration set: delta / 2 in anytime mode,
     /// 0.005 in change-detection mode.
-    var calibrationFailureProbability: Double {
+    package var calibrationFailureProbability: Double {
         switch self {
         case .anytime(let delta): return delta / 2
         case .changeDetection: return 0.005

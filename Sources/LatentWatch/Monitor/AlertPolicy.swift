@@ -20,10 +20,13 @@ public struct AlertPolicy: Sendable, Equatable {
     public var shift: ShiftDetection?
     /// Jump rate of the shift detector's martingale.
     public var jumpRate: Double
+    /// The shift detector's betting functions.
+    public var shiftBetting: ShiftBetting
     /// Fusion of layers' p-values.
     public var fusion: PValueFusion
     /// Correct the stream detectors for the fixed calibration set, so their guarantees hold given it: the shift
-    /// detector adds the DKW slack to p-values, and the window assumes the exact bound on the rate of p <= alpha
+    /// detector bets on p-values raised to bounds that hold given the set (exact Beta bounds at small p, DKW
+    /// elsewhere; ``CalibrationCorrection``), and the window assumes the exact bound on the rate of p <= alpha
     /// (``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)``; Docs/Statistics.md).
     public var correctForCalibrationSet: Bool
 
@@ -45,13 +48,14 @@ public struct AlertPolicy: Sendable, Equatable {
     }
 
     /// Defaults: alpha 0.01 per input and aleatoric, a 200-input window at level 1e-4, anytime shift detection
-    /// at delta 0.01, Bonferroni fusion, calibration-set correction on.
+    /// at delta 0.01 (mixture betting, jump rate 0.001), Bonferroni fusion, calibration-set correction on.
     public init(
         inputAlpha: Double = 0.01,
         aleatoricAlpha: Double? = 0.01,
         window: WindowPolicy? = WindowPolicy(),
         shift: ShiftDetection? = .anytime(delta: 0.01),
-        jumpRate: Double = 0.01,
+        jumpRate: Double = 0.001,
+        shiftBetting: ShiftBetting = .mixture,
         fusion: PValueFusion = .bonferroni,
         correctForCalibrationSet: Bool = true
     ) {
@@ -60,6 +64,7 @@ public struct AlertPolicy: Sendable, Equatable {
         self.window = window
         self.shift = shift
         self.jumpRate = jumpRate
+        self.shiftBetting = shiftBetting
         self.fusion = fusion
         self.correctForCalibrationSet = correctForCalibrationSet
     }
@@ -93,20 +98,24 @@ extension PValueFusion {
 
 extension AlertPolicy {
     /// The corrections a `Monitor` with this policy applies for fixed calibration sets of these sizes (one
-    /// per layer). `pValueSlack[l]` is added to layer l's p-value before the shift detector bets on it: the DKW
-    /// slack at beta / L, with beta = delta / 2 in anytime mode and 0.005 otherwise. `windowNullRate` is the
-    /// rate of fused p <= `inputAlpha` the window assumes: `inputAlpha` plus each layer's excess of the exact
-    /// bound ``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)`` at
-    /// `inputAlpha` / L over `inputAlpha` / L (a union bound for Bonferroni fusion, approximate for Cauchy). Without
-    /// `correctForCalibrationSet` there is no slack and the null rate is `inputAlpha`. Docs/Statistics.md.
-    package func calibrationCorrections(calibrationCounts: [Int]) -> (pValueSlack: [Double], windowNullRate: Double) {
+    /// per layer). `shift[l]` corrects layer l's p-value before the shift detector bets on it
+    /// (``CalibrationCorrection``, conditional method, at beta / L, with beta = delta / 2 in anytime mode and
+    /// 0.005 otherwise). `windowNullRate` is the rate of fused p <= `inputAlpha` the window assumes: `inputAlpha`
+    /// plus each layer's excess of the exact bound
+    /// ``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)`` at `inputAlpha` / L
+    /// over `inputAlpha` / L (a union bound for Bonferroni fusion, approximate for Cauchy). Without
+    /// `correctForCalibrationSet` there is no correction and the null rate is `inputAlpha`. Docs/Statistics.md.
+    package func calibrationCorrections(
+        calibrationCounts: [Int],
+        method: CalibrationCorrection.Method = .conditional
+    ) -> (shift: [CalibrationCorrection], windowNullRate: Double) {
         let layers = max(1, calibrationCounts.count)
         guard correctForCalibrationSet else {
-            return ([Double](repeating: 0, count: calibrationCounts.count), inputAlpha)
+            return ([CalibrationCorrection](repeating: .none, count: calibrationCounts.count), inputAlpha)
         }
         let beta = (shift?.calibrationFailureProbability ?? 0.005) / Double(layers)
-        let slack = calibrationCounts.map {
-            ShiftDetector.calibrationSlack(calibrationCount: $0, failureProbability: beta)
+        let corrections = calibrationCounts.map {
+            CalibrationCorrection(method: method, calibrationCount: $0, failureProbability: beta)
         }
         let layerAlpha = inputAlpha / Double(layers)
         let excess = calibrationCounts.reduce(0.0) {
@@ -117,7 +126,7 @@ extension AlertPolicy {
                     failureProbability: beta
                 ) - layerAlpha
         }
-        return (slack, inputAlpha + max(0, excess))
+        return (corrections, inputAlpha + max(0, excess))
     }
 }
 

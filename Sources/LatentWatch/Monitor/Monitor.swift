@@ -68,7 +68,7 @@ public final class Monitor: Service, Sendable {
             StreamState(
                 policy: policy,
                 windowNullRate: corrections.windowNullRate,
-                pValueSlack: corrections.pValueSlack
+                corrections: corrections.shift
             )
         )
         self.metrics = MonitorMetrics(

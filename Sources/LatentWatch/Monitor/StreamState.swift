@@ -9,7 +9,7 @@ struct StreamState: Sendable {
     let shiftCooldown: Int
 
     /// `windowNullRate`: the rate of fused p <= alpha under the null given the calibration sets.
-    init(policy: AlertPolicy, windowNullRate: Double, pValueSlack: [Double]) {
+    init(policy: AlertPolicy, windowNullRate: Double, corrections: [CalibrationCorrection]) {
         if let w = policy.window {
             window = WindowRateDetector(
                 window: w.length,
@@ -20,7 +20,12 @@ struct StreamState: Sendable {
             )
         }
         if let mode = policy.shift {
-            shift = LayerMixtureShiftDetector(mode: mode, jumpRate: policy.jumpRate, pValueSlack: pValueSlack)
+            shift = LayerMixtureShiftDetector(
+                mode: mode,
+                betting: policy.shiftBetting,
+                jumpRate: policy.jumpRate,
+                corrections: corrections
+            )
         }
         shiftCooldown = policy.window?.length ?? 200
     }
@@ -35,7 +40,7 @@ struct StreamState: Sendable {
     }
 
     /// Feeds the next input's fused p-value (`p`, to the window test) and its per-layer p-values (`layers`, to
-    /// the shift detector, which adds the calibration slack itself).
+    /// the shift detector, which applies the calibration correction itself).
     mutating func observe(_ p: Double, layers: UnsafeBufferPointer<Double>) -> (index: Int, events: Events) {
         let index = next
         next += 1
