@@ -10,33 +10,38 @@ import Testing
     }
 
     /// Independent uniform p-values: the anytime alarm at delta = 0.01 (threshold 2 / delta, no slack) fires on
-    /// at most delta / 2 of streams in theory; 400 streams of 2,000 allow a binomial margin.
-    @Test func anytimeAlarmRespectsVilleOnUniformPValues() {
+    /// at most delta / 2 of streams in theory; 400 streams of 2,000 allow a binomial margin. Every betting option.
+    @Test(arguments: ShiftBetting.allCases)
+    func anytimeAlarmRespectsVilleOnUniformPValues(betting: ShiftBetting) {
         var g = SeededRandom(seed: 1)
         var alarms = 0
         let streams = 400
         for _ in 0..<streams {
-            var det = ShiftDetector(mode: .anytime(delta: 0.01))
+            var det = ShiftDetector(mode: .anytime(delta: 0.01), betting: betting)
             for _ in 0..<2_000 where det.update(g.uniform()) {
                 alarms += 1
                 break
             }
         }
         let rate = Double(alarms) / Double(streams)
-        print("anytime, uniform p-values: false-alarm rate \(rate) over \(streams) streams of 2,000 (bound 0.005)")
+        print(
+            "anytime, \(betting) betting, uniform p-values: false-alarm rate \(rate) over \(streams) streams of 2,000 (bound 0.005)"
+        )
         #expect(rate <= 0.02)
     }
 
-    /// A fixed calibration set of m = 500 scores: p-values are dependent through it. With the DKW slack the
-    /// anytime alarm stays under delta over 10,000-input streams; without it, it is measured and printed.
-    @Test func calibrationSlackKeepsTheAnytimeGuaranteeWithAFixedCalibrationSet() {
+    /// A fixed calibration set of m = 200 scores (a fresh one per stream): p-values are dependent through it. With
+    /// the correction (each method) the anytime alarm stays under delta over 10,000-input streams; without it, it is
+    /// measured and printed.
+    @Test(arguments: [CalibrationCorrection.Method.conditional, .dkw])
+    func calibrationCorrectionKeepsTheAnytimeGuaranteeWithAFixedCalibrationSet(method: CalibrationCorrection.Method) {
         var g = SeededRandom(seed: 2)
         let streams = 100
         var withSlack = 0
         var without = 0
         for _ in 0..<streams {
-            let cal = EmpiricalDistribution(scores: Self.normals(500, &g))
-            var a = ShiftDetector.calibrated(mode: .anytime(delta: 0.01), calibrationCount: cal.count)
+            let cal = EmpiricalDistribution(scores: Self.normals(200, &g))
+            var a = ShiftDetector.calibrated(mode: .anytime(delta: 0.01), calibrationCount: cal.count, method: method)
             var b = ShiftDetector(mode: .anytime(delta: 0.01))
             var firedA = false
             var firedB = false
@@ -49,26 +54,28 @@ import Testing
             if firedA { withSlack += 1 }
             if firedB { without += 1 }
         }
-        let slack = ShiftDetector.calibrationSlack(calibrationCount: 500, failureProbability: 0.005)
         print(
-            "anytime, m = 500, \(streams) streams of 10,000: false alarms \(withSlack) with slack \(slack), \(without) without"
+            "anytime, m = 200, \(streams) streams of 10,000: false alarms \(withSlack) with the \(method) correction, \(without) without"
         )
         #expect(Double(withSlack) / Double(streams) <= 0.02)
     }
 
-    /// Shiryaev-Roberts: the mean run length to a false alarm is at least the one asked for.
-    @Test func changeDetectionMeanRunLengthIsAtLeastTheConfiguredOne() {
+    /// Shiryaev-Roberts: the mean run length to a false alarm is at least the one asked for, with every betting option.
+    @Test(arguments: ShiftBetting.allCases)
+    func changeDetectionMeanRunLengthIsAtLeastTheConfiguredOne(betting: ShiftBetting) {
         var g = SeededRandom(seed: 3)
         let target = 200.0
         var lengths: [Int] = []
         for _ in 0..<200 {
-            var det = ShiftDetector(mode: .changeDetection(meanRunLength: target))
+            var det = ShiftDetector(mode: .changeDetection(meanRunLength: target), betting: betting)
             var n = 0
             repeat { n += 1 } while !det.update(g.uniform()) && n < 100_000
             lengths.append(n)
         }
         let mean = Double(lengths.reduce(0, +)) / Double(lengths.count)
-        print("change detection, ARL asked \(target): measured mean run length \(mean) over \(lengths.count) runs")
+        print(
+            "change detection, \(betting) betting, ARL asked \(target): measured mean run length \(mean) over \(lengths.count) runs"
+        )
         #expect(mean >= target)
     }
 
@@ -151,6 +158,69 @@ import Testing
         )
         #expect(abs(share - beta) <= 4 * (beta * (1 - beta) / Double(sets)).squareRoot())
         #expect(bound < dkw)
+    }
+
+    /// The conditional correction's grid bounds against scipy.stats.beta.ppf (Tests/Reference/make_conditional_bounds.py):
+    /// the same grid ranks, bounds within 1e-7 relative, the DKW slack within 1e-12.
+    @Test func conditionalCorrectionMatchesTheBetaQuantiles() throws {
+        struct Case: Decodable {
+            let m: Int
+            let beta: Double
+            let ranks: [Int]
+            let bounds: [Double]
+            let slack: Double
+        }
+        let url = Fixtures.reference.appendingPathComponent("conditional_bounds.json")
+        let cases = try JSONDecoder().decode([Case].self, from: Data(contentsOf: url))
+        #expect(cases.count >= 7)
+        for c in cases {
+            let ours = CalibrationCorrection(method: .conditional, calibrationCount: c.m, failureProbability: c.beta)
+            #expect(ours.ranks == c.ranks, "m \(c.m)")
+            #expect(ours.bounds.count == c.bounds.count)
+            for (a, b) in zip(ours.bounds, c.bounds) { #expect(abs(a - b) <= 1e-7 * b, "m \(c.m): \(a) vs \(b)") }
+            #expect(abs(ours.slack - c.slack) <= 1e-12)
+            // The smallest p-value maps to the first bound; p = 1 stays 1; a rank between two grid ranks takes the
+            // next one's bound unless the DKW bound is smaller.
+            let n = Double(c.m + 1)
+            #expect(ours.corrected(1 / n) == min(ours.bounds[0], 1 / n + ours.slack))
+            #expect(ours.corrected(1) == 1)
+            if c.ranks.count > 17 {
+                let j = c.ranks[16] + 1
+                #expect(ours.corrected(Double(j) / n) == min(ours.bounds[17], Double(j) / n + ours.slack))
+            }
+        }
+    }
+
+    /// The conditional correction holds for every p-value at once with probability at least 1 - beta over the
+    /// calibration set: over 2,000 sets of m = 300 normal scores, the share of sets where some rank j has
+    /// V_j = P(new score > j-th largest) above corrected(j / (m + 1)) is at most beta = 0.1 (plus 4 binomial standard
+    /// deviations). Printed beside it: the same for the DKW method.
+    @Test func conditionalCorrectionHoldsForEveryPValueAtOnce() {
+        var g = SeededRandom(seed: 12)
+        let (m, beta, sets) = (300, 0.1, 2_000)
+        var failed: [CalibrationCorrection.Method: Int] = [.conditional: 0, .dkw: 0]
+        let corrections = failed.keys.map {
+            CalibrationCorrection(method: $0, calibrationCount: m, failureProbability: beta)
+        }
+        for _ in 0..<sets {
+            let descending = Self.normals(m, &g).sorted(by: >)
+            for c in corrections {
+                for j in 1...m {
+                    let v = 0.5 * erfc(descending[j - 1] / 2.0.squareRoot())
+                    if v > c.corrected(Double(j) / Double(m + 1)) {
+                        failed[c.method]! += 1
+                        break
+                    }
+                }
+            }
+        }
+        let share = Double(failed[.conditional]!) / Double(sets)
+        print(
+            "conditional correction, m = \(m): some p-value under-corrected on \(share) of sets (beta \(beta)); DKW on "
+                + "\(Double(failed[.dkw]!) / Double(sets))"
+        )
+        #expect(share <= beta + 4 * (beta * (1 - beta) / Double(sets)).squareRoot())
+        #expect(Double(failed[.dkw]!) / Double(sets) <= beta + 4 * (beta * (1 - beta) / Double(sets)).squareRoot())
     }
 
     /// With one layer the layer mixture is exactly ShiftDetector, in both modes and with slack.
