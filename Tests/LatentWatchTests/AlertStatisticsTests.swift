@@ -294,7 +294,11 @@ import Testing
         #expect(one.shift.map(\.method) == [.conditional])
         #expect(one.shift.map(\.failureProbability) == [0.005])
         #expect(
-            one.shift[0].slack == ShiftDetector.calibrationSlack(calibrationCount: 7_000, failureProbability: 0.0025)
+            one.shift[0].slack
+                == ShiftDetector.calibrationSlack(
+                    calibrationCount: 7_000,
+                    failureProbability: CalibrationCorrection.dkwShare * 0.005
+                )
         )
         #expect(
             one.windowNullRate

@@ -21,11 +21,12 @@ import Darwin
 /// - ``Method-swift.enum/dkw``: b(j) = j / (m + 1) + sqrt(log(2 / beta) / (2 m)) (Dvoretzky-Kiefer-Wolfowitz-Massart).
 ///   The slack is the same at every p; it caps the evidence of the smallest p-values, which are the ones a shift
 ///   detector bets on.
-/// - ``Method-swift.enum/conditional``: the smaller of the DKW bound at beta / 2 and exact Beta quantiles on a grid
-///   of small ranks (1 to 16, then growing by a quarter up to 512) with beta / 2 shared among the grid's ranks
-///   (a union bound); a rank between two grid ranks takes the bound of the next one up, which is valid because
-///   V_j grows with j. At the smallest p the bound is about log(2 G / beta) / m (G grid ranks) instead of
-///   sqrt(log(2 / beta) / (2 m)): 0.0015 against 0.027 at m = 7,000 and beta = 0.005.
+/// - ``Method-swift.enum/conditional``: the smaller of the DKW bound at beta / 10 and exact Beta quantiles on a grid
+///   of small ranks (1 to 16, then growing by a quarter up to 512) sharing the other 9 beta / 10 (a union bound:
+///   half for rank 1, where every input more unusual than all calibration scores lands, half split evenly over the
+///   other ranks); a rank between two grid ranks takes the bound of the next one up, which is valid because V_j
+///   grows with j. At the smallest p the bound is about log(1 / beta_1) / m instead of sqrt(log(2 / beta) / (2 m)):
+///   0.00087 against 0.0218 at m = 7,000 and beta = 0.005.
 ///
 /// `corrected(_:)` allocates nothing.
 package struct CalibrationCorrection: Sendable, Equatable {
@@ -45,7 +46,7 @@ package struct CalibrationCorrection: Sendable, Equatable {
     package let calibrationCount: Int
     /// The probability over calibration sets that the bound fails.
     package let failureProbability: Double
-    /// The DKW slack (at beta with ``Method-swift.enum/dkw``, beta / 2 with ``Method-swift.enum/conditional``).
+    /// The DKW slack (at beta with ``Method-swift.enum/dkw``, at ``dkwShare`` beta with ``Method-swift.enum/conditional``).
     package let slack: Double
     /// Grid ranks (increasing) and their bounds (non-decreasing); empty unless conditional.
     package let ranks: [Int]
@@ -103,15 +104,14 @@ package struct CalibrationCorrection: Sendable, Equatable {
             )
         case .conditional:
             let grid = Self.gridRanks(calibrationCount: m)
-            let share = beta / 2 / Double(grid.count)
             var b: [Double] = []
             b.reserveCapacity(grid.count)
-            for j in grid {
+            for (i, j) in grid.enumerated() {
                 // V_j > q exactly when fewer than j of the m uniforms fall below q: P(Binomial(m, q) <= j - 1).
                 let q = WindowRateDetector.calibratedRate(
                     threshold: Double(j) / Double(m + 1),
                     calibrationCount: m,
-                    failureProbability: share
+                    failureProbability: Self.gridShare(beta, rank: i, ranks: grid.count)
                 )
                 b.append(max(q, b.last ?? 0))
             }
@@ -119,11 +119,25 @@ package struct CalibrationCorrection: Sendable, Equatable {
                 method: .conditional,
                 calibrationCount: m,
                 failureProbability: beta,
-                slack: ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: beta / 2),
+                slack: ShiftDetector.calibrationSlack(
+                    calibrationCount: m,
+                    failureProbability: Self.dkwShare * beta
+                ),
                 ranks: grid,
                 bounds: b
             )
         }
+    }
+
+    /// The share of beta the conditional method gives the DKW bound (which matters only above the grid's ranks).
+    package static let dkwShare = 0.1
+
+    /// The failure probability of the grid's i-th rank: half of the grid's share (1 - ``dkwShare``) for rank 1, where
+    /// every input more unusual than all calibration scores lands, and the other half split evenly over the rest.
+    package static func gridShare(_ beta: Double, rank i: Int, ranks count: Int) -> Double {
+        let grid = (1 - dkwShare) * beta
+        guard count > 1 else { return grid }
+        return i == 0 ? grid / 2 : grid / 2 / Double(count - 1)
     }
 
     /// Ranks 1...16, then each a quarter above the last (rounded up), up to min(m, 512).
