@@ -53,6 +53,7 @@ struct ShrinkageArgument: ExpressibleByArgument {
 }
 
 extension PValueFusion: ExpressibleByArgument {}
+extension ShiftBetting: ExpressibleByArgument {}
 
 extension QueueFullPolicy: ExpressibleByArgument {}
 

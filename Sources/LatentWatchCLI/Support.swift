@@ -109,14 +109,24 @@ struct AlertOptions: ParsableArguments {
     @Option(help: "Change mode: mean run length between false alarms.")
     var meanRunLength: Double = 10_000
 
+    @Option(
+        help:
+            "Shift detector's betting functions: mixture (near and far shifts), power (far), linear (Vovk's simple jumper)."
+    )
+    var betting: ShiftBetting = .mixture
+
+    @Option(help: "Shift detector's jump rate between its betting functions.")
+    var jumpRate: Double = 0.001
+
     @Option(help: "Fusion of the layers' p-values: bonferroni or cauchy.")
     var fusion: PValueFusion = .bonferroni
 
-    @Flag(help: "Do not add the calibration-set slack to stream p-values (see Docs/Statistics.md).")
+    @Flag(help: "Do not correct stream p-values for the fixed calibration set (see Docs/Statistics.md).")
     var noCalibrationCorrection = false
 
     func policy() throws -> AlertPolicy {
         guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be in (0, 1)") }
+        guard jumpRate >= 0, jumpRate <= 1 else { throw ValidationError("--jump-rate must be in [0, 1]") }
         let shiftMode: ShiftDetection?
         switch shift {
         case .anytime: shiftMode = .anytime(delta: delta)
@@ -128,6 +138,8 @@ struct AlertOptions: ParsableArguments {
             aleatoricAlpha: aleatoricAlpha > 0 ? aleatoricAlpha : nil,
             window: window > 0 ? .init(length: window, windowLevel: windowLevel) : nil,
             shift: shiftMode,
+            jumpRate: jumpRate,
+            shiftBetting: betting,
             fusion: fusion,
             correctForCalibrationSet: !noCalibrationCorrection
         )

@@ -3,11 +3,13 @@
 //  2. false alarms of the stream detectors on resampled in-distribution streams: anytime mode (the chance of any
 //     alarm per stream must stay <= delta) and change detection (the mean run length between false alarms must be
 //     at least the one asked for); also the window-rate test;
-//  3. detection delay on streams where out-of-distribution inputs gradually replace in-distribution ones.
+//  3. detection delay on streams where out-of-distribution inputs gradually replace in-distribution ones;
+//  4. (with --guarantee, instead of 1-3) the shift detectors' false alarms with a fresh calibration set per stream.
 // Everything goes through a real `Monitor` with a callback sink (the code hosts run).
 //
 // Usage: swift run -c release latentwatch-streams --data DIR --layers fc[,conv3_gap] [--raw] [--streams 100]
 //        [--length 10000] [--alpha 0.01] [--delta 0.01] [--arl 1000] [--ood-runs 20] [--ood name,...]
+//        [--guarantee [--guarantee-streams 400] [--guarantee-calibration 200,500,2000]]
 // DIR holds <layer>_<split>.npy and labels_<split>.npy for splits train, cal, test, ood_<name>
 // (Tests/Evaluation/README.md makes them).
 import ArgumentParser
@@ -51,8 +53,10 @@ struct StreamsOptions: ParsableArguments {
     @Option(help: "OOD sets, comma-separated (default: every <first layer>_ood_<name>.npy).")
     var ood: CommaList?
 
-    @Flag(help: "Run only section 4, the shift detectors' false alarms with a fresh calibration set per stream.")
-    var onlyGuarantee = false
+    @Flag(
+        help: "Run section 4 instead of 1-3: the shift detectors' false alarms with a fresh calibration set per stream."
+    )
+    var guarantee = false
 
     @Option(help: "Section 4: streams per calibration size and score source.")
     var guaranteeStreams = 400
@@ -171,7 +175,7 @@ func measure(_ options: StreamsOptions) async throws {
     }
 
     let quiet = AlertPolicy(inputAlpha: alpha, aleatoricAlpha: nil, window: nil, shift: nil)
-    if options.onlyGuarantee {
+    if options.guarantee {
         try guarantee(options, model: models[0], pool: [try load(path(layerNames[0], "cal")), test[0]])
         return
     }
@@ -311,8 +315,6 @@ func measure(_ options: StreamsOptions) async throws {
             )
         }
     }
-    print("")
-    try guarantee(options, model: models[0], pool: [try load(path(layerNames[0], "cal")), test[0]])
 }
 
 /// 4. The anytime guarantee given one calibration set, by simulation: for each calibration size m, streams that
@@ -336,18 +338,23 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
         "4. the shift detectors' false alarms given the calibration set: \(count) streams of \(length) inputs per cell, a fresh calibration set of m scores per stream; anytime delta = \(delta), change mode mean run length \(Int(options.arl))"
     )
     print("   real scores: \(real.count) surprise scores of \(options.layers.items[0]) (calibration and test splits)")
-    let detectors: [(String, ShiftDetection, ShiftBetting, CalibrationCorrection.Method)] = [
-        ("anytime, power, conditional (default)", .anytime(delta: delta), .power, .conditional),
-        ("anytime, linear, DKW", .anytime(delta: delta), .linear, .dkw),
-        ("anytime, power, uncorrected", .anytime(delta: delta), .power, .none),
-        ("change, power, conditional", .changeDetection(meanRunLength: options.arl), .power, .conditional),
+    let policy = AlertPolicy()
+    let detectors: [(String, ShiftDetection, ShiftBetting, Double, CalibrationCorrection.Method)] = [
+        ("anytime, mixture, conditional (default)", .anytime(delta: delta), .mixture, policy.jumpRate, .conditional),
+        ("anytime, power, conditional", .anytime(delta: delta), .power, policy.jumpRate, .conditional),
+        ("anytime, linear, DKW, jump rate 0.01", .anytime(delta: delta), .linear, 0.01, .dkw),
+        ("anytime, mixture, uncorrected", .anytime(delta: delta), .mixture, policy.jumpRate, .none),
+        (
+            "change, mixture, conditional", .changeDetection(meanRunLength: options.arl), .mixture, policy.jumpRate,
+            .conditional
+        ),
     ]
     print("   | scores | m | detector | streams with an alarm | share (95 % interval) | alarms | mean run length |")
     print("   |---|---|---|---|---|---|---|")
     for source in ["continuous", "real"] {
         for m in sizes {
             guard source == "continuous" || m < real.count else { continue }
-            for (name, mode, betting, method) in detectors {
+            for (name, mode, betting, jumpRate, method) in detectors {
                 var alarmed = 0
                 var alarms = 0
                 for s in 0..<count {
@@ -368,6 +375,7 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
                     var detector = ShiftDetector(
                         mode: mode,
                         betting: betting,
+                        jumpRate: jumpRate,
                         correction: CalibrationCorrection(
                             method: method,
                             calibrationCount: m,
