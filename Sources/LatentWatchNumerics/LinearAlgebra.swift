@@ -15,6 +15,8 @@ package enum LinearAlgebra {
     package static func choleskyLower(_ a: inout [Double], n: Int) throws(NumericsError) {
         precondition(a.count == n * n, "choleskyLower: matrix has \(a.count) entries, expected \(n * n)")
         BLAS.ensureConfigured()
+        // LAPACKE_dpotrf_work skips the NaN check LAPACKE_dpotrf makes, and dpotrf itself lets a NaN pivot through.
+        for v in a where !v.isFinite { throw .lapack(routine: "dpotrf", info: -4) }
         // A row-major lower triangle is a column-major upper one: LAPACK's native layout, so no transposed
         // copies (LAPACKE's row-major entry points copy the matrix twice with a strided loop).
         let info = a.withUnsafeMutableBufferPointer {

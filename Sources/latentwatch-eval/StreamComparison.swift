@@ -102,7 +102,7 @@ enum StreamComparison {
         let conditional = corrections.shift
         let dkw = policy.calibrationCorrections(calibrationCounts: ms, method: .dkw).shift
         let slack = dkw.map(\.slack)
-        let uncorrected = [CalibrationCorrection](repeating: .none, count: ms.count)
+        let uncorrected = ms.map { CalibrationCorrection.uncorrected(calibrationCount: $0) }
         // lw_window_dkw: the uniform bound alpha + DKW slack, kept for comparison.
         let dkwWindowRate = alpha + slack.reduce(0, +)
         func anytime(

@@ -191,6 +191,20 @@ import Testing
         }
     }
 
+    /// A NaN score's p-value (0) is never taken below the smallest conformal p-value: 1 / (m + 1) uncorrected, the
+    /// first grid bound with the conditional correction. Without a calibration count nothing is floored.
+    @Test func nanAndZeroPValuesAreBounded() {
+        let raw = CalibrationCorrection.uncorrected(calibrationCount: 99)
+        #expect(raw.corrected(0) == 0.01 && raw.corrected(.nan) == 0.01 && raw.corrected(0.5) == 0.5)
+        let conditional = CalibrationCorrection(method: .conditional, calibrationCount: 99, failureProbability: 0.005)
+        #expect(conditional.corrected(.nan) == conditional.corrected(0.01))
+        #expect(conditional.corrected(0) == min(conditional.bounds[0], conditional.slack))
+        #expect(CalibrationCorrection.none.corrected(0) == 0)
+        // The off switch of a policy keeps the floor.
+        let off = AlertPolicy(correctForCalibrationSet: false).calibrationCorrections(calibrationCounts: [99])
+        #expect(off.shift[0].corrected(.nan) == 0.01)
+    }
+
     /// The conditional correction holds for every p-value at once with probability at least 1 - beta over the
     /// calibration set: over 2,000 sets of m = 300 normal scores, the share of sets where some rank j has
     /// V_j = P(new score > j-th largest) above corrected(j / (m + 1)) is at most beta = 0.1 (plus 4 binomial standard

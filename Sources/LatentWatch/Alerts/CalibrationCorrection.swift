@@ -58,6 +58,20 @@ package struct CalibrationCorrection: Sendable, Equatable {
     /// No correction.
     package static let none = CalibrationCorrection.slack(0)
 
+    /// No correction for p-values against `m` calibration scores: p-values pass unchanged, except that none is taken
+    /// below 1 / (m + 1), the smallest conformal p-value (a NaN score's p-value of 0 would otherwise be unbounded
+    /// evidence for the power bets).
+    package static func uncorrected(calibrationCount m: Int) -> CalibrationCorrection {
+        CalibrationCorrection(
+            method: .none,
+            calibrationCount: max(0, m),
+            failureProbability: 0,
+            slack: 0,
+            ranks: [],
+            bounds: []
+        )
+    }
+
     /// The DKW slack alone, as a fixed amount (for detectors fed p-values of unknown provenance).
     package static func slack(_ eps: Double) -> CalibrationCorrection {
         CalibrationCorrection(
@@ -89,7 +103,7 @@ package struct CalibrationCorrection: Sendable, Equatable {
     /// The correction for p-values against `m` calibration scores that fails with probability at most `beta`.
     package init(method: Method, calibrationCount m: Int, failureProbability beta: Double) {
         guard method != .none, m > 0, beta > 0, beta < 1 else {
-            self = .slack(0)
+            self = .uncorrected(calibrationCount: m)
             return
         }
         switch method {
@@ -159,7 +173,7 @@ package struct CalibrationCorrection: Sendable, Equatable {
     package func corrected(_ p: Double) -> Double {
         let q = p.isNaN ? 0 : min(max(p, 0), 1)
         switch method {
-        case .none: return q
+        case .none: return calibrationCount > 0 ? max(q, 1 / Double(calibrationCount + 1)) : q
         case .dkw: return min(1, q + slack)
         case .conditional:
             let dkw = min(1, q + slack)

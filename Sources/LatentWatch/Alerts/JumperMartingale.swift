@@ -12,7 +12,7 @@ import Darwin
 public enum ShiftBetting: String, Sendable, Codable, CaseIterable {
     /// A mixture of bets for near and far shifts: no bet; the log e-value 1 + (-log p - 1) / 2 (gains steadily on
     /// moderately small p); and the power functions p^(-3/4) / 4 and p^(-9/10) / 10 (gain much on very small p:
-    /// 10 and 38 at p = 0.00135, the smallest corrected p-value at m = 7,000).
+    /// 49 and 57 at p = 0.00087, the smallest corrected p-value at m = 7,000).
     case mixture
     /// Power betting functions f_k(p) = k p^(k - 1) for k in {1, 1/2, 1/4, 1/10, 1/30} (k = 1 does not bet):
     /// the fastest on far shifts, slower than the others on near ones.

@@ -53,9 +53,6 @@ package struct LayerMixtureShiftDetector: Sendable {
         self.init(mode: mode, betting: betting, jumpRate: jumpRate, corrections: pValueSlack.map { .slack($0) })
     }
 
-    /// The DKW slack of each layer (0 where the correction is not a slack).
-    package var pValueSlack: [Double] { corrections.map { $0.method == .dkw ? $0.slack : 0 } }
-
     /// Log of the alarm threshold on the capital (anytime) or on R (change detection).
     package var logThreshold: Double { rule.logThreshold }
 

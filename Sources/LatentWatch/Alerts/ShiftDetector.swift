@@ -24,8 +24,6 @@ package struct ShiftDetector: Sendable {
     private var rule: ShiftAlarmRule
     /// Applied to every p-value before betting.
     package let correction: CalibrationCorrection
-    /// The DKW slack, when the correction is a slack (0 otherwise).
-    package var pValueSlack: Double { correction.method == .dkw ? correction.slack : 0 }
 
     /// A detector whose p-values are corrected by `correction` before it bets.
     package init(

@@ -187,11 +187,19 @@ extension LatentModelFitter {
                     // Labelled rows go to their class only; the global moments are the classes' merged
                     // at the end (exact: Chan et al.'s merge adds the between-class scatter).
                     if let label = key.label {
-                        let empty = (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
+                        // The default is an autoclosure: the empty moments are made only for a new class.
                         if key.validation {
-                            stats.classes[label, default: empty].validation.add(rb, rows: count, workspace: &workspace)
+                            stats.classes[
+                                label,
+                                default: (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
+                            ]
+                            .validation.add(rb, rows: count, workspace: &workspace)
                         } else {
-                            stats.classes[label, default: empty].train.add(rb, rows: count, workspace: &workspace)
+                            stats.classes[
+                                label,
+                                default: (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
+                            ]
+                            .train.add(rb, rows: count, workspace: &workspace)
                         }
                     } else if key.validation {
                         stats.globalValidation.add(rb, rows: count, workspace: &workspace)

@@ -111,7 +111,7 @@ extension AlertPolicy {
     ) -> (shift: [CalibrationCorrection], windowNullRate: Double) {
         let layers = max(1, calibrationCounts.count)
         guard correctForCalibrationSet else {
-            return ([CalibrationCorrection](repeating: .none, count: calibrationCounts.count), inputAlpha)
+            return (calibrationCounts.map { CalibrationCorrection.uncorrected(calibrationCount: $0) }, inputAlpha)
         }
         let beta = (shift?.calibrationFailureProbability ?? 0.005) / Double(layers)
         let corrections = calibrationCounts.map {

@@ -47,6 +47,13 @@ public final class Monitor: Service, Sendable {
         guard !configuration.layers.isEmpty else {
             throw LatentWatchError(.invalidConfiguration, "a monitor needs at least one layer")
         }
+        guard configuration.policy.jumpRate >= 0 && configuration.policy.jumpRate <= 1 else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "the shift detector's jump rate is \(configuration.policy.jumpRate)",
+                remedy: "choose a jump rate in [0, 1] (the default is 0.001)"
+            )
+        }
         ComputeCheck.warnOnce(logger)
         self.configuration = configuration
         self.layers = configuration.layers
