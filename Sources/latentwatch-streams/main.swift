@@ -372,15 +372,12 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
                         rest = Array(shuffled[m...])
                     }
                     calibration.sort()
-                    var detector = ShiftDetector(
+                    var detector = ShiftDetector.calibrated(
                         mode: mode,
+                        calibrationCount: m,
                         betting: betting,
-                        jumpRate: jumpRate,
-                        correction: CalibrationCorrection(
-                            method: method,
-                            calibrationCount: m,
-                            failureProbability: mode.calibrationFailureProbability
-                        )
+                        method: method,
+                        jumpRate: jumpRate
                     )
                     var any = false
                     for _ in 0..<length {

@@ -93,7 +93,7 @@ package struct ShiftDetector: Sendable {
 extension ShiftDetector.Mode {
     /// The share of delta that pays for conditioning on a fixed calibration set: delta / 2 in anytime mode,
     /// 0.005 in change-detection mode.
-    package var calibrationFailureProbability: Double {
+    var calibrationFailureProbability: Double {
         switch self {
         case .anytime(let delta): return delta / 2
         case .changeDetection: return 0.005
