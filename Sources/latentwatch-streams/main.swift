@@ -354,55 +354,55 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
     for source in ["continuous", "real"] {
         for m in sizes {
             guard source == "continuous" || m < real.count else { continue }
-            for (name, mode, betting, jumpRate, method) in detectors {
-                var alarmed = 0
-                var alarms = 0
-                for s in 0..<count {
-                    var g = SeededRandom(seed: UInt64(1_000_003 &* m &+ s))
-                    var calibration: [Double]
-                    var rest: [Double] = []
-                    if source == "continuous" {
-                        calibration = (0..<m).map { _ in g.normal() }
-                    } else {
-                        var shuffled = real
-                        for i in stride(from: shuffled.count - 1, to: 0, by: -1) {
-                            shuffled.swapAt(i, Int(g.next() % UInt64(i + 1)))
-                        }
-                        calibration = Array(shuffled[0..<m])
-                        rest = Array(shuffled[m...])
+            // Every detector sees the same streams: each stream's p-values are computed once and fed to all of them.
+            var alarmed = [Int](repeating: 0, count: detectors.count)
+            var alarms = [Int](repeating: 0, count: detectors.count)
+            for s in 0..<count {
+                var g = SeededRandom(seed: UInt64(1_000_003 &* m &+ s))
+                var calibration: [Double]
+                var rest: [Double] = []
+                if source == "continuous" {
+                    calibration = (0..<m).map { _ in g.normal() }
+                } else {
+                    var shuffled = real
+                    for i in stride(from: shuffled.count - 1, to: 0, by: -1) {
+                        shuffled.swapAt(i, Int(g.next() % UInt64(i + 1)))
                     }
-                    calibration.sort()
-                    var detector = ShiftDetector.calibrated(
+                    calibration = Array(shuffled[0..<m])
+                    rest = Array(shuffled[m...])
+                }
+                // The conformal p-values a Monitor computes against this calibration set.
+                let distribution = EmpiricalDistribution(scores: calibration)
+                var running = detectors.map { _, mode, betting, jumpRate, method in
+                    ShiftDetector.calibrated(
                         mode: mode,
                         calibrationCount: m,
                         betting: betting,
                         method: method,
                         jumpRate: jumpRate
                     )
-                    var any = false
-                    for _ in 0..<length {
-                        let score = source == "continuous" ? g.normal() : rest[Int(g.next() % UInt64(rest.count))]
-                        // (1 + #{calibration >= s}) / (m + 1) by binary search over the sorted set.
-                        var lo = 0
-                        var hi = m
-                        while lo < hi {
-                            let mid = (lo + hi) / 2
-                            if calibration[mid] >= score { hi = mid } else { lo = mid + 1 }
-                        }
-                        if detector.update(Double(1 + m - lo) / Double(m + 1)) {
-                            alarms += 1
-                            any = true
-                            if case .anytime = mode { break }
-                        }
-                    }
-                    if any { alarmed += 1 }
                 }
-                let (lo, hi) = ClopperPearson.interval(successes: alarmed, trials: count, confidence: 0.95)
+                var stopped = [Bool](repeating: false, count: detectors.count)
+                var any = [Bool](repeating: false, count: detectors.count)
+                for _ in 0..<length where stopped.contains(false) {
+                    let score = source == "continuous" ? g.normal() : rest[Int(g.next() % UInt64(rest.count))]
+                    let p = distribution.pValue(score)
+                    for d in running.indices where !stopped[d] && running[d].update(p) {
+                        alarms[d] += 1
+                        any[d] = true
+                        // Anytime mode alarms once; change mode keeps counting.
+                        if case .anytime = detectors[d].1 { stopped[d] = true }
+                    }
+                }
+                for d in detectors.indices where any[d] { alarmed[d] += 1 }
+            }
+            for (d, (name, mode, _, _, _)) in detectors.enumerated() {
+                let (lo, hi) = ClopperPearson.interval(successes: alarmed[d], trials: count, confidence: 0.95)
                 let runLength: String
                 if case .changeDetection = mode {
                     runLength =
-                        alarms > 0
-                        ? String(format: "%.0f", Double(count * length) / Double(alarms)) : "> \(count * length)"
+                        alarms[d] > 0
+                        ? String(format: "%.0f", Double(count * length) / Double(alarms[d])) : "> \(count * length)"
                 } else {
                     runLength = ""
                 }
@@ -412,12 +412,12 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
                         source,
                         m,
                         name,
-                        alarmed,
+                        alarmed[d],
                         count,
-                        Double(alarmed) / Double(count),
+                        Double(alarmed[d]) / Double(count),
                         lo,
                         hi,
-                        alarms,
+                        alarms[d],
                         runLength
                     )
                 )

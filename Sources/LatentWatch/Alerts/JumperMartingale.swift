@@ -94,8 +94,8 @@ package struct JumperMartingale: Sendable, Equatable {
         let n = experts
         let jump = j / Double(n)
         var f = SIMD8<Double>(repeating: 0)
-        // q = 0 only from a NaN score or an uncorrected p-value of 0; the log is then capped.
-        let logQ = log(max(q, 1e-300))
+        // Only the log and power experts need log q (q = 0 only from a NaN score with no correction; then capped).
+        let logQ = betting == .linear ? 0 : log(max(q, 1e-300))
         for e in 0..<n {
             let bet: Double
             switch expertList[e] {

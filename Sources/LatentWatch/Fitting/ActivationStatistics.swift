@@ -187,20 +187,16 @@ extension LatentModelFitter {
                     // Labelled rows go to their class only; the global moments are the classes' merged
                     // at the end (exact: Chan et al.'s merge adds the between-class scatter).
                     if let label = key.label {
-                        // The default is an autoclosure: the empty moments are made only for a new class.
+                        // Taken out of the dictionary while it is updated, so its storage is not copied.
+                        var pair =
+                            stats.classes.removeValue(forKey: label)
+                            ?? (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
                         if key.validation {
-                            stats.classes[
-                                label,
-                                default: (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
-                            ]
-                            .validation.add(rb, rows: count, workspace: &workspace)
+                            pair.validation.add(rb, rows: count, workspace: &workspace)
                         } else {
-                            stats.classes[
-                                label,
-                                default: (GaussianMoments(dimension: p), GaussianMoments(dimension: p))
-                            ]
-                            .train.add(rb, rows: count, workspace: &workspace)
+                            pair.train.add(rb, rows: count, workspace: &workspace)
                         }
+                        stats.classes[label] = pair
                     } else if key.validation {
                         stats.globalValidation.add(rb, rows: count, workspace: &workspace)
                     } else {
