@@ -206,6 +206,9 @@ public func lwMonitorConfigInit(_ config: UnsafeMutablePointer<lw_monitor_config
     c.sink_buffer_capacity = 4096
     c.record_path = nil
     c.record_rate = 1
+    c.shift_betting = LW_BETTING_MIXTURE
+    c.calibration_correction = p.correctForCalibrationSet ? 1 : 0
+    c.shift_jump_rate = p.jumpRate
     config.pointee = c
 }
 
@@ -216,13 +219,23 @@ private func level(_ alpha: Double, _ name: String) throws(CallError) -> Double 
     return alpha
 }
 
+/// Bytes of `lw_monitor_config` up to `record_rate`: what programs compiled before `shift_betting` pass.
+private let firstAppendedMonitorField = MemoryLayout<lw_monitor_config>.offset(of: \.shift_betting)!
+
 /// The SDK's monitor configuration and sinks from a C configuration.
 func monitorParts(
     _ p: UnsafePointer<lw_monitor_config>,
     delivered: MonitorHandle.Counter
 ) throws(CallError) -> (MonitorConfiguration, [any AlertSink], Logger) {
-    let c = p.pointee
-    try checkStructSize(c.struct_size, MemoryLayout<lw_monitor_config>.size, "lw_monitor_config")
+    // A program compiled before the shift detector's fields were appended passes a shorter struct: read only
+    // struct_size bytes over the defaults.
+    let given = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+    try checkStructSize(UInt32(clamping: given), firstAppendedMonitorField, "lw_monitor_config")
+    var c = lw_monitor_config()
+    lwMonitorConfigInit(&c)
+    withUnsafeMutableBytes(of: &c) { dst in
+        dst.copyMemory(from: UnsafeRawBufferPointer(start: p, count: min(given, dst.count)))
+    }
     guard c.layer_count >= 1 && c.layer_count <= UInt32(LW_MAX_LAYERS) else {
         throw CallError(
             LW_ERR_INVALID_CONFIGURATION,
@@ -270,6 +283,29 @@ func monitorParts(
         }
         policy.shift = .changeDetection(meanRunLength: c.shift_mean_run_length)
     default: throw CallError(LW_ERR_INVALID_ARGUMENT, "shift \(c.shift) is not one of LW_SHIFT_*")
+    }
+    switch c.shift_betting {
+    case LW_BETTING_MIXTURE: policy.shiftBetting = .mixture
+    case LW_BETTING_POWER: policy.shiftBetting = .power
+    case LW_BETTING_LINEAR: policy.shiftBetting = .linear
+    default:
+        throw CallError(LW_ERR_INVALID_ARGUMENT, "shift_betting \(c.shift_betting) is not one of LW_BETTING_*")
+    }
+    guard c.shift_jump_rate >= 0 && c.shift_jump_rate <= 1 else {
+        throw CallError(
+            LW_ERR_INVALID_CONFIGURATION,
+            "shift_jump_rate is \(c.shift_jump_rate); it must be in [0, 1] (default 0.001)"
+        )
+    }
+    policy.jumpRate = c.shift_jump_rate
+    switch c.calibration_correction {
+    case 0: policy.correctForCalibrationSet = false
+    case 1: policy.correctForCalibrationSet = true
+    default:
+        throw CallError(
+            LW_ERR_INVALID_ARGUMENT,
+            "calibration_correction is \(c.calibration_correction); it must be 1 (on, the default) or 0"
+        )
     }
     switch c.fusion {
     case LW_FUSION_BONFERRONI: policy.fusion = .bonferroni

@@ -96,6 +96,44 @@ class MonitorTests(TempDirTestCase):
         self.assertEqual([(a.kind, a.index, a.p_value) for a in written],
                          [(a.kind, a.index, a.p_value) for a in expected])
 
+    def test_shift_detector_settings_match_latentwatch_replay(self):
+        """Betting, jump rate and the calibration correction reach the library: the in-process alerts equal
+        `latentwatch replay` with the same flags, and differ from the defaults' (so the settings were read)."""
+        binary = require_binary(self)
+        paths = []
+        for layer in ("h1", "h2"):
+            out = self.path(f"{layer}.lwm")
+            run_tool(binary, ["fit", "--activations", f"{DATA}/train_{layer}.npy", "--labels",
+                              f"{DATA}/train_labels.npy", "--calibration", f"{DATA}/calibration_{layer}.npy",
+                              "--family", "gda", "--layer", layer, "--output", out])
+            paths.append(out)
+        flags = ["--betting", "linear", "--jump-rate", "0.01", "--no-calibration-correction"]
+        replay = self.path("replay.jsonl")
+        run_tool(binary, ["replay", "--model", paths[0], "--model", paths[1], "--input", f"{DATA}/stream_h1.npy",
+                          "--input", f"{DATA}/stream_h2.npy", "--alerts", replay] + flags)
+        with open(replay) as f:
+            expected = [(a.kind, a.index, a.p_value) for a in
+                        (lw.Alert.from_json(json.loads(line)) for line in f if line.strip())]
+        got = []
+        with lw.Monitor(paths, on_alert=got.append, shift_betting="linear", jump_rate=0.01,
+                        calibration_correction=False) as m:
+            evidence = m.assess_batch(self.h1[:400], self.h2[:400]).shift_log_evidence
+        self.assertEqual([(a.kind, a.index, a.p_value) for a in got], expected)
+        self.assertEqual(len([a for a in got if a.kind == "shift"]), 1)
+        # Each setting alone changes the detector's evidence.
+        for kw in ({}, {"shift_betting": "power"}, {"jump_rate": 0.1}, {"calibration_correction": False}):
+            with lw.Monitor(paths, **kw) as m:
+                other = m.assess_batch(self.h1[:400], self.h2[:400]).shift_log_evidence
+            self.assertFalse(np.array_equal(other[:250], evidence[:250]), kw)
+            if kw:
+                self.assertFalse(np.array_equal(other[:250], default[:250]), kw)
+            else:
+                default = other
+        with self.assertRaises(lw.ConfigurationError):
+            lw.Monitor(paths, shift_betting="martingale")
+        with self.assertRaises(lw.ConfigurationError):
+            lw.Monitor(paths, jump_rate=1.5)
+
     def test_recording_replays_to_the_same_alerts(self):
         binary = require_binary(self)
         rec = self.path("stream.lwr")
@@ -151,6 +189,17 @@ class MonitorTests(TempDirTestCase):
         self.assertEqual(a.assess(self.h1[3].astype(np.float16), self.h2[3]).index, 3)
         batch = a.assess_batch(self.h1[:20].astype(np.float16), self.h2[:20].astype(np.float16))
         self.assertEqual(len(batch), 20)
+
+    def test_read_only_and_writable_arrays_give_the_same_assessment(self):
+        a = self.monitor()
+        b = self.monitor()
+        for i in (0, 1, 250):
+            x1 = np.ascontiguousarray(self.h1[i], dtype=np.float32)
+            x2 = np.ascontiguousarray(self.h2[i], dtype=np.float32)
+            r1 = np.frombuffer(x1.tobytes(), dtype=np.float32)
+            r2 = np.frombuffer(x2.tobytes(), dtype=np.float32)
+            self.assertFalse(r1.flags.writeable)
+            self.assertEqual(a.assess(r1, r2), b.assess(x1, x2))
 
     # ---- bad inputs ---------------------------------------------------------------------------------------------
 

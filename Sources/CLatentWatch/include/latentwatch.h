@@ -295,6 +295,11 @@ typedef void (*lw_alert_callback)(const lw_alert *alert, void *context);
 #define LW_FUSION_BONFERRONI 0 /* valid under any dependence between layers */
 #define LW_FUSION_CAUCHY 1     /* valid asymptotically, more powerful when layers agree */
 
+/* The shift detector's betting functions (Docs/Statistics.md). */
+#define LW_BETTING_MIXTURE 0 /* no bet, a log e-value and two power functions: near and far shifts */
+#define LW_BETTING_POWER 1   /* power functions only: fastest on far shifts */
+#define LW_BETTING_LINEAR 2  /* Vovk's simple jumper: at most a factor 1.5 per input */
+
 #define LW_MODE_INLINE 0     /* assess on the caller's thread */
 #define LW_MODE_BACKGROUND 1 /* submit copies into a bounded queue scored on a library thread */
 
@@ -347,6 +352,13 @@ typedef struct lw_monitor_config {
                                            background monitor (whose queue holds activations only) cannot
                                            record */
     double record_rate;                 /* share of inputs recorded (0, 1]; default 1 */
+    /* Shift detector details. A struct_size that ends at record_rate (a program compiled against a header
+       without them) gives these their defaults. */
+    int32_t shift_betting;              /* LW_BETTING_*; default LW_BETTING_MIXTURE */
+    int32_t calibration_correction;     /* 1 (default): the stream detectors' guarantees hold given the
+                                           calibration set (corrected p-values); 0: they hold on average over
+                                           calibration sets only */
+    double shift_jump_rate;             /* the betting jumper's jump rate, in [0, 1]; default 0.001 */
 } lw_monitor_config;
 
 /* Sets struct_size and the defaults above. */

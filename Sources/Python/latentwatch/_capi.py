@@ -100,6 +100,9 @@ LW_SHIFT_CHANGE_DETECTION = 2
 
 LW_FUSION_BONFERRONI = 0
 LW_FUSION_CAUCHY = 1
+LW_BETTING_MIXTURE = 0
+LW_BETTING_POWER = 1
+LW_BETTING_LINEAR = 2
 
 LW_MODE_INLINE = 0
 LW_MODE_BACKGROUND = 1
@@ -272,6 +275,9 @@ class lw_monitor_config(Structure):
         ("sink_buffer_capacity", c_uint32),
         ("record_path", c_char_p),
         ("record_rate", c_double),
+        ("shift_betting", c_int32),
+        ("calibration_correction", c_int32),
+        ("shift_jump_rate", c_double),
     ]
 
 

@@ -41,6 +41,11 @@ _SHIFTS = {
     "change": _capi.LW_SHIFT_CHANGE_DETECTION,
 }
 _FUSIONS = {"bonferroni": _capi.LW_FUSION_BONFERRONI, "cauchy": _capi.LW_FUSION_CAUCHY}
+_BETTINGS = {
+    "mixture": _capi.LW_BETTING_MIXTURE,
+    "power": _capi.LW_BETTING_POWER,
+    "linear": _capi.LW_BETTING_LINEAR,
+}
 _MODES = {"inline": _capi.LW_MODE_INLINE, "background": _capi.LW_MODE_BACKGROUND}
 _OVERFLOWS = {"drop": _capi.LW_OVERFLOW_DROP_NEWEST, "reject": _capi.LW_OVERFLOW_REJECT}
 _OUTPUTS = {
@@ -88,6 +93,11 @@ assert ASSESSMENT_DTYPE.itemsize == _SIZEOF_ASSESSMENT
 
 _FLAGS = [Flags(v) for v in range(32)]
 _new_layer = LayerAssessment._make
+_tuple_new = tuple.__new__
+_object_new = object.__new__
+_char_from_buffer = ctypes.c_char.from_buffer
+_addressof = ctypes.addressof
+_assess = lib.lw_monitor_assess
 assert [f.name for f in fields(Assessment)] == [
     "index", "request_id", "flags", "fused_p_value", "entropy", "entropy_p_value", "predicted_label",
     "shift_log_evidence", "layers", "output_predicted", "output_confidence", "output_entropy", "output_energy",
@@ -334,6 +344,12 @@ class Monitor:
             ``"change"`` (Shiryaev-Roberts change detection) or None (off).
         shift_delta: the anytime detector's bound on the probability of any false alarm.
         mean_run_length: the change detector's mean run length between false alarms.
+        shift_betting: the shift detector's betting functions: ``"mixture"`` (the default: near and far
+            shifts), ``"power"`` (fastest on far shifts) or ``"linear"`` (Vovk's simple jumper).
+        jump_rate: the share of the shift detector's capital that moves between betting functions before each
+            bet, in [0, 1] (default 0.001).
+        calibration_correction: True (the default): the stream detectors' guarantees hold given the models'
+            calibration sets; False: only on average over calibration sets (faster alarms, Docs/Statistics.md).
         fusion: ``"bonferroni"`` (valid under any dependence between layers) or ``"cauchy"`` (more powerful when
             layers agree, valid asymptotically).
         primary_layer: the layer (index or name) whose p(y | z) gives entropy and class; None: the last.
@@ -375,6 +391,9 @@ class Monitor:
         shift: Optional[str] = "anytime",
         shift_delta: float = 0.01,
         mean_run_length: float = 10000.0,
+        shift_betting: str = "mixture",
+        jump_rate: float = 0.001,
+        calibration_correction: bool = True,
         fusion: str = "bonferroni",
         primary_layer: Union[int, str, None] = None,
         mode: str = "inline",
@@ -455,6 +474,9 @@ class Monitor:
         c.fusion = pick(_FUSIONS, fusion, "fusion")
         c.shift_delta = float(shift_delta)
         c.shift_mean_run_length = float(mean_run_length)
+        c.shift_betting = pick(_BETTINGS, shift_betting, "shift_betting")
+        c.shift_jump_rate = float(jump_rate)
+        c.calibration_correction = 1 if calibration_correction else 0
         c.mode = pick(_MODES, mode, "mode")
         c.overflow = pick(_OVERFLOWS, overflow, "overflow")
         c.queue_capacity = int(queue_capacity)
@@ -601,25 +623,29 @@ class Monitor:
          n, _) = _HEAD.unpack_from(out)
         per = _LAYER_STRUCTS[n].unpack_from(out, _LAYERS_OFFSET)
         names = self._names
+        if n == 1:
+            layers = (_tuple_new(LayerAssessment, (names[0], per[0], per[1])),)
+        else:
+            layers = tuple([_tuple_new(LayerAssessment, (names[k], per[2 * k], per[2 * k + 1])) for k in range(n)])
         # The same object Assessment(...) builds, without the frozen dataclass's per-field __setattr__ (this runs
-        # once per assess call; it is a third of the Python side's cost).
-        a = object.__new__(Assessment)
-        a.__dict__.update(
-            index=index,
-            request_id=request_id,
-            flags=_FLAGS[flags] if flags < 32 else Flags(flags),
-            fused_p_value=fused,
-            entropy=entropy,
-            entropy_p_value=None if entropy_p != entropy_p else entropy_p,
-            predicted_label=None if predicted == -1 else predicted,
-            shift_log_evidence=None if shift != shift else shift,
-            layers=tuple([_new_layer((names[k], per[2 * k], per[2 * k + 1])) for k in range(n)]),
-            output_predicted=None if out_pred == -1 else out_pred,
-            output_confidence=None if out_conf != out_conf else out_conf,
-            output_entropy=None if out_ent != out_ent else out_ent,
-            output_energy=None if out_energy != out_energy else out_energy,
-            status=0,
-        )
+        # once per assess call).
+        a = _object_new(Assessment)
+        a.__dict__.update({
+            "index": index,
+            "request_id": request_id,
+            "flags": _FLAGS[flags] if flags < 32 else Flags(flags),
+            "fused_p_value": fused,
+            "entropy": entropy,
+            "entropy_p_value": None if entropy_p != entropy_p else entropy_p,
+            "predicted_label": None if predicted == -1 else predicted,
+            "shift_log_evidence": None if shift != shift else shift,
+            "layers": layers,
+            "output_predicted": None if out_pred == -1 else out_pred,
+            "output_confidence": None if out_conf != out_conf else out_conf,
+            "output_entropy": None if out_ent != out_ent else out_ent,
+            "output_energy": None if out_energy != out_energy else out_energy,
+            "status": 0,
+        })
         return a
 
     # ---- assessing ---------------------------------------------------------------------------------------------
@@ -636,7 +662,11 @@ class Monitor:
                 if type(a) is np.ndarray and a.dtype is _F32 and a.ndim == 1 and a.size == counts[i]:
                     flags = a.flags
                     if flags.c_contiguous and flags.aligned:
-                        ptrs[i] = a.__array_interface__["data"][0]
+                        # The address through a writable buffer export is several times cheaper than
+                        # __array_interface__ (which builds a dict per call); read-only arrays take the other way.
+                        ptrs[i] = (
+                            _addressof(_char_from_buffer(a)) if flags.writeable else a.__array_interface__["data"][0]
+                        )
                         continue
                 break
             else:
@@ -668,13 +698,15 @@ class Monitor:
             DTypeError: a complex, object or string array (a ``TypeError``).
             MonitorClosedError: the monitor was closed.
         """
-        h = self._live()
-        s = self._scratch()
+        h = self._handle
+        if h is None:
+            raise MonitorClosedError("the monitor is closed; create a new Monitor to assess more inputs")
+        s = getattr(self._tls, "s", None) or self._scratch()
         arrays = self._point_at(layers, s)  # kept alive until the call returns
-        keep = self._outputs(outputs, 1, s.inputs)
-        rid = self._request_id(request_id)
-        status = lib.lw_monitor_assess(h, s.inputs_ref, rid, s.out_ref)
-        del keep
+        keep = None if outputs is None and s.inputs.outputs_length == 0 else self._outputs(outputs, 1, s.inputs)
+        rid = None if request_id is None else self._request_id(request_id)
+        status = _assess(h, s.inputs_ref, rid, s.out_ref)
+        del keep, arrays
         if status != 0:
             raise self._fail(status)
         return self._assessment(s.out, request_id)

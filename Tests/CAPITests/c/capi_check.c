@@ -331,6 +331,27 @@ static int run_errors(const char *model_path) {
     c.struct_size = 16;
     EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
     c.struct_size = sizeof c;
+    c.shift_betting = 9;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    c.shift_betting = LW_BETTING_LINEAR;
+    c.shift_jump_rate = 1.5;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_CONFIGURATION);
+    c.shift_jump_rate = NAN;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_CONFIGURATION);
+    c.shift_jump_rate = 0.01;
+    c.calibration_correction = 2;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    /* A program compiled before the shift detector's fields passes a struct ending at record_rate: the library
+     * reads no further (the garbage below is never seen) and uses the defaults. */
+    c.struct_size = (uint32_t)offsetof(lw_monitor_config, shift_betting);
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
+    EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+    c.struct_size = (uint32_t)offsetof(lw_monitor_config, shift_betting) - 8;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    c.struct_size = sizeof c;
+    c.shift_betting = LW_BETTING_MIXTURE;
+    c.calibration_correction = 1;
+    c.shift_jump_rate = 0.001;
     c.on_alert = never_called;
     c.alerts_path = "/nonexistent-dir/alerts.jsonl"; /* fails at delivery, counted, never here */
     EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
