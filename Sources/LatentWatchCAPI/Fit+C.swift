@@ -93,6 +93,8 @@ public func lwFitConfigInit(_ config: UnsafeMutablePointer<lw_fit_config>?) {
     c.mixture_components = UInt32(d.mixture.components)
     c.fit_background = d.fitBackground ? 1 : 0
     c.mixture_seed = d.mixture.seed
+    c.calibrate_posterior = d.calibratePosterior ? 1 : 0
+    c.reserved = 0
     config.pointee = c
 }
 
@@ -105,9 +107,24 @@ public func lwActivationsInit(_ a: UnsafeMutablePointer<lw_activations>?) {
 
 /// The SDK's fit configuration from a C one.
 func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> FitConfiguration {
-    let c = p.pointee
-    try checkStructSize(c.struct_size, MemoryLayout<lw_fit_config>.size, "lw_fit_config")
+    var defaults = lw_fit_config()
+    lwFitConfigInit(&defaults)
+    let c = try readGrown(
+        p,
+        defaults: defaults,
+        minimum: MemoryLayout<lw_fit_config>.offset(of: \.calibrate_posterior)!,
+        "lw_fit_config"
+    )
     var f = FitConfiguration()
+    switch c.calibrate_posterior {
+    case 0: f.calibratePosterior = false
+    case 1: f.calibratePosterior = true
+    default:
+        throw CallError(
+            LW_ERR_INVALID_ARGUMENT,
+            "calibrate_posterior is \(c.calibrate_posterior); it must be 1 (the default) or 0"
+        )
+    }
     if let family = c.family { f.family = DensityFamilyName(String(cString: family)) }
     if let layer = c.layer_name { f.layerName = String(cString: layer) }
     switch c.pooling {

@@ -45,11 +45,25 @@ final class ModelHandle {
 
 /// Copies a struct the library filled into the caller's, at most `size` bytes (the caller's `struct_size`): a
 /// program compiled against an older header with a shorter struct gets the fields it knows. Its `struct_size`
-/// then says how many bytes the library wrote.
+/// (the first field of every such struct) then says how many bytes the library wrote.
 func store<T>(_ value: T, to p: UnsafeMutablePointer<T>, size: UInt32) {
     var v = value
     let n = min(Int(size), MemoryLayout<T>.size)
     withUnsafeBytes(of: &v) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: n) }
+    if n >= 4 { UnsafeMutableRawPointer(p).storeBytes(of: UInt32(n), as: UInt32.self) }
+}
+
+/// A caller's struct read over its defaults: `defaults` overwritten by the first `struct_size` bytes at `p`. Structs
+/// only grow at their end, so a program compiled against an older header passes a shorter struct; at least
+/// `minimum` bytes (the fields every version has) are required.
+func readGrown<T>(_ p: UnsafePointer<T>, defaults: T, minimum: Int, _ name: String) throws(CallError) -> T {
+    let given = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+    try checkStructSize(UInt32(clamping: given), minimum, name)
+    var c = defaults
+    withUnsafeMutableBytes(of: &c) { dst in
+        dst.copyMemory(from: UnsafeRawBufferPointer(start: p, count: min(given, dst.count)))
+    }
+    return c
 }
 
 /// The machine's physical memory in bytes: what a fit or a queue can never exceed.
@@ -146,7 +160,11 @@ public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer
     CallState.run { () throws(CallError) in
         let h = try ModelHandle.lookup(model)
         guard let info else { throw .null("info") }
-        try checkStructSize(info.pointee.struct_size, MemoryLayout<lw_model_info>.size, "lw_model_info")
+        try checkStructSize(
+            info.pointee.struct_size,
+            MemoryLayout<lw_model_info>.offset(of: \.posterior_temperature)!,
+            "lw_model_info"
+        )
         let m = h.model
         var i = lw_model_info()
         i.struct_size = UInt32(MemoryLayout<lw_model_info>.size)
@@ -168,6 +186,7 @@ public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer
         i.layer = UnsafePointer(h.layer)
         i.family = UnsafePointer(h.family)
         i.fit_notes = UnsafePointer(h.notes)
+        i.posterior_temperature = m.posteriorTemperature ?? 0
         store(i, to: info, size: info.pointee.struct_size)
     }
 }

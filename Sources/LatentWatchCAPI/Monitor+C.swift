@@ -227,15 +227,9 @@ func monitorParts(
     _ p: UnsafePointer<lw_monitor_config>,
     delivered: MonitorHandle.Counter
 ) throws(CallError) -> (MonitorConfiguration, [any AlertSink], Logger) {
-    // A program compiled before the shift detector's fields were appended passes a shorter struct: read only
-    // struct_size bytes over the defaults.
-    let given = Int(UnsafeRawPointer(p).load(as: UInt32.self))
-    try checkStructSize(UInt32(clamping: given), firstAppendedMonitorField, "lw_monitor_config")
-    var c = lw_monitor_config()
-    lwMonitorConfigInit(&c)
-    withUnsafeMutableBytes(of: &c) { dst in
-        dst.copyMemory(from: UnsafeRawBufferPointer(start: p, count: min(given, dst.count)))
-    }
+    var defaults = lw_monitor_config()
+    lwMonitorConfigInit(&defaults)
+    let c = try readGrown(p, defaults: defaults, minimum: firstAppendedMonitorField, "lw_monitor_config")
     guard c.layer_count >= 1 && c.layer_count <= UInt32(LW_MAX_LAYERS) else {
         throw CallError(
             LW_ERR_INVALID_CONFIGURATION,

@@ -34,13 +34,14 @@ struct DemoCommand: AsyncParsableCommand {
         print("monitoring its hidden layers h1 (128-d) and h2 (64-d) with class-conditional Gaussians.")
         print("")
         let labels = try Files.labels(path("train_labels.npy"), key: nil)
+        let calibrationLabels = try Files.labels(path("calibration_labels.npy"), key: nil)
         var models: [LatentModel] = []
         for layer in ["h1", "h2"] {
             let start = Date()
             let model = try userFacing("fit \(layer)") {
                 try LatentModelFitter.fit(
                     FileActivations(path: path("train_\(layer).npy"), labels: labels),
-                    calibration: FileActivations(path: path("calibration_\(layer).npy")),
+                    calibration: FileActivations(path: path("calibration_\(layer).npy"), labels: calibrationLabels),
                     configuration: FitConfiguration(family: .gda, layerName: layer),
                     created: ISO8601DateFormatter().string(from: Date())
                 )

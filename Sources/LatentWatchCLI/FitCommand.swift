@@ -39,6 +39,19 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Array to read from the calibration file (default: --key).")
     var calibrationKey: String?
 
+    @Option(
+        help:
+            "Class labels of the calibration inputs: the posterior p(y | z) is calibrated on them (gda, tied). Default: an integer array named 'labels' in the calibration file; with the default split, the labels of the carved inputs."
+    )
+    var calibrationLabels: String?
+
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Calibrate the posterior p(y | z) on labelled calibration inputs (the default; Docs/Statistics.md). Off: Bayes' posterior on the density."
+    )
+    var posteriorCalibration = true
+
     @Option(help: ArgumentHelp("Density family: \(DensityFamilyName.helpText).", valueName: "family"))
     var family: DensityFamilyName = .gda
 
@@ -121,12 +134,18 @@ struct FitCommand: ParsableCommand {
             calSource = try userFacing("calibration") {
                 let f = try TensorFile(path: calibration)
                 for w in f.warnings { stderrLine("warning: \(w)") }
-                return try FileActivations(
-                    file: f,
-                    key: calibrationKey ?? (f.tensors.contains { $0.name == tensor.name } ? tensor.name : nil)
+                let calTensor = try f.tensor(
+                    calibrationKey ?? (f.tensors.contains { $0.name == tensor.name } ? tensor.name : nil)
                 )
+                let calLabels =
+                    try calibrationLabels.map { try Files.labels($0, key: nil) }
+                    ?? Files.embeddedLabels(f, rows: calTensor.rows)
+                return try FileActivations(file: f, key: calTensor.name, labels: calLabels)
             }
+        } else if calibrationLabels != nil {
+            throw ValidationError("--calibration-labels needs --calibration (the default split uses --labels)")
         }
+        cfg.calibratePosterior = posteriorCalibration
         let progress = ProgressPrinter()
         let start = Date()
         let model = try userFacing("fit") {

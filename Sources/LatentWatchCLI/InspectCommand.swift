@@ -61,6 +61,11 @@ struct InspectCommand: ParsableCommand {
                         model.calibration.distributions[k].map { "\(k.rawValue) (\($0.count))" }
                     }.joined(separator: ", ")
             )
+            print(
+                "posterior:   "
+                    + (model.posteriorTemperature.map { "calibrated (root distance, temperature \($0))" }
+                        ?? "Bayes' rule on the density (not calibrated)")
+            )
             print("fit:         \(model.metadata.fitSamples) samples; \(model.metadata.notes)")
             print("written by:  LatentWatch \(model.metadata.libraryVersion) at \(model.metadata.created)")
         }

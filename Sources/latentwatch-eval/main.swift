@@ -93,6 +93,8 @@ func rows(_ p: String) throws -> (values: [Float], count: Int) {
 func now() -> Double { monotonicSeconds() }
 
 let trainLabels = exitOnError(tool) { try data.labels("labels_train") }
+// Labels of the calibration split, when the data has them: the fit calibrates the posterior p(y | z) on them.
+let calLabels: [Int]? = try? data.labels("labels_cal")
 let testLabels = exitOnError(tool) { try data.labels("labels_test") }
 let testLogits = exitOnError(tool) { try rows(data.file("logits_test")) }
 guard testLabels.count == testLogits.count else {
@@ -108,6 +110,40 @@ let misclassified: [Bool] = (0..<testLogits.count).map { r in
     for c in 1..<classes where testLogits.values[r * classes + c] > testLogits.values[r * classes + best] { best = c }
     return (best < labelSet.count ? labelSet[best] : best) != testLabels[r]
 }
+
+/// Expected calibration error of a classifier's top-class probability: 15 equal-width bins of confidence,
+/// sum over bins of (bin share) x |accuracy - mean confidence| (Guo et al. 2017).
+func expectedCalibrationError(_ top: [(confidence: Double, correct: Bool)]) -> Double {
+    let bins = 15
+    var count = [Double](repeating: 0, count: bins)
+    var hits = [Double](repeating: 0, count: bins)
+    var confidence = [Double](repeating: 0, count: bins)
+    for t in top {
+        let b = min(bins - 1, max(0, Int(t.confidence * Double(bins))))
+        count[b] += 1
+        hits[b] += t.correct ? 1 : 0
+        confidence[b] += t.confidence
+    }
+    var ece = 0.0
+    for b in 0..<bins where count[b] > 0 { ece += abs(hits[b] - confidence[b]) / Double(top.count) }
+    return ece
+}
+
+/// The classifier's own maximum softmax probability on the test inputs: how well 1 - MSP ranks its
+/// misclassifications (AUROC), and its expected calibration error.
+let classifierMSP: (auroc: Double, ece: Double) = {
+    var msp: [Double] = []
+    for r in 0..<testLogits.count {
+        let row = testLogits.values[(r * classes)..<((r + 1) * classes)].map(Double.init)
+        let m = row.max() ?? 0
+        let z = row.reduce(0) { $0 + exp($1 - m) }
+        msp.append(1 / z)
+    }
+    let neg = zip(msp, misclassified).filter { !$0.1 }.map { -$0.0 }
+    let pos = zip(msp, misclassified).filter { $0.1 }.map { -$0.0 }
+    let top = zip(msp, misclassified).map { (confidence: $0.0, correct: !$0.1) }
+    return (ROC.auroc(negatives: neg, positives: pos), expectedCalibrationError(top))
+}()
 
 /// One configuration of ours.
 struct Config {
@@ -207,7 +243,10 @@ for layer in layers {
         do {
             model = try LatentModelFitter.fit(
                 FileActivations(path: path(layer, "train"), labels: cfg.family == .gmmFull ? nil : trainLabels),
-                calibration: FileActivations(path: path(layer, "cal")),
+                calibration: FileActivations(
+                    path: path(layer, "cal"),
+                    labels: cfg.family == .gmmFull ? nil : calLabels
+                ),
                 configuration: fc
             )
         } catch {
@@ -219,6 +258,7 @@ for layer in layers {
         var scores: [String: [Double]] = [:]
         var pvalues: [String: [Double]] = [:]
         var entropy: [Double] = []
+        var posteriorTop: [(confidence: Double, correct: Bool)] = []
         var nonFinite = 0
         for s in splits {
             let x = data[s]!
@@ -234,7 +274,12 @@ for layer in layers {
                         model.calibration.pValue(cfg.score, value) ?? model.calibration.pValue(.surprise, sc.surprise)
                             ?? 1
                     )
-                    if s == "test" { entropy.append(sc.entropy) }
+                    if s == "test" {
+                        entropy.append(sc.entropy)
+                        if let label = sc.predictedLabel {
+                            posteriorTop.append((sc.maxPosterior, label == testLabels[entropy.count - 1]))
+                        }
+                    }
                 case .failure:
                     nonFinite += 1
                     v.append(.infinity)
@@ -265,6 +310,48 @@ for layer in layers {
             let neg = zip(entropy, misclassified).filter { !$0.1 && $0.0.isFinite }.map(\.0)
             let pos = zip(entropy, misclassified).filter { $0.1 && $0.0.isFinite }.map(\.0)
             entry["misclassification_auroc"] = ROC.auroc(negatives: neg, positives: pos)
+            if !posteriorTop.isEmpty {
+                entry["posterior_ece"] = expectedCalibrationError(posteriorTop)
+                entry["posterior_accuracy"] =
+                    Double(posteriorTop.filter(\.correct).count) / Double(posteriorTop.count)
+                entry["posterior_temperature"] = model.posteriorTemperature
+                let sorted = entropy.filter(\.isFinite).sorted()
+                entry["entropy_median"] = sorted.isEmpty ? Double.nan : sorted[sorted.count / 2]
+                let entropyP = entropy.map { model.calibration.pValue(.entropy, $0) ?? 1 }
+                entry["aleatoric_alert_rate"] =
+                    Double(entropyP.filter { $0 <= alpha }.count) / Double(max(1, entropyP.count))
+            }
+            if cfg.name == defaultConfig, model.posteriorTemperature != nil {
+                // The same fit with Bayes' posterior, for the comparison in Docs/Evaluation.md.
+                var plain = fc
+                plain.calibratePosterior = false
+                if let bayes = try? LatentModelFitter.fit(
+                    FileActivations(path: path(layer, "train"), labels: trainLabels),
+                    calibration: FileActivations(path: path(layer, "cal")),
+                    configuration: plain
+                ) {
+                    let x = data["test"]!
+                    let res = x.values.withUnsafeBufferPointer { bayes.scoreBatch($0, count: x.count, workspace: ws) }
+                    var h: [Double] = []
+                    var top: [(confidence: Double, correct: Bool)] = []
+                    for (r, result) in res.enumerated() {
+                        guard case .success(let sc) = result else {
+                            h.append(.nan)
+                            continue
+                        }
+                        h.append(sc.entropy)
+                        if let label = sc.predictedLabel { top.append((sc.maxPosterior, label == testLabels[r])) }
+                    }
+                    let neg = zip(h, misclassified).filter { !$0.1 && $0.0.isFinite }.map(\.0)
+                    let pos = zip(h, misclassified).filter { $0.1 && $0.0.isFinite }.map(\.0)
+                    let sorted = h.filter(\.isFinite).sorted()
+                    entry["bayes_posterior"] = [
+                        "misclassification_auroc": ROC.auroc(negatives: neg, positives: pos),
+                        "posterior_ece": top.isEmpty ? Double.nan : expectedCalibrationError(top),
+                        "entropy_median": sorted.isEmpty ? Double.nan : sorted[sorted.count / 2],
+                    ]
+                }
+            }
         }
         layerResults[cfg.name] = entry
         if cfg.name == defaultConfig {
@@ -316,6 +403,7 @@ var output: [String: Any] = [
     "scenario": scenario, "data": dataDir, "alpha": alpha, "ood_sets": oodSets, "layers": results,
     "fusion": fusion, "default": defaultConfig, "latentwatch": LatentWatchVersion.string,
     "test_error_rate": Double(misclassified.filter { $0 }.count) / Double(max(1, misclassified.count)),
+    "classifier_msp_misclassification_auroc": classifierMSP.auroc, "classifier_ece": classifierMSP.ece,
 ]
 if let streamDir = options.streams {
     // One layer, or several fused as the Monitor fuses them by default (Bonferroni).

@@ -87,7 +87,7 @@ def stream():
 
 def fit_digits_models(layers=("h1", "h2")) -> List["latentwatch.Model"]:
     """gda models of the digits MLP's layers, fitted in process on the train split, calibrated on the
-    calibration split (what `latentwatch fit ... --calibration` does)."""
+    calibration split with its labels (what `latentwatch fit ... --calibration ... --calibration-labels` does)."""
     labels = np.load(os.path.join(DATA, "train_labels.npy"))
     cal_labels = np.load(os.path.join(DATA, "calibration_labels.npy"))
     return [

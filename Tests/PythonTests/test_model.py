@@ -190,6 +190,31 @@ class ModelTests(TempDirTestCase):
         # A flat activation of an image layer is accepted too.
         self.assertEqual(g.score(images[0].ravel()).surprise, g.score(images[0]).surprise)
 
+    def test_calibrated_posterior(self):
+        """Fitted with calibration labels, the class posterior is calibrated (Docs/Statistics.md): a temperature,
+        kept by the model file, readable entropies, and the same surprise and class as Bayes' posterior."""
+        m = self.h2_model
+        self.assertIsNotNone(m.posterior_temperature)
+        self.assertIn("posterior calibrated on 217 labelled inputs", m.fit_notes)
+        back = lw.Model.from_bytes(m.to_bytes())
+        self.assertEqual(back.posterior_temperature, m.posterior_temperature)
+        bayes = lw.fit(np.load(os.path.join(DATA, "train_h2.npy")), np.load(os.path.join(DATA, "train_labels.npy")),
+                       calibration=np.load(os.path.join(DATA, "calibration_h2.npy")),
+                       calibration_labels=np.load(os.path.join(DATA, "calibration_labels.npy")),
+                       calibrate_posterior=False)
+        self.assertIsNone(bayes.posterior_temperature)
+        x = np.load(os.path.join(DATA, "test_h2.npy"))
+        a, b = m.score(x), bayes.score(x)
+        np.testing.assert_array_equal(a.surprise, b.surprise)
+        np.testing.assert_array_equal(a.predicted_label, b.predicted_label)
+        self.assertGreater(np.median(a.entropy), 1e-3)
+        self.assertLess(np.median(b.entropy), 1e-3)
+        # Without calibration labels the posterior stays Bayes'; mixtures have no classes to calibrate.
+        no_labels = lw.fit(np.load(os.path.join(DATA, "train_h2.npy")),
+                           np.load(os.path.join(DATA, "train_labels.npy")),
+                           calibration=np.load(os.path.join(DATA, "calibration_h2.npy")))
+        self.assertIsNone(no_labels.posterior_temperature)
+
     def test_fit_errors(self):
         x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
         with self.assertRaises(lw.ConfigurationError):

@@ -137,6 +137,9 @@ typedef struct lw_model_info {
     const char *layer;                /* layer name stored in the file */
     const char *family;               /* "gda", "tied", "gmm-full", "gmm-diag" */
     const char *fit_notes;            /* what the fit chose (shrinkage, components, ...) */
+    double posterior_temperature;     /* the calibrated class posterior's temperature (Docs/Statistics.md); 0:
+                                         Bayes' rule on the density (mixtures, fits without calibration labels).
+                                         A struct_size that ends at fit_notes is filled up to there */
 } lw_model_info;
 
 /* Fills *info (set info->struct_size first). */
@@ -214,6 +217,10 @@ typedef struct lw_fit_config {
     uint32_t mixture_components;  /* gmm-*: components; default 8 */
     uint32_t fit_background;      /* the background Gaussian behind relative_mahalanobis; default 1 */
     uint64_t mixture_seed;        /* gmm-*: seed of the initialisation; default 0 */
+    int32_t calibrate_posterior;  /* 1 (default): calibrate p(y | z) on the labelled calibration rows (gda, tied);
+                                     0: Bayes' rule on the density. A struct_size that ends at mixture_seed
+                                     gives the default */
+    uint32_t reserved;
 } lw_fit_config;
 
 /* Sets struct_size and the defaults above. */

@@ -81,8 +81,11 @@ public struct FitConfiguration: Sendable {
     public var fitBackground: Bool
     /// Name of the layer, stored in the model.
     public var layerName: String
+    /// Fit the temperature of the class posterior p(y | z) on the labelled calibration inputs
+    /// (``LatentModel/posteriorTemperature``); without labels, or when off, it stays 1.
+    public var calibratePosterior: Bool
 
-    /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on.
+    /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on, posterior calibrated.
     public init(
         family: DensityFamilyName = "gda",
         preparation: PreparationOptions = PreparationOptions(),
@@ -93,7 +96,8 @@ public struct FitConfiguration: Sendable {
         splitSeed: UInt64 = 0,
         precision: ElementType = .float32,
         fitBackground: Bool = true,
-        layerName: String = "layer"
+        layerName: String = "layer",
+        calibratePosterior: Bool = true
     ) {
         self.family = family
         self.preparation = preparation
@@ -105,6 +109,7 @@ public struct FitConfiguration: Sendable {
         self.precision = precision
         self.fitBackground = fitBackground
         self.layerName = layerName
+        self.calibratePosterior = calibratePosterior
     }
 }
 

@@ -73,7 +73,13 @@ public enum LatentModelFitter {
             mixtureData: (source, split),
             progress: progress
         )
-        try calibrate(&model, calibration ?? source, carve: calibration == nil ? split : nil, progress: progress)
+        try calibrate(
+            &model,
+            calibration ?? source,
+            carve: calibration == nil ? split : nil,
+            posterior: cfg.calibratePosterior,
+            progress: progress
+        )
         return model
     }
 
@@ -111,7 +117,13 @@ public enum LatentModelFitter {
             mixtureData: nil,
             progress: progress
         )
-        try calibrate(&model, calibration, carve: nil, progress: progress)
+        try calibrate(
+            &model,
+            calibration,
+            carve: nil,
+            posterior: configuration.calibratePosterior,
+            progress: progress
+        )
         return model
     }
 
@@ -207,15 +219,24 @@ public enum LatentModelFitter {
         )
     }
 
+    /// Log joints kept for fitting the posterior temperature: at most this many values (rows x classes).
+    static let temperatureValueLimit = 2_000_000
+
     /// Scores held-out in-distribution activations (all of `source`, or those `carve` assigns to
-    /// calibration) and stores the score distributions in the model.
+    /// calibration) and stores the score distributions in the model. With `posterior`, labelled inputs and a
+    /// density whose components are classes, first fits the posterior temperature on them (from the first
+    /// ``temperatureValueLimit`` log joints), so that the entropy scores calibrated next use it.
     static func calibrate(
         _ model: inout LatentModel,
         _ source: any ActivationSource,
         carve: SplitAssignment?,
+        posterior: Bool,
         progress: ((FitProgress) -> Void)?
     ) throws {
         progress?(FitProgress(stage: .calibration, samples: 0, iteration: 0, restart: 0, logLikelihood: 0))
+        if posterior, source.hasLabels, let classLabels = model.density.classLabels {
+            try fitTemperature(&model, source, carve: carve, classLabels: classLabels)
+        }
         var collected: [ScoreKind: [Double]] = [:]
         let ws = model.makeWorkspace()
         let n = model.preparation.inputCount
@@ -239,6 +260,48 @@ public enum LatentModelFitter {
         progress?(
             FitProgress(stage: .done, samples: model.metadata.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
         )
+    }
+
+    /// Fits ``LatentModel/posteriorTemperature`` (the calibrated posterior) on the labelled inputs of `source`
+    /// that `carve` assigns to calibration (all when nil), and notes it in the fit notes.
+    static func fitTemperature(
+        _ model: inout LatentModel,
+        _ source: any ActivationSource,
+        carve: SplitAssignment?,
+        classLabels: [Int]
+    ) throws {
+        let k = classLabels.count
+        var component: [Int: Int] = [:]
+        for (i, label) in classLabels.enumerated() { component[label] = i }
+        let ws = model.makeWorkspace()
+        let n = model.preparation.inputCount
+        let rowLimit = max(1, temperatureValueLimit / max(k, 1))
+        var joints: [Double] = []
+        var targets: [Int] = []
+        var unknown = 0
+        var index = 0
+        try source.forEachBatch { batch in
+            guard let labels = batch.labels else { return }
+            for i in 0..<batch.count {
+                defer { index += 1 }
+                if let carve, !carve.isCalibration(index) { continue }
+                guard targets.count < rowLimit else { return }
+                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                guard let c = component[labels[i]] else {
+                    unknown += 1
+                    continue
+                }
+                do { try model.validate(row) } catch { continue }
+                joints.append(contentsOf: model.rootDistanceLogits(row, workspace: ws))
+                targets.append(c)
+            }
+        }
+        guard let t = PosteriorTemperature.fit(logits: joints, classes: k, labels: targets) else { return }
+        model.posteriorTemperature = t
+        let note =
+            "posterior calibrated on \(targets.count) labelled inputs (root distance, temperature \(format3(t)))"
+            + (unknown > 0 ? " (\(unknown) with labels of no class skipped)" : "")
+        model.metadata.notes = model.metadata.notes.isEmpty ? note : model.metadata.notes + "; " + note
     }
 
     package static func format3(_ x: Double) -> String {

@@ -10,7 +10,7 @@ public enum ModelFile {
     package static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
     /// Format version this library writes.
     package static let majorVersion: UInt16 = 1
-    package static let minorVersion: UInt16 = 0
+    package static let minorVersion: UInt16 = 1
     static let headerSize = 32
     static let entrySize = 48
     static let trailerSize = 16
@@ -90,7 +90,7 @@ public enum ModelFile {
             created: m.metadata.created,
             layer: m.metadata.layer,
             inputShape: prep.inputShape,
-            requiredFeatures: [],
+            requiredFeatures: m.posteriorTemperature == nil ? [] : [ModelFileFeatures.rootDistancePosterior],
             preparation: .init(
                 pooling: prep.options.pooling.rawValue,
                 l2Normalize: prep.options.l2Normalize,
@@ -100,6 +100,9 @@ public enum ModelFile {
             density: sections.density!,
             background: backgroundJSON,
             calibration: .init(scores: kinds.map(\.rawValue), counts: counts),
+            posterior: m.posteriorTemperature.map {
+                .init(kind: ModelFileMetadata.PosteriorJSON.rootDistance, temperature: $0)
+            },
             tensors: descriptors,
             fit: .init(
                 samples: m.metadata.fitSamples,
@@ -526,13 +529,29 @@ public enum ModelFile {
             calibrationSamples: meta.fit.calibrationSamples,
             notes: meta.fit.notes
         )
-        return LatentModel(
+        var model = LatentModel(
             metadata: metadata,
             preparation: preparation,
             density: density,
             background: background,
             calibration: Calibration(distributions: dists)
         )
+        if let posterior = meta.posterior {
+            let t = posterior.temperature
+            guard posterior.kind == ModelFileMetadata.PosteriorJSON.rootDistance,
+                PosteriorTemperature.range.contains(t), density.classLabels != nil
+            else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "the posterior is '\(posterior.kind)' at temperature \(t); this reader knows "
+                        + "'\(ModelFileMetadata.PosteriorJSON.rootDistance)' at a temperature in "
+                        + "\(PosteriorTemperature.range), for densities with classes",
+                    remedy: "refit"
+                )
+            }
+            model.posteriorTemperature = t
+        }
+        return model
     }
 
     // MARK: Helpers

@@ -44,6 +44,13 @@ struct ModelFileMetadata: Codable {
         }
     }
 
+    /// The calibrated class posterior (``LatentModel/posteriorTemperature``).
+    struct PosteriorJSON: Codable {
+        static let rootDistance = "root-distance"
+        var kind: String
+        var temperature: Double
+    }
+
     var format: String
     var libraryVersion: String
     var created: String
@@ -54,6 +61,8 @@ struct ModelFileMetadata: Codable {
     var density: DensityDescriptor
     var background: BackgroundJSON?
     var calibration: CalibrationJSON
+    /// Absent: Bayes' rule on the density.
+    var posterior: PosteriorJSON? = nil
     var tensors: [TensorDescriptor]
     var fit: FitJSON
 
@@ -63,11 +72,14 @@ struct ModelFileMetadata: Codable {
         case created, layer
         case inputShape = "input_shape"
         case requiredFeatures = "required_features"
-        case preparation, density, background, calibration, tensors, fit
+        case preparation, density, background, calibration, posterior, tensors, fit
     }
 }
 
 /// Reader features this version understands (see `required_features`).
 enum ModelFileFeatures {
-    static let known: Set<String> = []
+    /// The class posterior is calibrated (`posterior`); a reader that ignored it would compute entropies on
+    /// another scale than the calibration's.
+    static let rootDistancePosterior = "root_distance_posterior"
+    static let known: Set<String> = [rootDistancePosterior]
 }

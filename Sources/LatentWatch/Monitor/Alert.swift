@@ -1,3 +1,5 @@
+import Foundation
+
 /// One alert: a flagged input, or an episode of a stream alarm opening or closing.
 public struct Alert: Sendable, Codable, Equatable {
     /// What raised it.
@@ -57,6 +59,9 @@ public struct Alert: Sendable, Codable, Equatable {
 }
 
 extension Alert {
+    /// Three significant digits, for details a person reads (the alert's `pValue` keeps every digit).
+    static func short(_ x: Double) -> String { String(format: "%.3g", x) }
+
     /// One input's fused epistemic p-value is at or below alpha.
     static func outOfDistribution(index: Int, requestID: String?, pValue: Double, time: Double) -> Alert {
         Alert(
@@ -64,7 +69,7 @@ extension Alert {
             index: index,
             requestID: requestID,
             pValue: pValue,
-            detail: "input \(index) is out of distribution (fused p = \(pValue))",
+            detail: "input \(index) is out of distribution (fused p = \(Self.short(pValue)))",
             time: time
         )
     }
@@ -76,7 +81,7 @@ extension Alert {
             index: index,
             requestID: requestID,
             pValue: pValue,
-            detail: "input \(index) is ambiguous (entropy \(entropy), p = \(pValue))",
+            detail: "input \(index) is ambiguous (entropy \(Self.short(entropy)) nats, p = \(Self.short(pValue)))",
             time: time
         )
     }

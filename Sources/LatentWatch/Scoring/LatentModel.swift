@@ -59,6 +59,20 @@ public struct LatentModel: Sendable {
     /// copy of the file and different for any other file. Nil for a model fitted in this process and not
     /// read back from a file.
     public package(set) var fingerprint: UInt32?
+    /// The temperature T of the calibrated class posterior, or nil for Bayes' rule on the density,
+    /// p(y | z) = p(z, y) / p(z). Class Gaussians in tens or hundreds of dimensions make Bayes' posterior almost
+    /// always one-hot (entropies of 1e-50 nats), so a fit with labelled calibration inputs replaces it by
+    /// p_T(y | z) = softmax_y(-sqrt(q_y(z)) / T), where q_y(z) = -2 log p(z, y) - min_k c_k is the class's squared
+    /// Mahalanobis distance plus its log-determinant and log-prior terms c_y relative to the smallest of them,
+    /// and T maximises the labels' likelihood on the calibration inputs (``PosteriorTemperature``). The square
+    /// root puts the classes' chi-square-like distances on one scale whatever the dimension. Entropy, the
+    /// predicted class's probability and ``ScoringWorkspace/posterior`` come from it; neither the surprise nor
+    /// the predicted class changes (the map is increasing in log p(z, y)). Nil for mixtures, whose components
+    /// are not classes, and for fits without calibration labels.
+    public package(set) var posteriorTemperature: Double? {
+        didSet { inverseTemperature = posteriorTemperature.map { 1 / $0 } ?? 1 }
+    }
+    private var inverseTemperature: Double = 1
 
     /// Assembles a model from its parts.
     package init(
@@ -118,13 +132,15 @@ public struct LatentModel: Sendable {
 
     /// The same model with factors stored (and scored) at another precision.
     package func converted(to precision: ElementType) -> LatentModel {
-        LatentModel(
+        var m = LatentModel(
             metadata: metadata,
             preparation: preparation,
             density: density.converted(to: precision),
             background: background?.converted(to: precision),
             calibration: calibration
         )
+        m.posteriorTemperature = posteriorTemperature
+        return m
     }
 
     /// Checks one raw activation: element count and finiteness.
@@ -165,6 +181,23 @@ public struct LatentModel: Sendable {
                 "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
             )
         }
+    }
+
+    /// The calibrated posterior's logits at T = 1 (-sqrt(q_k), ``rootDistanceLogits(_:distances:)``) of one
+    /// validated raw activation, in `workspace`'s posterior buffer until the next call.
+    package func rootDistanceLogits(
+        _ x: UnsafeBufferPointer<Float>,
+        workspace ws: ScoringWorkspace
+    ) -> UnsafeBufferPointer<Double> {
+        preparation.prepare(x.baseAddress!, into: ws.prepared.baseAddress!, scratch: ws.pooled.baseAddress!)
+        density.evaluate(
+            ws.prepared.baseAddress!,
+            logJoint: ws.logJoint.baseAddress!,
+            distances: ws.distances.baseAddress!,
+            scratch: ws.scratch.baseAddress!
+        )
+        Self.rootDistanceLogits(ws.logJoint, distances: UnsafeBufferPointer(ws.distances))
+        return UnsafeBufferPointer(ws.logJoint)
     }
 
     /// Scores one raw activation. Allocates nothing; after the call, `workspace.posterior` holds p(k | z).
@@ -269,6 +302,22 @@ public struct LatentModel: Sendable {
         return results.map { $0! }
     }
 
+    /// Replaces one input's log joints by -sqrt(q_k), q_k = -2 log p(z, k) - min_j c_j with
+    /// c_j = -2 log p(z, j) - d_j the class constants (d_j the squared Mahalanobis distances): the calibrated
+    /// posterior's logits at T = 1 (``posteriorTemperature``). Increasing in the log joint.
+    @inline(__always)
+    package static func rootDistanceLogits(
+        _ logJoint: UnsafeMutableBufferPointer<Double>,
+        distances: UnsafeBufferPointer<Double>
+    ) {
+        var smallest = Double.infinity
+        for k in logJoint.indices {
+            let c = -2 * logJoint[k] - distances[k]
+            if c < smallest { smallest = c }
+        }
+        for k in logJoint.indices { logJoint[k] = -max(0, -2 * logJoint[k] - smallest).squareRoot() }
+    }
+
     /// Turns log joints into the user-facing scores; leaves the posterior in `logJoint`.
     @inline(__always)
     func summarize(
@@ -277,7 +326,16 @@ public struct LatentModel: Sendable {
         backgroundDistance: Double?
     ) -> LatentScores {
         var lse = 0.0
-        let entropy = LogSpace.normalize(logJoint, logNormalizer: &lse)
+        let entropy: Double
+        if posteriorTemperature == nil {
+            entropy = LogSpace.normalize(logJoint, logNormalizer: &lse)
+        } else {
+            lse = LogSpace.logSumExp(UnsafeBufferPointer(logJoint))
+            Self.rootDistanceLogits(logJoint, distances: distances)
+            for k in logJoint.indices { logJoint[k] *= inverseTemperature }
+            var ignored = 0.0
+            entropy = LogSpace.normalize(logJoint, logNormalizer: &ignored)
+        }
         var best = 0
         var minD = Double.infinity
         for k in 0..<logJoint.count {

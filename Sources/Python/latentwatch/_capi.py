@@ -148,6 +148,7 @@ class lw_model_info(Structure):
         ("layer", c_char_p),
         ("family", c_char_p),
         ("fit_notes", c_char_p),
+        ("posterior_temperature", c_double),
     ]
 
 
@@ -206,6 +207,8 @@ class lw_fit_config(Structure):
         ("mixture_components", c_uint32),
         ("fit_background", c_uint32),
         ("mixture_seed", c_uint64),
+        ("calibrate_posterior", c_int32),
+        ("reserved", c_uint32),
     ]
 
 

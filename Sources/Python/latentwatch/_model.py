@@ -143,6 +143,7 @@ class Model:
             "component_count": int(info.component_count),
             "calibration_count": int(info.calibration_count),
             "fit_samples": int(info.fit_samples),
+            "posterior_temperature": float(info.posterior_temperature) or None,
             "fingerprint": int(info.fingerprint) if info.has_fingerprint else None,
             "precision": _PRECISION_NAMES.get(info.precision, str(info.precision)),
         }
@@ -228,6 +229,12 @@ class Model:
     def class_labels(self) -> Optional[List[int]]:
         """The class labels in component order (gda, tied), or None for mixtures."""
         return None if self._labels is None else list(self._labels)
+
+    @property
+    def posterior_temperature(self) -> Optional[float]:
+        """The temperature of the calibrated class posterior p(y | z) that entropy and ``max_posterior`` come
+        from, or None for Bayes' rule on the density (mixtures; fits without calibration labels)."""
+        return self._info["posterior_temperature"]
 
     @property
     def fit_notes(self) -> str:
@@ -452,6 +459,7 @@ def fit(
     mixture_components: int = 8,
     mixture_seed: int = 0,
     fit_background: bool = True,
+    calibrate_posterior: bool = True,
 ) -> Model:
     """Fits a density to in-distribution activations (``lw_fit``) and returns the model.
 
@@ -468,7 +476,8 @@ def fit(
         calibration: held-out in-distribution rows (same row shape) behind the p-values. Without them,
             ``calibration_fraction`` of ``activations`` is held out (by a seeded hash of the row index) and not
             used for fitting.
-        calibration_labels: optional labels of the calibration rows.
+        calibration_labels: optional labels of the calibration rows: the class posterior p(y | z) is calibrated
+            on them (without ``calibration``, on the labels of the rows held out).
         pooling: ``"flatten"`` (as is), ``"global-average"`` ((C, H, W) -> C) or ``"mean-tokens"`` ((T, D) -> D).
         l2_normalize: L2-normalise each pooled activation (the default; Docs/Evaluation.md has the evidence).
         precision: ``"float32"`` or ``"float16"``: how the model holds its parameters.
@@ -479,6 +488,8 @@ def fit(
         mixture_components: components of the ``gmm-*`` families.
         mixture_seed: the seed of the mixtures' initialisation.
         fit_background: fit the background Gaussian behind ``relative_mahalanobis``.
+        calibrate_posterior: calibrate p(y | z) on the labelled calibration rows (gda, tied; Docs/Statistics.md);
+            False: Bayes' rule on the density.
 
     Raises:
         ShapeError: activations that are not rows, or calibration rows of another shape.
@@ -503,6 +514,7 @@ def fit(
     config.mixture_components = int(mixture_components)
     config.mixture_seed = int(mixture_seed)
     config.fit_background = 1 if fit_background else 0
+    config.calibrate_posterior = 1 if calibrate_posterior else 0
 
     train, keep = _activations_struct(activations, labels, "activations")
     cal_p = None

@@ -257,8 +257,16 @@ static int run_errors(const char *model_path) {
     lw_model_info info = {.struct_size = 8};
     EXPECT_STATUS(lw_model_get_info(m, &info), LW_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(lw_model_get_info(m, NULL), LW_ERR_INVALID_ARGUMENT);
+    /* A struct ending at fit_notes (a program compiled against a header without posterior_temperature) is
+     * filled up to there and no further. */
+    info.struct_size = (uint32_t)offsetof(lw_model_info, posterior_temperature);
+    info.posterior_temperature = -7;
+    EXPECT_STATUS(lw_model_get_info(m, &info), LW_OK);
+    CHECK(info.posterior_temperature == -7 && info.fit_notes != NULL, "short lw_model_info");
+    CHECK(info.struct_size == offsetof(lw_model_info, posterior_temperature), "struct_size %u", info.struct_size);
     info.struct_size = sizeof info;
     EXPECT_STATUS(lw_model_get_info(m, &info), LW_OK);
+    CHECK(info.posterior_temperature >= 0, "posterior_temperature %g", info.posterior_temperature);
     size_t n = (size_t)info.input_count;
     size_t nlabels = 0;
     EXPECT_STATUS(lw_model_class_labels(m, NULL, 0, &nlabels), LW_ERR_BUFFER_TOO_SMALL);
@@ -443,6 +451,13 @@ static int run_errors(const char *model_path) {
     CHECK(fitted == NULL, "no model");
     fc.calibration_fraction = 1.5;
     EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_CONFIGURATION);
+    fc.calibration_fraction = 0.2;
+    fc.calibrate_posterior = 2;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_ARGUMENT);
+    fc.calibrate_posterior = 1;
+    fc.struct_size = (uint32_t)offsetof(lw_fit_config, calibrate_posterior) - 8;
+    EXPECT_STATUS(lw_fit(&train, NULL, &fc, &fitted), LW_ERR_INVALID_ARGUMENT);
+    fc.struct_size = sizeof fc;
 
     /* Sizes that would wrap or exhaust memory are refused before anything is allocated. */
     fc.calibration_fraction = 0.2;
