@@ -83,3 +83,66 @@ import Testing
         #expect(abs(ours.meanAUROC - theirs) <= 0.005)
     }
 }
+
+/// The calibrated class posterior on the same subsets (Docs/Evaluation.md, "The aleatoric score"): fitted with
+/// the calibration labels, its expected calibration error on the test inputs stays at most 0.05 (0.03 is the
+/// target on the full sets; these subsets have a few hundred test inputs), and its entropy ranks the classifier's
+/// misclassifications within 0.03 AUROC of Bayes' posterior's. On the full sets it ranks them better on every
+/// layer; on these subsets it does on the image layers (+0.05, +0.07) and not on the text one (0.025 below, with
+/// 150 training inputs per class).
+@Suite struct PosteriorRegressionTests {
+    @Test(arguments: [("image", "fc"), ("image", "conv3_gap"), ("text", "emb_l6")])
+    func calibratedPosteriorStaysCalibrated(scenario: String, layer: String) throws {
+        let dir = EvaluationRegressionTests.root.appendingPathComponent(scenario).path
+        func ints(_ name: String) throws -> [Int] { try TensorFile(path: "\(dir)/\(name).npy").ints() }
+        let trainLabels = try ints("labels_train")
+        let testLabels = try ints("labels_test")
+        func fit(_ calibrate: Bool) throws -> LatentModel {
+            var cfg = FitConfiguration(preparation: PreparationOptions(l2Normalize: true), layerName: layer)
+            cfg.calibratePosterior = calibrate
+            return try LatentModelFitter.fit(
+                FileActivations(path: "\(dir)/\(layer)_train.npy", labels: trainLabels),
+                calibration: FileActivations(path: "\(dir)/\(layer)_cal.npy", labels: try ints("labels_cal")),
+                configuration: cfg
+            )
+        }
+        let logits = try TensorFile(path: "\(dir)/logits_test.npy")
+        let lt = try logits.tensor(nil)
+        let lv = try logits.floats(lt.name)
+        let k = lv.count / lt.rows
+        let classes = Array(Set(trainLabels)).sorted()
+        let misclassified = (0..<lt.rows).map { r -> Bool in
+            let row = lv[(r * k)..<((r + 1) * k)]
+            return classes[row.firstIndex(of: row.max()!)! - r * k] != testLabels[r]
+        }
+        let f = try TensorFile(path: "\(dir)/\(layer)_test.npy")
+        let t = try f.tensor(nil)
+        let x = try f.floats(t.name)
+        func measure(_ m: LatentModel) throws -> (ece: Double, auroc: Double) {
+            let ws = m.makeWorkspace()
+            let s = try x.withUnsafeBufferPointer { m.scoreBatch($0, count: t.rows, workspace: ws) }.map {
+                try $0.get()
+            }
+            var bins = [(hits: Double, confidence: Double)](repeating: (0, 0), count: 15)
+            for (i, v) in s.enumerated() {
+                let b = min(14, Int(v.maxPosterior * 15))
+                bins[b].hits += v.predictedLabel == testLabels[i] ? 1 : 0
+                bins[b].confidence += v.maxPosterior
+            }
+            let ece = bins.reduce(0.0) { $0 + abs($1.hits - $1.confidence) } / Double(s.count)
+            let h = s.map(\.entropy)
+            let auroc = ROC.auroc(
+                negatives: zip(h, misclassified).filter { !$0.1 }.map(\.0),
+                positives: zip(h, misclassified).filter { $0.1 }.map(\.0)
+            )
+            return (ece, auroc)
+        }
+        let calibrated = try measure(try fit(true))
+        let bayes = try measure(try fit(false))
+        print(
+            "eval-ci \(scenario) \(layer) posterior ECE \(calibrated.ece) (Bayes \(bayes.ece)), misclassification AUROC \(calibrated.auroc) (Bayes \(bayes.auroc))"
+        )
+        #expect(calibrated.ece <= 0.05, "ECE \(calibrated.ece)")
+        #expect(calibrated.auroc >= bayes.auroc - 0.03, "AUROC \(calibrated.auroc) vs Bayes \(bayes.auroc)")
+    }
+}
