@@ -1,8 +1,9 @@
 """What the in-process samples share: the package import, the bundled digits data, the models, the alert printer.
 
 The models are fitted here, in process, with latentwatch.fit on the bundled train activations of the digits MLP's
-two hidden layers and calibrated on its calibration split (the same as `latentwatch fit --calibration`), so the
-samples need no command-line tool.
+two hidden layers and calibrated on its labelled calibration split (the same as `latentwatch fit --calibration
+--calibration-labels`; the labels calibrate the class posterior behind the "ambiguous" alerts), so the samples need
+no command-line tool.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def fit_models() -> List["latentwatch.Model"]:
             family="gda",
             layer_name=layer,
             calibration=np.load(os.path.join(DATA, f"calibration_{layer}.npy")),
+            calibration_labels=np.load(os.path.join(DATA, "calibration_labels.npy")),
         ))
     return models
 

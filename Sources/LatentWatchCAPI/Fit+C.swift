@@ -75,9 +75,17 @@ struct BorrowedActivations: ActivationSource {
     }
 }
 
+/// Bytes of `lw_fit_config` up to `mixture_seed`: what programs compiled before `calibrate_posterior` pass.
+private let firstAppendedFitField = MemoryLayout<lw_fit_config>.offset(of: \.calibrate_posterior)!
+
 @c(lw_fit_config_init)
 public func lwFitConfigInit(_ config: UnsafeMutablePointer<lw_fit_config>?) {
-    guard let config else { return }
+    lwFitConfigInitSized(config, firstAppendedFitField)
+}
+
+@c(lw_fit_config_init_sized)
+public func lwFitConfigInitSized(_ config: UnsafeMutablePointer<lw_fit_config>?, _ size: Int) {
+    guard let config, size > 0 else { return }
     let d = FitConfiguration()
     var c = lw_fit_config()
     c.struct_size = UInt32(MemoryLayout<lw_fit_config>.size)
@@ -95,7 +103,7 @@ public func lwFitConfigInit(_ config: UnsafeMutablePointer<lw_fit_config>?) {
     c.mixture_seed = d.mixture.seed
     c.calibrate_posterior = d.calibratePosterior ? 1 : 0
     c.reserved = 0
-    config.pointee = c
+    store(c, to: config, size: UInt32(clamping: size))
 }
 
 @c(lw_activations_init)
@@ -108,11 +116,11 @@ public func lwActivationsInit(_ a: UnsafeMutablePointer<lw_activations>?) {
 /// The SDK's fit configuration from a C one.
 func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> FitConfiguration {
     var defaults = lw_fit_config()
-    lwFitConfigInit(&defaults)
+    lwFitConfigInitSized(&defaults, MemoryLayout<lw_fit_config>.size)
     let c = try readGrown(
         p,
         defaults: defaults,
-        minimum: MemoryLayout<lw_fit_config>.offset(of: \.calibrate_posterior)!,
+        minimum: firstAppendedFitField,
         "lw_fit_config"
     )
     var f = FitConfiguration()

@@ -181,7 +181,12 @@ struct CallbackContext: @unchecked Sendable {
 
 @c(lw_monitor_config_init)
 public func lwMonitorConfigInit(_ config: UnsafeMutablePointer<lw_monitor_config>?) {
-    guard let config else { return }
+    lwMonitorConfigInitSized(config, firstAppendedMonitorField)
+}
+
+@c(lw_monitor_config_init_sized)
+public func lwMonitorConfigInitSized(_ config: UnsafeMutablePointer<lw_monitor_config>?, _ size: Int) {
+    guard let config, size > 0 else { return }
     let p = AlertPolicy()
     let w = AlertPolicy.WindowPolicy()
     var c = lw_monitor_config()
@@ -209,7 +214,7 @@ public func lwMonitorConfigInit(_ config: UnsafeMutablePointer<lw_monitor_config
     c.shift_betting = LW_BETTING_MIXTURE
     c.calibration_correction = p.correctForCalibrationSet ? 1 : 0
     c.shift_jump_rate = p.jumpRate
-    config.pointee = c
+    store(c, to: config, size: UInt32(clamping: size))
 }
 
 private func level(_ alpha: Double, _ name: String) throws(CallError) -> Double {
@@ -228,7 +233,7 @@ func monitorParts(
     delivered: MonitorHandle.Counter
 ) throws(CallError) -> (MonitorConfiguration, [any AlertSink], Logger) {
     var defaults = lw_monitor_config()
-    lwMonitorConfigInit(&defaults)
+    lwMonitorConfigInitSized(&defaults, MemoryLayout<lw_monitor_config>.size)
     let c = try readGrown(p, defaults: defaults, minimum: firstAppendedMonitorField, "lw_monitor_config")
     guard c.layer_count >= 1 && c.layer_count <= UInt32(LW_MAX_LAYERS) else {
         throw CallError(

@@ -502,7 +502,7 @@ print(
     }
     defer { _ = lw_model_free(handle) }
     var config = lw_monitor_config()
-    lw_monitor_config_init(&config)
+    lw_monitor_config_init_sized(&config, MemoryLayout<lw_monitor_config>.size)
     config.layer_count = 1
     var monitor: OpaquePointer?
     let models: [OpaquePointer?] = [handle]

@@ -46,7 +46,7 @@ enum FuzzCAPI {
             a.count = 90
             a.length = values.count
             var config = lw_fit_config()
-            lw_fit_config_init(&config)
+            lw_fit_config_init_sized(&config, MemoryLayout<lw_fit_config>.size)
             var model: OpaquePointer?
             let status = values.withUnsafeBufferPointer { v in
                 labels.withUnsafeBufferPointer { l in
@@ -61,7 +61,7 @@ enum FuzzCAPI {
             models.append(model)
         }
         var config = lw_monitor_config()
-        lw_monitor_config_init(&config)
+        lw_monitor_config_init_sized(&config, MemoryLayout<lw_monitor_config>.size)
         config.layer_count = 2
         var monitor: OpaquePointer?
         let handles: [OpaquePointer?] = models
@@ -227,7 +227,7 @@ enum FuzzCAPI {
         for i in 0..<a.count { labels[i] = Int64(r.u8() % 4) }
         if r.u8() % 4 != 0 { a.labels = UnsafePointer(labels) }
         var config = lw_fit_config()
-        lw_fit_config_init(&config)
+        lw_fit_config_init_sized(&config, MemoryLayout<lw_fit_config>.size)
         let families = ["gda", "tied", "gmm-full", "gmm-diag", "bogus", ""]
         let family = families[Int(r.u8()) % families.count]
         config.pooling = Int32(r.u8() % 4)

@@ -165,7 +165,8 @@ def main():
         for layer, lw in ours["layers"].items():
             for k in ("lw_gda:raw", "lw_gda:l2", "lw_tied:raw"):
                 if k in lw and "misclassification_auroc" in lw[k]:
-                    out.append(f"| LatentWatch {k} entropy of p(y given z) | {layer} | {lw[k]['misclassification_auroc']:.4f} | {lw[k]['alert_rate']:.4f} |")
+                    which = "calibrated " if lw[k].get("posterior_temperature") else ""
+                    out.append(f"| LatentWatch {k} entropy of {which}p(y given z) | {layer} | {lw[k]['misclassification_auroc']:.4f} | {lw[k]['alert_rate']:.4f} |")
         for layer, rl in ref["layers"].items():
             for k in ("gda_ddu:raw", "gda_shrunk:raw"):
                 if k in rl and rl[k].get("misclassification_auroc") is not None:
@@ -174,6 +175,27 @@ def main():
             if e.get("misclassification_auroc") is not None:
                 out.append(f"| reference {m} | logits | {e['misclassification_auroc']:.4f} | {e['alert_rate']:.4f} |")
         out.append("")
+        # The class posterior of the default configuration: calibrated (root distances, temperature by the Brier
+        # score on the labelled calibration inputs) against Bayes' rule on the same fit.
+        rows = [(layer, lw[ours["default"]]) for layer, lw in ours["layers"].items()
+                if "posterior_ece" in lw.get(ours["default"], {})]
+        if rows:
+            out.append(f"### {ours['scenario']}: the class posterior p(y given z), {ours['default']}, calibrated "
+                       f"against Bayes' rule
+")
+            out.append("| layer | temperature | ECE | ECE, Bayes | median entropy (nats) | median, Bayes | "
+                       "misclassification AUROC | AUROC, Bayes | aleatoric alert rate |")
+            out.append("|---|---|---|---|---|---|---|---|---|")
+            for layer, e in rows:
+                b = e.get("bayes_posterior", {})
+                out.append(f"| {layer} | {e['posterior_temperature']:.3g} | {e['posterior_ece']:.4f} | "
+                           f"{fmt(b.get('posterior_ece'))} | {e['entropy_median']:.3g} | "
+                           f"{b.get('entropy_median', float('nan')):.2g} | {e['misclassification_auroc']:.4f} | "
+                           f"{fmt(b.get('misclassification_auroc'))} | {e['aleatoric_alert_rate']:.4f} |")
+            if "classifier_ece" in ours:
+                out.append(f"\nThe classifier's own maximum softmax probability: misclassification AUROC "
+                           f"{ours['classifier_msp_misclassification_auroc']:.4f}, ECE {ours['classifier_ece']:.4f}.")
+            out.append("")
         if i < len(a.streams_ref) and "streams" in ours:
             out += stream_table(ours, json.load(open(a.streams_ref[i])))
     print("\n".join(out))

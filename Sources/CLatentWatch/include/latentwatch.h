@@ -223,8 +223,13 @@ typedef struct lw_fit_config {
     uint32_t reserved;
 } lw_fit_config;
 
-/* Sets struct_size and the defaults above. */
+/* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
+ * the macro below passes it). */
+void lw_fit_config_init_sized(lw_fit_config *config, size_t size);
+
+/* The same for a struct that ends at mixture_seed (ABI version 1's first header): writes those bytes only. */
 void lw_fit_config_init(lw_fit_config *config);
+#define lw_fit_config_init(config) lw_fit_config_init_sized((config), sizeof *(config))
 
 /* Activations in memory: count rows of the shape given, float32, back to back. */
 typedef struct lw_activations {
@@ -368,8 +373,15 @@ typedef struct lw_monitor_config {
     double shift_jump_rate;             /* the betting jumper's jump rate, in [0, 1]; default 0.001 */
 } lw_monitor_config;
 
-/* Sets struct_size and the defaults above. */
+/* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
+ * the macro below passes it). */
+void lw_monitor_config_init_sized(lw_monitor_config *config, size_t size);
+
+/* The same for a struct that ends at record_rate (what programs compiled against ABI version 1's first header
+ * pass): writes those bytes only. Programs compiled against this header reach lw_monitor_config_init_sized
+ * through the macro. */
 void lw_monitor_config_init(lw_monitor_config *config);
+#define lw_monitor_config_init(config) lw_monitor_config_init_sized((config), sizeof *(config))
 
 /* Creates a monitor and starts its work on the library's threads (alert delivery; background scoring). Every
  * model must carry calibration scores (a model without them could never raise an alert), and the sizes are

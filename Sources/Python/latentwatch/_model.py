@@ -499,7 +499,7 @@ def fit(
     if pooling not in _POOLINGS:
         raise ConfigurationError(f"pooling is {pooling!r}; use one of {', '.join(map(repr, _POOLINGS))}")
     config = _capi.lw_fit_config()
-    lib.lw_fit_config_init(ctypes.byref(config))
+    lib.lw_fit_config_init_sized(ctypes.byref(config), ctypes.sizeof(config))
     family_b = str(family).encode("utf-8")
     layer_b = str(layer_name).encode("utf-8")
     config.family = family_b

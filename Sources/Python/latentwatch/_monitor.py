@@ -442,7 +442,7 @@ class Monitor:
                 raise ConfigurationError(f"{what} is {value!r}; use one of {choices}") from None
 
         c = _capi.lw_monitor_config()
-        lib.lw_monitor_config_init(ctypes.byref(c))
+        lib.lw_monitor_config_init_sized(ctypes.byref(c), ctypes.sizeof(c))
         model_ptrs = (ctypes.c_void_p * len(loaded))(*[m._live_handle().value for m in loaded])
         c.layer_count = len(loaded)
         c.models = model_ptrs

@@ -314,6 +314,26 @@ static int run_errors(const char *model_path) {
     EXPECT_STATUS(lw_model_free(gone), LW_ERR_INVALID_HANDLE);
     EXPECT_STATUS(lw_model_free(NULL), LW_OK);
 
+    /* The unsized initialisers, which programs compiled against ABI version 1's first header call, write the
+     * structs as those programs know them and not a byte further. */
+    {
+        unsigned char guard[sizeof(lw_monitor_config) + sizeof(lw_fit_config)];
+        memset(guard, 0xAB, sizeof guard);
+        (lw_monitor_config_init)((lw_monitor_config *)guard);
+        size_t old_monitor = offsetof(lw_monitor_config, shift_betting);
+        CHECK(((lw_monitor_config *)guard)->struct_size == old_monitor, "old lw_monitor_config_init struct_size");
+        for (size_t i = old_monitor; i < sizeof guard; i++) CHECK(guard[i] == 0xAB, "lw_monitor_config_init wrote byte %zu", i);
+        memset(guard, 0xAB, sizeof guard);
+        (lw_fit_config_init)((lw_fit_config *)guard);
+        size_t old_fit = offsetof(lw_fit_config, calibrate_posterior);
+        CHECK(((lw_fit_config *)guard)->struct_size == old_fit, "old lw_fit_config_init struct_size");
+        for (size_t i = old_fit; i < sizeof guard; i++) CHECK(guard[i] == 0xAB, "lw_fit_config_init wrote byte %zu", i);
+        lw_monitor_config full;
+        lw_monitor_config_init(&full);
+        CHECK(full.struct_size == sizeof full && full.shift_jump_rate == 0.001 && full.calibration_correction == 1,
+              "lw_monitor_config_init (sized) defaults");
+    }
+
     /* Monitor configuration. */
     lw_monitor *mon = NULL;
     lw_monitor_config c;
