@@ -55,7 +55,7 @@ enum HTTPEndpoints {
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))
+                body: .init(byteBuffer: ByteBuffer(bytes: MetricsHelp.annotate(registry.emitToBuffer())))
             )
         }
         router.get("healthz") { _, _ -> Response in
@@ -64,6 +64,12 @@ enum HTTPEndpoints {
                 "status": draining ? "draining" : "ok",
                 "layers": context.welcome.layers.map {
                     ["name": $0.name, "elements": $0.elements, "model_id": $0.modelID]
+                },
+                "models": context.models.map {
+                    [
+                        "layer": $0.layer, "fingerprint": $0.fingerprint, "family": $0.family,
+                        "components": $0.components, "posterior_temperature": $0.posteriorTemperature as Any,
+                    ] as [String: Any]
                 },
                 "connections": context.connections.withLockedValue { $0.count },
                 "queued_bytes": context.queue.queuedBytes,

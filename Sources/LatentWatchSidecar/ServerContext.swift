@@ -10,11 +10,29 @@ final class ServerContext: Sendable {
     let metrics: SidecarMetrics
     let welcome: Welcome
     let elements: [Int]
+    /// The loaded models, as `/healthz` lists them.
+    let models: [ModelSummary]
     let draining = Atomic<Bool>(false)
     let connections = NIOLockedValueBox<[ObjectIdentifier: Connection]>([:])
 
-    init(configuration: SidecarConfiguration, queue: IngestQueue, metrics: SidecarMetrics, layers: [WireLayer]) {
+    /// What `/healthz` says about one loaded model.
+    struct ModelSummary: Sendable {
+        let layer: String
+        let fingerprint: String
+        let family: String
+        let components: Int
+        let posteriorTemperature: Double?
+    }
+
+    init(
+        configuration: SidecarConfiguration,
+        queue: IngestQueue,
+        metrics: SidecarMetrics,
+        layers: [WireLayer],
+        models: [ModelSummary] = []
+    ) {
         self.configuration = configuration
+        self.models = models
         self.queue = queue
         self.metrics = metrics
         self.elements = layers.map(\.elements)

@@ -62,7 +62,12 @@ public final class Sidecar: Service, Sendable {
         self.onListening = onListening
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
-        let factory = PrometheusMetricsFactory(registry: registry)
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets["latentwatch_p_value"] = MonitorMetricsBuckets.pValue
+        factory.valueHistogramBuckets["latentwatch_fused_p_value"] = MonitorMetricsBuckets.pValue
+        factory.durationHistogramBuckets["latentwatch_scoring_duration_seconds"] =
+            MonitorMetricsBuckets.scoringSeconds.map { .nanoseconds(Int64($0 * 1e9)) }
+        MetricsHelp.registerInfo(registry: registry, layers: layers)
         let recent = RecentAlertsSink(capacity: configuration.recentAlerts)
         self.recent = recent
         self.monitor = try Monitor(
@@ -82,6 +87,15 @@ public final class Sidecar: Service, Sendable {
             metrics: SidecarMetrics(factory: factory),
             layers: layers.map {
                 WireLayer(name: $0.name, elements: $0.model.preparation.inputCount, modelID: $0.modelID)
+            },
+            models: layers.map {
+                ServerContext.ModelSummary(
+                    layer: $0.name,
+                    fingerprint: MetricsHelp.hex($0.modelID),
+                    family: $0.model.family,
+                    components: $0.model.componentCount,
+                    posteriorTemperature: $0.model.posteriorTemperature
+                )
             }
         )
     }

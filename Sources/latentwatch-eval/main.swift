@@ -131,7 +131,7 @@ func expectedCalibrationError(_ top: [(confidence: Double, correct: Bool)]) -> D
 
 /// The classifier's own maximum softmax probability on the test inputs: how well 1 - MSP ranks its
 /// misclassifications (AUROC), and its expected calibration error.
-let classifierMSP: (auroc: Double, ece: Double) = {
+let classifierMSP: (auroc: Double, ece: Double, msp: [Double]) = {
     var msp: [Double] = []
     for r in 0..<testLogits.count {
         let row = testLogits.values[(r * classes)..<((r + 1) * classes)].map(Double.init)
@@ -142,8 +142,16 @@ let classifierMSP: (auroc: Double, ece: Double) = {
     let neg = zip(msp, misclassified).filter { !$0.1 }.map { -$0.0 }
     let pos = zip(msp, misclassified).filter { $0.1 }.map { -$0.0 }
     let top = zip(msp, misclassified).map { (confidence: $0.0, correct: !$0.1) }
-    return (ROC.auroc(negatives: neg, positives: pos), expectedCalibrationError(top))
+    return (ROC.auroc(negatives: neg, positives: pos), expectedCalibrationError(top), msp)
 }()
+
+/// Misclassification AUROC of a score (larger: more likely wrong) over the test inputs.
+func misclassificationAUROC(_ score: [Double]) -> Double {
+    ROC.auroc(
+        negatives: zip(score, misclassified).filter { !$0.1 && $0.0.isFinite }.map(\.0),
+        positives: zip(score, misclassified).filter { $0.1 && $0.0.isFinite }.map(\.0)
+    )
+}
 
 /// One configuration of ours.
 struct Config {
@@ -259,6 +267,7 @@ for layer in layers {
         var pvalues: [String: [Double]] = [:]
         var entropy: [Double] = []
         var posteriorTop: [(confidence: Double, correct: Bool)] = []
+        var maxPosterior: [Double] = []
         var nonFinite = 0
         for s in splits {
             let x = data[s]!
@@ -276,6 +285,7 @@ for layer in layers {
                     )
                     if s == "test" {
                         entropy.append(sc.entropy)
+                        maxPosterior.append(sc.maxPosterior)
                         if let label = sc.predictedLabel {
                             posteriorTop.append((sc.maxPosterior, label == testLabels[entropy.count - 1]))
                         }
@@ -284,7 +294,10 @@ for layer in layers {
                     nonFinite += 1
                     v.append(.infinity)
                     p.append(0)
-                    if s == "test" { entropy.append(.nan) }
+                    if s == "test" {
+                        entropy.append(.nan)
+                        maxPosterior.append(.nan)
+                    }
                 }
             }
             scores[s] = v
@@ -317,6 +330,11 @@ for layer in layers {
                 entry["posterior_temperature"] = model.posteriorTemperature
                 let sorted = entropy.filter(\.isFinite).sorted()
                 entry["entropy_median"] = sorted.isEmpty ? Double.nan : sorted[sorted.count / 2]
+                // With the classifier's outputs: the posterior's and the classifier's top-class probabilities
+                // combined, (1 - max p(y | z)) + (1 - MSP), against each alone.
+                let combined = zip(maxPosterior, classifierMSP.msp).map { (1 - $0.0) + (1 - $0.1) }
+                entry["combined_misclassification_auroc"] = misclassificationAUROC(combined)
+                entry["max_posterior_misclassification_auroc"] = misclassificationAUROC(maxPosterior.map { 1 - $0 })
                 let entropyP = entropy.map { model.calibration.pValue(.entropy, $0) ?? 1 }
                 entry["aleatoric_alert_rate"] =
                     Double(entropyP.filter { $0 <= alpha }.count) / Double(max(1, entropyP.count))

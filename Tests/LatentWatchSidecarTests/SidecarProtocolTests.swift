@@ -185,6 +185,58 @@ import Glibc
         )
         let health = try HTTPProbe.request(port: daemon.httpPort, "GET", "/healthz")
         #expect(health.status == 200 && health.body.contains("\"status\":\"ok\""))
+        let models = (try JSONSerialization.jsonObject(with: Data(health.body.utf8)) as! [String: Any])["models"]
+        #expect((models as? [[String: Any]])?.map { $0["layer"] as? String } == ["h1", "h2"], "\(health.body)")
+    }
+
+    /// /metrics by Prometheus' conventions: a HELP line for every family, the p-value histograms per layer with
+    /// buckets down to 1e-4, the scoring time in seconds, per-layer shift capital, and the build and model info
+    /// gauges; `promtool check metrics` (Debian's prometheus package, which `.ci/run` installs) accepts it. Where
+    /// promtool is not installed that last check is skipped, with a line saying so.
+    @Test func metricsFollowPrometheusConventions() throws {
+        let daemon = try Daemon(["--http", "127.0.0.1:0"], expect: ["unix", "http"])
+        defer { daemon.terminate() }
+        let h1 = try DigitsModels.rows("ood_noise_h1.npy")
+        let h2 = try DigitsModels.rows("ood_noise_h2.npy")
+        _ = try daemon.client().observe(
+            [Array(h1.values[0..<(3 * h1.columns)]), Array(h2.values[0..<(3 * h2.columns)])],
+            rows: 3
+        )
+        let body = try HTTPProbe.request(port: daemon.httpPort, "GET", "/metrics").body
+        let lines = body.split(separator: "\n").map(String.init)
+        for (i, line) in lines.enumerated() where line.hasPrefix("# TYPE ") {
+            let name = line.split(separator: " ")[2]
+            #expect(i > 0 && lines[i - 1].hasPrefix("# HELP \(name) "), "no HELP before \(line)")
+        }
+        #expect(body.contains("latentwatch_p_value_bucket{layer=\"h1\",le=\"0.0001\"}"), "\(body.prefix(3000))")
+        #expect(body.contains("latentwatch_p_value_count{layer=\"h2\"} 3"))
+        #expect(body.contains("latentwatch_fused_p_value_count 3"))
+        #expect(body.contains("latentwatch_scoring_duration_seconds_count 3"))
+        #expect(body.contains("latentwatch_shift_layer_log_capital{layer=\"h1\"}"))
+        #expect(body.contains("latentwatch_build_info{version=\"\(LatentWatchVersion.string)\"} 1"))
+        #expect(body.contains("latentwatch_model_info{layer=\"h1\",fingerprint=\""))
+        #expect(!body.contains("latentwatch_surprise"))
+        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
+        guard let promtool else {
+            print("promtool is not installed: `promtool check metrics` skipped (.ci/run installs it)")
+            return
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: promtool)
+        p.arguments = ["check", "metrics"]
+        let input = Pipe()
+        let output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        p.standardError = output
+        try p.run()
+        input.fileHandleForWriting.write(Data(body.utf8))
+        try input.fileHandleForWriting.close()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && said.isEmpty, "promtool check metrics: \(said)")
     }
 
     /// With a token, a HELLO without it is refused (unauthorized, fatal) on the Unix socket and TCP, and HTTP

@@ -1,3 +1,4 @@
+import Dispatch
 import LatentWatchNumerics
 import Logging
 import Metrics
@@ -152,6 +153,8 @@ extension Monitor {
 
     /// Scores row `r` of every layer into `ws.scores`, leaving the float32 activations in `ws.current`.
     func score(_ a: ActivationBuffers, row r: Int, ws: LayerWorkspaces) throws(LatentWatchError) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { metrics.scoringDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start)) }
         for l in 0..<layers.count {
             let x = activation(a, layer: l, row: r, ws: ws)
             ws.current[l] = x

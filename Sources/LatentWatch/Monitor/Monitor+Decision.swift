@@ -17,7 +17,7 @@ extension Monitor {
             let s = scores[i].surprise
             let p = layers[i].model.calibration.pValue(.surprise, s) ?? 1
             ws.pValues[i] = p
-            metrics.surprise[i].record(s)
+            metrics.pValue[i].record(p)
             if result.layers[i].name != layers[i].name { result.layers[i].name = layers[i].name }
             result.layers[i].surprise = s
             result.layers[i].pValue = p
@@ -68,10 +68,19 @@ extension Monitor {
             }
             if events.windowOpen { flags.insert(.windowAlarm) }
             if events.shiftOpen { flags.insert(.shiftAlarm) }
+            if let shift = s.shift {
+                for l in 0..<min(shift.martingales.count, ws.layerLogCapital.count) {
+                    ws.layerLogCapital[l] = shift.martingales[l].logCapital
+                }
+            }
             return (index, flags, s.shift?.logEvidence)
         }
         metrics.inputs.increment()
-        if let evidence, evidence.isFinite { metrics.shiftEvidence.record(evidence) }
+        metrics.fusedPValue.record(fused)
+        if let evidence, evidence.isFinite {
+            metrics.shiftEvidence.record(evidence)
+            for l in 0..<metrics.layerLogCapital.count { metrics.layerLogCapital[l].record(ws.layerLogCapital[l]) }
+        }
         result.index = index
         result.requestID = requestID
         result.fusedPValue = fused

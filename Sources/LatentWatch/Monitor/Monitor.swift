@@ -34,7 +34,7 @@ public final class Monitor: Service, Sendable {
     ///   - configuration: layers, policy, mode.
     ///   - sinks: alert destinations (each isolated from the others).
     ///   - logger: the monitor's own diagnostics (sink failures, drops).
-    ///   - metricsFactory: where counters, the surprise histogram and gauges go (for example the host's
+    ///   - metricsFactory: where counters, the p-value histograms, the scoring timer and gauges go (for example the host's
     ///     Prometheus factory). Nothing is recorded when nil.
     ///   - onAssessment: called with every assessment made in background mode, on the worker.
     public init(
@@ -126,6 +126,8 @@ public final class Monitor: Service, Sendable {
 final class LayerWorkspaces: @unchecked Sendable {
     let scoring: [ScoringWorkspace]
     let pValues: UnsafeMutableBufferPointer<Double>
+    /// Each layer's shift martingale's log capital after the current input (for the metrics).
+    let layerLogCapital: UnsafeMutableBufferPointer<Double>
     /// The current input's scores, one per layer.
     let scores: UnsafeMutableBufferPointer<LatentScores>
     /// Float32 copies of binary16 activations, one buffer per layer.
@@ -154,12 +156,15 @@ final class LayerWorkspaces: @unchecked Sendable {
         )
         pValues = .allocate(capacity: layers.count)
         pValues.initialize(repeating: 1)
+        layerLogCapital = .allocate(capacity: layers.count)
+        layerLogCapital.initialize(repeating: 0)
         current = .allocate(capacity: layers.count)
         current.initialize(repeating: UnsafeBufferPointer(start: nil, count: 0))
     }
 
     deinit {
         pValues.deallocate()
+        layerLogCapital.deallocate()
         current.deallocate()
         scores.deallocate()
         for b in converted { b.deallocate() }
