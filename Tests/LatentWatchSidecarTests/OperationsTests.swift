@@ -2,8 +2,9 @@ import Foundation
 import LatentWatchTestSupport
 import Testing
 
-/// The Prometheus rules in Samples/Operations: promtool accepts them and their unit tests pass
-/// (Tests/Operations/latentwatch-rules.test.yml), and every metric they name is one a live sidecar exports.
+/// The Prometheus rules and the Grafana dashboard in Samples/Operations: promtool accepts the rules and their unit
+/// tests pass (Tests/Operations/latentwatch-rules.test.yml); every dashboard expression parses (promtool checks
+/// them as recording rules); every metric either names is one a live sidecar exports.
 /// promtool comes from Debian's prometheus package, which `.ci/run` installs; where it is missing the promtool
 /// checks are skipped with a line saying so (the metric-name check still runs).
 @Suite struct OperationsTests {
@@ -40,7 +41,49 @@ import Testing
         #expect(tests.status == 0 && tests.output.contains("SUCCESS"), "\(tests.output)")
     }
 
-    @Test func rulesNameOnlyMetricsTheSidecarExports() throws {
+    static let dashboard = LatentWatchBinary.root.appendingPathComponent(
+        "Samples/Operations/grafana/latentwatch-dashboard.json"
+    )
+
+    /// The dashboard's PromQL expressions.
+    static func dashboardExpressions() throws -> [String] {
+        let d = try JSONSerialization.jsonObject(with: Data(contentsOf: dashboard)) as! [String: Any]
+        return (d["panels"] as! [[String: Any]]).flatMap { panel in
+            (panel["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String }
+        }
+    }
+
+    /// Metric names (latentwatch_...) in a text.
+    static func metricNames(_ text: String) -> Set<String> {
+        Set(
+            text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
+                .flatMap { line in
+                    line.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") })
+                        .map(String.init).filter { $0.hasPrefix("latentwatch_") }
+                }
+        )
+    }
+
+    @Test func dashboardExpressionsParse() throws {
+        let expressions = try Self.dashboardExpressions()
+        #expect(expressions.count >= 10)
+        guard Self.promtool != nil else {
+            print("promtool is not installed: the dashboard's expressions are not parsed (.ci/run installs it)")
+            return
+        }
+        let dir = Binary.temporaryDirectory()
+        var yaml = "groups:\n  - name: dashboard\n    rules:\n"
+        for (i, e) in expressions.enumerated() {
+            let quoted = e.replacingOccurrences(of: "'", with: "''")
+            yaml += "      - record: dashboard:expression_\(i)\n        expr: '\(quoted)'\n"
+        }
+        let file = dir.appendingPathComponent("dashboard-rules.yml")
+        try yaml.write(to: file, atomically: true, encoding: .utf8)
+        let check = try Self.run(["check", "rules", file.path], in: dir)
+        #expect(check.status == 0 && check.output.contains("\(expressions.count) rules found"), "\(check.output)")
+    }
+
+    @Test func rulesAndDashboardNameOnlyMetricsTheSidecarExports() throws {
         let daemon = try Daemon(["--http", "127.0.0.1:0"], expect: ["unix", "http"])
         defer { daemon.terminate() }
         let metrics = try HTTPProbe.request(port: daemon.httpPort, "GET", "/metrics").body
@@ -53,15 +96,14 @@ import Testing
                 for suffix in ["_bucket", "_count", "_sum"] { exported.insert(name + suffix) }
             }
         }
-        let text = try String(contentsOf: Self.rules, encoding: .utf8)
-        let named = Set(
-            text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
-                .flatMap { line in
-                    line.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") })
-                        .map(String.init).filter { $0.hasPrefix("latentwatch_") }
-                }
-        )
+        let named = Self.metricNames(try String(contentsOf: Self.rules, encoding: .utf8))
         #expect(!named.isEmpty)
-        #expect(named.isSubset(of: exported), "not exported: \(named.subtracting(exported).sorted())")
+        #expect(named.isSubset(of: exported), "rules: not exported: \(named.subtracting(exported).sorted())")
+        let onDashboard = Self.metricNames(try Self.dashboardExpressions().joined(separator: "\n"))
+        #expect(onDashboard.count >= 10)
+        #expect(
+            onDashboard.isSubset(of: exported),
+            "dashboard: not exported: \(onDashboard.subtracting(exported).sorted())"
+        )
     }
 }
