@@ -61,10 +61,8 @@ class MonitorTests(TempDirTestCase):
         self.assertIsInstance(alerts[0], lw.Alert)
         self.assertIsInstance(alerts[0].time, float)
 
-    def test_same_alerts_as_latentwatch_replay(self):
-        """Models fitted by `latentwatch fit`; the stream replayed by `latentwatch replay --alerts` and assessed in
-        process with the default policy: the same alerts, kind and index, in the same order."""
-        binary = require_binary(self)
+    def cli_models(self, binary):
+        """gda models of h1 and h2 fitted by `latentwatch fit` (calibration without labels: Bayes' posterior)."""
         paths = []
         for layer in ("h1", "h2"):
             out = self.path(f"{layer}.lwm")
@@ -72,6 +70,13 @@ class MonitorTests(TempDirTestCase):
                               f"{DATA}/train_labels.npy", "--calibration", f"{DATA}/calibration_{layer}.npy",
                               "--family", "gda", "--layer", layer, "--output", out])
             paths.append(out)
+        return paths
+
+    def test_same_alerts_as_latentwatch_replay(self):
+        """Models fitted by `latentwatch fit`; the stream replayed by `latentwatch replay --alerts` and assessed in
+        process with the default policy: the same alerts, kind and index, in the same order."""
+        binary = require_binary(self)
+        paths = self.cli_models(binary)
         replay = self.path("replay.jsonl")
         run_tool(binary, ["replay", "--model", paths[0], "--model", paths[1], "--input", f"{DATA}/stream_h1.npy",
                           "--input", f"{DATA}/stream_h2.npy", "--alerts", replay])
@@ -100,13 +105,7 @@ class MonitorTests(TempDirTestCase):
         """Betting, jump rate and the calibration correction reach the library: the in-process alerts equal
         `latentwatch replay` with the same flags, and differ from the defaults' (so the settings were read)."""
         binary = require_binary(self)
-        paths = []
-        for layer in ("h1", "h2"):
-            out = self.path(f"{layer}.lwm")
-            run_tool(binary, ["fit", "--activations", f"{DATA}/train_{layer}.npy", "--labels",
-                              f"{DATA}/train_labels.npy", "--calibration", f"{DATA}/calibration_{layer}.npy",
-                              "--family", "gda", "--layer", layer, "--output", out])
-            paths.append(out)
+        paths = self.cli_models(binary)
         flags = ["--betting", "linear", "--jump-rate", "0.01", "--no-calibration-correction"]
         replay = self.path("replay.jsonl")
         run_tool(binary, ["replay", "--model", paths[0], "--model", paths[1], "--input", f"{DATA}/stream_h1.npy",

@@ -189,6 +189,15 @@ public struct LatentModel: Sendable {
         _ x: UnsafeBufferPointer<Float>,
         workspace ws: ScoringWorkspace
     ) -> UnsafeBufferPointer<Double> {
+        evaluate(x, workspace: ws)
+        Self.rootDistanceLogits(ws.logJoint, distances: UnsafeBufferPointer(ws.distances))
+        return UnsafeBufferPointer(ws.logJoint)
+    }
+
+    /// Prepares one validated raw activation and evaluates the density on it: log joints and squared distances
+    /// into `ws`.
+    @inline(__always)
+    private func evaluate(_ x: UnsafeBufferPointer<Float>, workspace ws: ScoringWorkspace) {
         preparation.prepare(x.baseAddress!, into: ws.prepared.baseAddress!, scratch: ws.pooled.baseAddress!)
         density.evaluate(
             ws.prepared.baseAddress!,
@@ -196,8 +205,6 @@ public struct LatentModel: Sendable {
             distances: ws.distances.baseAddress!,
             scratch: ws.scratch.baseAddress!
         )
-        Self.rootDistanceLogits(ws.logJoint, distances: UnsafeBufferPointer(ws.distances))
-        return UnsafeBufferPointer(ws.logJoint)
     }
 
     /// Scores one raw activation. Allocates nothing; after the call, `workspace.posterior` holds p(k | z).
@@ -206,13 +213,7 @@ public struct LatentModel: Sendable {
         workspace ws: ScoringWorkspace
     ) throws(LatentWatchError) -> LatentScores {
         try validate(x)
-        preparation.prepare(x.baseAddress!, into: ws.prepared.baseAddress!, scratch: ws.pooled.baseAddress!)
-        density.evaluate(
-            ws.prepared.baseAddress!,
-            logJoint: ws.logJoint.baseAddress!,
-            distances: ws.distances.baseAddress!,
-            scratch: ws.scratch.baseAddress!
-        )
+        evaluate(x, workspace: ws)
         let d0 = background?.squaredDistance(ws.prepared.baseAddress!, scratch: ws.scratch.baseAddress!)
         return summarize(logJoint: ws.logJoint, distances: UnsafeBufferPointer(ws.distances), backgroundDistance: d0)
     }

@@ -214,6 +214,15 @@ static int run_score(int argc, char **argv) {
 
 /* ---- errors: every bad input is refused with its status and the process goes on ---- */
 
+/* An initialiser wrote the struct as the first header had it: struct_size says `size` bytes, and nothing past them
+ * (the buffer was filled with 0xAB). */
+static void check_written(const unsigned char *buffer, size_t length, size_t size, const char *what) {
+    uint32_t written;
+    memcpy(&written, buffer, sizeof written);
+    CHECK(written == size, "%s: struct_size %u, expected %zu", what, written, size);
+    for (size_t i = size; i < length; i++) CHECK(buffer[i] == 0xAB, "%s wrote byte %zu", what, i);
+}
+
 static void never_called(const lw_alert *a, void *ctx) {
     (void)a;
     (void)ctx;
@@ -320,14 +329,10 @@ static int run_errors(const char *model_path) {
         unsigned char guard[sizeof(lw_monitor_config) + sizeof(lw_fit_config)];
         memset(guard, 0xAB, sizeof guard);
         (lw_monitor_config_init)((lw_monitor_config *)guard);
-        size_t old_monitor = offsetof(lw_monitor_config, shift_betting);
-        CHECK(((lw_monitor_config *)guard)->struct_size == old_monitor, "old lw_monitor_config_init struct_size");
-        for (size_t i = old_monitor; i < sizeof guard; i++) CHECK(guard[i] == 0xAB, "lw_monitor_config_init wrote byte %zu", i);
+        check_written(guard, sizeof guard, offsetof(lw_monitor_config, shift_betting), "lw_monitor_config_init");
         memset(guard, 0xAB, sizeof guard);
         (lw_fit_config_init)((lw_fit_config *)guard);
-        size_t old_fit = offsetof(lw_fit_config, calibrate_posterior);
-        CHECK(((lw_fit_config *)guard)->struct_size == old_fit, "old lw_fit_config_init struct_size");
-        for (size_t i = old_fit; i < sizeof guard; i++) CHECK(guard[i] == 0xAB, "lw_fit_config_init wrote byte %zu", i);
+        check_written(guard, sizeof guard, offsetof(lw_fit_config, calibrate_posterior), "lw_fit_config_init");
         lw_monitor_config full;
         lw_monitor_config_init(&full);
         CHECK(full.struct_size == sizeof full && full.shift_jump_rate == 0.001 && full.calibration_correction == 1,
