@@ -181,8 +181,7 @@ def main():
                 if "posterior_ece" in lw.get(ours["default"], {})]
         if rows:
             out.append(f"### {ours['scenario']}: the class posterior p(y given z), {ours['default']}, calibrated "
-                       f"against Bayes' rule
-")
+                       f"against Bayes' rule\n")
             out.append("| layer | temperature | ECE | ECE, Bayes | median entropy (nats) | median, Bayes | "
                        "misclassification AUROC | AUROC, Bayes | aleatoric alert rate |")
             out.append("|---|---|---|---|---|---|---|---|---|")
