@@ -609,6 +609,14 @@ if let embedModel = monitorFigures.model {
     line("C `lw_monitor_assess`, called from this process", c["assess"], target: "")
     line("Python: `lw_monitor_assess` through ctypes, prebuilt arguments", py("raw lw_monitor_assess (ctypes)"))
     line("Python: `latentwatch.Monitor.assess`", py("Monitor.assess"), target: "within 10 µs of Swift")
+    if let paired = py("Monitor.assess minus raw call, paired") {
+        print(
+            String(
+                format: "Python `Monitor.assess` minus the raw ctypes call, paired in one process: %+.1f µs",
+                paired
+            )
+        )
+    }
     print(
         String(
             format: "C interface fixed costs: a call that does nothing (`lw_abi_version`) %.3f µs; a handle lookup "

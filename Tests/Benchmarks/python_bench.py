@@ -7,6 +7,7 @@ Usage (from the repository root, with the package installed or LATENTWATCH_LIBRA
 Prints, for a synthetic GDA model with D = 512 features and K = 10 classes fitted by latentwatch.fit:
   * Monitor.assess            µs per call (one input, default policy, float32, no alert raised)
   * raw lw_monitor_assess     µs per call through ctypes with prebuilt structs (the floor of the FFI path)
+  * Monitor.assess minus raw  µs per call, paired: alternating blocks of the two, the median difference
   * Model.score (one input)   µs per call
   * Monitor.assess_batch      µs per input, batches of 64
   * Monitor.submit            µs per call, host side (background mode)
@@ -142,6 +143,20 @@ def main() -> None:
                 raise RuntimeError(_capi.last_error())
 
     results["raw lw_monitor_assess (ctypes)"] = rounds_of(raw_all, n, r)
+
+    # Paired: blocks of the raw call and of Monitor.assess alternate, so both see the same machine state; the
+    # median of the per-pair differences is the wrapper's cost on the host thread (its own Python work, and
+    # the caches it finds cold after each library call).
+    differences = []
+    for _ in range(max(10, 4 * r)):
+        t0 = time.perf_counter()
+        raw_all()
+        t1 = time.perf_counter()
+        assess_all()
+        t2 = time.perf_counter()
+        differences.append(((t2 - t1) - (t1 - t0)) * 1e6 / n)
+    results["Monitor.assess minus raw call, paired"] = {
+        "median": statistics.median(differences), "min": min(differences), "max": max(differences)}
 
     def score_all() -> None:
         score = model.score
