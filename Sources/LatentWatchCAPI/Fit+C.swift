@@ -124,15 +124,7 @@ func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> Fi
         "lw_fit_config"
     )
     var f = FitConfiguration()
-    switch c.calibrate_posterior {
-    case 0: f.calibratePosterior = false
-    case 1: f.calibratePosterior = true
-    default:
-        throw CallError(
-            LW_ERR_INVALID_ARGUMENT,
-            "calibrate_posterior is \(c.calibrate_posterior); it must be 1 (the default) or 0"
-        )
-    }
+    f.calibratePosterior = try flag(c.calibrate_posterior, "calibrate_posterior")
     if let family = c.family { f.family = DensityFamilyName(String(cString: family)) }
     if let layer = c.layer_name { f.layerName = String(cString: layer) }
     switch c.pooling {

@@ -66,6 +66,14 @@ func readGrown<T>(_ p: UnsafePointer<T>, defaults: T, minimum: Int, _ name: Stri
     return c
 }
 
+/// A 0/1 switch of a C struct: 1 is true, 0 false, anything else refused.
+func flag(_ value: Int32, _ name: String) throws(CallError) -> Bool {
+    guard value == 0 || value == 1 else {
+        throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name) is \(value); it must be 1 (on, the default) or 0")
+    }
+    return value == 1
+}
+
 /// The machine's physical memory in bytes: what a fit or a queue can never exceed.
 let physicalMemory: Int = {
     let pages = sysconf(Int32(_SC_PHYS_PAGES))

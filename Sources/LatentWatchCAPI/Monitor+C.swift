@@ -297,15 +297,7 @@ func monitorParts(
         )
     }
     policy.jumpRate = c.shift_jump_rate
-    switch c.calibration_correction {
-    case 0: policy.correctForCalibrationSet = false
-    case 1: policy.correctForCalibrationSet = true
-    default:
-        throw CallError(
-            LW_ERR_INVALID_ARGUMENT,
-            "calibration_correction is \(c.calibration_correction); it must be 1 (on, the default) or 0"
-        )
-    }
+    policy.correctForCalibrationSet = try flag(c.calibration_correction, "calibration_correction")
     switch c.fusion {
     case LW_FUSION_BONFERRONI: policy.fusion = .bonferroni
     case LW_FUSION_CAUCHY: policy.fusion = .cauchy

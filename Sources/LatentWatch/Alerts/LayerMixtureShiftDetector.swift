@@ -59,6 +59,11 @@ package struct LayerMixtureShiftDetector: Sendable {
     /// Current evidence on the log scale: log of the average capital (anytime) or log R_n (change detection).
     package var logEvidence: Double { rule.logEvidence(logCapital: logCapital) }
 
+    /// Writes each layer's martingale's log capital into `out` (as many as both hold).
+    package func copyLayerLogCapitals(into out: UnsafeMutableBufferPointer<Double>) {
+        for l in 0..<min(martingales.count, out.count) { out[l] = martingales[l].logCapital }
+    }
+
     /// Feeds one input's per-layer p-values (one per layer, in order); returns true when this input raises an
     /// alarm. In anytime mode only the first crossing returns true; in change-detection mode the statistic and
     /// the martingales restart after each alarm.

@@ -81,8 +81,8 @@ public struct FitConfiguration: Sendable {
     public var fitBackground: Bool
     /// Name of the layer, stored in the model.
     public var layerName: String
-    /// Fit the temperature of the class posterior p(y | z) on the labelled calibration inputs
-    /// (``LatentModel/posteriorTemperature``); without labels, or when off, it stays 1.
+    /// Calibrate the class posterior p(y | z) on the labelled calibration inputs
+    /// (``LatentModel/posteriorTemperature``); without labels, or when off, it stays Bayes' rule on the density.
     public var calibratePosterior: Bool
 
     /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on, posterior calibrated.

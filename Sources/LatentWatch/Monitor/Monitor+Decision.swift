@@ -68,11 +68,7 @@ extension Monitor {
             }
             if events.windowOpen { flags.insert(.windowAlarm) }
             if events.shiftOpen { flags.insert(.shiftAlarm) }
-            if let shift = s.shift {
-                for l in 0..<min(shift.martingales.count, ws.layerLogCapital.count) {
-                    ws.layerLogCapital[l] = shift.martingales[l].logCapital
-                }
-            }
+            s.shift?.copyLayerLogCapitals(into: ws.layerLogCapital)
             return (index, flags, s.shift?.logEvidence)
         }
         metrics.inputs.increment()

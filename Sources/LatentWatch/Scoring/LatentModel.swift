@@ -64,15 +64,12 @@ public struct LatentModel: Sendable {
     /// always one-hot (entropies of 1e-50 nats), so a fit with labelled calibration inputs replaces it by
     /// p_T(y | z) = softmax_y(-sqrt(q_y(z)) / T), where q_y(z) = -2 log p(z, y) - min_k c_k is the class's squared
     /// Mahalanobis distance plus its log-determinant and log-prior terms c_y relative to the smallest of them,
-    /// and T maximises the labels' likelihood on the calibration inputs (``PosteriorTemperature``). The square
+    /// and T minimises the Brier score on the calibration inputs (``PosteriorTemperature``). The square
     /// root puts the classes' chi-square-like distances on one scale whatever the dimension. Entropy, the
     /// predicted class's probability and ``ScoringWorkspace/posterior`` come from it; neither the surprise nor
     /// the predicted class changes (the map is increasing in log p(z, y)). Nil for mixtures, whose components
     /// are not classes, and for fits without calibration labels.
-    public package(set) var posteriorTemperature: Double? {
-        didSet { inverseTemperature = posteriorTemperature.map { 1 / $0 } ?? 1 }
-    }
-    private var inverseTemperature: Double = 1
+    public package(set) var posteriorTemperature: Double?
 
     /// Assembles a model from its parts.
     package init(
@@ -328,14 +325,15 @@ public struct LatentModel: Sendable {
     ) -> LatentScores {
         var lse = 0.0
         let entropy: Double
-        if posteriorTemperature == nil {
-            entropy = LogSpace.normalize(logJoint, logNormalizer: &lse)
-        } else {
+        if let t = posteriorTemperature {
             lse = LogSpace.logSumExp(UnsafeBufferPointer(logJoint))
             Self.rootDistanceLogits(logJoint, distances: distances)
-            for k in logJoint.indices { logJoint[k] *= inverseTemperature }
+            let inverse = 1 / t
+            for k in logJoint.indices { logJoint[k] *= inverse }
             var ignored = 0.0
             entropy = LogSpace.normalize(logJoint, logNormalizer: &ignored)
+        } else {
+            entropy = LogSpace.normalize(logJoint, logNormalizer: &lse)
         }
         var best = 0
         var minD = Double.infinity

@@ -92,7 +92,6 @@ assert ASSESSMENT_DTYPE.itemsize == _SIZEOF_ASSESSMENT
 
 
 _FLAGS = [Flags(v) for v in range(32)]
-_new_layer = LayerAssessment._make
 _tuple_new = tuple.__new__
 _object_new = object.__new__
 _char_from_buffer = ctypes.c_char.from_buffer
