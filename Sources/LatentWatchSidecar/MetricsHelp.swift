@@ -20,6 +20,7 @@ enum MetricsHelp {
         "latentwatch_shift_log_evidence": "The shift detector's log evidence (alarm at its threshold).",
         "latentwatch_shift_layer_log_capital": "Log capital of each layer's martingale in the shift detector.",
         "latentwatch_queue_depth": "Inputs waiting in the monitor's background queue.",
+        "latentwatch_model_replacements_total": "Times the monitor's models were replaced (reloaded).",
         "latentwatch_serve_open_connections": "Open binary-protocol connections.",
         "latentwatch_serve_connections_total": "Binary-protocol connections accepted.",
         "latentwatch_serve_refused_connections_total": "Connections refused (over the connection limit).",

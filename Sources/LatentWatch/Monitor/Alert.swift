@@ -118,13 +118,14 @@ extension Alert {
     }
 
     /// A window or shift episode ended.
-    static func resolved(_ episode: Kind, index: Int, time: Double) -> Alert {
+    static func resolved(_ episode: Kind, index: Int, time: Double, detail: String? = nil) -> Alert {
         Alert(
             kind: .resolved,
             index: index,
             episode: episode,
-            detail: episode == .window
-                ? "the rate of low p-values is back to normal" : "no further shift alarms for the cooldown",
+            detail: detail
+                ?? (episode == .window
+                    ? "the rate of low p-values is back to normal" : "no further shift alarms for the cooldown"),
             time: time
         )
     }

@@ -23,10 +23,10 @@ extension Monitor {
         requestID: String? = nil,
         into result: inout Assessment
     ) throws(LatentWatchError) {
-        try checkShape(activations, rows: 1)
-        let summary = try summariseOutputs(outputs)
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
+        try checkShape(activations, rows: 1, layers: ws.layers)
+        let summary = try summariseOutputs(outputs)
         try score(activations, row: 0, ws: ws)
         finish(requestID: requestID, outputs: outputs, summary: summary, ws: ws, into: &result)
     }
@@ -58,7 +58,9 @@ extension Monitor {
         requestIDs: [String?]? = nil,
         into results: inout [Assessment]
     ) throws(LatentWatchError) {
-        try checkShape(activations, rows: count)
+        let ws = takeWorkspaces()
+        defer { returnWorkspaces(ws) }
+        try checkShape(activations, rows: count, layers: ws.layers)
         if let requestIDs, requestIDs.count != count {
             metrics.rejected.increment()
             throw LatentWatchError(.invalidConfiguration, "\(requestIDs.count) request ids for \(count) inputs")
@@ -71,10 +73,8 @@ extension Monitor {
                 "\(outputs.count) output values for \(count) inputs of \(width) outputs each"
             )
         }
-        let ws = takeWorkspaces()
-        defer { returnWorkspaces(ws) }
         for r in 0..<count {
-            try validate(activations, row: r, of: count)
+            try validate(activations, row: r, of: count, layers: ws.layers)
             _ = try summariseOutputs(outputs.map { UnsafeBufferPointer(rebasing: $0[(r * width)..<((r + 1) * width)]) })
         }
         if results.count != count { results = Array(repeating: Assessment(), count: count) }
@@ -95,7 +95,7 @@ extension Monitor {
     // MARK: Checks and scoring
 
     /// Refuses (and counts) a call whose layer count or buffer sizes do not hold `rows` inputs.
-    func checkShape(_ a: ActivationBuffers, rows: Int) throws(LatentWatchError) {
+    func checkShape(_ a: ActivationBuffers, rows: Int, layers: [MonitoredLayer]) throws(LatentWatchError) {
         guard a.layerCount == layers.count else {
             metrics.rejected.increment()
             throw LatentWatchError(
@@ -118,7 +118,12 @@ extension Monitor {
     }
 
     /// Checks row `r` of every layer (finite values), counting a refusal.
-    func validate(_ a: ActivationBuffers, row r: Int, of rows: Int = 1) throws(LatentWatchError) {
+    func validate(
+        _ a: ActivationBuffers,
+        row r: Int,
+        of rows: Int = 1,
+        layers: [MonitoredLayer]
+    ) throws(LatentWatchError) {
         for l in 0..<layers.count {
             do throws(LatentWatchError) {
                 let n = layers[l].model.inputCount
@@ -139,7 +144,7 @@ extension Monitor {
     /// Layer `l`'s activation of row `r` as float32 (binary16 converted into the workspace).
     func activation(_ a: ActivationBuffers, layer l: Int, row r: Int, ws: LayerWorkspaces) -> UnsafeBufferPointer<Float>
     {
-        let n = layers[l].model.inputCount
+        let n = inputCounts[l]
         switch a {
         case .float32(let b):
             return UnsafeBufferPointer(rebasing: b[l][(r * n)..<((r + 1) * n)])
@@ -155,14 +160,14 @@ extension Monitor {
     func score(_ a: ActivationBuffers, row r: Int, ws: LayerWorkspaces) throws(LatentWatchError) {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { metrics.scoringDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start)) }
-        for l in 0..<layers.count {
+        for l in 0..<ws.layers.count {
             let x = activation(a, layer: l, row: r, ws: ws)
             ws.current[l] = x
             do {
-                ws.scores[l] = try layers[l].model.score(x, workspace: ws.scoring[l])
+                ws.scores[l] = try ws.layers[l].model.score(x, workspace: ws.scoring[l])
             } catch {
                 metrics.rejected.increment()
-                throw LatentWatchError(.invalidActivation, "layer '\(layers[l].name)': \(error.message)")
+                throw LatentWatchError(.invalidActivation, "layer '\(ws.layers[l].name)': \(error.message)")
             }
         }
     }
@@ -200,7 +205,7 @@ extension Monitor {
         result.output = summary
         if let summary, let predicted = result.predictedLabel {
             // Output index i is class i of the primary layer's model (its sorted class labels).
-            let labels = layers[primary].model.classLabels
+            let labels = ws.layers[primary].model.classLabels
             let outputLabel =
                 labels.map { summary.predicted < $0.count ? $0[summary.predicted] : -1 } ?? summary.predicted
             if outputLabel != predicted { result.flags.insert(.disagreement) }

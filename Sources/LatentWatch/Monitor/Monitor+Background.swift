@@ -22,10 +22,11 @@ extension Monitor {
                 "submit needs a monitor in background mode; this one is inline"
             )
         }
-        try checkShape(activations, rows: 1)
-        try validate(activations, row: 0)
+        let layers = currentLayers
+        try checkShape(activations, rows: 1, layers: layers)
+        try validate(activations, row: 0, layers: layers)
         let result = queue.push(requestID: requestID) { l, dst in
-            let n = layers[l].model.inputCount
+            let n = inputCounts[l]
             switch activations {
             case .float32(let b): dst.update(from: b[l].baseAddress!, count: n)
             case .float16(let b):
@@ -125,7 +126,8 @@ extension Monitor {
         let buffers = counts.map { UnsafeMutablePointer<Float>.allocate(capacity: queue.batchSize * $0) }
         defer { for b in buffers { b.deallocate() } }
         var ids = [String?](repeating: nil, count: queue.batchSize)
-        let ws = LayerWorkspaces(layers: layers)
+        var ws = takeWorkspaces()
+        defer { returnWorkspaces(ws) }
         var assessment = Assessment()
         var idle = 0
         while true {
@@ -139,6 +141,12 @@ extension Monitor {
             }
             idle = 0
             metrics.queueDepth.record(depth - n)
+            // Each batch is scored and concluded by the models current when it is taken.
+            if ws.generation != modelGeneration {
+                returnWorkspaces(ws)
+                ws = takeWorkspaces()
+            }
+            let layers = ws.layers
             let results = (0..<layers.count).map { l in
                 layers[l].model.scoreBatch(
                     UnsafeBufferPointer(start: buffers[l], count: n * counts[l]),

@@ -9,6 +9,7 @@ extension Monitor {
     /// `result` in place (its `layers` storage is reused when it already has one entry per layer).
     func conclude(requestID: String?, ws: LayerWorkspaces, into result: inout Assessment) {
         let scores = ws.scores
+        let layers = ws.layers
         let policy = configuration.policy
         if result.layers.count != layers.count {
             result.layers = layers.map { Assessment.Layer(name: $0.name, surprise: 0, pValue: 1) }
@@ -29,8 +30,9 @@ extension Monitor {
         // order even when many threads assess at once. Only inputs that raise an alert do more than O(1) work
         // here (the alert's text).
         let now = Date().timeIntervalSince1970
-        let (index, flags, evidence) = state.withLock { s -> (Int, Assessment.Flags, Double?) in
-            let r = s.observe(fused, layers: UnsafeBufferPointer(ws.pValues))
+        let (index, flags, evidence, fresh) = state.withLock { s -> (Int, Assessment.Flags, Double?, Bool) in
+            let fresh = s.generation == ws.generation
+            let r = fresh ? s.observe(fused, layers: UnsafeBufferPointer(ws.pValues)) : s.skip()
             let index = r.index
             let events = r.events
             var flags: Assessment.Flags = []
@@ -68,12 +70,12 @@ extension Monitor {
             }
             if events.windowOpen { flags.insert(.windowAlarm) }
             if events.shiftOpen { flags.insert(.shiftAlarm) }
-            s.shift?.copyLayerLogCapitals(into: ws.layerLogCapital)
-            return (index, flags, s.shift?.logEvidence)
+            if fresh { s.shift?.copyLayerLogCapitals(into: ws.layerLogCapital) }
+            return (index, flags, s.shift?.logEvidence, fresh)
         }
         metrics.inputs.increment()
         metrics.fusedPValue.record(fused)
-        if let evidence, evidence.isFinite {
+        if fresh, let evidence, evidence.isFinite {
             metrics.shiftEvidence.record(evidence)
             for l in 0..<metrics.layerLogCapital.count { metrics.layerLogCapital[l].record(ws.layerLogCapital[l]) }
         }

@@ -12,12 +12,17 @@ public import ServiceLifecycle
 /// update (and, in background mode, copying into the queue). Run the monitor as a swift-service-lifecycle
 /// `Service` in the host's `ServiceGroup`: its `run()` delivers alerts to the sinks and, in background mode,
 /// scores the queue; graceful shutdown drains the queue and flushes the sinks.
+///
+/// The models can be replaced while the monitor runs (``replaceModels(_:)``): every input is scored, calibrated and
+/// concluded by exactly one set of models.
 public final class Monitor: Service, Sendable {
     let configuration: MonitorConfiguration
-    let layers: [MonitoredLayer]
+    /// The models in use and the scoring workspaces made for them.
+    let models: LockedValue<ModelSlot>
+    /// Each layer's activation size (fixed for the monitor's life: a replacement must keep them).
+    let inputCounts: [Int]
     let primary: Int
     let state: LockedValue<StreamState>
-    let pool = LockedValue<[LayerWorkspaces]>([])
     let alerts: AlertDispatcher
     let metrics: MonitorMetrics
     let logger: Logger
@@ -56,7 +61,9 @@ public final class Monitor: Service, Sendable {
         }
         ComputeCheck.warnOnce(logger)
         self.configuration = configuration
-        self.layers = configuration.layers
+        self.models = LockedValue(ModelSlot(set: ModelSet(generation: 0, layers: configuration.layers), pool: []))
+        self.inputCounts = configuration.layers.map { $0.model.preparation.inputCount }
+        self.layerNames = configuration.layers.map(\.name)
         let p = configuration.primaryLayer ?? configuration.layers.count - 1
         guard p >= 0 && p < configuration.layers.count else {
             throw LatentWatchError(
@@ -65,19 +72,7 @@ public final class Monitor: Service, Sendable {
             )
         }
         self.primary = p
-        let policy = configuration.policy
-        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the shift
-        // detector's and the window's guarantees hold given the fixed calibration sets (Docs/Statistics.md).
-        let corrections = policy.calibrationCorrections(
-            calibrationCounts: configuration.layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
-        )
-        self.state = LockedValue(
-            StreamState(
-                policy: policy,
-                windowNullRate: corrections.windowNullRate,
-                corrections: corrections.shift
-            )
-        )
+        self.state = LockedValue(StreamState(policy: configuration.policy, layers: configuration.layers, generation: 0))
         self.metrics = MonitorMetrics(
             prefix: configuration.metricsPrefix,
             layers: configuration.layers.map(\.name),
@@ -95,7 +90,7 @@ public final class Monitor: Service, Sendable {
                 capacity: max(1, capacity),
                 batchSize: max(1, batch),
                 whenFull: whenFull,
-                inputCounts: configuration.layers.map { $0.model.preparation.inputCount }
+                inputCounts: inputCounts
             )
         } else {
             queue = nil
@@ -108,22 +103,56 @@ public final class Monitor: Service, Sendable {
     }
 
     /// Names of the monitored layers, in order.
-    public var layerNames: [String] { layers.map(\.name) }
+    public let layerNames: [String]
+
+    /// The models in use, in layer order.
+    public var currentLayers: [MonitoredLayer] { models.withLock { $0.set.layers } }
+
+    /// How many times the models were replaced (0 for the models the monitor was created with).
+    public var modelGeneration: Int { models.withLock { $0.set.generation } }
 
     // MARK: Workspaces
 
+    /// Workspaces for the current models: from the pool, or new (allocated only until the pool holds one per
+    /// concurrent caller).
     func takeWorkspaces() -> LayerWorkspaces {
-        if let ws = pool.withLock({ $0.popLast() }) { return ws }
-        return LayerWorkspaces(layers: layers)
+        let (ws, set) = models.withLock { slot -> (LayerWorkspaces?, ModelSet) in (slot.pool.popLast(), slot.set) }
+        return ws ?? LayerWorkspaces(set)
     }
 
+    /// Puts workspaces back into the pool, unless they were made for models since replaced.
     func returnWorkspaces(_ ws: LayerWorkspaces) {
-        pool.withLock { $0.append(ws) }
+        models.withLock { slot in
+            if slot.set.generation == ws.generation { slot.pool.append(ws) }
+        }
     }
 }
 
-/// Per-thread scoring buffers for every layer; used by one thread at a time through the monitor's pool.
+/// One generation of a monitor's models.
+final class ModelSet: Sendable {
+    /// 0 for the monitor's first models, one more at each replacement.
+    let generation: Int
+    let layers: [MonitoredLayer]
+
+    init(generation: Int, layers: [MonitoredLayer]) {
+        self.generation = generation
+        self.layers = layers
+    }
+}
+
+/// The current models and the idle workspaces made for them.
+struct ModelSlot: Sendable {
+    var set: ModelSet
+    var pool: [LayerWorkspaces]
+}
+
+/// Per-thread scoring buffers for every layer of one model generation; used by one thread at a time through the
+/// monitor's pool. Carries the models it was made for, so an input is scored, calibrated and concluded by one set.
 final class LayerWorkspaces: @unchecked Sendable {
+    /// The generation of ``layers``.
+    let generation: Int
+    /// The models this input is scored with.
+    let layers: [MonitoredLayer]
     let scoring: [ScoringWorkspace]
     let pValues: UnsafeMutableBufferPointer<Double>
     /// Each layer's shift martingale's log capital after the current input (for the metrics).
@@ -135,7 +164,9 @@ final class LayerWorkspaces: @unchecked Sendable {
     /// The current input's float32 activations, one per layer (for the recorder).
     let current: UnsafeMutableBufferPointer<UnsafeBufferPointer<Float>>
 
-    init(layers: [MonitoredLayer]) {
+    init(_ set: ModelSet) {
+        generation = set.generation
+        layers = set.layers
         scoring = layers.map { $0.model.makeWorkspace() }
         converted = layers.map {
             let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.model.preparation.inputCount)

@@ -9,7 +9,8 @@ import Metrics
 /// - `_scoring_duration_seconds`: scoring one input on every layer (a timer);
 /// - `_shift_log_evidence`: the shift detector's log evidence (gauge); `_shift_layer_log_capital{layer}`: the log
 ///   capital of each layer's martingale in the layer mixture (gauge);
-/// - `_queue_depth`: inputs waiting in background mode (gauge).
+/// - `_queue_depth`: inputs waiting in background mode (gauge);
+/// - `_model_replacements_total`: times ``Monitor/replaceModels(_:)`` swapped the models (counter).
 struct MonitorMetrics: Sendable {
     let inputs: Counter
     let rejected: Counter
@@ -24,6 +25,7 @@ struct MonitorMetrics: Sendable {
     let shiftEvidence: Gauge
     let layerLogCapital: [Gauge]
     let queueDepth: Gauge
+    let modelReplacements: Counter
 
     init(prefix: String, layers: [String], factory: any MetricsFactory) {
         inputs = Counter(label: "\(prefix)_inputs_total", factory: factory)
@@ -47,6 +49,7 @@ struct MonitorMetrics: Sendable {
             Gauge(label: "\(prefix)_shift_layer_log_capital", dimensions: [("layer", $0)], factory: factory)
         }
         queueDepth = Gauge(label: "\(prefix)_queue_depth", factory: factory)
+        modelReplacements = Counter(label: "\(prefix)_model_replacements_total", factory: factory)
     }
 }
 

@@ -1,15 +1,34 @@
 /// The stream detectors of a monitor and their episodes. Updated under the monitor's lock, in O(1) per input
 /// and without allocation unless an alert is raised.
 struct StreamState: Sendable {
+    /// The stream index of the next input (continues across model replacements).
     var next = 0
+    /// The model generation whose calibration the detectors test against.
+    var generation: Int
     var window: WindowRateDetector?
     var shift: LayerMixtureShiftDetector?
     var shiftEpisodeOpen = false
     var lastShiftAlarm = 0
     let shiftCooldown: Int
 
+    /// Detectors for `layers`' calibration sets.
+    init(policy: AlertPolicy, layers: [MonitoredLayer], generation: Int) {
+        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the shift
+        // detector's and the window's guarantees hold given the fixed calibration sets (Docs/Statistics.md).
+        let corrections = policy.calibrationCorrections(
+            calibrationCounts: layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
+        )
+        self.init(
+            policy: policy,
+            windowNullRate: corrections.windowNullRate,
+            corrections: corrections.shift,
+            generation: generation
+        )
+    }
+
     /// `windowNullRate`: the rate of fused p <= alpha under the null given the calibration sets.
-    init(policy: AlertPolicy, windowNullRate: Double, corrections: [CalibrationCorrection]) {
+    init(policy: AlertPolicy, windowNullRate: Double, corrections: [CalibrationCorrection], generation: Int = 0) {
+        self.generation = generation
         if let w = policy.window {
             window = WindowRateDetector(
                 window: w.length,
@@ -30,6 +49,22 @@ struct StreamState: Sendable {
         shiftCooldown = policy.window?.length ?? 200
     }
 
+    /// Restarts the detectors on new models' calibration, keeping the stream index. Returns the episodes that
+    /// were open (they end with the old detectors).
+    mutating func restart(
+        policy: AlertPolicy,
+        layers: [MonitoredLayer],
+        generation: Int
+    ) -> (
+        window: Bool, shift: Bool
+    ) {
+        let open = (window: window?.active ?? false, shift: shiftEpisodeOpen)
+        let index = next
+        self = StreamState(policy: policy, layers: layers, generation: generation)
+        next = index
+        return open
+    }
+
     /// Events of one input.
     struct Events {
         var window: WindowRateDetector.Event = .none
@@ -37,6 +72,14 @@ struct StreamState: Sendable {
         var shiftResolved = false
         var shiftOpen = false
         var windowOpen = false
+    }
+
+    /// Gives the next stream index to an input scored by models since replaced: it is concluded on its own
+    /// models' calibration, and the detectors (restarted on the new calibration) do not see it.
+    mutating func skip() -> (index: Int, events: Events) {
+        let index = next
+        next += 1
+        return (index, Events(shiftOpen: shiftEpisodeOpen, windowOpen: window?.active ?? false))
     }
 
     /// Feeds the next input's fused p-value (`p`, to the window test) and its per-layer p-values (`layers`, to
