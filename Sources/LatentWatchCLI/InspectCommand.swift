@@ -48,6 +48,10 @@ struct InspectCommand: ParsableCommand {
             print(
                 "file:        \(file) (\(bytes.count) bytes, format \(info.version), \(info.sections) sections, checksums OK)"
             )
+            if let f = model.fingerprint {
+                let hex = String(f, radix: 16)
+                print("fingerprint: \(String(repeating: "0", count: max(0, 8 - hex.count)) + hex) (CRC-32 of the file)")
+            }
             print("layer:       \(model.metadata.layer), input shape \(model.preparation.inputShape)")
             print(
                 "preparation: pooling \(model.preparation.options.pooling.rawValue), l2 \(model.preparation.options.l2Normalize), latent dimension \(model.preparation.outputDimension)"

@@ -4,6 +4,7 @@ import LatentWatch
 import LatentWatchSidecar
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// `latentwatch serve`: the sidecar (Docs/WireProtocol.md).
 package struct ServeCommand: AsyncParsableCommand {
@@ -17,7 +18,9 @@ package struct ServeCommand: AsyncParsableCommand {
             One --model per monitored layer, in the order clients send them. The binary protocol is in \
             Docs/WireProtocol.md; --http adds GET /metrics (Prometheus), GET /healthz, GET /v1/alerts and \
             POST /v1/observe. SIGTERM or SIGINT drains: every frame already read is assessed and acknowledged, \
-            sinks and the recorder are flushed, and the exit status is 0.
+            sinks and the recorder are flushed, and the exit status is 0. SIGHUP (or POST /v1/reload) reads the \
+            --model files again and swaps them in without dropping an input; a file that cannot be read or does \
+            not fit its layer leaves the old models serving and is logged, counted and shown in /healthz.
             A --config file is a JSON object whose keys are these long option names (without dashes) and \
             whose values are strings, numbers, booleans or arrays (for repeatable options); the command line \
             wins over the file for single options, and repeatable options add up.
@@ -104,14 +107,14 @@ package struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("give one --layer per --model, or none")
         }
         let policy = try alerts.policy()
-        var layers: [Sidecar.Layer] = []
-        for (i, path) in model.enumerated() {
-            let m = try Files.readModel(path)
-            // The model id is the whole-file CRC-32 the file's trailer stores (Docs/ModelFormat.md).
-            layers.append(
-                Sidecar.Layer(name: layer.isEmpty ? m.layer : layer[i], model: m, modelID: m.fingerprint ?? 0)
-            )
+        let load: @Sendable () throws -> [Sidecar.Layer] = { [model, layer] in
+            try model.enumerated().map { i, path in
+                let m = try Files.readModel(path)
+                // The model id is the whole-file CRC-32 the file's trailer stores (Docs/ModelFormat.md).
+                return Sidecar.Layer(name: layer.isEmpty ? m.layer : layer[i], model: m, modelID: m.fingerprint ?? 0)
+            }
         }
+        let layers = try load()
         guard Set(layers.map(\.name)).count == layers.count else {
             throw ValidationError("layer names must differ: \(layers.map(\.name)); name them with --layer")
         }
@@ -150,9 +153,16 @@ package struct ServeCommand: AsyncParsableCommand {
                 logger: logger,
                 onListening: { address in
                     FileHandle.standardOutput.write(Data("listening \(address)\n".utf8))
-                }
+                },
+                loadModels: load
             )
         }
+        // SIGHUP reloads the model files (the sidecar logs and counts the outcome).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let reloader = Task.detached {
+            for await _ in hangups { try? sidecar.reload() }
+        }
+        defer { reloader.cancel() }
         // Signals belong to the executable: the sidecar is a Service in this process's ServiceGroup.
         let group = ServiceGroup(
             configuration: .init(

@@ -45,7 +45,8 @@ enum HTTPEndpoints {
     static func router(
         context: ServerContext,
         registry: PrometheusCollectorRegistry,
-        alerts: RecentAlertsSink
+        alerts: RecentAlertsSink,
+        reload: @escaping @Sendable () throws(LatentWatchError) -> Int
     ) -> Router<BasicRequestContext> {
         let router = Router()
         if let token = context.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token)) }
@@ -60,21 +61,30 @@ enum HTTPEndpoints {
         }
         router.get("healthz") { _, _ -> Response in
             let draining = context.draining.load(ordering: .acquiring)
-            let body: [String: Any] = [
-                "status": draining ? "draining" : "ok",
-                "layers": context.welcome.layers.map {
-                    ["name": $0.name, "elements": $0.elements, "model_id": $0.modelID]
-                },
-                "models": context.models.map {
-                    [
-                        "layer": $0.layer, "fingerprint": $0.fingerprint, "family": $0.family,
-                        "components": $0.components, "posterior_temperature": $0.posteriorTemperature as Any,
-                    ] as [String: Any]
-                },
-                "connections": context.connections.withLockedValue { $0.count },
-                "queued_bytes": context.queue.queuedBytes,
-            ]
+            var body = servedJSON(context)
+            body["status"] = draining ? "draining" : "ok"
+            body["connections"] = context.connections.withLockedValue { $0.count }
+            body["queued_bytes"] = context.queue.queuedBytes
             return try json(body, status: draining ? .serviceUnavailable : .ok)
+        }
+        router.post("v1/reload") { _, _ -> Response in
+            context.metrics.httpRequests.increment()
+            // Reading and decoding the model files blocks: off the event loops and the cooperative pool.
+            let outcome: Result<Int, LatentWatchError> = await withCheckedContinuation { cont in
+                Thread.detachNewThread {
+                    cont.resume(returning: Result { () throws(LatentWatchError) -> Int in try reload() })
+                }
+            }
+            var body = servedJSON(context)
+            switch outcome {
+            case .success:
+                body["status"] = "reloaded"
+                return try json(body, status: .ok)
+            case .failure(let e):
+                body["status"] = "failed"
+                body["error"] = e.message
+                return try json(body, status: .unprocessableContent)
+            }
         }
         router.get("v1/alerts") { request, _ -> Response in
             context.metrics.httpRequests.increment()
@@ -155,6 +165,30 @@ enum HTTPEndpoints {
             return try json(assessmentJSON(row, layers: context.welcome.layers), status: .ok)
         }
         return router
+    }
+
+    /// The served models, their generation and the last reload (for `/healthz` and `/v1/reload`).
+    static func servedJSON(_ context: ServerContext) -> [String: Any] {
+        let served = context.served.withLockedValue { $0 }
+        var body: [String: Any] = [
+            "layers": served.welcome.layers.map {
+                ["name": $0.name, "elements": $0.elements, "model_id": $0.modelID] as [String: Any]
+            },
+            "models": served.models.map {
+                [
+                    "layer": $0.layer, "fingerprint": $0.fingerprint, "family": $0.family,
+                    "components": $0.components, "posterior_temperature": $0.posteriorTemperature as Any,
+                ] as [String: Any]
+            },
+            "generation": served.generation,
+        ]
+        if let r = served.lastReload {
+            body["last_reload"] =
+                [
+                    "successful": r.successful, "time": r.time, "error": r.error.map { $0 as Any } ?? NSNull(),
+                ] as [String: Any]
+        }
+        return body
     }
 
     static func assessmentJSON(_ a: WireAssessment, layers: [WireLayer]) -> [String: Any] {

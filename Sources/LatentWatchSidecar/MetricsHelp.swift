@@ -32,23 +32,35 @@ enum MetricsHelp {
         "latentwatch_serve_slow_consumer_disconnects_total": "Clients disconnected for not reading their replies.",
         "latentwatch_serve_queue_bytes": "Bytes of activations waiting in the ingest queue.",
         "latentwatch_serve_http_requests_total": "HTTP requests served.",
+        "latentwatch_serve_reloads_total": "Model reloads (SIGHUP or POST /v1/reload), by result (success, failure).",
+        "latentwatch_serve_last_reload_successful":
+            "1 when the last model reload succeeded (or none was tried), 0 when it failed.",
+        "latentwatch_serve_last_reload_success_timestamp_seconds":
+            "When the served models were last loaded (start or successful reload), Unix time.",
         "latentwatch_build_info": "The LatentWatch build serving (value 1).",
         "latentwatch_model_info": "The model file monitoring each layer (value 1).",
     ]
 
-    /// Registers the info gauges (value 1).
-    static func registerInfo(registry: PrometheusCollectorRegistry, layers: [Sidecar.Layer]) {
+    /// Registers `latentwatch_build_info` (value 1).
+    static func registerBuildInfo(registry: PrometheusCollectorRegistry) {
         registry.makeGauge(
             name: "latentwatch_build_info",
             labels: [("version", LatentWatchVersion.string)],
             help: text["latentwatch_build_info"]!
         ).set(to: 1.0)
-        for l in layers {
-            registry.makeGauge(
+    }
+
+    /// Registers `latentwatch_model_info` for each layer (value 1) and returns the gauges, to unregister when the
+    /// models are replaced.
+    static func registerModelInfo(registry: PrometheusCollectorRegistry, layers: [Sidecar.Layer]) -> [Gauge] {
+        layers.map { l in
+            let g = registry.makeGauge(
                 name: "latentwatch_model_info",
                 labels: [("layer", l.name), ("fingerprint", hex(l.modelID)), ("family", l.model.family)],
                 help: text["latentwatch_model_info"]!
-            ).set(to: 1.0)
+            )
+            g.set(to: 1.0)
+            return g
         }
     }
 

@@ -8,10 +8,10 @@ final class ServerContext: Sendable {
     let configuration: SidecarConfiguration
     let queue: IngestQueue
     let metrics: SidecarMetrics
-    let welcome: Welcome
+    /// Each layer's activation size (a reload keeps them).
     let elements: [Int]
-    /// The loaded models, as `/healthz` lists them.
-    let models: [ModelSummary]
+    /// The models being served, their WELCOME and the last reload's outcome (a reload replaces them).
+    let served: NIOLockedValueBox<Served>
     let draining = Atomic<Bool>(false)
     let connections = NIOLockedValueBox<[ObjectIdentifier: Connection]>([:])
 
@@ -24,6 +24,23 @@ final class ServerContext: Sendable {
         let posteriorTemperature: Double?
     }
 
+    /// The outcome of the last reload.
+    struct ReloadStatus: Sendable {
+        let successful: Bool
+        /// Seconds since 1970.
+        let time: Double
+        let error: String?
+    }
+
+    /// What is served now.
+    struct Served: Sendable {
+        var welcome: Welcome
+        var models: [ModelSummary]
+        /// 0 for the models the server started with, one more per successful reload.
+        var generation = 0
+        var lastReload: ReloadStatus?
+    }
+
     init(
         configuration: SidecarConfiguration,
         queue: IngestQueue,
@@ -32,17 +49,24 @@ final class ServerContext: Sendable {
         models: [ModelSummary] = []
     ) {
         self.configuration = configuration
-        self.models = models
         self.queue = queue
         self.metrics = metrics
         self.elements = layers.map(\.elements)
-        self.welcome = Welcome(
-            maxFrame: configuration.maxFrameBytes,
-            maxRows: configuration.maxRows,
-            ackEvery: configuration.ackEvery,
-            layers: layers
+        self.served = NIOLockedValueBox(
+            Served(
+                welcome: Welcome(
+                    maxFrame: configuration.maxFrameBytes,
+                    maxRows: configuration.maxRows,
+                    ackEvery: configuration.ackEvery,
+                    layers: layers
+                ),
+                models: models
+            )
         )
     }
+
+    /// The WELCOME a new connection gets (its model ids change with a reload; names and sizes do not).
+    var welcome: Welcome { served.withLockedValue { $0.welcome } }
 
     /// Registers a connection unless the limit is reached.
     func register(_ c: Connection) -> Bool {

@@ -37,6 +37,10 @@ public final class Sidecar: Service, Sendable {
     let recent: RecentAlertsSink
     let logger: Logger
     let onListening: @Sendable (String) -> Void
+    /// Reads the replacement models for ``reload()`` (nil: this sidecar cannot reload).
+    let loadModels: (@Sendable () throws -> [Layer])?
+    /// The `latentwatch_model_info` gauges of the models served; held while a reload runs, so reloads are serial.
+    let modelInfo: LockedValue<[Gauge]>
 
     /// Builds the sidecar.
     /// - Parameters:
@@ -47,6 +51,8 @@ public final class Sidecar: Service, Sendable {
     ///   - configuration: sockets, limits, token.
     ///   - logger: diagnostics.
     ///   - onListening: called with `unix:PATH`, `tcp:HOST:PORT` and `http:HOST:PORT` once each listens.
+    ///   - loadModels: reads the models again for ``reload()`` (SIGHUP, `POST /v1/reload`), for example from the
+    ///     same files; nil when the sidecar cannot reload.
     public init(
         layers: [Layer],
         policy: AlertPolicy,
@@ -54,12 +60,14 @@ public final class Sidecar: Service, Sendable {
         recorder: ActivationRecorder? = nil,
         configuration: SidecarConfiguration,
         logger: Logger,
-        onListening: @escaping @Sendable (String) -> Void = { _ in }
+        onListening: @escaping @Sendable (String) -> Void = { _ in },
+        loadModels: (@Sendable () throws -> [Layer])? = nil
     ) throws {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
         self.onListening = onListening
+        self.loadModels = loadModels
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -67,7 +75,8 @@ public final class Sidecar: Service, Sendable {
         factory.valueHistogramBuckets["latentwatch_fused_p_value"] = MonitorMetricsBuckets.pValue
         factory.durationHistogramBuckets["latentwatch_scoring_duration_seconds"] =
             MonitorMetricsBuckets.scoringSeconds.map { .nanoseconds(Int64($0 * 1e9)) }
-        MetricsHelp.registerInfo(registry: registry, layers: layers)
+        MetricsHelp.registerBuildInfo(registry: registry)
+        self.modelInfo = LockedValue(MetricsHelp.registerModelInfo(registry: registry, layers: layers))
         let recent = RecentAlertsSink(capacity: configuration.recentAlerts)
         self.recent = recent
         self.monitor = try Monitor(
@@ -81,27 +90,100 @@ public final class Sidecar: Service, Sendable {
             metricsFactory: factory
         )
         let queue = IngestQueue(capacityBytes: configuration.queueBytes)
+        let metrics = SidecarMetrics(factory: factory)
         self.context = ServerContext(
             configuration: configuration,
             queue: queue,
-            metrics: SidecarMetrics(factory: factory),
-            layers: layers.map {
-                WireLayer(name: $0.name, elements: $0.model.preparation.inputCount, modelID: $0.modelID)
-            },
-            models: layers.map {
-                ServerContext.ModelSummary(
-                    layer: $0.name,
-                    fingerprint: MetricsHelp.hex($0.modelID),
-                    family: $0.model.family,
-                    components: $0.model.componentCount,
-                    posteriorTemperature: $0.model.posteriorTemperature
-                )
-            }
+            metrics: metrics,
+            layers: Self.wireLayers(layers),
+            models: Self.summaries(layers)
         )
+        metrics.lastReloadSuccessful.record(1)
+        metrics.lastReloadSuccessTime.record(Date().timeIntervalSince1970)
+    }
+
+    static func wireLayers(_ layers: [Layer]) -> [WireLayer] {
+        layers.map { WireLayer(name: $0.name, elements: $0.model.preparation.inputCount, modelID: $0.modelID) }
+    }
+
+    static func summaries(_ layers: [Layer]) -> [ServerContext.ModelSummary] {
+        layers.map {
+            ServerContext.ModelSummary(
+                layer: $0.name,
+                fingerprint: MetricsHelp.hex($0.modelID),
+                family: $0.model.family,
+                components: $0.model.componentCount,
+                posteriorTemperature: $0.model.posteriorTemperature
+            )
+        }
+    }
+
+    /// Reads the models again (with the `loadModels` given at creation) and swaps them in atomically
+    /// (``Monitor/replaceModels(_:)``): every input is assessed by the old models or the new ones, none is lost. New
+    /// connections' WELCOME carries the new model ids; open connections keep going (layer names and sizes do not
+    /// change). A replacement that cannot be read, or does not fit the layers (names, activation sizes), changes
+    /// nothing: the old models keep serving, and the failure is logged, counted in
+    /// `latentwatch_serve_reloads_total{result="failure"}`, shown by `latentwatch_serve_last_reload_successful` 0 and
+    /// `/healthz`, and thrown. Reloads run one at a time.
+    /// - Returns: the model generation now served (one more per successful reload).
+    @discardableResult
+    public func reload() throws(LatentWatchError) -> Int {
+        try modelInfo.withLock { (info) throws(LatentWatchError) -> Int in
+            let now = Date().timeIntervalSince1970
+            do throws(LatentWatchError) {
+                guard let loadModels else {
+                    throw LatentWatchError(
+                        .invalidConfiguration,
+                        "this sidecar was created without a way to load models again",
+                        remedy: "pass loadModels when creating the Sidecar"
+                    )
+                }
+                let layers: [Layer]
+                do { layers = try loadModels() } catch let e as LatentWatchError { throw e } catch {
+                    throw LatentWatchError(.io, "\(error)", remedy: "fix or replace the model files, then reload again")
+                }
+                try monitor.replaceModels(layers.map { MonitoredLayer(name: $0.name, model: $0.model) })
+                for g in info { registry.unregisterGauge(g) }
+                info = MetricsHelp.registerModelInfo(registry: registry, layers: layers)
+                let generation = context.served.withLockedValue { s -> Int in
+                    s.welcome.layers = Self.wireLayers(layers)
+                    s.models = Self.summaries(layers)
+                    s.generation += 1
+                    s.lastReload = ServerContext.ReloadStatus(successful: true, time: now, error: nil)
+                    return s.generation
+                }
+                context.metrics.reloadSuccesses.increment()
+                context.metrics.lastReloadSuccessful.record(1)
+                context.metrics.lastReloadSuccessTime.record(now)
+                logger.info(
+                    "models reloaded",
+                    metadata: [
+                        "generation": "\(generation)",
+                        "fingerprints":
+                            "\(layers.map { "\($0.name)=\(MetricsHelp.hex($0.modelID))" }.joined(separator: ","))",
+                    ]
+                )
+                return generation
+            } catch {
+                context.served.withLockedValue {
+                    $0.lastReload = ServerContext.ReloadStatus(successful: false, time: now, error: error.message)
+                }
+                context.metrics.reloadFailures.increment()
+                context.metrics.lastReloadSuccessful.record(0)
+                logger.error(
+                    "reloading the models failed; the previous models keep serving",
+                    metadata: ["error": "\(error.message)"]
+                )
+                throw error
+            }
+        }
     }
 
     /// The layers as announced in the WELCOME.
     public var layers: [WireLayer] { context.welcome.layers }
+
+    /// How many times the models were reloaded.
+    public var modelGeneration: Int { context.served.withLockedValue { $0.generation } }
 
     /// Runs until the graceful shutdown of the group that runs it (or cancellation), then drains and returns.
     /// Installs no signal handlers.
@@ -120,7 +202,12 @@ public final class Sidecar: Service, Sendable {
         if let http = configuration.http {
             let onListening = self.onListening
             let app = Application(
-                router: HTTPEndpoints.router(context: context, registry: registry, alerts: recent),
+                router: HTTPEndpoints.router(
+                    context: context,
+                    registry: registry,
+                    alerts: recent,
+                    reload: { [self] () throws(LatentWatchError) -> Int in try reload() }
+                ),
                 configuration: .init(address: .hostname(http.host, port: http.port), serverName: "latentwatch"),
                 onServerRunning: { channel in
                     onListening("http:\(http.host):\(channel.localAddress?.port ?? http.port)")

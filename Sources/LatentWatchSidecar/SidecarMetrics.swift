@@ -14,6 +14,10 @@ struct SidecarMetrics: Sendable {
     let slowConsumers: Counter
     let queueBytes: Gauge
     let httpRequests: Counter
+    let reloadSuccesses: Counter
+    let reloadFailures: Counter
+    let lastReloadSuccessful: Gauge
+    let lastReloadSuccessTime: Gauge
 
     init(factory: MetricsFactory, prefix: String = "latentwatch_serve") {
         openConnections = Gauge(label: "\(prefix)_open_connections", factory: factory)
@@ -31,5 +35,17 @@ struct SidecarMetrics: Sendable {
         slowConsumers = Counter(label: "\(prefix)_slow_consumer_disconnects_total", factory: factory)
         queueBytes = Gauge(label: "\(prefix)_queue_bytes", factory: factory)
         httpRequests = Counter(label: "\(prefix)_http_requests_total", factory: factory)
+        reloadSuccesses = Counter(
+            label: "\(prefix)_reloads_total",
+            dimensions: [("result", "success")],
+            factory: factory
+        )
+        reloadFailures = Counter(
+            label: "\(prefix)_reloads_total",
+            dimensions: [("result", "failure")],
+            factory: factory
+        )
+        lastReloadSuccessful = Gauge(label: "\(prefix)_last_reload_successful", factory: factory)
+        lastReloadSuccessTime = Gauge(label: "\(prefix)_last_reload_success_timestamp_seconds", factory: factory)
     }
 }
