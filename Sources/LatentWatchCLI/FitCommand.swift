@@ -13,6 +13,8 @@ struct FitCommand: ParsableCommand {
             [inputs, features...]; labels are one integer per input. Files are read in batches, never whole.
             Example: latentwatch fit --activations train_h1.npy --labels train_labels.npy \
             --calibration calibration_h1.npy --family gda --output h1.lwm
+            Sharded (gda and tied): each shard writes its statistics with --statistics-only and --first-index \
+            (the index of its first input in the whole data set); `latentwatch merge` turns them into a model.
             """
     )
 
@@ -91,8 +93,20 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Layer name stored in the model (default: the array's name).")
     var layer: String?
 
-    @Option(help: "Where to write the model file.")
+    @Option(help: "Where to write the model file (with --statistics-only: the statistics file).")
     var output: String
+
+    @Flag(
+        help:
+            "Write this shard's mergeable statistics (a .lws file for `latentwatch merge`) instead of a model (gda and tied)."
+    )
+    var statisticsOnly = false
+
+    @Option(
+        help:
+            "With --statistics-only: index of this shard's first input in the whole data set, so the validation split is that of one pass."
+    )
+    var firstIndex: Int = 0
 
     func run() throws {
         let file = try userFacing("activations") { try TensorFile(path: activations) }
@@ -148,6 +162,10 @@ struct FitCommand: ParsableCommand {
         cfg.calibratePosterior = posteriorCalibration
         let progress = ProgressPrinter()
         let start = Date()
+        if statisticsOnly {
+            try writeStatistics(source, configuration: cfg, start: start)
+            return
+        }
         let model = try userFacing("fit") {
             try LatentModelFitter.fit(
                 source,
@@ -186,5 +204,31 @@ struct FitCommand: ParsableCommand {
             "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
         print("regularisation: \(model.metadata.notes)")
+    }
+
+    /// `--statistics-only`: gathers this shard's statistics and writes them.
+    func writeStatistics(_ source: FileActivations, configuration cfg: FitConfiguration, start: Date) throws {
+        guard cfg.family == .gda || cfg.family == .tied else {
+            throw ValidationError(
+                "--statistics-only supports --family gda and tied; a \(cfg.family) fit needs passes over the activations"
+            )
+        }
+        guard calibration == nil, calibrationLabels == nil else {
+            throw ValidationError(
+                "--statistics-only takes no --calibration: give the calibration inputs to `latentwatch merge`"
+            )
+        }
+        guard firstIndex >= 0 else { throw ValidationError("--first-index must be at least 0") }
+        let stats = try userFacing("statistics") {
+            try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: firstIndex)
+        }
+        try userFacing("writing \(output)") {
+            try StatisticsFile.write(stats, to: output, created: ISO8601DateFormatter().string(from: Date()))
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        let rows = stats.rows.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
+        print(
+            "wrote \(output) (\(size) bytes): statistics of \(stats.fitSamples) inputs (rows \(rows)), layer \(cfg.layerName), \(cfg.family), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+        )
     }
 }

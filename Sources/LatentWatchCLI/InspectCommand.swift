@@ -36,6 +36,18 @@ struct InspectCommand: ParsableCommand {
         do { bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file))) } catch {
             throw ValidationError("cannot read \(file): \(error.localizedDescription)")
         }
+        if let stats = try? StatisticsFile.decode(bytes) {
+            let c = stats.configuration
+            print("file:        \(file) (\(bytes.count) bytes, statistics for `latentwatch merge`, checksums OK)")
+            print("layer:       \(c.layerName), input shape \(stats.activationShape)")
+            print(
+                "rows:        \(stats.fitSamples) (\(stats.rows.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")))"
+            )
+            print(
+                "fit:         \(c.family), pooling \(c.preparation.pooling.rawValue), l2 \(c.preparation.l2Normalize)"
+            )
+            return
+        }
         let decoded: (LatentModel, (version: String, sections: Int, metadataJSON: String))
         do {
             decoded = (try ModelFile.decode(bytes), try ModelFile.describe(bytes))

@@ -20,6 +20,8 @@ enum FuzzTarget: String, CaseIterable {
     case capi
     /// `latentwatch serve --config FILE`: JSON to arguments, parsed and validated, policy and settings built.
     case config
+    /// Statistics files (`StatisticsFile.decode`), checksums not verified; what decodes is merged and fitted.
+    case statistics
 
     static let current: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["LW_FUZZ_TARGET"] ?? ""
@@ -45,6 +47,7 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case .wire: fuzzWire(bytes)
     case .capi: FuzzCAPI.run(bytes)
     case .config: FuzzConfig.run(bytes)
+    case .statistics: fuzzStatistics(bytes)
     }
     DescriptorLeakCheck.afterInput()
     return 0
@@ -156,4 +159,24 @@ enum RecordingRepair {
     static func put(_ v: UInt32, into b: inout [UInt8], at o: Int) {
         for i in 0..<4 { b[o + i] = UInt8((v >> (8 * UInt32(i))) & 0xFF) }
     }
+}
+
+func fuzzStatistics(_ bytes: [UInt8]) {
+    guard var stats = try? StatisticsFile.decode(bytes, verifyChecksums: false) else { return }
+    // Statistics that decode must merge (or be refused), re-encode, and fit a model or throw, whatever their moments.
+    _ = try? StatisticsFile.encode(stats)
+    let shape = stats.activationShape
+    let n = shape.reduce(1, *)
+    guard n <= 256 else { return }
+    var copy = stats
+    _ = try? copy.merge(stats)
+    let calibration = InMemoryActivations(values: (0..<(8 * n)).map { Float($0 % 7) - 3 }, shape: shape)
+    if let model = try? LatentModelFitter.fit(
+        statistics: stats,
+        calibration: calibration,
+        configuration: stats.configuration
+    ) {
+        _ = try? model.score([Float](repeating: 0.5, count: n))
+    }
+    stats = copy
 }

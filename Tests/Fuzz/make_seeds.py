@@ -81,6 +81,12 @@ def main() -> None:
                         "--precision", "float16", "--pca", "2", "--output", f"{d}/h.lwm"], check=True,
                        capture_output=True)
         write("model", "gda_f16_pca.lwm", open(f"{d}/h.lwm", "rb").read())
+        # Shards' statistics (`fit --statistics-only`): class Gaussians with a fixed shrinkage and PCA, tied.
+        for name, extra in [("gda_pca", ["--family", "gda", "--pca", "2", "--regularization", "0.1"]),
+                            ("tied", ["--family", "tied", "--first-index", "7"])]:
+            subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", "--labels", f"{d}/labels.npy",
+                            "--statistics-only", *extra, "--output", f"{d}/s.lws"], check=True, capture_output=True)
+            write("statistics", f"{name}.lws", open(f"{d}/s.lws", "rb").read())
         # The C interface's target: an operation byte, then its operands (Sources/latentwatch-fuzz/FuzzCAPI.swift).
         write("capi", "load-model", bytes([0]) + open(f"{d}/h.lwm", "rb").read())
         np.save(f"{d}/small.npy", train[:5])

@@ -6,7 +6,7 @@ import Testing
 /// crashed the host (Tests/Fixtures/malformed): every one must end without a crash. `.ci/fuzz` runs the same
 /// targets under libFuzzer and AddressSanitizer.
 @Suite struct FuzzReplayTests {
-    @Test(arguments: ["model", "tensor", "recording", "wire", "capi", "config"])
+    @Test(arguments: ["model", "tensor", "recording", "wire", "capi", "config", "statistics"])
     func seedsAndFindingsReplayWithoutACrash(target: String) throws {
         var inputs = ["Tests/Fuzz/seeds/\(target)"]
         if target == "tensor" { inputs.append("Tests/Fixtures/malformed") }

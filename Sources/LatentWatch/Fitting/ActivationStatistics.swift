@@ -12,6 +12,10 @@ public struct ActivationStatistics: Sendable {
     /// Seed and validation fraction of the split assignment.
     let splitSeed: UInt64
     let validationFraction: Double
+    /// The configuration the statistics were gathered with; a fit from them uses it (``configuration``).
+    package internal(set) var gatheredWith: FitConfiguration
+    /// The rows of the whole data set these statistics hold (shard ranges, by index of the first activation).
+    package internal(set) var rowRanges: [Range<Int>] = []
     package var classes: [Int: (train: GaussianMoments, validation: GaussianMoments)] = [:]
     package internal(set) var globalTrain: GaussianMoments
     package internal(set) var globalValidation: GaussianMoments
@@ -26,12 +30,25 @@ public struct ActivationStatistics: Sendable {
         self.preparation = cfg.preparation
         self.splitSeed = cfg.splitSeed
         self.validationFraction = validationFraction
+        self.gatheredWith = cfg
         globalTrain = GaussianMoments(dimension: p)
         globalValidation = GaussianMoments(dimension: p)
     }
 
     /// Class labels seen.
     package var classLabels: [Int] { classes.keys.sorted() }
+
+    /// The fit configuration the statistics were gathered with (family, preparation, regularisation, split seed,
+    /// precision, layer name): what ``LatentModelFitter/fit(statistics:calibration:configuration:created:progress:)``
+    /// should be given.
+    public var configuration: FitConfiguration { gatheredWith }
+
+    /// Shape of one raw activation.
+    public var activationShape: [Int] { inputShape }
+
+    /// The rows of the whole data set these statistics hold, as ranges of activation indices (one per shard merged
+    /// in, adjacent ranges joined).
+    public var rows: [Range<Int>] { rowRanges }
 
     /// A class's training and validation moments, and both merged (all its fitting samples).
     package func moments(
@@ -50,7 +67,8 @@ public struct ActivationStatistics: Sendable {
         return all
     }
 
-    /// Merges the statistics of another shard gathered with the same configuration.
+    /// Merges the statistics of another shard gathered with the same configuration. Refuses shards of another
+    /// shape, layer or configuration, and shards whose rows overlap these (a shard merged twice).
     public mutating func merge(_ other: ActivationStatistics) throws {
         guard other.inputShape == inputShape, other.preparation == preparation, other.splitSeed == splitSeed,
             other.validationFraction == validationFraction
@@ -60,6 +78,18 @@ public struct ActivationStatistics: Sendable {
                 "statistics were gathered with different shapes or options (\(inputShape) vs \(other.inputShape)); merge only shards of one configuration"
             )
         }
+        let a = gatheredWith
+        let b = other.gatheredWith
+        guard a.family == b.family, a.regularization == b.regularization, a.layerName == b.layerName,
+            a.precision == b.precision, a.fitBackground == b.fitBackground
+        else {
+            throw LatentWatchError(
+                .fitFailed,
+                "statistics of layer '\(b.layerName)' (\(b.family)) were gathered for another fit than those of layer '\(a.layerName)' (\(a.family)): family, regularisation, precision or layer differ",
+                remedy: "gather every shard with the same fit options"
+            )
+        }
+        let combined = try Self.joined(rowRanges, other.rowRanges)
         globalTrain.merge(other.globalTrain)
         globalValidation.merge(other.globalValidation)
         for (label, pair) in other.classes {
@@ -72,6 +102,29 @@ public struct ActivationStatistics: Sendable {
             classes[label] = mine
         }
         fitSamples += other.fitSamples
+        rowRanges = combined
+    }
+
+    /// Two sets of row ranges as one, sorted, with adjacent ranges joined; throws when they overlap.
+    static func joined(_ a: [Range<Int>], _ b: [Range<Int>]) throws(LatentWatchError) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        for r in (a + b).sorted(by: { $0.lowerBound < $1.lowerBound }) where !r.isEmpty {
+            if let last = out.last {
+                if r.lowerBound < last.upperBound {
+                    throw LatentWatchError(
+                        .fitFailed,
+                        "rows \(r.lowerBound)..<\(min(r.upperBound, last.upperBound)) are in two of the statistics being merged",
+                        remedy: "merge each shard once, and give each shard its own --first-index"
+                    )
+                }
+                if r.lowerBound == last.upperBound {
+                    out[out.count - 1] = last.lowerBound..<r.upperBound
+                    continue
+                }
+            }
+            out.append(r)
+        }
+        return out
     }
 
     func checkCompatible(with cfg: FitConfiguration) throws {
@@ -117,13 +170,15 @@ extension LatentModelFitter {
             validationFraction: cfg.regularization.shrinkage == .heldOutLikelihood
                 ? cfg.regularization.validationFraction : 0
         )
-        return try collectStatistics(
+        var stats = try collectStatistics(
             source,
             configuration: cfg,
             split: split,
             firstIndex: firstIndex,
             progress: progress
         )
+        stats.rowRanges = [firstIndex..<(firstIndex + stats.fitSamples)]
+        return stats
     }
 
     static func collectStatistics(

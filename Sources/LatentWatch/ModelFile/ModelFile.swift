@@ -372,6 +372,14 @@ public enum ModelFile {
         let payloads = try sectionPayloads(b, verifyChecksums: verifyChecksums)
         let meta: ModelFileMetadata
         do { meta = try JSONDecoder().decode(ModelFileMetadata.self, from: Data(payloads[0]!)) } catch {
+            let format = try? JSONDecoder().decode(StatisticsFile.FormatOnly.self, from: Data(payloads[0]!)).format
+            if format == StatisticsFile.format {
+                throw LatentWatchError(
+                    .malformedMetadata,
+                    "this is a statistics file (from `latentwatch fit --statistics-only`), not a model",
+                    remedy: "turn statistics into a model with `latentwatch merge`"
+                )
+            }
             throw LatentWatchError(
                 .malformedMetadata,
                 "the metadata does not parse: \(error)",

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Sharded fitting of a LatentWatch model on a Dask cluster.
+
+One task per shard runs `latentwatch fit --statistics-only` on that shard's activations and returns its mergeable
+statistics (a .lws file's bytes). The statistics are merged pairwise on the workers (`latentwatch merge
+--statistics-only`), and the last task fits and calibrates the model (`latentwatch merge --calibration`). The
+model equals a single-pass `latentwatch fit --calibration` on all the shards' rows, up to rounding
+(Tests/LatentWatchCLITests/DaskShardedFitTests.swift checks it).
+
+Every worker needs the `latentwatch` executable and read access to the shard files. On one machine that holds
+already. On a cluster, use shared storage, or copy the files to each worker first. Shards are .npy arrays, given in
+the order of the whole data set. Each shard's first row index is counted from the shards before it, so the
+validation split is the same as in one pass.
+
+    python3 Samples/Dask/sharded_fit.py --latentwatch .build/release/latentwatch \
+        --shard x0.npy:y0.npy --shard x1.npy:y1.npy --shard x2.npy:y2.npy \
+        --calibration cal.npy --calibration-labels cal_labels.npy --layer h1 --output h1.lwm
+
+Without --scheduler it starts a LocalCluster of --workers processes (one thread each). With --scheduler it
+connects to an existing cluster, for example `tcp://scheduler:8786`.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from dask.distributed import Client, LocalCluster
+
+
+def run(command):
+    """Runs a latentwatch command; a failure raises with its message, which Dask reports to the client."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def shard_statistics(latentwatch, activations, labels, first_index, fit_options):
+    """The statistics of one shard, as .lws bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "shard.lws")
+        run([latentwatch, "fit", "--activations", activations, "--labels", labels, "--statistics-only",
+             "--first-index", str(first_index), "--output", out, *fit_options])
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def merge_statistics(latentwatch, *parts):
+    """Several shards' statistics merged into one, as .lws bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for i, p in enumerate(parts):
+            paths.append(os.path.join(d, f"part{i}.lws"))
+            with open(paths[-1], "wb") as f:
+                f.write(p)
+        out = os.path.join(d, "merged.lws")
+        run([latentwatch, "merge", *paths, "--statistics-only", "--output", out])
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def fit_model(latentwatch, statistics, calibration, calibration_labels):
+    """The model fitted from merged statistics and calibrated, as .lwm bytes, and merge's report."""
+    with tempfile.TemporaryDirectory() as d:
+        stats = os.path.join(d, "all.lws")
+        with open(stats, "wb") as f:
+            f.write(statistics)
+        out = os.path.join(d, "model.lwm")
+        command = [latentwatch, "merge", stats, "--calibration", calibration, "--output", out]
+        if calibration_labels:
+            command += ["--calibration-labels", calibration_labels]
+        report = run(command)
+        with open(out, "rb") as f:
+            return f.read(), report
+
+
+def sharded_fit(client, latentwatch, shards, calibration, calibration_labels, fit_options):
+    """Fits one model from shards [(activations.npy, labels.npy)] on the cluster; returns (model bytes,
+    merged statistics bytes, report)."""
+    futures = []
+    first = 0
+    for activations, labels in shards:
+        futures.append(client.submit(shard_statistics, latentwatch, activations, labels, first, fit_options,
+                                     pure=False))
+        first += np.load(activations, mmap_mode="r").shape[0]
+    # A tree of pairwise merges: log2(shards) rounds, each on the workers.
+    while len(futures) > 1:
+        pairs = [futures[i:i + 2] for i in range(0, len(futures), 2)]
+        futures = [client.submit(merge_statistics, latentwatch, *p, pure=False) if len(p) == 2 else p[0]
+                   for p in pairs]
+    merged = futures[0]
+    model = client.submit(fit_model, latentwatch, merged, calibration, calibration_labels, pure=False)
+    (model_bytes, report), statistics = client.gather([model, merged])
+    return model_bytes, statistics, report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latentwatch", default="latentwatch", help="the latentwatch executable")
+    parser.add_argument("--shard", action="append", required=True, metavar="ACTIVATIONS.npy:LABELS.npy",
+                        help="one shard (repeat, in the order of the whole data set)")
+    parser.add_argument("--calibration", required=True, help="held-out activations to calibrate on")
+    parser.add_argument("--calibration-labels", help="their labels (calibrates the class posterior)")
+    parser.add_argument("--family", default="gda", choices=["gda", "tied"])
+    parser.add_argument("--layer", help="layer name stored in the model")
+    parser.add_argument("--fit-option", action="append", default=[], metavar="OPTION",
+                        help="another `latentwatch fit` option for every shard, for example --fit-option=--pca=64")
+    parser.add_argument("--output", required=True, help="where to write the model file")
+    parser.add_argument("--statistics-output", help="also write the merged statistics (.lws) here")
+    parser.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    args = parser.parse_args(argv)
+    shards = []
+    for s in args.shard:
+        activations, sep, labels = s.partition(":")
+        if not sep:
+            parser.error(f"--shard {s}: expected ACTIVATIONS.npy:LABELS.npy")
+        shards.append((os.path.abspath(activations), os.path.abspath(labels)))
+    fit_options = ["--family", args.family, *args.fit_option]
+    if args.layer:
+        fit_options += ["--layer", args.layer]
+    latentwatch = os.path.abspath(args.latentwatch) if os.path.sep in args.latentwatch else args.latentwatch
+    calibration_labels = os.path.abspath(args.calibration_labels) if args.calibration_labels else None
+    if args.scheduler:
+        client = Client(args.scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        model, statistics, report = sharded_fit(client, latentwatch, shards, os.path.abspath(args.calibration),
+                                                calibration_labels, fit_options)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    with open(args.output, "wb") as f:
+        f.write(model)
+    if args.statistics_output:
+        with open(args.statistics_output, "wb") as f:
+            f.write(statistics)
+    sys.stdout.write(report)
+    print(f"sharded fit: {len(shards)} shards on {'the cluster at ' + args.scheduler if args.scheduler else f'a LocalCluster of {args.workers} workers'}; wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+import Foundation
+import LatentWatch
+import LatentWatchTestSupport
+import Testing
+
+/// Samples/Dask/sharded_fit.py on a real `dask.distributed` LocalCluster of 2 worker processes: three shards of the
+/// digits MLP's training activations, one `fit --statistics-only` task each, merged on the workers, give the model
+/// a single-pass `latentwatch fit --calibration` gives. dask and distributed come from PyPI (`.ci/run` installs
+/// them); where they are missing the test says so and skips.
+@Suite(.serialized) struct DaskShardedFitTests {
+    static func python(_ arguments: [String]) throws -> (status: Int32, out: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3"] + arguments
+        p.currentDirectoryURL = CLI.root
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
+    /// Largest |a - b| over largest |a| (0 when both are all zero).
+    static func relative(_ a: [Double], _ b: [Double]) -> Double {
+        let scale = a.map(abs).max() ?? 0
+        let diff = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+        return scale > 0 ? diff / scale : diff
+    }
+
+    @Test func daskRecipeFitsWhatOnePassFits() throws {
+        guard try Self.python(["-c", "import dask.distributed"]).status == 0 else {
+            print("dask.distributed is not installed: the Dask recipe test is skipped (.ci/run installs it)")
+            return
+        }
+        let dir = CLI.temporaryDirectory()
+        let data = CLI.data.path
+        let split = try Self.python([
+            "-c",
+            """
+            import numpy as np
+            x = np.load('\(data)/train_h1.npy'); y = np.load('\(data)/train_labels.npy')
+            cuts = [0, 200, 450, len(x)]
+            for i in range(3):
+                np.save('\(dir.path)/x%d.npy' % i, x[cuts[i]:cuts[i + 1]])
+                np.save('\(dir.path)/y%d.npy' % i, y[cuts[i]:cuts[i + 1]])
+            """,
+        ])
+        #expect(split.status == 0, "\(split.out)")
+        let recipe = try Self.python(
+            [
+                "Samples/Dask/sharded_fit.py", "--latentwatch", CLI.executable, "--workers", "2",
+                "--calibration", "\(data)/calibration_h1.npy", "--calibration-labels", "\(data)/calibration_labels.npy",
+                "--layer", "h1", "--output", dir.appendingPathComponent("dask.lwm").path,
+                "--statistics-output", dir.appendingPathComponent("dask.lws").path,
+            ] + (0..<3).flatMap { ["--shard", "\(dir.path)/x\($0).npy:\(dir.path)/y\($0).npy"] }
+        )
+        #expect(recipe.status == 0, "\(recipe.out)")
+        #expect(recipe.out.contains("3 shards on a LocalCluster of 2 workers"), "\(recipe.out)")
+        // One pass over the same rows: statistics, and the model.
+        let common = ["--activations", "\(data)/train_h1.npy", "--labels", "\(data)/train_labels.npy", "--layer", "h1"]
+        let stats = try CLI.run(
+            ["fit"] + common + ["--statistics-only", "--output", dir.appendingPathComponent("whole.lws").path]
+        )
+        #expect(stats.status == 0, "\(stats.err)")
+        let inspected = try CLI.run(["inspect", dir.appendingPathComponent("whole.lws").path])
+        #expect(inspected.out.contains("rows:        649 (0..<649)"), "\(inspected.out)")
+        let fit = try CLI.run(
+            ["fit"] + common + [
+                "--calibration", "\(data)/calibration_h1.npy", "--calibration-labels", "\(data)/calibration_labels.npy",
+                "--output", dir.appendingPathComponent("single.lwm").path,
+            ]
+        )
+        #expect(fit.status == 0, "\(fit.err)")
+
+        // The merged statistics equal one pass's to 1e-9 relative (the weights and counts exactly).
+        let merged = try StatisticsFile.read(contentsOf: dir.appendingPathComponent("dask.lws").path)
+        let whole = try StatisticsFile.read(contentsOf: dir.appendingPathComponent("whole.lws").path)
+        #expect(merged.rows == [0..<649] && whole.rows == [0..<649])
+        #expect(merged.classLabels == whole.classLabels)
+        var worst = 0.0
+        for label in whole.classLabels {
+            let (a, b) = (whole.classes[label]!, merged.classes[label]!)
+            for (x, y) in [(a.train, b.train), (a.validation, b.validation)] {
+                #expect(x.weight == y.weight && x.count == y.count, "class \(label)")
+                worst = max(worst, Self.relative(x.mean, y.mean), Self.relative(x.scatterSymmetric, y.scatterSymmetric))
+            }
+        }
+        print("dask: merged statistics within \(worst) relative of one pass")
+        #expect(worst <= 1e-9)
+
+        // The models: the same shrinkage per class, posterior temperature and scores (1e-6 relative).
+        let m1 = try ModelFile.read(contentsOf: dir.appendingPathComponent("single.lwm").path)
+        let m2 = try ModelFile.read(contentsOf: dir.appendingPathComponent("dask.lwm").path)
+        #expect(m1.density.regularization.map(\.shrinkage) == m2.density.regularization.map(\.shrinkage))
+        let t1 = try #require(m1.posteriorTemperature)
+        let t2 = try #require(m2.posteriorTemperature)
+        #expect(abs(t1 - t2) <= 1e-6 * t1)
+        let test = try TensorFile(path: "\(data)/test_h1.npy")
+        let x = try test.floats(test.tensor(nil).name)
+        var scoreDiff = 0.0
+        for r in 0..<(x.count / 128) {
+            let row = Array(x[(r * 128)..<((r + 1) * 128)])
+            let (s1, s2) = (try m1.score(row), try m2.score(row))
+            scoreDiff = max(
+                scoreDiff,
+                abs(s1.surprise - s2.surprise) / max(1, abs(s1.surprise)),
+                abs(s1.entropy - s2.entropy) / max(1e-12, s1.entropy)
+            )
+        }
+        print("dask: scores of \(x.count / 128) test inputs within \(scoreDiff) relative")
+        #expect(scoreDiff <= 1e-6)
+    }
+}
