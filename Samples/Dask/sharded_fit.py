@@ -18,6 +18,10 @@ validation split is the same as in one pass.
 
 Without --scheduler it starts a LocalCluster of --workers processes (one thread each). With --scheduler it
 connects to an existing cluster, for example `tcp://scheduler:8786`.
+
+With --engine python the tasks use the Python package in process (`latentwatch.gather_statistics`,
+`Statistics.merge`, `Statistics.fit`) instead of the executable. Statistics travel between workers pickled as
+their .lws bytes. The workers then need the package, not the executable.
 """
 
 import argparse
@@ -77,6 +81,43 @@ def fit_model(latentwatch, statistics, calibration, calibration_labels):
             return f.read(), report
 
 
+def shard_statistics_in_process(activations, labels, first_index, options):
+    """The statistics of one shard, gathered by the Python package (pickled as .lws bytes)."""
+    import latentwatch as lw
+    return lw.gather_statistics(np.load(activations), np.load(labels), first_index=first_index, **options)
+
+
+def merge_in_process(a, b):
+    """Two shards' statistics merged by the Python package, into a new object (a task's inputs stay as they are)."""
+    import latentwatch as lw
+    return lw.merge_statistics([a, b])
+
+
+def fit_in_process(statistics, calibration, calibration_labels):
+    """The model fitted and calibrated by the Python package, as .lwm bytes, and a report."""
+    model = statistics.fit(np.load(calibration), np.load(calibration_labels) if calibration_labels else None)
+    first, end = statistics.rows
+    report = (f"fitted {model.family} on {statistics.samples} rows [{first}, {end}) in process, calibrated on "
+              f"{model.calibration_count}; fit: {model.fit_notes}\n")
+    return model.to_bytes(), report
+
+
+def sharded_fit_in_process(client, shards, calibration, calibration_labels, options):
+    """As sharded_fit, with the Python package on the workers."""
+    futures = []
+    first = 0
+    for activations, labels in shards:
+        futures.append(client.submit(shard_statistics_in_process, activations, labels, first, options, pure=False))
+        first += np.load(activations, mmap_mode="r").shape[0]
+    while len(futures) > 1:
+        pairs = [futures[i:i + 2] for i in range(0, len(futures), 2)]
+        futures = [client.submit(merge_in_process, *p, pure=False) if len(p) == 2 else p[0] for p in pairs]
+    merged = futures[0]
+    model = client.submit(fit_in_process, merged, calibration, calibration_labels, pure=False)
+    (model_bytes, report), statistics = client.gather([model, merged])
+    return model_bytes, statistics.to_bytes(), report
+
+
 def sharded_fit(client, latentwatch, shards, calibration, calibration_labels, fit_options):
     """Fits one model from shards [(activations.npy, labels.npy)] on the cluster; returns (model bytes,
     merged statistics bytes, report)."""
@@ -112,6 +153,8 @@ def main(argv=None):
     parser.add_argument("--statistics-output", help="also write the merged statistics (.lws) here")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    parser.add_argument("--engine", choices=["cli", "python"], default="cli",
+                        help="cli: the latentwatch executable on the workers; python: the Python package in process")
     args = parser.parse_args(argv)
     shards = []
     for s in args.shard:
@@ -132,8 +175,17 @@ def main(argv=None):
                                dashboard_address=None)
         client = Client(cluster)
     try:
-        model, statistics, report = sharded_fit(client, latentwatch, shards, os.path.abspath(args.calibration),
-                                                calibration_labels, fit_options)
+        if args.engine == "python":
+            if args.fit_option:
+                parser.error("--fit-option is for --engine cli")
+            options = {"family": args.family}
+            if args.layer:
+                options["layer_name"] = args.layer
+            model, statistics, report = sharded_fit_in_process(client, shards, os.path.abspath(args.calibration),
+                                                               calibration_labels, options)
+        else:
+            model, statistics, report = sharded_fit(client, latentwatch, shards, os.path.abspath(args.calibration),
+                                                    calibration_labels, fit_options)
     finally:
         client.close()
         if cluster is not None:
@@ -144,7 +196,8 @@ def main(argv=None):
         with open(args.statistics_output, "wb") as f:
             f.write(statistics)
     sys.stdout.write(report)
-    print(f"sharded fit: {len(shards)} shards on {'the cluster at ' + args.scheduler if args.scheduler else f'a LocalCluster of {args.workers} workers'}; wrote {args.output}")
+    where = f"the cluster at {args.scheduler}" if args.scheduler else f"a LocalCluster of {args.workers} workers"
+    print(f"sharded fit: {len(shards)} shards on {where} ({args.engine} engine); wrote {args.output}")
 
 
 if __name__ == "__main__":

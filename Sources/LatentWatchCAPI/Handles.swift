@@ -10,8 +10,15 @@ final class HandleRegistry: Sendable {
     enum Kind: UInt {
         case model = 1
         case monitor = 2
+        case statistics = 3
 
-        var name: String { self == .model ? "lw_model" : "lw_monitor" }
+        var name: String {
+            switch self {
+            case .model: "lw_model"
+            case .monitor: "lw_monitor"
+            case .statistics: "lw_statistics"
+            }
+        }
     }
 
     private struct Table {

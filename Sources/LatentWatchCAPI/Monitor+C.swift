@@ -666,7 +666,12 @@ public func lwMonitorGetStats(_ monitor: OpaquePointer?, _ stats: UnsafeMutableP
     CallState.run { () throws(CallError) in
         let h = try MonitorHandle.lookup(monitor)
         guard let stats else { throw .null("stats") }
-        try checkStructSize(stats.pointee.struct_size, MemoryLayout<lw_monitor_stats>.size, "lw_monitor_stats")
+        // Programs compiled before `replacements` pass a struct that ends at `alerts`.
+        try checkStructSize(
+            stats.pointee.struct_size,
+            MemoryLayout<lw_monitor_stats>.offset(of: \.replacements)!,
+            "lw_monitor_stats"
+        )
         var s = lw_monitor_stats()
         s.struct_size = UInt32(MemoryLayout<lw_monitor_stats>.size)
         s.layer_count = UInt32(h.inputCounts.count)
@@ -675,7 +680,40 @@ public func lwMonitorGetStats(_ monitor: OpaquePointer?, _ stats: UnsafeMutableP
         s.dropped = h.dropped.load(ordering: .relaxed)
         s.queued = UInt64(h.monitor.queuedInputs)
         s.alerts = h.alertsDelivered.value.load(ordering: .relaxed)
+        s.replacements = UInt64(h.monitor.modelGeneration)
         store(s, to: stats, size: stats.pointee.struct_size)
+    }
+}
+
+@c(lw_monitor_replace_models)
+public func lwMonitorReplaceModels(
+    _ monitor: OpaquePointer?,
+    _ models: UnsafePointer<OpaquePointer?>?,
+    _ layerCount: UInt32
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try MonitorHandle.lookup(monitor)
+        guard let models else { throw .null("models") }
+        let names = h.monitor.layerNames
+        guard Int(layerCount) == names.count else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "layer_count is \(layerCount); the monitor has \(names.count) layers (\(names))"
+            )
+        }
+        var layers: [MonitoredLayer] = []
+        for l in 0..<names.count {
+            guard let m = models[l] else { throw .null("models[\(l)]") }
+            let model = try ModelHandle.lookup(m).model
+            guard model.calibrationCount > 0 else {
+                throw CallError(
+                    LW_ERR_INVALID_CONFIGURATION,
+                    "the model for layer '\(names[l])' has no calibration scores, so its p-values would always be 1"
+                )
+            }
+            layers.append(MonitoredLayer(name: names[l], model: model))
+        }
+        try sdk { () throws(LatentWatchError) in try h.monitor.replaceModels(layers) }
     }
 }
 

@@ -44,9 +44,8 @@ enum MetricsHelp {
     /// Registers `latentwatch_build_info` (value 1).
     static func registerBuildInfo(registry: PrometheusCollectorRegistry) {
         registry.makeGauge(
-            name: "latentwatch_build_info",
-            labels: [("version", LatentWatchVersion.string)],
-            help: text["latentwatch_build_info"]!
+            descriptor: descriptor("latentwatch_build_info"),
+            labels: [("version", LatentWatchVersion.string)]
         ).set(to: 1.0)
     }
 
@@ -55,13 +54,17 @@ enum MetricsHelp {
     static func registerModelInfo(registry: PrometheusCollectorRegistry, layers: [Sidecar.Layer]) -> [Gauge] {
         layers.map { l in
             let g = registry.makeGauge(
-                name: "latentwatch_model_info",
-                labels: [("layer", l.name), ("fingerprint", hex(l.modelID)), ("family", l.model.family)],
-                help: text["latentwatch_model_info"]!
+                descriptor: descriptor("latentwatch_model_info"),
+                labels: [("layer", l.name), ("fingerprint", hex(l.modelID)), ("family", l.model.family)]
             )
             g.set(to: 1.0)
             return g
         }
+    }
+
+    /// The full name and help text of one of the info gauges.
+    static func descriptor(_ name: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: text[name]!)
     }
 
     /// The model id as eight hex digits.

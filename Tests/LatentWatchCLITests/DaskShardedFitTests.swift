@@ -8,10 +8,16 @@ import Testing
 /// a single-pass `latentwatch fit --calibration` gives. dask and distributed come from PyPI (`.ci/run` installs
 /// them); where they are missing the test says so and skips.
 @Suite(.serialized) struct DaskShardedFitTests {
-    static func python(_ arguments: [String]) throws -> (status: Int32, out: String) {
+    static func python(
+        _ arguments: [String],
+        environment: [String: String] = [:]
+    ) throws -> (status: Int32, out: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3"] + arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         p.currentDirectoryURL = CLI.root
         let out = Pipe()
         p.standardOutput = out
@@ -29,7 +35,9 @@ import Testing
         return scale > 0 ? diff / scale : diff
     }
 
-    @Test func daskRecipeFitsWhatOnePassFits() throws {
+    /// `cli`: the executable on the workers; `python`: the Python package in process (Sources/Python with the
+    /// library this build made), its Statistics pickled between workers.
+    @Test(arguments: ["cli", "python"]) func daskRecipeFitsWhatOnePassFits(engine: String) throws {
         guard try Self.python(["-c", "import dask.distributed"]).status == 0 else {
             print("dask.distributed is not installed: the Dask recipe test is skipped (.ci/run installs it)")
             return
@@ -50,14 +58,18 @@ import Testing
         #expect(split.status == 0, "\(split.out)")
         let recipe = try Self.python(
             [
-                "Samples/Dask/sharded_fit.py", "--latentwatch", CLI.executable, "--workers", "2",
+                "Samples/Dask/sharded_fit.py", "--latentwatch", CLI.executable, "--workers", "2", "--engine", engine,
                 "--calibration", "\(data)/calibration_h1.npy", "--calibration-labels", "\(data)/calibration_labels.npy",
                 "--layer", "h1", "--output", dir.appendingPathComponent("dask.lwm").path,
                 "--statistics-output", dir.appendingPathComponent("dask.lws").path,
-            ] + (0..<3).flatMap { ["--shard", "\(dir.path)/x\($0).npy:\(dir.path)/y\($0).npy"] }
+            ] + (0..<3).flatMap { ["--shard", "\(dir.path)/x\($0).npy:\(dir.path)/y\($0).npy"] },
+            environment: [
+                "PYTHONPATH": CLI.root.appendingPathComponent("Sources/Python").path,
+                "LATENTWATCH_LIBRARY": CLI.product("libLatentWatchC.so"),
+            ]
         )
         #expect(recipe.status == 0, "\(recipe.out)")
-        #expect(recipe.out.contains("3 shards on a LocalCluster of 2 workers"), "\(recipe.out)")
+        #expect(recipe.out.contains("3 shards on a LocalCluster of 2 workers (\(engine) engine)"), "\(recipe.out)")
         // One pass over the same rows: statistics, and the model.
         let common = ["--activations", "\(data)/train_h1.npy", "--labels", "\(data)/train_labels.npy", "--layer", "h1"]
         let stats = try CLI.run(
@@ -87,7 +99,7 @@ import Testing
                 worst = max(worst, Self.relative(x.mean, y.mean), Self.relative(x.scatterSymmetric, y.scatterSymmetric))
             }
         }
-        print("dask: merged statistics within \(worst) relative of one pass")
+        print("dask (\(engine)): merged statistics within \(worst) relative of one pass")
         #expect(worst <= 1e-9)
 
         // The models: the same shrinkage per class, posterior temperature and scores (1e-6 relative).
@@ -109,7 +121,7 @@ import Testing
                 abs(s1.entropy - s2.entropy) / max(1e-12, s1.entropy)
             )
         }
-        print("dask: scores of \(x.count / 128) test inputs within \(scoreDiff) relative")
+        print("dask (\(engine)): scores of \(x.count / 128) test inputs within \(scoreDiff) relative")
         #expect(scoreDiff <= 1e-6)
     }
 }

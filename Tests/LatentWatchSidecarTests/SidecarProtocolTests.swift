@@ -268,6 +268,15 @@ import Glibc
         )
         #expect(ok.status == 200)
         #expect(try HTTPProbe.request(port: daemon.httpPort, "GET", "/healthz").status == 200)
+        // A reload is behind the token too.
+        #expect(try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/reload").status == 401)
+        let reload = try HTTPProbe.request(
+            port: daemon.httpPort,
+            "POST",
+            "/v1/reload",
+            headers: ["Authorization": "Bearer s3cret-token"]
+        )
+        #expect(reload.status == 200, "\(reload.body)")
     }
 
     /// A JSON config file sets options; the command line wins over it.

@@ -14,7 +14,7 @@ from lwtest import HEADER_DIR, TempDirTestCase
 import latentwatch
 from latentwatch import _capi
 
-# sizeof of each struct as gcc computes it on x86_64 Linux (LP64) for latentwatch.h ABI version 1. The test
+# sizeof of each struct as gcc computes it on x86_64 Linux (LP64) for latentwatch.h ABI version 2. The test
 # below also asks gcc directly, so a header change is caught even where these constants are stale.
 EXPECTED_SIZES = {
     "lw_model_info": 160,
@@ -27,7 +27,8 @@ EXPECTED_SIZES = {
     "lw_inputs": 48,
     "lw_layer_assessment": 16,
     "lw_assessment": 352,
-    "lw_monitor_stats": 48,
+    "lw_monitor_stats": 56,
+    "lw_statistics_info": 120,
 }
 
 

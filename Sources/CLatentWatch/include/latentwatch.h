@@ -15,7 +15,7 @@
  *   failure, lw_last_error() on the same thread says what went wrong, with which input, and how to remedy it.
  * - Nothing traps on bad input. Null pointers, wrong lengths, NaN or infinite values, closed or foreign
  *   handles and structs whose struct_size is too small are refused with a status; the handle stays usable.
- * - Handles (lw_model, lw_monitor) are opaque. Create and free them in pairs. A freed handle is refused
+ * - Handles (lw_model, lw_monitor, lw_statistics) are opaque. Create and free them in pairs. A freed handle is refused
  *   (LW_ERR_INVALID_HANDLE) by later calls. Freeing a handle while another thread uses it is safe: the object
  *   lives until that call returns.
  * - Structs the library fills or reads start with uint32_t struct_size, which the caller sets to
@@ -40,8 +40,9 @@ extern "C" {
 #endif
 
 /* The ABI version this header describes. lw_abi_version() returns the library's; a library accepts programs
- * compiled against its own ABI version or an earlier one. */
-#define LW_ABI_VERSION 1
+ * compiled against its own ABI version or an earlier one. Version 2 added the lw_statistics functions and
+ * lw_monitor_replace_models (and lw_monitor_stats.replacements). */
+#define LW_ABI_VERSION 2
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Status codes and errors
@@ -267,6 +268,62 @@ int lw_model_encode(
 );
 
 /* ---------------------------------------------------------------------------------------------------------------
+ * Sharded fitting: mergeable statistics (gda and tied; Docs/ModelFormat.md, "Statistics files")
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct lw_statistics lw_statistics;
+
+/* Gathers the sufficient statistics of rows (labels required) for a gda or tied fit configured by config. Its
+ * calibration settings are not used here: calibration rows go to lw_statistics_fit. first_index is the index of
+ * rows' first row in the whole data set, so that the validation split (which chooses the shrinkage) is that of a
+ * single pass. A mixture family is refused (LW_ERR_INVALID_CONFIGURATION): it needs passes over the rows. On
+ * success *out is a new handle; free it with lw_statistics_free. */
+int lw_statistics_gather(
+    const lw_activations *rows, const lw_fit_config *config, int64_t first_index, lw_statistics **out
+);
+
+/* Merges other into statistics (other is unchanged; the two may be used by other threads meanwhile). Refused
+ * with LW_ERR_FIT_FAILED, statistics unchanged, when they were gathered for another shape, layer or fit
+ * configuration, or hold a row in common (a shard merged twice). */
+int lw_statistics_merge(lw_statistics *statistics, const lw_statistics *other);
+
+/* Reads a statistics file (.lws, written by lw_statistics_write or `latentwatch fit --statistics-only`), or its
+ * bytes. Damaged or truncated bytes and model files are refused (LW_ERR_MALFORMED_FILE). */
+int lw_statistics_load(const char *path, lw_statistics **out);
+int lw_statistics_load_bytes(const void *bytes, size_t length, lw_statistics **out);
+
+/* Writes a statistics file atomically (a temporary file renamed into place). */
+int lw_statistics_write(const lw_statistics *statistics, const char *path);
+
+/* The statistics file's bytes in memory, as lw_model_encode does for models. */
+int lw_statistics_encode(const lw_statistics *statistics, void *buffer, size_t capacity, size_t *length);
+
+/* What statistics hold. Strings stay valid until the statistics are freed. */
+typedef struct lw_statistics_info {
+    uint32_t struct_size;
+    uint32_t input_rank;              /* entries used in input_shape */
+    int64_t input_shape[LW_MAX_RANK]; /* the shape of one row */
+    uint64_t samples;                 /* rows gathered (merged) */
+    uint64_t range_count;             /* separate row ranges held (1 when the shards merged are contiguous) */
+    int64_t first_row;                /* the first row index held */
+    int64_t end_row;                  /* one past the last row index held */
+    const char *layer;                /* layer name the model will carry */
+    const char *family;               /* "gda" or "tied" */
+} lw_statistics_info;
+
+/* Fills *info (set info->struct_size first). */
+int lw_statistics_get_info(const lw_statistics *statistics, lw_statistics_info *info);
+
+/* Fits a model from (merged) statistics with the configuration they were gathered with, calibrated on
+ * calibration's rows (required: the statistics hold none; labels calibrate p(y | z)). The model equals what
+ * lw_fit gives on all the rows with the same calibration, up to rounding. On success *out is a new model; free it
+ * with lw_model_free. */
+int lw_statistics_fit(const lw_statistics *statistics, const lw_activations *calibration, lw_model **out);
+
+/* Frees statistics. Null is accepted. */
+int lw_statistics_free(lw_statistics *statistics);
+
+/* ---------------------------------------------------------------------------------------------------------------
  * Monitors: assess inputs of one or more layers and raise alerts
  * ------------------------------------------------------------------------------------------------------------- */
 
@@ -470,10 +527,21 @@ typedef struct lw_monitor_stats {
     uint64_t dropped;           /* background inputs dropped or rejected by a full queue */
     uint64_t queued;            /* inputs waiting in the background queue now */
     uint64_t alerts;            /* alerts delivered to the callback (when one is set) */
+    uint64_t replacements;      /* times lw_monitor_replace_models swapped the models (ABI 2; a struct_size that
+                                   ends at alerts is filled up to there) */
 } lw_monitor_stats;
 
 /* Fills *stats (set stats->struct_size first). */
 int lw_monitor_get_stats(lw_monitor *monitor, lw_monitor_stats *stats);
+
+/* Replaces the models of every layer at once while other threads keep assessing (a retrained model, a new
+ * calibration). models holds layer_count models in the monitor's layer order; the layers keep the monitor's names.
+ * Every input is assessed by the old models or the new ones, never a mix, and none is lost or assessed twice.
+ * The window and shift detectors restart on the new models' calibration; an open alarm episode gets an
+ * LW_ALERT_RESOLVED alert saying so. Each model must take the layer's activation size and carry calibration
+ * scores: otherwise LW_ERR_INVALID_CONFIGURATION, and the old models stay. The monitor keeps its own references:
+ * the handles may be freed afterwards. */
+int lw_monitor_replace_models(lw_monitor *monitor, const lw_model *const *models, uint32_t layer_count);
 
 /* Stops accepting inputs, assesses what is queued, delivers the remaining alerts, flushes the sinks and the
  * recorder, waits until the monitor's work on the library's threads has ended and frees the monitor. Null is

@@ -41,6 +41,7 @@ from ._errors import (
 )
 from ._model import Model, Score, Scores, fit, load
 from ._monitor import AssessmentBatch, Monitor
+from ._statistics import Statistics, gather_statistics, merge_statistics
 from ._types import Alert, Assessment, Flags, LayerAssessment
 
 __version__ = "0.1.0"
@@ -60,6 +61,10 @@ __all__ = [
     "Scores",
     "load",
     "fit",
+    # sharded fitting
+    "Statistics",
+    "gather_statistics",
+    "merge_statistics",
     # monitors
     "Monitor",
     "Assessment",

@@ -53,10 +53,11 @@ __all__ = [
     "lw_layer_assessment",
     "lw_assessment",
     "lw_monitor_stats",
+    "lw_statistics_info",
 ]
 
 #: The ABI version these declarations describe (``LW_ABI_VERSION`` in the header).
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # ---- status codes -------------------------------------------------------------------------------------------------
 
@@ -341,6 +342,23 @@ class lw_monitor_stats(Structure):
         ("dropped", c_uint64),
         ("queued", c_uint64),
         ("alerts", c_uint64),
+        ("replacements", c_uint64),
+    ]
+
+
+class lw_statistics_info(Structure):
+    """``struct lw_statistics_info``: what a shard's statistics hold."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("input_rank", c_uint32),
+        ("input_shape", c_int64 * LW_MAX_RANK),
+        ("samples", c_uint64),
+        ("range_count", c_uint64),
+        ("first_row", c_int64),
+        ("end_row", c_int64),
+        ("layer", c_char_p),
+        ("family", c_char_p),
     ]
 
 
@@ -357,6 +375,7 @@ STRUCTS = {
     "lw_layer_assessment": lw_layer_assessment,
     "lw_assessment": lw_assessment,
     "lw_monitor_stats": lw_monitor_stats,
+    "lw_statistics_info": lw_statistics_info,
 }
 
 # ---- loading -------------------------------------------------------------------------------------------------------
@@ -430,6 +449,16 @@ def _declare(lib: ctypes.CDLL) -> None:
         "lw_monitor_flush": (c_int, [c_void_p, c_uint32]),
         "lw_monitor_get_stats": (c_int, [c_void_p, P(lw_monitor_stats)]),
         "lw_monitor_close": (c_int, [c_void_p]),
+        "lw_monitor_replace_models": (c_int, [c_void_p, P(c_void_p), c_uint32]),
+        "lw_statistics_gather": (c_int, [P(lw_activations), P(lw_fit_config), c_int64, handle_out]),
+        "lw_statistics_merge": (c_int, [c_void_p, c_void_p]),
+        "lw_statistics_load": (c_int, [c_char_p, handle_out]),
+        "lw_statistics_load_bytes": (c_int, [c_void_p, c_size_t, handle_out]),
+        "lw_statistics_write": (c_int, [c_void_p, c_char_p]),
+        "lw_statistics_encode": (c_int, [c_void_p, c_void_p, c_size_t, P(c_size_t)]),
+        "lw_statistics_get_info": (c_int, [c_void_p, P(lw_statistics_info)]),
+        "lw_statistics_fit": (c_int, [c_void_p, P(lw_activations), handle_out]),
+        "lw_statistics_free": (c_int, [c_void_p]),
     }
     for name, (restype, argtypes) in table.items():
         try:

@@ -496,6 +496,54 @@ def fit(
         ConfigurationError: an unknown family or pooling, ``gda``/``tied`` without labels, bad fractions.
         FitError: too little data, a class with too few rows, a covariance that cannot be factorised.
     """
+    config, keep_strings = _fit_config(
+        family=family,
+        layer_name=layer_name,
+        pooling=pooling,
+        l2_normalize=l2_normalize,
+        precision=precision,
+        pca_components=pca_components,
+        pca_variance_fraction=pca_variance_fraction,
+        calibration_fraction=calibration_fraction,
+        split_seed=split_seed,
+        mixture_components=mixture_components,
+        mixture_seed=mixture_seed,
+        fit_background=fit_background,
+        calibrate_posterior=calibrate_posterior,
+    )
+    train, keep = _activations_struct(activations, labels, "activations")
+    keep.extend(keep_strings)
+    cal_p = None
+    if calibration is not None:
+        row_shape = tuple(int(train.shape[i]) for i in range(train.rank))
+        cal, keep_cal = _activations_struct(calibration, calibration_labels, "calibration activations", row_shape)
+        keep.extend(keep_cal)
+        cal_p = ctypes.byref(cal)
+    elif calibration_labels is not None:
+        raise ConfigurationError("calibration_labels were given without calibration activations")
+    handle = ctypes.c_void_p()
+    check(lib.lw_fit(ctypes.byref(train), cal_p, ctypes.byref(config), ctypes.byref(handle)))
+    del keep  # the library read the buffers during the call only
+    return Model(handle)
+
+
+def _fit_config(
+    *,
+    family: str,
+    layer_name: str,
+    pooling: str,
+    l2_normalize: bool,
+    precision: str,
+    pca_components: Optional[int],
+    pca_variance_fraction: Optional[float],
+    calibration_fraction: float,
+    split_seed: int,
+    mixture_components: int,
+    mixture_seed: int,
+    fit_background: bool,
+    calibrate_posterior: bool,
+) -> Tuple[_capi.lw_fit_config, List[bytes]]:
+    """An ``lw_fit_config`` from :func:`fit`'s options, and the encoded strings it points to (keep them alive)."""
     if pooling not in _POOLINGS:
         raise ConfigurationError(f"pooling is {pooling!r}; use one of {', '.join(map(repr, _POOLINGS))}")
     config = _capi.lw_fit_config()
@@ -515,17 +563,4 @@ def fit(
     config.mixture_seed = int(mixture_seed)
     config.fit_background = 1 if fit_background else 0
     config.calibrate_posterior = 1 if calibrate_posterior else 0
-
-    train, keep = _activations_struct(activations, labels, "activations")
-    cal_p = None
-    if calibration is not None:
-        row_shape = tuple(int(train.shape[i]) for i in range(train.rank))
-        cal, keep_cal = _activations_struct(calibration, calibration_labels, "calibration activations", row_shape)
-        keep.extend(keep_cal)
-        cal_p = ctypes.byref(cal)
-    elif calibration_labels is not None:
-        raise ConfigurationError("calibration_labels were given without calibration activations")
-    handle = ctypes.c_void_p()
-    check(lib.lw_fit(ctypes.byref(train), cal_p, ctypes.byref(config), ctypes.byref(handle)))
-    del keep  # the library read the buffers during the call only
-    return Model(handle)
+    return config, [family_b, layer_b]

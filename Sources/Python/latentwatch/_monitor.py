@@ -838,13 +838,47 @@ class Monitor:
         if status != 0:
             raise self._fail(status)
 
+    def replace_models(self, models: Sequence[ModelSpec]) -> None:
+        """Swaps the models of every layer at once while other threads keep assessing (``lw_monitor_replace_models``):
+        a retrained model, a new calibration.
+
+        Every input is assessed by the old models or the new ones, never a mix, and none is lost or assessed twice.
+        The window and shift detectors restart on the new calibration; an open alarm episode gets a ``resolved``
+        alert. The layers keep their names.
+
+        Args:
+            models: one :class:`Model` (or model file path) per layer, in layer order, each taking the layer's
+                activation shape.
+
+        Raises:
+            ConfigurationError: another number of models, a model of another activation size, or one without
+                calibration scores; the old models stay.
+        """
+        if isinstance(models, (Model, str, os.PathLike)):
+            models = [models]
+        loaded = [m if isinstance(m, Model) else load(m) for m in models]
+        if len(loaded) != self._layer_count:
+            raise ConfigurationError(f"{len(loaded)} models for a monitor of {self._layer_count} layers")
+        for i, m in enumerate(loaded):
+            if m.input_count != self._counts[i]:
+                raise ConfigurationError(
+                    f"the model for layer {self._names[i]!r} takes {m.input_count} values "
+                    f"(shape {shape_str(m.input_shape)}); the layer's activations have {self._counts[i]}"
+                )
+        handles = (ctypes.c_void_p * len(loaded))(*[m._live_handle().value for m in loaded])
+        status = lib.lw_monitor_replace_models(self._live(), handles, len(loaded))
+        if status != 0:
+            raise self._fail(status)
+        self._shapes = tuple(m.input_shape for m in loaded)
+
     def stats(self) -> Dict[str, int]:
         """The monitor's counters.
 
         Returns:
             A dict with ``layer_count``, ``assessed`` (inline and background), ``refused`` (invalid inputs),
-            ``dropped`` (by a full queue), ``queued`` (waiting now), ``alerts`` (delivered to the callback), and
-            ``callback_errors`` (exceptions raised by ``on_alert`` or the logger, caught and logged).
+            ``dropped`` (by a full queue), ``queued`` (waiting now), ``alerts`` (delivered to the callback),
+            ``replacements`` (times :meth:`replace_models` swapped the models), and ``callback_errors``
+            (exceptions raised by ``on_alert`` or the logger, caught and logged).
         """
         h = self._live()
         st = _capi.lw_monitor_stats()
@@ -859,6 +893,7 @@ class Monitor:
             "dropped": int(st.dropped),
             "queued": int(st.queued),
             "alerts": int(st.alerts),
+            "replacements": int(st.replacements),
             "callback_errors": self._callback_state.errors,
         }
 

@@ -892,9 +892,119 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
     CHECK(seen >= (long)(rows / 10) * 9 / 10, "input alerts %ld for %zu shifted inputs", seen, rows / 10);
     printf("fit: background monitor assessed %llu, %ld input alerts delivered by flush\n",
            (unsigned long long)st.assessed, seen);
+
+    /* Replacing the monitor's model: the fitted float32 model in place of its float16 copy; then refusals. */
+    const lw_model *replacement[1] = {m};
+    EXPECT_STATUS(lw_monitor_replace_models(mon, replacement, 1), LW_OK);
+    EXPECT_STATUS(lw_monitor_replace_models(mon, replacement, 2), LW_ERR_INVALID_CONFIGURATION);
+    EXPECT_STATUS(lw_monitor_replace_models(mon, NULL, 1), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_monitor_replace_models(NULL, replacement, 1), LW_ERR_INVALID_HANDLE);
+    /* A model of half the activation size. */
+    size_t half = dim / 2;
+    float *narrow = malloc(rows * half * sizeof(float));
+    for (size_t r = 0; r < rows; r++) memcpy(narrow + r * half, data + r * dim, half * sizeof(float));
+    lw_activations small = train;
+    small.shape[0] = (int64_t)half;
+    small.values = narrow;
+    small.length = rows * half;
+    lw_model *smaller = NULL;
+    EXPECT_STATUS(lw_fit(&small, NULL, &fc, &smaller), LW_OK);
+    const lw_model *wrong[1] = {smaller};
+    EXPECT_STATUS(lw_monitor_replace_models(mon, wrong, 1), LW_ERR_INVALID_CONFIGURATION);
+    CHECK(strstr(lw_last_error(), "takes") != NULL, "message: %s", lw_last_error());
+    layer[0] = data;
+    EXPECT_STATUS(lw_monitor_submit(mon, &in, NULL, NULL), LW_OK);
+    EXPECT_STATUS(lw_monitor_flush(mon, 60000), LW_OK);
+    lw_monitor_stats after = {.struct_size = sizeof after};
+    EXPECT_STATUS(lw_monitor_get_stats(mon, &after), LW_OK);
+    CHECK(after.replacements == 1 && after.assessed == rows + 1, "replacements %llu, assessed %llu",
+          (unsigned long long)after.replacements, (unsigned long long)after.assessed);
+    /* A program compiled before `replacements` passes a shorter struct: filled up to alerts. */
+    lw_monitor_stats older = {.struct_size = offsetof(lw_monitor_stats, replacements), .replacements = 77};
+    EXPECT_STATUS(lw_monitor_get_stats(mon, &older), LW_OK);
+    CHECK(older.struct_size == offsetof(lw_monitor_stats, replacements) && older.replacements == 77,
+          "old stats struct: size %u, replacements %llu", older.struct_size, (unsigned long long)older.replacements);
+    printf("replace: 1 replacement, %llu inputs assessed, wrong count, null and narrower models refused\n",
+           (unsigned long long)after.assessed);
     EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+
+    /* Sharded fitting: two halves' statistics, round-tripped through bytes and a file, merged, fitted with explicit
+     * calibration rows; the model scores as lw_fit on all rows with the same calibration. */
+    size_t cut = rows / 2;
+    lw_activations first = train, second = train;
+    first.count = cut;
+    first.length = cut * dim;
+    second.values = data + cut * dim;
+    second.labels = labels + cut;
+    second.count = rows - cut;
+    second.length = (rows - cut) * dim;
+    lw_statistics *s1 = NULL, *s2 = NULL;
+    EXPECT_STATUS(lw_statistics_gather(&first, &fc, 0, &s1), LW_OK);
+    EXPECT_STATUS(lw_statistics_gather(&second, &fc, (int64_t)cut, &s2), LW_OK);
+    size_t need = 0;
+    EXPECT_STATUS(lw_statistics_encode(s2, NULL, 0, &need), LW_ERR_BUFFER_TOO_SMALL);
+    unsigned char *bytes = malloc(need);
+    EXPECT_STATUS(lw_statistics_encode(s2, bytes, need, &need), LW_OK);
+    lw_statistics *s2back = NULL;
+    EXPECT_STATUS(lw_statistics_load_bytes(bytes, need, &s2back), LW_OK);
+    lw_statistics *refused = NULL;
+    EXPECT_STATUS(lw_statistics_load_bytes(bytes, need / 2, &refused), LW_ERR_MALFORMED_FILE);
+    char stats_path[4096];
+    snprintf(stats_path, sizeof stats_path, "%s.lws", out_path);
+    EXPECT_STATUS(lw_statistics_write(s1, stats_path), LW_OK);
+    lw_statistics *s1back = NULL;
+    EXPECT_STATUS(lw_statistics_load(stats_path, &s1back), LW_OK);
+    EXPECT_STATUS(lw_statistics_load(out_path, &refused), LW_ERR_MALFORMED_FILE); /* a model file */
+    CHECK(refused == NULL, "a refused load leaves *out NULL");
+    EXPECT_STATUS(lw_statistics_merge(s1back, s2back), LW_OK);
+    EXPECT_STATUS(lw_statistics_merge(s1back, s2), LW_ERR_FIT_FAILED); /* the second half twice */
+    CHECK(strstr(lw_last_error(), "in two") != NULL, "message: %s", lw_last_error());
+    lw_statistics_info si = {.struct_size = sizeof si};
+    EXPECT_STATUS(lw_statistics_get_info(s1back, &si), LW_OK);
+    CHECK(si.samples == rows && si.range_count == 1 && si.first_row == 0 && si.end_row == (int64_t)rows,
+          "info: %llu samples, %llu ranges, [%lld, %lld)", (unsigned long long)si.samples,
+          (unsigned long long)si.range_count, (long long)si.first_row, (long long)si.end_row);
+    CHECK(strcmp(si.layer, "fitted-from-c") == 0 && strcmp(si.family, "gda") == 0 && si.input_rank == 1 &&
+              si.input_shape[0] == (int64_t)dim,
+          "info: layer %s family %s", si.layer, si.family);
+    lw_activations calibration = train; /* all rows, labelled */
+    lw_model *from_stats = NULL, *one_pass = NULL;
+    EXPECT_STATUS(lw_statistics_fit(s1back, NULL, &from_stats), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_statistics_fit(s1back, &small, &from_stats), LW_ERR_SHAPE_MISMATCH);
+    EXPECT_STATUS(lw_statistics_fit(s1back, &calibration, &from_stats), LW_OK);
+    EXPECT_STATUS(lw_fit(&train, &calibration, &fc, &one_pass), LW_OK);
+    double worst = 0;
+    for (size_t r = 0; r < rows && from_stats && one_pass; r += 7) {
+        lw_scores a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+        EXPECT_STATUS(lw_model_score(from_stats, data + r * dim, dim, &a), LW_OK);
+        EXPECT_STATUS(lw_model_score(one_pass, data + r * dim, dim, &b), LW_OK);
+        double d = fabs(a.surprise - b.surprise) / (fabs(b.surprise) > 1 ? fabs(b.surprise) : 1);
+        if (d > worst) worst = d;
+    }
+    CHECK(worst <= 1e-5, "sharded and one-pass surprise differ by %g relative", worst);
+    lw_fit_config mixture = fc;
+    mixture.family = "gmm-full";
+    lw_statistics *none = NULL;
+    EXPECT_STATUS(lw_statistics_gather(&first, &mixture, 0, &none), LW_ERR_INVALID_CONFIGURATION);
+    EXPECT_STATUS(lw_statistics_gather(&first, &fc, -1, &none), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_statistics_gather(NULL, &fc, 0, &none), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_statistics_merge(s1back, NULL), LW_ERR_INVALID_HANDLE);
+    EXPECT_STATUS(lw_statistics_get_info((lw_statistics *)m, &si), LW_ERR_INVALID_HANDLE); /* a model handle */
+    EXPECT_STATUS(lw_statistics_free(NULL), LW_OK);
+    printf("statistics: two halves merged (%llu rows), sharded and one-pass surprise within %.2g relative\n",
+           (unsigned long long)si.samples, worst);
+    EXPECT_STATUS(lw_statistics_free(s1), LW_OK);
+    EXPECT_STATUS(lw_statistics_free(s2), LW_OK);
+    EXPECT_STATUS(lw_statistics_free(s1back), LW_OK);
+    EXPECT_STATUS(lw_statistics_free(s2back), LW_OK);
+    EXPECT_STATUS(lw_statistics_free(s1back), LW_ERR_INVALID_HANDLE);
+    EXPECT_STATUS(lw_model_free(from_stats), LW_OK);
+    EXPECT_STATUS(lw_model_free(one_pass), LW_OK);
+    EXPECT_STATUS(lw_model_free(smaller), LW_OK);
     EXPECT_STATUS(lw_model_free(m), LW_OK);
     EXPECT_STATUS(lw_model_free(back), LW_OK);
+    free(bytes);
+    free(narrow);
     free(shifted);
     free(data);
     free(labels);

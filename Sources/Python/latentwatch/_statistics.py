@@ -1,0 +1,261 @@
+"""Sharded fitting: mergeable statistics of a shard of activations (``lw_statistics``), for gda and tied."""
+
+import ctypes
+import os
+import threading
+from typing import Any, Iterable, Optional, Tuple, Union
+
+from . import _capi
+from ._capi import lib
+from ._arrays import check
+from ._errors import ConfigurationError, InvalidHandleError
+from ._model import Model, _activations_struct, _fit_config
+
+__all__ = ["Statistics", "gather_statistics", "merge_statistics"]
+
+PathLike = Union[str, os.PathLike]
+
+
+class Statistics:
+    """The mergeable sufficient statistics of a shard of a ``gda`` or ``tied`` fit (a ``.lws`` file's content).
+
+    Gather them where each shard lives (:func:`gather_statistics`, or ``latentwatch fit --statistics-only``),
+    combine them (:meth:`merge`, :func:`merge_statistics`) and fit the model once (:meth:`fit`): the model equals
+    :func:`latentwatch.fit` on all the rows with the same calibration, up to rounding. Statistics pickle as their
+    file's bytes, so they travel between processes (Dask, multiprocessing) as results.
+
+    Example::
+
+        parts = [lw.gather_statistics(x, y, first_index=i0, layer_name="h1") for x, y, i0 in shards]
+        model = lw.merge_statistics(parts).fit(calibration, calibration_labels)
+    """
+
+    __slots__ = ("_handle", "_lock", "__weakref__")
+
+    def __init__(self, _handle: ctypes.c_void_p) -> None:
+        if not isinstance(_handle, ctypes.c_void_p) or not _handle.value:
+            raise TypeError("Statistics are created by gather_statistics, Statistics.load or Statistics.from_bytes")
+        self._handle: Optional[ctypes.c_void_p] = _handle
+        self._lock = threading.Lock()
+
+    # ---- creation -----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: PathLike) -> "Statistics":
+        """Reads a statistics file (``.lws``).
+
+        Raises:
+            LatentWatchIOError: the file cannot be read.
+            ModelFileError: not a valid statistics file (truncated, damaged, a model file).
+        """
+        handle = ctypes.c_void_p()
+        check(lib.lw_statistics_load(os.fsencode(path), ctypes.byref(handle)))
+        return cls(handle)
+
+    @classmethod
+    def from_bytes(cls, data: Union[bytes, bytearray, memoryview]) -> "Statistics":
+        """Statistics from a statistics file's bytes (as :meth:`to_bytes` returns them)."""
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        handle = ctypes.c_void_p()
+        check(lib.lw_statistics_load_bytes(data, len(data), ctypes.byref(handle)))
+        return cls(handle)
+
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes]]:
+        return (Statistics.from_bytes, (self.to_bytes(),))
+
+    # ---- what they hold ------------------------------------------------------------------------------------------
+
+    def _info(self) -> _capi.lw_statistics_info:
+        info = _capi.lw_statistics_info()
+        info.struct_size = ctypes.sizeof(info)
+        check(lib.lw_statistics_get_info(self._live_handle(), ctypes.byref(info)))
+        return info
+
+    @property
+    def samples(self) -> int:
+        """Rows gathered (all shards merged so far)."""
+        return int(self._info().samples)
+
+    @property
+    def rows(self) -> Tuple[int, int]:
+        """``(first, end)``: the first row index held and one past the last."""
+        i = self._info()
+        return int(i.first_row), int(i.end_row)
+
+    @property
+    def contiguous(self) -> bool:
+        """True when the rows held form one range (no shard missing in between)."""
+        return int(self._info().range_count) <= 1
+
+    @property
+    def layer(self) -> str:
+        """The layer name the model will carry."""
+        return self._info().layer.decode("utf-8")
+
+    @property
+    def family(self) -> str:
+        """``"gda"`` or ``"tied"``."""
+        return self._info().family.decode("utf-8")
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """The shape of one row."""
+        i = self._info()
+        return tuple(int(i.input_shape[k]) for k in range(i.input_rank))
+
+    def __repr__(self) -> str:
+        if self._handle is None:
+            return "<latentwatch.Statistics closed>"
+        first, end = self.rows
+        return f"<latentwatch.Statistics {self.layer} {self.family}: {self.samples} rows in [{first}, {end})>"
+
+    # ---- operations ----------------------------------------------------------------------------------------------
+
+    def merge(self, other: "Statistics") -> "Statistics":
+        """Merges ``other`` into these statistics (in place; ``other`` is unchanged) and returns ``self``.
+
+        Raises:
+            FitError: ``other`` was gathered for another shape, layer or fit configuration, or holds rows these
+                hold already (a shard merged twice); these statistics are then unchanged.
+        """
+        if not isinstance(other, Statistics):
+            raise TypeError(f"merge takes Statistics, not {type(other).__name__}")
+        check(lib.lw_statistics_merge(self._live_handle(), other._live_handle()))
+        return self
+
+    def fit(self, calibration: Any, calibration_labels: Optional[Any] = None) -> Model:
+        """Fits the model with the options the statistics were gathered with, calibrated on ``calibration`` rows
+        (required; with ``calibration_labels`` the class posterior is calibrated too).
+
+        Raises:
+            ShapeError: calibration rows of another shape.
+            FitError: too little data, a covariance that cannot be factorised.
+        """
+        if calibration is None:
+            raise ConfigurationError("fit needs calibration rows: the statistics hold none")
+        cal, keep = _activations_struct(calibration, calibration_labels, "calibration activations")
+        handle = ctypes.c_void_p()
+        check(lib.lw_statistics_fit(self._live_handle(), ctypes.byref(cal), ctypes.byref(handle)))
+        del keep
+        return Model(handle)
+
+    def to_bytes(self) -> bytes:
+        """The statistics file's bytes (``lw_statistics_encode``)."""
+        h = self._live_handle()
+        length = ctypes.c_size_t(0)
+        status = lib.lw_statistics_encode(h, None, 0, ctypes.byref(length))
+        if status != _capi.LW_ERR_BUFFER_TOO_SMALL:
+            check(status)
+        buf = ctypes.create_string_buffer(length.value)
+        check(lib.lw_statistics_encode(h, buf, length.value, ctypes.byref(length)))
+        return buf.raw[: length.value]
+
+    def save(self, path: PathLike) -> None:
+        """Writes the statistics file atomically (``.lws``, what ``latentwatch merge`` reads)."""
+        check(lib.lw_statistics_write(self._live_handle(), os.fsencode(path)))
+
+    # ---- lifetime ----------------------------------------------------------------------------------------------
+
+    def _live_handle(self) -> ctypes.c_void_p:
+        h = self._handle
+        if h is None:
+            raise InvalidHandleError("the statistics are closed")
+        return h
+
+    def close(self) -> None:
+        """Frees the library's statistics now. Idempotent."""
+        with self._lock:
+            h, self._handle = self._handle, None
+        if h is not None:
+            lib.lw_statistics_free(h)
+
+    def __enter__(self) -> "Statistics":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
+
+
+def gather_statistics(
+    activations: Any,
+    labels: Any,
+    *,
+    first_index: int = 0,
+    family: str = "gda",
+    layer_name: str = "layer",
+    pooling: str = "flatten",
+    l2_normalize: bool = True,
+    precision: str = "float32",
+    pca_components: Optional[int] = None,
+    pca_variance_fraction: Optional[float] = None,
+    split_seed: int = 0,
+    fit_background: bool = True,
+    calibrate_posterior: bool = True,
+) -> Statistics:
+    """Gathers the mergeable statistics of one shard of labelled activations (``lw_statistics_gather``).
+
+    Args:
+        activations: the shard's rows, shape ``(n, *row_shape)``.
+        labels: their ``n`` integer class labels.
+        first_index: the index of the shard's first row in the whole data set, so that the validation split that
+            chooses the shrinkage is the one of a single pass.
+        family: ``"gda"`` or ``"tied"`` (mixtures need passes over the rows: use :func:`latentwatch.fit`).
+        The other options are :func:`latentwatch.fit`'s, and must be the same for every shard.
+
+    Raises:
+        ConfigurationError: a mixture family, or another bad option.
+        ShapeError: activations that are not rows, or labels of another length.
+    """
+    config, keep_strings = _fit_config(
+        family=family,
+        layer_name=layer_name,
+        pooling=pooling,
+        l2_normalize=l2_normalize,
+        precision=precision,
+        pca_components=pca_components,
+        pca_variance_fraction=pca_variance_fraction,
+        calibration_fraction=0.0,
+        split_seed=split_seed,
+        mixture_components=8,
+        mixture_seed=0,
+        fit_background=fit_background,
+        calibrate_posterior=calibrate_posterior,
+    )
+    if labels is None:
+        raise ConfigurationError("gather_statistics needs the rows' class labels (gda and tied)")
+    rows, keep = _activations_struct(activations, labels, "activations")
+    handle = ctypes.c_void_p()
+    check(lib.lw_statistics_gather(ctypes.byref(rows), ctypes.byref(config), int(first_index), ctypes.byref(handle)))
+    del keep, keep_strings
+    return Statistics(handle)
+
+
+def merge_statistics(parts: Iterable[Union[Statistics, PathLike, bytes]]) -> Statistics:
+    """New statistics holding all of ``parts`` merged (Statistics, ``.lws`` paths or file bytes; none changed).
+
+    Raises:
+        ConfigurationError: no parts.
+        FitError: parts gathered for another configuration, or holding a row in common.
+    """
+    merged: Optional[Statistics] = None
+    for p in parts:
+        if isinstance(p, Statistics):
+            s = p
+        elif isinstance(p, (bytes, bytearray, memoryview)):
+            s = Statistics.from_bytes(p)
+        else:
+            s = Statistics.load(p)
+        if merged is None:
+            merged = Statistics.from_bytes(s.to_bytes())  # a copy: the parts stay as they are
+        else:
+            merged.merge(s)
+    if merged is None:
+        raise ConfigurationError("merge_statistics needs at least one part")
+    return merged
