@@ -110,11 +110,35 @@ let logger = Logger(label: "latentwatch.sample")
 let port = Int(ProcessInfo.processInfo.environment["PORT"] ?? "") ?? 8080
 let dir = try dataDirectory()
 let mlp = try DigitsMLP(npz: NumpyArchive(contentsOf: dir.appendingPathComponent("mlp_weights.npz").path))
+/// The layers' models: `MODEL_DIR/h1.lwm` and `MODEL_DIR/h2.lwm` when MODEL_DIR is set, else fitted here.
+func loadLayers() throws -> [MonitoredLayer] {
+    guard let models = ProcessInfo.processInfo.environment["MODEL_DIR"] else {
+        return [try fitLayer("h1", dir), try fitLayer("h2", dir)]
+    }
+    return try ["h1", "h2"].map { (layer: String) in
+        MonitoredLayer(name: layer, model: try ModelFile.read(contentsOf: "\(models)/\(layer).lwm"))
+    }
+}
+
 let monitor = try Monitor(
-    configuration: MonitorConfiguration(layers: [try fitLayer("h1", dir), try fitLayer("h2", dir)]),
+    configuration: MonitorConfiguration(layers: try loadLayers()),
     sinks: [LoggerSink(logger: logger)],
     logger: logger
 )
+
+// SIGHUP loads the models again and swaps them in while requests keep coming; a file that cannot be read, or does
+// not fit its layer, leaves the old models serving.
+let hangups = await UnixSignalsSequence(trapping: .sighup)
+let reloader = Task.detached {
+    for await _ in hangups {
+        do {
+            try monitor.replaceModels(try loadLayers())
+            logger.info("models reloaded", metadata: ["generation": "\(monitor.modelGeneration)"])
+        } catch {
+            logger.error("reloading the models failed; the old models keep serving", metadata: ["error": "\(error)"])
+        }
+    }
+}
 
 let router = Router()
 router.get("healthz") { _, _ in "ok\n" }
@@ -154,3 +178,4 @@ let group = ServiceGroup(
 )
 logger.info("digits model with LatentWatch monitor on http://127.0.0.1:\(port) (POST /predict, GET /healthz)")
 try await group.run()
+reloader.cancel()
