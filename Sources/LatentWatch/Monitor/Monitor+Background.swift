@@ -22,7 +22,9 @@ extension Monitor {
                 "submit needs a monitor in background mode; this one is inline"
             )
         }
-        let layers = currentLayers
+        // Sizes and finiteness do not depend on which models are current (a replacement keeps every layer's size),
+        // so the first models check them without taking the models' lock.
+        let layers = configuration.layers
         try checkShape(activations, rows: 1, layers: layers)
         try validate(activations, row: 0, layers: layers)
         let result = queue.push(requestID: requestID) { l, dst in
