@@ -75,11 +75,12 @@ enum FuzzCAPI {
 
     static func run(_ bytes: [UInt8]) {
         var r = FuzzBytes(bytes)
-        switch r.u8() % 4 {
+        switch r.u8() % 5 {
         case 0: loadBytes(Array(r.rest))
         case 1: score(&r)
         case 2: assess(&r)
-        default: fit(&r)
+        case 3: fit(&r)
+        default: statistics(Array(r.rest))
         }
         // The fixture is unharmed: a valid input is still assessed.
         let zeros = [Float](repeating: 0, count: 4)
@@ -90,6 +91,44 @@ enum FuzzCAPI {
         guard lw_model_get_info(fixture.models[0], &info) == LW_OK,
             lw_model_score(fixture.models[0], zeros, 4, &s) == LW_OK
         else { fatalError("the fixture model stopped working: \(String(cString: lw_last_error()))") }
+    }
+
+    /// Statistics file bytes of any content: statistics that load are described, encoded, merged with themselves
+    /// (refused: their rows overlap) and, when a row has at most 256 elements, fitted on a fixed calibration
+    /// pattern; the model is scored once. Everything is freed.
+    static func statistics(_ b: [UInt8]) {
+        var stats: OpaquePointer?
+        let status = b.withUnsafeBytes { lw_statistics_load_bytes($0.baseAddress, b.count, &stats) }
+        guard status == LW_OK, let stats else { return }
+        defer { _ = lw_statistics_free(stats) }
+        var info = lw_statistics_info()
+        info.struct_size = UInt32(MemoryLayout<lw_statistics_info>.size)
+        guard lw_statistics_get_info(stats, &info) == LW_OK else { return }
+        var length = 0
+        _ = lw_statistics_encode(stats, nil, 0, &length)
+        _ = lw_statistics_merge(stats, stats)
+        let shape = withUnsafeBytes(of: info.input_shape) {
+            Array($0.bindMemory(to: Int64.self).prefix(Int(info.input_rank)))
+        }
+        let n = shape.reduce(1) { $0 * Int($1) }
+        guard n >= 1, n <= 256 else { return }
+        let values = (0..<(8 * n)).map { Float($0 % 7) - 3 }
+        var a = lw_activations()
+        lw_activations_init(&a)
+        a.rank = info.input_rank
+        a.shape = info.input_shape
+        a.count = 8
+        a.length = values.count
+        var model: OpaquePointer?
+        let fitted = values.withUnsafeBufferPointer { v in
+            a.values = v.baseAddress
+            return lw_statistics_fit(stats, &a, &model)
+        }
+        guard fitted == LW_OK, let model else { return }
+        var scores = lw_scores()
+        scores.struct_size = UInt32(MemoryLayout<lw_scores>.size)
+        _ = values.withUnsafeBufferPointer { lw_model_score(model, $0.baseAddress, n, &scores) }
+        _ = lw_model_free(model)
     }
 
     /// Model bytes of any content; a model that loads is described and scored, then freed.

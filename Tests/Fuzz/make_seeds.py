@@ -87,6 +87,8 @@ def main() -> None:
             subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", "--labels", f"{d}/labels.npy",
                             "--statistics-only", *extra, "--output", f"{d}/s.lws"], check=True, capture_output=True)
             write("statistics", f"{name}.lws", open(f"{d}/s.lws", "rb").read())
+        # The C interface's statistics operation (4), on the tied statistics.
+        write("capi", "load-statistics", bytes([4]) + open(f"{d}/s.lws", "rb").read())
         # The C interface's target: an operation byte, then its operands (Sources/latentwatch-fuzz/FuzzCAPI.swift).
         write("capi", "load-model", bytes([0]) + open(f"{d}/h.lwm", "rb").read())
         np.save(f"{d}/small.npy", train[:5])
