@@ -106,6 +106,9 @@ package struct ServeCommand: AsyncParsableCommand {
         guard layer.isEmpty || layer.count == model.count else {
             throw ValidationError("give one --layer per --model, or none")
         }
+        // SIGHUP is trapped first, so that a reload asked for while the models load does not end the process (its
+        // default action); it is served once the sidecar runs.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let policy = try alerts.policy()
         let load: @Sendable () throws -> [Sidecar.Layer] = { [model, layer] in
             try model.enumerated().map { i, path in
@@ -157,10 +160,17 @@ package struct ServeCommand: AsyncParsableCommand {
                 loadModels: load
             )
         }
-        // SIGHUP reloads the model files (the sidecar logs and counts the outcome).
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        // SIGHUP reloads the model files (the sidecar logs and counts the outcome). Reading and decoding them blocks,
+        // so it runs on a thread of its own, not on the cooperative pool.
         let reloader = Task.detached {
-            for await _ in hangups { try? sidecar.reload() }
+            for await _ in hangups {
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    Thread.detachNewThread {
+                        _ = try? sidecar.reload()
+                        done.resume()
+                    }
+                }
+            }
         }
         defer { reloader.cancel() }
         // Signals belong to the executable: the sidecar is a Service in this process's ServiceGroup.

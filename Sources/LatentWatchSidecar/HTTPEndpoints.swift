@@ -69,6 +69,14 @@ enum HTTPEndpoints {
         }
         router.post("v1/reload") { _, _ -> Response in
             context.metrics.httpRequests.increment()
+            // One HTTP reload at a time: another request meanwhile gets 409 instead of a thread waiting for it.
+            guard
+                context.reloading.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
+                    .exchanged
+            else {
+                throw HTTPError(.conflict, message: "a reload is already running; try again when it has finished")
+            }
+            defer { context.reloading.store(false, ordering: .releasing) }
             // Reading and decoding the model files blocks: off the event loops and the cooperative pool.
             let outcome: Result<Int, LatentWatchError> = await withCheckedContinuation { cont in
                 Thread.detachNewThread {

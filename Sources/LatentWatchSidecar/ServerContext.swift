@@ -13,6 +13,8 @@ final class ServerContext: Sendable {
     /// The models being served, their WELCOME and the last reload's outcome (a reload replaces them).
     let served: NIOLockedValueBox<Served>
     let draining = Atomic<Bool>(false)
+    /// An HTTP reload is running.
+    let reloading = Atomic<Bool>(false)
     let connections = NIOLockedValueBox<[ObjectIdentifier: Connection]>([:])
 
     /// What `/healthz` says about one loaded model.

@@ -1,5 +1,7 @@
-import LatentWatch
+import Foundation
 import Testing
+
+@testable import LatentWatch
 
 @Suite struct ShardedFitTests {
     /// Two replicas each gather statistics on their half; merged, they fit the same model as one pass.
@@ -180,5 +182,102 @@ import Testing
             #expect(throws: LatentWatchError.self) { try StatisticsFile.decode(b) }
         }
         print("damaged statistics: \(400 - accepted) of 400 changes refused even without checksums")
+    }
+
+    /// Files with valid checksums whose metadata lies are refused, never a trap: no class, counts that overflow when
+    /// added, counts the classes do not add up to, overlapping row ranges, a huge dimension in a small file. And
+    /// unlabelled activations cannot make gda statistics.
+    @Test func craftedStatisticsFilesAreRefused() throws {
+        let train = try Fixtures.activations("train", "h2")
+        let labels = try Fixtures.labels("train")
+        let s = try LatentModelFitter.statistics(
+            of: InMemoryActivations(
+                values: Array(train.values[0..<(60 * 64)]),
+                shape: [64],
+                labels: Array(labels[0..<60])
+            ),
+            configuration: FitConfiguration(family: .tied, layerName: "h2")
+        )
+        let good = try StatisticsFile.encode(s)
+        let payloads = try ModelFile.sectionPayloads(good)
+        let meta = try JSONSerialization.jsonObject(with: Data(payloads[0]!)) as! [String: Any]
+        func crafted(_ change: (inout [String: Any]) -> Void) throws -> [UInt8] {
+            var m = meta
+            change(&m)
+            let json = Array(try JSONSerialization.data(withJSONObject: m, options: [.sortedKeys]))
+            let tensors = (1..<payloads.count).map { (kind: "TNSR", bytes: payloads[$0]!, width: 8) }
+            return try ModelFile.container([(kind: "META", bytes: json, width: 1)] + tensors, level: 1)
+        }
+        var moments = meta["moments"] as! [[String: Any]]
+        let globalOnly = moments.filter { $0["label"] == nil || $0["label"] is NSNull }
+        let cases: [(String, ([String: Any]) -> [String: Any], String)] = [
+            (
+                "no class",
+                {
+                    var m = $0
+                    m["moments"] = globalOnly
+                    return m
+                }, "no class"
+            ),
+            (
+                "counts that overflow",
+                {
+                    var m = $0
+                    m["rows"] = [[0, Int.max]]
+                    m["samples"] = Int.max
+                    return m
+                }, "samples"
+            ),
+            (
+                "classes that do not add up",
+                {
+                    var m = $0
+                    var ms = m["moments"] as! [[String: Any]]
+                    ms[0]["count"] = (ms[0]["count"] as! Int) + 1
+                    m["moments"] = ms
+                    return m
+                }, "count"
+            ),
+            (
+                "overlapping ranges",
+                {
+                    var m = $0
+                    m["rows"] = [[0, 40], [30, 50]]
+                    return m
+                }, "overlap"
+            ),
+            (
+                "a huge dimension",
+                {
+                    var m = $0
+                    m["input_shape"] = [16000]
+                    m["dimension"] = 16000
+                    return m
+                }, "MiB"
+            ),
+        ]
+        for (name, change, says) in cases {
+            let bytes = try crafted { m in m = change(m) }
+            let e = #expect(throws: LatentWatchError.self, "\(name)") { try StatisticsFile.decode(bytes) }
+            #expect(e?.message.contains(says) == true, "\(name): \(e?.message ?? "")")
+        }
+        moments.removeAll()
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.statistics(
+                of: InMemoryActivations(values: Array(train.values[0..<(60 * 64)]), shape: [64]),
+                configuration: FitConfiguration(family: .gda)
+            )
+        }
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.statistics(
+                of: InMemoryActivations(
+                    values: Array(train.values[0..<(60 * 64)]),
+                    shape: [64],
+                    labels: Array(labels[0..<60])
+                ),
+                configuration: FitConfiguration(family: .gda),
+                firstIndex: Int.max - 10
+            )
+        }
     }
 }

@@ -164,6 +164,20 @@ extension LatentModelFitter {
         if let reason = Preparation.validate(shape: source.sampleShape, options: cfg.preparation) {
             throw LatentWatchError(.invalidConfiguration, reason)
         }
+        guard firstIndex >= 0, firstIndex <= 1 << 62 else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "the first index \(firstIndex) is outside 0...2^62",
+                remedy: "give the index of the shard's first activation in the whole data set"
+            )
+        }
+        if cfg.families.family(named: cfg.family.rawValue)?.needsLabels == true, !source.hasLabels {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "family '\(cfg.family)' needs class labels, and the activations have none",
+                remedy: "give the shard's labels"
+            )
+        }
         let split = SplitAssignment(
             seed: cfg.splitSeed,
             calibrationFraction: 0,

@@ -104,6 +104,13 @@ public enum LatentModelFitter {
             )
         }
         try statistics.checkCompatible(with: configuration)
+        guard !family.needsLabels || !statistics.classes.isEmpty else {
+            throw LatentWatchError(
+                .fitFailed,
+                "the statistics hold no class: family '\(family.name)' needs labelled activations",
+                remedy: "gather the statistics from labelled activations"
+            )
+        }
         guard calibration.sampleShape.reduce(1, *) == statistics.inputShape.reduce(1, *) else {
             throw LatentWatchError(
                 .fitFailed,

@@ -249,16 +249,40 @@ public enum StatisticsFile {
         guard meta.dimension == d, d >= 1, d <= 1 << 14 else {
             throw corrupt("the moments have dimension \(meta.dimension); shape \(meta.inputShape) pools to \(d)")
         }
-        guard meta.moments.count >= 2, meta.moments.count <= maxMoments, meta.samples >= 0 else {
+        guard meta.moments.count >= 2, meta.moments.count <= maxMoments, meta.samples >= 0,
+            meta.samples <= 1 << 62
+        else {
             throw corrupt("the file declares \(meta.moments.count) moment sets and \(meta.samples) samples")
+        }
+        // Every moment set holds a D x D scatter in memory: bounded by the file's size (real statistics compress
+        // little), so that a small crafted file cannot demand gigabytes.
+        let (perSet, o1) = (d * d).multipliedReportingOverflow(by: 8)
+        let (scatterBytes, o2) = perSet.multipliedReportingOverflow(by: meta.moments.count + 2)
+        guard !o1, !o2, scatterBytes <= max(256 << 20, 256 * b.count) else {
+            throw LatentWatchError(
+                .implausibleSize,
+                "\(meta.moments.count) moment sets of dimension \(d) need \(scatterBytes >> 20) MiB, implausible for a file of \(b.count) bytes",
+                remedy: "the file is corrupt; gather the statistics again"
+            )
         }
         var ranges: [Range<Int>] = []
         for r in meta.rows {
-            guard r.count == 2, r[0] >= 0, r[0] <= r[1] else { throw corrupt("row range \(r) is not [first, end)") }
-            ranges = try ActivationStatistics.joined(ranges, [r[0]..<r[1]])
+            guard r.count == 2, r[0] >= 0, r[0] <= r[1], r[1] <= 1 << 62 else {
+                throw corrupt("row range \(r) is not [first, end) within 0...2^62")
+            }
+            if r[0] < r[1] { ranges.append(r[0]..<r[1]) }
         }
-        guard ranges.reduce(0, { $0 + $1.count }) == meta.samples else {
-            throw corrupt("the row ranges hold \(ranges.reduce(0) { $0 + $1.count }) rows, the file \(meta.samples)")
+        ranges.sort { $0.lowerBound < $1.lowerBound }
+        var total = 0
+        for (i, r) in ranges.enumerated() {
+            if i > 0 && r.lowerBound < ranges[i - 1].upperBound {
+                throw corrupt("row ranges \(ranges[i - 1]) and \(r) overlap")
+            }
+            total += r.count
+        }
+        ranges = try ActivationStatistics.joined(ranges, [])
+        guard total == meta.samples else {
+            throw corrupt("the row ranges hold \(total) rows, the file \(meta.samples)")
         }
         var stats = ActivationStatistics(
             inputShape: meta.inputShape,
@@ -270,7 +294,6 @@ public enum StatisticsFile {
         stats.rowRanges = ranges
         var globals: [String: GaussianMoments] = [:]
         var classes: [Int: [String: GaussianMoments]] = [:]
-        var classCount = 0
         for m in meta.moments {
             guard m.part == "train" || m.part == "validation" else { throw corrupt("moment part '\(m.part)'") }
             guard m.weight.isFinite, m.weight >= 0, m.count >= 0, m.count <= meta.samples else {
@@ -293,7 +316,6 @@ public enum StatisticsFile {
             if let label = m.label {
                 guard classes[label]?[m.part] == nil else { throw corrupt("class \(label) has two \(m.part) parts") }
                 classes[label, default: [:]][m.part] = moments
-                classCount += 1
             } else {
                 guard globals[m.part] == nil else { throw corrupt("two global \(m.part) parts") }
                 globals[m.part] = moments
@@ -302,14 +324,25 @@ public enum StatisticsFile {
         guard let gt = globals["train"], let gv = globals["validation"] else {
             throw corrupt("the global moments are missing")
         }
+        guard !classes.isEmpty else { throw corrupt("the file holds no class (gda and tied statistics have some)") }
+        // Counts are at most `samples` (2^62) each, so these sums cannot overflow.
+        var classTrain = 0
+        var classValidation = 0
         for (label, parts) in classes {
             guard let t = parts["train"], let v = parts["validation"] else {
                 throw corrupt("class \(label) lacks its training or validation part")
             }
+            classTrain += t.count
+            classValidation += v.count
+            guard classTrain <= meta.samples, classValidation <= meta.samples else {
+                throw corrupt("the classes count more inputs than the file's \(meta.samples)")
+            }
             stats.classes[label] = (t, v)
         }
-        guard gt.count + gv.count == meta.samples else {
-            throw corrupt("the global moments count \(gt.count + gv.count) inputs, the file \(meta.samples)")
+        guard gt.count + gv.count == meta.samples, classTrain == gt.count, classValidation == gv.count else {
+            throw corrupt(
+                "the global moments count \(gt.count) + \(gv.count) inputs, the classes \(classTrain) + \(classValidation), the file \(meta.samples)"
+            )
         }
         stats.globalTrain = gt
         stats.globalValidation = gv

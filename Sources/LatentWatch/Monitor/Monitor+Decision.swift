@@ -71,7 +71,8 @@ extension Monitor {
             if events.windowOpen { flags.insert(.windowAlarm) }
             if events.shiftOpen { flags.insert(.shiftAlarm) }
             if fresh { s.shift?.copyLayerLogCapitals(into: ws.layerLogCapital) }
-            return (index, flags, s.shift?.logEvidence, fresh)
+            // An input the restarted detectors did not see carries no shift evidence.
+            return (index, flags, fresh ? s.shift?.logEvidence : nil, fresh)
         }
         metrics.inputs.increment()
         metrics.fusedPValue.record(fused)

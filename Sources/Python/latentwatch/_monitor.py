@@ -869,7 +869,6 @@ class Monitor:
         status = lib.lw_monitor_replace_models(self._live(), handles, len(loaded))
         if status != 0:
             raise self._fail(status)
-        self._shapes = tuple(m.input_shape for m in loaded)
 
     def stats(self) -> Dict[str, int]:
         """The monitor's counters.

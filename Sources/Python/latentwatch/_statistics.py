@@ -147,9 +147,15 @@ class Statistics:
         status = lib.lw_statistics_encode(h, None, 0, ctypes.byref(length))
         if status != _capi.LW_ERR_BUFFER_TOO_SMALL:
             check(status)
-        buf = ctypes.create_string_buffer(length.value)
-        check(lib.lw_statistics_encode(h, buf, length.value, ctypes.byref(length)))
-        return buf.raw[: length.value]
+        # Another thread may merge in between and make the bytes longer: ask again with the new length.
+        for _ in range(8):
+            buf = ctypes.create_string_buffer(length.value)
+            status = lib.lw_statistics_encode(h, buf, length.value, ctypes.byref(length))
+            if status != _capi.LW_ERR_BUFFER_TOO_SMALL:
+                check(status)
+                return buf.raw[: length.value]
+        check(status)
+        return b""
 
     def save(self, path: PathLike) -> None:
         """Writes the statistics file atomically (``.lws``, what ``latentwatch merge`` reads)."""
