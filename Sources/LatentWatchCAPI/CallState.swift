@@ -144,3 +144,11 @@ extension String {
 func sdk<T>(_ body: () throws(LatentWatchError) -> T) throws(CallError) -> T {
     do throws(LatentWatchError) { return try body() } catch { throw CallError(error) }
 }
+
+/// Runs an SDK call that throws untyped errors (fitting, merging): a ``LatentWatchError`` keeps its status, anything
+/// else is a failed fit described by `what`.
+func fitting<T>(_ what: String, _ body: () throws -> T) throws(CallError) -> T {
+    do { return try body() } catch let e as LatentWatchError { throw CallError(e) } catch {
+        throw CallError(LW_ERR_FIT_FAILED, "\(what) failed: \(error)")
+    }
+}

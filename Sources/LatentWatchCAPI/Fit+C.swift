@@ -195,13 +195,8 @@ public func lwFit(
             )
         }
         try checkFitMemory(source, cfg)
-        let model: LatentModel
-        do {
-            model = try LatentModelFitter.fit(source, calibration: held, configuration: cfg)
-        } catch let e as LatentWatchError {
-            throw CallError(e)
-        } catch {
-            throw CallError(LW_ERR_FIT_FAILED, "fitting failed: \(error)")
+        let model = try fitting("fitting") {
+            try LatentModelFitter.fit(source, calibration: held, configuration: cfg)
         }
         out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
     }
@@ -277,15 +272,7 @@ public func lwModelEncode(
         let h = try ModelHandle.lookup(model)
         guard let length else { throw .null("length") }
         let options = try writeOptions(precision: precision, level: compressionLevel)
-        let bytes: [UInt8]
-        bytes = try sdk { () throws(LatentWatchError) in try ModelFile.encode(h.model, options: options) }
-        length.pointee = bytes.count
-        guard let buffer, capacity >= bytes.count else {
-            throw CallError(
-                LW_ERR_BUFFER_TOO_SMALL,
-                "the model file needs \(bytes.count) bytes; capacity is \(capacity)"
-            )
-        }
-        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        let bytes = try sdk { () throws(LatentWatchError) in try ModelFile.encode(h.model, options: options) }
+        try copyOut(bytes, to: buffer, capacity: capacity, length: length, what: "the model file")
     }
 }

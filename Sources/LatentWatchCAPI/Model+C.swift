@@ -128,13 +128,8 @@ public func lwLastStatus() -> Int32 { CallState.current.status }
 
 @c(lw_model_load)
 public func lwModelLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    CallState.run { () throws(CallError) in
-        guard let out else { throw .null("out") }
-        out.pointee = nil
-        let p = try String.argument(path, "path")
-        let model: LatentModel
-        model = try sdk { () throws(LatentWatchError) in try ModelFile.read(contentsOf: p) }
-        out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
+    load(path: path, into: out, kind: .model) { (p) throws(LatentWatchError) in
+        ModelHandle(try ModelFile.read(contentsOf: p))
     }
 }
 
@@ -144,15 +139,59 @@ public func lwModelLoadBytes(
     _ length: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> Int32 {
+    load(bytes: bytes, length: length, into: out, kind: .model) { (b) throws(LatentWatchError) in
+        ModelHandle(try ModelFile.decode(b))
+    }
+}
+
+/// `lw_*_load`: a new handle of `kind` for what `make` builds from the file at `path`, in `*out` (NULL on failure).
+func load(
+    path: UnsafePointer<CChar>?,
+    into out: UnsafeMutablePointer<OpaquePointer?>?,
+    kind: HandleRegistry.Kind,
+    _ make: (String) throws(LatentWatchError) -> AnyObject
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        out.pointee = nil
+        let p = try String.argument(path, "path")
+        let object = try sdk { () throws(LatentWatchError) in try make(p) }
+        out.pointee = HandleRegistry.shared.insert(object, kind: kind)
+    }
+}
+
+/// `lw_*_load_bytes`: a new handle of `kind` for what `make` builds from `length` bytes, in `*out`.
+func load(
+    bytes: UnsafeRawPointer?,
+    length: Int,
+    into out: UnsafeMutablePointer<OpaquePointer?>?,
+    kind: HandleRegistry.Kind,
+    _ make: ([UInt8]) throws(LatentWatchError) -> AnyObject
+) -> Int32 {
     CallState.run { () throws(CallError) in
         guard let out else { throw .null("out") }
         out.pointee = nil
         guard let bytes else { throw .null("bytes") }
         let b = Array(UnsafeRawBufferPointer(start: bytes, count: try sizeArgument(length, "length")))
-        let model: LatentModel
-        model = try sdk { () throws(LatentWatchError) in try ModelFile.decode(b) }
-        out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
+        let object = try sdk { () throws(LatentWatchError) in try make(b) }
+        out.pointee = HandleRegistry.shared.insert(object, kind: kind)
     }
+}
+
+/// `lw_*_encode`: sets `*length` to the size of `bytes` and copies them into `buffer` when `capacity` suffices
+/// (`LW_ERR_BUFFER_TOO_SMALL` otherwise); `what` names them in the error.
+func copyOut(
+    _ bytes: [UInt8],
+    to buffer: UnsafeMutableRawPointer?,
+    capacity: Int,
+    length: UnsafeMutablePointer<Int>,
+    what: String
+) throws(CallError) {
+    length.pointee = bytes.count
+    guard let buffer, capacity >= bytes.count else {
+        throw CallError(LW_ERR_BUFFER_TOO_SMALL, "\(what) needs \(bytes.count) bytes; capacity is \(capacity)")
+    }
+    bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
 }
 
 @c(lw_model_free)

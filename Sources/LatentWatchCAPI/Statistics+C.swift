@@ -60,13 +60,8 @@ public func lwStatisticsGather(
         let source = try BorrowedActivations(rows, name: "rows")
         guard source.labels != nil else { throw .null("rows.labels (gda and tied need class labels)") }
         try checkFitMemory(source, cfg)
-        let stats: ActivationStatistics
-        do {
-            stats = try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: Int(firstIndex))
-        } catch let e as LatentWatchError {
-            throw CallError(e)
-        } catch {
-            throw CallError(LW_ERR_FIT_FAILED, "gathering statistics failed: \(error)")
+        let stats = try fitting("gathering statistics") {
+            try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: Int(firstIndex))
         }
         out.pointee = HandleRegistry.shared.insert(StatisticsHandle(stats), kind: .statistics)
     }
@@ -80,9 +75,7 @@ public func lwStatisticsMerge(_ statistics: OpaquePointer?, _ other: OpaquePoint
         // Merged into a copy, stored only on success: a refused merge changes nothing.
         try into.statistics.withLock { (s) throws(CallError) in
             var merged = s
-            do { try merged.merge(from) } catch let e as LatentWatchError { throw CallError(e) } catch {
-                throw CallError(LW_ERR_FIT_FAILED, "merging failed: \(error)")
-            }
+            try fitting("merging") { try merged.merge(from) }
             s = merged
         }
     }
@@ -90,12 +83,8 @@ public func lwStatisticsMerge(_ statistics: OpaquePointer?, _ other: OpaquePoint
 
 @c(lw_statistics_load)
 public func lwStatisticsLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    CallState.run { () throws(CallError) in
-        guard let out else { throw .null("out") }
-        out.pointee = nil
-        let p = try String.argument(path, "path")
-        let s = try sdk { () throws(LatentWatchError) in try StatisticsFile.read(contentsOf: p) }
-        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(s), kind: .statistics)
+    load(path: path, into: out, kind: .statistics) { (p) throws(LatentWatchError) in
+        StatisticsHandle(try StatisticsFile.read(contentsOf: p))
     }
 }
 
@@ -105,13 +94,8 @@ public func lwStatisticsLoadBytes(
     _ length: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> Int32 {
-    CallState.run { () throws(CallError) in
-        guard let out else { throw .null("out") }
-        out.pointee = nil
-        guard let bytes else { throw .null("bytes") }
-        let b = Array(UnsafeRawBufferPointer(start: bytes, count: try sizeArgument(length, "length")))
-        let s = try sdk { () throws(LatentWatchError) in try StatisticsFile.decode(b) }
-        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(s), kind: .statistics)
+    load(bytes: bytes, length: length, into: out, kind: .statistics) { (b) throws(LatentWatchError) in
+        StatisticsHandle(try StatisticsFile.decode(b))
     }
 }
 
@@ -135,14 +119,7 @@ public func lwStatisticsEncode(
         let s = try StatisticsHandle.lookup(statistics).value
         guard let length else { throw .null("length") }
         let bytes = try sdk { () throws(LatentWatchError) in try StatisticsFile.encode(s) }
-        length.pointee = bytes.count
-        guard let buffer, capacity >= bytes.count else {
-            throw CallError(
-                LW_ERR_BUFFER_TOO_SMALL,
-                "the statistics file needs \(bytes.count) bytes; capacity is \(capacity)"
-            )
-        }
-        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        try copyOut(bytes, to: buffer, capacity: capacity, length: length, what: "the statistics file")
     }
 }
 
@@ -192,13 +169,8 @@ public func lwStatisticsFit(
                 "calibration rows have shape \(held.sampleShape); the statistics \(s.activationShape)"
             )
         }
-        let model: LatentModel
-        do {
-            model = try LatentModelFitter.fit(statistics: s, calibration: held, configuration: s.configuration)
-        } catch let e as LatentWatchError {
-            throw CallError(e)
-        } catch {
-            throw CallError(LW_ERR_FIT_FAILED, "fitting failed: \(error)")
+        let model = try fitting("fitting") {
+            try LatentModelFitter.fit(statistics: s, calibration: held, configuration: s.configuration)
         }
         out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
     }

@@ -13,19 +13,22 @@ typealias Binary = LatentWatchBinary
 
 /// The digits models (h1, h2) fitted once per test process with `latentwatch fit`.
 enum DigitsModels {
-    static let directory: URL = {
+    static let directory = fitted(family: "gda")
+
+    /// A new directory holding h1.lwm and h2.lwm fitted with `family` by `latentwatch fit`.
+    static func fitted(family: String) -> URL {
         let d = Binary.temporaryDirectory()
         for layer in ["h1", "h2"] {
             let r = try? Binary.run([
                 "fit", "--activations", Binary.data.appendingPathComponent("train_\(layer).npy").path,
                 "--labels", Binary.data.appendingPathComponent("train_labels.npy").path,
                 "--calibration", Binary.data.appendingPathComponent("calibration_\(layer).npy").path,
-                "--family", "gda", "--layer", layer, "--output", d.appendingPathComponent("\(layer).lwm").path,
+                "--family", family, "--layer", layer, "--output", d.appendingPathComponent("\(layer).lwm").path,
             ])
             precondition(r?.status == 0, "fit failed: \(r?.err ?? "no process")")
         }
         return d
-    }()
+    }
 
     static var paths: [String] { ["h1", "h2"].map { directory.appendingPathComponent("\($0).lwm").path } }
 

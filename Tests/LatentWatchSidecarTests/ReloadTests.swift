@@ -14,19 +14,7 @@ import Glibc
 @Suite(.serialized) struct ReloadTests {
     /// The digits models fitted as class Gaussians (DigitsModels) and as tied Gaussians, so every input's scores
     /// tell which set assessed it.
-    static let tiedDirectory: URL = {
-        let d = Binary.temporaryDirectory()
-        for layer in ["h1", "h2"] {
-            let r = try? Binary.run([
-                "fit", "--activations", Binary.data.appendingPathComponent("train_\(layer).npy").path,
-                "--labels", Binary.data.appendingPathComponent("train_labels.npy").path,
-                "--calibration", Binary.data.appendingPathComponent("calibration_\(layer).npy").path,
-                "--family", "tied", "--layer", layer, "--output", d.appendingPathComponent("\(layer).lwm").path,
-            ])
-            precondition(r?.status == 0, "fit failed: \(r?.err ?? "no process")")
-        }
-        return d
-    }()
+    static let tiedDirectory = DigitsModels.fitted(family: "tied")
 
     static var tiedPaths: [String] { ["h1", "h2"].map { tiedDirectory.appendingPathComponent("\($0).lwm").path } }
 

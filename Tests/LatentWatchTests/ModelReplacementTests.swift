@@ -12,18 +12,7 @@ import Testing
     /// Set A: the class Gaussians of MonitorTests. Set B: tied covariance on the same data, so every input's
     /// scores differ between the two.
     static let setA = MonitorTests.models
-    static let setB: [MonitoredLayer] = {
-        ["h1", "h2"].map { layer in
-            let train = try! Fixtures.activations("train", layer)
-            let cal = try! Fixtures.activations("calibration", layer)
-            let model = try! LatentModelFitter.fit(
-                InMemoryActivations(values: train.values, shape: [train.dim], labels: try! Fixtures.labels("train")),
-                calibration: InMemoryActivations(values: cal.values, shape: [cal.dim]),
-                configuration: FitConfiguration(family: .tied, layerName: layer)
-            )
-            return MonitoredLayer(model: model)
-        }
-    }()
+    static let setB = MonitorTests.digitsModels(family: .tied)
 
     /// Which set produced `a` for test row `row`: 0 for A, 1 for B, nil when its layers are neither all A nor all B.
     /// `tolerance` is relative (0: bit for bit).

@@ -26,18 +26,21 @@ final class StuckSink: AlertSink {
 }
 
 @Suite struct MonitorTests {
-    static let models: [MonitoredLayer] = {
+    static let models = digitsModels(family: .gda)
+
+    /// The digits MLP's two layers fitted with `family` on the train split, calibrated on the calibration split.
+    static func digitsModels(family: DensityFamilyName) -> [MonitoredLayer] {
         ["h1", "h2"].map { layer in
             let train = try! Fixtures.activations("train", layer)
             let cal = try! Fixtures.activations("calibration", layer)
             let model = try! LatentModelFitter.fit(
                 InMemoryActivations(values: train.values, shape: [train.dim], labels: try! Fixtures.labels("train")),
                 calibration: InMemoryActivations(values: cal.values, shape: [cal.dim]),
-                configuration: FitConfiguration(family: .gda, layerName: layer)
+                configuration: FitConfiguration(family: family, layerName: layer)
             )
             return MonitoredLayer(model: model)
         }
-    }()
+    }
 
     static func rows(_ split: String, _ layer: String) throws -> [[Float]] {
         let x = try Fixtures.activations(split, layer)

@@ -160,13 +160,17 @@ public enum ModelFile {
         to path: String,
         options: WriteOptions = WriteOptions()
     ) throws(LatentWatchError) {
-        let bytes = try encode(model, options: options)
+        try writeFile(try encode(model, options: options), to: path, what: "the model")
+    }
+
+    /// Writes a file's bytes atomically (temporary file, then rename); `what` names them in the error.
+    static func writeFile(_ bytes: [UInt8], to path: String, what: String) throws(LatentWatchError) {
         do {
             try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
             throw LatentWatchError(
                 .io,
-                "could not write the model: \(error.localizedDescription)",
+                "could not write \(what): \(error.localizedDescription)",
                 remedy: "check that the directory exists and is writable, and that the disk has space",
                 path: path
             )
@@ -177,6 +181,14 @@ public enum ModelFile {
 
     /// Reads a model file.
     public static func read(contentsOf path: String) throws(LatentWatchError) -> LatentModel {
+        try readFile(path) { (b) throws(LatentWatchError) in try decode(b) }
+    }
+
+    /// Reads a file's bytes and decodes them; errors of either step name the path.
+    static func readFile<T>(
+        _ path: String,
+        decode: ([UInt8]) throws(LatentWatchError) -> T
+    ) throws(LatentWatchError) -> T {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw LatentWatchError(

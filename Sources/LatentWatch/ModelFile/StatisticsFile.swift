@@ -159,35 +159,14 @@ public enum StatisticsFile {
         to path: String,
         created: String = "1970-01-01T00:00:00Z"
     ) throws(LatentWatchError) {
-        let b = try encode(s, created: created)
-        do { try Data(b).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw LatentWatchError(
-                .io,
-                "could not write the statistics: \(error.localizedDescription)",
-                remedy: "check that the directory exists and is writable, and that the disk has space",
-                path: path
-            )
-        }
+        try ModelFile.writeFile(try encode(s, created: created), to: path, what: "the statistics")
     }
 
     // MARK: Reading
 
     /// Reads a statistics file.
     public static func read(contentsOf path: String) throws(LatentWatchError) -> ActivationStatistics {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw LatentWatchError(
-                .io,
-                "could not read the file: \(error.localizedDescription)",
-                remedy: "check the path and permissions",
-                path: path
-            )
-        }
-        do { return try decode(Array(data)) } catch {
-            var e = error
-            e.path = path
-            throw e
-        }
+        try ModelFile.readFile(path) { (b) throws(LatentWatchError) in try decode(b) }
     }
 
     /// Decodes statistics file bytes.

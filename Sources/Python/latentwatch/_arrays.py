@@ -52,3 +52,30 @@ def as_float_array(x: Any, what: str, allow_float16: bool = False) -> np.ndarray
 def shape_str(shape: Tuple[int, ...]) -> str:
     """A shape as Python writes it, ``(128,)`` or ``(n, 64, 7, 7)``."""
     return str(tuple(shape))
+
+
+class OwnedHandle:
+    """What owns a library handle (``_handle``, freed by the library function named ``_free``) under ``_lock``:
+    :meth:`close`, the context manager, and freeing on garbage collection."""
+
+    __slots__ = ()
+    _free = ""
+
+    def close(self) -> None:
+        """Frees the library's object now (monitors built on a model keep their own reference). Idempotent."""
+        with self._lock:
+            h, self._handle = self._handle, None
+        if h is not None:
+            getattr(_capi.lib, self._free)(h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass

@@ -10,7 +10,7 @@ from typing import Any, List, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from . import _capi
-from ._arrays import as_float_array, check, shape_str
+from ._arrays import OwnedHandle, as_float_array, check, shape_str
 from ._capi import lib
 from ._errors import ConfigurationError, DTypeError, ShapeError, error_for_status
 
@@ -108,7 +108,7 @@ _INT64_P = ctypes.POINTER(ctypes.c_int64)
 _INT32_P = ctypes.POINTER(ctypes.c_int32)
 
 
-class Model:
+class Model(OwnedHandle):
     """A fitted density of one layer's activations (a LatentWatch model file, ``.lwm``).
 
     Create one with :func:`load`, :meth:`Model.from_bytes` or :func:`fit`; do not call the constructor. A model
@@ -124,6 +124,7 @@ class Model:
     """
 
     __slots__ = ("_handle", "_info", "_labels", "_lock", "__weakref__")
+    _free = "lw_model_free"
 
     def __init__(self, _handle: ctypes.c_void_p) -> None:
         if not isinstance(_handle, ctypes.c_void_p) or not _handle.value:
@@ -362,26 +363,6 @@ class Model:
         level = 0 if compression_level is None else int(compression_level)
         check(lib.lw_model_write(self._live_handle(), os.fsencode(path), p, level))
 
-    # ---- lifetime ----------------------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Frees the library's model now (monitors built on it keep their own reference). Idempotent."""
-        with self._lock:
-            h, self._handle = self._handle, None
-        if h is not None:
-            lib.lw_model_free(h)
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
 
 
 def load(path: PathLike) -> Model:

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Optional, Tuple, Union
 
 from . import _capi
 from ._capi import lib
-from ._arrays import check
+from ._arrays import OwnedHandle, check
 from ._errors import ConfigurationError, InvalidHandleError
 from ._model import Model, _activations_struct, _fit_config
 
@@ -16,7 +16,7 @@ __all__ = ["Statistics", "gather_statistics", "merge_statistics"]
 PathLike = Union[str, os.PathLike]
 
 
-class Statistics:
+class Statistics(OwnedHandle):
     """The mergeable sufficient statistics of a shard of a ``gda`` or ``tied`` fit (a ``.lws`` file's content).
 
     Gather them where each shard lives (:func:`gather_statistics`, or ``latentwatch fit --statistics-only``),
@@ -31,6 +31,7 @@ class Statistics:
     """
 
     __slots__ = ("_handle", "_lock", "__weakref__")
+    _free = "lw_statistics_free"
 
     def __init__(self, _handle: ctypes.c_void_p) -> None:
         if not isinstance(_handle, ctypes.c_void_p) or not _handle.value:
@@ -169,24 +170,6 @@ class Statistics:
             raise InvalidHandleError("the statistics are closed")
         return h
 
-    def close(self) -> None:
-        """Frees the library's statistics now. Idempotent."""
-        with self._lock:
-            h, self._handle = self._handle, None
-        if h is not None:
-            lib.lw_statistics_free(h)
-
-    def __enter__(self) -> "Statistics":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
 
 
 def gather_statistics(
