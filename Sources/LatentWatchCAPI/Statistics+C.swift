@@ -135,7 +135,7 @@ public func lwStatisticsGetInfo(
         let s = h.value
         var i = lw_statistics_info()
         i.struct_size = UInt32(MemoryLayout<lw_statistics_info>.size)
-        let shape = s.activationShape.prefix(Int(LW_MAX_RANK))
+        let shape = s.inputShape.prefix(Int(LW_MAX_RANK))
         i.input_rank = UInt32(shape.count)
         withUnsafeMutableBytes(of: &i.input_shape) { raw in
             let b = raw.bindMemory(to: Int64.self)
@@ -163,10 +163,10 @@ public func lwStatisticsFit(
         let s = try StatisticsHandle.lookup(statistics).value
         guard let calibration else { throw .null("calibration (the statistics hold no calibration rows)") }
         let held = try BorrowedActivations(calibration, name: "calibration")
-        guard held.sampleShape.reduce(1, *) == s.activationShape.reduce(1, *) else {
+        guard held.sampleShape.reduce(1, *) == s.inputShape.reduce(1, *) else {
             throw CallError(
                 LW_ERR_SHAPE_MISMATCH,
-                "calibration rows have shape \(held.sampleShape); the statistics \(s.activationShape)"
+                "calibration rows have shape \(held.sampleShape); the statistics \(s.inputShape)"
             )
         }
         let model = try fitting("fitting") {

@@ -226,9 +226,8 @@ struct FitCommand: ParsableCommand {
             try StatisticsFile.write(stats, to: output, created: ISO8601DateFormatter().string(from: Date()))
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        let rows = stats.rows.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
         print(
-            "wrote \(output) (\(size) bytes): statistics of \(stats.fitSamples) inputs (rows \(rows)), layer \(cfg.layerName), \(cfg.family), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+            "wrote \(output) (\(size) bytes): statistics of \(stats.fitSamples) inputs (rows \(stats.rowsText)), layer \(cfg.layerName), \(cfg.family), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
     }
 }

@@ -39,9 +39,9 @@ struct InspectCommand: ParsableCommand {
         if let stats = try? StatisticsFile.decode(bytes) {
             let c = stats.configuration
             print("file:        \(file) (\(bytes.count) bytes, statistics for `latentwatch merge`, checksums OK)")
-            print("layer:       \(c.layerName), input shape \(stats.activationShape)")
+            print("layer:       \(c.layerName), input shape \(stats.inputShape)")
             print(
-                "rows:        \(stats.fitSamples) (\(stats.rows.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")))"
+                "rows:        \(stats.fitSamples) (\(stats.rowsText))"
             )
             print(
                 "fit:         \(c.family), pooling \(c.preparation.pooling.rawValue), l2 \(c.preparation.l2Normalize)"
@@ -60,10 +60,7 @@ struct InspectCommand: ParsableCommand {
             print(
                 "file:        \(file) (\(bytes.count) bytes, format \(info.version), \(info.sections) sections, checksums OK)"
             )
-            if let f = model.fingerprint {
-                let hex = String(f, radix: 16)
-                print("fingerprint: \(String(repeating: "0", count: max(0, 8 - hex.count)) + hex) (CRC-32 of the file)")
-            }
+            if let f = model.fingerprint { print("fingerprint: \(ModelFile.fingerprintText(f)) (CRC-32 of the file)") }
             print("layer:       \(model.metadata.layer), input shape \(model.preparation.inputShape)")
             print(
                 "preparation: pooling \(model.preparation.options.pooling.rawValue), l2 \(model.preparation.options.l2Normalize), latent dimension \(model.preparation.outputDimension)"

@@ -53,7 +53,7 @@ struct MergeCommand: ParsableCommand {
             let next = try userFacing("statistics \(path)") { try StatisticsFile.read(contentsOf: path) }
             try userFacing("merging \(path)") { try merged.merge(next) }
         }
-        let rows = merged.rows.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
+        let rows = merged.rowsText
         if statisticsOnly {
             guard calibration == nil else { throw ValidationError("--statistics-only takes no --calibration") }
             try userFacing("writing \(output)") {

@@ -160,17 +160,9 @@ package struct ServeCommand: AsyncParsableCommand {
                 loadModels: load
             )
         }
-        // SIGHUP reloads the model files (the sidecar logs and counts the outcome). Reading and decoding them blocks,
-        // so it runs on a thread of its own, not on the cooperative pool.
+        // SIGHUP reloads the model files (the sidecar logs and counts the outcome).
         let reloader = Task.detached {
-            for await _ in hangups {
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    Thread.detachNewThread {
-                        _ = try? sidecar.reload()
-                        done.resume()
-                    }
-                }
-            }
+            for await _ in hangups { _ = await sidecar.reloadOnOwnThread() }
         }
         defer { reloader.cancel() }
         // Signals belong to the executable: the sidecar is a Service in this process's ServiceGroup.

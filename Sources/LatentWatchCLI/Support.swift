@@ -145,3 +145,8 @@ struct AlertOptions: ParsableArguments {
         )
     }
 }
+
+extension ActivationStatistics {
+    /// The row ranges held, for messages: "0..<200, 450..<649".
+    var rowsText: String { rows.map(\.description).joined(separator: ", ") }
+}

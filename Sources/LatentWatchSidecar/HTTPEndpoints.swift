@@ -46,7 +46,7 @@ enum HTTPEndpoints {
         context: ServerContext,
         registry: PrometheusCollectorRegistry,
         alerts: RecentAlertsSink,
-        reload: @escaping @Sendable () throws(LatentWatchError) -> Int
+        reload: @escaping @Sendable () async -> Result<Int, LatentWatchError>
     ) -> Router<BasicRequestContext> {
         let router = Router()
         if let token = context.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token)) }
@@ -77,12 +77,7 @@ enum HTTPEndpoints {
                 throw HTTPError(.conflict, message: "a reload is already running; try again when it has finished")
             }
             defer { context.reloading.store(false, ordering: .releasing) }
-            // Reading and decoding the model files blocks: off the event loops and the cooperative pool.
-            let outcome: Result<Int, LatentWatchError> = await withCheckedContinuation { cont in
-                Thread.detachNewThread {
-                    cont.resume(returning: Result { () throws(LatentWatchError) -> Int in try reload() })
-                }
-            }
+            let outcome = await reload()
             var body = servedJSON(context)
             switch outcome {
             case .success:

@@ -68,10 +68,7 @@ enum MetricsHelp {
     }
 
     /// The model id as eight hex digits.
-    static func hex(_ v: UInt32) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: max(0, 8 - s.count)) + s
-    }
+    static func hex(_ v: UInt32) -> String { ModelFile.fingerprintText(v) }
 
     /// The exposition with a `# HELP` line before every `# TYPE` line that has none (families without an entry
     /// in ``text`` get their name as help, so the output stays valid).

@@ -182,6 +182,16 @@ public final class Sidecar: Service, Sendable {
     /// The layers as announced in the WELCOME.
     public var layers: [WireLayer] { context.welcome.layers }
 
+    /// ``reload()`` on a thread of its own: reading and decoding model files blocks, so it runs neither on the event
+    /// loops nor on the cooperative pool. Used by SIGHUP and `POST /v1/reload`.
+    public func reloadOnOwnThread() async -> Result<Int, LatentWatchError> {
+        await withCheckedContinuation { done in
+            Thread.detachNewThread {
+                done.resume(returning: Result { () throws(LatentWatchError) -> Int in try self.reload() })
+            }
+        }
+    }
+
     /// How many times the models were reloaded.
     public var modelGeneration: Int { context.served.withLockedValue { $0.generation } }
 
@@ -206,7 +216,7 @@ public final class Sidecar: Service, Sendable {
                     context: context,
                     registry: registry,
                     alerts: recent,
-                    reload: { [self] () throws(LatentWatchError) -> Int in try reload() }
+                    reload: { [self] in await reloadOnOwnThread() }
                 ),
                 configuration: .init(address: .hostname(http.host, port: http.port), serverName: "latentwatch"),
                 onServerRunning: { channel in

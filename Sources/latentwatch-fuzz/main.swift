@@ -165,7 +165,7 @@ func fuzzStatistics(_ bytes: [UInt8]) {
     guard var stats = try? StatisticsFile.decode(bytes, verifyChecksums: false) else { return }
     // Statistics that decode must merge (or be refused), re-encode, and fit a model or throw, whatever their moments.
     _ = try? StatisticsFile.encode(stats)
-    let shape = stats.activationShape
+    let shape = stats.inputShape
     let n = shape.reduce(1, *)
     guard n <= 256 else { return }
     var copy = stats

@@ -8,24 +8,13 @@ import Testing
 /// a single-pass `latentwatch fit --calibration` gives. dask and distributed come from PyPI (`.ci/run` installs
 /// them); where they are missing the test says so and skips.
 @Suite(.serialized) struct DaskShardedFitTests {
+    /// python3 in the package root: exit status, and stdout followed by stderr.
     static func python(
         _ arguments: [String],
         environment: [String: String] = [:]
     ) throws -> (status: Int32, out: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3"] + arguments
-        if !environment.isEmpty {
-            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        p.currentDirectoryURL = CLI.root
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        let r = try CLI.runTool("/usr/bin/env", ["python3"] + arguments, environment: environment)
+        return (r.status, r.out + r.err)
     }
 
     /// Largest |a - b| over largest |a| (0 when both are all zero).

@@ -13,22 +13,14 @@ import Testing
         FileManager.default.isExecutableFile(atPath: $0)
     }
 
+    /// Runs `tool` (promtool by default) in `directory`: exit status, and stdout followed by stderr.
     static func run(
         _ arguments: [String],
         in directory: URL,
         tool: String? = promtool
     ) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool!)
-        p.arguments = arguments
-        p.currentDirectoryURL = directory
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        let r = try LatentWatchBinary.runTool(tool!, arguments, in: directory)
+        return (r.status, r.out + r.err)
     }
 
     @Test func rulesPassPromtoolAndTheirUnitTests() throws {

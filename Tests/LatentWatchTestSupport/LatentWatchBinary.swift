@@ -35,13 +35,27 @@ public enum LatentWatchBinary {
     ) throws -> (
         status: Int32, out: String, err: String
     ) {
+        try runTool(product(name), arguments, environment: environment)
+    }
+
+    /// Runs any executable to completion (in `directory`, by default the package root); returns exit status, stdout,
+    /// stderr.
+    @discardableResult
+    public static func runTool(
+        _ executable: String,
+        _ arguments: [String],
+        in directory: URL = root,
+        environment: [String: String] = [:]
+    ) throws -> (
+        status: Int32, out: String, err: String
+    ) {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: product(name))
+        p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
         if !environment.isEmpty {
             p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
-        p.currentDirectoryURL = root
+        p.currentDirectoryURL = directory
         let out = Pipe()
         let err = Pipe()
         p.standardOutput = out

@@ -6,16 +6,16 @@ import LatentWatchNumerics
 /// each read their part and one process fits the model (``LatentModelFitter/fit(statistics:calibration:configuration:created:progress:)``).
 public struct ActivationStatistics: Sendable {
     /// Shape of one raw activation.
-    package let inputShape: [Int]
-    /// Preparation options the activations were pooled with.
-    package let preparation: PreparationOptions
-    /// Seed and validation fraction of the split assignment.
-    let splitSeed: UInt64
+    public let inputShape: [Int]
+    /// The fit configuration the statistics were gathered with (family, preparation, regularisation, split seed,
+    /// precision, layer name): what ``LatentModelFitter/fit(statistics:calibration:configuration:created:progress:)``
+    /// should be given.
+    public package(set) var configuration: FitConfiguration
+    /// Validation fraction of the split assignment.
     let validationFraction: Double
-    /// The configuration the statistics were gathered with; a fit from them uses it (``configuration``).
-    package internal(set) var gatheredWith: FitConfiguration
-    /// The rows of the whole data set these statistics hold (shard ranges, by index of the first activation).
-    package internal(set) var rowRanges: [Range<Int>] = []
+    /// The rows of the whole data set these statistics hold, as ranges of activation indices (one per shard merged
+    /// in, adjacent ranges joined).
+    public package(set) var rows: [Range<Int>] = []
     package var classes: [Int: (train: GaussianMoments, validation: GaussianMoments)] = [:]
     package internal(set) var globalTrain: GaussianMoments
     package internal(set) var globalValidation: GaussianMoments
@@ -27,28 +27,17 @@ public struct ActivationStatistics: Sendable {
     init(inputShape: [Int], configuration cfg: FitConfiguration, validationFraction: Double) {
         let p = Preparation.pooledDimension(shape: inputShape, pooling: cfg.preparation.pooling)
         self.inputShape = inputShape
-        self.preparation = cfg.preparation
-        self.splitSeed = cfg.splitSeed
+        self.configuration = cfg
         self.validationFraction = validationFraction
-        self.gatheredWith = cfg
         globalTrain = GaussianMoments(dimension: p)
         globalValidation = GaussianMoments(dimension: p)
     }
 
+    /// Preparation options the activations were pooled with.
+    package var preparation: PreparationOptions { configuration.preparation }
+
     /// Class labels seen.
     package var classLabels: [Int] { classes.keys.sorted() }
-
-    /// The fit configuration the statistics were gathered with (family, preparation, regularisation, split seed,
-    /// precision, layer name): what ``LatentModelFitter/fit(statistics:calibration:configuration:created:progress:)``
-    /// should be given.
-    public var configuration: FitConfiguration { gatheredWith }
-
-    /// Shape of one raw activation.
-    public var activationShape: [Int] { inputShape }
-
-    /// The rows of the whole data set these statistics hold, as ranges of activation indices (one per shard merged
-    /// in, adjacent ranges joined).
-    public var rows: [Range<Int>] { rowRanges }
 
     /// A class's training and validation moments, and both merged (all its fitting samples).
     package func moments(
@@ -70,26 +59,20 @@ public struct ActivationStatistics: Sendable {
     /// Merges the statistics of another shard gathered with the same configuration. Refuses shards of another
     /// shape, layer or configuration, and shards whose rows overlap these (a shard merged twice).
     public mutating func merge(_ other: ActivationStatistics) throws {
-        guard other.inputShape == inputShape, other.preparation == preparation, other.splitSeed == splitSeed,
-            other.validationFraction == validationFraction
+        let a = configuration
+        let b = other.configuration
+        guard other.inputShape == inputShape, other.validationFraction == validationFraction,
+            a.preparation == b.preparation, a.splitSeed == b.splitSeed, a.family == b.family,
+            a.regularization == b.regularization, a.layerName == b.layerName, a.precision == b.precision,
+            a.fitBackground == b.fitBackground
         else {
             throw LatentWatchError(
                 .fitFailed,
-                "statistics were gathered with different shapes or options (\(inputShape) vs \(other.inputShape)); merge only shards of one configuration"
-            )
-        }
-        let a = gatheredWith
-        let b = other.gatheredWith
-        guard a.family == b.family, a.regularization == b.regularization, a.layerName == b.layerName,
-            a.precision == b.precision, a.fitBackground == b.fitBackground
-        else {
-            throw LatentWatchError(
-                .fitFailed,
-                "statistics of layer '\(b.layerName)' (\(b.family)) were gathered for another fit than those of layer '\(a.layerName)' (\(a.family)): family, regularisation, precision or layer differ",
+                "statistics of layer '\(b.layerName)' (\(b.family), shape \(other.inputShape)) were gathered for another fit than those of layer '\(a.layerName)' (\(a.family), shape \(inputShape)): shape, preparation, split seed, family, regularisation, precision or layer differ",
                 remedy: "gather every shard with the same fit options"
             )
         }
-        let combined = try Self.joined(rowRanges, other.rowRanges)
+        let combined = try Self.joined(rows, other.rows)
         globalTrain.merge(other.globalTrain)
         globalValidation.merge(other.globalValidation)
         for (label, pair) in other.classes {
@@ -102,7 +85,7 @@ public struct ActivationStatistics: Sendable {
             classes[label] = mine
         }
         fitSamples += other.fitSamples
-        rowRanges = combined
+        rows = combined
     }
 
     /// Two sets of row ranges as one, sorted, with adjacent ranges joined; throws when they overlap.
@@ -129,7 +112,8 @@ public struct ActivationStatistics: Sendable {
 
     func checkCompatible(with cfg: FitConfiguration) throws {
         let expected = cfg.regularization.shrinkage == .heldOutLikelihood ? cfg.regularization.validationFraction : 0
-        guard cfg.preparation == preparation, cfg.splitSeed == splitSeed, expected == validationFraction else {
+        guard cfg.preparation == preparation, cfg.splitSeed == configuration.splitSeed, expected == validationFraction
+        else {
             throw LatentWatchError(
                 .fitFailed,
                 "the statistics were gathered with another preparation, split seed or validation fraction than this configuration"
@@ -191,7 +175,7 @@ extension LatentModelFitter {
             firstIndex: firstIndex,
             progress: progress
         )
-        stats.rowRanges = [firstIndex..<(firstIndex + stats.fitSamples)]
+        stats.rows = [firstIndex..<(firstIndex + stats.fitSamples)]
         return stats
     }
 

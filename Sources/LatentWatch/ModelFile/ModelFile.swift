@@ -588,6 +588,12 @@ public enum ModelFile {
     }
     static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
 
+    /// A fingerprint (a model file's CRC-32) as eight hex digits, as `inspect`, `/healthz` and the metrics show it.
+    package static func fingerprintText(_ v: UInt32) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: max(0, 8 - s.count)) + s
+    }
+
     static func describeStart(_ b: [UInt8]) -> String {
         if b.isEmpty { return "nothing: the file is empty" }
         if b.count >= 4 && Array(b[0..<4]) == [0x28, 0xB5, 0x2F, 0xFD] { return "a zstd frame; decompress it first?" }

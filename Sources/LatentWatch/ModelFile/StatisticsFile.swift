@@ -91,7 +91,7 @@ public enum StatisticsFile {
         created: String = "1970-01-01T00:00:00Z",
         compressionLevel: Int32 = 3
     ) throws(LatentWatchError) -> [UInt8] {
-        let cfg = s.gatheredWith
+        let cfg = s.configuration
         guard cfg.families.family(named: cfg.family.rawValue)?.needsPasses != true, s.reservoir.isEmpty else {
             throw LatentWatchError(
                 .invalidConfiguration,
@@ -135,7 +135,7 @@ public enum StatisticsFile {
             inputShape: s.inputShape,
             dimension: s.globalTrain.dimension,
             configuration: configurationJSON(cfg),
-            rows: s.rowRanges.map { [$0.lowerBound, $0.upperBound] },
+            rows: s.rows.map { [$0.lowerBound, $0.upperBound] },
             samples: s.fitSamples,
             moments: moments
         )
@@ -270,7 +270,7 @@ public enum StatisticsFile {
                 ? cfg.regularization.validationFraction : 0
         )
         stats.fitSamples = meta.samples
-        stats.rowRanges = ranges
+        stats.rows = ranges
         var globals: [String: GaussianMoments] = [:]
         var classes: [Int: [String: GaussianMoments]] = [:]
         for m in meta.moments {

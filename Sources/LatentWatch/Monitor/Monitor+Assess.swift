@@ -25,7 +25,7 @@ extension Monitor {
     ) throws(LatentWatchError) {
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
-        try checkShape(activations, rows: 1, layers: ws.layers)
+        try checkShape(activations, rows: 1)
         let summary = try summariseOutputs(outputs)
         try score(activations, row: 0, ws: ws)
         finish(requestID: requestID, outputs: outputs, summary: summary, ws: ws, into: &result)
@@ -60,7 +60,7 @@ extension Monitor {
     ) throws(LatentWatchError) {
         let ws = takeWorkspaces()
         defer { returnWorkspaces(ws) }
-        try checkShape(activations, rows: count, layers: ws.layers)
+        try checkShape(activations, rows: count)
         if let requestIDs, requestIDs.count != count {
             metrics.rejected.increment()
             throw LatentWatchError(.invalidConfiguration, "\(requestIDs.count) request ids for \(count) inputs")
@@ -74,7 +74,7 @@ extension Monitor {
             )
         }
         for r in 0..<count {
-            try validate(activations, row: r, of: count, layers: ws.layers)
+            try validate(activations, row: r, of: count)
             _ = try summariseOutputs(outputs.map { UnsafeBufferPointer(rebasing: $0[(r * width)..<((r + 1) * width)]) })
         }
         if results.count != count { results = Array(repeating: Assessment(), count: count) }
@@ -94,8 +94,10 @@ extension Monitor {
 
     // MARK: Checks and scoring
 
-    /// Refuses (and counts) a call whose layer count or buffer sizes do not hold `rows` inputs.
-    func checkShape(_ a: ActivationBuffers, rows: Int, layers: [MonitoredLayer]) throws(LatentWatchError) {
+    /// Refuses (and counts) a call whose layer count or buffer sizes do not hold `rows` inputs. Sizes do not depend on
+    /// which models are current (a replacement keeps them), so the monitor's first models check them, without a lock.
+    func checkShape(_ a: ActivationBuffers, rows: Int) throws(LatentWatchError) {
+        let layers = configuration.layers
         guard a.layerCount == layers.count else {
             metrics.rejected.increment()
             throw LatentWatchError(
@@ -118,12 +120,8 @@ extension Monitor {
     }
 
     /// Checks row `r` of every layer (finite values), counting a refusal.
-    func validate(
-        _ a: ActivationBuffers,
-        row r: Int,
-        of rows: Int = 1,
-        layers: [MonitoredLayer]
-    ) throws(LatentWatchError) {
+    func validate(_ a: ActivationBuffers, row r: Int, of rows: Int = 1) throws(LatentWatchError) {
+        let layers = configuration.layers
         for l in 0..<layers.count {
             do throws(LatentWatchError) {
                 let n = layers[l].model.inputCount

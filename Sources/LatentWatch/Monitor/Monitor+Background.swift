@@ -22,11 +22,8 @@ extension Monitor {
                 "submit needs a monitor in background mode; this one is inline"
             )
         }
-        // Sizes and finiteness do not depend on which models are current (a replacement keeps every layer's size),
-        // so the first models check them without taking the models' lock.
-        let layers = configuration.layers
-        try checkShape(activations, rows: 1, layers: layers)
-        try validate(activations, row: 0, layers: layers)
+        try checkShape(activations, rows: 1)
+        try validate(activations, row: 0)
         let result = queue.push(requestID: requestID) { l, dst in
             let n = inputCounts[l]
             switch activations {
