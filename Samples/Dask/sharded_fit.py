@@ -19,9 +19,20 @@ validation split is the same as in one pass.
 Without --scheduler it starts a LocalCluster of --workers processes (one thread each). With --scheduler it
 connects to an existing cluster, for example `tcp://scheduler:8786`.
 
+Mixtures (--family gmm-full or gmm-diag; shards need no labels) are fitted by EM in rounds. The shards'
+statistics merge into round 0 (the PCA projection and the k-means++ start on the merged reservoir sample). Each
+round, one task per shard computes its E-step against the round (`latentwatch fit --mixture-round`), and one task
+merges the E-steps into the next round (`latentwatch merge --mixture-round`), until merge reports `finished: true`
+(converged, or the iteration limit). The last task fits the model from that round and calibrates it. The rounds
+repeat the iterations of a single-pass fit, so the model is the same up to rounding.
+
+    python3 Samples/Dask/sharded_fit.py --family gmm-full --fit-option=--components=8 --fit-option=--pca=32 \
+        --shard x0.npy --shard x1.npy --shard x2.npy --calibration cal.npy --layer h1 --output h1.lwm
+
 With --engine python the tasks use the Python package in process (`latentwatch.gather_statistics`,
 `Statistics.merge`, `Statistics.fit`) instead of the executable. Statistics travel between workers pickled as
-their .lws bytes. The workers then need the package, not the executable.
+their .lws bytes. The workers then need the package, not the executable. The Python package does not run EM
+rounds: mixtures need --engine cli.
 """
 
 import argparse
@@ -46,10 +57,91 @@ def shard_statistics(latentwatch, activations, labels, first_index, fit_options)
     """The statistics of one shard, as .lws bytes."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "shard.lws")
-        run([latentwatch, "fit", "--activations", activations, "--labels", labels, "--statistics-only",
-             "--first-index", str(first_index), "--output", out, *fit_options])
+        run([latentwatch, "fit", "--activations", activations, *(["--labels", labels] if labels else []),
+             "--statistics-only", "--first-index", str(first_index), "--output", out, *fit_options])
         with open(out, "rb") as f:
             return f.read()
+
+
+def written(directory, name, data):
+    """Writes bytes to a file in a directory; returns its path."""
+    path = os.path.join(directory, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def mixture_start(latentwatch, statistics):
+    """Round 0 of EM from the merged statistics, as .lws bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "round.lws")
+        run([latentwatch, "merge", written(d, "all.lws", statistics), "--output", out])
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def expectation_step(latentwatch, round_bytes, activations, first_index):
+    """One shard's E-step against a round, as .lws bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "step.lws")
+        run([latentwatch, "fit", "--activations", activations, "--first-index", str(first_index),
+             "--mixture-round", written(d, "round.lws", round_bytes), "--output", out])
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def maximization_step(latentwatch, round_bytes, *steps):
+    """The next round from every shard's E-step: (.lws bytes, finished, merge's report line)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "next.lws")
+        paths = [written(d, f"step{i}.lws", s) for i, s in enumerate(steps)]
+        report = run([latentwatch, "merge", *paths, "--mixture-round", written(d, "round.lws", round_bytes),
+                      "--output", out]).strip().splitlines()
+        with open(out, "rb") as f:
+            return f.read(), report[-1] == "finished: true", report[-2]
+
+
+def mixture_model(latentwatch, round_bytes, calibration):
+    """The model of a finished round, calibrated, as .lwm bytes, and merge's report."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "model.lwm")
+        report = run([latentwatch, "merge", "--mixture-round", written(d, "round.lws", round_bytes),
+                      "--calibration", calibration, "--output", out])
+        with open(out, "rb") as f:
+            return f.read(), report
+
+
+def sharded_mixture_fit(client, latentwatch, shards, calibration, fit_options, max_rounds=1000):
+    """Fits a mixture from shards [(activations.npy, None)] by EM rounds on the cluster; returns (model bytes,
+    merged statistics bytes, report)."""
+    firsts = []
+    first = 0
+    for activations, _ in shards:
+        firsts.append(first)
+        first += np.load(activations, mmap_mode="r").shape[0]
+    futures = [client.submit(shard_statistics, latentwatch, a, None, f, fit_options, pure=False)
+               for (a, _), f in zip(shards, firsts)]
+    while len(futures) > 1:
+        pairs = [futures[i:i + 2] for i in range(0, len(futures), 2)]
+        futures = [client.submit(merge_statistics, latentwatch, *p, pure=False) if len(p) == 2 else p[0]
+                   for p in pairs]
+    statistics = futures[0]
+    current = client.submit(mixture_start, latentwatch, statistics, pure=False)
+    lines = []
+    for _ in range(max_rounds):
+        steps = [client.submit(expectation_step, latentwatch, current, a, f, pure=False)
+                 for (a, _), f in zip(shards, firsts)]
+        current_bytes, finished, line = client.submit(maximization_step, latentwatch, current, *steps,
+                                                      pure=False).result()
+        lines.append(line)
+        current = client.scatter(current_bytes)
+        if finished:
+            break
+    else:
+        raise RuntimeError(f"EM did not finish in {max_rounds} rounds")
+    (model_bytes, report), statistics_bytes = client.gather(
+        [client.submit(mixture_model, latentwatch, current, calibration, pure=False), statistics])
+    return model_bytes, statistics_bytes, "\n".join(lines) + "\n" + report
 
 
 def merge_statistics(latentwatch, *parts):
@@ -141,11 +233,11 @@ def sharded_fit(client, latentwatch, shards, calibration, calibration_labels, fi
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latentwatch", default="latentwatch", help="the latentwatch executable")
-    parser.add_argument("--shard", action="append", required=True, metavar="ACTIVATIONS.npy:LABELS.npy",
-                        help="one shard (repeat, in the order of the whole data set)")
+    parser.add_argument("--shard", action="append", required=True, metavar="ACTIVATIONS.npy[:LABELS.npy]",
+                        help="one shard (repeat, in the order of the whole data set); labels for gda and tied")
     parser.add_argument("--calibration", required=True, help="held-out activations to calibrate on")
     parser.add_argument("--calibration-labels", help="their labels (calibrates the class posterior)")
-    parser.add_argument("--family", default="gda", choices=["gda", "tied"])
+    parser.add_argument("--family", default="gda", choices=["gda", "tied", "gmm-full", "gmm-diag"])
     parser.add_argument("--layer", help="layer name stored in the model")
     parser.add_argument("--fit-option", action="append", default=[], metavar="OPTION",
                         help="another `latentwatch fit` option for every shard, for example --fit-option=--pca=64")
@@ -156,12 +248,15 @@ def main(argv=None):
     parser.add_argument("--engine", choices=["cli", "python"], default="cli",
                         help="cli: the latentwatch executable on the workers; python: the Python package in process")
     args = parser.parse_args(argv)
+    mixture = args.family.startswith("gmm")
     shards = []
     for s in args.shard:
         activations, sep, labels = s.partition(":")
-        if not sep:
-            parser.error(f"--shard {s}: expected ACTIVATIONS.npy:LABELS.npy")
-        shards.append((os.path.abspath(activations), os.path.abspath(labels)))
+        if not sep and not mixture:
+            parser.error(f"--shard {s}: expected ACTIVATIONS.npy:LABELS.npy (gda and tied need labels)")
+        shards.append((os.path.abspath(activations), os.path.abspath(labels) if sep and not mixture else None))
+    if mixture and args.engine == "python":
+        parser.error("the Python package does not run EM rounds: fit mixtures with --engine cli")
     fit_options = ["--family", args.family, *args.fit_option]
     if args.layer:
         fit_options += ["--layer", args.layer]
@@ -183,6 +278,9 @@ def main(argv=None):
                 options["layer_name"] = args.layer
             model, statistics, report = sharded_fit_in_process(client, shards, os.path.abspath(args.calibration),
                                                                calibration_labels, options)
+        elif mixture:
+            model, statistics, report = sharded_mixture_fit(client, latentwatch, shards,
+                                                            os.path.abspath(args.calibration), fit_options)
         else:
             model, statistics, report = sharded_fit(client, latentwatch, shards, os.path.abspath(args.calibration),
                                                     calibration_labels, fit_options)

@@ -13,8 +13,11 @@ struct FitCommand: ParsableCommand {
             [inputs, features...]; labels are one integer per input. Files are read in batches, never whole.
             Example: latentwatch fit --activations train_h1.npy --labels train_labels.npy \
             --calibration calibration_h1.npy --family gda --output h1.lwm
-            Sharded (gda and tied): each shard writes its statistics with --statistics-only and --first-index \
-            (the index of its first input in the whole data set); `latentwatch merge` turns them into a model.
+            Sharded: each shard writes its statistics with --statistics-only and --first-index (the index of its \
+            first input in the whole data set); `latentwatch merge` turns them into a model (gda, tied) or into \
+            round 0 of EM (gmm-full, gmm-diag). Each EM round, every shard writes its E-step against the round's \
+            file with --mixture-round, and `latentwatch merge --mixture-round` writes the next round \
+            (Docs/Operations.md, "Sharded fitting").
             """
     )
 
@@ -104,14 +107,24 @@ struct FitCommand: ParsableCommand {
 
     @Option(
         help:
-            "With --statistics-only: index of this shard's first input in the whole data set, so the validation split is that of one pass."
+            "With --statistics-only or --mixture-round: index of this shard's first input in the whole data set, so the validation split and the reservoir sample are those of one pass."
     )
     var firstIndex: Int = 0
+
+    @Option(
+        help:
+            "A sharded mixture fit's round file (from `latentwatch merge`): write this shard's E-step against it instead of a model. The fit options come from the round."
+    )
+    var mixtureRound: String?
 
     func run() throws {
         let file = try userFacing("activations") { try TensorFile(path: activations) }
         for w in file.warnings { stderrLine("warning: \(w)") }
         let tensor = try userFacing("activations") { try file.tensor(key) }
+        if let mixtureRound {
+            try writeExpectation(file, key: tensor.name, round: mixtureRound)
+            return
+        }
         var labelValues: [Int]? = nil
         if let labels {
             labelValues = try Files.labels(labels, key: labelsKey)
@@ -208,9 +221,12 @@ struct FitCommand: ParsableCommand {
 
     /// `--statistics-only`: gathers this shard's statistics and writes them.
     func writeStatistics(_ source: FileActivations, configuration cfg: FitConfiguration, start: Date) throws {
-        guard cfg.family == .gda || cfg.family == .tied else {
+        guard [.gda, .tied, .gmmFull, .gmmDiagonal].contains(cfg.family) else {
+            throw ValidationError("--statistics-only supports --family gda, tied, gmm-full and gmm-diag")
+        }
+        guard cfg.family == .gda || cfg.family == .tied || restarts <= 1 else {
             throw ValidationError(
-                "--statistics-only supports --family gda and tied; a \(cfg.family) fit needs passes over the activations"
+                "a sharded mixture fit runs one start: --restarts must be 1 (run one sharded fit per --seed to compare starts)"
             )
         }
         guard calibration == nil, calibrationLabels == nil else {
@@ -228,6 +244,25 @@ struct FitCommand: ParsableCommand {
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         print(
             "wrote \(output) (\(size) bytes): statistics of \(stats.fitSamples) inputs (rows \(stats.rowsText)), layer \(cfg.layerName), \(cfg.family), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+        )
+    }
+
+    /// `--mixture-round`: this shard's E-step against a round of a sharded mixture fit.
+    func writeExpectation(_ file: TensorFile, key: String, round path: String) throws {
+        guard !statisticsOnly, calibration == nil, labels == nil else {
+            throw ValidationError("--mixture-round takes no --statistics-only, --calibration or --labels")
+        }
+        guard firstIndex >= 0 else { throw ValidationError("--first-index must be at least 0") }
+        let start = Date()
+        let round = try userFacing("mixture round \(path)") { try StatisticsFile.readMixtureRound(contentsOf: path) }
+        let source = try userFacing("activations") { try FileActivations(file: file, key: key, labels: nil) }
+        let step = try userFacing("E-step") { try round.expectation(of: source, firstIndex: firstIndex) }
+        try userFacing("writing \(output)") {
+            try StatisticsFile.write(step, to: output, created: ISO8601DateFormatter().string(from: Date()))
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        print(
+            "wrote \(output) (\(size) bytes): E-step of round \(round.round + 1) over \(step.samples) inputs (rows \(step.rows.rowsText)), layer \(round.configuration.layerName), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
     }
 }

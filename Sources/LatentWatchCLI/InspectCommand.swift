@@ -36,17 +36,34 @@ struct InspectCommand: ParsableCommand {
         do { bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file))) } catch {
             throw ValidationError("cannot read \(file): \(error.localizedDescription)")
         }
-        if let stats = try? StatisticsFile.decode(bytes) {
+        switch try? StatisticsFile.decodeContents(bytes) {
+        case .statistics(let stats):
             let c = stats.configuration
             print("file:        \(file) (\(bytes.count) bytes, statistics for `latentwatch merge`, checksums OK)")
             print("layer:       \(c.layerName), input shape \(stats.inputShape)")
-            print(
-                "rows:        \(stats.fitSamples) (\(stats.rowsText))"
-            )
+            print("rows:        \(stats.fitSamples) (\(stats.rowsText))")
             print(
                 "fit:         \(c.family), pooling \(c.preparation.pooling.rawValue), l2 \(c.preparation.l2Normalize)"
             )
             return
+        case .mixtureRound(let r):
+            let c = r.configuration
+            print("file:        \(file) (\(bytes.count) bytes, a sharded mixture fit's round, checksums OK)")
+            print("layer:       \(c.layerName), input shape \(r.inputShape)")
+            print("rows:        \(r.fitSamples) (\(r.rows.rowsText))")
+            print(
+                "fit:         \(c.family) with \(c.mixture.components) components, tolerance \(c.mixture.tolerance), at most \(c.mixture.maxIterations) iterations"
+            )
+            print(
+                "round:       \(r.round), parameters \(r.fingerprint), mean log-likelihood \(r.logLikelihoods.last.map { "\($0)" } ?? "none yet"), converged \(r.converged), finished \(r.finished)"
+            )
+            return
+        case .mixtureStep(let e):
+            print("file:        \(file) (\(bytes.count) bytes, an E-step of a sharded mixture fit, checksums OK)")
+            print("layer:       \(e.layer), round \(e.round), parameters \(e.fingerprint)")
+            print("rows:        \(e.samples) (\(e.rows.rowsText))")
+            return
+        case nil: break
         }
         let decoded: (LatentModel, (version: String, sections: Int, metadataJSON: String))
         do {

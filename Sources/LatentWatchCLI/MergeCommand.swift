@@ -7,21 +7,33 @@ import LatentWatch
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Merge shards' statistics (from `fit --statistics-only`) into a model file or one statistics file.",
+        abstract:
+            "Merge shards' statistics into a model, one statistics file or a mixture fit's round; run EM rounds across shards.",
         discussion: """
             Every statistics file must come from the same fit options and layer, and hold rows no other file holds \
-            (each shard's --first-index). The model is fitted from the merged statistics and calibrated on \
-            --calibration, as `latentwatch fit --calibration` would fit it from all the shards' activations in one pass. \
-            With --statistics-only the merged statistics are written instead, to merge further (a tree of merges).
+            (each shard's --first-index). gda and tied: the model is fitted from the merged statistics and \
+            calibrated on --calibration, as `latentwatch fit --calibration` would fit it from all the shards' \
+            activations in one pass. gmm-full and gmm-diag: the merged statistics become round 0 of EM (the PCA \
+            projection and the k-means++ start). Each round, every shard writes its E-step \
+            (`latentwatch fit --mixture-round ROUND --first-index F`), and `merge STEPS --mixture-round ROUND` \
+            writes the next round; its last line reads `finished: true` once EM has converged or reached its \
+            iteration limit. Then `merge --mixture-round ROUND --calibration ...` writes the model. With \
+            --statistics-only the merged statistics are written instead, to merge further (a tree of merges).
             Example: latentwatch merge s0.lws s1.lws s2.lws --calibration calibration_h1.npy \
             --calibration-labels calibration_labels.npy --output h1.lwm
             """
     )
 
-    @Argument(help: "Statistics files (.lws) to merge.")
-    var statistics: [String]
+    @Argument(help: "Statistics files (.lws) to merge: shards' statistics, or one round's E-steps.")
+    var statistics: [String] = []
 
-    @Option(help: "Held-out in-distribution activations to calibrate the model on (required unless --statistics-only).")
+    @Option(
+        help:
+            "A sharded mixture fit's round: merge the E-steps given into the next round, or with --calibration and no E-steps, write the model."
+    )
+    var mixtureRound: String?
+
+    @Option(help: "Held-out in-distribution activations to calibrate the model on.")
     var calibration: String?
 
     @Option(help: "Array to read from the calibration file.")
@@ -40,12 +52,16 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "Write the merged statistics (.lws) instead of a model.")
     var statisticsOnly = false
 
-    @Option(help: "Where to write the model file (with --statistics-only: the statistics file).")
+    @Option(help: "Where to write the model, the statistics or the round.")
     var output: String
 
     func run() throws {
-        guard !statistics.isEmpty else { throw ValidationError("give at least one statistics file") }
         let start = Date()
+        if let mixtureRound {
+            try runRound(mixtureRound, start: start)
+            return
+        }
+        guard !statistics.isEmpty else { throw ValidationError("give at least one statistics file") }
         var merged = try userFacing("statistics \(statistics[0])") {
             try StatisticsFile.read(contentsOf: statistics[0])
         }
@@ -64,10 +80,114 @@ struct MergeCommand: ParsableCommand {
             )
             return
         }
+        let cfg = merged.configuration
+        if cfg.family == .gmmFull || cfg.family == .gmmDiagonal {
+            guard calibration == nil else {
+                throw ValidationError(
+                    "a mixture is fitted in EM rounds first: merge without --calibration to write round 0, and give --calibration with the finished round (--mixture-round)"
+                )
+            }
+            let round = try userFacing("round 0") { try MixtureRound(statistics: merged) }
+            try writeRound(round, start: start)
+            print(
+                "next: every shard runs `latentwatch fit --activations SHARD --first-index F --mixture-round \(output) --output STEP.lws`, then `latentwatch merge STEP*.lws --mixture-round \(output) --output NEXT`"
+            )
+            print("finished: false")
+            return
+        }
+        let model = try fitModel(
+            calibrationInputs: requiredCalibration(),
+            rowsText: rows,
+            files: statistics.count,
+            start: start
+        ) { cal in
+            var cfg = cfg
+            cfg.calibratePosterior = cfg.calibratePosterior && posteriorCalibration
+            return try LatentModelFitter.fit(
+                statistics: merged,
+                calibration: cal,
+                configuration: cfg,
+                created: ISO8601DateFormatter().string(from: Date())
+            )
+        }
+        print("regularisation: \(model.metadata.notes)")
+    }
+
+    /// `--mixture-round`: the next round from this round's E-steps, or the model from a finished round.
+    func runRound(_ path: String, start: Date) throws {
+        guard !statisticsOnly else { throw ValidationError("--mixture-round takes no --statistics-only") }
+        let round = try userFacing("mixture round \(path)") { try StatisticsFile.readMixtureRound(contentsOf: path) }
+        if statistics.isEmpty {
+            guard calibration != nil else {
+                throw ValidationError(
+                    "give the round's E-step files to run the next round, or --calibration to write the model of a finished round"
+                )
+            }
+            let model = try fitModel(
+                calibrationInputs: requiredCalibration(),
+                rowsText: round.rows.rowsText,
+                files: 0,
+                start: start
+            ) { cal in
+                try LatentModelFitter.fit(
+                    mixture: round,
+                    calibration: cal,
+                    created: ISO8601DateFormatter().string(from: Date())
+                )
+            }
+            print("fit notes: \(model.metadata.notes)")
+            return
+        }
+        guard calibration == nil else {
+            throw ValidationError(
+                "--calibration writes the model of a finished round: give either E-step files or --calibration"
+            )
+        }
+        var merged: MixtureStep?
+        for file in statistics {
+            let contents = try userFacing("E-step \(file)") { try StatisticsFile.readContents(contentsOf: file) }
+            guard case .mixtureStep(let step) = contents else {
+                throw ValidationError("\(file) is not an E-step (`latentwatch fit --mixture-round` writes them)")
+            }
+            if merged == nil {
+                merged = step
+            } else {
+                try userFacing("merging \(file)") { try merged!.merge(step) }
+            }
+        }
+        let next = try userFacing("M-step") { try round.advanced(by: merged!) }
+        try writeRound(next, start: start)
+        let change = next.logLikelihoods.count >= 2 ? next.logLikelihoods[next.logLikelihoods.count - 2] : nil
+        print(
+            "round \(next.round): mean log-likelihood \(next.logLikelihoods.last!)"
+                + (change.map {
+                    String(
+                        format: " (change %.3g, tolerance %.3g)",
+                        next.logLikelihoods.last! - $0,
+                        next.configuration.mixture.tolerance
+                    )
+                } ?? "")
+                + ", converged: \(next.converged)"
+        )
+        print("finished: \(next.finished)")
+    }
+
+    func writeRound(_ round: MixtureRound, start: Date) throws {
+        try userFacing("writing \(output)") {
+            try StatisticsFile.write(round, to: output, created: ISO8601DateFormatter().string(from: Date()))
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        print(
+            "wrote \(output) (\(size) bytes): round \(round.round) of \(round.configuration.family) EM with \(round.configuration.mixture.components) components over \(round.fitSamples) inputs (rows \(round.rows.rowsText)), layer \(round.configuration.layerName), parameters \(round.fingerprint), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+        )
+    }
+
+    /// The calibration activations, which a model needs.
+    func requiredCalibration() throws -> FileActivations {
         guard let calibration else {
             throw ValidationError("give --calibration (held-out activations), or --statistics-only")
         }
-        let calSource = try userFacing("calibration") {
+        return try userFacing("calibration") {
             let f = try TensorFile(path: calibration)
             for w in f.warnings { stderrLine("warning: \(w)") }
             let t = try f.tensor(calibrationKey)
@@ -75,23 +195,26 @@ struct MergeCommand: ParsableCommand {
                 try calibrationLabels.map { try Files.labels($0, key: nil) } ?? Files.embeddedLabels(f, rows: t.rows)
             return try FileActivations(file: f, key: t.name, labels: labels)
         }
-        var cfg = merged.configuration
-        cfg.calibratePosterior = cfg.calibratePosterior && posteriorCalibration
-        let model = try userFacing("fit") {
-            try LatentModelFitter.fit(
-                statistics: merged,
-                calibration: calSource,
-                configuration: cfg,
-                created: ISO8601DateFormatter().string(from: Date())
-            )
-        }
+    }
+
+    /// Fits a model, writes it and says what was written.
+    func fitModel(
+        calibrationInputs cal: FileActivations,
+        rowsText: String,
+        files: Int,
+        start: Date,
+        fit: (FileActivations) throws -> LatentModel
+    ) throws -> LatentModel {
+        let model = try userFacing("fit") { try fit(cal) }
         try userFacing("writing \(output)") {
             try ModelFile.write(model, to: output, options: .init(precision: model.precision))
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         print(
-            "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs (rows \(rows)) from \(statistics.count) statistics files, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+            "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs (rows \(rowsText))"
+                + (files > 0 ? " from \(files) statistics files" : "")
+                + ", calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
-        print("regularisation: \(model.metadata.notes)")
+        return model
     }
 }

@@ -148,5 +148,10 @@ struct AlertOptions: ParsableArguments {
 
 extension ActivationStatistics {
     /// The row ranges held, for messages: "0..<200, 450..<649".
-    var rowsText: String { rows.map(\.description).joined(separator: ", ") }
+    var rowsText: String { rows.rowsText }
+}
+
+extension [Range<Int>] {
+    /// Row ranges for messages: "0..<200, 450..<649".
+    var rowsText: String { map(\.description).joined(separator: ", ") }
 }

@@ -162,21 +162,50 @@ enum RecordingRepair {
 }
 
 func fuzzStatistics(_ bytes: [UInt8]) {
-    guard var stats = try? StatisticsFile.decode(bytes, verifyChecksums: false) else { return }
-    // Statistics that decode must merge (or be refused), re-encode, and fit a model or throw, whatever their moments.
-    _ = try? StatisticsFile.encode(stats)
-    let shape = stats.inputShape
+    guard let contents = try? StatisticsFile.decodeContents(bytes, verifyChecksums: false) else { return }
+    switch contents {
+    case .statistics(let stats):
+        // Statistics that decode must merge (or be refused), re-encode, and fit a model (or round 0 of EM) or
+        // throw, whatever their moments.
+        _ = try? StatisticsFile.encode(stats)
+        let shape = stats.inputShape
+        let n = shape.reduce(1, *)
+        guard n <= 256 else { return }
+        var copy = stats
+        _ = try? copy.merge(stats)
+        if let round = try? MixtureRound(statistics: stats) {
+            fuzzRound(round)
+            return
+        }
+        let calibration = InMemoryActivations(values: (0..<(8 * n)).map { Float($0 % 7) - 3 }, shape: shape)
+        if let model = try? LatentModelFitter.fit(
+            statistics: stats,
+            calibration: calibration,
+            configuration: stats.configuration
+        ) {
+            _ = try? model.score([Float](repeating: 0.5, count: n))
+        }
+    case .mixtureRound(let round):
+        _ = try? StatisticsFile.encode(round)
+        guard round.inputShape.reduce(1, *) <= 256 else { return }
+        fuzzRound(round)
+    case .mixtureStep(let step):
+        _ = try? StatisticsFile.encode(step)
+        var copy = step
+        _ = try? copy.merge(step)
+    }
+}
+
+/// A round that decodes runs an E-step over a few rows, an M-step, and (when finished) builds and calibrates its
+/// model, or throws.
+func fuzzRound(_ round: MixtureRound) {
+    let shape = round.inputShape
     let n = shape.reduce(1, *)
-    guard n <= 256 else { return }
-    var copy = stats
-    _ = try? copy.merge(stats)
-    let calibration = InMemoryActivations(values: (0..<(8 * n)).map { Float($0 % 7) - 3 }, shape: shape)
-    if let model = try? LatentModelFitter.fit(
-        statistics: stats,
-        calibration: calibration,
-        configuration: stats.configuration
-    ) {
+    let rows = InMemoryActivations(values: (0..<(8 * n)).map { Float($0 % 7) - 3 }, shape: shape)
+    if !round.finished, let step = try? round.expectation(of: rows), let next = try? round.advanced(by: step) {
+        _ = try? StatisticsFile.encode(next)
+    }
+    if let model = try? LatentModelFitter.fit(mixture: round, calibration: rows) {
         _ = try? model.score([Float](repeating: 0.5, count: n))
     }
-    stats = copy
 }

@@ -87,6 +87,17 @@ def main() -> None:
             subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", "--labels", f"{d}/labels.npy",
                             "--statistics-only", *extra, "--output", f"{d}/s.lws"], check=True, capture_output=True)
             write("statistics", f"{name}.lws", open(f"{d}/s.lws", "rb").read())
+        # A sharded mixture fit: a shard's statistics (with its reservoir sample), round 1, and an E-step against it.
+        lw = lambda *a: subprocess.run([latentwatch, *a], check=True, capture_output=True)
+        lw("fit", "--activations", f"{d}/train.npy", "--family", "gmm-diag", "--components", "2", "--pca", "2",
+           "--layer", "z", "--statistics-only", "--output", f"{d}/g.lws")
+        write("statistics", "gmm_diag_pca.lws", open(f"{d}/g.lws", "rb").read())
+        lw("merge", f"{d}/g.lws", "--output", f"{d}/r.lws")
+        lw("fit", "--activations", f"{d}/train.npy", "--mixture-round", f"{d}/r.lws", "--output", f"{d}/e.lws")
+        lw("merge", f"{d}/e.lws", "--mixture-round", f"{d}/r.lws", "--output", f"{d}/r.lws")
+        write("statistics", "mixture_round.lws", open(f"{d}/r.lws", "rb").read())
+        lw("fit", "--activations", f"{d}/train.npy", "--mixture-round", f"{d}/r.lws", "--output", f"{d}/e.lws")
+        write("statistics", "mixture_step.lws", open(f"{d}/e.lws", "rb").read())
         # The C interface's statistics operation (4), on the tied statistics.
         write("capi", "load-statistics", bytes([4]) + open(f"{d}/s.lws", "rb").read())
         # The C interface's target: an operation byte, then its operands (Sources/latentwatch-fuzz/FuzzCAPI.swift).

@@ -127,6 +127,60 @@ typealias CLI = LatentWatchBinary
         #expect(r.status == 0 && r.out.contains("--activations") && r.out.contains("--family"))
     }
 
+    /// A sharded mixture fit driven by hand, and the mistakes a driver can make: each exits non-zero with a message
+    /// that names the mistake (calibration before EM, a statistics file given as a round, a shard missing, a step of
+    /// another round, a model from an unfinished round).
+    @Test func mixtureRoundsFromTheCommandLine() throws {
+        let dir = CLI.temporaryDirectory()
+        func t(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        let data = CLI.data.path
+        let cal = "\(data)/calibration_h2.npy"
+        var r = try CLI.run([
+            "fit", "--activations", "\(data)/train_h2.npy", "--family", "gmm-diag", "--components", "3",
+            "--layer", "h2", "--statistics-only", "--output", t("s.lws"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run(["merge", t("s.lws"), "--calibration", cal, "--output", t("m.lwm")])
+        #expect(r.status != 0 && r.err.contains("EM rounds first"), "\(r.err)")
+        r = try CLI.run(["merge", t("s.lws"), "--output", t("r0.lws")])
+        #expect(r.status == 0 && r.out.hasSuffix("finished: false\n"), "\(r.out) \(r.err)")
+        r = try CLI.run(["inspect", t("r0.lws")])
+        #expect(r.out.contains("round:       0, parameters"), "\(r.out)")
+        r = try CLI.run([
+            "fit", "--activations", "\(data)/train_h2.npy", "--mixture-round", t("s.lws"), "--output", t("e.lws"),
+        ])
+        #expect(r.status != 0 && r.err.contains("not a mixture round"), "\(r.err)")
+        // Two steps over the first 100 rows and the rest, then a step with the second shard missing.
+        let x = try TensorFile(path: "\(data)/train_h2.npy")
+        let values = try x.floats(x.tensor(nil).name)
+        func npy(_ v: ArraySlice<Float>, _ path: String) throws {
+            var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(v.count / 64), 64), }"
+            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+            var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
+            bytes += [UInt8((header.utf8.count + 1) & 0xFF), UInt8((header.utf8.count + 1) >> 8)]
+            bytes += Array((header + "\n").utf8)
+            bytes += Array(v).withUnsafeBytes { Array($0) }
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        }
+        try npy(values[0..<(100 * 64)], t("a.npy"))
+        try npy(values[(100 * 64)...], t("b.npy"))
+        r = try CLI.run(["fit", "--activations", t("a.npy"), "--mixture-round", t("r0.lws"), "--output", t("ea.lws")])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run([
+            "fit", "--activations", t("b.npy"), "--first-index", "100", "--mixture-round", t("r0.lws"),
+            "--output", t("eb.lws"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run(["merge", t("ea.lws"), "--mixture-round", t("r0.lws"), "--output", t("r1.lws")])
+        #expect(r.status != 0 && r.err.contains("cover rows 0..<100"), "\(r.err)")
+        r = try CLI.run(["merge", t("ea.lws"), t("eb.lws"), "--mixture-round", t("r0.lws"), "--output", t("r1.lws")])
+        #expect(r.status == 0 && r.out.contains("round 1: mean log-likelihood"), "\(r.out) \(r.err)")
+        r = try CLI.run(["merge", "--mixture-round", t("r1.lws"), "--calibration", cal, "--output", t("m.lwm")])
+        #expect(r.status != 0 && r.err.contains("not converged"), "\(r.err)")
+        r = try CLI.run(["merge", t("ea.lws"), t("eb.lws"), "--mixture-round", t("r1.lws"), "--output", t("r2.lws")])
+        #expect(r.status != 0 && r.err.contains("against round 0"), "\(r.err)")
+    }
+
     /// kill -9 while a recording is being written: every chunk completed before the kill reads back, equal
     /// to the rows written, and a torn tail (if the kill landed inside a write) is skipped with a warning.
     @Test func killNineLeavesEveryCompletedChunkReadable() throws {

@@ -113,4 +113,56 @@ import Testing
         print("dask (\(engine)): scores of \(x.count / 128) test inputs within \(scoreDiff) relative")
         #expect(scoreDiff <= 1e-6)
     }
+
+    /// A mixture by EM rounds on the cluster (one E-step task per shard and round, the M-step on a worker): the
+    /// same rounds as one pass's iterations, and scores equal to 1e-6 relative.
+    @Test(arguments: ["gmm-full", "gmm-diag"]) func daskRecipeFitsMixturesInRounds(family: String) throws {
+        guard try Self.python(["-c", "import dask.distributed"]).status == 0 else {
+            print("dask.distributed is not installed: the Dask recipe test is skipped (.ci/run installs it)")
+            return
+        }
+        let dir = CLI.temporaryDirectory()
+        let data = CLI.data.path
+        let split = try Self.python([
+            "-c",
+            """
+            import numpy as np
+            x = np.load('\(data)/train_h1.npy')
+            cuts = [0, 200, 450, len(x)]
+            for i in range(3):
+                np.save('\(dir.path)/x%d.npy' % i, x[cuts[i]:cuts[i + 1]])
+            """,
+        ])
+        #expect(split.status == 0, "\(split.out)")
+        let options = ["--components", "4", "--pca", "16", "--layer", "h1"]
+        let recipe = try Self.python(
+            [
+                "Samples/Dask/sharded_fit.py", "--latentwatch", CLI.executable, "--workers", "2", "--family", family,
+                "--calibration", "\(data)/calibration_h1.npy", "--output", dir.appendingPathComponent("dask.lwm").path,
+                "--fit-option=--components=4", "--fit-option=--pca=16", "--layer", "h1",
+            ] + (0..<3).flatMap { ["--shard", "\(dir.path)/x\($0).npy"] }
+        )
+        #expect(recipe.status == 0, "\(recipe.out)")
+        let fit = try CLI.run(
+            ["fit", "--activations", "\(data)/train_h1.npy", "--family", family] + options + [
+                "--calibration", "\(data)/calibration_h1.npy", "--output",
+                dir.appendingPathComponent("single.lwm").path,
+            ]
+        )
+        #expect(fit.status == 0, "\(fit.err)")
+        let m1 = try ModelFile.read(contentsOf: dir.appendingPathComponent("single.lwm").path)
+        let m2 = try ModelFile.read(contentsOf: dir.appendingPathComponent("dask.lwm").path)
+        let iterations = m1.metadata.notes.split(separator: ",").first.map(String.init) ?? ""
+        #expect(recipe.out.contains("fit notes: \(iterations)"), "\(recipe.out) / \(m1.metadata.notes)")
+        let test = try TensorFile(path: "\(data)/test_h1.npy")
+        let x = try test.floats(test.tensor(nil).name)
+        var scoreDiff = 0.0
+        for r in 0..<(x.count / 128) {
+            let row = Array(x[(r * 128)..<((r + 1) * 128)])
+            let (s1, s2) = (try m1.score(row), try m2.score(row))
+            scoreDiff = max(scoreDiff, abs(s1.surprise - s2.surprise) / max(1, abs(s1.surprise)))
+        }
+        print("dask (\(family) in rounds): \(iterations); scores within \(scoreDiff) relative of one pass")
+        #expect(scoreDiff <= 1e-6)
+    }
 }

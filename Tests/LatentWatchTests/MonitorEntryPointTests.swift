@@ -127,7 +127,9 @@ import Testing
         let start = ContinuousClock.now
         m.shutDown()
         try await running.value
-        // It waits on a signal rather than polling; the bound only guards against hanging.
-        #expect(ContinuousClock.now - start < .seconds(10))
+        // It waits on a signal rather than polling; the bound only guards against hanging. It is loose because
+        // on 2 cores the suite's blocking tests (processes, clusters) can hold the cooperative threads that resume
+        // this task for seconds (11 s measured once).
+        #expect(ContinuousClock.now - start < .seconds(60))
     }
 }

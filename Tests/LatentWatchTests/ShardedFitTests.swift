@@ -64,8 +64,7 @@ import Testing
     }
 
     /// Three shards' statistics written as files and read back hold the same moments bit for bit; merged, they fit
-    /// the model one pass fits. Overlapping shards, another layer's shards, a mixture's statistics and the wrong kind
-    /// of file are refused with a message that says so.
+    /// the model one pass fits. Overlapping shards, another layer's shards and the wrong kind of file are refused with a message that says so.
     @Test func statisticsFilesRoundTripAndMerge() throws {
         let train = try Fixtures.activations("train", "h1")
         let labels = try Fixtures.labels("train")
@@ -135,7 +134,7 @@ import Testing
         ) {
             #expect(abs(x.logDensity - y.logDensity) <= 1e-5 * max(1, abs(x.logDensity)))
         }
-        // A shard merged twice, another layer's shard, a mixture, and the wrong kind of file.
+        // A shard merged twice, another layer's shard, and the wrong kind of file.
         var twice = try shard(0..<200)
         let overlap = #expect(throws: LatentWatchError.self) { try twice.merge(try shard(100..<300)) }
         #expect(overlap?.message.contains("rows 100..<200 are in two") == true, "\(overlap?.message ?? "")")
@@ -143,10 +142,6 @@ import Testing
         h2.layerName = "h2"
         let layer = #expect(throws: LatentWatchError.self) { try twice.merge(try shard(200..<300, h2)) }
         #expect(layer?.message.contains("another fit") == true)
-        let mixture = #expect(throws: LatentWatchError.self) {
-            try StatisticsFile.encode(try shard(0..<200, FitConfiguration(family: .gmmFull)))
-        }
-        #expect(mixture?.message.contains("needs passes") == true)
         let statsBytes = try StatisticsFile.encode(all)
         let asModel = #expect(throws: LatentWatchError.self) { try ModelFile.decode(statsBytes) }
         #expect(asModel?.message.contains("statistics file") == true, "\(asModel?.message ?? "")")

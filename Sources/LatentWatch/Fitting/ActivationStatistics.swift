@@ -21,8 +21,15 @@ public struct ActivationStatistics: Sendable {
     package internal(set) var globalValidation: GaussianMoments
     /// Activations folded in.
     public internal(set) var fitSamples = 0
+    /// A uniform sample of the fitting rows for a mixture's k-means++ start: the rows with the smallest keys
+    /// (``reservoirKey(seed:index:)``), pooled, in increasing key order once ``finishReservoir()`` ran. A key
+    /// depends only on the seed and the row's index in the whole data set, so the sample of merged shards is
+    /// the sample of one pass.
     package internal(set) var reservoir: [Float] = []
-    var reservoirSeen = 0
+    /// The keys of ``reservoir``'s rows.
+    package internal(set) var reservoirKeys: [UInt64] = []
+    /// Rows a key must beat to enter a full reservoir.
+    var reservoirThreshold = UInt64.max
 
     init(inputShape: [Int], configuration cfg: FitConfiguration, validationFraction: Double) {
         let p = Preparation.pooledDimension(shape: inputShape, pooling: cfg.preparation.pooling)
@@ -64,11 +71,13 @@ public struct ActivationStatistics: Sendable {
         guard other.inputShape == inputShape, other.validationFraction == validationFraction,
             a.preparation == b.preparation, a.splitSeed == b.splitSeed, a.family == b.family,
             a.regularization == b.regularization, a.layerName == b.layerName, a.precision == b.precision,
-            a.fitBackground == b.fitBackground
+            a.fitBackground == b.fitBackground,
+            MixtureRound.covariance(of: a.family) == nil
+                || (a.mixture == b.mixture && a.mixtureRegularization == b.mixtureRegularization)
         else {
             throw LatentWatchError(
                 .fitFailed,
-                "statistics of layer '\(b.layerName)' (\(b.family), shape \(other.inputShape)) were gathered for another fit than those of layer '\(a.layerName)' (\(a.family), shape \(inputShape)): shape, preparation, split seed, family, regularisation, precision or layer differ",
+                "statistics of layer '\(b.layerName)' (\(b.family), shape \(other.inputShape)) were gathered for another fit than those of layer '\(a.layerName)' (\(a.family), shape \(inputShape)): shape, preparation, split seed, family, regularisation, mixture options, precision or layer differ",
                 remedy: "gather every shard with the same fit options"
             )
         }
@@ -86,6 +95,41 @@ public struct ActivationStatistics: Sendable {
         }
         fitSamples += other.fitSamples
         rows = combined
+        if !other.reservoirKeys.isEmpty {
+            let p = globalTrain.dimension
+            reservoirKeys += other.reservoirKeys
+            reservoir += other.reservoir
+            reservoirThreshold = min(reservoirThreshold, other.reservoirThreshold)
+            truncateReservoir(to: configuration.mixture.reservoirSize, p: p)
+        }
+    }
+
+    /// The key that orders row `index` (of the whole data set) for the reservoir sample.
+    static func reservoirKey(seed: UInt64, index: Int) -> UInt64 {
+        SeededRandom.mix(SeededRandom.mix(seed ^ 0x5EED_0F4E_5E4F_0001) ^ UInt64(index))
+    }
+
+    /// Offers a pooled row to the reservoir.
+    mutating func offerToReservoir(_ row: UnsafeBufferPointer<Float>, index: Int, capacity: Int) {
+        let key = Self.reservoirKey(seed: configuration.mixture.seed, index: index)
+        guard key < reservoirThreshold else { return }
+        reservoirKeys.append(key)
+        reservoir.append(contentsOf: row)
+        if reservoirKeys.count >= 2 * capacity { truncateReservoir(to: capacity, p: row.count) }
+    }
+
+    /// Keeps the `capacity` rows of smallest key, sorted by key.
+    mutating func truncateReservoir(to capacity: Int, p: Int) {
+        let order = reservoirKeys.indices.sorted { reservoirKeys[$0] < reservoirKeys[$1] }
+        let kept = order.prefix(capacity)
+        var rows = [Float]()
+        rows.reserveCapacity(kept.count * p)
+        for i in kept { rows += reservoir[(i * p)..<((i + 1) * p)] }
+        reservoir = rows
+        reservoirKeys = kept.map { reservoirKeys[$0] }
+        if reservoirKeys.count >= capacity, let last = reservoirKeys.last {
+            reservoirThreshold = min(reservoirThreshold, last)
+        }
     }
 
     /// Two sets of row ranges as one, sorted, with adjacent ranges joined; throws when they overlap.
@@ -196,7 +240,6 @@ extension LatentModelFitter {
             configuration: cfg,
             validationFraction: split.validationFraction
         )
-        var rng = SeededRandom(seed: cfg.mixture.seed ^ 0x5EED)
         var index = firstIndex
         var pooled = [Float](repeating: 0, count: p)
         var groups: [GroupKey: [Float]] = [:]
@@ -225,13 +268,7 @@ extension LatentModelFitter {
                 groups[GroupKey(label: label, validation: isVal), default: []] += pooled
                 stats.fitSamples += 1
                 if capacity > 0 {
-                    stats.reservoirSeen += 1
-                    if stats.reservoir.count < capacity * p {
-                        stats.reservoir += pooled
-                    } else {
-                        let j = Int.random(in: 0..<stats.reservoirSeen, using: &rng)
-                        if j < capacity { for c in 0..<p { stats.reservoir[j * p + c] = pooled[c] } }
-                    }
+                    pooled.withUnsafeBufferPointer { stats.offerToReservoir($0, index: index, capacity: capacity) }
                 }
             }
             for (key, rows) in groups where !rows.isEmpty {
@@ -265,6 +302,7 @@ extension LatentModelFitter {
             stats.globalTrain.merge(stats.classes[label]!.train)
             stats.globalValidation.merge(stats.classes[label]!.validation)
         }
+        if capacity > 0 { stats.truncateReservoir(to: capacity, p: p) }
         return stats
     }
 }

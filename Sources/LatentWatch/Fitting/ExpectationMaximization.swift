@@ -34,6 +34,8 @@ struct ExpectationMaximization {
     let regularization: Regularization
     /// Average variance of the data (for the relative floor).
     let averageVariance: Double
+    /// EM stops when the mean log-likelihood changes by less than this.
+    let tolerance: Double
 
     /// Per-component scoring state in double precision.
     struct Scorer {
@@ -146,10 +148,74 @@ struct ExpectationMaximization {
         return (p, applied)
     }
 
+    /// What an E-step accumulates over the data: per-component moments weighted by the responsibilities, the
+    /// sum of the rows' log-likelihoods and the number of rows. Mergeable across shards of the data.
+    struct Expectation {
+        var moments: [GaussianMoments]
+        var logLikelihoodSum: Double
+        var total: Double
+    }
+
+    /// One E-step over the rows `pass` yields, with the parameters `params`.
+    func expectation(_ params: Parameters, pass: Pass) throws -> Expectation {
+        let s = try scorer(params)
+        var e = Expectation(
+            moments: [GaussianMoments](repeating: GaussianMoments(dimension: dimension), count: components),
+            logLikelihoodSum: 0,
+            total: 0
+        )
+        var out: [Double] = []
+        var work: [Double] = []
+        var resp: [Double] = []
+        var respAll: [Double] = []
+        var ws: [Double] = []
+        try pass { z, n in
+            logJoint(s, z, count: n, out: &out, work: &work)
+            if resp.count < n { resp = [Double](repeating: 0, count: n) }
+            if respAll.count < n * components { respAll = [Double](repeating: 0, count: n * components) }
+            for i in 0..<n {
+                var mx = -Double.infinity
+                for k in 0..<components { mx = max(mx, out[i * components + k]) }
+                var se = 0.0
+                for k in 0..<components { se += exp(out[i * components + k] - mx) }
+                let lse = mx + log(se)
+                e.logLikelihoodSum += lse
+                for k in 0..<components { respAll[i * components + k] = exp(out[i * components + k] - lse) }
+            }
+            e.total += Double(n)
+            for k in 0..<components {
+                for i in 0..<n { resp[i] = respAll[i * components + k] }
+                resp.withUnsafeBufferPointer { r in
+                    e.moments[k].add(z, rows: n, weights: UnsafeBufferPointer(rebasing: r[0..<n]), workspace: &ws)
+                }
+            }
+        }
+        return e
+    }
+
+    /// The M-step after an E-step, and EM's stopping rule: the new parameters, the E-step's mean log-likelihood,
+    /// and whether it changed by less than the tolerance from `previous` (the last round's).
+    func maximize(
+        _ e: Expectation,
+        previous: Double
+    ) throws -> (
+        parameters: Parameters, regularization: [AppliedRegularization], logLikelihood: Double, converged: Bool
+    ) {
+        guard e.total > 0 else { throw LatentWatchError(.fitFailed, "the mixture fit got no data") }
+        let bound = e.logLikelihoodSum / e.total
+        guard bound.isFinite else {
+            throw LatentWatchError(
+                .fitFailed,
+                "EM diverged (log-likelihood \(bound)); raise the mixture regularisation"
+            )
+        }
+        let (p, applied) = maximize(e.moments, total: e.total)
+        return (p, applied, bound, abs(bound - previous) < tolerance)
+    }
+
     /// Runs EM from initial parameters.
     func run(
         from initial: Parameters,
-        tolerance: Double,
         maxIterations: Int,
         pass: Pass,
         progress: (Int, Double) -> Void
@@ -163,50 +229,13 @@ struct ExpectationMaximization {
         var bounds: [Double] = []
         var converged = false
         var iterations = 0
-        var out: [Double] = []
-        var work: [Double] = []
-        var resp: [Double] = []
-        var ws: [Double] = []
         for iteration in 1...max(1, maxIterations) {
             iterations = iteration
-            let s = try scorer(params)
-            var moments = [GaussianMoments](repeating: GaussianMoments(dimension: dimension), count: components)
-            var total = 0.0
-            var llSum = 0.0
-            try pass { z, n in
-                logJoint(s, z, count: n, out: &out, work: &work)
-                if resp.count < n { resp = [Double](repeating: 0, count: n) }
-                var respAll = [Double](repeating: 0, count: n * components)
-                for i in 0..<n {
-                    var mx = -Double.infinity
-                    for k in 0..<components { mx = max(mx, out[i * components + k]) }
-                    var se = 0.0
-                    for k in 0..<components { se += exp(out[i * components + k] - mx) }
-                    let lse = mx + log(se)
-                    llSum += lse
-                    for k in 0..<components { respAll[i * components + k] = exp(out[i * components + k] - lse) }
-                }
-                total += Double(n)
-                for k in 0..<components {
-                    for i in 0..<n { resp[i] = respAll[i * components + k] }
-                    resp.withUnsafeBufferPointer { r in
-                        moments[k].add(z, rows: n, weights: UnsafeBufferPointer(rebasing: r[0..<n]), workspace: &ws)
-                    }
-                }
-            }
-            guard total > 0 else { throw LatentWatchError(.fitFailed, "the mixture fit got no data") }
-            let previous = lowerBound
-            lowerBound = llSum / total
+            let step = try maximize(try expectation(params, pass: pass), previous: lowerBound)
+            (params, applied, lowerBound) = (step.parameters, step.regularization, step.logLikelihood)
             bounds.append(lowerBound)
-            (params, applied) = maximize(moments, total: total)
             progress(iteration, lowerBound)
-            guard lowerBound.isFinite else {
-                throw LatentWatchError(
-                    .fitFailed,
-                    "EM diverged (log-likelihood \(lowerBound)); raise the mixture regularisation"
-                )
-            }
-            if abs(lowerBound - previous) < tolerance {
+            if step.converged {
                 converged = true
                 break
             }

@@ -141,3 +141,11 @@ public struct FitProgress: Sendable {
     /// Mean log-likelihood at the last EM iteration.
     public var logLikelihood: Double
 }
+
+extension FitConfiguration {
+    /// The shrinkage EM applies to mixture components (only a fixed lambda applies; 0 otherwise).
+    var mixtureLambda: Double {
+        if case .fixed(let l) = mixtureRegularization.shrinkage { return l }
+        return 0
+    }
+}

@@ -24,16 +24,8 @@ extension LatentModelFitter {
         let d = preparation.outputDimension
         let opts = cfg.mixture
         guard opts.components >= 1 else { throw LatentWatchError(.fitFailed, "a mixture needs at least 1 component") }
-        let all = stats.globalMoments
-        let globalCov = all.covariance
-        let averageVariance = max(LinearAlgebra.trace(globalCov, n: d) / Double(d), 0)
-        let em = ExpectationMaximization(
-            dimension: d,
-            components: opts.components,
-            covariance: covariance,
-            regularization: cfg.mixtureRegularization,
-            averageVariance: averageVariance
-        )
+        let globalCov = stats.globalMoments.covariance
+        let em = expectationMaximization(globalCovariance: globalCov, covariance: covariance, configuration: cfg)
         let n = preparation.inputCount
         let pass: ExpectationMaximization.Pass = { body in
             var index = 0
@@ -87,7 +79,6 @@ extension LatentModelFitter {
             let result = try LatentWatchError.converting(.fitFailed, "EM") {
                 try em.run(
                     from: initial,
-                    tolerance: opts.tolerance,
                     maxIterations: opts.maxIterations,
                     pass: pass
                 ) { it, ll in
@@ -108,18 +99,51 @@ extension LatentModelFitter {
         ctx.note(
             "em: \(r.iterations) iterations, converged \(r.converged), mean log-likelihood \(r.lowerBounds.last!)"
         )
-        let p = r.parameters
+        return try mixtureDensity(
+            r.parameters,
+            regularization: r.regularization,
+            covariance: covariance,
+            precision: cfg.precision
+        )
+    }
+
+    /// The EM engine of a mixture fit whose prepared data have covariance `globalCovariance` (D x D).
+    static func expectationMaximization(
+        globalCovariance: [Double],
+        covariance: GaussianMixture.Covariance,
+        configuration cfg: FitConfiguration
+    ) -> ExpectationMaximization {
+        let d = Int(Double(globalCovariance.count).squareRoot().rounded())
+        return ExpectationMaximization(
+            dimension: d,
+            components: cfg.mixture.components,
+            covariance: covariance,
+            regularization: cfg.mixtureRegularization,
+            averageVariance: max(LinearAlgebra.trace(globalCovariance, n: d) / Double(max(d, 1)), 0),
+            tolerance: cfg.mixture.tolerance
+        )
+    }
+
+    /// The mixture density of EM's final parameters.
+    static func mixtureDensity(
+        _ p: ExpectationMaximization.Parameters,
+        regularization: [AppliedRegularization],
+        covariance: GaussianMixture.Covariance,
+        precision: ElementType
+    ) throws(LatentWatchError) -> GaussianMixture {
+        let kk = p.weights.count
+        let d = p.means.count / max(kk, 1)
         let logWeights = p.weights.map { log($0) }
         switch covariance {
         case .full:
             var comps: [GaussianComponent] = []
-            for k in 0..<opts.components {
+            for k in 0..<kk {
                 comps.append(
                     try component(
                         mean: Array(p.means[(k * d)..<((k + 1) * d)]),
                         covariance: Array(p.covariances[(k * d * d)..<((k + 1) * d * d)]),
-                        regularization: r.regularization[k],
-                        precision: cfg.precision,
+                        regularization: regularization[k],
+                        precision: precision,
                         what: "mixture component \(k)"
                     )
                 )
@@ -128,7 +152,7 @@ extension LatentModelFitter {
         case .diagonal:
             var norms: [Double] = []
             var inv: [Float] = []
-            for k in 0..<opts.components {
+            for k in 0..<kk {
                 var logDet = 0.0
                 for j in 0..<d {
                     let v = p.covariances[k * d + j]
@@ -142,7 +166,7 @@ extension LatentModelFitter {
                     means: p.means.map { Float($0) },
                     inverseStd: inv,
                     logNormalizers: norms,
-                    regularization: r.regularization
+                    regularization: regularization
                 ),
                 logWeights: logWeights,
                 dimension: d

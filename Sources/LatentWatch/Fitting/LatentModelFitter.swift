@@ -142,37 +142,7 @@ public enum LatentModelFitter {
         mixtureData: (source: any ActivationSource, split: SplitAssignment)?,
         progress: ((FitProgress) -> Void)?
     ) throws -> LatentModel {
-        var stats = collected
-        guard stats.fitSamples >= 2 else {
-            throw LatentWatchError(.fitFailed, "only \(stats.fitSamples) activations left for fitting; need at least 2")
-        }
-        let shape = stats.inputShape
-        let basePrep = Preparation(inputShape: shape, options: cfg.preparation)
-        let p = basePrep.pooledDimension
-
-        // PCA.
-        var preparation = basePrep
-        if cfg.preparation.projection != .none {
-            progress?(
-                FitProgress(stage: .projection, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
-            )
-            let all = stats.globalMoments
-            let (proj, variances, k) = try PrincipalComponents.fit(all, projection: cfg.preparation.projection)
-            let center = all.mean
-            stats.project(onto: proj, k: k, center: center)
-            var comps = [Float](repeating: 0, count: k * p)
-            for c in 0..<k { for j in 0..<p { comps[c * p + j] = Float(proj[j * k + c]) } }
-            preparation = Preparation(
-                inputShape: shape,
-                options: cfg.preparation,
-                projectionMean: center.map { Float($0) },
-                projectionComponents: comps,
-                projectionVariances: variances
-            )
-            stats.reservoir = projectReservoir(stats.reservoir, p: p, proj: proj, k: k, center: center)
-        }
-        let d = preparation.outputDimension
-
+        let (preparation, stats) = try prepare(collected, configuration: cfg, progress: progress)
         progress?(
             FitProgress(stage: .regularization, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
         )
@@ -191,38 +161,84 @@ public enum LatentModelFitter {
             )
         }
         let density = try family.fit(context)
-        let notes = context.notes
-
-        var background: GaussianComponent?
-        if cfg.fitBackground {
-            let merged = stats.globalMoments
-            let (cov, reg) = try regularizedCovariance(
-                train: stats.globalTrain,
-                validation: stats.globalValidation,
-                merged: merged,
-                d: d,
-                regularization: cfg.regularization
-            )
-            background = try component(
-                mean: merged.mean,
-                covariance: cov,
-                regularization: reg,
-                precision: cfg.precision,
-                what: "the background Gaussian"
-            )
-        }
-
         return LatentModel(
             metadata: ModelMetadata(
                 layer: cfg.layerName,
                 created: created,
                 fitSamples: stats.fitSamples,
-                notes: notes.joined(separator: "; ")
+                notes: context.notes.joined(separator: "; ")
             ),
             preparation: preparation,
             density: density,
-            background: background,
+            background: try background(
+                train: stats.globalTrain,
+                validation: stats.globalValidation,
+                configuration: cfg
+            ),
             calibration: .none
+        )
+    }
+
+    /// The preparation the statistics call for (the PCA projection, when configured, fitted on their global
+    /// moments), and the statistics carried into its output space, reservoir included.
+    static func prepare(
+        _ collected: ActivationStatistics,
+        configuration cfg: FitConfiguration,
+        progress: ((FitProgress) -> Void)?
+    ) throws -> (Preparation, ActivationStatistics) {
+        var stats = collected
+        guard stats.fitSamples >= 2 else {
+            throw LatentWatchError(.fitFailed, "only \(stats.fitSamples) activations left for fitting; need at least 2")
+        }
+        let shape = stats.inputShape
+        let preparation = Preparation(inputShape: shape, options: cfg.preparation)
+        guard cfg.preparation.projection != .none else { return (preparation, stats) }
+        let p = preparation.pooledDimension
+        progress?(
+            FitProgress(stage: .projection, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
+        )
+        let all = stats.globalMoments
+        let (proj, variances, k) = try PrincipalComponents.fit(all, projection: cfg.preparation.projection)
+        let center = all.mean
+        stats.project(onto: proj, k: k, center: center)
+        var comps = [Float](repeating: 0, count: k * p)
+        for c in 0..<k { for j in 0..<p { comps[c * p + j] = Float(proj[j * k + c]) } }
+        stats.reservoir = projectReservoir(stats.reservoir, p: p, proj: proj, k: k, center: center)
+        return (
+            Preparation(
+                inputShape: shape,
+                options: cfg.preparation,
+                projectionMean: center.map { Float($0) },
+                projectionComponents: comps,
+                projectionVariances: variances
+            ),
+            stats
+        )
+    }
+
+    /// The background Gaussian (relative Mahalanobis) from the global moments in the prepared space, when the
+    /// configuration asks for one.
+    static func background(
+        train: GaussianMoments,
+        validation: GaussianMoments,
+        configuration cfg: FitConfiguration
+    ) throws(LatentWatchError) -> GaussianComponent? {
+        guard cfg.fitBackground else { return nil }
+        var merged = train
+        merged.merge(validation)
+        let (cov, reg) = try regularizedCovariance(
+            train: train,
+            validation: validation,
+            merged: merged,
+            d: merged.dimension,
+            regularization: cfg.regularization
+        )
+        return try component(
+            mean: merged.mean,
+            covariance: cov,
+            regularization: reg,
+            precision: cfg.precision,
+            what: "the background Gaussian"
         )
     }
 

@@ -9,8 +9,9 @@ import LatentWatchNumerics
 public enum StatisticsFile {
     /// The metadata's `format`.
     static let format = "latentwatch-statistics"
-    /// The statistics layout this library writes; it reads this one and every earlier one.
-    static let version = 1
+    /// The statistics layout this library writes for mixture families (reservoir and EM options); it reads this
+    /// one and every earlier one. Statistics of other families are written as layout 1, which older readers read.
+    static let version = 2
     /// Largest number of moment sets (classes × 2 parts, plus the global pair) a file may declare.
     static let maxMoments = 1 << 16
 
@@ -27,9 +28,11 @@ public enum StatisticsFile {
             var precision: String
             var fitBackground: Bool
             var calibratePosterior: Bool
+            /// The EM options of a mixture family (layout 2).
+            var mixture: Mixture?
 
             enum CodingKeys: String, CodingKey {
-                case family, preparation
+                case family, preparation, mixture
                 case splitSeed = "split_seed"
                 case shrinkage, lambda
                 case floorRatio = "floor_ratio"
@@ -38,6 +41,41 @@ public enum StatisticsFile {
                 case precision
                 case fitBackground = "fit_background"
                 case calibratePosterior = "calibrate_posterior"
+            }
+        }
+
+        struct Mixture: Codable {
+            var components: Int
+            var seed: UInt64
+            var tolerance: Double
+            var maxIterations: Int
+            var restarts: Int
+            var reservoirSize: Int
+            var lambda: Double
+            var floorRatio: Double
+            var ridge: Double
+
+            enum CodingKeys: String, CodingKey {
+                case components, seed, tolerance
+                case maxIterations = "max_iterations"
+                case restarts
+                case reservoirSize = "reservoir_size"
+                case lambda
+                case floorRatio = "floor_ratio"
+                case ridge
+            }
+        }
+
+        /// The reservoir sample of a mixture's statistics: `count` rows, their keys (u64) and pooled values (f32).
+        struct Reservoir: Codable {
+            var count: Int
+            var keysSection: Int
+            var valuesSection: Int
+
+            enum CodingKeys: String, CodingKey {
+                case count
+                case keysSection = "keys_section"
+                case valuesSection = "values_section"
             }
         }
 
@@ -70,6 +108,7 @@ public enum StatisticsFile {
         var rows: [[Int]]
         var samples: Int
         var moments: [Moments]
+        var reservoir: Reservoir?
 
         enum CodingKeys: String, CodingKey {
             case format
@@ -77,7 +116,7 @@ public enum StatisticsFile {
             case libraryVersion = "library_version"
             case created, layer
             case inputShape = "input_shape"
-            case dimension, configuration, rows, samples, moments
+            case dimension, configuration, rows, samples, moments, reservoir
         }
     }
 
@@ -92,43 +131,34 @@ public enum StatisticsFile {
         compressionLevel: Int32 = 3
     ) throws(LatentWatchError) -> [UInt8] {
         let cfg = s.configuration
-        guard cfg.families.family(named: cfg.family.rawValue)?.needsPasses != true, s.reservoir.isEmpty else {
+        let isMixture = MixtureRound.covariance(of: cfg.family) != nil
+        guard cfg.families.family(named: cfg.family.rawValue)?.needsPasses != true || isMixture else {
             throw LatentWatchError(
                 .invalidConfiguration,
                 "statistics of family '\(cfg.family)' cannot be stored: it needs passes over the activations",
-                remedy: "gather statistics for gda or tied; fit mixtures with `latentwatch fit`"
+                remedy: "gather statistics for gda, tied, gmm-full or gmm-diag"
             )
         }
-        var payloads: [[UInt8]] = []
+        var payloads = Payloads()
         var moments: [Metadata.Moments] = []
-        func add(_ m: GaussianMoments, label: Int?, part: String) {
-            let d = m.dimension
-            var packed: [Double] = []
-            packed.reserveCapacity(d * (d + 1) / 2)
-            for i in 0..<d { for j in 0...i { packed.append(m.scatterLower[i * d + j]) } }
-            payloads.append(bytes(m.mean))
-            payloads.append(bytes(packed))
-            moments.append(
-                .init(
-                    label: label,
-                    part: part,
-                    weight: m.weight,
-                    count: m.count,
-                    meanSection: payloads.count - 1,
-                    scatterSection: payloads.count
-                )
-            )
-        }
         for label in s.classLabels {
             let pair = s.classes[label]!
-            add(pair.train, label: label, part: "train")
-            add(pair.validation, label: label, part: "validation")
+            moments.append(payloads.add(pair.train, label: label, part: "train"))
+            moments.append(payloads.add(pair.validation, label: label, part: "validation"))
         }
-        add(s.globalTrain, label: nil, part: "train")
-        add(s.globalValidation, label: nil, part: "validation")
+        moments.append(payloads.add(s.globalTrain, label: nil, part: "train"))
+        moments.append(payloads.add(s.globalValidation, label: nil, part: "validation"))
+        var reservoir: Metadata.Reservoir?
+        if isMixture {
+            reservoir = .init(
+                count: s.reservoirKeys.count,
+                keysSection: payloads.add(ByteCoding.bytes(of: s.reservoirKeys), width: 8),
+                valuesSection: payloads.add(ByteCoding.bytes(of: s.reservoir), width: 4)
+            )
+        }
         let meta = Metadata(
             format: format,
-            statisticsVersion: version,
+            statisticsVersion: isMixture ? 2 : 1,
             libraryVersion: LatentWatchVersion.string,
             created: created,
             layer: cfg.layerName,
@@ -137,20 +167,10 @@ public enum StatisticsFile {
             configuration: configurationJSON(cfg),
             rows: s.rows.map { [$0.lowerBound, $0.upperBound] },
             samples: s.fitSamples,
-            moments: moments
+            moments: moments,
+            reservoir: reservoir
         )
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let json: [UInt8]
-        switch Result(catching: { try encoder.encode(meta) }) {
-        case .success(let data): json = Array(data)
-        case .failure(let error):
-            throw LatentWatchError(.io, "could not encode metadata: \(error)", remedy: "report this as a bug")
-        }
-        return try ModelFile.container(
-            [("META", json, 1)] + payloads.map { ("TNSR", $0, 8) },
-            level: compressionLevel
-        )
+        return try payloads.container(metadata: meta, level: compressionLevel)
     }
 
     /// Writes a statistics file atomically (temporary file, then rename).
@@ -164,9 +184,24 @@ public enum StatisticsFile {
 
     // MARK: Reading
 
+    /// What a statistics file holds: a shard's statistics, a sharded mixture fit's round, or one of its E-steps.
+    public enum Contents: Sendable {
+        /// Statistics of one shard or several merged (`latentwatch fit --statistics-only`, `merge --statistics-only`).
+        case statistics(ActivationStatistics)
+        /// A sharded mixture fit between EM rounds (`latentwatch merge` of mixture statistics or E-steps).
+        case mixtureRound(MixtureRound)
+        /// One round's E-step over a shard (`latentwatch fit --mixture-round`), or several merged.
+        case mixtureStep(MixtureStep)
+    }
+
     /// Reads a statistics file.
     public static func read(contentsOf path: String) throws(LatentWatchError) -> ActivationStatistics {
         try ModelFile.readFile(path) { (b) throws(LatentWatchError) in try decode(b) }
+    }
+
+    /// Reads any statistics file: statistics, a mixture round or an E-step.
+    public static func readContents(contentsOf path: String) throws(LatentWatchError) -> Contents {
+        try ModelFile.readFile(path) { (b) throws(LatentWatchError) in try decodeContents(b) }
     }
 
     /// Decodes statistics file bytes.
@@ -174,95 +209,63 @@ public enum StatisticsFile {
         try decode(b, verifyChecksums: true)
     }
 
+    /// Decodes the bytes of any statistics file.
+    public static func decodeContents(_ b: [UInt8]) throws(LatentWatchError) -> Contents {
+        try decodeContents(b, verifyChecksums: true)
+    }
+
     /// `verifyChecksums: false` is for the fuzzer only.
     package static func decode(_ b: [UInt8], verifyChecksums: Bool) throws(LatentWatchError) -> ActivationStatistics {
+        switch try decodeContents(b, verifyChecksums: verifyChecksums) {
+        case .statistics(let s): return s
+        case .mixtureRound(let r):
+            throw LatentWatchError(
+                .malformedMetadata,
+                "this is round \(r.round) of a sharded mixture fit, not a shard's statistics",
+                remedy: "pass it to `latentwatch fit --mixture-round` or `latentwatch merge --mixture-round`"
+            )
+        case .mixtureStep(let e):
+            throw LatentWatchError(
+                .malformedMetadata,
+                "this is an E-step of round \(e.round) of a sharded mixture fit, not a shard's statistics",
+                remedy: "merge it with `latentwatch merge --mixture-round`"
+            )
+        }
+    }
+
+    /// `verifyChecksums: false` is for the fuzzer only.
+    package static func decodeContents(_ b: [UInt8], verifyChecksums: Bool) throws(LatentWatchError) -> Contents {
         try ModelFile.checkFraming(b, verifyChecksums: verifyChecksums)
         let payloads = try ModelFile.sectionPayloads(b, verifyChecksums: verifyChecksums)
-        let meta: Metadata
-        do { meta = try JSONDecoder().decode(Metadata.self, from: Data(payloads[0]!)) } catch {
-            if (try? JSONDecoder().decode(FormatOnly.self, from: Data(payloads[0]!)))?.format == "latentwatch-model" {
-                throw LatentWatchError(
-                    .malformedMetadata,
-                    "this is a model file, not a statistics file",
-                    remedy: "pass the .lws files `latentwatch fit --statistics-only` writes"
-                )
-            }
+        let json = Data(payloads[0]!)
+        switch (try? JSONDecoder().decode(FormatOnly.self, from: json))?.format {
+        case "latentwatch-model":
             throw LatentWatchError(
                 .malformedMetadata,
-                "the statistics metadata does not parse: \(error)",
-                remedy: "the file is corrupt or not from LatentWatch; gather the statistics again"
+                "this is a model file, not a statistics file",
+                remedy: "pass the .lws files `latentwatch fit --statistics-only` writes"
             )
+        case roundFormat: return .mixtureRound(try decodeRound(json, payloads, fileSize: b.count))
+        case stepFormat: return .mixtureStep(try decodeStep(json, payloads, fileSize: b.count))
+        default: return .statistics(try decodeStatistics(json, payloads, fileSize: b.count))
         }
-        guard meta.format == format else {
-            throw LatentWatchError(
-                .malformedMetadata,
-                "the metadata format is '\(meta.format)'",
-                remedy: "pass a LatentWatch statistics file"
-            )
-        }
-        guard meta.statisticsVersion >= 1, meta.statisticsVersion <= version else {
-            throw LatentWatchError(
-                .unsupportedVersion,
-                "statistics layout \(meta.statisticsVersion) is not readable by LatentWatch \(LatentWatchVersion.string) (reads 1...\(version))",
-                remedy: meta.statisticsVersion > version
-                    ? "upgrade LatentWatch to read it" : "gather the statistics again"
-            )
-        }
-        let cfg = try configuration(meta)
-        func corrupt(_ what: String) -> LatentWatchError {
-            LatentWatchError(.inconsistentModel, what, remedy: "the file is corrupt; gather the statistics again")
-        }
-        var elements = 1
-        for e in meta.inputShape {
-            guard e >= 1, e <= 1 << 24 else { throw corrupt("the input shape \(meta.inputShape) is implausible") }
-            elements *= e
-            guard elements <= 1 << 28 else { throw corrupt("the input shape \(meta.inputShape) is implausible") }
-        }
-        guard meta.inputShape.count >= 1, meta.inputShape.count <= 8 else {
-            throw corrupt("the input shape \(meta.inputShape) is implausible")
-        }
-        if let reason = Preparation.validate(shape: meta.inputShape, options: cfg.preparation) {
-            throw corrupt(reason)
-        }
-        let d = Preparation.pooledDimension(shape: meta.inputShape, pooling: cfg.preparation.pooling)
-        guard meta.dimension == d, d >= 1, d <= 1 << 14 else {
-            throw corrupt("the moments have dimension \(meta.dimension); shape \(meta.inputShape) pools to \(d)")
-        }
+    }
+
+    static func decodeStatistics(
+        _ json: Data,
+        _ payloads: [Int: [UInt8]],
+        fileSize: Int
+    ) throws(LatentWatchError) -> ActivationStatistics {
+        let meta: Metadata = try metadata(json, format: format, version: { $0.statisticsVersion }, readable: version)
+        let cfg = try configuration(meta.configuration, layer: meta.layer)
+        let d = try pooledDimension(meta.inputShape, cfg, dimension: meta.dimension)
         guard meta.moments.count >= 2, meta.moments.count <= maxMoments, meta.samples >= 0,
             meta.samples <= 1 << 62
         else {
             throw corrupt("the file declares \(meta.moments.count) moment sets and \(meta.samples) samples")
         }
-        // Every moment set holds a D x D scatter in memory: bounded by the file's size (real statistics compress
-        // little), so that a small crafted file cannot demand gigabytes.
-        let (perSet, o1) = (d * d).multipliedReportingOverflow(by: 8)
-        let (scatterBytes, o2) = perSet.multipliedReportingOverflow(by: meta.moments.count + 2)
-        guard !o1, !o2, scatterBytes <= max(256 << 20, 256 * b.count) else {
-            throw LatentWatchError(
-                .implausibleSize,
-                "\(meta.moments.count) moment sets of dimension \(d) need \(scatterBytes >> 20) MiB, implausible for a file of \(b.count) bytes",
-                remedy: "the file is corrupt; gather the statistics again"
-            )
-        }
-        var ranges: [Range<Int>] = []
-        for r in meta.rows {
-            guard r.count == 2, r[0] >= 0, r[0] <= r[1], r[1] <= 1 << 62 else {
-                throw corrupt("row range \(r) is not [first, end) within 0...2^62")
-            }
-            if r[0] < r[1] { ranges.append(r[0]..<r[1]) }
-        }
-        ranges.sort { $0.lowerBound < $1.lowerBound }
-        var total = 0
-        for (i, r) in ranges.enumerated() {
-            if i > 0 && r.lowerBound < ranges[i - 1].upperBound {
-                throw corrupt("row ranges \(ranges[i - 1]) and \(r) overlap")
-            }
-            total += r.count
-        }
-        ranges = try ActivationStatistics.joined(ranges, [])
-        guard total == meta.samples else {
-            throw corrupt("the row ranges hold \(total) rows, the file \(meta.samples)")
-        }
+        try checkSize(sets: meta.moments.count + 2, dimension: d, extra: 0, fileSize: fileSize)
+        let ranges = try rowRanges(meta.rows, samples: meta.samples)
         var stats = ActivationStatistics(
             inputShape: meta.inputShape,
             configuration: cfg,
@@ -275,23 +278,7 @@ public enum StatisticsFile {
         var classes: [Int: [String: GaussianMoments]] = [:]
         for m in meta.moments {
             guard m.part == "train" || m.part == "validation" else { throw corrupt("moment part '\(m.part)'") }
-            guard m.weight.isFinite, m.weight >= 0, m.count >= 0, m.count <= meta.samples else {
-                throw corrupt("moments of weight \(m.weight) and count \(m.count)")
-            }
-            let mean = try doubles(payloads, m.meanSection, count: d, corrupt)
-            let packed = try doubles(payloads, m.scatterSection, count: d * (d + 1) / 2, corrupt)
-            guard mean.allSatisfy(\.isFinite), packed.allSatisfy(\.isFinite) else {
-                throw corrupt("moments hold NaN or infinite values")
-            }
-            var scatter = [Double](repeating: 0, count: d * d)
-            var k = 0
-            for i in 0..<d {
-                for j in 0...i {
-                    scatter[i * d + j] = packed[k]
-                    k += 1
-                }
-            }
-            let moments = GaussianMoments(dimension: d, weight: m.weight, count: m.count, mean: mean, scatter: scatter)
+            let moments = try moments(m, payloads, dimension: d, samples: meta.samples)
             if let label = m.label {
                 guard classes[label]?[m.part] == nil else { throw corrupt("class \(label) has two \(m.part) parts") }
                 classes[label, default: [:]][m.part] = moments
@@ -303,7 +290,10 @@ public enum StatisticsFile {
         guard let gt = globals["train"], let gv = globals["validation"] else {
             throw corrupt("the global moments are missing")
         }
-        guard !classes.isEmpty else { throw corrupt("the file holds no class (gda and tied statistics have some)") }
+        let isMixture = MixtureRound.covariance(of: cfg.family) != nil
+        guard !classes.isEmpty || isMixture else {
+            throw corrupt("the file holds no class (gda and tied statistics have some)")
+        }
         // Counts are at most `samples` (2^62) each, so these sums cannot overflow.
         var classTrain = 0
         var classValidation = 0
@@ -318,42 +308,222 @@ public enum StatisticsFile {
             }
             stats.classes[label] = (t, v)
         }
-        guard gt.count + gv.count == meta.samples, classTrain == gt.count, classValidation == gv.count else {
+        guard gt.count + gv.count == meta.samples,
+            classes.isEmpty || (classTrain == gt.count && classValidation == gv.count)
+        else {
             throw corrupt(
                 "the global moments count \(gt.count) + \(gv.count) inputs, the classes \(classTrain) + \(classValidation), the file \(meta.samples)"
             )
         }
         stats.globalTrain = gt
         stats.globalValidation = gv
+        if isMixture {
+            guard let r = meta.reservoir else { throw corrupt("mixture statistics without their reservoir sample") }
+            guard r.count >= 0, r.count <= cfg.mixture.reservoirSize, r.count <= meta.samples else {
+                throw corrupt(
+                    "a reservoir of \(r.count) rows (at most \(cfg.mixture.reservoirSize) and \(meta.samples))"
+                )
+            }
+            try checkSize(sets: 0, dimension: d, extra: r.count * d * 4, fileSize: fileSize)
+            guard let kb = payloads[r.keysSection], kb.count == r.count * 8, r.keysSection >= 1,
+                let vb = payloads[r.valuesSection], vb.count == r.count * d * 4, r.valuesSection >= 1
+            else {
+                throw corrupt("the reservoir's sections do not hold \(r.count) keys and rows of \(d) float32 values")
+            }
+            let keys = ByteCoding.values(kb, as: UInt64.self)
+            let values = ByteCoding.values(vb, as: Float.self)
+            guard zip(keys, keys.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw corrupt("the reservoir's keys are not increasing")
+            }
+            guard values.allSatisfy(\.isFinite) else { throw corrupt("the reservoir holds NaN or infinite values") }
+            stats.reservoirKeys = keys
+            stats.reservoir = values
+            if keys.count >= cfg.mixture.reservoirSize, let last = keys.last { stats.reservoirThreshold = last }
+        }
         return stats
+    }
+
+    /// Parses metadata of one format and checks its layout version against the latest this library reads.
+    static func metadata<M: Decodable>(
+        _ json: Data,
+        format expected: String,
+        version: (M) -> Int,
+        readable: Int
+    ) throws(LatentWatchError) -> M {
+        let meta: M
+        do { meta = try JSONDecoder().decode(M.self, from: json) } catch {
+            throw LatentWatchError(
+                .malformedMetadata,
+                "the statistics metadata does not parse: \(error)",
+                remedy: "the file is corrupt or not from LatentWatch; gather the statistics again"
+            )
+        }
+        let format = (try? JSONDecoder().decode(FormatOnly.self, from: json))?.format ?? ""
+        guard format == expected else {
+            throw LatentWatchError(
+                .malformedMetadata,
+                "the metadata format is '\(format)'",
+                remedy: "pass a LatentWatch statistics file"
+            )
+        }
+        let v = version(meta)
+        guard v >= 1, v <= readable else {
+            throw LatentWatchError(
+                .unsupportedVersion,
+                "\(format) layout \(v) is not readable by LatentWatch \(LatentWatchVersion.string) (reads 1...\(readable))",
+                remedy: v > readable ? "upgrade LatentWatch to read it" : "gather the statistics again"
+            )
+        }
+        return meta
+    }
+
+    static func corrupt(_ what: String) -> LatentWatchError {
+        LatentWatchError(.inconsistentModel, what, remedy: "the file is corrupt; gather the statistics again")
+    }
+
+    /// Checks a raw activation shape for plausibility and returns its pooled dimension, which must be `dimension`
+    /// when given.
+    static func pooledDimension(
+        _ shape: [Int],
+        _ cfg: FitConfiguration,
+        dimension: Int?
+    ) throws(LatentWatchError) -> Int {
+        var elements = 1
+        for e in shape {
+            guard e >= 1, e <= 1 << 24 else { throw corrupt("the input shape \(shape) is implausible") }
+            elements *= e
+            guard elements <= 1 << 28 else { throw corrupt("the input shape \(shape) is implausible") }
+        }
+        guard shape.count >= 1, shape.count <= 8 else { throw corrupt("the input shape \(shape) is implausible") }
+        if let reason = Preparation.validate(shape: shape, options: cfg.preparation) { throw corrupt(reason) }
+        let d = Preparation.pooledDimension(shape: shape, pooling: cfg.preparation.pooling)
+        guard dimension ?? d == d, d >= 1, d <= 1 << 14 else {
+            throw corrupt("the moments have dimension \(dimension ?? d); shape \(shape) pools to \(d)")
+        }
+        return d
+    }
+
+    /// Memory the decoded file needs: `sets` D x D scatter matrices in double precision plus `extra` bytes. It is
+    /// bounded by the file's size (real statistics compress little), so a small crafted file cannot demand
+    /// gigabytes.
+    static func checkSize(sets: Int, dimension d: Int, extra: Int, fileSize: Int) throws(LatentWatchError) {
+        let (perSet, o1) = (d * d).multipliedReportingOverflow(by: 8)
+        let (scatter, o2) = perSet.multipliedReportingOverflow(by: sets)
+        let (total, o3) = scatter.addingReportingOverflow(extra)
+        guard !o1, !o2, !o3, extra >= 0, total <= max(256 << 20, 256 * fileSize) else {
+            throw LatentWatchError(
+                .implausibleSize,
+                "\(sets) moment sets of dimension \(d) and \(extra) further bytes need \(o1 || o2 || o3 ? Int.max >> 20 : total >> 20) MiB, implausible for a file of \(fileSize) bytes",
+                remedy: "the file is corrupt; gather the statistics again"
+            )
+        }
+    }
+
+    /// Row ranges `[first, end)` as sorted, joined ranges holding `samples` rows in all.
+    static func rowRanges(_ rows: [[Int]], samples: Int) throws(LatentWatchError) -> [Range<Int>] {
+        guard samples >= 0, samples <= 1 << 62 else { throw corrupt("the file declares \(samples) samples") }
+        var ranges: [Range<Int>] = []
+        for r in rows {
+            guard r.count == 2, r[0] >= 0, r[0] <= r[1], r[1] <= 1 << 62 else {
+                throw corrupt("row range \(r) is not [first, end) within 0...2^62")
+            }
+            if r[0] < r[1] { ranges.append(r[0]..<r[1]) }
+        }
+        ranges.sort { $0.lowerBound < $1.lowerBound }
+        var total = 0
+        for (i, r) in ranges.enumerated() {
+            if i > 0 && r.lowerBound < ranges[i - 1].upperBound {
+                throw corrupt("row ranges \(ranges[i - 1]) and \(r) overlap")
+            }
+            total += r.count
+        }
+        guard total == samples else { throw corrupt("the row ranges hold \(total) rows, the file \(samples)") }
+        return try ActivationStatistics.joined(ranges, [])
+    }
+
+    /// One set of moments, checked: finite values, a weight and a count within the file's samples.
+    static func moments(
+        _ m: Metadata.Moments,
+        _ payloads: [Int: [UInt8]],
+        dimension d: Int,
+        samples: Int
+    ) throws(LatentWatchError) -> GaussianMoments {
+        guard m.weight.isFinite, m.weight >= 0, m.weight <= Double(samples) * (1 + 1e-9) + 1, m.count >= 0,
+            m.count <= samples
+        else {
+            throw corrupt("moments of weight \(m.weight) and count \(m.count)")
+        }
+        let mean = try doubles(payloads, m.meanSection, count: d)
+        let packed = try doubles(payloads, m.scatterSection, count: d * (d + 1) / 2)
+        var scatter = [Double](repeating: 0, count: d * d)
+        var k = 0
+        for i in 0..<d {
+            for j in 0...i {
+                scatter[i * d + j] = packed[k]
+                k += 1
+            }
+        }
+        return GaussianMoments(dimension: d, weight: m.weight, count: m.count, mean: mean, scatter: scatter)
     }
 
     struct FormatOnly: Decodable { var format: String }
 
     // MARK: Helpers
 
-    static func bytes(_ v: [Double]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: v.count * 8)
-        for (i, x) in v.enumerated() {
-            let bits = x.bitPattern
-            for k in 0..<8 { out[i * 8 + k] = UInt8((bits >> (8 * UInt64(k))) & 0xFF) }
-        }
-        return out
-    }
-
-    static func doubles(
-        _ payloads: [Int: [UInt8]],
-        _ section: Int,
-        count: Int,
-        _ corrupt: (String) -> LatentWatchError
-    ) throws(LatentWatchError) -> [Double] {
+    /// The finite float64 values of a section that must hold exactly `count`.
+    static func doubles(_ payloads: [Int: [UInt8]], _ section: Int, count: Int) throws(LatentWatchError) -> [Double] {
         guard section >= 1, let p = payloads[section], p.count == count * 8 else {
             throw corrupt("section \(section) does not hold \(count) float64 values")
         }
-        return (0..<count).map { i in
-            var bits: UInt64 = 0
-            for k in 0..<8 { bits |= UInt64(p[i * 8 + k]) << (8 * UInt64(k)) }
-            return Double(bitPattern: bits)
+        let values = ByteCoding.values(p, as: Double.self)
+        guard values.allSatisfy(\.isFinite) else { throw corrupt("section \(section) holds NaN or infinite values") }
+        return values
+    }
+
+    /// Tensor sections being written, each with its byte-shuffle width.
+    struct Payloads {
+        var sections: [(bytes: [UInt8], width: Int)] = []
+
+        /// Adds a section; returns its index in the file (the metadata is section 0).
+        mutating func add(_ bytes: [UInt8], width: Int) -> Int {
+            sections.append((bytes, width))
+            return sections.count
+        }
+
+        mutating func add(_ values: [Double]) -> Int { add(ByteCoding.bytes(of: values), width: 8) }
+
+        /// Adds a set of moments (mean, and the scatter's lower triangle) and describes it.
+        mutating func add(_ m: GaussianMoments, label: Int?, part: String) -> Metadata.Moments {
+            let d = m.dimension
+            var packed: [Double] = []
+            packed.reserveCapacity(d * (d + 1) / 2)
+            for i in 0..<d { for j in 0...i { packed.append(m.scatterLower[i * d + j]) } }
+            let mean = add(m.mean)
+            let scatter = add(packed)
+            return .init(
+                label: label,
+                part: part,
+                weight: m.weight,
+                count: m.count,
+                meanSection: mean,
+                scatterSection: scatter
+            )
+        }
+
+        /// The file: metadata JSON (sorted keys) as section 0, then the tensor sections.
+        func container(metadata: some Encodable, level: Int32) throws(LatentWatchError) -> [UInt8] {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let json: [UInt8]
+            switch Result(catching: { try encoder.encode(metadata) }) {
+            case .success(let data): json = Array(data)
+            case .failure(let error):
+                throw LatentWatchError(.io, "could not encode metadata: \(error)", remedy: "report this as a bug")
+            }
+            return try ModelFile.container(
+                [("META", json, 1)] + sections.map { ("TNSR", $0.bytes, $0.width) },
+                level: level
+            )
         }
     }
 
@@ -386,12 +556,27 @@ public enum StatisticsFile {
             validationFraction: cfg.regularization.validationFraction,
             precision: cfg.precision.rawValue,
             fitBackground: cfg.fitBackground,
-            calibratePosterior: cfg.calibratePosterior
+            calibratePosterior: cfg.calibratePosterior,
+            mixture: MixtureRound.covariance(of: cfg.family) == nil
+                ? nil
+                : .init(
+                    components: cfg.mixture.components,
+                    seed: cfg.mixture.seed,
+                    tolerance: cfg.mixture.tolerance,
+                    maxIterations: cfg.mixture.maxIterations,
+                    restarts: cfg.mixture.restarts,
+                    reservoirSize: cfg.mixture.reservoirSize,
+                    lambda: cfg.mixtureLambda,
+                    floorRatio: cfg.mixtureRegularization.floorRatio,
+                    ridge: cfg.mixtureRegularization.ridge
+                )
         )
     }
 
-    static func configuration(_ meta: Metadata) throws(LatentWatchError) -> FitConfiguration {
-        let c = meta.configuration
+    static func configuration(
+        _ c: Metadata.Configuration,
+        layer: String
+    ) throws(LatentWatchError) -> FitConfiguration {
         func bad(_ what: String) -> LatentWatchError {
             LatentWatchError(
                 .unsupportedFeature,
@@ -399,7 +584,9 @@ public enum StatisticsFile {
                 remedy: "upgrade LatentWatch, or gather the statistics with this version"
             )
         }
-        guard let family = DensityFamilyRegistry.standard.family(named: c.family), !family.needsPasses else {
+        guard let family = DensityFamilyRegistry.standard.family(named: c.family),
+            !family.needsPasses || MixtureRound.covariance(of: family.name) != nil
+        else {
             throw bad("density family '\(c.family)' for statistics")
         }
         guard let pooling = PreparationOptions.Pooling(rawValue: c.preparation.pooling) else {
@@ -447,10 +634,35 @@ public enum StatisticsFile {
             splitSeed: c.splitSeed,
             precision: precision,
             fitBackground: c.fitBackground,
-            layerName: meta.layer,
+            layerName: layer,
             calibratePosterior: c.calibratePosterior
         )
         cfg.calibrationFraction = 0
+        if MixtureRound.covariance(of: family.name) != nil {
+            guard let m = c.mixture else { throw bad("family '\(c.family)' without its EM options") }
+            guard m.components >= 1, m.components <= 4096, m.tolerance.isFinite, m.tolerance >= 0,
+                m.maxIterations >= 1, m.maxIterations <= 1_000_000, m.restarts >= 1, m.restarts <= 1000,
+                m.reservoirSize >= 1, m.reservoirSize <= 1 << 24, m.lambda >= 0, m.lambda <= 1,
+                m.floorRatio.isFinite, m.floorRatio >= 0, m.ridge.isFinite, m.ridge >= 0
+            else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "EM options \(m.components) components, tolerance \(m.tolerance), \(m.maxIterations) iterations, \(m.restarts) restarts, reservoir \(m.reservoirSize), lambda \(m.lambda), floor \(m.floorRatio), ridge \(m.ridge)",
+                    remedy: "the file is corrupt; gather the statistics again"
+                )
+            }
+            cfg.mixture = MixtureOptions(
+                components: m.components,
+                seed: m.seed,
+                tolerance: m.tolerance,
+                maxIterations: m.maxIterations,
+                restarts: m.restarts,
+                reservoirSize: m.reservoirSize
+            )
+            cfg.mixtureRegularization.shrinkage = .fixed(m.lambda)
+            cfg.mixtureRegularization.floorRatio = m.floorRatio
+            cfg.mixtureRegularization.ridge = m.ridge
+        }
         return cfg
     }
 }
