@@ -30,9 +30,9 @@ repeat the iterations of a single-pass fit, so the model is the same up to round
         --shard x0.npy --shard x1.npy --shard x2.npy --calibration cal.npy --layer h1 --output h1.lwm
 
 With --engine python the tasks use the Python package in process (`latentwatch.gather_statistics`,
-`Statistics.merge`, `Statistics.fit`) instead of the executable. Statistics travel between workers pickled as
-their .lws bytes. The workers then need the package, not the executable. The Python package does not run EM
-rounds: mixtures need --engine cli.
+`Statistics.merge`, `Statistics.fit`; for mixtures `Statistics.start_mixture`, `expectation` and `advance`)
+instead of the executable. Statistics, rounds and E-steps travel between workers pickled as their .lws bytes. The
+workers then need the package, not the executable.
 """
 
 import argparse
@@ -176,7 +176,8 @@ def fit_model(latentwatch, statistics, calibration, calibration_labels):
 def shard_statistics_in_process(activations, labels, first_index, options):
     """The statistics of one shard, gathered by the Python package (pickled as .lws bytes)."""
     import latentwatch as lw
-    return lw.gather_statistics(np.load(activations), np.load(labels), first_index=first_index, **options)
+    return lw.gather_statistics(np.load(activations), np.load(labels) if labels else None, first_index=first_index,
+                                **options)
 
 
 def merge_in_process(a, b):
@@ -190,8 +191,55 @@ def fit_in_process(statistics, calibration, calibration_labels):
     model = statistics.fit(np.load(calibration), np.load(calibration_labels) if calibration_labels else None)
     first, end = statistics.rows
     report = (f"fitted {model.family} on {statistics.samples} rows [{first}, {end}) in process, calibrated on "
-              f"{model.calibration_count}; fit: {model.fit_notes}\n")
+              f"{model.calibration_count}\nfit notes: {model.fit_notes}\n")
     return model.to_bytes(), report
+
+
+def start_in_process(statistics):
+    """Round 0 of EM from merged statistics, by the Python package."""
+    return statistics.start_mixture()
+
+
+def expectation_in_process(round_, activations, first_index):
+    """One shard's E-step against a round, by the Python package."""
+    return round_.expectation(np.load(activations), first_index=first_index)
+
+
+def advance_in_process(round_, *steps):
+    """The next round from every shard's E-step, by the Python package: (round, finished, a report line)."""
+    following = round_.advance(steps)
+    line = (f"round {following.round}: mean log-likelihood {following.log_likelihood}, "
+            f"converged: {str(following.converged).lower()}")
+    return following, following.finished, line
+
+
+def mixture_in_process(client, shards, calibration, options, max_rounds=1000):
+    """As sharded_mixture_fit, with the Python package on the workers."""
+    firsts = []
+    first = 0
+    for activations, _ in shards:
+        firsts.append(first)
+        first += np.load(activations, mmap_mode="r").shape[0]
+    futures = [client.submit(shard_statistics_in_process, a, None, f, options, pure=False)
+               for (a, _), f in zip(shards, firsts)]
+    while len(futures) > 1:
+        pairs = [futures[i:i + 2] for i in range(0, len(futures), 2)]
+        futures = [client.submit(merge_in_process, *p, pure=False) if len(p) == 2 else p[0] for p in pairs]
+    statistics = futures[0]
+    current = client.submit(start_in_process, statistics, pure=False)
+    lines = []
+    for _ in range(max_rounds):
+        steps = [client.submit(expectation_in_process, current, a, f, pure=False) for (a, _), f in zip(shards, firsts)]
+        following, finished, line = client.submit(advance_in_process, current, *steps, pure=False).result()
+        lines.append(line)
+        current = client.scatter(following)
+        if finished:
+            break
+    else:
+        raise RuntimeError(f"EM did not finish in {max_rounds} rounds")
+    (model_bytes, report), merged = client.gather(
+        [client.submit(fit_in_process, current, calibration, None, pure=False), statistics])
+    return model_bytes, merged.to_bytes(), "\n".join(lines) + "\n" + report
 
 
 def sharded_fit_in_process(client, shards, calibration, calibration_labels, options):
@@ -230,6 +278,20 @@ def sharded_fit(client, latentwatch, shards, calibration, calibration_labels, fi
     return model_bytes, statistics, report
 
 
+def python_options(parser, fit_options):
+    """`gather_statistics` keywords for the --fit-option values the Python engine knows."""
+    known = {"--components": ("mixture_components", int), "--seed": ("mixture_seed", int),
+             "--pca": ("pca_components", int)}
+    options = {}
+    for option in fit_options:
+        name, sep, value = option.partition("=")
+        if name not in known or not sep:
+            parser.error(f"--fit-option {option}: the python engine takes {', '.join(k + '=N' for k in known)}")
+        key, kind = known[name]
+        options[key] = kind(value)
+    return options
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latentwatch", default="latentwatch", help="the latentwatch executable")
@@ -255,8 +317,6 @@ def main(argv=None):
         if not sep and not mixture:
             parser.error(f"--shard {s}: expected ACTIVATIONS.npy:LABELS.npy (gda and tied need labels)")
         shards.append((os.path.abspath(activations), os.path.abspath(labels) if sep and not mixture else None))
-    if mixture and args.engine == "python":
-        parser.error("the Python package does not run EM rounds: fit mixtures with --engine cli")
     fit_options = ["--family", args.family, *args.fit_option]
     if args.layer:
         fit_options += ["--layer", args.layer]
@@ -271,13 +331,15 @@ def main(argv=None):
         client = Client(cluster)
     try:
         if args.engine == "python":
-            if args.fit_option:
-                parser.error("--fit-option is for --engine cli")
-            options = {"family": args.family}
+            options = {"family": args.family, **python_options(parser, args.fit_option)}
             if args.layer:
                 options["layer_name"] = args.layer
-            model, statistics, report = sharded_fit_in_process(client, shards, os.path.abspath(args.calibration),
-                                                               calibration_labels, options)
+            if mixture:
+                model, statistics, report = mixture_in_process(client, shards, os.path.abspath(args.calibration),
+                                                               options)
+            else:
+                model, statistics, report = sharded_fit_in_process(client, shards, os.path.abspath(args.calibration),
+                                                                   calibration_labels, options)
         elif mixture:
             model, statistics, report = sharded_mixture_fit(client, latentwatch, shards,
                                                             os.path.abspath(args.calibration), fit_options)

@@ -8,30 +8,55 @@ import Glibc
 import Musl
 #endif
 
-/// The object behind an `lw_statistics` handle: the statistics (merged in place, under their lock) and the strings
-/// `lw_statistics_get_info` hands out.
+/// The object behind an `lw_statistics` handle: a statistics file's contents (statistics, a mixture round or an
+/// E-step; merged in place, under their lock) and the strings `lw_statistics_get_info` hands out.
 final class StatisticsHandle: @unchecked Sendable {
-    let statistics: LockedValue<ActivationStatistics>
+    let contents: LockedValue<StatisticsFile.Contents>
     let layer: UnsafeMutablePointer<CChar>
     let family: UnsafeMutablePointer<CChar>
+    let fingerprint: UnsafeMutablePointer<CChar>
 
-    init(_ s: ActivationStatistics) {
-        statistics = LockedValue(s)
-        layer = strdup(s.configuration.layerName)
-        family = strdup(s.configuration.family.rawValue)
+    init(_ c: StatisticsFile.Contents) {
+        contents = LockedValue(c)
+        switch c {
+        case .statistics(let s):
+            layer = strdup(s.configuration.layerName)
+            family = strdup(s.configuration.family.rawValue)
+            fingerprint = strdup("")
+        case .mixtureRound(let r):
+            layer = strdup(r.configuration.layerName)
+            family = strdup(r.configuration.family.rawValue)
+            fingerprint = strdup(r.fingerprint)
+        case .mixtureStep(let e):
+            layer = strdup(e.layer)
+            family = strdup("")
+            fingerprint = strdup(e.fingerprint)
+        }
     }
 
     deinit {
         free(layer)
         free(family)
+        free(fingerprint)
     }
 
     static func lookup(_ handle: OpaquePointer?) throws(CallError) -> StatisticsHandle {
         try HandleRegistry.shared.lookup(handle, as: StatisticsHandle.self, kind: .statistics)
     }
 
-    /// A copy of the statistics as they are now.
-    var value: ActivationStatistics { statistics.withLock { $0 } }
+    /// A copy of the contents as they are now.
+    var value: StatisticsFile.Contents { contents.withLock { $0 } }
+
+    /// The mixture round this handle holds, or an error naming what `call` needs.
+    func round(_ call: String) throws(CallError) -> MixtureRound {
+        guard case .mixtureRound(let r) = value else {
+            throw CallError(
+                LW_ERR_INVALID_ARGUMENT,
+                "\(call) needs a mixture round (from lw_mixture_start or _advance)"
+            )
+        }
+        return r
+    }
 }
 
 @c(lw_statistics_gather)
@@ -47,23 +72,23 @@ public func lwStatisticsGather(
         guard let rows else { throw .null("rows") }
         guard let config else { throw .null("config") }
         let cfg = try fitConfiguration(config)
-        guard cfg.family == .gda || cfg.family == .tied else {
+        let mixture = cfg.family == .gmmFull || cfg.family == .gmmDiagonal
+        guard cfg.family == .gda || cfg.family == .tied || mixture else {
             throw CallError(
                 LW_ERR_INVALID_CONFIGURATION,
-                "family '\(cfg.family)' needs passes over the rows, so it cannot be fitted from statistics; use gda or "
-                    + "tied, or lw_fit"
+                "statistics are gathered for gda, tied, gmm-full and gmm-diag, not '\(cfg.family)'"
             )
         }
         guard firstIndex >= 0 else {
             throw CallError(LW_ERR_INVALID_ARGUMENT, "first_index is \(firstIndex); it must be at least 0")
         }
         let source = try BorrowedActivations(rows, name: "rows")
-        guard source.labels != nil else { throw .null("rows.labels (gda and tied need class labels)") }
+        guard source.labels != nil || mixture else { throw .null("rows.labels (gda and tied need class labels)") }
         try checkFitMemory(source, cfg)
         let stats = try fitting("gathering statistics") {
             try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: Int(firstIndex))
         }
-        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(stats), kind: .statistics)
+        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.statistics(stats)), kind: .statistics)
     }
 }
 
@@ -73,10 +98,20 @@ public func lwStatisticsMerge(_ statistics: OpaquePointer?, _ other: OpaquePoint
         let into = try StatisticsHandle.lookup(statistics)
         let from = try StatisticsHandle.lookup(other).value
         // Merged into a copy, stored only on success: a refused merge changes nothing.
-        try into.statistics.withLock { (s) throws(CallError) in
-            var merged = s
-            try fitting("merging") { try merged.merge(from) }
-            s = merged
+        try into.contents.withLock { (c) throws(CallError) in
+            switch (c, from) {
+            case (.statistics(var merged), .statistics(let other)):
+                try fitting("merging") { try merged.merge(other) }
+                c = .statistics(merged)
+            case (.mixtureStep(var merged), .mixtureStep(let other)):
+                try fitting("merging") { try merged.merge(other) }
+                c = .mixtureStep(merged)
+            default:
+                throw CallError(
+                    LW_ERR_INVALID_ARGUMENT,
+                    "lw_statistics_merge merges two shards' statistics or two E-steps of one round; a round does not merge, nor two kinds"
+                )
+            }
         }
     }
 }
@@ -84,7 +119,7 @@ public func lwStatisticsMerge(_ statistics: OpaquePointer?, _ other: OpaquePoint
 @c(lw_statistics_load)
 public func lwStatisticsLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     load(path: path, into: out, kind: .statistics) { (p) throws(LatentWatchError) in
-        StatisticsHandle(try StatisticsFile.read(contentsOf: p))
+        StatisticsHandle(try StatisticsFile.readContents(contentsOf: p))
     }
 }
 
@@ -95,7 +130,7 @@ public func lwStatisticsLoadBytes(
     _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> Int32 {
     load(bytes: bytes, length: length, into: out, kind: .statistics) { (b) throws(LatentWatchError) in
-        StatisticsHandle(try StatisticsFile.decode(b))
+        StatisticsHandle(try StatisticsFile.decodeContents(b))
     }
 }
 
@@ -123,6 +158,9 @@ public func lwStatisticsEncode(
     }
 }
 
+/// ABI version 2's `lw_statistics_info` ends where `kind` starts; such a struct is filled up to `family`.
+private let firstAppendedInfoField = MemoryLayout<lw_statistics_info>.offset(of: \.kind)!
+
 @c(lw_statistics_get_info)
 public func lwStatisticsGetInfo(
     _ statistics: OpaquePointer?,
@@ -131,20 +169,40 @@ public func lwStatisticsGetInfo(
     CallState.run { () throws(CallError) in
         let h = try StatisticsHandle.lookup(statistics)
         guard let info else { throw .null("info") }
-        try checkStructSize(info.pointee.struct_size, MemoryLayout<lw_statistics_info>.size, "lw_statistics_info")
-        let s = h.value
+        try checkStructSize(info.pointee.struct_size, firstAppendedInfoField, "lw_statistics_info")
         var i = lw_statistics_info()
         i.struct_size = UInt32(MemoryLayout<lw_statistics_info>.size)
-        let shape = s.inputShape.prefix(Int(LW_MAX_RANK))
-        i.input_rank = UInt32(shape.count)
+        let shape: [Int]
+        let rows: [Range<Int>]
+        i.log_likelihood = .nan
+        switch h.value {
+        case .statistics(let s):
+            (shape, rows) = (s.inputShape, s.rows)
+            i.kind = LW_STATISTICS_SHARD
+        case .mixtureRound(let r):
+            (shape, rows) = (r.inputShape, r.rows)
+            i.kind = LW_STATISTICS_MIXTURE_ROUND
+            i.round = Int32(clamping: r.round)
+            i.converged = r.converged ? 1 : 0
+            i.finished = r.finished ? 1 : 0
+            i.log_likelihood = r.logLikelihoods.last ?? .nan
+        case .mixtureStep(let e):
+            (shape, rows) = ([], e.rows)
+            i.kind = LW_STATISTICS_MIXTURE_STEP
+            i.round = Int32(clamping: e.round)
+            i.log_likelihood = e.logLikelihoodSum
+        }
+        let kept = shape.prefix(Int(LW_MAX_RANK))
+        i.input_rank = UInt32(kept.count)
         withUnsafeMutableBytes(of: &i.input_shape) { raw in
             let b = raw.bindMemory(to: Int64.self)
-            for (k, v) in shape.enumerated() { b[k] = Int64(v) }
+            for (k, v) in kept.enumerated() { b[k] = Int64(v) }
         }
-        i.samples = UInt64(s.fitSamples)
-        i.range_count = UInt64(s.rows.count)
-        i.first_row = Int64(s.rows.first?.lowerBound ?? 0)
-        i.end_row = Int64(s.rows.last?.upperBound ?? 0)
+        i.samples = UInt64(rows.reduce(0) { $0 + $1.count })
+        i.range_count = UInt64(rows.count)
+        i.first_row = Int64(rows.first?.lowerBound ?? 0)
+        i.end_row = Int64(rows.last?.upperBound ?? 0)
+        i.fingerprint = UnsafePointer(h.fingerprint)
         i.layer = UnsafePointer(h.layer)
         i.family = UnsafePointer(h.family)
         store(i, to: info, size: info.pointee.struct_size)
@@ -160,19 +218,90 @@ public func lwStatisticsFit(
     CallState.run { () throws(CallError) in
         guard let out else { throw .null("out") }
         out.pointee = nil
-        let s = try StatisticsHandle.lookup(statistics).value
+        let contents = try StatisticsHandle.lookup(statistics).value
         guard let calibration else { throw .null("calibration (the statistics hold no calibration rows)") }
         let held = try BorrowedActivations(calibration, name: "calibration")
-        guard held.sampleShape.reduce(1, *) == s.inputShape.reduce(1, *) else {
+        func checked(_ shape: [Int]) throws(CallError) -> BorrowedActivations {
+            guard held.sampleShape.reduce(1, *) == shape.reduce(1, *) else {
+                throw CallError(
+                    LW_ERR_SHAPE_MISMATCH,
+                    "calibration rows have shape \(held.sampleShape); the statistics \(shape)"
+                )
+            }
+            return held
+        }
+        let model: LatentModel
+        switch contents {
+        case .statistics(let s):
+            let cal = try checked(s.inputShape)
+            model = try fitting("fitting") {
+                try LatentModelFitter.fit(statistics: s, calibration: cal, configuration: s.configuration)
+            }
+        case .mixtureRound(let r):
+            let cal = try checked(r.inputShape)
+            model = try fitting("fitting") { try LatentModelFitter.fit(mixture: r, calibration: cal) }
+        case .mixtureStep:
             throw CallError(
-                LW_ERR_SHAPE_MISMATCH,
-                "calibration rows have shape \(held.sampleShape); the statistics \(s.inputShape)"
+                LW_ERR_INVALID_ARGUMENT,
+                "an E-step does not fit a model: advance the round with it (lw_mixture_advance), then fit the finished round"
             )
         }
-        let model = try fitting("fitting") {
-            try LatentModelFitter.fit(statistics: s, calibration: held, configuration: s.configuration)
-        }
         out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
+    }
+}
+
+@c(lw_mixture_start)
+public func lwMixtureStart(_ statistics: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("round") }
+        out.pointee = nil
+        guard case .statistics(let s) = try StatisticsHandle.lookup(statistics).value else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "lw_mixture_start needs a shard's (merged) statistics")
+        }
+        let round = try fitting("starting EM") { try MixtureRound(statistics: s) }
+        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.mixtureRound(round)), kind: .statistics)
+    }
+}
+
+@c(lw_mixture_expectation)
+public func lwMixtureExpectation(
+    _ round: OpaquePointer?,
+    _ rows: UnsafePointer<lw_activations>?,
+    _ firstIndex: Int64,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("step") }
+        out.pointee = nil
+        let r = try StatisticsHandle.lookup(round).round("lw_mixture_expectation")
+        guard let rows else { throw .null("rows") }
+        guard firstIndex >= 0 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "first_index is \(firstIndex); it must be at least 0")
+        }
+        let source = try BorrowedActivations(rows, name: "rows")
+        guard source.sampleShape.reduce(1, *) == r.inputShape.reduce(1, *) else {
+            throw CallError(LW_ERR_SHAPE_MISMATCH, "rows have shape \(source.sampleShape); the round \(r.inputShape)")
+        }
+        let step = try fitting("the E-step") { try r.expectation(of: source, firstIndex: Int(firstIndex)) }
+        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.mixtureStep(step)), kind: .statistics)
+    }
+}
+
+@c(lw_mixture_advance)
+public func lwMixtureAdvance(
+    _ round: OpaquePointer?,
+    _ steps: OpaquePointer?,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("next") }
+        out.pointee = nil
+        let r = try StatisticsHandle.lookup(round).round("lw_mixture_advance")
+        guard case .mixtureStep(let step) = try StatisticsHandle.lookup(steps).value else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "lw_mixture_advance needs the round's merged E-steps")
+        }
+        let next = try fitting("the M-step") { try r.advanced(by: step) }
+        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.mixtureRound(next)), kind: .statistics)
     }
 }
 

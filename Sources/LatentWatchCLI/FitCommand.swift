@@ -224,10 +224,13 @@ struct FitCommand: ParsableCommand {
         guard [.gda, .tied, .gmmFull, .gmmDiagonal].contains(cfg.family) else {
             throw ValidationError("--statistics-only supports --family gda, tied, gmm-full and gmm-diag")
         }
-        guard cfg.family == .gda || cfg.family == .tied || restarts <= 1 else {
+        guard cfg.family == .gda || cfg.family == .tied || restarts == 1 else {
             throw ValidationError(
                 "a sharded mixture fit runs one start: --restarts must be 1 (run one sharded fit per --seed to compare starts)"
             )
+        }
+        guard cfg.family == .gda || cfg.family == .tied || (components >= 1 && maxIterations >= 1) else {
+            throw ValidationError("--components and --max-iterations must be at least 1")
         }
         guard calibration == nil, calibrationLabels == nil else {
             throw ValidationError(
@@ -262,7 +265,7 @@ struct FitCommand: ParsableCommand {
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         print(
-            "wrote \(output) (\(size) bytes): E-step of round \(round.round + 1) over \(step.samples) inputs (rows \(step.rows.rowsText)), layer \(round.configuration.layerName), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+            "wrote \(output) (\(size) bytes): E-step against round \(round.round) over \(step.samples) inputs (rows \(step.rows.rowsText)), layer \(round.configuration.layerName), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
     }
 }

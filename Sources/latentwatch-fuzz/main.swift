@@ -193,6 +193,27 @@ func fuzzStatistics(_ bytes: [UInt8]) {
         _ = try? StatisticsFile.encode(step)
         var copy = step
         _ = try? copy.merge(step)
+        // Labelled as a step of a fixed round over all its rows, so that the M-step's own checks are reached
+        // whatever the step's components, dimension and weights.
+        for round in FixedRounds.all {
+            if let next = try? round.advanced(by: step.relabelled(for: round)) {
+                _ = try? LatentModelFitter.fit(mixture: next, calibration: FixedRounds.rows)
+            }
+        }
+    }
+}
+
+/// Rounds of a small sharded mixture fit (both families, 2 components of dimension 3) for decoded E-steps.
+enum FixedRounds {
+    static let rows = InMemoryActivations(
+        values: (0..<120).map { Float(($0 * 37) % 11) - 5 + Float($0 / 3 % 2) * 4 },
+        shape: [3]
+    )
+    static let all: [MixtureRound] = [DensityFamilyName.gmmDiagonal, .gmmFull].compactMap { family in
+        var cfg = FitConfiguration(family: family, layerName: "z")
+        cfg.mixture.components = 2
+        cfg.mixture.maxIterations = 1
+        return try? MixtureRound(statistics: LatentModelFitter.statistics(of: rows, configuration: cfg))
     }
 }
 

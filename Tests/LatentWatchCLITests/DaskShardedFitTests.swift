@@ -114,9 +114,11 @@ import Testing
         #expect(scoreDiff <= 1e-6)
     }
 
-    /// A mixture by EM rounds on the cluster (one E-step task per shard and round, the M-step on a worker): the
-    /// same rounds as one pass's iterations, and scores equal to 1e-6 relative.
-    @Test(arguments: ["gmm-full", "gmm-diag"]) func daskRecipeFitsMixturesInRounds(family: String) throws {
+    /// A mixture by EM rounds on the cluster (one E-step task per shard and round, the M-step on a worker), with the
+    /// executable and with the Python package: the same rounds as one pass's iterations, and scores equal to 1e-6
+    /// relative.
+    @Test(arguments: [("gmm-full", "cli"), ("gmm-diag", "python")])
+    func daskRecipeFitsMixturesInRounds(family: String, engine: String) throws {
         guard try Self.python(["-c", "import dask.distributed"]).status == 0 else {
             print("dask.distributed is not installed: the Dask recipe test is skipped (.ci/run installs it)")
             return
@@ -138,9 +140,14 @@ import Testing
         let recipe = try Self.python(
             [
                 "Samples/Dask/sharded_fit.py", "--latentwatch", CLI.executable, "--workers", "2", "--family", family,
-                "--calibration", "\(data)/calibration_h1.npy", "--output", dir.appendingPathComponent("dask.lwm").path,
+                "--engine", engine, "--calibration", "\(data)/calibration_h1.npy",
+                "--output", dir.appendingPathComponent("dask.lwm").path,
                 "--fit-option=--components=4", "--fit-option=--pca=16", "--layer", "h1",
-            ] + (0..<3).flatMap { ["--shard", "\(dir.path)/x\($0).npy"] }
+            ] + (0..<3).flatMap { ["--shard", "\(dir.path)/x\($0).npy"] },
+            environment: [
+                "PYTHONPATH": CLI.root.appendingPathComponent("Sources/Python").path,
+                "LATENTWATCH_LIBRARY": CLI.product("libLatentWatchC.so"),
+            ]
         )
         #expect(recipe.status == 0, "\(recipe.out)")
         let fit = try CLI.run(
@@ -162,7 +169,7 @@ import Testing
             let (s1, s2) = (try m1.score(row), try m2.score(row))
             scoreDiff = max(scoreDiff, abs(s1.surprise - s2.surprise) / max(1, abs(s1.surprise)))
         }
-        print("dask (\(family) in rounds): \(iterations); scores within \(scoreDiff) relative of one pass")
+        print("dask (\(family) in rounds, \(engine)): \(iterations); scores within \(scoreDiff) relative of one pass")
         #expect(scoreDiff <= 1e-6)
     }
 }

@@ -154,6 +154,31 @@ import Testing
         }
         #expect(nan?.message.contains("nan") == true, "\(nan?.message ?? "")")
 
+        // A step of another dimension or component count that claims this round (a crafted file could) is refused
+        // by the M-step's own checks, and does not merge with a step of this round.
+        for (k, pca) in [(4, 8), (3, 16)] {
+            var other = cfg
+            other.mixture.components = k
+            other.preparation.projection = .components(pca)
+            var s = try LatentModelFitter.statistics(of: parts[0], configuration: other)
+            for i in 1..<3 {
+                try s.merge(
+                    try LatentModelFitter.statistics(of: parts[i], configuration: other, firstIndex: Self.cuts[i])
+                )
+            }
+            let foreignRound = try MixtureRound(statistics: s)
+            var foreignSteps = try foreignRound.expectation(of: parts[0])
+            for i in 1..<3 {
+                try foreignSteps.merge(try foreignRound.expectation(of: parts[i], firstIndex: Self.cuts[i]))
+            }
+            let crafted = #expect(throws: LatentWatchError.self) {
+                try r0.advanced(by: foreignSteps.relabelled(for: r0))
+            }
+            #expect(crafted?.message.contains("components of dimension") == true, "\(crafted?.message ?? "")")
+            var mixed = steps[0]
+            #expect(throws: LatentWatchError.self) { try mixed.merge(foreignSteps.relabelled(for: r0)) }
+        }
+
         var h2 = cfg
         h2.layerName = "h2"
         let otherLayer = try MixtureRound(

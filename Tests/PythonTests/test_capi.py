@@ -28,7 +28,7 @@ EXPECTED_SIZES = {
     "lw_layer_assessment": 16,
     "lw_assessment": 352,
     "lw_monitor_stats": 56,
-    "lw_statistics_info": 120,
+    "lw_statistics_info": 152,
 }
 
 

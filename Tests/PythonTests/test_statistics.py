@@ -81,7 +81,7 @@ class StatisticsTests(TempDirTestCase):
         with self.assertRaisesRegex(lw.FitError, "another fit"):
             a.merge(lw.gather_statistics(self.x[300:], self.y[300:], first_index=300, layer_name="h2"))
         with self.assertRaises(lw.ConfigurationError):
-            lw.gather_statistics(self.x, self.y, family="gmm-full")
+            lw.gather_statistics(self.x, self.y, family="no-such-family")
         with self.assertRaises(lw.ConfigurationError):
             lw.gather_statistics(self.x, None)
         with self.assertRaises(lw.ShapeError):
@@ -98,6 +98,81 @@ class StatisticsTests(TempDirTestCase):
             a.samples
         with self.assertRaises(lw.ConfigurationError):
             lw.merge_statistics([])
+
+
+class ShardedMixtureTests(TempDirTestCase):
+    """A mixture fitted in EM rounds across three shards, in process: the rounds of one pass, and its model."""
+
+    options = dict(family="gmm-diag", mixture_components=4, pca_components=16, layer_name="h1")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.x = load("train_h1.npy")
+        cls.cal = load("calibration_h1.npy")
+        cls.test = load("test_h1.npy")
+        cls.cuts = [(0, 200), (200, 450), (450, len(cls.x))]
+
+    def start(self):
+        parts = [lw.gather_statistics(self.x[a:b], first_index=a, **self.options) for a, b in self.cuts]
+        return lw.merge_statistics(parts).start_mixture()
+
+    def steps(self, em):
+        return [em.expectation(self.x[a:b], first_index=a) for a, b in self.cuts]
+
+    def test_rounds_equal_one_pass(self):
+        em = self.start()
+        self.assertEqual((em.kind, em.round, em.finished, em.family), ("mixture-round", 0, False, "gmm-diag"))
+        self.assertEqual(len(em.fingerprint), 8)
+        while not em.finished:
+            steps = self.steps(em)
+            self.assertEqual((steps[0].kind, steps[0].round, steps[0].fingerprint), ("mixture-step", em.round,
+                                                                                     em.fingerprint))
+            # Pickled, as a Dask result would travel.
+            em = em.advance(pickle.loads(pickle.dumps(s)) for s in steps)
+            self.assertLess(em.round, 100)
+        self.assertTrue(em.converged)
+        sharded = em.fit(self.cal)
+        single = lw.fit(self.x, calibration=self.cal, **self.options)
+        self.assertEqual(sharded.fit_notes.split(",")[0], single.fit_notes.split(",")[0])
+        self.assertEqual(sharded.fit_notes.split(",")[0], f"em: {em.round} iterations")
+        np.testing.assert_allclose(sharded.score(self.test).surprise, single.score(self.test).surprise, rtol=1e-9,
+                                   atol=1e-9)
+
+    def test_round_files_work_with_the_command_line_tool(self):
+        binary = require_binary(self)
+        em = self.start()
+        em.save(self.path("r0.lws"))
+        for i, s in enumerate(self.steps(em)):
+            s.save(self.path(f"e{i}.lws"))
+        out = run_tool(binary, ["merge", *(self.path(f"e{i}.lws") for i in range(3)), "--mixture-round",
+                                self.path("r0.lws"), "--output", self.path("r1.lws")])
+        self.assertIn("round 1: mean log-likelihood", out.stdout)
+        here = em.advance(self.steps(em))
+        there = lw.Statistics.load(self.path("r1.lws"))
+        self.assertEqual((there.round, there.fingerprint, there.log_likelihood),
+                         (here.round, here.fingerprint, here.log_likelihood))
+
+    def test_mistakes_are_refused(self):
+        em = self.start()
+        steps = self.steps(em)
+        with self.assertRaisesRegex(lw.FitError, "cover rows"):
+            em.advance(steps[:2])
+        with self.assertRaisesRegex(lw.FitError, "in two"):
+            em.advance(steps + steps[:1])
+        with self.assertRaisesRegex(lw.FitError, "not converged"):
+            em.fit(self.cal)
+        nxt = em.advance(steps)
+        with self.assertRaisesRegex(lw.FitError, "against round 0"):
+            nxt.advance(steps)
+        with self.assertRaises(lw.LatentWatchError):
+            em.merge(steps[0])
+        with self.assertRaises(lw.LatentWatchError):
+            steps[0].expectation(self.x[:10])
+        with self.assertRaises(lw.ShapeError):
+            em.expectation(self.x[:10, :64])
+        with self.assertRaises(lw.LatentWatchError):
+            lw.gather_statistics(self.x[:50], load("train_labels.npy")[:50], first_index=0,
+                                 layer_name="h1").start_mixture()
 
 
 class ReplaceModelsTests(unittest.TestCase):

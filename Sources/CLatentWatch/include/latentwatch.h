@@ -41,8 +41,9 @@ extern "C" {
 
 /* The ABI version this header describes. lw_abi_version() returns the library's; a library accepts programs
  * compiled against its own ABI version or an earlier one. Version 2 added the lw_statistics functions and
- * lw_monitor_replace_models (and lw_monitor_stats.replacements). */
-#define LW_ABI_VERSION 2
+ * lw_monitor_replace_models (and lw_monitor_stats.replacements). Version 3 added sharded mixtures: mixture
+ * statistics, the lw_mixture functions, and lw_statistics_info's fields from kind on. */
+#define LW_ABI_VERSION 3
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Status codes and errors
@@ -268,27 +269,36 @@ int lw_model_encode(
 );
 
 /* ---------------------------------------------------------------------------------------------------------------
- * Sharded fitting: mergeable statistics (gda and tied; Docs/ModelFormat.md, "Statistics files")
+ * Sharded fitting: mergeable statistics (Docs/ModelFormat.md, "Statistics files"), and mixtures in EM rounds
  * ------------------------------------------------------------------------------------------------------------- */
+
+/* An lw_statistics handle holds one of three kinds of statistics file; lw_statistics_info.kind says which. */
+#define LW_STATISTICS_SHARD 0         /* a shard's statistics, or several merged */
+#define LW_STATISTICS_MIXTURE_ROUND 1 /* a sharded mixture fit between EM iterations */
+#define LW_STATISTICS_MIXTURE_STEP 2  /* one round's E-step over a shard, or several merged */
 
 typedef struct lw_statistics lw_statistics;
 
-/* Gathers the sufficient statistics of rows (labels required) for a gda or tied fit configured by config. Its
- * calibration settings are not used here: calibration rows go to lw_statistics_fit. first_index is the index of
- * rows' first row in the whole data set, so that the validation split (which chooses the shrinkage) is that of a
- * single pass. A mixture family is refused (LW_ERR_INVALID_CONFIGURATION): it needs passes over the rows. On
- * success *out is a new handle; free it with lw_statistics_free. */
+/* Gathers the sufficient statistics of rows for a fit configured by config: gda and tied (labels required), or
+ * gmm-full and gmm-diag (labels not used; the statistics keep a reservoir sample of at most 10,000 rows for the
+ * k-means++ start, the rows of smallest seeded hash of their index, so merged shards keep one pass's sample;
+ * one start, 100 iterations at most, tolerance 1e-3, as `latentwatch fit` by default). Its calibration settings
+ * are not used here: calibration rows go to lw_statistics_fit. first_index is the index of rows' first row in the
+ * whole data set, so that the validation split (which chooses the shrinkage) and the reservoir are those of a
+ * single pass. On success *out is a new handle; free it with lw_statistics_free. */
 int lw_statistics_gather(
     const lw_activations *rows, const lw_fit_config *config, int64_t first_index, lw_statistics **out
 );
 
-/* Merges other into statistics (other is unchanged; the two may be used by other threads meanwhile). Refused
- * with LW_ERR_FIT_FAILED, statistics unchanged, when they were gathered for another shape, layer or fit
- * configuration, or hold a row in common (a shard merged twice). */
+/* Merges other into statistics (other is unchanged; the two may be used by other threads meanwhile): two shards'
+ * statistics, or two E-steps of one round. Refused with LW_ERR_FIT_FAILED, statistics unchanged, when they were
+ * gathered for another shape, layer or fit configuration (E-steps: another round), or hold a row in common (a
+ * shard merged twice); with LW_ERR_INVALID_ARGUMENT for other kinds (a round does not merge). */
 int lw_statistics_merge(lw_statistics *statistics, const lw_statistics *other);
 
-/* Reads a statistics file (.lws, written by lw_statistics_write or `latentwatch fit --statistics-only`), or its
- * bytes. Damaged or truncated bytes and model files are refused (LW_ERR_MALFORMED_FILE). */
+/* Reads a statistics file of any kind (.lws, written by lw_statistics_write, `latentwatch fit --statistics-only`
+ * or `--mixture-round`, or `latentwatch merge`), or its bytes. Damaged or truncated bytes and model files are
+ * refused (LW_ERR_MALFORMED_FILE). */
 int lw_statistics_load(const char *path, lw_statistics **out);
 int lw_statistics_load_bytes(const void *bytes, size_t length, lw_statistics **out);
 
@@ -308,17 +318,50 @@ typedef struct lw_statistics_info {
     int64_t first_row;                /* the first row index held */
     int64_t end_row;                  /* one past the last row index held */
     const char *layer;                /* layer name the model will carry */
-    const char *family;               /* "gda" or "tied" */
+    const char *family;               /* "gda", "tied", "gmm-full" or "gmm-diag"; "" for an E-step */
+    /* ABI version 3 (a shorter struct_size is filled up to family): */
+    int32_t kind;                     /* LW_STATISTICS_SHARD, _MIXTURE_ROUND or _MIXTURE_STEP */
+    int32_t round;                    /* rounds: EM iterations done (0: the start); E-steps: the round computed
+                                         against; shards: 0 */
+    int32_t converged;                /* rounds: 1 when the last iteration changed the mean log-likelihood by less
+                                         than the tolerance */
+    int32_t finished;                 /* rounds: 1 when converged or at the iteration limit: lw_statistics_fit
+                                         then builds the model */
+    double log_likelihood;            /* rounds: the data's mean log-likelihood at the last E-step (NaN at round
+                                         0); E-steps: the sum over their rows; shards: NaN */
+    const char *fingerprint;          /* rounds and E-steps: the round's parameters, 8 hex digits; shards: "" */
 } lw_statistics_info;
 
 /* Fills *info (set info->struct_size first). */
 int lw_statistics_get_info(const lw_statistics *statistics, lw_statistics_info *info);
 
-/* Fits a model from (merged) statistics with the configuration they were gathered with, calibrated on
- * calibration's rows (required: the statistics hold none; labels calibrate p(y | z)). The model equals what
- * lw_fit gives on all the rows with the same calibration, up to rounding. On success *out is a new model; free it
- * with lw_model_free. */
+/* Fits a model from (merged) gda or tied statistics with the configuration they were gathered with, or from a
+ * finished mixture round, calibrated on calibration's rows (required: the statistics hold none; labels calibrate
+ * p(y | z)). The model equals what lw_fit gives on all the rows with the same calibration, up to rounding. An
+ * unfinished round is refused (LW_ERR_FIT_FAILED). On success *out is a new model; free it with lw_model_free. */
 int lw_statistics_fit(const lw_statistics *statistics, const lw_activations *calibration, lw_model **out);
+
+/* Sharded mixtures, one EM iteration per round (Docs/Operations.md, "Mixtures, in EM rounds"):
+ *   round = lw_mixture_start(merged gmm statistics)
+ *   until info.finished: every shard's lw_mixture_expectation(round, its rows, its first_index), the steps merged
+ *     with lw_statistics_merge, then round = lw_mixture_advance(round, merged steps)
+ *   lw_statistics_fit(round, calibration)
+ * The rounds repeat lw_fit's iterations on all the rows, so the model is the same up to rounding. */
+
+/* Round 0 from merged gmm-full or gmm-diag statistics: the PCA projection and the k-means++ start. On success
+ * *round is a new handle. */
+int lw_mixture_start(const lw_statistics *statistics, lw_statistics **round);
+
+/* One shard's E-step against a round: rows (labels not used) starting at first_index in the whole data set. A
+ * finished round is refused (LW_ERR_INVALID_CONFIGURATION). On success *step is a new handle. */
+int lw_mixture_expectation(
+    const lw_statistics *round, const lw_activations *rows, int64_t first_index, lw_statistics **step
+);
+
+/* The next round: the M-step on steps, the E-steps of every shard merged. Refused with LW_ERR_FIT_FAILED when they
+ * were computed against another round or do not cover exactly the fit's rows (a shard missing or counted twice).
+ * On success *next is a new handle; round is unchanged. */
+int lw_mixture_advance(const lw_statistics *round, const lw_statistics *steps, lw_statistics **next);
 
 /* Frees statistics. Null is accepted. */
 int lw_statistics_free(lw_statistics *statistics);

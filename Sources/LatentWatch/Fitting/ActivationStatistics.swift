@@ -22,7 +22,7 @@ public struct ActivationStatistics: Sendable {
     /// Activations folded in.
     public internal(set) var fitSamples = 0
     /// A uniform sample of the fitting rows for a mixture's k-means++ start: the rows with the smallest keys
-    /// (``reservoirKey(seed:index:)``), pooled, in increasing key order once ``finishReservoir()`` ran. A key
+    /// (``reservoirKey(seed:index:)``), pooled, in increasing key order once ``truncateReservoir(to:p:)`` ran. A key
     /// depends only on the seed and the row's index in the whole data set, so the sample of merged shards is
     /// the sample of one pass.
     package internal(set) var reservoir: [Float] = []
@@ -73,7 +73,9 @@ public struct ActivationStatistics: Sendable {
             a.regularization == b.regularization, a.layerName == b.layerName, a.precision == b.precision,
             a.fitBackground == b.fitBackground,
             MixtureRound.covariance(of: a.family) == nil
-                || (a.mixture == b.mixture && a.mixtureRegularization == b.mixtureRegularization)
+                || (a.mixture == b.mixture && a.mixtureLambda == b.mixtureLambda
+                    && a.mixtureRegularization.floorRatio == b.mixtureRegularization.floorRatio
+                    && a.mixtureRegularization.ridge == b.mixtureRegularization.ridge)
         else {
             throw LatentWatchError(
                 .fitFailed,
@@ -178,11 +180,12 @@ public struct ActivationStatistics: Sendable {
 }
 
 extension LatentModelFitter {
-    /// Gathers the sufficient statistics of `source` for a `gda` or `tied` fit (one pass). To shard a fit,
-    /// give each shard the index of its first activation in the whole (`firstIndex`), so the validation
-    /// split is assigned as in one pass; merge the results and call
-    /// ``fit(statistics:calibration:configuration:created:progress:)``. Nothing is carved off for
-    /// calibration: that fit takes an explicit calibration source.
+    /// Gathers the sufficient statistics of `source` for a fit (one pass). To shard a fit, give each shard the
+    /// index of its first activation in the whole (`firstIndex`), so the validation split (and a mixture's
+    /// reservoir sample) is assigned as in one pass; merge the results and call
+    /// ``fit(statistics:calibration:configuration:created:progress:)`` (`gda`, `tied`), or start EM rounds with
+    /// ``MixtureRound/init(statistics:progress:)`` (`gmm-full`, `gmm-diag`). Nothing is carved off for
+    /// calibration: those fits take an explicit calibration source.
     public static func statistics(
         of source: some ActivationSource,
         configuration cfg: FitConfiguration,

@@ -100,7 +100,9 @@ public enum LatentModelFitter {
             throw LatentWatchError(
                 .invalidConfiguration,
                 "density family '\(family.name)' needs passes over the activations, not only their statistics",
-                remedy: "fit it with fit(_:calibration:configuration:)"
+                remedy: MixtureRound.covariance(of: family.name) == nil
+                    ? "fit it with fit(_:calibration:configuration:)"
+                    : "run EM rounds across the shards from these statistics (MixtureRound), or fit(_:calibration:configuration:)"
             )
         }
         try statistics.checkCompatible(with: configuration)

@@ -76,6 +76,12 @@ public struct MixtureRound: Sendable {
                 remedy: "set restarts to 1, or run one sharded fit per seed and keep the best final log-likelihood"
             )
         }
+        guard cfg.mixture.components >= 1, cfg.mixture.maxIterations >= 1 else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "a mixture needs at least 1 component and 1 iteration; the configuration has \(cfg.mixture.components) and \(cfg.mixture.maxIterations)"
+            )
+        }
         guard statistics.fitSamples >= cfg.mixture.components else {
             throw LatentWatchError(
                 .fitFailed,
@@ -188,6 +194,12 @@ public struct MixtureRound: Sendable {
             var scratch = [Float](repeating: 0, count: preparation.pooledDimension)
             var z = [Float](repeating: 0, count: d)
             try source.forEachBatch { batch in
+                guard batch.values.count >= batch.count * n else {
+                    throw LatentWatchError(
+                        .fitFailed,
+                        "a batch holds \(batch.values.count) values for \(batch.count) activations of \(n) elements"
+                    )
+                }
                 prepared.removeAll(keepingCapacity: true)
                 for i in 0..<batch.count {
                     defer { index += 1 }
@@ -252,8 +264,30 @@ public struct MixtureRound: Sendable {
                 remedy: "merge the E-step of every shard, each once"
             )
         }
+        let d = preparation.outputDimension
+        let e = step.expectation
+        guard e.moments.count == configuration.mixture.components, e.moments.allSatisfy({ $0.dimension == d }),
+            e.total == Double(fitSamples), e.moments.allSatisfy({ $0.count <= fitSamples }),
+            abs(e.moments.reduce(0, { $0 + $1.weight }) - e.total) <= 1e-6 * max(1, e.total)
+        else {
+            throw LatentWatchError(
+                .fitFailed,
+                "the E-steps hold \(e.moments.count) components of dimension \(e.moments.first?.dimension ?? 0) weighing \(e.moments.reduce(0, { $0 + $1.weight })) over \(e.total) rows; this round has \(configuration.mixture.components) of dimension \(d) over \(fitSamples)",
+                remedy: "compute every shard's E-step against this round's file"
+            )
+        }
         let next = try LatentWatchError.converting(.fitFailed, "EM") {
             try engine.maximize(step.expectation, previous: logLikelihoods.last ?? -Double.infinity)
+        }
+        let p = next.parameters
+        guard p.weights.allSatisfy({ $0.isFinite && $0 > 0 }), p.means.allSatisfy(\.isFinite),
+            p.covariances.allSatisfy(\.isFinite)
+        else {
+            throw LatentWatchError(
+                .fitFailed,
+                "the M-step gave non-finite or zero-weight parameters",
+                remedy: "raise the mixture regularisation, or fewer components"
+            )
         }
         return MixtureRound(
             inputShape: inputShape,
@@ -289,6 +323,9 @@ public struct MixtureStep: Sendable {
     /// Rows the step covers.
     public var samples: Int { rows.reduce(0) { $0 + $1.count } }
 
+    /// The sum over the rows covered of log p(z) under the round's parameters.
+    public var logLikelihoodSum: Double { expectation.logLikelihoodSum }
+
     init(
         layer: String,
         round: Int,
@@ -303,11 +340,24 @@ public struct MixtureStep: Sendable {
         self.expectation = expectation
     }
 
+    /// The same moments labelled as a step of `round` over all its rows: for the fuzzer, so that a decoded step
+    /// reaches ``MixtureRound/advanced(by:)``'s checks.
+    package func relabelled(for round: MixtureRound) -> MixtureStep {
+        MixtureStep(
+            layer: round.configuration.layerName,
+            round: round.round,
+            fingerprint: round.fingerprint,
+            rows: round.rows,
+            expectation: expectation
+        )
+    }
+
     /// Adds another shard's step of the same round. Refuses a step of another round or layer, and rows counted
     /// twice.
     public mutating func merge(_ other: MixtureStep) throws {
         guard other.round == round, other.fingerprint == fingerprint, other.layer == layer,
-            other.expectation.moments.count == expectation.moments.count
+            other.expectation.moments.count == expectation.moments.count,
+            zip(other.expectation.moments, expectation.moments).allSatisfy({ $0.dimension == $1.dimension })
         else {
             throw LatentWatchError(
                 .fitFailed,

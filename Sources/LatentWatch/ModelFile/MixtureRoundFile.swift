@@ -145,6 +145,28 @@ extension StatisticsFile {
         return try payloads.container(metadata: meta, level: compressionLevel)
     }
 
+    /// Encodes any statistics file's contents into file bytes.
+    public static func encode(
+        _ c: Contents,
+        created: String = "1970-01-01T00:00:00Z",
+        compressionLevel: Int32 = 3
+    ) throws(LatentWatchError) -> [UInt8] {
+        switch c {
+        case .statistics(let s): try encode(s, created: created, compressionLevel: compressionLevel)
+        case .mixtureRound(let r): try encode(r, created: created, compressionLevel: compressionLevel)
+        case .mixtureStep(let e): try encode(e, created: created, compressionLevel: compressionLevel)
+        }
+    }
+
+    /// Writes any statistics file's contents atomically (temporary file, then rename).
+    public static func write(
+        _ c: Contents,
+        to path: String,
+        created: String = "1970-01-01T00:00:00Z"
+    ) throws(LatentWatchError) {
+        try ModelFile.writeFile(try encode(c, created: created), to: path, what: "the statistics file")
+    }
+
     /// Writes a mixture round atomically (temporary file, then rename).
     public static func write(
         _ r: MixtureRound,
@@ -185,7 +207,8 @@ extension StatisticsFile {
         let kk = cfg.mixture.components
         guard d >= 1, d <= p else { throw corrupt("EM runs in \(d) dimensions; the activations pool to \(p)") }
         let covarianceCount = covariance == .full ? kk * d * d : kk * d
-        try checkSize(sets: 2 + (covariance == .full ? kk : 0), dimension: d, extra: 8 * d * p, fileSize: fileSize)
+        // The E-step holds K D x D moments, and a full mixture's scorer K factors besides.
+        try checkSize(sets: 2 + (covariance == .full ? 2 * kk : kk), dimension: d, extra: 8 * d * p, fileSize: fileSize)
         let rows = try rowRanges(meta.rows, samples: meta.samples)
         guard meta.round >= 0, meta.round <= cfg.mixture.maxIterations, meta.logLikelihoods.count == meta.round,
             meta.logLikelihoods.allSatisfy(\.isFinite), meta.regularization.count == (meta.round == 0 ? 0 : kk),
@@ -203,11 +226,17 @@ extension StatisticsFile {
         case (_, nil): throw corrupt("the projection is missing")
         case (_, let sections?):
             guard sections.count == 3 else { throw corrupt("the projection has \(sections.count) sections") }
+            let mean = try doubles(payloads, sections[0], count: p)
+            let components = try doubles(payloads, sections[1], count: d * p)
+            // Written from float32 values: anything beyond float32's range is damage.
+            guard (mean + components).allSatisfy({ abs($0) <= Double(Float.greatestFiniteMagnitude) }) else {
+                throw corrupt("the projection holds values beyond float32's range")
+            }
             preparation = Preparation(
                 inputShape: meta.inputShape,
                 options: cfg.preparation,
-                projectionMean: try doubles(payloads, sections[0], count: p).map { Float($0) },
-                projectionComponents: try doubles(payloads, sections[1], count: d * p).map { Float($0) },
+                projectionMean: mean.map { Float($0) },
+                projectionComponents: components.map { Float($0) },
                 projectionVariances: try doubles(payloads, sections[2], count: d)
             )
         }

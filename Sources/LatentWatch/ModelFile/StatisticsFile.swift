@@ -2,8 +2,9 @@ import Foundation
 import LatentWatchNumerics
 
 /// Reads and writes LatentWatch statistics files (`.lws`, Docs/ModelFormat.md, "Statistics files"): the mergeable
-/// sufficient statistics of one shard of a `gda` or `tied` fit (``ActivationStatistics``), in the model file's
-/// container (versioned, checksummed, zstd-compressed) with metadata of their own. Shards gathered in separate
+/// sufficient statistics of one shard of a fit (``ActivationStatistics``), and a sharded mixture fit's rounds and
+/// E-steps (``MixtureRound``, ``MixtureStep``), in the model file's container (versioned, checksummed,
+/// zstd-compressed) with metadata of their own. Shards gathered in separate
 /// processes (`latentwatch fit --statistics-only`) merge into one model (`latentwatch merge`). A reader never
 /// crashes on bad bytes: every failure is a ``LatentWatchError``.
 public enum StatisticsFile {
@@ -123,8 +124,8 @@ public enum StatisticsFile {
     // MARK: Writing
 
     /// Encodes statistics into file bytes.
-    /// - Throws: `invalidConfiguration` for statistics of a family that needs passes over the activations
-    ///   (mixtures), which a statistics file cannot carry.
+    /// - Throws: `invalidConfiguration` for statistics of a registered family other than gda, tied, gmm-full and
+    ///   gmm-diag, which a statistics file cannot carry.
     public static func encode(
         _ s: ActivationStatistics,
         created: String = "1970-01-01T00:00:00Z",
@@ -264,7 +265,9 @@ public enum StatisticsFile {
         else {
             throw corrupt("the file declares \(meta.moments.count) moment sets and \(meta.samples) samples")
         }
-        try checkSize(sets: meta.moments.count + 2, dimension: d, extra: 0, fileSize: fileSize)
+        // Mixtures: EM later holds K more D x D matrices (D at most this pooled dimension).
+        let emSets = MixtureRound.covariance(of: cfg.family) == nil ? 0 : cfg.mixture.components
+        try checkSize(sets: meta.moments.count + 2 + emSets, dimension: d, extra: 0, fileSize: fileSize)
         let ranges = try rowRanges(meta.rows, samples: meta.samples)
         var stats = ActivationStatistics(
             inputShape: meta.inputShape,

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: The ABI version these declarations describe (``LW_ABI_VERSION`` in the header).
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 # ---- status codes -------------------------------------------------------------------------------------------------
 
@@ -88,6 +88,10 @@ LW_MAX_LAYERS = 16
 LW_POOL_FLATTEN = 0
 LW_POOL_GLOBAL_AVERAGE = 1
 LW_POOL_MEAN_TOKENS = 2
+
+LW_STATISTICS_SHARD = 0
+LW_STATISTICS_MIXTURE_ROUND = 1
+LW_STATISTICS_MIXTURE_STEP = 2
 
 LW_ALERT_INPUT = 1
 LW_ALERT_ALEATORIC = 2
@@ -347,7 +351,7 @@ class lw_monitor_stats(Structure):
 
 
 class lw_statistics_info(Structure):
-    """``struct lw_statistics_info``: what a shard's statistics hold."""
+    """``struct lw_statistics_info``: what statistics, a mixture round or an E-step hold."""
 
     _fields_ = [
         ("struct_size", c_uint32),
@@ -359,6 +363,12 @@ class lw_statistics_info(Structure):
         ("end_row", c_int64),
         ("layer", c_char_p),
         ("family", c_char_p),
+        ("kind", c_int32),
+        ("round", c_int32),
+        ("converged", c_int32),
+        ("finished", c_int32),
+        ("log_likelihood", c_double),
+        ("fingerprint", c_char_p),
     ]
 
 
@@ -459,6 +469,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "lw_statistics_get_info": (c_int, [c_void_p, P(lw_statistics_info)]),
         "lw_statistics_fit": (c_int, [c_void_p, P(lw_activations), handle_out]),
         "lw_statistics_free": (c_int, [c_void_p]),
+        "lw_mixture_start": (c_int, [c_void_p, handle_out]),
+        "lw_mixture_expectation": (c_int, [c_void_p, P(lw_activations), c_int64, handle_out]),
+        "lw_mixture_advance": (c_int, [c_void_p, c_void_p, handle_out]),
     }
     for name, (restype, argtypes) in table.items():
         try:

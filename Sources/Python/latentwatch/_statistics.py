@@ -1,4 +1,5 @@
-"""Sharded fitting: mergeable statistics of a shard of activations (``lw_statistics``), for gda and tied."""
+"""Sharded fitting: mergeable statistics of a shard of activations (``lw_statistics``), and mixtures fitted in EM
+rounds across shards."""
 
 import ctypes
 import os
@@ -15,19 +16,36 @@ __all__ = ["Statistics", "gather_statistics", "merge_statistics"]
 
 PathLike = Union[str, os.PathLike]
 
+_KINDS = {
+    _capi.LW_STATISTICS_SHARD: "statistics",
+    _capi.LW_STATISTICS_MIXTURE_ROUND: "mixture-round",
+    _capi.LW_STATISTICS_MIXTURE_STEP: "mixture-step",
+}
+
 
 class Statistics(OwnedHandle):
-    """The mergeable sufficient statistics of a shard of a ``gda`` or ``tied`` fit (a ``.lws`` file's content).
+    """A statistics file's content (``.lws``): the mergeable sufficient statistics of a shard (``kind ==
+    "statistics"``), or, for a mixture fitted across shards, a round of EM (``"mixture-round"``) or one round's
+    E-step over a shard (``"mixture-step"``).
 
-    Gather them where each shard lives (:func:`gather_statistics`, or ``latentwatch fit --statistics-only``),
+    Gather statistics where each shard lives (:func:`gather_statistics`, or ``latentwatch fit --statistics-only``),
     combine them (:meth:`merge`, :func:`merge_statistics`) and fit the model once (:meth:`fit`): the model equals
-    :func:`latentwatch.fit` on all the rows with the same calibration, up to rounding. Statistics pickle as their
-    file's bytes, so they travel between processes (Dask, multiprocessing) as results.
+    :func:`latentwatch.fit` on all the rows with the same calibration, up to rounding. A mixture (``gmm-full``,
+    ``gmm-diag``) runs EM in rounds: :meth:`start_mixture` on the merged statistics gives round 0; each round every
+    shard computes :meth:`expectation` against it, and :meth:`advance` on the merged steps gives the next round,
+    until :attr:`finished`; then :meth:`fit`. Every kind pickles as its file's bytes, so it travels between
+    processes (Dask, multiprocessing) as a result.
 
     Example::
 
         parts = [lw.gather_statistics(x, y, first_index=i0, layer_name="h1") for x, y, i0 in shards]
         model = lw.merge_statistics(parts).fit(calibration, calibration_labels)
+
+        parts = [lw.gather_statistics(x, family="gmm-full", first_index=i0) for x, i0 in shards]
+        em = lw.merge_statistics(parts).start_mixture()
+        while not em.finished:
+            em = em.advance(em.expectation(x, first_index=i0) for x, i0 in shards)
+        model = em.fit(calibration)
     """
 
     __slots__ = ("_handle", "_lock", "__weakref__")
@@ -96,8 +114,39 @@ class Statistics(OwnedHandle):
 
     @property
     def family(self) -> str:
-        """``"gda"`` or ``"tied"``."""
+        """``"gda"``, ``"tied"``, ``"gmm-full"`` or ``"gmm-diag"`` (``""`` for an E-step)."""
         return self._info().family.decode("utf-8")
+
+    @property
+    def kind(self) -> str:
+        """``"statistics"`` (a shard's, or several merged), ``"mixture-round"`` or ``"mixture-step"``."""
+        return _KINDS.get(int(self._info().kind), "unknown")
+
+    @property
+    def round(self) -> int:
+        """A round's EM iterations done (0: the k-means++ start); an E-step's round; 0 for statistics."""
+        return int(self._info().round)
+
+    @property
+    def converged(self) -> bool:
+        """A round whose last iteration changed the mean log-likelihood by less than the tolerance."""
+        return bool(self._info().converged)
+
+    @property
+    def finished(self) -> bool:
+        """A round that is converged or at the iteration limit: :meth:`fit` builds its model."""
+        return bool(self._info().finished)
+
+    @property
+    def log_likelihood(self) -> float:
+        """A round's mean log-likelihood at its last E-step (NaN at round 0); an E-step's sum over its rows; NaN
+        for statistics."""
+        return float(self._info().log_likelihood)
+
+    @property
+    def fingerprint(self) -> str:
+        """The round's parameters (8 hex digits) for rounds and E-steps; ``""`` for statistics."""
+        return self._info().fingerprint.decode("ascii")
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
@@ -109,29 +158,73 @@ class Statistics(OwnedHandle):
         if self._handle is None:
             return "<latentwatch.Statistics closed>"
         first, end = self.rows
-        return f"<latentwatch.Statistics {self.layer} {self.family}: {self.samples} rows in [{first}, {end})>"
+        what = {"mixture-round": f" round {self.round}", "mixture-step": f" E-step of round {self.round}"}
+        return (f"<latentwatch.Statistics {self.layer} {self.family}{what.get(self.kind, '')}: {self.samples} rows "
+                f"in [{first}, {end})>")
 
     # ---- operations ----------------------------------------------------------------------------------------------
 
     def merge(self, other: "Statistics") -> "Statistics":
-        """Merges ``other`` into these statistics (in place; ``other`` is unchanged) and returns ``self``.
+        """Merges ``other`` into these statistics (in place; ``other`` is unchanged) and returns ``self``: two
+        shards' statistics, or two E-steps of one round.
 
         Raises:
-            FitError: ``other`` was gathered for another shape, layer or fit configuration, or holds rows these
-                hold already (a shard merged twice); these statistics are then unchanged.
+            FitError: ``other`` was gathered for another shape, layer or fit configuration (E-steps: another
+                round), or holds rows these hold already (a shard merged twice); these statistics are then unchanged.
+            InvalidArgumentError: a round, or two different kinds.
         """
         if not isinstance(other, Statistics):
             raise TypeError(f"merge takes Statistics, not {type(other).__name__}")
         check(lib.lw_statistics_merge(self._live_handle(), other._live_handle()))
         return self
 
+    def start_mixture(self) -> "Statistics":
+        """Round 0 of EM from merged ``gmm-full`` or ``gmm-diag`` statistics: the PCA projection and the k-means++
+        start on their reservoir sample (``lw_mixture_start``).
+
+        Raises:
+            ConfigurationError: statistics of another family.
+            InvalidArgumentError: not a shard's statistics.
+        """
+        handle = ctypes.c_void_p()
+        check(lib.lw_mixture_start(self._live_handle(), ctypes.byref(handle)))
+        return Statistics(handle)
+
+    def expectation(self, activations: Any, first_index: int = 0) -> "Statistics":
+        """One shard's E-step against this round (``lw_mixture_expectation``): ``activations`` are the shard's
+        rows, ``first_index`` the index of its first row in the whole data set.
+
+        Raises:
+            ConfigurationError: the round is finished.
+            ShapeError: rows of another shape.
+        """
+        rows, keep = _activations_struct(activations, None, "activations")
+        handle = ctypes.c_void_p()
+        check(lib.lw_mixture_expectation(self._live_handle(), ctypes.byref(rows), int(first_index),
+                                         ctypes.byref(handle)))
+        del keep
+        return Statistics(handle)
+
+    def advance(self, steps: Union["Statistics", Iterable["Statistics"]]) -> "Statistics":
+        """The next round (``lw_mixture_advance``): the M-step on ``steps``, every shard's E-step against this round
+        (one merged :class:`Statistics`, or an iterable of them, merged here without changing them).
+
+        Raises:
+            FitError: steps of another round, or not covering exactly the fit's rows (a shard missing or twice).
+        """
+        merged = steps if isinstance(steps, Statistics) else merge_statistics(steps)
+        handle = ctypes.c_void_p()
+        check(lib.lw_mixture_advance(self._live_handle(), merged._live_handle(), ctypes.byref(handle)))
+        return Statistics(handle)
+
     def fit(self, calibration: Any, calibration_labels: Optional[Any] = None) -> Model:
-        """Fits the model with the options the statistics were gathered with, calibrated on ``calibration`` rows
-        (required; with ``calibration_labels`` the class posterior is calibrated too).
+        """Fits the model with the options the statistics were gathered with (or from a finished mixture round),
+        calibrated on ``calibration`` rows (required; with ``calibration_labels`` the class posterior is
+        calibrated too).
 
         Raises:
             ShapeError: calibration rows of another shape.
-            FitError: too little data, a covariance that cannot be factorised.
+            FitError: too little data, a covariance that cannot be factorised, an unfinished round.
         """
         if calibration is None:
             raise ConfigurationError("fit needs calibration rows: the statistics hold none")
@@ -174,7 +267,7 @@ class Statistics(OwnedHandle):
 
 def gather_statistics(
     activations: Any,
-    labels: Any,
+    labels: Any = None,
     *,
     first_index: int = 0,
     family: str = "gda",
@@ -185,21 +278,24 @@ def gather_statistics(
     pca_components: Optional[int] = None,
     pca_variance_fraction: Optional[float] = None,
     split_seed: int = 0,
+    mixture_components: int = 8,
+    mixture_seed: int = 0,
     fit_background: bool = True,
     calibrate_posterior: bool = True,
 ) -> Statistics:
-    """Gathers the mergeable statistics of one shard of labelled activations (``lw_statistics_gather``).
+    """Gathers the mergeable statistics of one shard of activations (``lw_statistics_gather``).
 
     Args:
         activations: the shard's rows, shape ``(n, *row_shape)``.
-        labels: their ``n`` integer class labels.
+        labels: their ``n`` integer class labels (``gda`` and ``tied``; mixtures use none).
         first_index: the index of the shard's first row in the whole data set, so that the validation split that
-            chooses the shrinkage is the one of a single pass.
-        family: ``"gda"`` or ``"tied"`` (mixtures need passes over the rows: use :func:`latentwatch.fit`).
+            chooses the shrinkage, and a mixture's reservoir sample, are the ones of a single pass.
+        family: ``"gda"``, ``"tied"``, or ``"gmm-full"`` and ``"gmm-diag"``, whose merged statistics start EM in
+            rounds (:meth:`Statistics.start_mixture`).
         The other options are :func:`latentwatch.fit`'s, and must be the same for every shard.
 
     Raises:
-        ConfigurationError: a mixture family, or another bad option.
+        ConfigurationError: a bad option, or gda or tied without labels.
         ShapeError: activations that are not rows, or labels of another length.
     """
     config, keep_strings = _fit_config(
@@ -212,12 +308,12 @@ def gather_statistics(
         pca_variance_fraction=pca_variance_fraction,
         calibration_fraction=0.0,
         split_seed=split_seed,
-        mixture_components=8,
-        mixture_seed=0,
+        mixture_components=mixture_components,
+        mixture_seed=mixture_seed,
         fit_background=fit_background,
         calibrate_posterior=calibrate_posterior,
     )
-    if labels is None:
+    if labels is None and not family.startswith("gmm"):
         raise ConfigurationError("gather_statistics needs the rows' class labels (gda and tied)")
     rows, keep = _activations_struct(activations, labels, "activations")
     handle = ctypes.c_void_p()

@@ -982,10 +982,10 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
         if (d > worst) worst = d;
     }
     CHECK(worst <= 1e-5, "sharded and one-pass surprise differ by %g relative", worst);
-    lw_fit_config mixture = fc;
-    mixture.family = "gmm-full";
+    lw_fit_config unknown = fc;
+    unknown.family = "no-such-family";
     lw_statistics *none = NULL;
-    EXPECT_STATUS(lw_statistics_gather(&first, &mixture, 0, &none), LW_ERR_INVALID_CONFIGURATION);
+    EXPECT_STATUS(lw_statistics_gather(&first, &unknown, 0, &none), LW_ERR_INVALID_CONFIGURATION);
     EXPECT_STATUS(lw_statistics_gather(&first, &fc, -1, &none), LW_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(lw_statistics_gather(NULL, &fc, 0, &none), LW_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(lw_statistics_merge(s1back, NULL), LW_ERR_INVALID_HANDLE);
@@ -993,6 +993,88 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
     EXPECT_STATUS(lw_statistics_free(NULL), LW_OK);
     printf("statistics: two halves merged (%llu rows), sharded and one-pass surprise within %.2g relative\n",
            (unsigned long long)si.samples, worst);
+    /* A program compiled against ABI version 2 passes the struct that ends at family: filled up to there. */
+    lw_statistics_info v2 = {.struct_size = offsetof(lw_statistics_info, kind), .kind = 77};
+    EXPECT_STATUS(lw_statistics_get_info(s1back, &v2), LW_OK);
+    CHECK(v2.struct_size == offsetof(lw_statistics_info, kind) && v2.kind == 77 && v2.samples == rows,
+          "old info struct: size %u, kind %d", v2.struct_size, v2.kind);
+    CHECK(si.kind == LW_STATISTICS_SHARD && si.round == 0 && strcmp(si.fingerprint, "") == 0 &&
+              isnan(si.log_likelihood),
+          "shard info: kind %d", si.kind);
+
+    /* A sharded mixture: the two halves' gmm-diag statistics (no labels), round 0, one E-step per half and round
+     * until finished; the model scores as lw_fit on all rows with the same calibration. */
+    lw_fit_config gmm = fc;
+    gmm.family = "gmm-diag";
+    gmm.mixture_components = 3;
+    gmm.pca_components = 8;
+    lw_activations mfirst = first, msecond = second, mall = train;
+    mfirst.labels = msecond.labels = mall.labels = NULL;
+    lw_statistics *g1 = NULL, *g2 = NULL, *round = NULL;
+    EXPECT_STATUS(lw_statistics_gather(&mfirst, &gmm, 0, &g1), LW_OK);
+    EXPECT_STATUS(lw_statistics_gather(&msecond, &gmm, (int64_t)cut, &g2), LW_OK);
+    EXPECT_STATUS(lw_statistics_merge(g1, g2), LW_OK);
+    EXPECT_STATUS(lw_mixture_start(s1back, &round), LW_ERR_INVALID_CONFIGURATION); /* gda statistics */
+    EXPECT_STATUS(lw_mixture_start(g1, &round), LW_OK);
+    lw_statistics_info ri = {.struct_size = sizeof ri};
+    EXPECT_STATUS(lw_statistics_get_info(round, &ri), LW_OK);
+    CHECK(ri.kind == LW_STATISTICS_MIXTURE_ROUND && ri.round == 0 && ri.finished == 0 && strlen(ri.fingerprint) == 8 &&
+              strcmp(ri.family, "gmm-diag") == 0 && ri.samples == rows,
+          "round 0 info: kind %d round %d finished %d family %s", ri.kind, ri.round, ri.finished, ri.family);
+    int rounds = 0;
+    while (round && !ri.finished && rounds < 200) {
+        lw_statistics *e1 = NULL, *e2 = NULL, *next = NULL;
+        EXPECT_STATUS(lw_mixture_expectation(round, &mfirst, 0, &e1), LW_OK);
+        EXPECT_STATUS(lw_mixture_expectation(round, &msecond, (int64_t)cut, &e2), LW_OK);
+        if (rounds == 0) {
+            EXPECT_STATUS(lw_mixture_advance(round, e2, &next), LW_ERR_FIT_FAILED); /* the first half missing */
+            CHECK(strstr(lw_last_error(), "cover rows") != NULL, "message: %s", lw_last_error());
+            EXPECT_STATUS(lw_statistics_merge(round, e1), LW_ERR_INVALID_ARGUMENT);
+            EXPECT_STATUS(lw_mixture_expectation(e1, &mfirst, 0, &next), LW_ERR_INVALID_ARGUMENT);
+            EXPECT_STATUS(lw_mixture_expectation(round, &small, 0, &next), LW_ERR_SHAPE_MISMATCH);
+            EXPECT_STATUS(lw_mixture_expectation(round, NULL, 0, &next), LW_ERR_INVALID_ARGUMENT);
+            lw_model *early = NULL;
+            EXPECT_STATUS(lw_statistics_fit(round, &calibration, &early), LW_ERR_FIT_FAILED); /* unfinished */
+            CHECK(early == NULL, "a refused fit leaves *out NULL");
+            /* An E-step survives its file. */
+            size_t n = 0;
+            EXPECT_STATUS(lw_statistics_encode(e2, NULL, 0, &n), LW_ERR_BUFFER_TOO_SMALL);
+            unsigned char *eb = malloc(n);
+            EXPECT_STATUS(lw_statistics_encode(e2, eb, n, &n), LW_OK);
+            lw_statistics_free(e2);
+            EXPECT_STATUS(lw_statistics_load_bytes(eb, n, &e2), LW_OK);
+            free(eb);
+        }
+        EXPECT_STATUS(lw_statistics_merge(e1, e2), LW_OK);
+        EXPECT_STATUS(lw_mixture_advance(round, e1, &next), LW_OK);
+        lw_statistics_free(e1);
+        lw_statistics_free(e2);
+        lw_statistics_free(round);
+        round = next;
+        rounds++;
+        if (round) EXPECT_STATUS(lw_statistics_get_info(round, &ri), LW_OK);
+    }
+    CHECK(ri.finished == 1 && ri.round == rounds && !isnan(ri.log_likelihood), "EM finished after %d rounds", rounds);
+    lw_model *mix_sharded = NULL, *mix_one = NULL;
+    EXPECT_STATUS(lw_statistics_fit(round, &calibration, &mix_sharded), LW_OK);
+    EXPECT_STATUS(lw_fit(&mall, &calibration, &gmm, &mix_one), LW_OK);
+    double mix_worst = 0;
+    for (size_t r = 0; r < rows && mix_sharded && mix_one; r += 7) {
+        lw_scores a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+        EXPECT_STATUS(lw_model_score(mix_sharded, data + r * dim, dim, &a), LW_OK);
+        EXPECT_STATUS(lw_model_score(mix_one, data + r * dim, dim, &b), LW_OK);
+        double d = fabs(a.surprise - b.surprise) / (fabs(b.surprise) > 1 ? fabs(b.surprise) : 1);
+        if (d > mix_worst) mix_worst = d;
+    }
+    CHECK(mix_worst <= 1e-9, "sharded and one-pass mixture surprise differ by %g relative", mix_worst);
+    printf("mixture: %d EM rounds over two halves, mean log-likelihood %.6f, sharded and one-pass surprise within "
+           "%.2g relative\n", rounds, ri.log_likelihood, mix_worst);
+    EXPECT_STATUS(lw_statistics_free(g1), LW_OK);
+    EXPECT_STATUS(lw_statistics_free(g2), LW_OK);
+    EXPECT_STATUS(lw_statistics_free(round), LW_OK);
+    EXPECT_STATUS(lw_model_free(mix_sharded), LW_OK);
+    EXPECT_STATUS(lw_model_free(mix_one), LW_OK);
+
     EXPECT_STATUS(lw_statistics_free(s1), LW_OK);
     EXPECT_STATUS(lw_statistics_free(s2), LW_OK);
     EXPECT_STATUS(lw_statistics_free(s1back), LW_OK);
