@@ -120,6 +120,18 @@ enum FuzzCAPI {
         a.count = 8
         a.length = values.count
         var model: OpaquePointer?
+        // Mixture statistics start EM; a round runs an E-step on the 8 rows and an M-step with it.
+        values.withUnsafeBufferPointer { v in
+            a.values = v.baseAddress
+            var round: OpaquePointer?
+            var step: OpaquePointer?
+            var next: OpaquePointer?
+            if lw_mixture_start(stats, &round) == LW_OK { _ = lw_statistics_free(round) }
+            if lw_mixture_expectation(stats, &a, 0, &step) == LW_OK {
+                if lw_mixture_advance(stats, step, &next) == LW_OK { _ = lw_statistics_free(next) }
+                _ = lw_statistics_free(step)
+            }
+        }
         let fitted = values.withUnsafeBufferPointer { v in
             a.values = v.baseAddress
             return lw_statistics_fit(stats, &a, &model)

@@ -98,6 +98,7 @@ def main() -> None:
         write("statistics", "mixture_round.lws", open(f"{d}/r.lws", "rb").read())
         lw("fit", "--activations", f"{d}/train.npy", "--mixture-round", f"{d}/r.lws", "--output", f"{d}/e.lws")
         write("statistics", "mixture_step.lws", open(f"{d}/e.lws", "rb").read())
+        write("capi", "load-mixture-round", bytes([4]) + open(f"{d}/r.lws", "rb").read())
         # The C interface's statistics operation (4), on the tied statistics.
         write("capi", "load-statistics", bytes([4]) + open(f"{d}/s.lws", "rb").read())
         # The C interface's target: an operation byte, then its operands (Sources/latentwatch-fuzz/FuzzCAPI.swift).
