@@ -37,6 +37,7 @@ workers then need the package, not the executable.
 
 import argparse
 import os
+from functools import partial
 import subprocess
 import sys
 import tempfile
@@ -111,37 +112,47 @@ def mixture_model(latentwatch, round_bytes, calibration):
             return f.read(), report
 
 
-def sharded_mixture_fit(client, latentwatch, shards, calibration, fit_options, max_rounds=1000):
-    """Fits a mixture from shards [(activations.npy, None)] by EM rounds on the cluster; returns (model bytes,
-    merged statistics bytes, report)."""
+def em_rounds(client, shards, gather, merge, start, expect, advance, fit, max_rounds=1000):
+    """Fits a mixture from shards [(activations.npy, None)] by EM rounds on the cluster, with one engine's task
+    functions: gather(activations, first_index=...), merge(a, b), start(statistics), expect(round, activations,
+    first_index), advance(round, *steps) -> (round, finished, report line), fit(round) -> (model bytes, report).
+    Returns (model bytes, merged statistics, report)."""
     firsts = []
     first = 0
     for activations, _ in shards:
         firsts.append(first)
         first += np.load(activations, mmap_mode="r").shape[0]
-    futures = [client.submit(shard_statistics, latentwatch, a, None, f, fit_options, pure=False)
-               for (a, _), f in zip(shards, firsts)]
+    futures = [client.submit(gather, a, first_index=f, pure=False) for (a, _), f in zip(shards, firsts)]
     while len(futures) > 1:
         pairs = [futures[i:i + 2] for i in range(0, len(futures), 2)]
-        futures = [client.submit(merge_statistics, latentwatch, *p, pure=False) if len(p) == 2 else p[0]
-                   for p in pairs]
+        futures = [client.submit(merge, *p, pure=False) if len(p) == 2 else p[0] for p in pairs]
     statistics = futures[0]
-    current = client.submit(mixture_start, latentwatch, statistics, pure=False)
+    current = client.submit(start, statistics, pure=False)
     lines = []
     for _ in range(max_rounds):
-        steps = [client.submit(expectation_step, latentwatch, current, a, f, pure=False)
-                 for (a, _), f in zip(shards, firsts)]
-        current_bytes, finished, line = client.submit(maximization_step, latentwatch, current, *steps,
-                                                      pure=False).result()
+        steps = [client.submit(expect, current, a, f, pure=False) for (a, _), f in zip(shards, firsts)]
+        following, finished, line = client.submit(advance, current, *steps, pure=False).result()
         lines.append(line)
-        current = client.scatter(current_bytes)
+        current = client.scatter(following)
         if finished:
             break
     else:
         raise RuntimeError(f"EM did not finish in {max_rounds} rounds")
-    (model_bytes, report), statistics_bytes = client.gather(
-        [client.submit(mixture_model, latentwatch, current, calibration, pure=False), statistics])
-    return model_bytes, statistics_bytes, "\n".join(lines) + "\n" + report
+    (model_bytes, report), merged = client.gather([client.submit(fit, current, pure=False), statistics])
+    return model_bytes, merged, "\n".join(lines) + "\n" + report
+
+
+def sharded_mixture_fit(client, latentwatch, shards, calibration, fit_options):
+    """A mixture by EM rounds with the executable on the workers; returns (model bytes, merged statistics bytes,
+    report)."""
+    return em_rounds(
+        client, shards,
+        gather=partial(shard_statistics, latentwatch, labels=None, fit_options=fit_options),
+        merge=partial(merge_statistics, latentwatch),
+        start=partial(mixture_start, latentwatch),
+        expect=partial(expectation_step, latentwatch),
+        advance=partial(maximization_step, latentwatch),
+        fit=partial(mixture_model, latentwatch, calibration=calibration))
 
 
 def merge_statistics(latentwatch, *parts):
@@ -213,33 +224,17 @@ def advance_in_process(round_, *steps):
     return following, following.finished, line
 
 
-def mixture_in_process(client, shards, calibration, options, max_rounds=1000):
+def mixture_in_process(client, shards, calibration, options):
     """As sharded_mixture_fit, with the Python package on the workers."""
-    firsts = []
-    first = 0
-    for activations, _ in shards:
-        firsts.append(first)
-        first += np.load(activations, mmap_mode="r").shape[0]
-    futures = [client.submit(shard_statistics_in_process, a, None, f, options, pure=False)
-               for (a, _), f in zip(shards, firsts)]
-    while len(futures) > 1:
-        pairs = [futures[i:i + 2] for i in range(0, len(futures), 2)]
-        futures = [client.submit(merge_in_process, *p, pure=False) if len(p) == 2 else p[0] for p in pairs]
-    statistics = futures[0]
-    current = client.submit(start_in_process, statistics, pure=False)
-    lines = []
-    for _ in range(max_rounds):
-        steps = [client.submit(expectation_in_process, current, a, f, pure=False) for (a, _), f in zip(shards, firsts)]
-        following, finished, line = client.submit(advance_in_process, current, *steps, pure=False).result()
-        lines.append(line)
-        current = client.scatter(following)
-        if finished:
-            break
-    else:
-        raise RuntimeError(f"EM did not finish in {max_rounds} rounds")
-    (model_bytes, report), merged = client.gather(
-        [client.submit(fit_in_process, current, calibration, None, pure=False), statistics])
-    return model_bytes, merged.to_bytes(), "\n".join(lines) + "\n" + report
+    model_bytes, merged, report = em_rounds(
+        client, shards,
+        gather=partial(shard_statistics_in_process, labels=None, options=options),
+        merge=merge_in_process,
+        start=start_in_process,
+        expect=expectation_in_process,
+        advance=advance_in_process,
+        fit=partial(fit_in_process, calibration=calibration, calibration_labels=None))
+    return model_bytes, merged.to_bytes(), report
 
 
 def sharded_fit_in_process(client, shards, calibration, calibration_labels, options):

@@ -24,16 +24,16 @@ import Testing
         return scale > 0 ? diff / scale : diff
     }
 
-    /// `cli`: the executable on the workers; `python`: the Python package in process (Sources/Python with the
-    /// library this build made), its Statistics pickled between workers.
-    @Test(arguments: ["cli", "python"]) func daskRecipeFitsWhatOnePassFits(engine: String) throws {
-        guard try Self.python(["-c", "import dask.distributed"]).status == 0 else {
+    /// Three shards of the digits MLP's h1 training activations and labels (x0..x2.npy, y0..y2.npy) in a new
+    /// directory, or nil (the test skips) when dask.distributed is not installed.
+    static func shards() throws -> URL? {
+        guard try python(["-c", "import dask.distributed"]).status == 0 else {
             print("dask.distributed is not installed: the Dask recipe test is skipped (.ci/run installs it)")
-            return
+            return nil
         }
         let dir = CLI.temporaryDirectory()
         let data = CLI.data.path
-        let split = try Self.python([
+        let split = try python([
             "-c",
             """
             import numpy as np
@@ -45,6 +45,14 @@ import Testing
             """,
         ])
         #expect(split.status == 0, "\(split.out)")
+        return dir
+    }
+
+    /// `cli`: the executable on the workers; `python`: the Python package in process (Sources/Python with the
+    /// library this build made), its Statistics pickled between workers.
+    @Test(arguments: ["cli", "python"]) func daskRecipeFitsWhatOnePassFits(engine: String) throws {
+        guard let dir = try Self.shards() else { return }
+        let data = CLI.data.path
         let recipe = try Self.python(
             [
                 "Samples/Dask/sharded_fit.py", "--latentwatch", CLI.executable, "--workers", "2", "--engine", engine,
@@ -119,23 +127,8 @@ import Testing
     /// relative.
     @Test(arguments: [("gmm-full", "cli"), ("gmm-diag", "python")])
     func daskRecipeFitsMixturesInRounds(family: String, engine: String) throws {
-        guard try Self.python(["-c", "import dask.distributed"]).status == 0 else {
-            print("dask.distributed is not installed: the Dask recipe test is skipped (.ci/run installs it)")
-            return
-        }
-        let dir = CLI.temporaryDirectory()
+        guard let dir = try Self.shards() else { return }
         let data = CLI.data.path
-        let split = try Self.python([
-            "-c",
-            """
-            import numpy as np
-            x = np.load('\(data)/train_h1.npy')
-            cuts = [0, 200, 450, len(x)]
-            for i in range(3):
-                np.save('\(dir.path)/x%d.npy' % i, x[cuts[i]:cuts[i + 1]])
-            """,
-        ])
-        #expect(split.status == 0, "\(split.out)")
         let options = ["--components", "4", "--pca", "16", "--layer", "h1"]
         let recipe = try Self.python(
             [

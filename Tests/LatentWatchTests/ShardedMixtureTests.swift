@@ -20,6 +20,20 @@ import Testing
         return (t.values, t.rows, t.dim, parts)
     }
 
+    /// Round 0 from statistics given another configuration.
+    static func round(_ statistics: ActivationStatistics, _ cfg: FitConfiguration) throws -> MixtureRound {
+        var s = statistics
+        s.configuration = cfg
+        return try MixtureRound(statistics: s)
+    }
+
+    /// Every shard's E-step against a round, merged.
+    static func step(_ round: MixtureRound, _ parts: [InMemoryActivations]) throws -> MixtureStep {
+        var all = try round.expectation(of: parts[0])
+        for i in 1..<parts.count { try all.merge(try round.expectation(of: parts[i], firstIndex: cuts[i])) }
+        return all
+    }
+
     static func configuration(_ family: DensityFamilyName) -> FitConfiguration {
         var cfg = FitConfiguration(
             family: family,
@@ -126,9 +140,7 @@ import Testing
         }
         let r0 = try MixtureRound(statistics: merged)
         let steps = try parts.enumerated().map { i, p in try r0.expectation(of: p, firstIndex: Self.cuts[i]) }
-        var all = steps[0]
-        try all.merge(steps[1])
-        try all.merge(steps[2])
+        let all = try Self.step(r0, parts)
         let r1 = try r0.advanced(by: all)
         #expect(r1.round == 1 && r1.fingerprint != r0.fingerprint)
 
@@ -166,11 +178,7 @@ import Testing
                     try LatentModelFitter.statistics(of: parts[i], configuration: other, firstIndex: Self.cuts[i])
                 )
             }
-            let foreignRound = try MixtureRound(statistics: s)
-            var foreignSteps = try foreignRound.expectation(of: parts[0])
-            for i in 1..<3 {
-                try foreignSteps.merge(try foreignRound.expectation(of: parts[i], firstIndex: Self.cuts[i]))
-            }
+            let foreignSteps = try Self.step(try MixtureRound(statistics: s), parts)
             let crafted = #expect(throws: LatentWatchError.self) {
                 try r0.advanced(by: foreignSteps.relabelled(for: r0))
             }
@@ -181,43 +189,20 @@ import Testing
 
         var h2 = cfg
         h2.layerName = "h2"
-        let otherLayer = try MixtureRound(
-            statistics: {
-                var s = merged
-                s.configuration = h2
-                return s
-            }()
-        )
+        let otherLayer = try Self.round(merged, h2)
         var foreign = try otherLayer.expectation(of: parts[0])
         #expect(throws: LatentWatchError.self) { try foreign.merge(steps[1]) }
 
         var done = cfg
         done.mixture.maxIterations = 1
-        let oneRound = try MixtureRound(
-            statistics: {
-                var s = merged
-                s.configuration = done
-                return s
-            }()
-        )
-        var oneStep = try oneRound.expectation(of: parts[0])
-        try oneStep.merge(try oneRound.expectation(of: parts[1], firstIndex: Self.cuts[1]))
-        try oneStep.merge(try oneRound.expectation(of: parts[2], firstIndex: Self.cuts[2]))
-        let finished = try oneRound.advanced(by: oneStep)
+        let oneRound = try Self.round(merged, done)
+        let finished = try oneRound.advanced(by: try Self.step(oneRound, parts))
         #expect(finished.finished && !finished.converged)
         #expect(throws: LatentWatchError.self) { try finished.expectation(of: parts[0]) }
         _ = try LatentModelFitter.fit(mixture: finished, calibration: parts[0])
 
         cfg.mixture.restarts = 3
-        let restarts = #expect(throws: LatentWatchError.self) {
-            try MixtureRound(
-                statistics: {
-                    var s = merged
-                    s.configuration = cfg
-                    return s
-                }()
-            )
-        }
+        let restarts = #expect(throws: LatentWatchError.self) { try Self.round(merged, cfg) }
         #expect(restarts?.message.contains("one start") == true)
         #expect(throws: LatentWatchError.self) {
             try MixtureRound(

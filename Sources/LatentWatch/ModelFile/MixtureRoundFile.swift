@@ -173,7 +173,7 @@ extension StatisticsFile {
         to path: String,
         created: String = "1970-01-01T00:00:00Z"
     ) throws(LatentWatchError) {
-        try ModelFile.writeFile(try encode(r, created: created), to: path, what: "the mixture round")
+        try write(.mixtureRound(r), to: path, created: created)
     }
 
     /// Writes an E-step atomically (temporary file, then rename).
@@ -182,7 +182,7 @@ extension StatisticsFile {
         to path: String,
         created: String = "1970-01-01T00:00:00Z"
     ) throws(LatentWatchError) {
-        try ModelFile.writeFile(try encode(e, created: created), to: path, what: "the E-step")
+        try write(.mixtureStep(e), to: path, created: created)
     }
 
     // MARK: Reading

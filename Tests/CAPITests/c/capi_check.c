@@ -816,6 +816,19 @@ static void count_fit_alert(const lw_alert *a, void *ctx) {
     if (a->kind == LW_ALERT_INPUT) atomic_fetch_add(&fit_alerts, 1);
 }
 
+/* The largest relative difference of two models' surprise over every 7th row (|surprise| below 1 counts as 1). */
+static double surprise_difference(const lw_model *x, const lw_model *y, const float *data, size_t rows, size_t dim) {
+    double worst = 0;
+    for (size_t r = 0; r < rows && x && y; r += 7) {
+        lw_scores a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+        EXPECT_STATUS(lw_model_score(x, data + r * dim, dim, &a), LW_OK);
+        EXPECT_STATUS(lw_model_score(y, data + r * dim, dim, &b), LW_OK);
+        double d = fabs(a.surprise - b.surprise) / (fabs(b.surprise) > 1 ? fabs(b.surprise) : 1);
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
 static int run_fit(const char *raw, const char *labels_raw, size_t dim, const char *out_path) {
     size_t total = 0, nl = 0;
     float *data = read_raw(raw, &total);
@@ -973,14 +986,7 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
     EXPECT_STATUS(lw_statistics_fit(s1back, &small, &from_stats), LW_ERR_SHAPE_MISMATCH);
     EXPECT_STATUS(lw_statistics_fit(s1back, &calibration, &from_stats), LW_OK);
     EXPECT_STATUS(lw_fit(&train, &calibration, &fc, &one_pass), LW_OK);
-    double worst = 0;
-    for (size_t r = 0; r < rows && from_stats && one_pass; r += 7) {
-        lw_scores a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
-        EXPECT_STATUS(lw_model_score(from_stats, data + r * dim, dim, &a), LW_OK);
-        EXPECT_STATUS(lw_model_score(one_pass, data + r * dim, dim, &b), LW_OK);
-        double d = fabs(a.surprise - b.surprise) / (fabs(b.surprise) > 1 ? fabs(b.surprise) : 1);
-        if (d > worst) worst = d;
-    }
+    double worst = surprise_difference(from_stats, one_pass, data, rows, dim);
     CHECK(worst <= 1e-5, "sharded and one-pass surprise differ by %g relative", worst);
     lw_fit_config unknown = fc;
     unknown.family = "no-such-family";
@@ -1058,14 +1064,7 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
     lw_model *mix_sharded = NULL, *mix_one = NULL;
     EXPECT_STATUS(lw_statistics_fit(round, &calibration, &mix_sharded), LW_OK);
     EXPECT_STATUS(lw_fit(&mall, &calibration, &gmm, &mix_one), LW_OK);
-    double mix_worst = 0;
-    for (size_t r = 0; r < rows && mix_sharded && mix_one; r += 7) {
-        lw_scores a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
-        EXPECT_STATUS(lw_model_score(mix_sharded, data + r * dim, dim, &a), LW_OK);
-        EXPECT_STATUS(lw_model_score(mix_one, data + r * dim, dim, &b), LW_OK);
-        double d = fabs(a.surprise - b.surprise) / (fabs(b.surprise) > 1 ? fabs(b.surprise) : 1);
-        if (d > mix_worst) mix_worst = d;
-    }
+    double mix_worst = surprise_difference(mix_sharded, mix_one, data, rows, dim);
     CHECK(mix_worst <= 1e-9, "sharded and one-pass mixture surprise differ by %g relative", mix_worst);
     printf("mixture: %d EM rounds over two halves, mean log-likelihood %.6f, sharded and one-pass surprise within "
            "%.2g relative\n", rounds, ri.log_likelihood, mix_worst);
