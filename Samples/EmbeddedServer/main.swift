@@ -108,8 +108,20 @@ func fitLayer(_ layer: String, _ dir: URL) throws -> MonitoredLayer {
 LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
 let logger = Logger(label: "latentwatch.sample")
 let port = Int(ProcessInfo.processInfo.environment["PORT"] ?? "") ?? 8080
-let dir = try dataDirectory()
-let mlp = try DigitsMLP(npz: NumpyArchive(contentsOf: dir.appendingPathComponent("mlp_weights.npz").path))
+
+/// Runs a start-up step; a failure (a missing data directory, an unreadable or damaged model file) is logged with
+/// what failed, and the process exits with status 1 instead of trapping.
+func startUp<T>(_ what: String, _ body: () throws -> T) -> T {
+    do { return try body() } catch {
+        logger.critical("cannot start: \(what): \(error)")
+        exit(1)
+    }
+}
+
+let dir = startUp("the digits data") { try dataDirectory() }
+let mlp = startUp("the MLP's weights") {
+    try DigitsMLP(npz: NumpyArchive(contentsOf: dir.appendingPathComponent("mlp_weights.npz").path))
+}
 /// The layers' models: `MODEL_DIR/h1.lwm` and `MODEL_DIR/h2.lwm` when MODEL_DIR is set, else fitted here.
 func loadLayers() throws -> [MonitoredLayer] {
     guard let models = ProcessInfo.processInfo.environment["MODEL_DIR"] else {
@@ -120,11 +132,13 @@ func loadLayers() throws -> [MonitoredLayer] {
     }
 }
 
-let monitor = try Monitor(
-    configuration: MonitorConfiguration(layers: try loadLayers()),
-    sinks: [LoggerSink(logger: logger)],
-    logger: logger
-)
+let monitor = startUp("the models") {
+    try Monitor(
+        configuration: MonitorConfiguration(layers: try loadLayers()),
+        sinks: [LoggerSink(logger: logger)],
+        logger: logger
+    )
+}
 
 // SIGHUP loads the models again and swaps them in while requests keep coming; a file that cannot be read, or does
 // not fit its layer, leaves the old models serving.
