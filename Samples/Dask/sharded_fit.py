@@ -32,12 +32,13 @@ repeat the iterations of a single-pass fit, so the model is the same up to round
 With --engine python the tasks use the Python package in process (`latentwatch.gather_statistics`,
 `Statistics.merge`, `Statistics.fit`; for mixtures `Statistics.start_mixture`, `expectation` and `advance`)
 instead of the executable. Statistics, rounds and E-steps travel between workers pickled as their .lws bytes. The
-workers then need the package, not the executable.
+workers and the client then need the package, not the executable.
 """
 
 import argparse
 import os
 from functools import partial
+from operator import itemgetter
 import subprocess
 import sys
 import tempfile
@@ -131,9 +132,11 @@ def em_rounds(client, shards, gather, merge, start, expect, advance, fit, max_ro
     lines = []
     for _ in range(max_rounds):
         steps = [client.submit(expect, current, a, f, pure=False) for (a, _), f in zip(shards, firsts)]
-        following, finished, line = client.submit(advance, current, *steps, pure=False).result()
+        # The round stays on the workers; only whether it is finished, and its report line, come back.
+        advanced = client.submit(advance, current, *steps, pure=False)
+        current = client.submit(itemgetter(0), advanced, pure=False)
+        finished, line = client.submit(itemgetter(1, 2), advanced, pure=False).result()
         lines.append(line)
-        current = client.scatter(following)
         if finished:
             break
     else:

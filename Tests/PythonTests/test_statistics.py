@@ -161,6 +161,8 @@ class ShardedMixtureTests(TempDirTestCase):
             em.advance(steps + steps[:1])
         with self.assertRaisesRegex(lw.FitError, "not converged"):
             em.fit(self.cal)
+        with self.assertRaises(TypeError):
+            em.advance(self.path("steps.lws"))
         nxt = em.advance(steps)
         with self.assertRaisesRegex(lw.FitError, "against round 0"):
             nxt.advance(steps)

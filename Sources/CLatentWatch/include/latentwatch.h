@@ -312,7 +312,7 @@ int lw_statistics_encode(const lw_statistics *statistics, void *buffer, size_t c
 typedef struct lw_statistics_info {
     uint32_t struct_size;
     uint32_t input_rank;              /* entries used in input_shape */
-    int64_t input_shape[LW_MAX_RANK]; /* the shape of one row */
+    int64_t input_shape[LW_MAX_RANK]; /* the shape of one row (an E-step has none: input_rank 0) */
     uint64_t samples;                 /* rows gathered (merged) */
     uint64_t range_count;             /* separate row ranges held (1 when the shards merged are contiguous) */
     int64_t first_row;                /* the first row index held */
@@ -337,8 +337,9 @@ int lw_statistics_get_info(const lw_statistics *statistics, lw_statistics_info *
 
 /* Fits a model from (merged) gda or tied statistics with the configuration they were gathered with, or from a
  * finished mixture round, calibrated on calibration's rows (required: the statistics hold none; labels calibrate
- * p(y | z)). The model equals what lw_fit gives on all the rows with the same calibration, up to rounding. An
- * unfinished round is refused (LW_ERR_FIT_FAILED). On success *out is a new model; free it with lw_model_free. */
+ * p(y | z)). The model equals what lw_fit gives on all the rows with the same calibration, up to rounding. Refused:
+ * an unfinished round (LW_ERR_FIT_FAILED), gmm statistics that have not run EM (LW_ERR_INVALID_CONFIGURATION), an
+ * E-step (LW_ERR_INVALID_ARGUMENT). On success *out is a new model; free it with lw_model_free. */
 int lw_statistics_fit(const lw_statistics *statistics, const lw_activations *calibration, lw_model **out);
 
 /* Sharded mixtures, one EM iteration per round (Docs/Operations.md, "Mixtures, in EM rounds"):
@@ -348,19 +349,23 @@ int lw_statistics_fit(const lw_statistics *statistics, const lw_activations *cal
  *   lw_statistics_fit(round, calibration)
  * The rounds repeat lw_fit's iterations on all the rows, so the model is the same up to rounding. */
 
-/* Round 0 from merged gmm-full or gmm-diag statistics: the PCA projection and the k-means++ start. On success
- * *round is a new handle. */
+/* Round 0 from merged gmm-full or gmm-diag statistics: the PCA projection and the k-means++ start. Refused:
+ * statistics of another family or with restarts (LW_ERR_INVALID_CONFIGURATION), a round or an E-step
+ * (LW_ERR_INVALID_ARGUMENT). On success *round is a new handle. */
 int lw_mixture_start(const lw_statistics *statistics, lw_statistics **round);
 
-/* One shard's E-step against a round: rows (labels not used) starting at first_index in the whole data set. A
- * finished round is refused (LW_ERR_INVALID_CONFIGURATION). On success *step is a new handle. */
+/* One shard's E-step against a round: rows (labels not used) starting at first_index in the whole data set.
+ * Refused: a finished round (LW_ERR_INVALID_CONFIGURATION), a handle that is not a round (LW_ERR_INVALID_ARGUMENT),
+ * rows of another shape (LW_ERR_SHAPE_MISMATCH), non-finite rows (LW_ERR_FIT_FAILED). On success *step is a new
+ * handle. */
 int lw_mixture_expectation(
     const lw_statistics *round, const lw_activations *rows, int64_t first_index, lw_statistics **step
 );
 
 /* The next round: the M-step on steps, the E-steps of every shard merged. Refused with LW_ERR_FIT_FAILED when they
- * were computed against another round or do not cover exactly the fit's rows (a shard missing or counted twice).
- * On success *next is a new handle; round is unchanged. */
+ * were computed against another round or do not cover exactly the fit's rows (a shard missing or counted twice);
+ * with LW_ERR_INVALID_CONFIGURATION when the round is finished; with LW_ERR_INVALID_ARGUMENT for handles of the
+ * wrong kinds. On success *next is a new handle; round is unchanged. */
 int lw_mixture_advance(const lw_statistics *round, const lw_statistics *steps, lw_statistics **next);
 
 /* Frees statistics. Null is accepted. */

@@ -196,7 +196,9 @@ class Statistics(OwnedHandle):
 
         Raises:
             ConfigurationError: the round is finished.
+            InvalidArgumentError: not a round.
             ShapeError: rows of another shape.
+            FitError: rows holding NaN or infinity.
         """
         rows, keep = _activations_struct(activations, None, "activations")
         handle = ctypes.c_void_p()
@@ -212,6 +214,8 @@ class Statistics(OwnedHandle):
         Raises:
             FitError: steps of another round, or not covering exactly the fit's rows (a shard missing or twice).
         """
+        if isinstance(steps, (str, bytes, bytearray, memoryview, os.PathLike)):
+            raise TypeError("advance takes the E-steps as Statistics (one merged, or an iterable of them)")
         merged = steps if isinstance(steps, Statistics) else merge_statistics(steps)
         handle = ctypes.c_void_p()
         check(lib.lw_mixture_advance(self._live_handle(), merged._live_handle(), ctypes.byref(handle)))
