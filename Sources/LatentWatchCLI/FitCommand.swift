@@ -101,7 +101,7 @@ struct FitCommand: ParsableCommand {
 
     @Flag(
         help:
-            "Write this shard's mergeable statistics (a .lws file for `latentwatch merge`) instead of a model (gda and tied)."
+            "Write this shard's mergeable statistics (a .lws file for `latentwatch merge`) instead of a model (gda, tied, gmm-full, gmm-diag)."
     )
     var statisticsOnly = false
 
