@@ -60,6 +60,35 @@ class StatisticsTests(TempDirTestCase):
         self.assertEqual(lw.Statistics.load(path).to_bytes(), s.to_bytes())
         self.assertIn("649 rows", repr(s))
 
+    def test_close_while_other_threads_read_properties(self):
+        """Readers racing a close get the value or InvalidHandleError, never freed strings."""
+        data = self.shards((0,))[0].to_bytes()
+        unexpected = []
+        for _ in range(50):
+            s = lw.Statistics.from_bytes(data)
+            start = threading.Barrier(3)
+
+            def read():
+                start.wait()
+                for _ in range(200):
+                    try:
+                        if (s.layer, s.family, s.fingerprint) != ("h1", "gda", ""):
+                            unexpected.append("wrong values")
+                    except lw.InvalidHandleError:
+                        return
+                    except Exception as e:  # noqa: BLE001 - any other error is the failure this test looks for
+                        unexpected.append(repr(e))
+                        return
+
+            readers = [threading.Thread(target=read) for _ in range(2)]
+            for t in readers:
+                t.start()
+            start.wait()
+            s.close()
+            for t in readers:
+                t.join()
+        self.assertEqual(unexpected, [])
+
     def test_python_statistics_merge_with_the_command_line_tool(self):
         binary = require_binary(self)
         a, b = self.shards((0, 300))

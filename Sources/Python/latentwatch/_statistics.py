@@ -4,7 +4,7 @@ rounds across shards."""
 import ctypes
 import os
 import threading
-from typing import Any, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from . import _capi
 from ._capi import lib
@@ -85,74 +85,78 @@ class Statistics(OwnedHandle):
 
     # ---- what they hold ------------------------------------------------------------------------------------------
 
-    def _info(self) -> _capi.lw_statistics_info:
+    def _info(self) -> Dict[str, Any]:
+        """What the handle holds (``lw_statistics_get_info``), copied while the lock is held, so that a
+        :meth:`close` on another thread cannot free the strings before they are read."""
         info = _capi.lw_statistics_info()
         info.struct_size = ctypes.sizeof(info)
-        check(lib.lw_statistics_get_info(self._live_handle(), ctypes.byref(info)))
-        return info
+        with self._lock:
+            check(lib.lw_statistics_get_info(self._live_handle(), ctypes.byref(info)))
+            fields = {name: getattr(info, name) for name, _ in info._fields_}
+            fields["input_shape"] = tuple(int(info.input_shape[k]) for k in range(info.input_rank))
+            return fields
 
     @property
     def samples(self) -> int:
         """Rows gathered (all shards merged so far)."""
-        return int(self._info().samples)
+        return int(self._info()["samples"])
 
     @property
     def rows(self) -> Tuple[int, int]:
         """``(first, end)``: the first row index held and one past the last."""
         i = self._info()
-        return int(i.first_row), int(i.end_row)
+        return int(i["first_row"]), int(i["end_row"])
 
     @property
     def contiguous(self) -> bool:
         """True when the rows held form one range (no shard missing in between)."""
-        return int(self._info().range_count) <= 1
+        return int(self._info()["range_count"]) <= 1
 
     @property
     def layer(self) -> str:
         """The layer name the model will carry."""
-        return self._info().layer.decode("utf-8")
+        return self._info()["layer"].decode("utf-8")
 
     @property
     def family(self) -> str:
         """``"gda"``, ``"tied"``, ``"gmm-full"`` or ``"gmm-diag"`` (``""`` for an E-step)."""
-        return self._info().family.decode("utf-8")
+        return self._info()["family"].decode("utf-8")
 
     @property
     def kind(self) -> str:
         """``"statistics"`` (a shard's, or several merged), ``"mixture-round"`` or ``"mixture-step"``."""
-        return _KINDS.get(int(self._info().kind), "unknown")
+        return _KINDS.get(int(self._info()["kind"]), "unknown")
 
     @property
     def round(self) -> int:
         """A round's EM iterations done (0: the k-means++ start); an E-step's round; 0 for statistics."""
-        return int(self._info().round)
+        return int(self._info()["round"])
 
     @property
     def converged(self) -> bool:
         """A round whose last iteration changed the mean log-likelihood by less than the tolerance."""
-        return bool(self._info().converged)
+        return bool(self._info()["converged"])
 
     @property
     def finished(self) -> bool:
         """A round that is converged or at the iteration limit: :meth:`fit` builds its model."""
-        return bool(self._info().finished)
+        return bool(self._info()["finished"])
 
     @property
     def log_likelihood(self) -> float:
         """A round's mean log-likelihood at its last E-step (NaN at round 0); an E-step's sum over its rows; NaN
         for statistics."""
-        return float(self._info().log_likelihood)
+        return float(self._info()["log_likelihood"])
 
     @property
     def fingerprint(self) -> str:
         """The round's parameters (8 hex digits) for rounds and E-steps; ``""`` for statistics."""
-        return self._info().fingerprint.decode("ascii")
+        return self._info()["fingerprint"].decode("ascii")
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
         """The shape of one row."""
-        i = self._info()
-        return tuple(int(i.input_shape[k]) for k in range(i.input_rank))
+        return self._info()["input_shape"]
 
     def __repr__(self) -> str:
         if self._handle is None:
