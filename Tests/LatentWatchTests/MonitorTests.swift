@@ -163,8 +163,10 @@ final class StuckSink: AlertSink {
             // The collector gets each alert while the stuck sink still holds the first one; a sink that blocked
             // delivery to the others would stop the collector here until the deadline.
             // The failing sink has a buffer of 4 too: wait for it as well, so a loaded machine (TSan) cannot make
-            // it drop. The deadline only matters when the test fails.
-            let deadline = ContinuousClock.now + .seconds(60)
+            // it drop. The deadline only matters when the test fails. It is long because on 2 cores the suite's
+            // tests that wait for processes can hold both cooperative threads, and with them the dispatcher, for
+            // over a minute (a CI run saw the first alert still undelivered after 60 s).
+            let deadline = ContinuousClock.now + .seconds(600)
             while ContinuousClock.now < deadline {
                 let failed = try metrics.expectCounter("latentwatch_sink_failures_total").totalValue
                 if log.alerts.count >= flagged && failed >= Int64(flagged) { break }
