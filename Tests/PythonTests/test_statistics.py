@@ -64,13 +64,13 @@ class StatisticsTests(TempDirTestCase):
         """Readers racing a close get the value or InvalidHandleError, never freed strings."""
         data = self.shards((0,))[0].to_bytes()
         unexpected = []
-        for _ in range(50):
+        for _ in range(20):
             s = lw.Statistics.from_bytes(data)
             start = threading.Barrier(3)
 
             def read():
                 start.wait()
-                for _ in range(200):
+                for _ in range(50):
                     try:
                         if (s.layer, s.family, s.fingerprint) != ("h1", "gda", ""):
                             unexpected.append("wrong values")
