@@ -26,33 +26,7 @@ extension LatentModelFitter {
         guard opts.components >= 1 else { throw LatentWatchError(.fitFailed, "a mixture needs at least 1 component") }
         let globalCov = stats.globalMoments.covariance
         let em = expectationMaximization(globalCovariance: globalCov, covariance: covariance, configuration: cfg)
-        let n = preparation.inputCount
-        let pass: ExpectationMaximization.Pass = { body in
-            var index = 0
-            var prepared: [Float] = []
-            var scratch = [Float](repeating: 0, count: preparation.pooledDimension)
-            try source.forEachBatch { batch in
-                prepared.removeAll(keepingCapacity: true)
-                var rows = 0
-                var z = [Float](repeating: 0, count: d)
-                for i in 0..<batch.count {
-                    defer { index += 1 }
-                    if split.isCalibration(index) { continue }
-                    z.withUnsafeMutableBufferPointer { zb in
-                        scratch.withUnsafeMutableBufferPointer { sb in
-                            preparation.prepare(
-                                batch.values.baseAddress! + i * n,
-                                into: zb.baseAddress!,
-                                scratch: sb.baseAddress!
-                            )
-                        }
-                    }
-                    prepared += z
-                    rows += 1
-                }
-                if rows > 0 { try prepared.withUnsafeBufferPointer { try body($0, rows) } }
-            }
-        }
+        let pass = preparedPass(source, preparation: preparation, skip: split.isCalibration)
         var best: ExpectationMaximization.Result?
         for restart in 0..<max(1, opts.restarts) {
             let initial: ExpectationMaximization.Parameters
@@ -105,6 +79,56 @@ extension LatentModelFitter {
             covariance: covariance,
             precision: cfg.precision
         )
+    }
+
+    /// EM's pass over a source: its rows prepared (pooled, normalised, projected), batch by batch, except those
+    /// `skip` names by their index (counted from `firstIndex`). With `validate`, a short batch or a non-finite row
+    /// throws (sources the statistics pass has not read). `afterBatch` gets the number of rows read so far.
+    static func preparedPass(
+        _ source: any ActivationSource,
+        preparation: Preparation,
+        firstIndex: Int = 0,
+        skip: ((Int) -> Bool)? = nil,
+        validate: Bool = false,
+        afterBatch: ((Int) -> Void)? = nil
+    ) -> ExpectationMaximization.Pass {
+        { body in
+            let n = preparation.inputCount
+            var index = firstIndex
+            var prepared: [Float] = []
+            var scratch = [Float](repeating: 0, count: preparation.pooledDimension)
+            var z = [Float](repeating: 0, count: preparation.outputDimension)
+            try source.forEachBatch { batch in
+                if validate, batch.values.count < batch.count * n {
+                    throw LatentWatchError(
+                        .fitFailed,
+                        "a batch holds \(batch.values.count) values for \(batch.count) activations of \(n) elements"
+                    )
+                }
+                prepared.removeAll(keepingCapacity: true)
+                var rows = 0
+                for i in 0..<batch.count {
+                    defer { index += 1 }
+                    if let skip, skip(index) { continue }
+                    let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                    if validate, let bad = row.firstIndex(where: { !$0.isFinite }) {
+                        throw LatentWatchError(
+                            .fitFailed,
+                            "activation \(index) holds \(row[bad]) at element \(bad - row.startIndex); remove non-finite activations before fitting"
+                        )
+                    }
+                    z.withUnsafeMutableBufferPointer { zb in
+                        scratch.withUnsafeMutableBufferPointer { sb in
+                            preparation.prepare(row.baseAddress!, into: zb.baseAddress!, scratch: sb.baseAddress!)
+                        }
+                    }
+                    prepared += z
+                    rows += 1
+                }
+                if rows > 0 { try prepared.withUnsafeBufferPointer { try body($0, rows) } }
+                afterBatch?(index - firstIndex)
+            }
+        }
     }
 
     /// The EM engine of a mixture fit whose prepared data have covariance `globalCovariance` (D x D).

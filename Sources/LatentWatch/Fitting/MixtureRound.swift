@@ -185,56 +185,28 @@ public struct MixtureRound: Sendable {
         guard firstIndex >= 0, firstIndex <= 1 << 62 else {
             throw LatentWatchError(.invalidConfiguration, "the first index \(firstIndex) is outside 0...2^62")
         }
-        let preparation = self.preparation
-        let d = preparation.outputDimension
-        let n = preparation.inputCount
-        var index = firstIndex
-        let pass: ExpectationMaximization.Pass = { body in
-            var prepared: [Float] = []
-            var scratch = [Float](repeating: 0, count: preparation.pooledDimension)
-            var z = [Float](repeating: 0, count: d)
-            try source.forEachBatch { batch in
-                guard batch.values.count >= batch.count * n else {
-                    throw LatentWatchError(
-                        .fitFailed,
-                        "a batch holds \(batch.values.count) values for \(batch.count) activations of \(n) elements"
-                    )
-                }
-                prepared.removeAll(keepingCapacity: true)
-                for i in 0..<batch.count {
-                    defer { index += 1 }
-                    let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
-                    if let bad = row.firstIndex(where: { !$0.isFinite }) {
-                        throw LatentWatchError(
-                            .fitFailed,
-                            "activation \(index) holds \(row[bad]) at element \(bad - row.startIndex); remove non-finite activations before fitting"
-                        )
-                    }
-                    z.withUnsafeMutableBufferPointer { zb in
-                        scratch.withUnsafeMutableBufferPointer { sb in
-                            preparation.prepare(row.baseAddress!, into: zb.baseAddress!, scratch: sb.baseAddress!)
-                        }
-                    }
-                    prepared += z
-                }
-                if batch.count > 0 { try prepared.withUnsafeBufferPointer { try body($0, batch.count) } }
-                progress?(
-                    FitProgress(
-                        stage: .expectationMaximization,
-                        samples: index - firstIndex,
-                        iteration: round + 1,
-                        restart: 0,
-                        logLikelihood: logLikelihoods.last ?? 0
-                    )
+        let pass = LatentModelFitter.preparedPass(
+            source,
+            preparation: preparation,
+            firstIndex: firstIndex,
+            validate: true
+        ) { read in
+            progress?(
+                FitProgress(
+                    stage: .expectationMaximization,
+                    samples: read,
+                    iteration: round + 1,
+                    restart: 0,
+                    logLikelihood: logLikelihoods.last ?? 0
                 )
-            }
+            )
         }
         let e = try LatentWatchError.converting(.fitFailed, "EM") { try engine.expectation(parameters, pass: pass) }
         return MixtureStep(
             layer: configuration.layerName,
             round: round,
             fingerprint: fingerprint,
-            rows: index > firstIndex ? [firstIndex..<index] : [],
+            rows: e.total > 0 ? [firstIndex..<(firstIndex + Int(e.total))] : [],
             expectation: e
         )
     }
