@@ -214,6 +214,10 @@ public func lwMonitorConfigInitSized(_ config: UnsafeMutablePointer<lw_monitor_c
     c.shift_betting = LW_BETTING_MIXTURE
     c.calibration_correction = p.correctForCalibrationSet ? 1 : 0
     c.shift_jump_rate = p.jumpRate
+    c.shift_reference =
+        p.shiftReference == .calibrationAndStream
+        ? LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM : LW_SHIFT_REFERENCE_CALIBRATION_SET
+    c.reserved = 0
     store(c, to: config, size: UInt32(clamping: size))
 }
 
@@ -298,6 +302,15 @@ func monitorParts(
     }
     policy.jumpRate = c.shift_jump_rate
     policy.correctForCalibrationSet = try flag(c.calibration_correction, "calibration_correction")
+    switch c.shift_reference {
+    case LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM: policy.shiftReference = .calibrationAndStream
+    case LW_SHIFT_REFERENCE_CALIBRATION_SET: policy.shiftReference = .calibrationSet
+    default:
+        throw CallError(
+            LW_ERR_INVALID_ARGUMENT,
+            "shift_reference \(c.shift_reference) is not one of LW_SHIFT_REFERENCE_*"
+        )
+    }
     switch c.fusion {
     case LW_FUSION_BONFERRONI: policy.fusion = .bonferroni
     case LW_FUSION_CAUCHY: policy.fusion = .cauchy

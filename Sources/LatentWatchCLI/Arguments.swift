@@ -54,6 +54,7 @@ struct ShrinkageArgument: ExpressibleByArgument {
 
 extension PValueFusion: ExpressibleByArgument {}
 extension ShiftBetting: ExpressibleByArgument {}
+extension ShiftReference: ExpressibleByArgument {}
 
 extension QueueFullPolicy: ExpressibleByArgument {}
 

@@ -118,6 +118,12 @@ struct AlertOptions: ParsableArguments {
     @Option(help: "Shift detector's jump rate between its betting functions.")
     var jumpRate: Double = 0.001
 
+    @Option(
+        help:
+            "Anytime shift detector's reference: calibration-and-stream (each input ranked among the calibration set and the stream's earlier inputs; P(any false alarm) <= delta on average over calibration sets) or calibration-set (the calibration set alone, corrected; the bound holds given the set, slower to alarm)."
+    )
+    var shiftReference: ShiftReference = .calibrationAndStream
+
     @Option(help: "Fusion of the layers' p-values: bonferroni or cauchy.")
     var fusion: PValueFusion = .bonferroni
 
@@ -141,7 +147,8 @@ struct AlertOptions: ParsableArguments {
             jumpRate: jumpRate,
             shiftBetting: betting,
             fusion: fusion,
-            correctForCalibrationSet: !noCalibrationCorrection
+            correctForCalibrationSet: !noCalibrationCorrection,
+            shiftReference: shiftReference
         )
     }
 }

@@ -105,41 +105,54 @@ enum StreamComparison {
         let uncorrected = ms.map { CalibrationCorrection.uncorrected(calibrationCount: $0) }
         // lw_window_dkw: the uniform bound alpha + DKW slack, kept for comparison.
         let dkwWindowRate = alpha + slack.reduce(0, +)
+        /// An anytime detector; `c` nil bets against the calibration sets and the stream (``ConformalUrn``).
         func anytime(
             _ name: String,
             betting: ShiftBetting,
             jump: Double,
-            _ c: [CalibrationCorrection]
+            _ c: [CalibrationCorrection]?
         ) -> (String, [String: Any], (Stream) -> [Int]) {
             (
                 name,
                 [
                     "mode": "anytime", "delta": delta, "betting": betting.rawValue, "jump_rate": jump,
-                    "correction": c.first?.method.rawValue ?? "none",
-                    "failure_probability": c.map(\.failureProbability),
+                    "reference": c == nil ? "calibration-and-stream" : "calibration-set",
+                    "correction": c?.first?.method.rawValue ?? "none",
+                    "failure_probability": c?.map(\.failureProbability) ?? [],
                 ],
                 {
                     shiftAlarms(
                         $0.layers,
-                        LayerMixtureShiftDetector(
-                            mode: .anytime(delta: delta),
-                            betting: betting,
-                            jumpRate: jump,
-                            corrections: c
-                        )
+                        c.map {
+                            LayerMixtureShiftDetector(
+                                mode: .anytime(delta: delta),
+                                betting: betting,
+                                jumpRate: jump,
+                                corrections: $0
+                            )
+                        }
+                            ?? LayerMixtureShiftDetector(
+                                mode: .anytime(delta: delta),
+                                betting: betting,
+                                jumpRate: jump,
+                                exchangeableWith: ms
+                            )
                     )
                 }
             )
         }
-        // The default anytime detector (mixture betting, conditional correction, jump rate 0.001), the same at other
-        // jump rates, with other betting functions, with the DKW slack or uncorrected; lw_anytime_linear_dkw is
-        // the simple jumper at jump rate 0.01 with the DKW slack (the shift detector before these options).
+        // The default anytime detector (mixture betting, jump rate 0.001, against the calibration set and the
+        // stream so far), the same at other jump rates and with other betting functions; against the calibration
+        // set alone with the conditional correction (lw_anytime_calibration_set), the DKW slack or no correction;
+        // lw_anytime_linear_dkw is the simple jumper at jump rate 0.01 with the DKW slack (the first shift
+        // detector).
         var detectors: [(String, [String: Any], (Stream) -> [Int])] = [
-            anytime("lw_anytime", betting: policy.shiftBetting, jump: policy.jumpRate, conditional),
-            anytime("lw_anytime_jump0.01", betting: policy.shiftBetting, jump: 0.01, conditional),
-            anytime("lw_anytime_jump0.0001", betting: policy.shiftBetting, jump: 0.0001, conditional),
-            anytime("lw_anytime_power", betting: .power, jump: policy.jumpRate, conditional),
-            anytime("lw_anytime_linear", betting: .linear, jump: policy.jumpRate, conditional),
+            anytime("lw_anytime", betting: policy.shiftBetting, jump: policy.jumpRate, nil),
+            anytime("lw_anytime_jump0.01", betting: policy.shiftBetting, jump: 0.01, nil),
+            anytime("lw_anytime_jump0.0001", betting: policy.shiftBetting, jump: 0.0001, nil),
+            anytime("lw_anytime_power", betting: .power, jump: policy.jumpRate, nil),
+            anytime("lw_anytime_linear", betting: .linear, jump: policy.jumpRate, nil),
+            anytime("lw_anytime_calibration_set", betting: policy.shiftBetting, jump: policy.jumpRate, conditional),
             anytime("lw_anytime_dkw", betting: policy.shiftBetting, jump: policy.jumpRate, dkw),
             anytime("lw_anytime_linear_dkw", betting: .linear, jump: 0.01, dkw),
             anytime("lw_anytime_uncorrected", betting: policy.shiftBetting, jump: policy.jumpRate, uncorrected),

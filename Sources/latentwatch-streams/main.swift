@@ -64,6 +64,15 @@ struct StreamsOptions: ParsableArguments {
     @Option(help: "Section 4: calibration set sizes, comma-separated.")
     var guaranteeCalibration = CommaList("200,500,2000")!
 
+    @Option(
+        help:
+            "Section 5 (with --guarantee): calibration sets per size whose own false-alarm rate is measured, each over --conditional-streams streams (0: skip)."
+    )
+    var conditionalSets = 0
+
+    @Option(help: "Section 5: streams per calibration set.")
+    var conditionalStreams = 200
+
     func validate() throws {
         guard guaranteeStreams >= 1, guaranteeCalibration.items.allSatisfy({ (Int($0) ?? 0) >= 1 }) else {
             throw ValidationError("--guarantee-streams and every --guarantee-calibration size must be at least 1")
@@ -177,6 +186,7 @@ func measure(_ options: StreamsOptions) async throws {
     let quiet = AlertPolicy(inputAlpha: alpha, aleatoricAlpha: nil, window: nil, shift: nil)
     if options.guarantee {
         try guarantee(options, model: models[0], pool: [try load(path(layerNames[0], "cal")), test[0]])
+        if options.conditionalSets > 0 { conditionalGuarantee(options) }
         return
     }
 
@@ -339,8 +349,11 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
     )
     print("   real scores: \(real.count) surprise scores of \(options.layers.items[0]) (calibration and test splits)")
     let policy = AlertPolicy()
-    let detectors: [(String, ShiftDetection, ShiftBetting, Double, CalibrationCorrection.Method)] = [
-        ("anytime, mixture, conditional (default)", .anytime(delta: delta), .mixture, policy.jumpRate, .conditional),
+    // Method nil: against the calibration set and the stream so far (ConformalUrn), no correction.
+    let detectors: [(String, ShiftDetection, ShiftBetting, Double, CalibrationCorrection.Method?)] = [
+        ("anytime, mixture, calibration and stream (default)", .anytime(delta: delta), .mixture, policy.jumpRate, nil),
+        ("anytime, power, calibration and stream", .anytime(delta: delta), .power, policy.jumpRate, nil),
+        ("anytime, mixture, conditional", .anytime(delta: delta), .mixture, policy.jumpRate, .conditional),
         ("anytime, power, conditional", .anytime(delta: delta), .power, policy.jumpRate, .conditional),
         ("anytime, linear, DKW, jump rate 0.01", .anytime(delta: delta), .linear, 0.01, .dkw),
         ("anytime, mixture, uncorrected", .anytime(delta: delta), .mixture, policy.jumpRate, .none),
@@ -374,13 +387,22 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
                 // The conformal p-values a Monitor computes against this calibration set.
                 let distribution = EmpiricalDistribution(scores: calibration)
                 var running = detectors.map { _, mode, betting, jumpRate, method in
-                    ShiftDetector.calibrated(
-                        mode: mode,
-                        calibrationCount: m,
-                        betting: betting,
-                        method: method,
-                        jumpRate: jumpRate
-                    )
+                    method.map {
+                        ShiftDetector.calibrated(
+                            mode: mode,
+                            calibrationCount: m,
+                            betting: betting,
+                            method: $0,
+                            jumpRate: jumpRate
+                        )
+                    }
+                        ?? ShiftDetector.exchangeable(
+                            mode: mode,
+                            calibrationCount: m,
+                            betting: betting,
+                            jumpRate: jumpRate,
+                            seed: UInt64(s)
+                        )
                 }
                 var stopped = [Bool](repeating: false, count: detectors.count)
                 var any = [Bool](repeating: false, count: detectors.count)
@@ -422,6 +444,60 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
                     )
                 )
             }
+        }
+    }
+}
+
+/// 5. The anytime false-alarm rate given one calibration set: for each size m, `conditionalSets` calibration sets of
+/// m standard normal scores, each followed by `conditionalStreams` streams of `length` standard normal scores. The
+/// per-set share of streams with an alarm estimates P(false alarm | calibration set); reported are its mean over
+/// sets (the average guarantee) and how many sets exceed delta and 2 delta, for the detector against calibration set
+/// and stream and for the one against the corrected calibration set alone.
+func conditionalGuarantee(_ options: StreamsOptions) {
+    let delta = options.delta
+    let sizes = options.guaranteeCalibration.items.compactMap { Int($0) }
+    let sets = options.conditionalSets
+    let streams = options.conditionalStreams
+    print(
+        "5. the anytime false-alarm rate given the calibration set: per m, \(sets) calibration sets of normal scores, \(streams) streams of \(options.length) per set, delta = \(delta)"
+    )
+    print("   | m | reference | mean rate over sets | sets above delta | sets above 2 delta | largest |")
+    print("   |---|---|---|---|---|---|")
+    for m in sizes {
+        var rates: [[Double]] = [[], []]
+        for set in 0..<sets {
+            var g = SeededRandom(seed: UInt64(7_000_003 &* m &+ set))
+            let distribution = EmpiricalDistribution(scores: (0..<m).map { _ in g.normal() })
+            var alarmed = [0, 0]
+            for s in 0..<streams {
+                var running = [
+                    ShiftDetector.exchangeable(mode: .anytime(delta: delta), calibrationCount: m, seed: UInt64(s)),
+                    ShiftDetector.calibrated(mode: .anytime(delta: delta), calibrationCount: m),
+                ]
+                var stopped = [false, false]
+                for _ in 0..<options.length where stopped.contains(false) {
+                    let p = distribution.pValue(g.normal())
+                    for d in 0..<2 where !stopped[d] && running[d].update(p) { stopped[d] = true }
+                }
+                for d in 0..<2 where stopped[d] { alarmed[d] += 1 }
+            }
+            for d in 0..<2 { rates[d].append(Double(alarmed[d]) / Double(streams)) }
+        }
+        for (d, name) in ["calibration and stream (default)", "calibration set, conditional correction"].enumerated() {
+            let r = rates[d]
+            print(
+                String(
+                    format: "   | %d | %@ | %.4f | %d of %d | %d of %d | %.4f |",
+                    m,
+                    name,
+                    r.reduce(0, +) / Double(r.count),
+                    r.filter { $0 > delta }.count,
+                    r.count,
+                    r.filter { $0 > 2 * delta }.count,
+                    r.count,
+                    r.max() ?? 0
+                )
+            )
         }
     }
 }

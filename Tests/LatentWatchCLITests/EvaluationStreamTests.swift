@@ -70,8 +70,10 @@ import Testing
     }
 
     /// `--stream-layer fc,conv3_gap` writes the Bonferroni-fused p-values of the two layers, as a two-layer Monitor
-    /// fuses them: every value is min(1, 2 (1 + c) / (m + 1)) for an integer c, and our detectors get a Monitor's
-    /// corrections for two layers (per-layer slack for the layer mixture, 2 s for the fused martingale lw_anytime_bonferroni).
+    /// fuses them: every value is min(1, 2 (1 + c) / (m + 1)) for an integer c, and our detectors are set up as a
+    /// Monitor sets them up for two layers (the default shift detector against calibration set and stream; the
+    /// calibration-set variant with a Monitor's per-layer corrections; 2 s for the fused martingale
+    /// lw_anytime_bonferroni).
     @Test func fusedStreamsHoldBonferroniPValues() throws {
         let dir = LatentWatchBinary.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -98,9 +100,12 @@ import Testing
         let params = ((result["streams"] as! [String: Any])["detectors"] as! [String: Any])
         let anytime = try #require(params["lw_anytime"] as? [String: Any])
         let expected = AlertPolicy().calibrationCorrections(calibrationCounts: counts)
-        #expect(anytime["correction"] as? String == "conditional", "the mixture's correction is the Monitor's")
+        #expect(anytime["reference"] as? String == AlertPolicy().shiftReference.rawValue)
+        #expect(anytime["correction"] as? String == "none")
         #expect(anytime["betting"] as? String == AlertPolicy().shiftBetting.rawValue)
-        #expect(anytime["failure_probability"] as? [Double] == expected.shift.map(\.failureProbability))
+        let fixed = try #require(params["lw_anytime_calibration_set"] as? [String: Any])
+        #expect(fixed["correction"] as? String == "conditional", "the mixture's correction is the Monitor's")
+        #expect(fixed["failure_probability"] as? [Double] == expected.shift.map(\.failureProbability))
         let fusedSlack = try #require(
             (params["lw_anytime_bonferroni"] as? [String: Any])?["calibration_slack"] as? Double
         )

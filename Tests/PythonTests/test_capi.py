@@ -23,7 +23,7 @@ EXPECTED_SIZES = {
     "lw_fit_config": 88,
     "lw_activations": 104,
     "lw_alert": 64,
-    "lw_monitor_config": 176,
+    "lw_monitor_config": 184,
     "lw_inputs": 48,
     "lw_layer_assessment": 16,
     "lw_assessment": 352,

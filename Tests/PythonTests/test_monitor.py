@@ -102,11 +102,12 @@ class MonitorTests(TempDirTestCase):
                          [(a.kind, a.index, a.p_value) for a in expected])
 
     def test_shift_detector_settings_match_latentwatch_replay(self):
-        """Betting, jump rate and the calibration correction reach the library: the in-process alerts equal
-        `latentwatch replay` with the same flags, and differ from the defaults' (so the settings were read)."""
+        """Betting, jump rate, the reference and the calibration correction reach the library: the in-process alerts
+        equal `latentwatch replay` with the same flags, and differ from the defaults' (so the settings were read)."""
         binary = require_binary(self)
         paths = self.cli_models(binary)
-        flags = ["--betting", "linear", "--jump-rate", "0.01", "--no-calibration-correction"]
+        flags = ["--betting", "linear", "--jump-rate", "0.01", "--no-calibration-correction",
+                 "--shift-reference", "calibration-set"]
         replay = self.path("replay.jsonl")
         run_tool(binary, ["replay", "--model", paths[0], "--model", paths[1], "--input", f"{DATA}/stream_h1.npy",
                           "--input", f"{DATA}/stream_h2.npy", "--alerts", replay] + flags)
@@ -115,12 +116,12 @@ class MonitorTests(TempDirTestCase):
                         (lw.Alert.from_json(json.loads(line)) for line in f if line.strip())]
         got = []
         with lw.Monitor(paths, on_alert=got.append, shift_betting="linear", jump_rate=0.01,
-                        calibration_correction=False) as m:
+                        calibration_correction=False, shift_reference="calibration-set") as m:
             evidence = m.assess_batch(self.h1[:400], self.h2[:400]).shift_log_evidence
         self.assertEqual([(a.kind, a.index, a.p_value) for a in got], expected)
         self.assertEqual(len([a for a in got if a.kind == "shift"]), 1)
         # Each setting alone changes the detector's evidence.
-        for kw in ({}, {"shift_betting": "power"}, {"jump_rate": 0.1}, {"calibration_correction": False}):
+        for kw in ({}, {"shift_betting": "power"}, {"jump_rate": 0.1}, {"shift_reference": "calibration-set"}):
             with lw.Monitor(paths, **kw) as m:
                 other = m.assess_batch(self.h1[:400], self.h2[:400]).shift_log_evidence
             self.assertFalse(np.array_equal(other[:250], evidence[:250]), kw)
@@ -128,6 +129,14 @@ class MonitorTests(TempDirTestCase):
                 self.assertFalse(np.array_equal(other[:250], default[:250]), kw)
             else:
                 default = other
+        # Against the calibration set alone, the correction changes the evidence too.
+        evidence = {}
+        for correction in (True, False):
+            with lw.Monitor(paths, shift_reference="calibration-set", calibration_correction=correction) as m:
+                evidence[correction] = m.assess_batch(self.h1[:400], self.h2[:400]).shift_log_evidence
+        self.assertFalse(np.array_equal(evidence[True][:250], evidence[False][:250]))
+        with self.assertRaises(lw.ConfigurationError):
+            lw.Monitor(paths, shift_reference="stream")
         with self.assertRaises(lw.ConfigurationError):
             lw.Monitor(paths, shift_betting="martingale")
         with self.assertRaises(lw.ConfigurationError):

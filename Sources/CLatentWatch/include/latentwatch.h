@@ -417,6 +417,10 @@ typedef void (*lw_alert_callback)(const lw_alert *alert, void *context);
 #define LW_BETTING_POWER 1   /* power functions only: fastest on far shifts */
 #define LW_BETTING_LINEAR 2  /* Vovk's simple jumper: at most a factor 1.5 per input */
 
+/* What the anytime shift detector ranks each input against (Docs/Statistics.md). */
+#define LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM 0 /* the calibration set and the stream's earlier inputs */
+#define LW_SHIFT_REFERENCE_CALIBRATION_SET 1        /* the calibration set alone, corrected: slower */
+
 #define LW_MODE_INLINE 0     /* assess on the caller's thread */
 #define LW_MODE_BACKGROUND 1 /* submit copies into a bounded queue scored on a library thread */
 
@@ -476,6 +480,12 @@ typedef struct lw_monitor_config {
                                            calibration set (corrected p-values); 0: they hold on average over
                                            calibration sets only */
     double shift_jump_rate;             /* the betting jumper's jump rate, in [0, 1]; default 0.001 */
+    /* A struct_size that ends at shift_jump_rate gives this its default. */
+    int32_t shift_reference;            /* LW_SHIFT_REFERENCE_*; default CALIBRATION_AND_STREAM: P(any false
+                                           alarm) <= shift_delta on average over calibration sets; with
+                                           CALIBRATION_SET and calibration_correction the bound holds given
+                                           the calibration set. Change detection always uses the set */
+    int32_t reserved;                   /* 0 */
 } lw_monitor_config;
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;

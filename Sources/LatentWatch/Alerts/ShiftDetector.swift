@@ -8,7 +8,9 @@ import Darwin
 
 /// Detects a distribution shift in a stream of conformal p-values with a conformal test martingale
 /// (``JumperMartingale``) betting on p-values corrected for the fixed calibration set
-/// (``CalibrationCorrection``). Docs/Statistics.md states what each mode guarantees and assumes.
+/// (``CalibrationCorrection``), or on p-values against the calibration set and the stream's earlier inputs
+/// (``ConformalUrn``, from ``exchangeable(mode:calibrationCount:betting:jumpRate:)``). Docs/Statistics.md states
+/// what each mode guarantees and assumes.
 package struct ShiftDetector: Sendable {
     /// What an alarm means (the policy's choice).
     package typealias Mode = ShiftDetection
@@ -22,8 +24,10 @@ package struct ShiftDetector: Sendable {
     /// Whether an anytime alarm has been raised (it stays raised).
     package var alarmed: Bool { rule.alarmed }
     private var rule: ShiftAlarmRule
-    /// Applied to every p-value before betting.
+    /// Applied to every p-value before betting (unless ``urn`` is set).
     package let correction: CalibrationCorrection
+    /// The calibration set and the stream so far, when the detector bets on p-values against both.
+    package private(set) var urn: ConformalUrn?
 
     /// A detector whose p-values are corrected by `correction` before it bets.
     package init(
@@ -35,6 +39,23 @@ package struct ShiftDetector: Sendable {
         self.rule = ShiftAlarmRule(mode: mode)
         self.martingale = JumperMartingale(jumpRate: jumpRate, betting: betting)
         self.correction = correction
+    }
+
+    /// A detector that bets on each input's p-value against the `m` calibration scores and the stream's earlier
+    /// inputs (``ConformalUrn``; the conformal p-values fed to ``update(_:)`` are against the calibration set
+    /// alone). No share of delta goes to the calibration set: in anytime mode the threshold is 1 / delta, and
+    /// P(any false alarm, ever) <= delta when calibration set and stream are exchangeable.
+    package static func exchangeable(
+        mode: Mode,
+        calibrationCount m: Int,
+        betting: ShiftBetting = .mixture,
+        jumpRate: Double = 0.001,
+        seed: UInt64 = 0
+    ) -> ShiftDetector {
+        var d = ShiftDetector(mode: mode, betting: betting, jumpRate: jumpRate, correction: .none)
+        d.rule = ShiftAlarmRule(mode: mode, anytimeThreshold: 1)
+        d.urn = ConformalUrn(calibrationCount: m, seed: seed)
+        return d
     }
 
     /// A detector that adds a fixed amount to every p-value before betting (usually
@@ -83,7 +104,8 @@ package struct ShiftDetector: Sendable {
     /// Feeds one p-value; returns true when this input raises an alarm. In anytime mode only the first
     /// crossing returns true; in change-detection mode the statistic restarts after each alarm.
     package mutating func update(_ p: Double) -> Bool {
-        let step = martingale.update(correction.corrected(p))
+        let q = urn != nil ? urn!.pValue(conformal: p) : correction.corrected(p)
+        let step = martingale.update(q)
         let alarm = rule.update(logCapital: martingale.logCapital, step: step)
         if alarm && rule.restarts { martingale = martingale.restarted() }
         return alarm
@@ -102,17 +124,24 @@ extension ShiftDetector.Mode {
 }
 
 /// The alarm rule of both shift detectors, applied to the log of a test martingale's capital: the anytime
-/// crossing of 2 / delta (once), or Shiryaev-Roberts on the capital's ratios with a restart after each alarm.
+/// crossing of c / delta (once), or Shiryaev-Roberts on the capital's ratios with a restart after each alarm.
 struct ShiftAlarmRule: Sendable {
     let mode: ShiftDetector.Mode
     private(set) var shiryaevRoberts: Double = 0
     private(set) var alarmed = false
+    /// c: 2 when half of delta pays for the calibration set; the number of layers L when L martingales, each
+    /// in its own layer's filtration, are averaged (any of them reaching L / delta has probability at most
+    /// delta / L; the average reaches L / delta only if one of them does).
+    let anytimeThreshold: Double
 
-    init(mode: ShiftDetector.Mode) { self.mode = mode }
+    init(mode: ShiftDetector.Mode, anytimeThreshold: Double = 2) {
+        self.mode = mode
+        self.anytimeThreshold = anytimeThreshold
+    }
 
     var logThreshold: Double {
         switch mode {
-        case .anytime(let delta): return log(2 / delta)
+        case .anytime(let delta): return log(anytimeThreshold / delta)
         case .changeDetection(let arl): return log(arl)
         }
     }

@@ -29,6 +29,10 @@ public struct AlertPolicy: Sendable, Equatable {
     /// elsewhere; ``CalibrationCorrection``), and the window assumes the exact bound on the rate of p <= alpha
     /// (``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)``; Docs/Statistics.md).
     public var correctForCalibrationSet: Bool
+    /// What the shift detector compares each input with in anytime mode: the calibration set and the stream's
+    /// earlier inputs (the default), or the calibration set alone with the correction above. Change-detection
+    /// mode always uses the calibration set. Docs/Statistics.md states both guarantees.
+    public var shiftReference: ShiftReference
 
     /// Sliding-window settings.
     public struct WindowPolicy: Sendable, Equatable {
@@ -48,7 +52,8 @@ public struct AlertPolicy: Sendable, Equatable {
     }
 
     /// Defaults: alpha 0.01 per input and aleatoric, a 200-input window at level 1e-4, anytime shift detection
-    /// at delta 0.01 (mixture betting, jump rate 0.001), Bonferroni fusion, calibration-set correction on.
+    /// at delta 0.01 (mixture betting, jump rate 0.001, against the calibration set and the stream so far),
+    /// Bonferroni fusion, calibration-set correction on.
     public init(
         inputAlpha: Double = 0.01,
         aleatoricAlpha: Double? = 0.01,
@@ -57,7 +62,8 @@ public struct AlertPolicy: Sendable, Equatable {
         jumpRate: Double = 0.001,
         shiftBetting: ShiftBetting = .mixture,
         fusion: PValueFusion = .bonferroni,
-        correctForCalibrationSet: Bool = true
+        correctForCalibrationSet: Bool = true,
+        shiftReference: ShiftReference = .calibrationAndStream
     ) {
         self.inputAlpha = inputAlpha
         self.aleatoricAlpha = aleatoricAlpha
@@ -67,6 +73,7 @@ public struct AlertPolicy: Sendable, Equatable {
         self.shiftBetting = shiftBetting
         self.fusion = fusion
         self.correctForCalibrationSet = correctForCalibrationSet
+        self.shiftReference = shiftReference
     }
 }
 
@@ -97,6 +104,45 @@ extension PValueFusion {
 @usableFromInline func atanOverPi(_ x: Double) -> Double { _atan(x) / Double.pi }
 
 extension AlertPolicy {
+    /// Whether the shift detector bets on p-values against the calibration set and the stream so far (anytime
+    /// mode with ``ShiftReference/calibrationAndStream``).
+    package var shiftUsesStream: Bool {
+        if case .anytime = shift, shiftReference == .calibrationAndStream { return true }
+        return false
+    }
+
+    /// The shift detector of a monitor with this policy over layers with these calibration counts (nil when
+    /// shift detection is off); `corrections` are ``calibrationCorrections(calibrationCounts:method:)``'s.
+    package func shiftDetector(
+        calibrationCounts: [Int],
+        corrections: [CalibrationCorrection]
+    ) -> LayerMixtureShiftDetector? {
+        guard let mode = shift else { return nil }
+        if shiftUsesStream {
+            return LayerMixtureShiftDetector(
+                mode: mode,
+                betting: shiftBetting,
+                jumpRate: jumpRate,
+                exchangeableWith: calibrationCounts
+            )
+        }
+        return LayerMixtureShiftDetector(
+            mode: mode,
+            betting: shiftBetting,
+            jumpRate: jumpRate,
+            corrections: corrections
+        )
+    }
+
+    /// The shift detector's alarm threshold on the log scale for `layers` layers (nil when off): log(L / delta)
+    /// against the calibration sets and the stream, log(2 / delta) against the calibration sets alone, log of the
+    /// mean run length in change-detection mode.
+    package func shiftLogThreshold(layers: Int) -> Double? {
+        guard let mode = shift else { return nil }
+        return ShiftAlarmRule(mode: mode, anytimeThreshold: shiftUsesStream ? Double(max(1, layers)) : 2)
+            .logThreshold
+    }
+
     /// The corrections a `Monitor` with this policy applies for fixed calibration sets of these sizes (one
     /// per layer). `shift[l]` corrects layer l's p-value before the shift detector bets on it
     /// (``CalibrationCorrection``, conditional method, at beta / L, with beta = delta / 2 in anytime mode and

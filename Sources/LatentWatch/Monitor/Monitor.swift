@@ -99,7 +99,7 @@ public final class Monitor: Service, Sendable {
 
     /// The shift detector's alarm threshold on the log scale (nil when shift detection is off).
     public var shiftLogThreshold: Double? {
-        configuration.policy.shift.map { ShiftDetector(mode: $0).logThreshold }
+        configuration.policy.shiftLogThreshold(layers: layerNames.count)
     }
 
     /// Names of the monitored layers, in order.

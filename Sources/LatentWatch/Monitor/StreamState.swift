@@ -15,19 +15,25 @@ struct StreamState: Sendable {
     init(policy: AlertPolicy, layers: [MonitoredLayer], generation: Int) {
         // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the shift
         // detector's and the window's guarantees hold given the fixed calibration sets (Docs/Statistics.md).
-        let corrections = policy.calibrationCorrections(
-            calibrationCounts: layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
-        )
+        let counts = layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
+        let corrections = policy.calibrationCorrections(calibrationCounts: counts)
         self.init(
             policy: policy,
             windowNullRate: corrections.windowNullRate,
+            calibrationCounts: counts,
             corrections: corrections.shift,
             generation: generation
         )
     }
 
     /// `windowNullRate`: the rate of fused p <= alpha under the null given the calibration sets.
-    init(policy: AlertPolicy, windowNullRate: Double, corrections: [CalibrationCorrection], generation: Int = 0) {
+    init(
+        policy: AlertPolicy,
+        windowNullRate: Double,
+        calibrationCounts: [Int],
+        corrections: [CalibrationCorrection],
+        generation: Int = 0
+    ) {
         self.generation = generation
         if let w = policy.window {
             window = WindowRateDetector(
@@ -38,14 +44,7 @@ struct StreamState: Sendable {
                 cooldown: w.cooldown
             )
         }
-        if let mode = policy.shift {
-            shift = LayerMixtureShiftDetector(
-                mode: mode,
-                betting: policy.shiftBetting,
-                jumpRate: policy.jumpRate,
-                corrections: corrections
-            )
-        }
+        shift = policy.shiftDetector(calibrationCounts: calibrationCounts, corrections: corrections)
         shiftCooldown = policy.window?.length ?? 200
     }
 

@@ -108,6 +108,8 @@ LW_FUSION_CAUCHY = 1
 LW_BETTING_MIXTURE = 0
 LW_BETTING_POWER = 1
 LW_BETTING_LINEAR = 2
+LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM = 0
+LW_SHIFT_REFERENCE_CALIBRATION_SET = 1
 
 LW_MODE_INLINE = 0
 LW_MODE_BACKGROUND = 1
@@ -286,6 +288,8 @@ class lw_monitor_config(Structure):
         ("shift_betting", c_int32),
         ("calibration_correction", c_int32),
         ("shift_jump_rate", c_double),
+        ("shift_reference", c_int32),
+        ("reserved", c_int32),
     ]
 
 

@@ -41,6 +41,10 @@ _SHIFTS = {
     "change": _capi.LW_SHIFT_CHANGE_DETECTION,
 }
 _FUSIONS = {"bonferroni": _capi.LW_FUSION_BONFERRONI, "cauchy": _capi.LW_FUSION_CAUCHY}
+_REFERENCES = {
+    "calibration-and-stream": _capi.LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM,
+    "calibration-set": _capi.LW_SHIFT_REFERENCE_CALIBRATION_SET,
+}
 _BETTINGS = {
     "mixture": _capi.LW_BETTING_MIXTURE,
     "power": _capi.LW_BETTING_POWER,
@@ -347,8 +351,13 @@ class Monitor:
             shifts), ``"power"`` (fastest on far shifts) or ``"linear"`` (Vovk's simple jumper).
         jump_rate: the share of the shift detector's capital that moves between betting functions before each
             bet, in [0, 1] (default 0.001).
-        calibration_correction: True (the default): the stream detectors' guarantees hold given the models'
-            calibration sets; False: only on average over calibration sets (faster alarms, Docs/Statistics.md).
+        calibration_correction: True (the default): the window's and the ``"calibration-set"`` shift detector's
+            guarantees hold given the models' calibration sets; False: only on average over calibration sets
+            (faster alarms, Docs/Statistics.md).
+        shift_reference: what the anytime shift detector ranks each input against: ``"calibration-and-stream"``
+            (the default: the calibration set and the stream's earlier inputs; P(any false alarm) <=
+            ``shift_delta`` on average over calibration sets) or ``"calibration-set"`` (the calibration set
+            alone, corrected: the bound holds given the set, alarms come later).
         fusion: ``"bonferroni"`` (valid under any dependence between layers) or ``"cauchy"`` (more powerful when
             layers agree, valid asymptotically).
         primary_layer: the layer (index or name) whose p(y | z) gives entropy and class; None: the last.
@@ -393,6 +402,7 @@ class Monitor:
         shift_betting: str = "mixture",
         jump_rate: float = 0.001,
         calibration_correction: bool = True,
+        shift_reference: str = "calibration-and-stream",
         fusion: str = "bonferroni",
         primary_layer: Union[int, str, None] = None,
         mode: str = "inline",
@@ -476,6 +486,7 @@ class Monitor:
         c.shift_betting = pick(_BETTINGS, shift_betting, "shift_betting")
         c.shift_jump_rate = float(jump_rate)
         c.calibration_correction = 1 if calibration_correction else 0
+        c.shift_reference = pick(_REFERENCES, shift_reference, "shift_reference")
         c.mode = pick(_MODES, mode, "mode")
         c.overflow = pick(_OVERFLOWS, overflow, "overflow")
         c.queue_capacity = int(queue_capacity)

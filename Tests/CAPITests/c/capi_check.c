@@ -335,7 +335,8 @@ static int run_errors(const char *model_path) {
         check_written(guard, sizeof guard, offsetof(lw_fit_config, calibrate_posterior), "lw_fit_config_init");
         lw_monitor_config full;
         lw_monitor_config_init(&full);
-        CHECK(full.struct_size == sizeof full && full.shift_jump_rate == 0.001 && full.calibration_correction == 1,
+        CHECK(full.struct_size == sizeof full && full.shift_jump_rate == 0.001 && full.calibration_correction == 1 &&
+                  full.shift_reference == LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM,
               "lw_monitor_config_init (sized) defaults");
     }
 
@@ -374,6 +375,18 @@ static int run_errors(const char *model_path) {
     c.shift_jump_rate = 0.01;
     c.calibration_correction = 2;
     EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    c.calibration_correction = 1;
+    c.shift_reference = 5;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    /* A program compiled before shift_reference passes a struct ending at shift_jump_rate: the default. */
+    c.struct_size = (uint32_t)offsetof(lw_monitor_config, shift_reference);
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
+    EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+    c.struct_size = sizeof c;
+    c.shift_reference = LW_SHIFT_REFERENCE_CALIBRATION_SET;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
+    EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
+    c.calibration_correction = 2;
     /* A program compiled before the shift detector's fields passes a struct ending at record_rate: the library
      * reads no further (the garbage below is never seen) and uses the defaults. */
     c.struct_size = (uint32_t)offsetof(lw_monitor_config, shift_betting);
