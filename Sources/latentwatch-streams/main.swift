@@ -356,7 +356,10 @@ func guarantee(_ options: StreamsOptions, model: LatentModel, pool sets: [Activa
         ("anytime, mixture, conditional", .anytime(delta: delta), .mixture, policy.jumpRate, .conditional),
         ("anytime, power, conditional", .anytime(delta: delta), .power, policy.jumpRate, .conditional),
         ("anytime, linear, DKW, jump rate 0.01", .anytime(delta: delta), .linear, 0.01, .dkw),
-        ("anytime, mixture, uncorrected", .anytime(delta: delta), .mixture, policy.jumpRate, .none),
+        (
+            "anytime, mixture, uncorrected", .anytime(delta: delta), .mixture, policy.jumpRate,
+            CalibrationCorrection.Method.none
+        ),
         (
             "change, mixture, conditional", .changeDetection(meanRunLength: options.arl), .mixture, policy.jumpRate,
             .conditional
