@@ -159,6 +159,12 @@ extension PackedTriangular {
         }
     }
 
+    /// Sum over i < count of (Double(a[i]) - Double(b[i]))^2, in double (`lw_sqdist_f32`: AVX2 when available; the
+    /// portable loop gives the same result bit for bit). Allocates nothing.
+    package static func squaredDistance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Double {
+        lw_sqdist_f32(a, b, Int32(count))
+    }
+
     /// ||W xc_i||^2 for `count` centred, zero-padded vectors (row i at `xc + i * stride`, `stride` at least
     /// ``paddedDimension(_:)``), written to `out[i * outStride]`. Each equals ``squaredNorm(centered:)`` of the same
     /// row bit for bit; W is read once per three rows (`lw_tri8_sqnorm_batch_*`). `totals` holds `4 * count`

@@ -20,6 +20,29 @@ import Testing
         return s
     }
 
+    /// The squared distance of the tied Gaussian's transformed means: the AVX2 and portable loops agree bit for
+    /// bit, and both equal a plain double sum within 1e-13 relative (only the summation order differs).
+    @Test(arguments: [1, 7, 8, 9, 63, 512, 515])
+    func squaredDistanceAgreesAcrossKernelsAndWithASum(n: Int) {
+        var g = SeededRandom(seed: UInt64(100 + n))
+        let a = (0..<n).map { _ in Float.random(in: -3...3, using: &g) }
+        let b = (0..<n).map { _ in Float.random(in: -3...3, using: &g) }
+        var plain = 0.0
+        for i in 0..<n {
+            let d = Double(a[i]) - Double(b[i])
+            plain += d * d
+        }
+        func run(_ simd: Bool) -> Double {
+            HalfConversion.allowSIMDKernels(simd)
+            defer { HalfConversion.allowSIMDKernels(true) }
+            return PackedTriangular.squaredDistance(a, b, count: n)
+        }
+        let fast = run(true)
+        let portable = run(false)
+        #expect(fast.bitPattern == portable.bitPattern, "n=\(n): \(fast) vs \(portable)")
+        #expect(abs(fast - plain) <= 1e-13 * plain, "n=\(n): \(fast) vs \(plain)")
+    }
+
     @Test(arguments: [1, 7, 8, 9, 63, 128, 200], [true, false])
     func squaredNormMatchesNaive(d: Int, simd: Bool) {
         HalfConversion.allowSIMDKernels(true)

@@ -64,8 +64,9 @@ import Testing
     /// 100 streams of 10,000 in-distribution inputs resampled from the test split: anytime mode at delta 0.01
     /// alarms on at most 2 % of them; change detection asked for a mean run length of 1,000 runs at least that
     /// long between false alarms. Each test input is scored once through the model (the stream only reorders
-    /// them) and the p-values, raised by the monitor's calibration-set slack, drive the monitor's own detector
-    /// type; raw detector alarms are counted (not de-duplicated alert episodes). The full Monitor path over the
+    /// them) and the p-values drive the detectors a one-layer monitor with the default policy builds (anytime
+    /// against calibration set and stream; change detection against the corrected calibration set); raw
+    /// detector alarms are counted (not de-duplicated alert episodes). The full Monitor path over the
     /// same streams is `latentwatch-streams` (Docs/Statistics.md); a debug build takes minutes for it.
     @Test func resampledStreamsFalseAlarms() throws {
         let test = try Self.rows("fc_test_f16.npy")
@@ -76,20 +77,14 @@ import Testing
             }
             return Self.model.calibration.pValue(.surprise, s.surprise) ?? 1
         }
-        // What Monitor.init computes for one layer: beta = delta / 2 (anytime) or 0.005 (change).
+        // What a one-layer Monitor builds with the default policy (AlertPolicy.shiftDetector).
         let m = Self.model.calibration.distributions[.surprise]!.count
         var anytimeStreams = 0
         var changeAlarms = 0
         for s in 0..<100 {
             var rng = SeededRandom(seed: UInt64(1000 + s))
-            var anytime = ShiftDetector(
-                mode: .anytime(delta: 0.01),
-                pValueSlack: ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: 0.005)
-            )
-            var change = ShiftDetector(
-                mode: .changeDetection(meanRunLength: 1000),
-                pValueSlack: ShiftDetector.calibrationSlack(calibrationCount: m, failureProbability: 0.005)
-            )
+            var anytime = ShiftDetector.exchangeable(mode: .anytime(delta: 0.01), calibrationCount: m)
+            var change = ShiftDetector.calibrated(mode: .changeDetection(meanRunLength: 1000), calibrationCount: m)
             var fired = false
             for _ in 0..<10_000 {
                 let v = p[Int(rng.next() % UInt64(test.count))]

@@ -39,6 +39,10 @@ void lw_tri8_sqnorm_batch_f16(const uint16_t *w, const float *xc, size_t ld, int
 void lw_tri8_matvec_f32(const float *w, const float *xc, int d, float *y);
 void lw_tri8_matvec_f16(const uint16_t *w, const float *xc, int d, float *y);
 
+/// Sum over i < n of ((double)a[i] - (double)b[i])^2, accumulated in double in 8 lanes (i mod 8) with fused
+/// multiply-adds and reduced in a fixed order: the AVX2 and portable versions agree bit for bit.
+double lw_sqdist_f32(const float *a, const float *b, int n);
+
 /// Converts n binary16 values to float32 and back (round to nearest even).
 void lw_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n);

@@ -80,12 +80,7 @@ package struct TiedGaussian: LatentDensity {
         shared.factor.multiply(centered: xc, into: y)
         transformedMeans.withUnsafeBufferPointer { tm in
             for k in 0..<labels.count {
-                let row = tm.baseAddress! + k * dp
-                var s = 0.0
-                for j in 0..<dp {
-                    let diff = Double(y[j]) - Double(row[j])
-                    s += diff * diff
-                }
+                let s = PackedTriangular.squaredDistance(y, tm.baseAddress! + k * dp, count: dp)
                 distances[k] = s
                 logJoint[k] = logPriors[k] + shared.logNormalizer - 0.5 * s
             }

@@ -179,9 +179,10 @@ extension AlertPolicy {
 /// What a shift alarm means: an anytime test (no false alarm ever, with probability 1 - delta) or change
 /// detection (restarts after each alarm; false alarms bounded by a mean run length). Docs/Statistics.md.
 public enum ShiftDetection: Sendable, Equatable {
-    /// Alarm when the martingale crosses 1 / (delta / 2), never restarting: with independent uniform
-    /// p-values the probability of any false alarm, ever, is at most delta / 2 (Ville). The other
-    /// delta / 2 pays for conditioning on the fixed calibration set.
+    /// Alarm once when the martingale's capital crosses a threshold, never restarting: P(any false alarm,
+    /// ever) <= delta. Against the calibration set and the stream (``ShiftReference/calibrationAndStream``) the
+    /// threshold is L / delta for L layers and the bound holds on average over calibration sets; against the
+    /// calibration set alone it is 2 / delta, and the other delta / 2 pays for conditioning on that set.
     case anytime(delta: Double)
     /// Shiryaev-Roberts change detection on the martingale's ratios, R_n = (1 + R_{n-1}) S_n / S_{n-1},
     /// alarm when R_n >= the mean run length asked for, then restart. Under the null R_n - n is a
