@@ -302,6 +302,9 @@ func monitorParts(
     }
     policy.jumpRate = c.shift_jump_rate
     policy.correctForCalibrationSet = try flag(c.calibration_correction, "calibration_correction")
+    guard c.reserved == 0 else {
+        throw CallError(LW_ERR_INVALID_ARGUMENT, "reserved is \(c.reserved); it must be 0")
+    }
     switch c.shift_reference {
     case LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM: policy.shiftReference = .calibrationAndStream
     case LW_SHIFT_REFERENCE_CALIBRATION_SET: policy.shiftReference = .calibrationSet

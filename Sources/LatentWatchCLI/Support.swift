@@ -127,7 +127,10 @@ struct AlertOptions: ParsableArguments {
     @Option(help: "Fusion of the layers' p-values: bonferroni or cauchy.")
     var fusion: PValueFusion = .bonferroni
 
-    @Flag(help: "Do not correct stream p-values for the fixed calibration set (see Docs/Statistics.md).")
+    @Flag(
+        help:
+            "Do not correct the window's null rate, and the shift detector's p-values against the calibration set alone, for the fixed calibration set (see Docs/Statistics.md)."
+    )
     var noCalibrationCorrection = false
 
     func policy() throws -> AlertPolicy {

@@ -74,6 +74,9 @@ struct StreamsOptions: ParsableArguments {
     var conditionalStreams = 200
 
     func validate() throws {
+        guard conditionalSets >= 0, conditionalStreams >= 1 else {
+            throw ValidationError("--conditional-sets must be at least 0 and --conditional-streams at least 1")
+        }
         guard guaranteeStreams >= 1, guaranteeCalibration.items.allSatisfy({ (Int($0) ?? 0) >= 1 }) else {
             throw ValidationError("--guarantee-streams and every --guarantee-calibration size must be at least 1")
         }

@@ -139,6 +139,24 @@ import Testing
         #expect(u <= f)
     }
 
+    /// The policy's threshold and detector: log(L / delta) against calibration set and stream, log(2 / delta)
+    /// against the calibration set alone and in any change mode's reference; change mode's threshold is log(ARL).
+    @Test func policyThresholdsFollowTheReferenceAndTheLayers() throws {
+        let stream = AlertPolicy(shift: .anytime(delta: 0.01))
+        #expect(abs(try #require(stream.shiftLogThreshold(layers: 1)) - log(100)) < 1e-12)
+        #expect(abs(try #require(stream.shiftLogThreshold(layers: 3)) - log(300)) < 1e-12)
+        let fixed = AlertPolicy(shift: .anytime(delta: 0.01), shiftReference: .calibrationSet)
+        #expect(abs(try #require(fixed.shiftLogThreshold(layers: 3)) - log(200)) < 1e-12)
+        let change = AlertPolicy(shift: .changeDetection(meanRunLength: 500))
+        #expect(abs(try #require(change.shiftLogThreshold(layers: 2)) - log(500)) < 1e-12)
+        #expect(AlertPolicy(shift: nil).shiftLogThreshold(layers: 1) == nil)
+        let counts = [100, 200]
+        let corrections = stream.calibrationCorrections(calibrationCounts: counts).shift
+        #expect(stream.shiftDetector(calibrationCounts: counts, corrections: corrections)?.urns.count == 2)
+        #expect(fixed.shiftDetector(calibrationCounts: counts, corrections: corrections)?.urns.isEmpty == true)
+        #expect(change.shiftDetector(calibrationCounts: counts, corrections: corrections)?.urns.isEmpty == true)
+    }
+
     /// A NaN p-value (from a NaN score) lands in the most extreme cell and gives a positive p-value.
     @Test func nanIsTheMostExtremeCell() {
         var urn = ConformalUrn(calibrationCount: 9)

@@ -476,16 +476,17 @@ typedef struct lw_monitor_config {
     /* Shift detector details. A struct_size that ends at record_rate (a program compiled against a header
        without them) gives these their defaults. */
     int32_t shift_betting;              /* LW_BETTING_*; default LW_BETTING_MIXTURE */
-    int32_t calibration_correction;     /* 1 (default): the stream detectors' guarantees hold given the
-                                           calibration set (corrected p-values); 0: they hold on average over
-                                           calibration sets only */
+    int32_t calibration_correction;     /* 1 (default): the window's guarantee, and the shift detector's
+                                           against LW_SHIFT_REFERENCE_CALIBRATION_SET and in change
+                                           detection, hold given the calibration set (corrected p-values);
+                                           0: on average over calibration sets only */
     double shift_jump_rate;             /* the betting jumper's jump rate, in [0, 1]; default 0.001 */
     /* A struct_size that ends at shift_jump_rate gives this its default. */
     int32_t shift_reference;            /* LW_SHIFT_REFERENCE_*; default CALIBRATION_AND_STREAM: P(any false
                                            alarm) <= shift_delta on average over calibration sets; with
                                            CALIBRATION_SET and calibration_correction the bound holds given
                                            the calibration set. Change detection always uses the set */
-    int32_t reserved;                   /* 0 */
+    int32_t reserved;                   /* must be 0 */
 } lw_monitor_config;
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;

@@ -9,7 +9,7 @@ import Darwin
 /// Detects a distribution shift in a stream of conformal p-values with a conformal test martingale
 /// (``JumperMartingale``) betting on p-values corrected for the fixed calibration set
 /// (``CalibrationCorrection``), or on p-values against the calibration set and the stream's earlier inputs
-/// (``ConformalUrn``, from ``exchangeable(mode:calibrationCount:betting:jumpRate:)``). Docs/Statistics.md states
+/// (``ConformalUrn``, from ``exchangeable(mode:calibrationCount:betting:jumpRate:seed:)``). Docs/Statistics.md states
 /// what each mode guarantees and assumes.
 package struct ShiftDetector: Sendable {
     /// What an alarm means (the policy's choice).

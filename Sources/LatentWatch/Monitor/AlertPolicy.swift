@@ -24,9 +24,10 @@ public struct AlertPolicy: Sendable, Equatable {
     public var shiftBetting: ShiftBetting
     /// Fusion of layers' p-values.
     public var fusion: PValueFusion
-    /// Correct the stream detectors for the fixed calibration set, so their guarantees hold given it: the shift
-    /// detector bets on p-values raised to bounds that hold given the set (exact Beta bounds at small p, DKW
-    /// elsewhere; ``CalibrationCorrection``), and the window assumes the exact bound on the rate of p <= alpha
+    /// Correct the stream detectors that test against the fixed calibration set, so their guarantees hold given
+    /// it: the shift detector in change-detection mode or with ``ShiftReference/calibrationSet`` bets on p-values
+    /// raised to bounds that hold given the set (exact Beta bounds at small p, DKW elsewhere;
+    /// ``CalibrationCorrection``), and the window assumes the exact bound on the rate of p <= alpha
     /// (``WindowRateDetector/calibratedRate(threshold:calibrationCount:failureProbability:)``; Docs/Statistics.md).
     public var correctForCalibrationSet: Bool
     /// What the shift detector compares each input with in anytime mode: the calibration set and the stream's

@@ -13,8 +13,9 @@ struct StreamState: Sendable {
 
     /// Detectors for `layers`' calibration sets.
     init(policy: AlertPolicy, layers: [MonitoredLayer], generation: Int) {
-        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the shift
-        // detector's and the window's guarantees hold given the fixed calibration sets (Docs/Statistics.md).
+        // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the window's
+        // guarantee, and the shift detector's against the calibration sets alone, hold given the fixed
+        // calibration sets (Docs/Statistics.md).
         let counts = layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
         let corrections = policy.calibrationCorrections(calibrationCounts: counts)
         self.init(

@@ -378,6 +378,10 @@ static int run_errors(const char *model_path) {
     c.calibration_correction = 1;
     c.shift_reference = 5;
     EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    c.shift_reference = LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM;
+    c.reserved = 1;
+    EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_ERR_INVALID_ARGUMENT);
+    c.reserved = 0;
     /* A program compiled before shift_reference passes a struct ending at shift_jump_rate: the default. */
     c.struct_size = (uint32_t)offsetof(lw_monitor_config, shift_reference);
     EXPECT_STATUS(lw_monitor_create(&c, &mon), LW_OK);
