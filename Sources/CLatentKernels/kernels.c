@@ -130,12 +130,17 @@ static double lw_sqdist_reduce(const double *lane) {
     return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
 }
 
-static double lw_sqdist_generic(const float *a, const float *b, int n) {
-    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < n; i++) {
+// Adds elements from..n-1 to their lanes (i mod 8).
+static void lw_sqdist_lanes(const float *a, const float *b, int from, int n, double *lane) {
+    for (int i = from; i < n; i++) {
         double d = (double)a[i] - (double)b[i];
         lane[i & 7] = fma(d, d, lane[i & 7]);
     }
+}
+
+static double lw_sqdist_generic(const float *a, const float *b, int n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    lw_sqdist_lanes(a, b, 0, n, lane);
     return lw_sqdist_reduce(lane);
 }
 
@@ -373,10 +378,7 @@ LW_AVX2 static double lw_sqdist_avx2(const float *a, const float *b, int n) {
     double lane[8];
     _mm256_storeu_pd(lane, s0);
     _mm256_storeu_pd(lane + 4, s1);
-    for (; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        lane[i & 7] = fma(d, d, lane[i & 7]);
-    }
+    lw_sqdist_lanes(a, b, i, n, lane);
     return lw_sqdist_reduce(lane);
 }
 

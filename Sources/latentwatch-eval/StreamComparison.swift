@@ -121,23 +121,14 @@ enum StreamComparison {
                     "failure_probability": c?.map(\.failureProbability) ?? [],
                 ],
                 {
-                    shiftAlarms(
-                        $0.layers,
-                        c.map {
-                            LayerMixtureShiftDetector(
-                                mode: .anytime(delta: delta),
-                                betting: betting,
-                                jumpRate: jump,
-                                corrections: $0
-                            )
-                        }
-                            ?? LayerMixtureShiftDetector(
-                                mode: .anytime(delta: delta),
-                                betting: betting,
-                                jumpRate: jump,
-                                exchangeableWith: ms
-                            )
-                    )
+                    // Built as a Monitor builds it (AlertPolicy.shiftDetector).
+                    let detector = AlertPolicy(
+                        shift: .anytime(delta: delta),
+                        jumpRate: jump,
+                        shiftBetting: betting,
+                        shiftReference: c == nil ? .calibrationAndStream : .calibrationSet
+                    ).shiftDetector(calibrationCounts: ms, corrections: c ?? [])!
+                    return shiftAlarms($0.layers, detector)
                 }
             )
         }

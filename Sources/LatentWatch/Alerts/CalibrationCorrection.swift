@@ -168,6 +168,13 @@ package struct CalibrationCorrection: Sendable, Equatable {
         return g
     }
 
+    /// The rank j in 1...m+1 of a conformal p-value j / (m + 1) against m calibration scores, rounded up when off
+    /// the lattice (a smoothed p-value; conservative); NaN or 0 (a NaN score) is rank 1, the most unusual.
+    package static func rank(ofConformal p: Double, calibrationCount m: Int) -> Int {
+        let q = p.isNaN ? 0 : min(max(p, 0), 1)
+        return min(m + 1, max(1, Int((q * Double(m + 1) - 1e-9).rounded(.up))))
+    }
+
     /// The corrected p-value of a conformal p-value (1 + #{calibration >= s}) / (m + 1). A value off that lattice
     /// (a smoothed p-value) is taken at the next lattice point up, which is conservative. NaN counts as 0.
     package func corrected(_ p: Double) -> Double {
@@ -177,8 +184,7 @@ package struct CalibrationCorrection: Sendable, Equatable {
         case .dkw: return min(1, q + slack)
         case .conditional:
             let dkw = min(1, q + slack)
-            let n = Double(calibrationCount + 1)
-            let j = max(1, Int((q * n - 1e-9).rounded(.up)))
+            let j = Self.rank(ofConformal: q, calibrationCount: calibrationCount)
             guard let last = ranks.last, j <= last else { return dkw }
             // Smallest grid rank >= j.
             var lo = 0

@@ -33,7 +33,7 @@ public enum ShiftReference: String, Sendable, Codable, CaseIterable {
 /// of the same stream gives the same p-values.
 ///
 /// Memory: m + 2 integers, allocated once; `pValue(conformal:)` allocates nothing and takes O(log m).
-package struct ConformalUrn: Sendable, Equatable {
+package struct ConformalUrn: Sendable {
     /// Calibration scores m.
     package let calibrationCount: Int
     /// Stream inputs recorded so far.
@@ -42,11 +42,6 @@ package struct ConformalUrn: Sendable, Equatable {
     private var tree: [Int]
     private var random: SeededRandom
 
-    package static func == (a: ConformalUrn, b: ConformalUrn) -> Bool {
-        a.calibrationCount == b.calibrationCount && a.count == b.count && a.tree == b.tree
-            && a.random.state == b.random.state
-    }
-
     /// An empty urn for p-values against `m` calibration scores; `seed` drives the tie-breaking.
     package init(calibrationCount m: Int, seed: UInt64 = 0) {
         calibrationCount = max(0, m)
@@ -54,12 +49,9 @@ package struct ConformalUrn: Sendable, Equatable {
         random = SeededRandom(seed: SeededRandom.mix(seed ^ 0x00C0_4F04_3A10_0001))
     }
 
-    /// The cell of a conformal p-value j / (m + 1): j, rounded up when off the lattice (conservative); NaN or 0
-    /// (a NaN score) is cell 1, the most unusual.
+    /// The cell of a conformal p-value j / (m + 1): its rank j (``CalibrationCorrection/rank(ofConformal:calibrationCount:)``).
     package func cell(ofConformal p: Double) -> Int {
-        let n = Double(calibrationCount + 1)
-        let q = p.isNaN ? 0 : min(max(p, 0), 1)
-        return min(calibrationCount + 1, max(1, Int((q * n - 1e-9).rounded(.up))))
+        CalibrationCorrection.rank(ofConformal: p, calibrationCount: calibrationCount)
     }
 
     /// Stream inputs recorded in cells 1...j.
