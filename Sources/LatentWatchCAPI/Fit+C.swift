@@ -202,6 +202,52 @@ public func lwFit(
     }
 }
 
+@c(lw_calibrate_jointly)
+public func lwCalibrateJointly(
+    _ models: UnsafePointer<OpaquePointer?>?,
+    _ calibration: UnsafePointer<UnsafePointer<lw_activations>?>?,
+    _ count: Int,
+    _ carvedBy: UnsafePointer<lw_fit_config>?,
+    _ statistic: Int32,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        guard count >= 2, count <= Int(LW_MAX_LAYERS) else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "count is \(count); it must be 2 to \(LW_MAX_LAYERS)")
+        }
+        for i in 0..<count { out[i] = nil }
+        guard let models else { throw .null("models") }
+        guard let calibration else { throw .null("calibration") }
+        let stat: JointCalibration.Statistic
+        switch statistic {
+        case LW_JOINT_CAUCHY: stat = .cauchy
+        case LW_JOINT_FISHER: stat = .fisher
+        default: throw CallError(LW_ERR_INVALID_ARGUMENT, "statistic \(statistic) is not one of LW_JOINT_*")
+        }
+        var fitted: [LatentModel] = []
+        var sources: [any ActivationSource] = []
+        for i in 0..<count {
+            fitted.append(try ModelHandle.lookup(models[i]).model)
+            guard let c = calibration[i] else { throw .null("calibration[\(i)]") }
+            let source = try BorrowedActivations(c, name: "calibration[\(i)]")
+            guard source.sampleShape.reduce(1, *) == fitted[i].inputCount else {
+                throw CallError(
+                    LW_ERR_SHAPE_MISMATCH,
+                    "calibration[\(i)] rows have shape \(source.sampleShape); model \(i) ('\(fitted[i].layer)') "
+                        + "expects \(fitted[i].inputShape)"
+                )
+            }
+            sources.append(source)
+        }
+        let carve = try carvedBy.map { (c) throws(CallError) in try fitConfiguration(c) }
+        let joint = try fitting("calibrating jointly") {
+            try LatentModelFitter.calibrateJointly(fitted, calibration: sources, carvedBy: carve, statistic: stat)
+        }
+        for i in 0..<count { out[i] = HandleRegistry.shared.insert(ModelHandle(joint[i]), kind: .model) }
+    }
+}
+
 /// Refuses a fit whose sufficient statistics could not fit in this machine's memory: two float64 D × D matrices
 /// per class (or mixture component, or the background), D the dimension after pooling. Such a fit would
 /// otherwise end the host process when the allocation fails.

@@ -234,6 +234,7 @@ public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer
         i.family = UnsafePointer(h.family)
         i.fit_notes = UnsafePointer(h.notes)
         i.posterior_temperature = m.posteriorTemperature ?? 0
+        i.joint_count = UInt64(m.jointCalibration?.count ?? 0)
         store(i, to: info, size: info.pointee.struct_size)
     }
 }

@@ -198,7 +198,7 @@ public func lwMonitorConfigInitSized(_ config: UnsafeMutablePointer<lw_monitor_c
     c.window_cooldown = 0
     c.window_level = w.windowLevel
     c.shift = LW_SHIFT_ANYTIME
-    c.fusion = LW_FUSION_BONFERRONI
+    c.fusion = LW_FUSION_AUTOMATIC
     c.shift_delta = 0.01
     c.shift_mean_run_length = 10_000
     c.mode = LW_MODE_INLINE
@@ -317,6 +317,8 @@ func monitorParts(
     switch c.fusion {
     case LW_FUSION_BONFERRONI: policy.fusion = .bonferroni
     case LW_FUSION_CAUCHY: policy.fusion = .cauchy
+    case LW_FUSION_AUTOMATIC: policy.fusion = .automatic
+    case LW_FUSION_CALIBRATED: policy.fusion = .calibrated
     default: throw CallError(LW_ERR_INVALID_ARGUMENT, "fusion \(c.fusion) is not one of LW_FUSION_*")
     }
     let mode: MonitorMode

@@ -35,7 +35,7 @@ struct DemoCommand: AsyncParsableCommand {
         print("")
         let labels = try Files.labels(path("train_labels.npy"), key: nil)
         let calibrationLabels = try Files.labels(path("calibration_labels.npy"), key: nil)
-        var models: [LatentModel] = []
+        var fitted: [(model: LatentModel, milliseconds: Double)] = []
         for layer in ["h1", "h2"] {
             let start = Date()
             let model = try userFacing("fit \(layer)") {
@@ -46,6 +46,18 @@ struct DemoCommand: AsyncParsableCommand {
                     created: ISO8601DateFormatter().string(from: Date())
                 )
             }
+            fitted.append((model, Date().timeIntervalSince(start) * 1000))
+        }
+        // Both layers saw the same calibration inputs: calibrate their fused p-value on them.
+        let joint = try userFacing("calibrate the fusion of h1 and h2") {
+            try LatentModelFitter.calibrateJointly(
+                fitted.map(\.model),
+                calibration: try ["h1", "h2"].map { try FileActivations(path: path("calibration_\($0).npy")) }
+            )
+        }
+        var models: [LatentModel] = []
+        for (i, layer) in ["h1", "h2"].enumerated() {
+            let model = joint[i]
             let file = out("\(layer).lwm")
             try userFacing("write \(file)") {
                 try ModelFile.write(model, to: file, options: .init(precision: .float16))
@@ -57,7 +69,7 @@ struct DemoCommand: AsyncParsableCommand {
                     layer,
                     model.metadata.fitSamples,
                     model.density.componentCount,
-                    Date().timeIntervalSince(start) * 1000,
+                    fitted[i].milliseconds,
                     model.metadata.calibrationSamples,
                     file,
                     size
@@ -65,6 +77,9 @@ struct DemoCommand: AsyncParsableCommand {
             )
             models.append(try Files.readModel(file))
         }
+        print(
+            "h1 and h2 fused by a joint calibration on the same \(joint[0].jointCalibration?.count ?? 0) held-out inputs"
+        )
         print("")
         print(
             "separation of held-out in-distribution inputs from out-of-distribution sets (surprise, layer h2; alert at p <= \(alerts.alpha)):"
@@ -109,7 +124,8 @@ struct DemoCommand: AsyncParsableCommand {
         )
         print("")
         print(
-            "replaying a stream of \(result.assessments.count) inputs through a Monitor (layers h1 + h2, Bonferroni fusion);"
+            "replaying a stream of \(result.assessments.count) inputs through a Monitor (layers h1 + h2, "
+                + "\(FusionText.describe(policy.fusion, models: models)));"
         )
         print("in-distribution digits until index \(oodStart), then digits 6-9, inverted and noise images:")
         var shownInputs = 0

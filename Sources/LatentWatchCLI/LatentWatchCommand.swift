@@ -12,7 +12,7 @@ public struct LatentWatchCommand: AsyncParsableCommand {
             "Files are recognised by content: .npy, .npz, safetensors, LatentWatch recordings (.lwr) and models (.lwm).",
         subcommands: [
             DemoCommand.self, FitCommand.self, ScoreCommand.self, ReplayCommand.self, EvaluateCommand.self,
-            InspectCommand.self, RecordCommand.self, ServeCommand.self, MergeCommand.self,
+            InspectCommand.self, RecordCommand.self, ServeCommand.self, MergeCommand.self, CalibrateFusionCommand.self,
         ],
         defaultSubcommand: DemoCommand.self
     )

@@ -124,8 +124,11 @@ struct AlertOptions: ParsableArguments {
     )
     var shiftReference: ShiftReference = .calibrationAndStream
 
-    @Option(help: "Fusion of the layers' p-values: bonferroni or cauchy.")
-    var fusion: PValueFusion = .bonferroni
+    @Option(
+        help:
+            "Fusion of the layers' p-values: automatic (the models' joint calibration when they carry one for exactly these layers, from `latentwatch calibrate-fusion`; otherwise bonferroni), calibrated (the joint calibration, required), bonferroni, or cauchy."
+    )
+    var fusion: PValueFusion = .automatic
 
     @Flag(
         help:
@@ -164,4 +167,19 @@ extension ActivationStatistics {
 extension [Range<Int>] {
     /// Row ranges for messages: "0..<200, 450..<649".
     var rowsText: String { map(\.description).joined(separator: ", ") }
+}
+
+/// How a monitor of these models fuses their p-values, in words.
+enum FusionText {
+    static func describe(_ fusion: PValueFusion, models: [LatentModel]) -> String {
+        guard models.count >= 2 else { return "one layer" }
+        let layers = models.map { MonitoredLayer(name: $0.layer, model: $0) }
+        if let j = try? fusion.jointCalibration(for: layers) {
+            return "\(j.statistic.rawValue) statistic calibrated jointly on \(j.count) inputs"
+        }
+        switch fusion {
+        case .cauchy: return "Cauchy fusion"
+        default: return "Bonferroni fusion"
+        }
+    }
 }

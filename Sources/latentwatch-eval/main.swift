@@ -230,6 +230,8 @@ var results: [String: [String: Any]] = [:]
 /// Per layer, the default configuration's p-values on test and each OOD set (for fusion and streams).
 var defaultPValues: [String: [String: [Double]]] = [:]
 var defaultCalibrationCount: [String: Int] = [:]
+/// Per layer, the default configuration's model (for the joint calibration of the fused p-value).
+var defaultModels: [String: LatentModel] = [:]
 
 for layer in layers {
     let train = exitOnError(tool) { try rows(path(layer, "train")) }
@@ -374,6 +376,7 @@ for layer in layers {
         layerResults[cfg.name] = entry
         if cfg.name == defaultConfig {
             defaultPValues[layer] = pvalues
+            defaultModels[layer] = model
             defaultCalibrationCount[layer] = model.calibration.distributions[.surprise]?.count ?? 0
         }
         FileHandle.standardError.write(
@@ -393,14 +396,22 @@ for layer in layers {
     results[layer] = layerResults
 }
 
-// Fusion of the default configuration's p-values across all evaluated layers.
+// Fusion of the default configuration's p-values across all evaluated layers: Bonferroni and Cauchy on the layers'
+// p-values, and the statistics calibrated jointly on the calibration split (as `LatentModelFitter.calibrateJointly`
+// does for a monitor). AUROC on the fused p-value (smaller is more unusual); for the joint calibration also on the
+// statistic itself, which does not tie at the calibration's resolution.
 var fusion: [String: Any] = [:]
 if defaultPValues.count >= 2 {
     let ls = layers.filter { defaultPValues[$0] != nil }
-    for rule in [PValueFusion.bonferroni, .cauchy] {
-        func fused(_ split: String) -> [Double] {
-            StreamComparison.fuse(ls.map { defaultPValues[$0]! }, split: split, rule: rule)
+    let fusionName = { (rule: String) in "\(defaultConfig)+\(rule)(\(ls.joined(separator: ",")))" }
+    func rates(_ test: [Double]) -> [String: Double] {
+        var r: [String: Double] = [:]
+        for level in [0.01, 0.001] {
+            r["\(level)"] = Double(test.filter { $0 <= level }.count) / Double(test.count)
         }
+        return r
+    }
+    func summary(_ fused: (String) -> [Double]) -> [String: Any] {
         let test = fused("test")
         var auroc: [String: Double] = [:]
         var fpr: [String: Double] = [:]
@@ -410,10 +421,43 @@ if defaultPValues.count >= 2 {
             auroc[o] = ROC.auroc(negatives: test.map { -$0 }, positives: ood.map { -$0 })
             fpr[o] = ROC.falsePositiveRate(negatives: test.map { -$0 }, positives: ood.map { -$0 })
         }
-        fusion["\(defaultConfig)+\(rule.rawValue)(\(ls.joined(separator: ",")))"] = [
+        return [
             "auroc": auroc, "fpr95": fpr, "mean_auroc": auroc.values.reduce(0, +) / Double(max(1, auroc.count)),
-            "alert_rate": Double(test.filter { $0 <= alpha }.count) / Double(test.count),
+            "alert_rate": Double(test.filter { $0 <= alpha }.count) / Double(test.count), "alert_rates": rates(test),
+            "test_count": test.count,
         ]
+    }
+    for rule in [PValueFusion.bonferroni, .cauchy] {
+        fusion[fusionName(rule.rawValue)] = summary {
+            StreamComparison.fuse(ls.map { defaultPValues[$0]! }, split: $0, rule: rule)
+        }
+    }
+    for statistic in JointCalibration.Statistic.allCases {
+        let joint = exitOnError(tool) {
+            try LatentModelFitter.calibrateJointly(
+                ls.map { defaultModels[$0]! },
+                calibration: try ls.map { try FileActivations(path: path($0, "cal")) },
+                statistic: statistic
+            )
+        }
+        let j = joint[0].jointCalibration!
+        func layerP(_ split: String, _ i: Int) -> [Double] { ls.map { defaultPValues[$0]![split]![i] } }
+        func calibrated(_ split: String) -> [Double] {
+            (0..<defaultPValues[ls[0]]![split]!.count).map { i in
+                layerP(split, i).withUnsafeBufferPointer { j.pValue($0) }
+            }
+        }
+        var entry = summary(calibrated)
+        // Ranked by the statistic (larger is more unusual): score = -statistic as a "p-value".
+        let byStatistic = summary { split in
+            (0..<defaultPValues[ls[0]]![split]!.count).map { i in
+                -layerP(split, i).withUnsafeBufferPointer { JointCalibration.value(statistic, $0) }
+            }
+        }
+        entry["mean_auroc_statistic"] = byStatistic["mean_auroc"]
+        entry["auroc_statistic"] = byStatistic["auroc"]
+        entry["joint_count"] = j.count
+        fusion[fusionName("joint-\(statistic.rawValue)")] = entry
     }
 }
 

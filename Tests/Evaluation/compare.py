@@ -132,6 +132,31 @@ def main():
                    key=lambda t: t[1])
         out.append(f"Best reference on a layer: {best[0]} {best[1]:.4f}; best output-based: {best_out[0]} {best_out[1]:.4f}; "
                    f"LatentWatch default on its best layer: {mine[0]} {mine[1]:.4f} ({mine[1] - max(best[1], best_out[1]):+.4f}).\n")
+        # Fusion: validity (realised alert rates on the ID test split, with a 95 % Clopper-Pearson interval) and
+        # ranking, against the best single layer.
+        if ours.get("fusion"):
+            from scipy.stats import beta as beta_law
+
+            def rate_cell(e, level):
+                r = e.get("alert_rates", {}).get(str(level))
+                n = e.get("test_count")
+                if r is None or not n:
+                    return "-"
+                k = round(r * n)
+                lo = beta_law.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+                hi = beta_law.ppf(0.975, k + 1, n - k) if k < n else 1.0
+                return f"{r:.4f} [{lo:.4f}, {hi:.4f}]"
+
+            out.append(f"### {ours['scenario']}: fused p-value over the layers (alert rate on ID test: rate [95 % interval])\n")
+            out.append("| fusion | mean AUROC (p-value) | mean AUROC (statistic) | alert rate α = 0.01 | alert rate α = 0.001 |")
+            out.append("|---|---|---|---|---|")
+            for name, e in ours["fusion"].items():
+                stat = e.get("mean_auroc_statistic")
+                out.append(f"| {name} | {e['mean_auroc']:.4f} | {'-' if stat is None else f'{stat:.4f}'} | "
+                           f"{rate_cell(e, 0.01)} | {rate_cell(e, 0.001)} |")
+            best_layer = max(((l, lw[default]["mean_auroc"]) for l, lw in ours["layers"].items() if default in lw),
+                             key=lambda t: t[1])
+            out.append(f"\nBest single layer: {best_layer[0]} {best_layer[1]:.4f}.\n")
         # Regularisation.
         out.append(f"### {ours['scenario']}: covariance regularisation of the class Gaussians (mean AUROC)\n")
         regs = ["held-out (default)", "oas", "none", "fixed0.01", "fixed0.1", "fixed0.5"]

@@ -39,7 +39,7 @@ public enum LatentWatchBinary {
     }
 
     /// Runs any executable to completion (in `directory`, by default the package root); returns exit status, stdout,
-    /// stderr.
+    /// stderr. `environment` is added to this process's; a key given an empty value is removed instead.
     @discardableResult
     public static func runTool(
         _ executable: String,
@@ -53,7 +53,7 @@ public enum LatentWatchBinary {
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
         if !environment.isEmpty {
-            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !$0.value.isEmpty }
         }
         p.currentDirectoryURL = directory
         let out = Pipe()

@@ -101,6 +101,49 @@ class MonitorTests(TempDirTestCase):
         self.assertEqual([(a.kind, a.index, a.p_value) for a in written],
                          [(a.kind, a.index, a.p_value) for a in expected])
 
+    def test_joint_calibration_matches_latentwatch_calibrate_fusion(self):
+        """calibrate_jointly in process and `latentwatch calibrate-fusion` on the same model files give models whose
+        monitors raise the same alerts (here and in `latentwatch replay`); the fused p-value is the joint
+        calibration's; the refusals are clear."""
+        binary = require_binary(self)
+        paths = self.cli_models(binary)
+        cal = [np.load(os.path.join(DATA, f"calibration_{layer}.npy")) for layer in ("h1", "h2")]
+        joint = lw.calibrate_jointly([lw.load(p) for p in paths], cal)
+        self.assertEqual([m.joint_count for m in joint], [217, 217])
+        self.assertEqual(lw.load(paths[0]).joint_count, 0)
+        out_dir = self.path("joint")
+        run_tool(binary, ["calibrate-fusion", "--model", paths[0], "--calibration", f"{DATA}/calibration_h1.npy",
+                          "--model", paths[1], "--calibration", f"{DATA}/calibration_h2.npy",
+                          "--output-directory", out_dir])
+        written = [os.path.join(out_dir, os.path.basename(p)) for p in paths]
+        self.assertEqual([lw.load(p).joint_count for p in written], [217, 217])
+        replay = self.path("replay.jsonl")
+        run_tool(binary, ["replay", "--model", written[0], "--model", written[1], "--input",
+                          f"{DATA}/stream_h1.npy", "--input", f"{DATA}/stream_h2.npy", "--alerts", replay])
+        with open(replay) as f:
+            expected = [(a.kind, a.index, a.p_value) for a in
+                        (lw.Alert.from_json(json.loads(line)) for line in f if line.strip())]
+        got = []
+        with lw.Monitor(joint, on_alert=got.append, fusion="calibrated") as m:
+            fused = m.assess_batch(self.h1[:400], self.h2[:400]).fused_p_value
+        self.assertEqual([(a.kind, a.index, a.p_value) for a in got], expected)
+        with lw.Monitor(paths) as m:
+            bonferroni = m.assess_batch(self.h1[:400], self.h2[:400]).fused_p_value
+        self.assertFalse(np.array_equal(fused, bonferroni))
+        self.assertGreaterEqual(fused.min(), 1 / 218 - 1e-12)
+        with self.assertRaises(lw.ConfigurationError) as e:
+            lw.Monitor(paths, fusion="calibrated")
+        self.assertIn("calibrate", str(e.exception))
+        with self.assertRaises(lw.ConfigurationError) as e:
+            lw.calibrate_jointly(joint, [np.load(os.path.join(DATA, f"test_{layer}.npy")) for layer in ("h1", "h2")])
+        self.assertIn("not the ones its model was calibrated on", str(e.exception))
+        with self.assertRaises(lw.ShapeError):
+            lw.calibrate_jointly(joint, cal[::-1])
+        with self.assertRaises(lw.ConfigurationError):
+            lw.calibrate_jointly(joint[:1], cal[:1])
+        with self.assertRaises(lw.ConfigurationError):
+            lw.calibrate_jointly(joint, cal, statistic="harmonic")
+
     def test_shift_detector_settings_match_latentwatch_replay(self):
         """Betting, jump rate, the reference and the calibration correction reach the library: the in-process alerts
         equal `latentwatch replay` with the same flags, and differ from the defaults' (so the settings were read)."""

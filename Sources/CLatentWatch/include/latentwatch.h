@@ -42,8 +42,10 @@ extern "C" {
 /* The ABI version this header describes. lw_abi_version() returns the library's; a library accepts programs
  * compiled against its own ABI version or an earlier one. Version 2 added the lw_statistics functions and
  * lw_monitor_replace_models (and lw_monitor_stats.replacements). Version 3 added sharded mixtures: mixture
- * statistics, the lw_mixture functions, and lw_statistics_info's fields from kind on. */
-#define LW_ABI_VERSION 3
+ * statistics, the lw_mixture functions, and lw_statistics_info's fields from kind on. Version 4 added jointly
+ * calibrated fusion: lw_calibrate_jointly, LW_FUSION_AUTOMATIC (the new default) and LW_FUSION_CALIBRATED, and
+ * lw_model_info.joint_count. */
+#define LW_ABI_VERSION 4
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Status codes and errors
@@ -142,6 +144,9 @@ typedef struct lw_model_info {
     double posterior_temperature;     /* the calibrated class posterior's temperature (Docs/Statistics.md); 0:
                                          Bayes' rule on the density (mixtures, fits without calibration labels).
                                          A struct_size that ends at fit_notes is filled up to there */
+    uint64_t joint_count;             /* inputs of the joint calibration the model carries (lw_calibrate_jointly);
+                                         0: none. A struct_size that ends at posterior_temperature is filled up
+                                         to there */
 } lw_model_info;
 
 /* Fills *info (set info->struct_size first). */
@@ -266,6 +271,24 @@ int lw_model_write(const lw_model *model, const char *path, int32_t precision, i
 int lw_model_encode(
     const lw_model *model, int32_t precision, int32_t compression_level, void *buffer, size_t capacity,
     size_t *length
+);
+
+/* How a joint calibration combines the layers' p-values: Docs/Statistics.md, "Jointly calibrated fusion". */
+#define LW_JOINT_CAUCHY 0 /* mean of tan((1/2 - p) pi): the default */
+#define LW_JOINT_FISHER 1 /* -sum of log p */
+
+/* Calibrates the fused p-value of count (2 to LW_MAX_LAYERS) models fitted on the same inputs' activations of
+ * different layers. calibration[i] holds model i's calibration rows, row r being the same input on every layer:
+ * the calibration rows its fit was given, or, when the fits carved their calibration rows off their training
+ * rows, those training rows with carved_by pointing to the fits' configuration (its split_seed and
+ * calibration_fraction pick the same rows); carved_by is NULL otherwise. Each layer's scores are checked against
+ * its model's calibration (LW_ERR_INVALID_CONFIGURATION for other rows). On success out[i] is a new model, model i
+ * carrying the joint calibration (free each with lw_model_free; write it with lw_model_write); the models given
+ * are unchanged. A monitor of exactly these layers then fuses their p-values with it (LW_FUSION_AUTOMATIC,
+ * LW_FUSION_CALIBRATED). */
+int lw_calibrate_jointly(
+    const lw_model *const *models, const lw_activations *const *calibration, size_t count,
+    const lw_fit_config *carved_by, int32_t statistic, lw_model **out
 );
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -409,8 +432,12 @@ typedef void (*lw_alert_callback)(const lw_alert *alert, void *context);
 #define LW_SHIFT_ANYTIME 1          /* no false alarm ever, with probability 1 - shift_delta */
 #define LW_SHIFT_CHANGE_DETECTION 2 /* Shiryaev-Roberts with mean run length shift_mean_run_length */
 
-#define LW_FUSION_BONFERRONI 0 /* valid under any dependence between layers */
+#define LW_FUSION_BONFERRONI 0 /* valid under any dependence between layers, conservative */
 #define LW_FUSION_CAUCHY 1     /* valid asymptotically, more powerful when layers agree */
+#define LW_FUSION_AUTOMATIC 2  /* the models' joint calibration when they carry one for exactly these layers
+                                  (lw_calibrate_jointly), otherwise Bonferroni */
+#define LW_FUSION_CALIBRATED 3 /* the joint calibration: a conformal p-value, valid at every level; the monitor
+                                  refuses models without a matching one */
 
 /* The shift detector's betting functions (Docs/Statistics.md). */
 #define LW_BETTING_MIXTURE 0 /* no bet, a log e-value and two power functions: near and far shifts */
@@ -450,7 +477,7 @@ typedef struct lw_monitor_config {
     uint32_t window_cooldown;           /* inputs before a window episode may resolve; 0 (default): length */
     double window_level;                /* the window's false-alarm level; default 1e-4 */
     int32_t shift;                      /* LW_SHIFT_*; default LW_SHIFT_ANYTIME */
-    int32_t fusion;                     /* LW_FUSION_*; default LW_FUSION_BONFERRONI */
+    int32_t fusion;                     /* LW_FUSION_*; default LW_FUSION_AUTOMATIC */
     double shift_delta;                 /* anytime: default 0.01 */
     double shift_mean_run_length;       /* change detection: default 10000 */
     /* Scoring. */

@@ -10,7 +10,7 @@ public enum ModelFile {
     package static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
     /// Format version this library writes.
     package static let majorVersion: UInt16 = 1
-    package static let minorVersion: UInt16 = 1
+    package static let minorVersion: UInt16 = 2
     static let headerSize = 32
     static let entrySize = 48
     static let trailerSize = 16
@@ -69,6 +69,10 @@ public enum ModelFile {
             sections.addFloats("calibration.\(kind.rawValue).values", dist.values, shape: [dist.values.count])
             sections.addUInt32("calibration.\(kind.rawValue).ranks", dist.ranks, shape: [dist.ranks.count])
         }
+        if let j = m.jointCalibration {
+            sections.addFloats("joint.values", j.distribution.values, shape: [j.distribution.values.count])
+            sections.addUInt32("joint.ranks", j.distribution.ranks, shape: [j.distribution.ranks.count])
+        }
         let projectionJSON: ModelFileMetadata.PreparationJSON.ProjectionJSON
         switch prep.options.projection {
         case .none: projectionJSON = .init(kind: "none")
@@ -102,6 +106,14 @@ public enum ModelFile {
             calibration: .init(scores: kinds.map(\.rawValue), counts: counts),
             posterior: m.posteriorTemperature.map {
                 .init(kind: ModelFileMetadata.PosteriorJSON.rootDistance, temperature: $0)
+            },
+            joint: m.jointCalibration.map {
+                .init(
+                    statistic: $0.statistic.rawValue,
+                    layers: $0.layers,
+                    memberChecksums: $0.memberChecksums,
+                    count: $0.count
+                )
             },
             tensors: descriptors,
             fit: .init(
@@ -571,7 +583,49 @@ public enum ModelFile {
             }
             model.posteriorTemperature = t
         }
+        if let joint = meta.joint {
+            model.jointCalibration = try jointCalibration(joint, r)
+        }
         return model
+    }
+
+    /// Reads a joint calibration's values and checks its parts.
+    static func jointCalibration(
+        _ joint: ModelFileMetadata.JointJSON,
+        _ r: ModelSectionReader
+    ) throws(LatentWatchError) -> JointCalibration {
+        guard let statistic = JointCalibration.Statistic(rawValue: joint.statistic) else {
+            throw LatentWatchError(
+                .unsupportedFeature,
+                "the joint calibration's statistic '\(joint.statistic)' is unknown to LatentWatch \(LatentWatchVersion.string)",
+                remedy: "upgrade LatentWatch"
+            )
+        }
+        guard joint.layers.count >= 2, joint.layers.count == joint.memberChecksums.count,
+            let vd = r.descriptors["joint.values"]
+        else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "the joint calibration names \(joint.layers.count) layers and \(joint.memberChecksums.count) checksums",
+                remedy: "the file is corrupt; refit"
+            )
+        }
+        let n = vd.shape.first ?? 0
+        let values = try r.floats("joint.values", shape: [n])
+        let ranks = try r.uint32s("joint.ranks", shape: [n])
+        guard let dist = EmpiricalDistribution(count: joint.count, values: values, ranks: ranks) else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "the joint calibration is not sorted or its ranks are inconsistent",
+                remedy: "the file is corrupt; refit"
+            )
+        }
+        return JointCalibration(
+            statistic: statistic,
+            layers: joint.layers,
+            memberChecksums: joint.memberChecksums,
+            distribution: dist
+        )
     }
 
     // MARK: Helpers

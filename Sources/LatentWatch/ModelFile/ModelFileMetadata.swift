@@ -51,6 +51,21 @@ struct ModelFileMetadata: Codable {
         var temperature: Double
     }
 
+    /// The joint calibration of a fused statistic (``LatentModel/jointCalibration``); its values are the tensors
+    /// `joint.values` and `joint.ranks`.
+    struct JointJSON: Codable {
+        var statistic: String
+        var layers: [String]
+        var memberChecksums: [UInt32]
+        var count: Int
+
+        enum CodingKeys: String, CodingKey {
+            case statistic, layers
+            case memberChecksums = "member_checksums"
+            case count
+        }
+    }
+
     var format: String
     var libraryVersion: String
     var created: String
@@ -63,6 +78,8 @@ struct ModelFileMetadata: Codable {
     var calibration: CalibrationJSON
     /// Absent: Bayes' rule on the density.
     var posterior: PosteriorJSON? = nil
+    /// Absent: no joint calibration.
+    var joint: JointJSON? = nil
     var tensors: [TensorDescriptor]
     var fit: FitJSON
 
@@ -72,7 +89,7 @@ struct ModelFileMetadata: Codable {
         case created, layer
         case inputShape = "input_shape"
         case requiredFeatures = "required_features"
-        case preparation, density, background, calibration, posterior, tensors, fit
+        case preparation, density, background, calibration, posterior, joint, tensors, fit
     }
 }
 

@@ -1,7 +1,15 @@
-/// How per-layer p-values combine into one. Both stay valid under the strong dependence between layers;
-/// Fisher's method and summed log-likelihoods do not.
+/// How per-layer p-values combine into one. Bonferroni and Cauchy stay valid under the strong dependence between
+/// layers (Fisher's method and summed log-likelihoods do not); a joint calibration makes the combination itself a
+/// conformal p-value.
 public enum PValueFusion: String, Sendable, Codable, CaseIterable {
-    /// min(1, L min_i p_i): valid under any dependence.
+    /// The joint calibration when every layer's model carries one made for exactly the monitored layers
+    /// (``LatentModel/jointCalibration``), otherwise Bonferroni. The default.
+    case automatic
+    /// The joint calibration: the conformal p-value of the Cauchy (or Fisher) statistic of the layers' p-values
+    /// among the same statistic on the inputs every layer was calibrated on; valid at every level, as one layer's
+    /// p-value is, and ranking as the statistic does. A monitor refuses models without a matching one.
+    case calibrated
+    /// min(1, L min_i p_i): valid under any dependence, conservative.
     case bonferroni
     /// Cauchy combination (Liu and Xie 2020): 1/2 - arctan(mean_i tan((1/2 - p_i) pi)) / pi; valid
     /// asymptotically under arbitrary dependence, more powerful when several layers agree.
@@ -22,7 +30,8 @@ public struct AlertPolicy: Sendable, Equatable {
     public var jumpRate: Double
     /// The shift detector's betting functions.
     public var shiftBetting: ShiftBetting
-    /// Fusion of layers' p-values.
+    /// Fusion of layers' p-values (``PValueFusion/automatic``: the models' joint calibration when they carry one,
+    /// otherwise Bonferroni).
     public var fusion: PValueFusion
     /// Correct the stream detectors that test against the fixed calibration set, so their guarantees hold given
     /// it: the shift detector in change-detection mode or with ``ShiftReference/calibrationSet`` bets on p-values
@@ -54,7 +63,8 @@ public struct AlertPolicy: Sendable, Equatable {
 
     /// Defaults: alpha 0.01 per input and aleatoric, a 200-input window at level 1e-4, anytime shift detection
     /// at delta 0.01 (mixture betting, jump rate 0.001, against the calibration set and the stream so far),
-    /// Bonferroni fusion, calibration-set correction on.
+    /// fusion by the models' joint calibration when they carry one (Bonferroni otherwise), calibration-set
+    /// correction on.
     public init(
         inputAlpha: Double = 0.01,
         aleatoricAlpha: Double? = 0.01,
@@ -62,7 +72,7 @@ public struct AlertPolicy: Sendable, Equatable {
         shift: ShiftDetection? = .anytime(delta: 0.01),
         jumpRate: Double = 0.001,
         shiftBetting: ShiftBetting = .mixture,
-        fusion: PValueFusion = .bonferroni,
+        fusion: PValueFusion = .automatic,
         correctForCalibrationSet: Bool = true,
         shiftReference: ShiftReference = .calibrationAndStream
     ) {
@@ -79,13 +89,14 @@ public struct AlertPolicy: Sendable, Equatable {
 }
 
 extension PValueFusion {
-    /// Fuses p-values; allocates nothing.
+    /// Fuses p-values without a joint calibration (``automatic`` and ``calibrated`` fall back to Bonferroni);
+    /// allocates nothing.
     @inlinable
     package func fuse(_ p: UnsafeBufferPointer<Double>) -> Double {
         guard !p.isEmpty else { return 1 }
         if p.count == 1 { return p[0] }
         switch self {
-        case .bonferroni:
+        case .bonferroni, .automatic, .calibrated:
             var m = 1.0
             for v in p { m = min(m, v) }
             return min(1, m * Double(p.count))
@@ -98,6 +109,29 @@ extension PValueFusion {
             t /= Double(p.count)
             return min(1, max(0, 0.5 - atanOverPi(t)))
         }
+    }
+}
+
+extension PValueFusion {
+    /// The joint calibration this fusion uses for these layers' models: the one they all carry when it was made
+    /// for exactly them (nil with one layer, with ``bonferroni`` and ``cauchy``, and with ``automatic`` when
+    /// there is none). Throws with ``calibrated`` when there is none.
+    package func jointCalibration(for layers: [MonitoredLayer]) throws(LatentWatchError) -> JointCalibration? {
+        guard layers.count >= 2, self == .automatic || self == .calibrated else { return nil }
+        let models = layers.map(\.model)
+        if let j = models[0].jointCalibration, j.matches(models) { return j }
+        guard self == .calibrated else { return nil }
+        let carried = layers.filter { $0.model.jointCalibration != nil }.map(\.name)
+        throw LatentWatchError(
+            .invalidConfiguration,
+            "calibrated fusion needs the layers' models to carry one joint calibration made for exactly them; "
+                + (carried.isEmpty
+                    ? "none carries one"
+                    : "\(carried) carry one, made for \(models.compactMap(\.jointCalibration).first!.layers) or "
+                        + "with other calibrations"),
+            remedy: "calibrate them together (latentwatch calibrate-fusion, LatentModelFitter.calibrateJointly), "
+                + "or choose automatic, bonferroni or cauchy fusion"
+        )
     }
 }
 
@@ -174,6 +208,18 @@ extension AlertPolicy {
                 ) - layerAlpha
         }
         return (corrections, inputAlpha + max(0, excess))
+    }
+
+    /// The rate of fused p <= `inputAlpha` the window assumes when the fused p-value is jointly calibrated on `m`
+    /// inputs: the exact bound given that set at the calibration failure probability (as for one layer), or
+    /// `inputAlpha` without `correctForCalibrationSet`.
+    package func windowNullRate(jointCalibrationCount m: Int) -> Double {
+        guard correctForCalibrationSet else { return inputAlpha }
+        return WindowRateDetector.calibratedRate(
+            threshold: inputAlpha,
+            calibrationCount: m,
+            failureProbability: shift?.calibrationFailureProbability ?? 0.005
+        )
     }
 }
 

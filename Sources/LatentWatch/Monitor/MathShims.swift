@@ -8,3 +8,4 @@ import Darwin
 
 @usableFromInline func _tan(_ x: Double) -> Double { tan(x) }
 @usableFromInline func _atan(_ x: Double) -> Double { atan(x) }
+@usableFromInline func _log(_ x: Double) -> Double { log(x) }

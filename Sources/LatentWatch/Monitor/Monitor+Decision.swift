@@ -4,7 +4,7 @@ import Metrics
 
 extension Monitor {
     /// The decision on one scored input, by role: each layer's conformal p-value from its calibration, the
-    /// fused p-value (``AlertPolicy/fusion``), the stream detectors' update (``StreamState``), the alerts
+    /// fused p-value (the models' joint calibration, or ``AlertPolicy/fusion``), the stream detectors' update (``StreamState``), the alerts
     /// (worded by ``Alert``'s factories, handed to the ``AlertDispatcher``), and the assessment written into
     /// `result` in place (its `layers` storage is reused when it already has one entry per layer).
     func conclude(requestID: String?, ws: LayerWorkspaces, into result: inout Assessment) {
@@ -23,7 +23,8 @@ extension Monitor {
             result.layers[i].surprise = s
             result.layers[i].pValue = p
         }
-        let fused = policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
+        let fused =
+            ws.joint?.pValue(UnsafeBufferPointer(ws.pValues)) ?? policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
         let prim = scores[primary]
         let entropyP = layers[primary].model.calibration.pValue(.entropy, prim.entropy)
         // The stream update and the alerts it raises happen under one lock, so alerts reach the sinks in stream

@@ -15,7 +15,8 @@ extension Monitor {
     ///   not fed to the restarted detectors.
     ///
     /// The replacement must monitor the same layers: the same names, in the same order, with activations of the same
-    /// sizes. Family, preparation and calibration may all differ.
+    /// sizes. Family, preparation and calibration may all differ; the fusion follows the replacement's joint
+    /// calibration (``PValueFusion/automatic``), and with ``PValueFusion/calibrated`` the replacement must carry one.
     /// - Throws: ``LatentWatchError`` with `invalidConfiguration` when the replacement does not fit; the current
     ///   models then stay in use.
     public func replaceModels(_ replacement: [MonitoredLayer]) throws(LatentWatchError) {
@@ -43,14 +44,22 @@ extension Monitor {
                 )
             }
         }
+        let joint = try configuration.policy.fusion.jointCalibration(for: replacement)
         let now = Date().timeIntervalSince1970
         let generation = state.withLock { s -> Int in
             let generation = s.generation + 1
             // Under the stream lock: an input that concludes after this sees the new generation and is not fed
             // to the new detectors unless it was scored by the new models.
-            models.withLock { $0 = ModelSlot(set: ModelSet(generation: generation, layers: replacement), pool: []) }
+            models.withLock {
+                $0 = ModelSlot(set: ModelSet(generation: generation, layers: replacement, joint: joint), pool: [])
+            }
             let last = s.next - 1
-            let open = s.restart(policy: configuration.policy, layers: replacement, generation: generation)
+            let open = s.restart(
+                policy: configuration.policy,
+                layers: replacement,
+                joint: joint,
+                generation: generation
+            )
             let why = "the models were replaced; the detector restarted on their calibration"
             if open.window { alerts.emit(.resolved(.window, index: last, time: now, detail: why)) }
             if open.shift { alerts.emit(.resolved(.shift, index: last, time: now, detail: why)) }

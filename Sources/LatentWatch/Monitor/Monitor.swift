@@ -60,8 +60,11 @@ public final class Monitor: Service, Sendable {
             )
         }
         ComputeCheck.warnOnce(logger)
+        let joint = try configuration.policy.fusion.jointCalibration(for: configuration.layers)
         self.configuration = configuration
-        self.models = LockedValue(ModelSlot(set: ModelSet(generation: 0, layers: configuration.layers), pool: []))
+        self.models = LockedValue(
+            ModelSlot(set: ModelSet(generation: 0, layers: configuration.layers, joint: joint), pool: [])
+        )
         self.inputCounts = configuration.layers.map { $0.model.preparation.inputCount }
         self.layerNames = configuration.layers.map(\.name)
         let p = configuration.primaryLayer ?? configuration.layers.count - 1
@@ -72,7 +75,9 @@ public final class Monitor: Service, Sendable {
             )
         }
         self.primary = p
-        self.state = LockedValue(StreamState(policy: configuration.policy, layers: configuration.layers, generation: 0))
+        self.state = LockedValue(
+            StreamState(policy: configuration.policy, layers: configuration.layers, joint: joint, generation: 0)
+        )
         self.metrics = MonitorMetrics(
             prefix: configuration.metricsPrefix,
             layers: configuration.layers.map(\.name),
@@ -108,6 +113,10 @@ public final class Monitor: Service, Sendable {
     /// The models in use, in layer order.
     public var currentLayers: [MonitoredLayer] { models.withLock { $0.set.layers } }
 
+    /// The joint calibration the monitor fuses the layers' p-values with (``PValueFusion/automatic`` or
+    /// ``PValueFusion/calibrated`` over models calibrated together), or nil when it fuses by Bonferroni or Cauchy.
+    public var jointCalibration: JointCalibration? { models.withLock { $0.set.joint } }
+
     /// How many times the models were replaced (0 for the models the monitor was created with).
     public var modelGeneration: Int { models.withLock { $0.set.generation } }
 
@@ -133,10 +142,13 @@ final class ModelSet: Sendable {
     /// 0 for the monitor's first models, one more at each replacement.
     let generation: Int
     let layers: [MonitoredLayer]
+    /// The joint calibration the layers' p-values are fused with, or nil (``PValueFusion/jointCalibration(for:)``).
+    let joint: JointCalibration?
 
-    init(generation: Int, layers: [MonitoredLayer]) {
+    init(generation: Int, layers: [MonitoredLayer], joint: JointCalibration?) {
         self.generation = generation
         self.layers = layers
+        self.joint = joint
     }
 }
 
@@ -153,6 +165,8 @@ final class LayerWorkspaces: @unchecked Sendable {
     let generation: Int
     /// The models this input is scored with.
     let layers: [MonitoredLayer]
+    /// Their joint calibration, when the monitor fuses with it.
+    let joint: JointCalibration?
     let scoring: [ScoringWorkspace]
     let pValues: UnsafeMutableBufferPointer<Double>
     /// Each layer's shift martingale's log capital after the current input (for the metrics).
@@ -167,6 +181,7 @@ final class LayerWorkspaces: @unchecked Sendable {
     init(_ set: ModelSet) {
         generation = set.generation
         layers = set.layers
+        joint = set.joint
         scoring = layers.map { $0.model.makeWorkspace() }
         converted = layers.map {
             let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.model.preparation.inputCount)

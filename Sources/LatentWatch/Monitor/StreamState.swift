@@ -11,16 +11,18 @@ struct StreamState: Sendable {
     var lastShiftAlarm = 0
     let shiftCooldown: Int
 
-    /// Detectors for `layers`' calibration sets.
-    init(policy: AlertPolicy, layers: [MonitoredLayer], generation: Int) {
+    /// Detectors for `layers`' calibration sets, and their joint calibration when the fused p-value comes from it.
+    init(policy: AlertPolicy, layers: [MonitoredLayer], joint: JointCalibration?, generation: Int) {
         // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the window's
         // guarantee, and the shift detector's against the calibration sets alone, hold given the fixed
-        // calibration sets (Docs/Statistics.md).
+        // calibration sets (Docs/Statistics.md). A jointly calibrated fused p-value is one conformal p-value
+        // against the joint calibration set, with that set's exact bound.
         let counts = layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
         let corrections = policy.calibrationCorrections(calibrationCounts: counts)
         self.init(
             policy: policy,
-            windowNullRate: corrections.windowNullRate,
+            windowNullRate: joint.map { policy.windowNullRate(jointCalibrationCount: $0.count) }
+                ?? corrections.windowNullRate,
             calibrationCounts: counts,
             corrections: corrections.shift,
             generation: generation
@@ -54,13 +56,14 @@ struct StreamState: Sendable {
     mutating func restart(
         policy: AlertPolicy,
         layers: [MonitoredLayer],
+        joint: JointCalibration?,
         generation: Int
     ) -> (
         window: Bool, shift: Bool
     ) {
         let open = (window: window?.active ?? false, shift: shiftEpisodeOpen)
         let index = next
-        self = StreamState(policy: policy, layers: layers, generation: generation)
+        self = StreamState(policy: policy, layers: layers, joint: joint, generation: generation)
         next = index
         return open
     }

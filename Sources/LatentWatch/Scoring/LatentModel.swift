@@ -70,6 +70,10 @@ public struct LatentModel: Sendable {
     /// the predicted class changes (the map is increasing in log p(z, y)). Nil for mixtures, whose components
     /// are not classes, and for fits without calibration labels.
     public package(set) var posteriorTemperature: Double?
+    /// The calibration of the fused p-value of this model's layer together with other layers calibrated on the
+    /// same inputs (``LatentModelFitter/calibrateJointly(_:calibration:carve:statistic:)``), or nil. A monitor of
+    /// exactly those layers fuses their p-values with it (``PValueFusion/automatic``).
+    public package(set) var jointCalibration: JointCalibration?
 
     /// Assembles a model from its parts.
     package init(
@@ -137,6 +141,7 @@ public struct LatentModel: Sendable {
             calibration: calibration
         )
         m.posteriorTemperature = posteriorTemperature
+        m.jointCalibration = jointCalibration
         return m
     }
 

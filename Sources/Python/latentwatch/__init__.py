@@ -39,7 +39,7 @@ from ._errors import (
     UnsupportedModelError,
     WrongStateError,
 )
-from ._model import Model, Score, Scores, fit, load
+from ._model import Model, Score, Scores, calibrate_jointly, fit, load
 from ._monitor import AssessmentBatch, Monitor
 from ._statistics import Statistics, gather_statistics, merge_statistics
 from ._types import Alert, Assessment, Flags, LayerAssessment
@@ -58,6 +58,7 @@ __all__ = [
     # models
     "Model",
     "Score",
+    "calibrate_jointly",
     "Scores",
     "load",
     "fit",

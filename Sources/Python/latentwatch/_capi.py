@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: The ABI version these declarations describe (``LW_ABI_VERSION`` in the header).
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 # ---- status codes -------------------------------------------------------------------------------------------------
 
@@ -105,6 +105,10 @@ LW_SHIFT_CHANGE_DETECTION = 2
 
 LW_FUSION_BONFERRONI = 0
 LW_FUSION_CAUCHY = 1
+LW_FUSION_AUTOMATIC = 2
+LW_FUSION_CALIBRATED = 3
+LW_JOINT_CAUCHY = 0
+LW_JOINT_FISHER = 1
 LW_BETTING_MIXTURE = 0
 LW_BETTING_POWER = 1
 LW_BETTING_LINEAR = 2
@@ -156,6 +160,7 @@ class lw_model_info(Structure):
         ("family", c_char_p),
         ("fit_notes", c_char_p),
         ("posterior_temperature", c_double),
+        ("joint_count", c_uint64),
     ]
 
 
@@ -451,6 +456,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         "lw_fit_config_init_sized": (None, [P(lw_fit_config), c_size_t]),
         "lw_activations_init": (None, [P(lw_activations)]),
         "lw_fit": (c_int, [P(lw_activations), P(lw_activations), P(lw_fit_config), handle_out]),
+        "lw_calibrate_jointly": (
+            c_int,
+            [POINTER(c_void_p), POINTER(P(lw_activations)), c_size_t, P(lw_fit_config), c_int32, POINTER(c_void_p)],
+        ),
         "lw_model_write": (c_int, [c_void_p, c_char_p, c_int32, c_int32]),
         "lw_model_encode": (c_int, [c_void_p, c_int32, c_int32, c_void_p, c_size_t, P(c_size_t)]),
         "lw_monitor_config_init": (None, [P(lw_monitor_config)]),

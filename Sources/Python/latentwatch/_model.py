@@ -5,7 +5,7 @@ import ctypes
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -145,6 +145,7 @@ class Model(OwnedHandle):
             "calibration_count": int(info.calibration_count),
             "fit_samples": int(info.fit_samples),
             "posterior_temperature": float(info.posterior_temperature) or None,
+            "joint_count": int(info.joint_count),
             "fingerprint": int(info.fingerprint) if info.has_fingerprint else None,
             "precision": _PRECISION_NAMES.get(info.precision, str(info.precision)),
         }
@@ -236,6 +237,11 @@ class Model(OwnedHandle):
         """The temperature of the calibrated class posterior p(y | z) that entropy and ``max_posterior`` come
         from, or None for Bayes' rule on the density (mixtures; fits without calibration labels)."""
         return self._info["posterior_temperature"]
+
+    @property
+    def joint_count(self) -> int:
+        """Inputs of the joint calibration the model carries (:func:`calibrate_jointly`), or 0 for none."""
+        return self._info["joint_count"]
 
     @property
     def fit_notes(self) -> str:
@@ -506,6 +512,82 @@ def fit(
     check(lib.lw_fit(ctypes.byref(train), cal_p, ctypes.byref(config), ctypes.byref(handle)))
     del keep  # the library read the buffers during the call only
     return Model(handle)
+
+
+def calibrate_jointly(
+    models: Sequence[Model],
+    calibration: Sequence[Any],
+    *,
+    carved: bool = False,
+    split_seed: int = 0,
+    calibration_fraction: float = 0.2,
+    statistic: str = "cauchy",
+) -> List[Model]:
+    """Calibrates the fused p-value of several layers' models on the inputs they were all calibrated on
+    (``lw_calibrate_jointly``) and returns new models, in the same order, that carry the joint calibration. A
+    :class:`Monitor` of exactly these layers then fuses their p-values into a conformal p-value (``fusion=
+    "automatic"``, the default): its alert rate is the level asked for, where Bonferroni is conservative.
+
+    Args:
+        models: two or more models fitted on the same inputs' activations of different layers.
+        calibration: one array per model, row i being the same input on every layer: each fit's ``calibration``
+            rows, or, with ``carved``, the ``activations`` each fit carved its calibration rows off.
+        carved: the fits held out ``calibration_fraction`` of their activations with ``split_seed`` (their
+            default, without ``calibration``).
+        split_seed: with ``carved``: the fits' ``split_seed``.
+        calibration_fraction: with ``carved``: the fits' ``calibration_fraction``.
+        statistic: ``"cauchy"`` (the default) or ``"fisher"``: how the layers' p-values combine.
+
+    Raises:
+        ShapeError: an array whose rows are not its model's shape.
+        ConfigurationError: fewer than two models, other rows than the models' calibration rows, an unknown
+            statistic.
+    """
+    if statistic not in _JOINT_STATISTICS:
+        raise ConfigurationError(f"statistic is {statistic!r}; use 'cauchy' or 'fisher'")
+    models = list(models)
+    calibration = list(calibration)
+    if len(models) != len(calibration):
+        raise ConfigurationError(f"{len(models)} models and {len(calibration)} calibration arrays; give one per model")
+    if len(models) < 2 or len(models) > _capi.LW_MAX_LAYERS:
+        raise ConfigurationError(f"{len(models)} models; give 2 to {_capi.LW_MAX_LAYERS}")
+    keep: List[Any] = []
+    structs = []
+    for i, (m, x) in enumerate(zip(models, calibration)):
+        if not isinstance(m, Model):
+            raise TypeError(f"models[{i}] is a {type(m).__name__}, not a latentwatch.Model")
+        s, k = _activations_struct(x, None, f"calibration[{i}] activations")
+        structs.append(s)
+        keep.extend(k)
+    carved_by = None
+    if carved:
+        config, keep_strings = _fit_config(
+            family="gda",
+            layer_name="layer",
+            pooling="flatten",
+            l2_normalize=True,
+            precision="float32",
+            pca_components=None,
+            pca_variance_fraction=None,
+            calibration_fraction=calibration_fraction,
+            split_seed=split_seed,
+            mixture_components=8,
+            mixture_seed=0,
+            fit_background=True,
+            calibrate_posterior=True,
+        )
+        keep.extend(keep_strings)
+        carved_by = ctypes.byref(config)
+    n = len(models)
+    handles = (ctypes.c_void_p * n)(*[m._live_handle().value for m in models])
+    pointers = (ctypes.POINTER(_capi.lw_activations) * n)(*[ctypes.pointer(s) for s in structs])
+    out = (ctypes.c_void_p * n)()
+    check(lib.lw_calibrate_jointly(handles, pointers, n, carved_by, _JOINT_STATISTICS[statistic], out))
+    del keep  # the library read the buffers during the call only
+    return [Model(ctypes.c_void_p(out[i])) for i in range(n)]
+
+
+_JOINT_STATISTICS = {"cauchy": _capi.LW_JOINT_CAUCHY, "fisher": _capi.LW_JOINT_FISHER}
 
 
 def _fit_config(

@@ -40,7 +40,12 @@ _SHIFTS = {
     "anytime": _capi.LW_SHIFT_ANYTIME,
     "change": _capi.LW_SHIFT_CHANGE_DETECTION,
 }
-_FUSIONS = {"bonferroni": _capi.LW_FUSION_BONFERRONI, "cauchy": _capi.LW_FUSION_CAUCHY}
+_FUSIONS = {
+    "automatic": _capi.LW_FUSION_AUTOMATIC,
+    "calibrated": _capi.LW_FUSION_CALIBRATED,
+    "bonferroni": _capi.LW_FUSION_BONFERRONI,
+    "cauchy": _capi.LW_FUSION_CAUCHY,
+}
 _REFERENCES = {
     "calibration-and-stream": _capi.LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM,
     "calibration-set": _capi.LW_SHIFT_REFERENCE_CALIBRATION_SET,
@@ -358,8 +363,11 @@ class Monitor:
             (the default: the calibration set and the stream's earlier inputs; P(any false alarm) <=
             ``shift_delta`` on average over calibration sets) or ``"calibration-set"`` (the calibration set
             alone, corrected: the bound holds given the set, alarms come later).
-        fusion: ``"bonferroni"`` (valid under any dependence between layers) or ``"cauchy"`` (more powerful when
-            layers agree, valid asymptotically).
+        fusion: ``"automatic"`` (the default: the models' joint calibration when they carry one for exactly
+            these layers, from :func:`calibrate_jointly`; otherwise Bonferroni), ``"calibrated"`` (the joint
+            calibration, required: the fused p-value is a conformal p-value), ``"bonferroni"`` (valid under any
+            dependence between layers, conservative) or ``"cauchy"`` (more powerful when layers agree, valid
+            asymptotically).
         primary_layer: the layer (index or name) whose p(y | z) gives entropy and class; None: the last.
         mode: ``"inline"`` or ``"background"``.
         queue_capacity: background queue capacity, in inputs.
@@ -403,7 +411,7 @@ class Monitor:
         jump_rate: float = 0.001,
         calibration_correction: bool = True,
         shift_reference: str = "calibration-and-stream",
-        fusion: str = "bonferroni",
+        fusion: str = "automatic",
         primary_layer: Union[int, str, None] = None,
         mode: str = "inline",
         queue_capacity: int = 4096,

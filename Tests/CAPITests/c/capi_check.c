@@ -958,6 +958,72 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
            (unsigned long long)after.assessed);
     EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
 
+    /* Jointly calibrated fusion: a second "layer" (the same rows, transformed), both fits carving the same
+     * calibration rows; then the refusals, and monitors that use the joint calibration or refuse to go without. */
+    float *other = malloc(total * sizeof(float));
+    for (size_t i = 0; i < total; i++) other[i] = data[i] * 0.5f + data[(i / dim) * dim + (i + 1) % dim];
+    lw_activations train2 = train;
+    train2.values = other;
+    lw_fit_config fc2 = fc;
+    fc2.layer_name = "second";
+    lw_model *m2 = NULL;
+    EXPECT_STATUS(lw_fit(&train2, NULL, &fc2, &m2), LW_OK);
+    const lw_model *pair[2] = {m, m2};
+    const lw_activations *pair_rows[2] = {&train, &train2};
+    lw_model *joint[2] = {NULL, NULL};
+    EXPECT_STATUS(lw_calibrate_jointly(pair, pair_rows, 1, &fc, LW_JOINT_CAUCHY, joint), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_calibrate_jointly(NULL, pair_rows, 2, &fc, LW_JOINT_CAUCHY, joint), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_calibrate_jointly(pair, NULL, 2, &fc, LW_JOINT_CAUCHY, joint), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_calibrate_jointly(pair, pair_rows, 2, &fc, 7, joint), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_calibrate_jointly(pair, pair_rows, 2, &fc, LW_JOINT_CAUCHY, NULL), LW_ERR_INVALID_ARGUMENT);
+    const lw_activations *narrow_rows[2] = {&train, &small};
+    EXPECT_STATUS(lw_calibrate_jointly(pair, narrow_rows, 2, &fc, LW_JOINT_CAUCHY, joint), LW_ERR_SHAPE_MISMATCH);
+    /* Every row instead of the carved calibration rows: not the models' calibration inputs. */
+    EXPECT_STATUS(lw_calibrate_jointly(pair, pair_rows, 2, NULL, LW_JOINT_CAUCHY, joint), LW_ERR_INVALID_CONFIGURATION);
+    CHECK(strstr(lw_last_error(), "not the ones its model was calibrated on") != NULL, "message: %s", lw_last_error());
+    CHECK(joint[0] == NULL && joint[1] == NULL, "a refused call leaves out NULL");
+    EXPECT_STATUS(lw_calibrate_jointly(pair, pair_rows, 2, &fc, LW_JOINT_CAUCHY, joint), LW_OK);
+    lw_model_info ji = {.struct_size = sizeof ji};
+    EXPECT_STATUS(lw_model_get_info(joint[1], &ji), LW_OK);
+    CHECK(ji.joint_count == info.calibration_count, "joint_count %llu, calibration %llu",
+          (unsigned long long)ji.joint_count, (unsigned long long)info.calibration_count);
+    lw_model_info plain = {.struct_size = sizeof plain, .joint_count = 99};
+    EXPECT_STATUS(lw_model_get_info(m, &plain), LW_OK);
+    CHECK(plain.joint_count == 0, "a model without a joint calibration: joint_count %llu",
+          (unsigned long long)plain.joint_count);
+    /* A struct ending at posterior_temperature is filled up to there. */
+    lw_model_info shorter = {.struct_size = offsetof(lw_model_info, joint_count), .joint_count = 5};
+    EXPECT_STATUS(lw_model_get_info(joint[0], &shorter), LW_OK);
+    CHECK(shorter.joint_count == 5 && shorter.struct_size == offsetof(lw_model_info, joint_count), "short info");
+    lw_monitor_config jc;
+    lw_monitor_config_init(&jc);
+    CHECK(jc.fusion == LW_FUSION_AUTOMATIC, "default fusion %d", jc.fusion);
+    jc.layer_count = 2;
+    jc.models = pair;
+    jc.fusion = LW_FUSION_CALIBRATED;
+    lw_monitor *jm = NULL;
+    EXPECT_STATUS(lw_monitor_create(&jc, &jm), LW_ERR_INVALID_CONFIGURATION);
+    CHECK(strstr(lw_last_error(), "calibrate") != NULL, "message: %s", lw_last_error());
+    jc.models = (const lw_model *const *)joint;
+    EXPECT_STATUS(lw_monitor_create(&jc, &jm), LW_OK);
+    const void *two[2] = {data, other};
+    size_t two_lengths[2] = {dim, dim};
+    lw_inputs ji2;
+    lw_inputs_init(&ji2);
+    ji2.layer_count = 2;
+    ji2.layers = two;
+    ji2.lengths = two_lengths;
+    lw_assessment ja = {.struct_size = sizeof ja};
+    EXPECT_STATUS(lw_monitor_assess(jm, &ji2, NULL, &ja), LW_OK);
+    CHECK(ja.fused_p_value > 0 && ja.fused_p_value <= 1, "fused p %g", ja.fused_p_value);
+    EXPECT_STATUS(lw_monitor_close(jm), LW_OK);
+    printf("joint: %llu joint calibration inputs; fused p of the first row %g\n", (unsigned long long)ji.joint_count,
+           ja.fused_p_value);
+    EXPECT_STATUS(lw_model_free(joint[0]), LW_OK);
+    EXPECT_STATUS(lw_model_free(joint[1]), LW_OK);
+    EXPECT_STATUS(lw_model_free(m2), LW_OK);
+    free(other);
+
     /* Sharded fitting: two halves' statistics, round-tripped through bytes and a file, merged, fitted with explicit
      * calibration rows; the model scores as lw_fit on all rows with the same calibration. */
     size_t cut = rows / 2;
