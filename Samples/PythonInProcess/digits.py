@@ -2,8 +2,9 @@
 
 The models are fitted here, in process, with latentwatch.fit on the bundled train activations of the digits MLP's
 two hidden layers and calibrated on its labelled calibration split (the same as `latentwatch fit --calibration
---calibration-labels`; the labels calibrate the class posterior behind the "ambiguous" alerts), so the samples need
-no command-line tool.
+--calibration-labels`; the labels calibrate the class posterior behind the "ambiguous" alerts), then calibrated
+jointly on the same calibration inputs (latentwatch.calibrate_jointly, as `latentwatch calibrate-fusion`), so that a
+monitor of both layers fuses their p-values into one conformal p-value. The samples need no command-line tool.
 """
 
 from __future__ import annotations
@@ -26,19 +27,20 @@ except ImportError:  # running from the repository: the source tree, with $LATEN
 
 
 def fit_models() -> List["latentwatch.Model"]:
-    """gda models of the layers h1 (128 units) and h2 (64 units)."""
+    """gda models of the layers h1 (128 units) and h2 (64 units), calibrated jointly."""
     labels = np.load(os.path.join(DATA, "train_labels.npy"))
     models = []
-    for layer in ("h1", "h2"):
+    calibration = [np.load(os.path.join(DATA, f"calibration_{layer}.npy")) for layer in ("h1", "h2")]
+    for layer, cal in zip(("h1", "h2"), calibration):
         models.append(latentwatch.fit(
             np.load(os.path.join(DATA, f"train_{layer}.npy")),
             labels,
             family="gda",
             layer_name=layer,
-            calibration=np.load(os.path.join(DATA, f"calibration_{layer}.npy")),
+            calibration=cal,
             calibration_labels=np.load(os.path.join(DATA, "calibration_labels.npy")),
         ))
-    return models
+    return latentwatch.calibrate_jointly(models, calibration)
 
 
 def stream() -> Tuple[np.ndarray, int]:

@@ -124,7 +124,7 @@ struct DemoCommand: AsyncParsableCommand {
         )
         print("")
         print(
-            "replaying a stream of \(result.assessments.count) inputs through a Monitor (layers h1 + h2, "
+            "replaying a stream of \(result.assessments.count) inputs through a Monitor (layers h1 + h2, fused by the "
                 + "\(FusionText.describe(policy.fusion, models: models)));"
         )
         print("in-distribution digits until index \(oodStart), then digits 6-9, inverted and noise images:")

@@ -65,7 +65,12 @@ enum HTMLReport {
                 calibration: cal.values.map { Double($0) }
             )
         }
-        body += "<h2>Layers</h2>\n" + layerTable(r)
+        body += "<h2>Layers</h2>\n"
+        if r.layers.count > 1 {
+            body +=
+                "<p class=note>The layers' p-values are fused by the \(esc(FusionText.describe(r.policy.fusion, models: r.layers.map(\.model)))) (Docs/Statistics.md).</p>\n"
+        }
+        body += layerTable(r)
         body += "<h2>Classes (predicted from p(y | z))</h2>\n" + classTable(r)
         body +=
             "<h2>Alerts</h2>\n<p><input id=alert-filter placeholder='filter alerts (kind, index, text)' size=40> <span id=alert-count></span></p>\n"

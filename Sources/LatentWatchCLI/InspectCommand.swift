@@ -96,6 +96,13 @@ struct InspectCommand: ParsableCommand {
                     + (model.posteriorTemperature.map { "calibrated (root distance, temperature \($0))" }
                         ?? "Bayes' rule on the density (not calibrated)")
             )
+            print(
+                "fusion:      "
+                    + (model.jointCalibration.map {
+                        "calibrated jointly with layers \($0.layers.joined(separator: ", ")) on \($0.count) inputs "
+                            + "(\($0.statistic.rawValue) statistic)"
+                    } ?? "no joint calibration (a monitor of several layers fuses by Bonferroni)")
+            )
             print("fit:         \(model.metadata.fitSamples) samples; \(model.metadata.notes)")
             print("written by:  LatentWatch \(model.metadata.libraryVersion) at \(model.metadata.created)")
         }

@@ -160,6 +160,9 @@ enum ReplaySession {
             "alerts: " + Alert.Kind.allCases.map { "\($0.rawValue) \(byKind[$0] ?? 0)" }.joined(separator: ", ")
         )
         let flagged = r.assessments.filter { $0.flags.contains(.outOfDistribution) }.count
+        if r.layers.count > 1 {
+            lines.append("fusion: \(FusionText.describe(r.policy.fusion, models: r.layers.map(\.model)))")
+        }
         lines.append(
             String(
                 format: "inputs with fused p <= %.3g: %d of %d (%.2f%%)",

@@ -169,17 +169,16 @@ extension [Range<Int>] {
     var rowsText: String { map(\.description).joined(separator: ", ") }
 }
 
-/// How a monitor of these models fuses their p-values, in words.
+/// How a monitor of these models fuses their p-values, in words ("the joint calibration of the Cauchy statistic on
+/// 217 inputs", "Bonferroni's correction").
 enum FusionText {
     static func describe(_ fusion: PValueFusion, models: [LatentModel]) -> String {
-        guard models.count >= 2 else { return "one layer" }
+        guard models.count >= 2 else { return "one layer, no fusion" }
         let layers = models.map { MonitoredLayer(name: $0.layer, model: $0) }
         if let j = try? fusion.jointCalibration(for: layers) {
-            return "\(j.statistic.rawValue) statistic calibrated jointly on \(j.count) inputs"
+            let name = j.statistic == .cauchy ? "Cauchy" : "Fisher"
+            return "joint calibration of the \(name) statistic on \(j.count) inputs"
         }
-        switch fusion {
-        case .cauchy: return "Cauchy fusion"
-        default: return "Bonferroni fusion"
-        }
+        return fusion == .cauchy ? "Cauchy combination" : "Bonferroni's correction"
     }
 }

@@ -180,9 +180,12 @@ enum HTTPEndpoints {
             "models": served.models.map {
                 [
                     "layer": $0.layer, "fingerprint": $0.fingerprint, "family": $0.family,
-                    "components": $0.components, "posterior_temperature": $0.posteriorTemperature as Any,
+                    "components": $0.components,
+                    "posterior_temperature": $0.posteriorTemperature.map { $0 as Any } ?? NSNull(),
+                    "joint_calibration_inputs": $0.jointCount.map { $0 as Any } ?? NSNull(),
                 ] as [String: Any]
             },
+            "fusion": served.fusion,
             "generation": served.generation,
         ]
         if let r = served.lastReload {

@@ -24,6 +24,8 @@ final class ServerContext: Sendable {
         let family: String
         let components: Int
         let posteriorTemperature: Double?
+        /// Inputs of the joint calibration the model carries, or nil.
+        let jointCount: Int?
     }
 
     /// The outcome of the last reload.
@@ -38,6 +40,8 @@ final class ServerContext: Sendable {
     struct Served: Sendable {
         var welcome: Welcome
         var models: [ModelSummary]
+        /// How the monitor fuses the layers' p-values now (`/healthz`'s `fusion`).
+        var fusion: [String: String] = [:]
         /// 0 for the models the server started with, one more per successful reload.
         var generation = 0
         var lastReload: ReloadStatus?
@@ -48,7 +52,8 @@ final class ServerContext: Sendable {
         queue: IngestQueue,
         metrics: SidecarMetrics,
         layers: [WireLayer],
-        models: [ModelSummary] = []
+        models: [ModelSummary] = [],
+        fusion: [String: String] = [:]
     ) {
         self.configuration = configuration
         self.queue = queue
@@ -62,7 +67,8 @@ final class ServerContext: Sendable {
                     ackEvery: configuration.ackEvery,
                     layers: layers
                 ),
-                models: models
+                models: models,
+                fusion: fusion
             )
         )
     }

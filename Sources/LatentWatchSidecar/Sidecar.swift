@@ -32,6 +32,8 @@ public final class Sidecar: Service, Sendable {
 
     let configuration: SidecarConfiguration
     let monitor: Monitor
+    /// The policy's fusion (``AlertPolicy/fusion``), for `/healthz`.
+    let fusionRule: PValueFusion
     let context: ServerContext
     let registry: PrometheusCollectorRegistry
     let recent: RecentAlertsSink
@@ -79,6 +81,7 @@ public final class Sidecar: Service, Sendable {
         self.modelInfo = LockedValue(MetricsHelp.registerModelInfo(registry: registry, layers: layers))
         let recent = RecentAlertsSink(capacity: configuration.recentAlerts)
         self.recent = recent
+        self.fusionRule = policy.fusion
         self.monitor = try Monitor(
             configuration: MonitorConfiguration(
                 layers: layers.map { MonitoredLayer(name: $0.name, model: $0.model) },
@@ -96,7 +99,8 @@ public final class Sidecar: Service, Sendable {
             queue: queue,
             metrics: metrics,
             layers: Self.wireLayers(layers),
-            models: Self.summaries(layers)
+            models: Self.summaries(layers),
+            fusion: Self.fusion(policy.fusion, monitor.jointCalibration, layers: layers.count)
         )
         metrics.lastReloadSuccessful.record(1)
         metrics.lastReloadSuccessTime.record(Date().timeIntervalSince1970)
@@ -113,9 +117,23 @@ public final class Sidecar: Service, Sendable {
                 fingerprint: MetricsHelp.hex($0.modelID),
                 family: $0.model.family,
                 components: $0.model.componentCount,
-                posteriorTemperature: $0.model.posteriorTemperature
+                posteriorTemperature: $0.model.posteriorTemperature,
+                jointCount: $0.model.jointCalibration?.count
             )
         }
+    }
+
+    /// How the monitor fuses the layers' p-values, for `/healthz`: the joint calibration it uses (its statistic and
+    /// calibration inputs), or the rule.
+    static func fusion(_ rule: PValueFusion, _ joint: JointCalibration?, layers: Int) -> [String: String] {
+        if layers < 2 { return ["method": "none (one layer)"] }
+        if let joint {
+            return [
+                "method": "joint-calibration", "statistic": joint.statistic.rawValue,
+                "calibration_inputs": "\(joint.count)", "policy": rule.rawValue,
+            ]
+        }
+        return ["method": rule == .cauchy ? "cauchy" : "bonferroni", "policy": rule.rawValue]
     }
 
     /// Reads the models again (with the `loadModels` given at creation) and swaps them in atomically
@@ -148,6 +166,7 @@ public final class Sidecar: Service, Sendable {
                 let generation = context.served.withLockedValue { s -> Int in
                     s.welcome.layers = Self.wireLayers(layers)
                     s.models = Self.summaries(layers)
+                    s.fusion = Self.fusion(fusionRule, monitor.jointCalibration, layers: layers.count)
                     s.generation += 1
                     s.lastReload = ServerContext.ReloadStatus(successful: true, time: now, error: nil)
                     return s.generation

@@ -64,6 +64,76 @@ typealias CLI = LatentWatchBinary
     }
 
     /// fit -> score -> evaluate -> replay with files in different formats, through the real executable.
+    /// `calibrate-fusion` on models fitted with carved calibration inputs (`--carved`) and with calibration files:
+    /// the files carry the joint calibration (`inspect` says so), `replay` fuses with it (fused p-values at the
+    /// calibration's resolution, not Bonferroni's), and other inputs or one model are refused with the reason.
+    @Test func calibrateFusionWritesModelsThatReplayUses() throws {
+        let dir = CLI.temporaryDirectory()
+        func d(_ n: String) -> String { CLI.data.appendingPathComponent(n).path }
+        func t(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        for layer in ["h1", "h2"] {
+            let carved = try CLI.run([
+                "fit", "--activations", d("train_\(layer).npy"), "--labels", d("train_labels.npy"), "--layer", layer,
+                "--seed", "3", "--output", t("carved_\(layer).lwm"),
+            ])
+            #expect(carved.status == 0, "\(carved.err)")
+        }
+        var r = try CLI.run([
+            "calibrate-fusion", "--model", t("carved_h1.lwm"), "--calibration", d("train_h1.npy"), "--model",
+            t("carved_h2.lwm"), "--calibration", d("train_h2.npy"), "--carved", "--seed", "3",
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("cauchy statistic of h1, h2"), "\(r.out)")
+        r = try CLI.run(["inspect", t("carved_h2.lwm")])
+        #expect(r.out.contains("fusion:      calibrated jointly with layers h1, h2 on"), "\(r.out)")
+        // The wrong seed picks other rows: refused, and the files stay as they were.
+        r = try CLI.run([
+            "calibrate-fusion", "--model", t("carved_h1.lwm"), "--calibration", d("train_h1.npy"), "--model",
+            t("carved_h2.lwm"), "--calibration", d("train_h2.npy"), "--carved", "--seed", "4",
+        ])
+        #expect(r.status != 0 && r.err.contains("not the ones its model was calibrated on"), "\(r.err)")
+        r = try CLI.run(["calibrate-fusion", "--model", t("carved_h1.lwm"), "--calibration", d("train_h1.npy")])
+        #expect(r.status != 0 && r.err.contains("two or more"), "\(r.err)")
+        // Models fitted with calibration files, calibrated jointly into another directory, replayed.
+        for layer in ["h1", "h2"] {
+            r = try CLI.run([
+                "fit", "--activations", d("train_\(layer).npy"), "--labels", d("train_labels.npy"), "--calibration",
+                d("calibration_\(layer).npy"), "--layer", layer, "--output", t("\(layer).lwm"),
+            ])
+            #expect(r.status == 0, "\(r.err)")
+        }
+        r = try CLI.run([
+            "calibrate-fusion", "--model", t("h1.lwm"), "--calibration", d("calibration_h1.npy"), "--model",
+            t("h2.lwm"), "--calibration", d("calibration_h2.npy"), "--output-directory", t("joint"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        func fusedPValues(_ models: [String], _ extra: [String] = []) throws -> [Double] {
+            let out = t("scores-\(models.count)-\(extra.count).jsonl")
+            let r = try CLI.run(
+                ["replay"] + models.flatMap { ["--model", $0] } + [
+                    "--input", d("stream_h1.npy"), "--input", d("stream_h2.npy"), "--scores", out,
+                ] + extra
+            )
+            #expect(r.status == 0, "\(r.err)")
+            return try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map {
+                let o = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+                return o["fused_p"] as! Double
+            }
+        }
+        let joint = try fusedPValues([t("joint/h1.lwm"), t("joint/h2.lwm")])
+        let bonferroni = try fusedPValues([t("h1.lwm"), t("h2.lwm")])
+        #expect(joint.count == 400 && joint != bonferroni)
+        // Every jointly calibrated p-value is a multiple of 1 / (m + 1), m = 217.
+        #expect(joint.allSatisfy { abs(($0 * 218).rounded() - $0 * 218) < 1e-6 })
+        r = try CLI.run(
+            [
+                "replay", "--model", t("h1.lwm"), "--model", t("h2.lwm"), "--input", d("stream_h1.npy"), "--input",
+                d("stream_h2.npy"), "--fusion", "calibrated",
+            ]
+        )
+        #expect(r.status != 0 && r.err.contains("calibrate-fusion"), "\(r.err)")
+    }
+
     @Test func fitScoreEvaluateReplay() throws {
         let dir = CLI.temporaryDirectory()
         func d(_ n: String) -> String { CLI.data.appendingPathComponent(n).path }

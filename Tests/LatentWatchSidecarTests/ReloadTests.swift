@@ -176,6 +176,40 @@ import Glibc
         #expect(daemon.stderr.contains("models reloaded"))
     }
 
+    /// The sidecar fuses with the models' joint calibration: `/healthz` says Bonferroni for the plain models; after
+    /// `calibrate-fusion` writes jointly calibrated copies over the served files and a reload, it names the joint
+    /// calibration, and the fused p-values are the joint calibration's (multiples of 1 / 218).
+    @Test func reloadToJointlyCalibratedModelsChangesTheFusion() throws {
+        let served = try Self.servedCopies()
+        let daemon = try Daemon(["--http", "127.0.0.1:0"], models: served, expect: ["unix", "http"])
+        defer { daemon.terminate() }
+        var health = try Self.healthz(daemon)
+        #expect((health["fusion"] as? [String: String])?["method"] == "bonferroni", "\(health)")
+        let r = try Binary.run(
+            ["calibrate-fusion"]
+                + ["h1", "h2"].flatMap {
+                    [
+                        "--model", served[$0 == "h1" ? 0 : 1], "--calibration",
+                        Binary.data.appendingPathComponent("calibration_\($0).npy").path,
+                    ]
+                }
+        )
+        #expect(r.status == 0, "\(r.err)")
+        let reload = try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/reload")
+        #expect(reload.status == 200, "\(reload.body)")
+        health = try Self.healthz(daemon)
+        let fusion = health["fusion"] as? [String: String]
+        #expect(fusion?["method"] == "joint-calibration" && fusion?["calibration_inputs"] == "217", "\(health)")
+        let models = health["models"] as? [[String: Any]] ?? []
+        #expect(models.map { $0["joint_calibration_inputs"] as? Int } == [217, 217], "\(health)")
+        let x = try Self.testRows()
+        let answers = try daemon.client().observe(
+            [Array(x[0][0..<20].joined()), Array(x[1][0..<20].joined())],
+            rows: 20
+        )
+        #expect(answers.allSatisfy { abs(($0.fusedPValue * 218).rounded() - $0.fusedPValue * 218) < 1e-6 })
+    }
+
     /// A truncated file, a damaged one and a model of the wrong activation size are each refused: 422 with the
     /// reason, a logged error, the failure counted and shown in /healthz; the old models keep answering exactly as
     /// before. A good file afterwards reloads.

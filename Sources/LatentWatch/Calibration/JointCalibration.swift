@@ -126,13 +126,24 @@ public struct JointCalibration: Sendable, Equatable {
                     remedy: "fit it with calibration inputs"
                 )
             }
-            guard EmpiricalDistribution(scores: surprises[l]) == d else {
+            let given = EmpiricalDistribution(scores: surprises[l])
+            guard given == d else {
+                // Scores a little off everywhere, rather than other inputs: the parameters were converted.
+                let close =
+                    given.count == d.count && given.values.count == d.values.count
+                    && zip(given.values, d.values).allSatisfy { abs($0 - $1) <= 1e-2 * (1 + abs($1)) }
                 throw LatentWatchError(
                     .invalidConfiguration,
                     "the calibration inputs given for layer '\(model.layer)' are not the ones its model was "
-                        + "calibrated on (\(d.count) inputs)",
-                    remedy: "pass the activations the fit calibrated on: its --calibration file, or its activations "
-                        + "with the same split seed when the fit carved the calibration inputs off them"
+                        + "calibrated on (\(d.count) inputs)"
+                        + (close
+                            ? ", or the model's parameters were converted to another precision after calibration "
+                                + "(its scores of them differ slightly)" : ""),
+                    remedy: close
+                        ? "calibrate jointly before writing the model at another precision, or fit at that precision "
+                            + "(--precision float16)"
+                        : "pass the activations the fit calibrated on: its --calibration file, or its activations "
+                            + "with the same split seed when the fit carved the calibration inputs off them"
                 )
             }
             checksums.append(c)
