@@ -146,3 +146,62 @@ import Testing
         #expect(calibrated.auroc >= bayes.auroc - 0.03, "AUROC \(calibrated.auroc) vs Bayes \(bayes.auroc)")
     }
 }
+
+/// The jointly calibrated fusion of the image subset's two layers (Docs/Evaluation.md, finding 3): the default fitted
+/// on `fc` and `conv3_gap`, calibrated jointly on the 350 calibration inputs, fused as a monitor fuses them. Its mean
+/// AUROC over the five OOD sets must stay within 0.01 of the better single layer's and above Bonferroni's on the
+/// same p-values, and its realised alert rate at alpha = 0.05 on the 350 test inputs must lie in the central 99.9 %
+/// of Binomial(350, 0.05) (6 to 32 inputs).
+@Suite struct JointFusionRegressionTests {
+    @Test func jointFusionRanksAsTheBestLayerAndKeepsItsLevel() throws {
+        let dir = EvaluationRegressionTests.root.appendingPathComponent("image").path
+        let labels = try TensorFile(path: "\(dir)/labels_train.npy").ints()
+        let layers = ["fc", "conv3_gap"]
+        let models = try layers.map { layer in
+            try LatentModelFitter.fit(
+                FileActivations(path: "\(dir)/\(layer)_train.npy", labels: labels),
+                calibration: FileActivations(path: "\(dir)/\(layer)_cal.npy"),
+                configuration: FitConfiguration(layerName: layer)
+            )
+        }
+        let joint = try LatentModelFitter.calibrateJointly(
+            models,
+            calibration: try layers.map { try FileActivations(path: "\(dir)/\($0)_cal.npy") }
+        )
+        let j = try #require(joint[0].jointCalibration)
+        func pValues(_ split: String) throws -> [[Double]] {
+            try layers.enumerated().map { l, layer in
+                let f = try TensorFile(path: "\(dir)/\(layer)_\(split).npy")
+                let t = try f.tensor(nil)
+                let x = try f.floats(t.name)
+                let ws = joint[l].makeWorkspace()
+                return x.withUnsafeBufferPointer { joint[l].scoreBatch($0, count: t.rows, workspace: ws) }.map {
+                    joint[l].pValue(.surprise, (try? $0.get().surprise) ?? .infinity) ?? 0
+                }
+            }
+        }
+        func fused(_ p: [[Double]], _ rule: (UnsafeBufferPointer<Double>) -> Double) -> [Double] {
+            (0..<p[0].count).map { i in [p[0][i], p[1][i]].withUnsafeBufferPointer(rule) }
+        }
+        let sets = ["digits", "heldout", "inverted", "noise", "patches"]
+        let test = try pValues("test")
+        var mean = [0.0, 0.0, 0.0, 0.0]  // fc, conv3_gap, joint, Bonferroni
+        for s in sets {
+            let ood = try pValues("ood_\(s)")
+            let columns: [([Double], [Double])] = [
+                (test[0], ood[0]), (test[1], ood[1]), (fused(test, j.pValue), fused(ood, j.pValue)),
+                (fused(test, PValueFusion.bonferroni.fuse), fused(ood, PValueFusion.bonferroni.fuse)),
+            ]
+            for (c, (t, o)) in columns.enumerated() {
+                mean[c] += ROC.auroc(negatives: t.map { -$0 }, positives: o.map { -$0 }) / Double(sets.count)
+            }
+        }
+        let alerts = fused(test, j.pValue).filter { $0 <= 0.05 }.count
+        print(
+            "eval-ci image joint fusion: mean AUROC fc \(mean[0]), conv3_gap \(mean[1]), joint \(mean[2]), Bonferroni \(mean[3]); \(alerts) of \(test[0].count) test inputs at p <= 0.05"
+        )
+        #expect(mean[2] >= max(mean[0], mean[1]) - 0.01)
+        #expect(mean[2] > mean[3])
+        #expect((6...32).contains(alerts))
+    }
+}
