@@ -105,7 +105,9 @@ import Testing
     }
 
     /// The window's calibrated null rate against scipy.stats.beta.ppf (Tests/Reference/make_window_bounds.py):
-    /// relative error at most 1e-7 (the log-space tail sum over k terms loses about 1e-8 at m = 10^6, k = 1,000).
+    /// relative error at most 1e-7 (the log-space tail sum over k terms loses about 1e-8 at m = 10^6, k = 1,000),
+    /// up to the largest count a model file can hold (m = 2^32 - 1, k = 42,949,672). Every case also runs with
+    /// the sum from the top (lgamma terms) forced, which large calibration sets use.
     @Test func calibratedRateMatchesTheBetaQuantile() throws {
         struct Case: Decodable {
             let threshold: Double
@@ -117,15 +119,18 @@ import Testing
         let cases = try JSONDecoder().decode([Case].self, from: Data(contentsOf: url))
         #expect(cases.count >= 10)
         for c in cases {
-            let ours = WindowRateDetector.calibratedRate(
-                threshold: c.threshold,
-                calibrationCount: c.m,
-                failureProbability: c.beta
-            )
-            #expect(
-                abs(ours - c.bound) <= 1e-7 * max(c.bound, 1e-300),
-                "t \(c.threshold), m \(c.m): \(ours) vs \(c.bound)"
-            )
+            for limit in [WindowRateDetector.directSumLimit, 0] {
+                let ours = WindowRateDetector.calibratedRate(
+                    threshold: c.threshold,
+                    calibrationCount: c.m,
+                    failureProbability: c.beta,
+                    directSumLimit: limit
+                )
+                #expect(
+                    abs(ours - c.bound) <= 1e-7 * max(c.bound, 1e-300),
+                    "t \(c.threshold), m \(c.m), direct sum up to \(limit): \(ours) vs \(c.bound)"
+                )
+            }
         }
     }
 

@@ -18,6 +18,29 @@ import Testing
         #expect(sm > Double(cal.filter { $0 > 2 }.count) / 11 && sm <= dist.pValue(2))
     }
 
+    /// A stored distribution restores exactly what `init(scores:)` writes, and refuses parts a writer never
+    /// produces: a count that disagrees with the stored ranks, a missing score below the summarising limit, an
+    /// empty store with a count, a count too large for the 32-bit ranks.
+    @Test func restoringRefusesInconsistentCounts() {
+        for m in [0, 1, 10, EmpiricalDistribution.exactLimit, EmpiricalDistribution.exactLimit + 3] {
+            let d = EmpiricalDistribution(scores: (0..<m).map { Double($0 % 977) })
+            #expect(EmpiricalDistribution(count: d.count, values: d.values, ranks: d.ranks) == d, "m \(m)")
+        }
+        let d = EmpiricalDistribution(scores: [1, 2, 3, 4])
+        #expect(EmpiricalDistribution(count: 5, values: d.values, ranks: d.ranks) == nil, "top rank 4, count 5")
+        #expect(EmpiricalDistribution(count: 0, values: [], ranks: []) != nil)
+        #expect(EmpiricalDistribution(count: 3, values: [], ranks: []) == nil)
+        #expect(EmpiricalDistribution(count: Int.max, values: [1], ranks: [1]) == nil)
+        let big = Int(UInt32.max) + 1
+        #expect(EmpiricalDistribution(count: big, values: [1], ranks: [UInt32.max]) == nil)
+        // Summarised stores skip ranks, but only above the exact limit.
+        #expect(EmpiricalDistribution(count: 3, values: [1, 3], ranks: [1, 3]) == nil)
+        #expect(
+            EmpiricalDistribution(count: EmpiricalDistribution.exactLimit + 1, values: [1, 3], ranks: [1, 16_385])
+                != nil
+        )
+    }
+
     @Test func aurocCountsPairsWithTiesHalf() {
         // 3 x 3 pairs: positive 4 beats all 3; 2 beats 1 and ties 2 (0.5); 0 beats none -> 4.5 / 9.
         #expect(ROC.auroc(negatives: [1, 2, 3], positives: [4, 2, 0]) == 4.5 / 9)

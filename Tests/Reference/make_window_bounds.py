@@ -20,11 +20,20 @@ CASES = [  # (threshold t, calibration count m, failure probability beta)
     (0.001, 1_000_000, 0.005),
     (0.001, 500, 0.005),     # k = 0: p <= t is impossible, rate 0
     (0.5, 3, 0.2),
+    (0.01, 200_000_000, 0.005),    # k = 2,000,000: beyond the direct sum, summed from the top
+    (0.01, 4_294_967_295, 0.005),  # the largest count a model file can hold
 ]
 
 
 def k_of(t: float, m: int) -> int:
-    return sum(1 for j in range(1, m + 2) if j / (m + 1) <= t)
+    """#{j in 1..m+1 : j / (m + 1) <= t}, in the same float arithmetic as the Swift code."""
+    n = float(m + 1)
+    k = max(0, min(m + 1, int(t * n)))
+    while k < m + 1 and (k + 1) / n <= t:
+        k += 1
+    while k > 0 and k / n > t:
+        k -= 1
+    return k
 
 
 def main() -> None:

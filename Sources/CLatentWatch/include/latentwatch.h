@@ -436,8 +436,8 @@ typedef void (*lw_alert_callback)(const lw_alert *alert, void *context);
 #define LW_FUSION_CAUCHY 1     /* valid asymptotically, more powerful when layers agree */
 #define LW_FUSION_AUTOMATIC 2  /* the models' joint calibration when they carry one for exactly these layers
                                   (lw_calibrate_jointly), otherwise Bonferroni */
-#define LW_FUSION_CALIBRATED 3 /* the joint calibration: a conformal p-value, valid at every level; the monitor
-                                  refuses models without a matching one */
+#define LW_FUSION_CALIBRATED 3 /* the joint calibration: a conformal p-value, valid at every level; a monitor of
+                                  two or more layers refuses models without a matching one */
 
 /* The shift detector's betting functions (Docs/Statistics.md). */
 #define LW_BETTING_MIXTURE 0 /* no bet, a log e-value and two power functions: near and far shifts */

@@ -81,6 +81,10 @@ package struct WindowRateDetector: Sendable {
         return 0
     }
 
+    /// Up to this many binomial terms the tail is summed from 0; beyond (calibration sets of many millions) from
+    /// the top, with lgamma, for as many terms as the binomial's spread needs.
+    package static let directSumLimit = 1_000_000
+
     /// An upper bound on the rate of conformal p-values (1 + #{calibration >= s}) / (m + 1) at or below
     /// `threshold` for new in-distribution scores, given one fixed calibration set of m scores: it holds with
     /// probability at least 1 - `failureProbability` over the calibration set, and it is exact, not a uniform
@@ -92,7 +96,8 @@ package struct WindowRateDetector: Sendable {
     package static func calibratedRate(
         threshold t: Double,
         calibrationCount m: Int,
-        failureProbability beta: Double
+        failureProbability beta: Double,
+        directSumLimit: Int = directSumLimit
     ) -> Double {
         guard m > 0, beta > 0, beta < 1, t.isFinite else { return min(1, max(0, t)) }
         let n = Double(m + 1)
@@ -112,14 +117,38 @@ package struct WindowRateDetector: Sendable {
             }
             return total
         }
+        // For very large k: the terms from k - 1 downwards, each from lgamma, until they fall below e^-50 of the
+        // sum past the mode (the caller only asks when the mode is near or above k - 1), so the cost follows the
+        // binomial's spread, not k.
+        func logLowerTailNearTop(_ q: Double) -> Double {
+            let lq = log(q)
+            let lp = log1p(-q)
+            let lg: (Double) -> Double = lgamma
+            let lm = lg(Double(m) + 1)
+            var total = -Double.infinity
+            var j = k - 1
+            while j >= 0 {
+                let term = lm - lg(Double(j) + 1) - lg(Double(m - j) + 1) + Double(j) * lq + Double(m - j) * lp
+                total = total == -.infinity ? term : max(total, term) + log1p(exp(-abs(total - term)))
+                if term < total - 50, Double(j) < Double(m) * q { break }
+                j -= 1
+            }
+            return total
+        }
         // The tail falls from 1 at q = 0 to 0 at q = 1: bisect for the point where it equals beta.
         let target = log(beta)
+        func tailExceedsTarget(_ q: Double) -> Bool {
+            guard k > directSumLimit else { return logLowerTail(q) > target }
+            // The binomial's median is at most ceil(m q), so P(X <= k - 1) >= 1/2 > beta once k - 1 reaches it.
+            if target < log(0.5), (Double(m) * q).rounded(.up) <= Double(k - 1) { return true }
+            return logLowerTailNearTop(q) > target
+        }
         var lo = 0.0
         var hi = 1.0
         for _ in 0..<100 {
             let mid = 0.5 * (lo + hi)
             if mid <= lo || mid >= hi { break }
-            if logLowerTail(mid) > target { lo = mid } else { hi = mid }
+            if tailExceedsTarget(mid) { lo = mid } else { hi = mid }
         }
         return hi
     }

@@ -43,10 +43,16 @@ package struct EmpiricalDistribution: Sendable, Equatable {
     }
 
     /// Restores a stored distribution; returns nil when the parts are inconsistent.
+    /// What ``init(scores:)`` writes is required: ranks fit in 32 bits, the top rank is stored, and every score
+    /// is stored up to ``exactLimit``.
     package init?(count: Int, values: [Float], ranks: [UInt32]) {
-        guard values.count == ranks.count, count >= values.count, values.allSatisfy({ $0.isFinite }) else { return nil }
+        guard values.count == ranks.count, count >= values.count, count <= Int(UInt32.max),
+            values.allSatisfy({ $0.isFinite })
+        else { return nil }
         for i in 1..<max(1, values.count) where !(ranks[i] > ranks[i - 1] && values[i] >= values[i - 1]) { return nil }
-        if let last = ranks.last, Int(last) > count { return nil }
+        if let last = ranks.last, Int(last) != count { return nil }
+        if values.isEmpty, count != 0 { return nil }
+        if count <= Self.exactLimit, values.count != count { return nil }
         if let first = ranks.first, first < 1 { return nil }
         self.count = count
         self.values = values

@@ -1,8 +1,9 @@
 extension LatentModelFitter {
     /// Calibrates the fused p-value of several layers' models together and returns the models, in the same order,
     /// each carrying the same ``LatentModel/jointCalibration``. A ``Monitor`` of exactly these layers then fuses
-    /// their p-values into a conformal p-value (``PValueFusion/automatic``): its alert rate is the level asked for,
-    /// as a single layer's is, where Bonferroni is conservative and Cauchy's combination only asymptotically valid.
+    /// their p-values into a conformal p-value (``PValueFusion/automatic``): its alert rate is at most the level
+    /// asked for on average over calibration sets, as a single layer's is, where Bonferroni is conservative and
+    /// Cauchy's combination only asymptotically valid.
     ///
     /// The inputs must be the ones each model's surprise calibration was made on, row i being the same input on
     /// every layer: the `calibration` source each fit was given, or, when the fits carved their calibration inputs

@@ -601,12 +601,17 @@ public enum ModelFile {
                 remedy: "upgrade LatentWatch"
             )
         }
-        guard joint.layers.count >= 2, joint.layers.count == joint.memberChecksums.count,
-            let vd = r.descriptors["joint.values"]
-        else {
+        guard joint.layers.count >= 2, joint.layers.count == joint.memberChecksums.count else {
             throw LatentWatchError(
                 .inconsistentModel,
                 "the joint calibration names \(joint.layers.count) layers and \(joint.memberChecksums.count) checksums",
+                remedy: "the file is corrupt; refit"
+            )
+        }
+        guard joint.count >= 1, let vd = r.descriptors["joint.values"] else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "the joint calibration has no values (count \(joint.count))",
                 remedy: "the file is corrupt; refit"
             )
         }

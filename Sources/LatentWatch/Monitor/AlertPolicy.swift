@@ -6,8 +6,9 @@ public enum PValueFusion: String, Sendable, Codable, CaseIterable {
     /// (``LatentModel/jointCalibration``), otherwise Bonferroni. The default.
     case automatic
     /// The joint calibration: the conformal p-value of the Cauchy (or Fisher) statistic of the layers' p-values
-    /// among the same statistic on the inputs every layer was calibrated on; valid at every level, as one layer's
-    /// p-value is, and ranking as the statistic does. A monitor refuses models without a matching one.
+    /// among the same statistic on the inputs every layer was calibrated on; valid at every level (on average over
+    /// calibration sets), as one layer's p-value is, and ranking as the statistic does. A monitor of two or more
+    /// layers refuses models without a matching one; one layer's own p-value needs none.
     case calibrated
     /// min(1, L min_i p_i): valid under any dependence, conservative.
     case bonferroni

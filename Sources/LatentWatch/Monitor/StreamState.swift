@@ -16,7 +16,7 @@ struct StreamState: Sendable {
         // Bonferroni: fused p <= alpha needs some layer at <= alpha / L; the corrections make the window's
         // guarantee, and the shift detector's against the calibration sets alone, hold given the fixed
         // calibration sets (Docs/Statistics.md). A jointly calibrated fused p-value is one conformal p-value
-        // against the joint calibration set, with that set's exact bound.
+        // against the joint calibration set, with that set's bound (approximate for the leave-one-out statistic).
         let counts = layers.map { $0.model.calibration.distributions[.surprise]?.count ?? 0 }
         let corrections = policy.calibrationCorrections(calibrationCounts: counts)
         self.init(

@@ -526,7 +526,8 @@ def calibrate_jointly(
     """Calibrates the fused p-value of several layers' models on the inputs they were all calibrated on
     (``lw_calibrate_jointly``) and returns new models, in the same order, that carry the joint calibration. A
     :class:`Monitor` of exactly these layers then fuses their p-values into a conformal p-value (``fusion=
-    "automatic"``, the default): its alert rate is the level asked for, where Bonferroni is conservative.
+    "automatic"``, the default): its alert rate is at most the level asked for on average over calibration
+    sets, as one layer's is, where Bonferroni is conservative.
 
     Args:
         models: two or more models fitted on the same inputs' activations of different layers.
