@@ -3,6 +3,7 @@
 #include "CLatentKernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -346,6 +347,121 @@ LW_AVX2 static void lw_tri8_avx2_batch_f16(const uint16_t *w, const float *xc, s
 #undef WT
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// AVX-512 (F, DQ, VL) multi-input kernel. A 512-bit register holds the accumulators of one row of W for two
+// inputs (lanes 0-7 and 8-15). Tiles of eight inputs (four pairs) take rows four at a time, as the AVX2 batch
+// kernel does: 16 accumulators, four input pairs and one row of W, 21 of the 32 registers. Each lane sees the same
+// FMAs in the same order as the AVX2 one-input kernel, and each input's row sums are reduced by the same hadd tree
+// on their 256-bit halves (lw_reduce8 in its two halves), so every result equals the one-input kernel's bit for bit.
+
+#define LW_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,f16c")))
+
+LW_AVX512 static inline __m512 lw_dup8(__m256 v) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(v), v, 1);
+}
+
+LW_AVX512 static inline __m512 lw_pair8(const float *a, const float *b) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(b), 1);
+}
+
+#define LW_LOAD2_F32(ptr) _mm512_broadcast_f32x8(_mm256_loadu_ps(ptr))
+#define LW_LOAD2_F16(ptr) lw_dup8(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ptr))))
+
+#define LW_Z512_ROW(LOAD, t)                                                                       \
+    {                                                                                              \
+        __m512 r = LOAD(p + 8 * (t));                                                              \
+        a0##t = _mm512_fmadd_ps(r, v0, a0##t);                                                     \
+        a1##t = _mm512_fmadd_ps(r, v1, a1##t);                                                     \
+        a2##t = _mm512_fmadd_ps(r, v2, a2##t);                                                     \
+        a3##t = _mm512_fmadd_ps(r, v3, a3##t);                                                     \
+    }
+
+// _mm256_hadd_ps on both 256-bit halves at once (a0 + a1, a2 + a3, b0 + b1, b2 + b3 in each 128-bit lane; the
+// same additions, so the same bits). It keeps the accumulators in EVEX instructions, which reach all 32
+// registers; the VEX hadd would pin them to the first 16.
+#define LW_HADD512(a, b) _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xdd))
+
+// The four rows' hadd result (lw_reduce8's first two steps) of pair j's two inputs, in their halves of the lanes.
+#define LW_Z512_HADD(j) LW_HADD512(LW_HADD512(a##j##0, a##j##1), LW_HADD512(a##j##2, a##j##3))
+
+// One half (rows 0-3 or 4-7) of block row m for the tile's eight inputs: each input's four-row hadd result into
+// sums[8 s .. 8 s + 7]. Kept out of line so the compiler allocates the 16 accumulators to registers on their own.
+#define LW_TRI8_HALF512(NAME, WT, LOAD)                                                            \
+    LW_AVX512 __attribute__((noinline)) static void NAME(const WT *p, const float *const *xs, int m,   \
+                                                         float *sums) {                            \
+        __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;                         \
+        __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;                                         \
+        __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;                                         \
+        __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;                                         \
+        const float *x0 = xs[0], *x1 = xs[1], *x2 = xs[2], *x3 = xs[3];                            \
+        const float *x4 = xs[4], *x5 = xs[5], *x6 = xs[6], *x7 = xs[7];                            \
+        for (int c = 0; c <= m; c++) {                                                             \
+            __m512 v0 = lw_pair8(x0 + 8 * c, x1 + 8 * c);                                          \
+            __m512 v1 = lw_pair8(x2 + 8 * c, x3 + 8 * c);                                          \
+            __m512 v2 = lw_pair8(x4 + 8 * c, x5 + 8 * c);                                          \
+            __m512 v3 = lw_pair8(x6 + 8 * c, x7 + 8 * c);                                          \
+            LW_Z512_ROW(LOAD, 0)                                                                   \
+            LW_Z512_ROW(LOAD, 1)                                                                   \
+            LW_Z512_ROW(LOAD, 2)                                                                   \
+            LW_Z512_ROW(LOAD, 3)                                                                   \
+            p += 64;                                                                               \
+        }                                                                                          \
+        _mm512_storeu_ps(sums + 0, LW_Z512_HADD(0));                                               \
+        _mm512_storeu_ps(sums + 16, LW_Z512_HADD(1));                                              \
+        _mm512_storeu_ps(sums + 32, LW_Z512_HADD(2));                                              \
+        _mm512_storeu_ps(sums + 48, LW_Z512_HADD(3));                                              \
+    }
+
+LW_TRI8_HALF512(lw_tri8_avx512_half_f32, float, LW_LOAD2_F32)
+LW_TRI8_HALF512(lw_tri8_avx512_half_f16, uint16_t, LW_LOAD2_F16)
+
+// Panels of W as in the AVX2 batch kernel; tiles of eight inputs, the last one padded by repeating its last
+// input (whose padded results are not used).
+#define LW_TRI8_BATCH512_BODY(HALF)                                                                \
+    int mb = (d + 7) / 8;                                                                          \
+    float lo[64], hi[64];                                                                          \
+    for (int i = 0; i < n; i++) _mm256_storeu_pd(totals + 4 * i, _mm256_setzero_pd());             \
+    int m0 = 0;                                                                                    \
+    while (m0 < mb) {                                                                              \
+        int m1 = m0 + 1;                                                                           \
+        while (m1 < mb && (m1 + 1) * (m1 + 2) / 2 - m0 * (m0 + 1) / 2 <= LW_BATCH512_PANEL_CHUNKS) m1++; \
+        for (int i = 0; i < n; i += 8) {                                                           \
+            int live = n - i < 8 ? n - i : 8;                                                      \
+            const float *xs[8];                                                                    \
+            for (int s = 0; s < 8; s++) xs[s] = xc + (size_t)(i + (s < live ? s : live - 1)) * ld; \
+            for (int m = m0; m < m1; m++) {                                                        \
+                const WT *p = w + (size_t)64 * ((size_t)m * (m + 1) / 2);                          \
+                HALF(p, xs, m, lo);                                                                \
+                HALF(p + 32, xs, m, hi);                                                           \
+                for (int s = 0; s < live; s++) {                                                   \
+                    __m256 y = lw_join_halves(_mm256_loadu_ps(lo + 8 * s), _mm256_loadu_ps(hi + 8 * s)); \
+                    double *tp = totals + 4 * ((size_t)i + s);                                     \
+                    _mm256_storeu_pd(tp, lw_accumulate_squares(_mm256_loadu_pd(tp), y));           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        m0 = m1;                                                                                   \
+    }                                                                                              \
+    for (int i = 0; i < n; i++) out[(size_t)i * out_stride] = lw_hsum_pd(_mm256_loadu_pd(totals + 4 * i));
+
+#ifndef LW_BATCH512_PANEL_CHUNKS
+#define LW_BATCH512_PANEL_CHUNKS 384 /* 8x8 chunks per panel: 96 KB of float32 W, 48 KB of float16 */
+#endif
+
+LW_AVX512 static void lw_tri8_avx512_batch_f32(const float *w, const float *xc, size_t ld, int n, int d,
+                                               double *out, size_t out_stride, double *totals) {
+#define WT float
+    LW_TRI8_BATCH512_BODY(lw_tri8_avx512_half_f32)
+#undef WT
+}
+
+LW_AVX512 static void lw_tri8_avx512_batch_f16(const uint16_t *w, const float *xc, size_t ld, int n, int d,
+                                               double *out, size_t out_stride, double *totals) {
+#define WT uint16_t
+    LW_TRI8_BATCH512_BODY(lw_tri8_avx512_half_f16)
+#undef WT
+}
+
 LW_AVX2 static void lw_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -382,9 +498,13 @@ LW_AVX2 static double lw_sqdist_avx2(const float *a, const float *b, int n) {
     return lw_sqdist_reduce(lane);
 }
 
-static int lw_detect_avx2(void) {
+static int lw_detect_cpu_variant(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
+        return LW_KERNELS_PORTABLE;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return LW_KERNELS_AVX512;
+    return LW_KERNELS_AVX2;
 }
 
 unsigned lw_cpu_features(void) {
@@ -402,28 +522,44 @@ unsigned lw_cpu_features(void) {
     return f;
 }
 #else
-static int lw_detect_avx2(void) { return 0; }
+static int lw_detect_cpu_variant(void) { return LW_KERNELS_PORTABLE; }
 unsigned lw_cpu_features(void) { return 0; }
 #endif
 
-// Cached feature flag: -1 unknown. A benign race: every thread computes the same value.
-static volatile int lw_avx2_state = -1;
-
-// Tests only: set per thread, so a test forcing the portable loops cannot change what tests running
-// at the same time on other threads compute.
-static _Thread_local int lw_simd_refused_here = 0;
-
-int lw_kernels_have_avx2(void) {
-    if (lw_simd_refused_here) return 0;
-    int s = lw_avx2_state;
-    if (s < 0) {
-        s = lw_detect_avx2();
-        lw_avx2_state = s;
-    }
-    return s;
+// The CPU's best variant, capped by LATENTWATCH_KERNELS ("portable", "avx2"; anything else leaves it).
+static int lw_detect_variant(void) {
+    int v = lw_detect_cpu_variant();
+    const char *cap = getenv("LATENTWATCH_KERNELS");
+    if (cap != NULL && strcmp(cap, "portable") == 0) return LW_KERNELS_PORTABLE;
+    if (cap != NULL && strcmp(cap, "avx2") == 0 && v > LW_KERNELS_AVX2) return LW_KERNELS_AVX2;
+    return v;
 }
 
-void lw_kernels_allow_simd(int allow) { lw_simd_refused_here = allow ? 0 : 1; }
+// The best variant this CPU runs, cached: -1 unknown. A benign race: every thread computes the same value.
+static volatile int lw_variant_state = -1;
+
+// Tests only: a cap per thread, so a test forcing a variant cannot change what tests running at the same time
+// on other threads compute.
+static _Thread_local int lw_variant_cap = LW_KERNELS_AVX512;
+
+int lw_kernels_variant(void) {
+    int s = lw_variant_state;
+    if (s < 0) {
+        s = lw_detect_variant();
+        lw_variant_state = s;
+    }
+    return s < lw_variant_cap ? s : lw_variant_cap;
+}
+
+int lw_kernels_have_avx2(void) { return lw_kernels_variant() >= LW_KERNELS_AVX2; }
+
+void lw_kernels_allow_simd(int allow) { lw_variant_cap = allow ? LW_KERNELS_AVX512 : LW_KERNELS_PORTABLE; }
+
+void lw_kernels_limit(int variant) {
+    lw_variant_cap = variant < LW_KERNELS_PORTABLE ? LW_KERNELS_PORTABLE
+                     : variant > LW_KERNELS_AVX512 ? LW_KERNELS_AVX512
+                                                   : variant;
+}
 
 static void lw_center(const float *x, const float *mu, int d, float *scratch) {
     int dp = ((d + 7) / 8) * 8;
@@ -458,7 +594,12 @@ double lw_tri8_sqnorm_f16(const uint16_t *w, const float *x, const float *mu, in
 void lw_tri8_sqnorm_batch_f32(const float *w, const float *xc, size_t ld, int n, int d, double *out,
                               size_t out_stride, double *totals) {
 #if LW_X86
-    if (lw_kernels_have_avx2()) {
+    int variant = lw_kernels_variant();
+    if (variant == LW_KERNELS_AVX512) {
+        lw_tri8_avx512_batch_f32(w, xc, ld, n, d, out, out_stride, totals);
+        return;
+    }
+    if (variant == LW_KERNELS_AVX2) {
         lw_tri8_avx2_batch_f32(w, xc, ld, n, d, out, out_stride, totals);
         return;
     }
@@ -470,7 +611,12 @@ void lw_tri8_sqnorm_batch_f32(const float *w, const float *xc, size_t ld, int n,
 void lw_tri8_sqnorm_batch_f16(const uint16_t *w, const float *xc, size_t ld, int n, int d, double *out,
                               size_t out_stride, double *totals) {
 #if LW_X86
-    if (lw_kernels_have_avx2()) {
+    int variant = lw_kernels_variant();
+    if (variant == LW_KERNELS_AVX512) {
+        lw_tri8_avx512_batch_f16(w, xc, ld, n, d, out, out_stride, totals);
+        return;
+    }
+    if (variant == LW_KERNELS_AVX2) {
         lw_tri8_avx2_batch_f16(w, xc, ld, n, d, out, out_stride, totals);
         return;
     }

@@ -60,9 +60,13 @@ package enum ComputeEnvironment {
         return parts.isEmpty ? "none of AVX2, FMA, F16C, AVX-512" : parts.joined(separator: " ")
     }
 
-    /// The one-input scoring kernels in use on this thread.
+    /// The scoring kernels in use on this thread (one input and batches).
     package static var scoringKernel: String {
-        lw_kernels_have_avx2() != 0 ? "AVX2+FMA+F16C" : "portable C"
+        switch HalfConversion.kernelVariant {
+        case .avx512: return "AVX-512 for batches, AVX2+FMA+F16C for one input"
+        case .avx2: return "AVX2+FMA+F16C"
+        case .portable: return "portable C"
+        }
     }
 
     /// The kernel set OpenBLAS chose ("Haswell", "Zen", "SkylakeX", "Prescott", ...).

@@ -34,11 +34,30 @@ package enum HalfConversion {
         lw_f16_to_f32(src, dst, count)
     }
 
-    /// Whether the AVX2/FMA/F16C kernels are in use on this CPU.
+    /// Whether the AVX2/FMA/F16C kernels (or better) are in use on this CPU.
     package static var usesSIMDKernels: Bool { lw_kernels_have_avx2() != 0 }
+
+    /// The kernel variant in use on the calling thread.
+    package static var kernelVariant: KernelVariant {
+        KernelVariant(rawValue: Int(lw_kernels_variant())) ?? .portable
+    }
+
+    /// Tests and benchmarks only: caps the kernel variant on the current thread (the CPU's best, and
+    /// `LATENTWATCH_KERNELS`, stay the ceiling); `.avx512` undoes it. Call it and the kernels from synchronous code.
+    package static func limitKernels(to variant: KernelVariant) { lw_kernels_limit(Int32(variant.rawValue)) }
 
     /// Tests only: `false` forces the portable C loops for every kernel called on the current thread (other
     /// threads are unaffected); `true` undoes it. Call it and the kernels from synchronous code, so that no
     /// suspension moves the work to another thread in between.
     package static func allowSIMDKernels(_ allow: Bool) { lw_kernels_allow_simd(allow ? 1 : 0) }
+}
+
+/// The scoring kernels' variants, in the order of what they need from the CPU.
+package enum KernelVariant: Int, Sendable, CaseIterable {
+    /// Portable C loops.
+    case portable = 0
+    /// AVX2 + FMA + F16C.
+    case avx2 = 1
+    /// AVX-512 (F, DQ, VL) for the multi-input kernel; AVX2 + FMA + F16C for the rest.
+    case avx512 = 2
 }

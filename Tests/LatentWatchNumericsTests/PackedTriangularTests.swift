@@ -104,18 +104,22 @@ import Testing
     /// The multi-input kernel (tiles of three rows, panels of W) gives every row exactly what the one-input kernel
     /// gives it, for float32 and float16 factors, any row count (tiles and the one- or two-row tail), dimensions
     /// that cross panels (d = 513: 65 block rows), with row strides beyond the padded width, on both the AVX2 and
-    /// the portable path.
-    @Test(arguments: [1, 7, 8, 9, 63, 200, 513], [true, false])
-    func batchKernelEqualsOneInputKernelBitForBit(d: Int, simd: Bool) {
-        HalfConversion.allowSIMDKernels(simd)
-        defer { HalfConversion.allowSIMDKernels(true) }
+    /// the portable path. The AVX-512 variant (tiles of eight inputs, two per register) is forced in turn where
+    /// the CPU has it; its one-input kernel is AVX2's, so it must give AVX2's bits.
+    @Test(arguments: [1, 7, 8, 9, 63, 200, 513], KernelVariant.allCases)
+    func batchKernelEqualsOneInputKernelBitForBit(d: Int, variant: KernelVariant) {
+        HalfConversion.limitKernels(to: .avx512)
+        let best = HalfConversion.kernelVariant
+        HalfConversion.limitKernels(to: variant)
+        defer { HalfConversion.limitKernels(to: .avx512) }
+        #expect(HalfConversion.kernelVariant.rawValue == min(variant.rawValue, best.rawValue))
         var g = SeededRandom(seed: UInt64(1000 + d))
         let a = Self.randomLower(d, &g)
         let dp = PackedTriangular.paddedDimension(d)
         let stride = dp + 8
         for precision in [ElementType.float32, .float16] {
             let w = PackedTriangular(lowerRowMajor: a, dimension: d, precision: precision)
-            for n in [1, 2, 3, 4, 5, 7, 50] {
+            for n in [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 50] {
                 var xc = [Float](repeating: 0, count: n * stride)
                 for i in 0..<n { for j in 0..<d { xc[i * stride + j] = Float.random(in: -2...2, using: &g) } }
                 var out = [Double](repeating: .nan, count: 2 * n)

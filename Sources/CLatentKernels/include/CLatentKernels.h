@@ -63,10 +63,29 @@ enum {
 /// The CPU's features that the kernels and the BLAS core choice depend on (0 off x86-64).
 unsigned lw_cpu_features(void);
 
-/// 1 when the AVX2 + FMA + F16C kernels are in use on this CPU, else 0 (portable C loops).
+/// The kernel variants, in the order of what they need from the CPU.
+enum {
+    /// Portable C loops.
+    LW_KERNELS_PORTABLE = 0,
+    /// AVX2 + FMA + F16C.
+    LW_KERNELS_AVX2 = 1,
+    /// AVX-512 (F, DQ, VL) for the multi-input kernel, AVX2 + FMA + F16C for the others.
+    LW_KERNELS_AVX512 = 2
+};
+
+/// The variant in use on the calling thread: the best this CPU runs, within the environment's cap
+/// (LATENTWATCH_KERNELS=avx2 or portable, read once per process) and the thread's (lw_kernels_limit).
+int lw_kernels_variant(void);
+
+/// 1 when the AVX2 + FMA + F16C kernels (or better) are in use on the calling thread, else 0 (portable C loops).
 int lw_kernels_have_avx2(void);
 
-/// Tests only: 0 forces the portable loops on the calling thread, 1 restores CPU detection there.
+/// Tests and benchmarks only: caps the variant on the calling thread (LW_KERNELS_*; the CPU's best stays the
+/// ceiling). LW_KERNELS_AVX512 restores CPU detection.
+void lw_kernels_limit(int variant);
+
+/// Tests only: 0 forces the portable loops on the calling thread (lw_kernels_limit(LW_KERNELS_PORTABLE)),
+/// 1 restores CPU detection there.
 void lw_kernels_allow_simd(int allow);
 
 #ifdef __cplusplus
