@@ -152,7 +152,7 @@ extension InspectCommand {
         let e = ComputeEnvironment.self
         print("cpu:             \(e.cpuModel)")
         print("cpu features:    \(e.cpuFeatureSummary)")
-        print("scoring kernels: \(e.scoringKernel) (one input and batches)")
+        print("scoring kernels: \(e.scoringKernel)")
         var core = "\(e.blasCore)"
         if let set = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] {
             core +=
