@@ -416,8 +416,9 @@ LW_TRI8_HALF512(lw_tri8_avx512_half_f32, float, LW_LOAD2_F32)
 LW_TRI8_HALF512(lw_tri8_avx512_half_f16, uint16_t, LW_LOAD2_F16)
 
 // Panels of W as in the AVX2 batch kernel; tiles of eight inputs, the last one padded by repeating its last
-// input (whose padded results are not used).
-#define LW_TRI8_BATCH512_BODY(HALF)                                                                \
+// input (whose padded results are not used), except that a last tile of one or two inputs runs the one-input
+// block (LOAD), which costs less than eight inputs' work and gives the same bits.
+#define LW_TRI8_BATCH512_BODY(HALF, LOAD)                                                          \
     int mb = (d + 7) / 8;                                                                          \
     float lo[64], hi[64];                                                                          \
     for (int i = 0; i < n; i++) _mm256_storeu_pd(totals + 4 * i, _mm256_setzero_pd());             \
@@ -427,6 +428,20 @@ LW_TRI8_HALF512(lw_tri8_avx512_half_f16, uint16_t, LW_LOAD2_F16)
         while (m1 < mb && (m1 + 1) * (m1 + 2) / 2 - m0 * (m0 + 1) / 2 <= LW_BATCH512_PANEL_CHUNKS) m1++; \
         for (int i = 0; i < n; i += 8) {                                                           \
             int live = n - i < 8 ? n - i : 8;                                                      \
+            if (live <= 2) {                                                                       \
+                for (int s = 0; s < live; s++) {                                                   \
+                    const float *x0 = xc + (size_t)(i + s) * ld;                                   \
+                    __m256d t0 = _mm256_loadu_pd(totals + 4 * ((size_t)i + s));                    \
+                    const WT *p = w + (size_t)64 * ((size_t)m0 * (m0 + 1) / 2);                    \
+                    for (int m = m0; m < m1; m++) {                                                \
+                        __m256 y;                                                                  \
+                        LW_TRI8_BLOCK(LOAD, x0, m, y)                                              \
+                        t0 = lw_accumulate_squares(t0, y);                                         \
+                    }                                                                              \
+                    _mm256_storeu_pd(totals + 4 * ((size_t)i + s), t0);                            \
+                }                                                                                  \
+                continue;                                                                          \
+            }                                                                                      \
             const float *xs[8];                                                                    \
             for (int s = 0; s < 8; s++) xs[s] = xc + (size_t)(i + (s < live ? s : live - 1)) * ld; \
             for (int m = m0; m < m1; m++) {                                                        \
@@ -451,14 +466,14 @@ LW_TRI8_HALF512(lw_tri8_avx512_half_f16, uint16_t, LW_LOAD2_F16)
 LW_AVX512 static void lw_tri8_avx512_batch_f32(const float *w, const float *xc, size_t ld, int n, int d,
                                                double *out, size_t out_stride, double *totals) {
 #define WT float
-    LW_TRI8_BATCH512_BODY(lw_tri8_avx512_half_f32)
+    LW_TRI8_BATCH512_BODY(lw_tri8_avx512_half_f32, LW_LOAD_F32)
 #undef WT
 }
 
 LW_AVX512 static void lw_tri8_avx512_batch_f16(const uint16_t *w, const float *xc, size_t ld, int n, int d,
                                                double *out, size_t out_stride, double *totals) {
 #define WT uint16_t
-    LW_TRI8_BATCH512_BODY(lw_tri8_avx512_half_f16)
+    LW_TRI8_BATCH512_BODY(lw_tri8_avx512_half_f16, LW_LOAD_F16)
 #undef WT
 }
 
@@ -496,6 +511,23 @@ LW_AVX2 static double lw_sqdist_avx2(const float *a, const float *b, int n) {
     _mm256_storeu_pd(lane + 4, s1);
     lw_sqdist_lanes(a, b, i, n, lane);
     return lw_sqdist_reduce(lane);
+}
+
+LW_AVX2 static double lw_stream_read_avx2(const float *p, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(p + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(p + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(p + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(p + i + 24));
+    }
+    float lane[8];
+    _mm256_storeu_ps(lane, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    double total = 0;
+    for (int l = 0; l < 8; l++) total += lane[l];
+    for (; i < n; i++) total += p[i];
+    return total;
 }
 
 static int lw_detect_cpu_variant(void) {
@@ -663,6 +695,15 @@ void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
     }
 #endif
     for (size_t i = 0; i < n; i++) dst[i] = lw_float_to_half_scalar(src[i]);
+}
+
+double lw_stream_read_f32(const float *p, size_t n) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) return lw_stream_read_avx2(p, n);
+#endif
+    double total = 0;
+    for (size_t i = 0; i < n; i++) total += p[i];
+    return total;
 }
 
 double lw_sqdist_f32(const float *a, const float *b, int n) {

@@ -37,6 +37,9 @@ package enum HalfConversion {
     /// Whether the AVX2/FMA/F16C kernels (or better) are in use on this CPU.
     package static var usesSIMDKernels: Bool { lw_kernels_have_avx2() != 0 }
 
+    /// Benchmarks only: reads `count` floats once at this core's read rate and returns their sum.
+    package static func streamRead(_ p: UnsafePointer<Float>, count: Int) -> Double { lw_stream_read_f32(p, count) }
+
     /// The kernel variant in use on the calling thread.
     package static var kernelVariant: KernelVariant {
         KernelVariant(rawValue: Int(lw_kernels_variant())) ?? .portable

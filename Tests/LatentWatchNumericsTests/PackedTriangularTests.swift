@@ -119,7 +119,7 @@ import Testing
         let stride = dp + 8
         for precision in [ElementType.float32, .float16] {
             let w = PackedTriangular(lowerRowMajor: a, dimension: d, precision: precision)
-            for n in [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 50] {
+            for n in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14, 16, 17, 50] {
                 var xc = [Float](repeating: 0, count: n * stride)
                 for i in 0..<n { for j in 0..<d { xc[i * stride + j] = Float.random(in: -2...2, using: &g) } }
                 var out = [Double](repeating: .nan, count: 2 * n)

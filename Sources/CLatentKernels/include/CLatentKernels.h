@@ -43,6 +43,10 @@ void lw_tri8_matvec_f16(const uint16_t *w, const float *xc, int d, float *y);
 /// multiply-adds and reduced in a fixed order: the AVX2 and portable versions agree bit for bit.
 double lw_sqdist_f32(const float *a, const float *b, int n);
 
+/// Benchmarks only: reads n floats once (AVX2 loads into four accumulators where the CPU has AVX2) and returns their
+/// sum, so the reads cannot be dropped: the time to stream a factor's bytes at this core's read rate.
+double lw_stream_read_f32(const float *p, size_t n);
+
 /// Converts n binary16 values to float32 and back (round to nearest even).
 void lw_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void lw_f32_to_f16(const float *src, uint16_t *dst, size_t n);
