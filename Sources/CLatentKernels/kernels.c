@@ -251,6 +251,20 @@ LW_AVX2 static void lw_tri8_avx2_matvec_f16(const uint16_t *w, const float *xc, 
 #define LW_BATCH_PANEL_CHUNKS 384 /* 8x8 chunks per panel: 96 KB of float32 W, 48 KB of float16 */
 #endif
 
+// Block rows m0..m1-1 of W for input `row` alone (the one-input kernel's blocks), added to its total.
+#define LW_TRI8_ONE_INPUT(LOAD, row)                                                               \
+    {                                                                                              \
+        const float *x0 = xc + (size_t)(row) * ld;                                                 \
+        __m256d t0 = _mm256_loadu_pd(totals + 4 * (size_t)(row));                                  \
+        const WT *p = w + (size_t)64 * ((size_t)m0 * (m0 + 1) / 2);                                \
+        for (int m = m0; m < m1; m++) {                                                            \
+            __m256 y;                                                                              \
+            LW_TRI8_BLOCK(LOAD, x0, m, y)                                                          \
+            t0 = lw_accumulate_squares(t0, y);                                                     \
+        }                                                                                          \
+        _mm256_storeu_pd(totals + 4 * (size_t)(row), t0);                                          \
+    }
+
 #define LW_TRI8_BATCH_BODY(LOAD)                                                                   \
     int mb = (d + 7) / 8;                                                                          \
     for (int i = 0; i < n; i++) _mm256_storeu_pd(totals + 4 * i, _mm256_setzero_pd());             \
@@ -311,17 +325,7 @@ LW_AVX2 static void lw_tri8_avx2_matvec_f16(const uint16_t *w, const float *xc, 
             _mm256_storeu_pd(totals + 4 * i + 4, t1);                                              \
             _mm256_storeu_pd(totals + 4 * i + 8, t2);                                              \
         }                                                                                          \
-        for (; i < n; i++) {                                                                       \
-            const float *x0 = xc + (size_t)i * ld;                                                 \
-            __m256d t0 = _mm256_loadu_pd(totals + 4 * i);                                          \
-            const WT *p = w + (size_t)64 * ((size_t)m0 * (m0 + 1) / 2);                          \
-            for (int m = m0; m < m1; m++) {                                                        \
-                __m256 y;                                                                          \
-                LW_TRI8_BLOCK(LOAD, x0, m, y)                                                      \
-                t0 = lw_accumulate_squares(t0, y);                                                 \
-            }                                                                                      \
-            _mm256_storeu_pd(totals + 4 * i, t0);                                                  \
-        }                                                                                          \
+        for (; i < n; i++) LW_TRI8_ONE_INPUT(LOAD, i)                                              \
         m0 = m1;                                                                                   \
     }                                                                                              \
     for (int i = 0; i < n; i++) out[(size_t)i * out_stride] = lw_hsum_pd(_mm256_loadu_pd(totals + 4 * i));
@@ -429,17 +433,7 @@ LW_TRI8_HALF512(lw_tri8_avx512_half_f16, uint16_t, LW_LOAD2_F16)
         for (int i = 0; i < n; i += 8) {                                                           \
             int live = n - i < 8 ? n - i : 8;                                                      \
             if (live <= 2) {                                                                       \
-                for (int s = 0; s < live; s++) {                                                   \
-                    const float *x0 = xc + (size_t)(i + s) * ld;                                   \
-                    __m256d t0 = _mm256_loadu_pd(totals + 4 * ((size_t)i + s));                    \
-                    const WT *p = w + (size_t)64 * ((size_t)m0 * (m0 + 1) / 2);                    \
-                    for (int m = m0; m < m1; m++) {                                                \
-                        __m256 y;                                                                  \
-                        LW_TRI8_BLOCK(LOAD, x0, m, y)                                              \
-                        t0 = lw_accumulate_squares(t0, y);                                         \
-                    }                                                                              \
-                    _mm256_storeu_pd(totals + 4 * ((size_t)i + s), t0);                            \
-                }                                                                                  \
+                for (int s = 0; s < live; s++) LW_TRI8_ONE_INPUT(LOAD, i + s)                      \
                 continue;                                                                          \
             }                                                                                      \
             const float *xs[8];                                                                    \

@@ -198,6 +198,11 @@ import Testing
         foreign.jointCalibration = j
         let mixed = [layers[0], MonitoredLayer(model: foreign)]
         #expect(try Monitor(configuration: MonitorConfiguration(layers: mixed)).jointCalibration == nil)
+        // The fallback is logged: the monitor warns with this text.
+        let why = PValueFusion.automatic.jointCalibrationMismatch(for: mixed)
+        #expect(why?.contains("Bonferroni") == true && why?.contains("h2") == true, "\(why ?? "no warning")")
+        #expect(PValueFusion.automatic.jointCalibrationMismatch(for: layers) == nil)
+        #expect(PValueFusion.bonferroni.jointCalibrationMismatch(for: mixed) == nil)
         var calibrated = MonitorConfiguration(layers: mixed)
         calibrated.policy.fusion = .calibrated
         #expect {
@@ -222,8 +227,8 @@ import Testing
         #expect(strict.jointCalibration == j)
     }
 
-    /// The window's null rate with a jointly calibrated fused p-value is the exact bound for one calibration set of
-    /// the joint size, below the Bonferroni union's.
+    /// The window's null rate with a jointly calibrated fused p-value is the bound for one calibration set of the
+    /// joint size (approximate for the leave-one-out statistic, Docs/Statistics.md), below the Bonferroni union's.
     @Test func windowNullRateUsesTheJointCalibrationSet() throws {
         let policy = AlertPolicy()
         let joint = policy.windowNullRate(jointCalibrationCount: 217)

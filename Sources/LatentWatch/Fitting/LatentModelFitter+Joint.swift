@@ -44,17 +44,8 @@ extension LatentModelFitter {
                 )
             }
             // Scored as the fit's calibration pass scores them, so each layer's surprises reproduce its calibration.
-            let ws = model.makeWorkspace()
             var s: [Double] = []
-            var index = 0
-            try source.forEachBatch { batch in
-                for i in 0..<batch.count {
-                    defer { index += 1 }
-                    if let carve, !carve.isCalibration(index) { continue }
-                    let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
-                    s.append(try model.score(row, workspace: ws).surprise)
-                }
-            }
+            try scoreCalibrationInputs(model, source, carve: carve) { s.append($0.surprise) }
             surprises.append(s)
         }
         let joint = try JointCalibration.make(models: models, surprises: surprises, statistic: statistic)

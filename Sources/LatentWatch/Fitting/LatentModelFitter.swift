@@ -263,19 +263,10 @@ public enum LatentModelFitter {
             try fitTemperature(&model, source, carve: carve, classLabels: classLabels)
         }
         var collected: [ScoreKind: [Double]] = [:]
-        let ws = model.makeWorkspace()
-        let n = model.preparation.inputCount
-        var index = 0
-        try source.forEachBatch { batch in
-            for i in 0..<batch.count {
-                defer { index += 1 }
-                if let carve, !carve.isCalibration(index) { continue }
-                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
-                let s = try model.score(row, workspace: ws)
-                for kind in ScoreKind.allCases {
-                    let v = s.value(kind)
-                    if v.isFinite { collected[kind, default: []].append(v) }
-                }
+        try scoreCalibrationInputs(model, source, carve: carve) { s in
+            for kind in ScoreKind.allCases {
+                let v = s.value(kind)
+                if v.isFinite { collected[kind, default: []].append(v) }
             }
         }
         var dists: [ScoreKind: EmpiricalDistribution] = [:]
@@ -285,6 +276,27 @@ public enum LatentModelFitter {
         progress?(
             FitProgress(stage: .done, samples: model.metadata.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
         )
+    }
+
+    /// Scores the calibration inputs of `source` (all, or those `carve` assigns to calibration) in order: the
+    /// calibration pass, and the joint calibration's check that each layer reproduces it.
+    static func scoreCalibrationInputs(
+        _ model: LatentModel,
+        _ source: any ActivationSource,
+        carve: SplitAssignment?,
+        _ body: (LatentScores) throws -> Void
+    ) throws {
+        let ws = model.makeWorkspace()
+        let n = model.preparation.inputCount
+        var index = 0
+        try source.forEachBatch { batch in
+            for i in 0..<batch.count {
+                defer { index += 1 }
+                if let carve, !carve.isCalibration(index) { continue }
+                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                try body(try model.score(row, workspace: ws))
+            }
+        }
     }
 
     /// Fits ``LatentModel/posteriorTemperature`` (the calibrated posterior) on the labelled inputs of `source`

@@ -136,6 +136,22 @@ extension PValueFusion {
     }
 }
 
+extension PValueFusion {
+    /// Why ``automatic`` fuses with Bonferroni although some of the models carry a joint calibration (made for
+    /// other layers, or with other calibrations), or nil. The monitor logs it as a warning, since the fallback
+    /// would otherwise go unnoticed, for example after a hot reload of one layer.
+    package func jointCalibrationMismatch(for layers: [MonitoredLayer]) -> String? {
+        guard self == .automatic, layers.count >= 2 else { return nil }
+        let models = layers.map(\.model)
+        let carried = layers.filter { $0.model.jointCalibration != nil }.map(\.name)
+        guard !carried.isEmpty else { return nil }
+        if let j = models[0].jointCalibration, j.matches(models) { return nil }
+        return
+            "layers \(carried) carry a joint calibration, but none made for exactly the models of \(layers.map(\.name)); "
+            + "their p-values are fused with Bonferroni (calibrate them together: latentwatch calibrate-fusion)"
+    }
+}
+
 @usableFromInline func tanPi(_ x: Double) -> Double { _tan(x * Double.pi) }
 @usableFromInline func atanOverPi(_ x: Double) -> Double { _atan(x) / Double.pi }
 

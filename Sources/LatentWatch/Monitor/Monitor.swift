@@ -61,6 +61,9 @@ public final class Monitor: Service, Sendable {
         }
         ComputeCheck.warnOnce(logger)
         let joint = try configuration.policy.fusion.jointCalibration(for: configuration.layers)
+        if let why = configuration.policy.fusion.jointCalibrationMismatch(for: configuration.layers) {
+            logger.warning("\(why)")
+        }
         self.configuration = configuration
         self.models = LockedValue(
             ModelSlot(set: ModelSet(generation: 0, layers: configuration.layers, joint: joint), pool: [])
