@@ -579,8 +579,6 @@ int lw_kernels_variant(void) {
 
 int lw_kernels_have_avx2(void) { return lw_kernels_variant() >= LW_KERNELS_AVX2; }
 
-void lw_kernels_allow_simd(int allow) { lw_variant_cap = allow ? LW_KERNELS_AVX512 : LW_KERNELS_PORTABLE; }
-
 void lw_kernels_limit(int variant) {
     lw_variant_cap = variant < LW_KERNELS_PORTABLE ? LW_KERNELS_PORTABLE
                      : variant > LW_KERNELS_AVX512 ? LW_KERNELS_AVX512

@@ -52,7 +52,7 @@ package enum HalfConversion {
     /// Tests only: `false` forces the portable C loops for every kernel called on the current thread (other
     /// threads are unaffected); `true` undoes it. Call it and the kernels from synchronous code, so that no
     /// suspension moves the work to another thread in between.
-    package static func allowSIMDKernels(_ allow: Bool) { lw_kernels_allow_simd(allow ? 1 : 0) }
+    package static func allowSIMDKernels(_ allow: Bool) { limitKernels(to: allow ? .avx512 : .portable) }
 }
 
 /// The scoring kernels' variants, in the order of what they need from the CPU.

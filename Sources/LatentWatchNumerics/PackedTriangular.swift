@@ -18,6 +18,9 @@ package struct PackedTriangular: Sendable {
     /// Number of floats a centred-vector scratch buffer needs (dimension rounded up to 8).
     package static func paddedDimension(_ d: Int) -> Int { (d + 7) / 8 * 8 }
 
+    /// Number of values the tri8 layout stores for dimension d (8 x 8 chunks of the lower block triangle).
+    package static func storedCount(_ d: Int) -> Int { Int(lw_tri8_count(Int32(d))) }
+
     /// Packs the lower triangle of a row-major dense matrix.
     package init(lowerRowMajor a: [Double], dimension d: Int, precision: ElementType) {
         precondition(a.count == d * d)
@@ -34,7 +37,7 @@ package struct PackedTriangular: Sendable {
     /// Builds directly from binary16 values in row-packed order (no rounding twice).
     package init(rowPackedHalf p: [UInt16], dimension d: Int) {
         precondition(p.count == d * (d + 1) / 2)
-        let n = Int(lw_tri8_count(Int32(d)))
+        let n = Self.storedCount(d)
         var out = [UInt16](repeating: 0, count: n)
         Self.forEachSlot(d) { slot, i, j in out[slot] = p[i * (i + 1) / 2 + j] }
         dimension = d
@@ -42,7 +45,7 @@ package struct PackedTriangular: Sendable {
     }
 
     private init(dimension d: Int, precision: ElementType, value: (Int, Int) -> Float) {
-        let n = Int(lw_tri8_count(Int32(d)))
+        let n = Self.storedCount(d)
         var out = [Float](repeating: 0, count: n)
         Self.forEachSlot(d) { slot, i, j in out[slot] = value(i, j) }
         dimension = d

@@ -168,8 +168,7 @@ let half = model.converted(to: .float16)
 /// The machine's own limit for one input: the time to read the K float32 factors' packed bytes once (5.3 MB at
 /// D = 512, K = 10), repeatedly, so they are as warm as a stream of one-input calls keeps them.
 @MainActor func streamFactorsMicros() -> Double {
-    let blocks = (d + 7) / 8
-    let count = k * 64 * blocks * (blocks + 1) / 2
+    let count = k * PackedTriangular.storedCount(d)
     let buffer = [Float](repeating: 1, count: count)
     var sink = 0.0
     var times: [Double] = []

@@ -199,10 +199,15 @@ import Testing
         let mixed = [layers[0], MonitoredLayer(model: foreign)]
         #expect(try Monitor(configuration: MonitorConfiguration(layers: mixed)).jointCalibration == nil)
         // The fallback is logged: the monitor warns with this text.
-        let why = PValueFusion.automatic.jointCalibrationMismatch(for: mixed)
+        func warning(_ fusion: PValueFusion, _ layers: [MonitoredLayer]) throws -> String? {
+            var said: String?
+            _ = try fusion.jointCalibration(for: layers) { said = $0 }
+            return said
+        }
+        let why = try warning(.automatic, mixed)
         #expect(why?.contains("Bonferroni") == true && why?.contains("h2") == true, "\(why ?? "no warning")")
-        #expect(PValueFusion.automatic.jointCalibrationMismatch(for: layers) == nil)
-        #expect(PValueFusion.bonferroni.jointCalibrationMismatch(for: mixed) == nil)
+        #expect(try warning(.automatic, layers) == nil)
+        #expect(try warning(.bonferroni, mixed) == nil)
         var calibrated = MonitorConfiguration(layers: mixed)
         calibrated.policy.fusion = .calibrated
         #expect {

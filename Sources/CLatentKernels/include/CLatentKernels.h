@@ -88,10 +88,6 @@ int lw_kernels_have_avx2(void);
 /// ceiling). LW_KERNELS_AVX512 restores CPU detection.
 void lw_kernels_limit(int variant);
 
-/// Tests only: 0 forces the portable loops on the calling thread (lw_kernels_limit(LW_KERNELS_PORTABLE)),
-/// 1 restores CPU detection there.
-void lw_kernels_allow_simd(int allow);
-
 #ifdef __cplusplus
 }
 #endif

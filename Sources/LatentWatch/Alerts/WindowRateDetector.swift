@@ -129,7 +129,7 @@ package struct WindowRateDetector: Sendable {
             var j = k - 1
             while j >= 0 {
                 let term = lm - lg(Double(j) + 1) - lg(Double(m - j) + 1) + Double(j) * lq + Double(m - j) * lp
-                total = total == -.infinity ? term : max(total, term) + log1p(exp(-abs(total - term)))
+                total = max(total, term) + log1p(exp(-abs(total - term)))
                 if term < total - 50, Double(j) < Double(m) * q { break }
                 j -= 1
             }

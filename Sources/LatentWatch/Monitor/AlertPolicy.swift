@@ -116,13 +116,27 @@ extension PValueFusion {
 extension PValueFusion {
     /// The joint calibration this fusion uses for these layers' models: the one they all carry when it was made
     /// for exactly them (nil with one layer, with ``bonferroni`` and ``cauchy``, and with ``automatic`` when
-    /// there is none). Throws with ``calibrated`` when there is none.
-    package func jointCalibration(for layers: [MonitoredLayer]) throws(LatentWatchError) -> JointCalibration? {
+    /// there is none). Throws with ``calibrated`` when there is none. When ``automatic`` falls back to Bonferroni
+    /// although some of the models carry a joint calibration (made for other models), `warning` gets the reason:
+    /// the monitor logs it, since the fallback would otherwise go unnoticed, for example after a hot reload.
+    package func jointCalibration(
+        for layers: [MonitoredLayer],
+        warning: (String) -> Void = { _ in }
+    ) throws(LatentWatchError) -> JointCalibration? {
         guard layers.count >= 2, self == .automatic || self == .calibrated else { return nil }
         let models = layers.map(\.model)
         if let j = models[0].jointCalibration, j.matches(models) { return j }
-        guard self == .calibrated else { return nil }
         let carried = layers.filter { $0.model.jointCalibration != nil }.map(\.name)
+        guard self == .calibrated else {
+            if !carried.isEmpty {
+                warning(
+                    "layers \(carried) carry a joint calibration, but none made for exactly the models of "
+                        + "\(layers.map(\.name)); their p-values are fused with Bonferroni (calibrate them together: "
+                        + "latentwatch calibrate-fusion)"
+                )
+            }
+            return nil
+        }
         throw LatentWatchError(
             .invalidConfiguration,
             "calibrated fusion needs the layers' models to carry one joint calibration made for exactly them; "
@@ -133,22 +147,6 @@ extension PValueFusion {
             remedy: "calibrate them together (latentwatch calibrate-fusion, LatentModelFitter.calibrateJointly), "
                 + "or choose automatic, bonferroni or cauchy fusion"
         )
-    }
-}
-
-extension PValueFusion {
-    /// Why ``automatic`` fuses with Bonferroni although some of the models carry a joint calibration (made for
-    /// other layers, or with other calibrations), or nil. The monitor logs it as a warning, since the fallback
-    /// would otherwise go unnoticed, for example after a hot reload of one layer.
-    package func jointCalibrationMismatch(for layers: [MonitoredLayer]) -> String? {
-        guard self == .automatic, layers.count >= 2 else { return nil }
-        let models = layers.map(\.model)
-        let carried = layers.filter { $0.model.jointCalibration != nil }.map(\.name)
-        guard !carried.isEmpty else { return nil }
-        if let j = models[0].jointCalibration, j.matches(models) { return nil }
-        return
-            "layers \(carried) carry a joint calibration, but none made for exactly the models of \(layers.map(\.name)); "
-            + "their p-values are fused with Bonferroni (calibrate them together: latentwatch calibrate-fusion)"
     }
 }
 

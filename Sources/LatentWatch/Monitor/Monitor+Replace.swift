@@ -44,10 +44,7 @@ extension Monitor {
                 )
             }
         }
-        let joint = try configuration.policy.fusion.jointCalibration(for: replacement)
-        if let why = configuration.policy.fusion.jointCalibrationMismatch(for: replacement) {
-            logger.warning("\(why)")
-        }
+        let joint = try configuration.policy.fusion.jointCalibration(for: replacement) { logger.warning("\($0)") }
         let now = Date().timeIntervalSince1970
         let generation = state.withLock { s -> Int in
             let generation = s.generation + 1

@@ -60,9 +60,8 @@ public final class Monitor: Service, Sendable {
             )
         }
         ComputeCheck.warnOnce(logger)
-        let joint = try configuration.policy.fusion.jointCalibration(for: configuration.layers)
-        if let why = configuration.policy.fusion.jointCalibrationMismatch(for: configuration.layers) {
-            logger.warning("\(why)")
+        let joint = try configuration.policy.fusion.jointCalibration(for: configuration.layers) {
+            logger.warning("\($0)")
         }
         self.configuration = configuration
         self.models = LockedValue(
