@@ -5,6 +5,8 @@ import LatentWatch
 struct BorrowedActivations: ActivationSource {
     let values: UnsafeBufferPointer<Float>
     let labels: [Int]?
+    /// Regression targets, one per row, when the caller gave them.
+    let targets: [Double]?
     let sampleShape: [Int]
     let count: Int
     var hasLabels: Bool { labels != nil }
@@ -36,7 +38,11 @@ struct BorrowedActivations: ActivationSource {
     /// Checks an `lw_activations` struct and borrows its buffers.
     init(_ p: UnsafePointer<lw_activations>, name: String) throws(CallError) {
         let a = p.pointee
-        try checkStructSize(a.struct_size, MemoryLayout<lw_activations>.size, "lw_activations")
+        try checkStructSize(
+            a.struct_size,
+            MemoryLayout<lw_activations>.offset(of: \.targets)!,
+            "lw_activations"
+        )
         guard a.rank >= 1 && a.rank <= UInt32(LW_MAX_RANK) else {
             throw CallError(LW_ERR_INVALID_ARGUMENT, "\(name).rank is \(a.rank); it must be 1 to \(LW_MAX_RANK)")
         }
@@ -72,6 +78,16 @@ struct BorrowedActivations: ActivationSource {
         self.sampleShape = shape.map { Int($0) }
         self.count = count
         self.labels = a.labels.map { l in (0..<count).map { Int(l[$0]) } }
+        if Int(a.struct_size) >= MemoryLayout<lw_activations>.size, let t = a.targets {
+            try checkAligned(t, 8, "\(name).targets")
+            let targets = (0..<count).map { t[$0] }
+            if let i = targets.firstIndex(where: { !$0.isFinite }) {
+                throw CallError(LW_ERR_NON_FINITE, "\(name).targets[\(i)] is \(targets[i]); targets must be finite")
+            }
+            self.targets = targets
+        } else {
+            self.targets = nil
+        }
     }
 }
 
@@ -102,7 +118,7 @@ public func lwFitConfigInitSized(_ config: UnsafeMutablePointer<lw_fit_config>?,
     c.fit_background = d.fitBackground ? 1 : 0
     c.mixture_seed = d.mixture.seed
     c.calibrate_posterior = d.calibratePosterior ? 1 : 0
-    c.reserved = 0
+    c.target_bins = 0
     store(c, to: config, size: UInt32(clamping: size))
 }
 
@@ -170,6 +186,10 @@ func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> Fi
     f.mixture.components = Int(c.mixture_components)
     f.mixture.seed = c.mixture_seed
     f.fitBackground = c.fit_background != 0
+    guard c.target_bins <= 1000 else {
+        throw CallError(LW_ERR_INVALID_CONFIGURATION, "target_bins is \(c.target_bins); it must be 0 (10) to 1000")
+    }
+    if c.target_bins > 0 { f.targetBinCount = Int(c.target_bins) }
     return f
 }
 
@@ -195,8 +215,30 @@ public func lwFit(
             )
         }
         try checkFitMemory(source, cfg)
+        let regression = DensityFamilyRegistry.standard.family(named: cfg.family.rawValue)?.needsTargets == true
+        if regression && source.targets == nil {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "family '\(cfg.family)' needs train->targets (one finite target per row)"
+            )
+        }
+        if !regression && (source.targets != nil || held?.targets != nil) {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "targets were given for family '\(cfg.family)'; they go with \"regression\" or \"regression-tied\""
+            )
+        }
         let model = try fitting("fitting") {
-            try LatentModelFitter.fit(source, calibration: held, configuration: cfg)
+            if regression, let targets = source.targets {
+                return try LatentModelFitter.fit(
+                    source,
+                    targets: targets,
+                    calibration: held,
+                    calibrationTargets: held?.targets,
+                    configuration: cfg
+                )
+            }
+            return try LatentModelFitter.fit(source, calibration: held, configuration: cfg)
         }
         out.pointee = HandleRegistry.shared.insert(ModelHandle(model), kind: .model)
     }

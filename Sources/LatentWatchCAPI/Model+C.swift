@@ -235,6 +235,8 @@ public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer
         i.fit_notes = UnsafePointer(h.notes)
         i.posterior_temperature = m.posteriorTemperature ?? 0
         i.joint_count = UInt64(m.jointCalibration?.count ?? 0)
+        i.target_bins = UInt64(m.targetBinCount ?? 0)
+        i.interval_count = UInt64(m.intervalCalibration?.count ?? 0)
         store(i, to: info, size: info.pointee.struct_size)
     }
 }
@@ -272,7 +274,11 @@ public func lwModelScore(
         guard let activation else { throw .null("activation") }
         try checkAligned(activation, 4, "activation")
         guard let out else { throw .null("out") }
-        try checkStructSize(out.pointee.struct_size, MemoryLayout<lw_scores>.size, "lw_scores")
+        try checkStructSize(
+            out.pointee.struct_size,
+            MemoryLayout<lw_scores>.offset(of: \.prediction)!,
+            "lw_scores"
+        )
         let m = h.model
         guard length == m.inputCount else {
             throw CallError(
@@ -304,7 +310,56 @@ func cScores(_ s: LatentScores, model m: LatentModel) -> lw_scores {
     r.relative_mahalanobis = s.relativeMahalanobis
     r.predicted_component = Int64(s.predictedComponent)
     r.predicted_label = s.predictedLabel.map(Int64.init) ?? -1
+    r.prediction = s.prediction ?? .nan
+    r.predictive_spread = s.predictiveSpread ?? .nan
+    r.spread_p_value = s.predictiveSpread.flatMap { m.pValue(.spread, $0) } ?? .nan
     return r
+}
+
+@c(lw_model_prediction_interval)
+public func lwModelPredictionInterval(
+    _ model: OpaquePointer?,
+    _ prediction: Double,
+    _ spread: Double,
+    _ level: Double,
+    _ low: UnsafeMutablePointer<Double>?,
+    _ high: UnsafeMutablePointer<Double>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        let h = try ModelHandle.lookup(model)
+        guard let low else { throw .null("low") }
+        guard let high else { throw .null("high") }
+        guard level > 0, level < 1 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "level is \(level); it must be in (0, 1)")
+        }
+        guard prediction.isFinite, spread.isFinite, spread >= 0 else {
+            throw CallError(
+                LW_ERR_INVALID_ARGUMENT,
+                "prediction \(prediction) and spread \(spread) must be finite (and the spread at least 0)"
+            )
+        }
+        let m = h.model
+        var scores = LatentScores(
+            logDensity: 0,
+            entropy: 0,
+            predictedComponent: 0,
+            predictedLabel: nil,
+            maxPosterior: 0,
+            mahalanobis: 0,
+            relativeMahalanobis: 0
+        )
+        scores.prediction = prediction
+        scores.predictiveSpread = spread
+        guard let interval = m.predictionInterval(scores, level: level) else {
+            throw CallError(
+                LW_ERR_INVALID_ARGUMENT,
+                "the model of layer '\(m.layer)' (\(m.family)) has no prediction interval; fit a regression family "
+                    + "with calibration targets"
+            )
+        }
+        low.pointee = interval.lowerBound
+        high.pointee = interval.upperBound
+    }
 }
 
 @c(lw_model_score_batch)
@@ -318,7 +373,12 @@ public func lwModelScoreBatch(
     CallState.run { () throws(CallError) in
         let h = try ModelHandle.lookup(model)
         guard let columns else { throw .null("columns") }
-        try checkStructSize(columns.pointee.struct_size, MemoryLayout<lw_score_columns>.size, "lw_score_columns")
+        try checkStructSize(
+            columns.pointee.struct_size,
+            MemoryLayout<lw_score_columns>.offset(of: \.prediction)!,
+            "lw_score_columns"
+        )
+        let withPredictions = Int(columns.pointee.struct_size) >= MemoryLayout<lw_score_columns>.size
         let m = h.model
         let count = try sizeArgument(count, "count")
         let length = try sizeArgument(length, "length")
@@ -350,12 +410,20 @@ public func lwModelScoreBatch(
                 c.relative_mahalanobis?[i] = v.relative_mahalanobis
                 c.predicted_label?[i] = v.predicted_label
                 c.status?[i] = LW_OK
+                if withPredictions {
+                    c.prediction?[i] = v.prediction
+                    c.predictive_spread?[i] = v.predictive_spread
+                    c.spread_p_value?[i] = v.spread_p_value
+                }
             case .failure(let e):
                 for col in [
                     c.surprise, c.surprise_p_value, c.entropy, c.entropy_p_value, c.log_density, c.max_posterior,
                     c.mahalanobis, c.relative_mahalanobis,
                 ] {
                     col?[i] = .nan
+                }
+                if withPredictions {
+                    for col in [c.prediction, c.predictive_spread, c.spread_p_value] { col?[i] = .nan }
                 }
                 c.predicted_label?[i] = -1
                 c.status?[i] = CallError.status(of: e.code)

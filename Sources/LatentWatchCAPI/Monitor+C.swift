@@ -505,9 +505,13 @@ public func lwInputsInit(_ inputs: UnsafeMutablePointer<lw_inputs>?) {
     inputs.pointee.dtype = LW_DTYPE_FLOAT32
 }
 
-/// Writes an assessment into a caller's struct.
-func fill(_ out: UnsafeMutablePointer<lw_assessment>, from a: Assessment) {
-    out.pointee.struct_size = UInt32(MemoryLayout<lw_assessment>.size)
+/// Bytes of `lw_assessment` up to its regression fields: what programs compiled before ABI version 5 pass.
+let assessmentWithoutPredictions = MemoryLayout<lw_assessment>.offset(of: \.prediction)!
+
+/// Writes an assessment into a caller's struct of `size` bytes (at least ``assessmentWithoutPredictions``); the
+/// regression fields only when the struct has them.
+func fill(_ out: UnsafeMutablePointer<lw_assessment>, from a: Assessment, size: Int) {
+    out.pointee.struct_size = UInt32(min(size, MemoryLayout<lw_assessment>.size))
     out.pointee.flags = UInt32(a.flags.rawValue)
     out.pointee.index = Int64(a.index)
     out.pointee.fused_p_value = a.fusedPValue
@@ -527,6 +531,11 @@ func fill(_ out: UnsafeMutablePointer<lw_assessment>, from a: Assessment) {
             layers[l] = lw_layer_assessment(surprise: a.layers[l].surprise, p_value: a.layers[l].pValue)
         }
     }
+    if size >= MemoryLayout<lw_assessment>.size {
+        out.pointee.prediction = a.prediction ?? .nan
+        out.pointee.predictive_spread = a.predictiveSpread ?? .nan
+        out.pointee.spread_p_value = a.spreadPValue ?? .nan
+    }
 }
 
 /// Counts refused inputs (all of a refused batch) and passes the error on.
@@ -545,7 +554,8 @@ public func lwMonitorAssess(
     CallState.run { () throws(CallError) in
         let h = try MonitorHandle.lookup(monitor)
         guard let out else { throw .null("out") }
-        try checkStructSize(out.pointee.struct_size, MemoryLayout<lw_assessment>.size, "lw_assessment")
+        let size = Int(out.pointee.struct_size)
+        try checkStructSize(out.pointee.struct_size, assessmentWithoutPredictions, "lw_assessment")
         let s = h.scratch(monitor!, state: CallState.current)
         defer { s.release() }
         let half: Bool
@@ -557,7 +567,7 @@ public func lwMonitorAssess(
             throw refused(h, CallError(error))
         }
         h.assessed.add(1, ordering: .relaxed)
-        fill(out, from: s.assessment)
+        fill(out, from: s.assessment, size: size)
     }
 }
 
@@ -582,7 +592,7 @@ public func lwMonitorAssessBatch(
                 "out is not aligned to 8 bytes, or out[0].struct_size (the stride) \(stride) is not a multiple of 8"
             )
         }
-        try checkStructSize(out.pointee.struct_size, MemoryLayout<lw_assessment>.size, "lw_assessment")
+        try checkStructSize(out.pointee.struct_size, assessmentWithoutPredictions, "lw_assessment")
         let s = h.scratch(monitor!, state: CallState.current)
         defer { s.release() }
         let half: Bool
@@ -605,7 +615,7 @@ public func lwMonitorAssessBatch(
         let raw = UnsafeMutableRawPointer(out)
         for r in 0..<count {
             let entry = (raw + r * stride).assumingMemoryBound(to: lw_assessment.self)
-            fill(entry, from: s.batch[r])
+            fill(entry, from: s.batch[r], size: stride)
             entry.pointee.struct_size = UInt32(stride)
         }
     }

@@ -38,6 +38,24 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Array holding the labels in the labels file.")
     var labelsKey: String?
 
+    @Option(
+        help:
+            "A regression model's real-valued targets, one per input (families regression and regression-tied; the default family with --targets is regression)."
+    )
+    var targets: String?
+
+    @Option(help: "Array holding the targets in the targets file (default: its only array, or one named 'targets').")
+    var targetsKey: String?
+
+    @Option(
+        help:
+            "Targets of the calibration inputs (with --calibration): they calibrate the predictive distribution and its interval."
+    )
+    var calibrationTargets: String?
+
+    @Option(help: "Quantile bins the targets are cut into (regression families).")
+    var targetBins: Int = 10
+
     @Option(help: "Held-out in-distribution activations for calibration. Default: a seeded 20% of --activations.")
     var calibration: String?
 
@@ -58,7 +76,7 @@ struct FitCommand: ParsableCommand {
     var posteriorCalibration = true
 
     @Option(help: ArgumentHelp("Density family: \(DensityFamilyName.helpText).", valueName: "family"))
-    var family: DensityFamilyName = .gda
+    var family: DensityFamilyName?
 
     @Option(help: "Mixture components (gmm).")
     var components: Int = 8
@@ -125,14 +143,35 @@ struct FitCommand: ParsableCommand {
             try writeExpectation(file, key: tensor.name, round: mixtureRound)
             return
         }
+        let family = self.family ?? (targets == nil ? .gda : .regression)
+        let familyInfo = DensityFamilyRegistry.standard.family(named: family.rawValue)
+        let targetValues = try targets.map { try Files.targets($0, key: targetsKey) }
+        if familyInfo?.needsTargets == true {
+            guard targetValues != nil else { throw ValidationError("--family \(family) needs --targets") }
+            guard labels == nil, calibrationLabels == nil else {
+                throw ValidationError("--family \(family) takes --targets, not --labels")
+            }
+            guard (1...1000).contains(targetBins) else { throw ValidationError("--target-bins must be in 1...1000") }
+            guard !statisticsOnly else {
+                throw ValidationError("--family \(family) is fitted in one process; --statistics-only does not take it")
+            }
+        } else if targetValues != nil || calibrationTargets != nil {
+            throw ValidationError(
+                "--targets and --calibration-targets go with a regression family (--family regression or regression-tied)"
+            )
+        }
+        if let targetValues, targetValues.count != tensor.rows {
+            throw ValidationError("\(targetValues.count) targets for \(tensor.rows) activations in \(activations)")
+        }
         var labelValues: [Int]? = nil
         if let labels {
             labelValues = try Files.labels(labels, key: labelsKey)
-        } else {
+        } else if targetValues == nil {
             labelValues = Files.embeddedLabels(file, rows: tensor.rows)
         }
         var cfg = FitConfiguration(family: family, layerName: layer ?? tensor.name)
-        if let f = DensityFamilyRegistry.standard.family(named: family.rawValue), f.needsLabels, labelValues == nil {
+        cfg.targetBinCount = targetBins
+        if let f = familyInfo, f.needsLabels, labelValues == nil {
             let unsupervised = DensityFamilyRegistry.standard.families.filter { !$0.needsLabels }.map(\.name.rawValue)
             throw ValidationError(
                 "--family \(family) needs --labels (or use --family \(unsupervised.joined(separator: " or ")))"
@@ -171,6 +210,14 @@ struct FitCommand: ParsableCommand {
             }
         } else if calibrationLabels != nil {
             throw ValidationError("--calibration-labels needs --calibration (the default split uses --labels)")
+        } else if calibrationTargets != nil {
+            throw ValidationError("--calibration-targets needs --calibration (the default split uses --targets)")
+        }
+        let calTargetValues = try calibrationTargets.map { try Files.targets($0, key: nil) }
+        if let calTargetValues, let calSource, calTargetValues.count != calSource.count {
+            throw ValidationError(
+                "\(calTargetValues.count) calibration targets for \(calSource.count) calibration activations"
+            )
         }
         cfg.calibratePosterior = posteriorCalibration
         let progress = ProgressPrinter()
@@ -179,34 +226,48 @@ struct FitCommand: ParsableCommand {
             try writeStatistics(source, configuration: cfg, start: start)
             return
         }
+        let report: (FitProgress) -> Void = { p in
+            switch p.stage {
+            case .expectationMaximization:
+                progress.update(
+                    String(
+                        format: "EM restart %d iteration %d/%d, mean log-likelihood %.4f",
+                        p.restart + 1,
+                        p.iteration,
+                        maxIterations,
+                        p.logLikelihood
+                    ),
+                    force: !progress.terminal && p.iteration == 1
+                )
+            case .statistics, .calibration:
+                let frac = Double(p.samples) / Double(max(1, source.count))
+                let elapsed = Date().timeIntervalSince(start)
+                let eta = frac > 0.05 && frac < 1 ? String(format: ", ETA %.0fs", elapsed / frac * (1 - frac)) : ""
+                progress.update("\(p.stage.rawValue): \(p.samples) inputs read\(eta)")
+            default:
+                progress.update(p.stage.rawValue, force: true)
+            }
+        }
+        let created = ISO8601DateFormatter().string(from: Date())
         let model = try userFacing("fit") {
-            try LatentModelFitter.fit(
+            if let targetValues {
+                return try LatentModelFitter.fit(
+                    source,
+                    targets: targetValues,
+                    calibration: calSource,
+                    calibrationTargets: calTargetValues,
+                    configuration: cfg,
+                    created: created,
+                    progress: report
+                )
+            }
+            return try LatentModelFitter.fit(
                 source,
                 calibration: calSource,
                 configuration: cfg,
-                created: ISO8601DateFormatter().string(from: Date())
-            ) { p in
-                switch p.stage {
-                case .expectationMaximization:
-                    progress.update(
-                        String(
-                            format: "EM restart %d iteration %d/%d, mean log-likelihood %.4f",
-                            p.restart + 1,
-                            p.iteration,
-                            maxIterations,
-                            p.logLikelihood
-                        ),
-                        force: !progress.terminal && p.iteration == 1
-                    )
-                case .statistics, .calibration:
-                    let frac = Double(p.samples) / Double(max(1, source.count))
-                    let elapsed = Date().timeIntervalSince(start)
-                    let eta = frac > 0.05 && frac < 1 ? String(format: ", ETA %.0fs", elapsed / frac * (1 - frac)) : ""
-                    progress.update("\(p.stage.rawValue): \(p.samples) inputs read\(eta)")
-                default:
-                    progress.update(p.stage.rawValue, force: true)
-                }
-            }
+                created: created,
+                progress: report
+            )
         }
         progress.finish()
         try userFacing("writing \(output)") {
@@ -217,6 +278,12 @@ struct FitCommand: ParsableCommand {
             "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
         print("regularisation: \(model.metadata.notes)")
+        if let bins = model.targetBinCount {
+            print(
+                "targets: \(bins) bins; prediction interval "
+                    + (model.hasPredictionInterval ? "calibrated" : "not calibrated (no calibration targets)")
+            )
+        }
     }
 
     /// `--statistics-only`: gathers this shard's statistics and writes them.

@@ -91,6 +91,14 @@ struct InspectCommand: ParsableCommand {
                         model.calibration.distributions[k].map { "\(k.rawValue) (\($0.count))" }
                     }.joined(separator: ", ")
             )
+            if let bins = model.density.targetBins {
+                let edges = [bins.edges.first!, bins.edges.last!].map { String(format: "%.4g", $0) }
+                print(
+                    "targets:     \(bins.count) quantile bins over [\(edges[0]), \(edges[1])]; prediction interval "
+                        + (model.intervalCalibration.map { "calibrated on \($0.count) inputs" }
+                            ?? "not calibrated (fitted without calibration targets)")
+                )
+            }
             print(
                 "posterior:   "
                     + (model.posteriorTemperature.map { "calibrated (root distance, temperature \($0))" }

@@ -12,8 +12,16 @@ enum ScoreColumn: String, CaseIterable, ExpressibleByArgument {
     case relativeMahalanobis = "relative-mahalanobis"
     case logDensity = "log-density"
     case predicted
+    case prediction
+    case spread
+    case spreadPValue = "spread-p-value"
+    case intervalLow = "interval-low"
+    case intervalHigh = "interval-high"
 
-    func value(_ s: LatentScores, model: LatentModel) -> Double {
+    /// Whether the column exists only for regression models.
+    var needsTargetBins: Bool { [.prediction, .spread, .spreadPValue, .intervalLow, .intervalHigh].contains(self) }
+
+    func value(_ s: LatentScores, model: LatentModel, level: Double = 0.9) -> Double {
         switch self {
         case .surprise: return s.surprise
         case .pValue: return model.calibration.pValue(.surprise, s.surprise) ?? .nan
@@ -23,6 +31,11 @@ enum ScoreColumn: String, CaseIterable, ExpressibleByArgument {
         case .relativeMahalanobis: return s.relativeMahalanobis
         case .logDensity: return s.logDensity
         case .predicted: return Double(s.predictedLabel ?? s.predictedComponent)
+        case .prediction: return s.prediction ?? .nan
+        case .spread: return s.predictiveSpread ?? .nan
+        case .spreadPValue: return s.predictiveSpread.flatMap { model.calibration.pValue(.spread, $0) } ?? .nan
+        case .intervalLow: return model.predictionInterval(s, level: level)?.lowerBound ?? .nan
+        case .intervalHigh: return model.predictionInterval(s, level: level)?.upperBound ?? .nan
         }
     }
 }
@@ -98,6 +111,9 @@ struct ScoreCommand: ParsableCommand {
     )
     var score: [ScoreColumn] = []
 
+    @Option(help: "Coverage of interval-low and interval-high (regression models), in (0, 1).")
+    var intervalLevel: Double = 0.9
+
     @Option(help: "Output file: .npy (one score) or .csv (any number); chosen by --format or the extension.")
     var output: String
 
@@ -110,6 +126,15 @@ struct ScoreCommand: ParsableCommand {
         for w in file.warnings { stderrLine("warning: \(w)") }
         let key = self.key ?? (file.tensors.contains { $0.name == m.metadata.layer } ? m.metadata.layer : nil)
         let columns = score.isEmpty ? [ScoreColumn.surprise] : score
+        guard intervalLevel > 0, intervalLevel < 1 else { throw ValidationError("--interval-level must be in (0, 1)") }
+        if m.targetBinCount == nil, let c = columns.first(where: \.needsTargetBins) {
+            throw ValidationError("--score \(c.rawValue) needs a regression model; \(model) is \(m.family)")
+        }
+        if !m.hasPredictionInterval, let c = columns.first(where: { $0 == .intervalLow || $0 == .intervalHigh }) {
+            throw ValidationError(
+                "--score \(c.rawValue): \(model) has no calibrated interval (it was fitted without calibration targets)"
+            )
+        }
         let fmt = format ?? (output.lowercased().hasSuffix(".csv") ? .csv : .npy)
         if fmt == .npy && columns.count != 1 {
             throw ValidationError("a .npy output holds one score; use .csv for several")
@@ -120,7 +145,10 @@ struct ScoreCommand: ParsableCommand {
         try userFacing("scoring") {
             try scoreFile(m, file: file, key: key) { _, r in
                 switch r {
-                case .success(let s): for (c, col) in columns.enumerated() { values[c].append(col.value(s, model: m)) }
+                case .success(let s):
+                    for (c, col) in columns.enumerated() {
+                        values[c].append(col.value(s, model: m, level: intervalLevel))
+                    }
                 case .failure(let e):
                     failed += 1
                     if firstError == nil { firstError = e.description }

@@ -38,6 +38,17 @@ enum Files {
         }
     }
 
+    /// Regression targets, one number per input: the file's only array, or the one named by `key`.
+    static func targets(_ path: String, key: String?) throws -> [Double] {
+        try userFacing("targets") {
+            let f = try TensorFile(path: path)
+            if let key { return try f.doubles(key) }
+            if f.tensors.count == 1 { return try f.doubles(f.tensors[0].name) }
+            if let t = f.tensors.first(where: { $0.name == "targets" }) { return try f.doubles(t.name) }
+            throw CLIError("\(path) holds several arrays; choose the targets with --targets-key")
+        }
+    }
+
     /// Labels stored beside the activations (an integer array named "labels" in the same archive), if any.
     static func embeddedLabels(_ file: TensorFile, rows: Int) -> [Int]? {
         guard let t = file.tensors.first(where: { $0.name == "labels" }), t.rows == rows else { return nil }

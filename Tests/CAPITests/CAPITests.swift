@@ -239,6 +239,44 @@ struct CAPITests {
         #expect(m.layer == "fitted-from-c" && m.precision == .float16)
     }
 
+    @Test("a regression model fitted from C buffers with targets scores as the SDK's; bad targets are refused")
+    func regressionFromBuffers() throws {
+        let exe = try Self.compiled.get()
+        let dir = Self.root.appendingPathComponent("Samples/Data/digits-rotation")
+        func d(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        let r = try Self.shell([
+            exe, "regression", d("train_h2.npy"), d("train_targets.npy"), d("calibration_h2.npy"),
+            d("calibration_targets.npy"), d("test_h2.npy"), "32",
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        // The same fit through the SDK gives the same numbers bit for bit.
+        var cfg = FitConfiguration(family: .regressionTied, layerName: "h2")
+        cfg.targetBinCount = 8
+        let model = try LatentModelFitter.fit(
+            try FileActivations(path: d("train_h2.npy")),
+            targets: try TensorFile(path: d("train_targets.npy")).doubles(nil),
+            calibration: try FileActivations(path: d("calibration_h2.npy")),
+            calibrationTargets: try TensorFile(path: d("calibration_targets.npy")).doubles(nil),
+            configuration: cfg
+        )
+        let test = try TensorFile(path: d("test_h2.npy")).floats(nil)
+        let lines = r.out.split(separator: "\n")
+        #expect(lines.count == test.count / 32)
+        let ws = model.makeWorkspace()
+        for (i, line) in lines.enumerated() {
+            let v = line.split(separator: " ").map { Double(String($0))! }
+            let s = try test.withUnsafeBufferPointer {
+                try model.score(UnsafeBufferPointer(rebasing: $0[(i * 32)..<((i + 1) * 32)]), workspace: ws)
+            }
+            let interval = try #require(model.predictionInterval(s, level: 0.9))
+            let expected = [
+                s.prediction!, s.predictiveSpread!, model.pValue(.spread, s.predictiveSpread!)!, interval.lowerBound,
+                interval.upperBound,
+            ]
+            #expect(v == expected, "row \(i): C \(v) vs SDK \(expected)")
+        }
+    }
+
     /// The optimised library, when built (`.ci/run` builds it before the tests; `swift build -c release --product
     /// LatentWatchC` does). A debug build's code allocates where the optimiser removes it, so the allocation
     /// promise is checked on the library hosts ship.

@@ -44,8 +44,10 @@ extern "C" {
  * lw_monitor_replace_models (and lw_monitor_stats.replacements). Version 3 added sharded mixtures: mixture
  * statistics, the lw_mixture functions, and lw_statistics_info's fields from kind on. Version 4 added jointly
  * calibrated fusion: lw_calibrate_jointly, LW_FUSION_AUTOMATIC (the new default) and LW_FUSION_CALIBRATED, and
- * lw_model_info.joint_count. */
-#define LW_ABI_VERSION 4
+ * lw_model_info.joint_count. Version 5 added regression models: lw_activations.targets, lw_fit_config.target_bins
+ * (which was reserved), the prediction fields at the end of lw_scores, lw_score_columns, lw_model_info and
+ * lw_assessment, and lw_model_prediction_interval. */
+#define LW_ABI_VERSION 5
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Status codes and errors
@@ -147,6 +149,10 @@ typedef struct lw_model_info {
     uint64_t joint_count;             /* inputs of the joint calibration the model carries (lw_calibrate_jointly);
                                          0: none. A struct_size that ends at posterior_temperature is filled up
                                          to there */
+    uint64_t target_bins;             /* a regression model's target bins (families "regression" and
+                                         "regression-tied"); 0 for classifiers and mixtures. A struct_size that
+                                         ends at joint_count is filled up to there */
+    uint64_t interval_count;          /* calibration inputs behind its prediction interval; 0: none */
 } lw_model_info;
 
 /* Fills *info (set info->struct_size first). */
@@ -169,8 +175,12 @@ typedef struct lw_scores {
     double max_posterior;        /* max_k p(k | z) */
     double mahalanobis;          /* squared Mahalanobis distance to the nearest component */
     double relative_mahalanobis; /* mahalanobis minus the background Gaussian's */
-    int64_t predicted_component; /* argmax_k p(k | z) */
-    int64_t predicted_label;     /* its class label; -1 for mixtures */
+    int64_t predicted_component; /* argmax_k p(k | z) (for a regression model, the most probable target bin) */
+    int64_t predicted_label;     /* its class label; -1 for mixtures and regression models */
+    /* Regression models only (NaN otherwise; a struct_size that ends at predicted_label is filled up to there): */
+    double prediction;           /* the predictive distribution's mean of the target */
+    double predictive_spread;    /* its standard deviation: aleatoric */
+    double spread_p_value;       /* conformal p-value of the spread; NaN when not calibrated */
 } lw_scores;
 
 /* Scores one raw activation of length input_count (float32). Allocates nothing in steady state (one scoring
@@ -193,12 +203,25 @@ typedef struct lw_score_columns {
     /* Per row: LW_OK, or the status that row was refused with (NaN/Inf); its other columns are then NaN
      * (predicted_label -1). A row's failure does not affect the others. */
     int32_t *status;
+    /* Regression models (NaN for others); a struct_size that ends at status leaves them out. */
+    double *prediction;
+    double *predictive_spread;
+    double *spread_p_value;
 } lw_score_columns;
 
 /* Scores count activations stored back to back (count * input_count floats, length elements). Large batches
  * use BLAS. Returns LW_OK when the call was valid, even if some rows were refused (see columns->status). */
 int lw_model_score_batch(
     const lw_model *model, const float *activations, size_t length, size_t count, lw_score_columns *columns
+);
+
+/* A regression model's conformal prediction interval at level (0 < level < 1) around a prediction and spread from
+ * lw_scores: prediction -/+ q * spread (Docs/Statistics.md). *low and *high are -inf and +inf when the calibration
+ * holds too few inputs for the level. LW_ERR_INVALID_ARGUMENT for a level outside (0, 1), a non-finite prediction
+ * or spread, or a model without an interval calibration (classifiers, mixtures, fits without calibration
+ * targets). */
+int lw_model_prediction_interval(
+    const lw_model *model, double prediction, double spread, double level, double *low, double *high
 );
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -212,7 +235,9 @@ int lw_model_score_batch(
 typedef struct lw_fit_config {
     uint32_t struct_size;
     int32_t pooling;              /* LW_POOL_*; default LW_POOL_FLATTEN */
-    const char *family;           /* "gda" (default), "tied", "gmm-full", "gmm-diag"; gda and tied need labels */
+    const char *family;           /* "gda" (default), "tied", "gmm-full", "gmm-diag", "regression",
+                                     "regression-tied"; gda and tied need labels, the regression families
+                                     targets */
     const char *layer_name;       /* stored in the model file; default "layer" */
     int32_t l2_normalize;         /* 1 (default) or 0 */
     int32_t precision;            /* LW_DTYPE_FLOAT32 (default) or LW_DTYPE_FLOAT16 (factors and means of gda,
@@ -227,7 +252,7 @@ typedef struct lw_fit_config {
     int32_t calibrate_posterior;  /* 1 (default): calibrate p(y | z) on the labelled calibration rows (gda, tied);
                                      0: Bayes' rule on the density. A struct_size that ends at mixture_seed
                                      gives the default */
-    uint32_t reserved;
+    uint32_t target_bins;         /* regression families: quantile bins of the targets; 0 (default): 10 */
 } lw_fit_config;
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
@@ -247,6 +272,10 @@ typedef struct lw_activations {
     size_t length;                  /* elements at values */
     size_t count;                   /* rows */
     const int64_t *labels;          /* count class labels, or NULL (mixtures need none) */
+    const double *targets;          /* count finite regression targets, or NULL (the regression families need
+                                       them for training rows; for calibration rows they give the calibrated
+                                       predictive distribution and interval). A struct_size that ends at labels
+                                       has none */
 } lw_activations;
 
 /* Sets struct_size and zeroes the rest. */
@@ -550,7 +579,7 @@ typedef struct lw_inputs {
 void lw_inputs_init(lw_inputs *inputs);
 
 #define LW_FLAG_OUT_OF_DISTRIBUTION 1 /* fused p-value at most input_alpha */
-#define LW_FLAG_AMBIGUOUS 2           /* entropy p-value at most aleatoric_alpha */
+#define LW_FLAG_AMBIGUOUS 2           /* aleatoric p-value at most aleatoric_alpha (entropy; spread for regression) */
 #define LW_FLAG_WINDOW_ALARM 4        /* a window episode is open */
 #define LW_FLAG_SHIFT_ALARM 8         /* a shift episode is open */
 #define LW_FLAG_DISAGREEMENT 16       /* the classifier's outputs predict another class than p(y | z) */
@@ -577,6 +606,11 @@ typedef struct lw_assessment {
     uint32_t layer_count;            /* entries used in layers */
     uint32_t reserved;
     lw_layer_assessment layers[LW_MAX_LAYERS];
+    /* When the primary layer's model is a regression model (NaN otherwise; a struct_size that ends at layers
+     * leaves them out). LW_FLAG_AMBIGUOUS then comes from spread_p_value. */
+    double prediction;               /* the target's predictive mean */
+    double predictive_spread;        /* its standard deviation */
+    double spread_p_value;           /* conformal p-value of the spread */
 } lw_assessment;
 
 /* Assesses one input on the calling thread and fills *out (set out->struct_size first). request_id may be

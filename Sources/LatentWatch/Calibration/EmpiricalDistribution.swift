@@ -104,6 +104,21 @@ package struct EmpiricalDistribution: Sendable, Equatable {
         return (above + u * (atLeast - above + 1)) / Double(count + 1)
     }
 
+    /// The score of 1-based ascending rank `rank` among the m calibration scores: exact when every score is
+    /// stored, otherwise the stored order statistic of the smallest rank at or above it (never smaller than the
+    /// true one). +infinity when rank > m, -infinity when rank < 1.
+    package func orderStatistic(rank: Int) -> Double {
+        if rank > count || values.isEmpty { return .infinity }
+        if rank < 1 { return -.infinity }
+        var lo = 0
+        var hi = ranks.count - 1
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if Int(ranks[mid]) < rank { lo = mid + 1 } else { hi = mid }
+        }
+        return Double(values[lo])
+    }
+
     /// The smallest score threshold t such that flagging s > t has p-value <= alpha for every flagged s:
     /// a target false-positive rate alpha becomes a threshold. +infinity when alpha < 1 / (m + 1).
     package func threshold(falsePositiveRate alpha: Double) -> Double {

@@ -8,4 +8,7 @@ public enum ScoreKind: String, Sendable, Codable, CaseIterable {
     case mahalanobis
     /// Nearest-class squared distance minus the distance under the background Gaussian (Ren et al. 2021).
     case relativeMahalanobis = "relative_mahalanobis"
+    /// Standard deviation of a regression model's predictive distribution of its target: aleatoric uncertainty
+    /// when the output is a number (absent for classifiers).
+    case spread
 }

@@ -22,6 +22,10 @@ public struct DensityFamilyName: Hashable, Sendable, ExpressibleByStringLiteral,
     public static let gmmFull: DensityFamilyName = "gmm-full"
     /// Unsupervised Gaussian mixture with diagonal covariances, fitted by EM.
     public static let gmmDiagonal: DensityFamilyName = "gmm-diag"
+    /// Regression: real-valued targets binned at quantiles, a full-covariance Gaussian per bin (needs targets).
+    public static let regression: DensityFamilyName = "regression"
+    /// Regression: real-valued targets binned at quantiles, bin means with one tied covariance (needs targets).
+    public static let regressionTied: DensityFamilyName = "regression-tied"
 }
 
 /// One density family: its name, what it needs, how to fit it from the fitter's statistics and how to read
@@ -37,6 +41,9 @@ package struct DensityFamily: Sendable {
     package let summary: String
     /// Whether fitting needs class labels.
     package let needsLabels: Bool
+    /// Whether fitting needs real-valued targets (regression families); the fitter bins them into the labels the
+    /// statistics pass sees (``FitConfiguration/binnedTargets``).
+    package let needsTargets: Bool
     /// Whether fitting needs passes over the activations beyond the statistics (EM); such a family cannot be
     /// fitted from merged statistics alone, and the statistics pass keeps a reservoir sample for it.
     package let needsPasses: Bool
@@ -51,6 +58,7 @@ package struct DensityFamily: Sendable {
         aliases: [String] = [],
         summary: String,
         needsLabels: Bool,
+        needsTargets: Bool = false,
         needsPasses: Bool = false,
         fit: @escaping @Sendable (DensityFitContext) throws(LatentWatchError) -> any LatentDensity,
         decode: @escaping @Sendable (ModelSectionReader) throws(LatentWatchError) -> any LatentDensity
@@ -59,6 +67,7 @@ package struct DensityFamily: Sendable {
         self.aliases = aliases
         self.summary = summary
         self.needsLabels = needsLabels
+        self.needsTargets = needsTargets
         self.needsPasses = needsPasses
         self.fit = fit
         self.decode = decode
@@ -114,7 +123,12 @@ package struct DensityFamilyRegistry: Sendable {
         .tiedGaussian,
         .gaussianMixtureFull,
         .gaussianMixtureDiagonal,
+        .outputConditional,
+        .outputConditionalTied,
     ])
+
+    /// A registry of exactly these families.
+    package init(families: [DensityFamily]) { self.families = families }
 
     /// Adds a family (replacing one of the same name).
     package mutating func register(_ family: DensityFamily) {

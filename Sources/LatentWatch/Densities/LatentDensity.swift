@@ -18,6 +18,9 @@ package protocol LatentDensity: Sendable {
     var componentCount: Int { get }
     /// Class label of each component, when the components are classes; nil for unsupervised mixtures.
     var classLabels: [Int]? { get }
+    /// The target bins, when the components are bins of a regression model's real-valued target (component b is
+    /// bin b); nil otherwise.
+    var targetBins: TargetBins? { get }
     /// Storage precision of the parameters.
     var precision: ElementType { get }
     /// Per-component regularisation as fitted.
@@ -84,6 +87,7 @@ package struct BatchWorkspace: ~Copyable {
 
 extension LatentDensity {
     package var family: String { Self.familyName }
+    package var targetBins: TargetBins? { nil }
 
     package func evaluateBatch(
         _ z: UnsafePointer<Float>,

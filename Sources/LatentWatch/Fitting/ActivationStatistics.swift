@@ -202,6 +202,13 @@ extension LatentModelFitter {
                 remedy: "give the index of the shard's first activation in the whole data set"
             )
         }
+        if cfg.families.family(named: cfg.family.rawValue)?.needsTargets == true {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "family '\(cfg.family)' is fitted from targets in one process, not from shard statistics",
+                remedy: "fit it with LatentModelFitter.fit(_:targets:calibration:calibrationTargets:configuration:)"
+            )
+        }
         if cfg.families.family(named: cfg.family.rawValue)?.needsLabels == true, !source.hasLabels {
             throw LatentWatchError(
                 .invalidConfiguration,

@@ -83,7 +83,13 @@ public struct FitConfiguration: Sendable {
     public var layerName: String
     /// Calibrate the class posterior p(y | z) on the labelled calibration inputs
     /// (``LatentModel/posteriorTemperature``); without labels, or when off, it stays Bayes' rule on the density.
+    /// For regression families, the posterior over target bins, on the calibration inputs' targets.
     public var calibratePosterior: Bool
+    /// Regression families: the number of quantile bins the targets are cut into (fewer when targets repeat or a
+    /// bin would hold fewer than 2 fitting inputs).
+    public var targetBinCount: Int = 10
+    /// Regression families: the bins the fitter cut the targets into, set by the fitter.
+    package var binnedTargets: TargetBins? = nil
 
     /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on, posterior calibrated.
     public init(

@@ -51,6 +51,13 @@ public enum LatentModelFitter {
                     + ")"
             )
         }
+        if family.needsTargets && cfg.binnedTargets == nil {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "density family '\(family.name)' needs real-valued targets",
+                remedy: "fit it with fit(_:targets:calibration:calibrationTargets:configuration:) (CLI: --targets)"
+            )
+        }
         let split = SplitAssignment(
             seed: cfg.splitSeed,
             calibrationFraction: calibration == nil ? cfg.calibrationFraction : 0,
@@ -103,6 +110,13 @@ public enum LatentModelFitter {
                 remedy: MixtureRound.covariance(of: family.name) == nil
                     ? "fit it with fit(_:calibration:configuration:)"
                     : "run EM rounds across the shards from these statistics (MixtureRound), or fit(_:calibration:configuration:)"
+            )
+        }
+        guard !family.needsTargets else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "density family '\(family.name)' cannot be fitted from merged statistics",
+                remedy: "fit it in one process with fit(_:targets:calibration:calibrationTargets:configuration:)"
             )
         }
         try statistics.checkCompatible(with: configuration)
@@ -259,7 +273,9 @@ public enum LatentModelFitter {
         progress: ((FitProgress) -> Void)?
     ) throws {
         progress?(FitProgress(stage: .calibration, samples: 0, iteration: 0, restart: 0, logLikelihood: 0))
-        if posterior, source.hasLabels, let classLabels = model.density.classLabels {
+        if posterior, source.hasLabels,
+            let classLabels = model.density.classLabels ?? model.density.targetBins.map({ Array(0..<$0.count) })
+        {
             try fitTemperature(&model, source, carve: carve, classLabels: classLabels)
         }
         var collected: [ScoreKind: [Double]] = [:]

@@ -374,6 +374,18 @@ public final class TensorFile: @unchecked Sendable {
         return out
     }
 
+    /// All of array `name` as Double (regression targets): float64 arrays stored contiguously are read exactly,
+    /// others through ``floats(_:)``.
+    public func doubles(_ name: String? = nil) throws -> [Double] {
+        let t = try tensor(name)
+        if case .contiguous(let offset) = storage[t.name], t.dtype == .float64 {
+            let n = t.shape.reduce(1, *)
+            return ByteCoding.values(try file.read(at: offset, count: n * 8), as: Double.self)
+        }
+        if t.dtype == .int64 || t.dtype == .int32 { return try ints(t.name).map { Double($0) } }
+        return try floats(t.name).map { Double($0) }
+    }
+
     /// All of array `name` as integers (labels); float values must be integral.
     public func ints(_ name: String? = nil) throws -> [Int] {
         let t = try tensor(name)

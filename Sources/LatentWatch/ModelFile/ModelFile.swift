@@ -10,7 +10,7 @@ public enum ModelFile {
     package static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
     /// Format version this library writes.
     package static let majorVersion: UInt16 = 1
-    package static let minorVersion: UInt16 = 2
+    package static let minorVersion: UInt16 = 3
     static let headerSize = 32
     static let entrySize = 48
     static let trailerSize = 16
@@ -73,6 +73,10 @@ public enum ModelFile {
             sections.addFloats("joint.values", j.distribution.values, shape: [j.distribution.values.count])
             sections.addUInt32("joint.ranks", j.distribution.ranks, shape: [j.distribution.ranks.count])
         }
+        if let i = m.intervalCalibration {
+            sections.addFloats("interval.values", i.values, shape: [i.values.count])
+            sections.addUInt32("interval.ranks", i.ranks, shape: [i.ranks.count])
+        }
         let projectionJSON: ModelFileMetadata.PreparationJSON.ProjectionJSON
         switch prep.options.projection {
         case .none: projectionJSON = .init(kind: "none")
@@ -115,6 +119,7 @@ public enum ModelFile {
                     count: $0.count
                 )
             },
+            interval: m.intervalCalibration.map { .init(count: $0.count) },
             tensors: descriptors,
             fit: .init(
                 samples: m.metadata.fitSamples,
@@ -571,7 +576,7 @@ public enum ModelFile {
         if let posterior = meta.posterior {
             let t = posterior.temperature
             guard posterior.kind == ModelFileMetadata.PosteriorJSON.rootDistance,
-                PosteriorTemperature.range.contains(t), density.classLabels != nil
+                PosteriorTemperature.range.contains(t), density.classLabels != nil || density.targetBins != nil
             else {
                 throw LatentWatchError(
                     .inconsistentModel,
@@ -585,6 +590,29 @@ public enum ModelFile {
         }
         if let joint = meta.joint {
             model.jointCalibration = try jointCalibration(joint, r)
+        }
+        if let interval = meta.interval {
+            guard density.targetBins != nil, interval.count >= 1, let vd = r.descriptors["interval.values"] else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "the model has an interval calibration of \(interval.count) residuals but "
+                        + (density.targetBins == nil ? "no target bins" : "no residual values"),
+                    remedy: "the file is corrupt; refit the model"
+                )
+            }
+            let n = vd.shape.first ?? 0
+            let values = try r.floats("interval.values", shape: [n])
+            let ranks = try r.uint32s("interval.ranks", shape: [n])
+            guard let dist = EmpiricalDistribution(count: interval.count, values: values, ranks: ranks),
+                values.allSatisfy({ $0 >= 0 })
+            else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "the interval calibration is not sorted, holds a negative residual, or its ranks are inconsistent",
+                    remedy: "the file is corrupt; refit the model"
+                )
+            }
+            model.intervalCalibration = dist
         }
         return model
     }

@@ -66,6 +66,12 @@ struct ModelFileMetadata: Codable {
         }
     }
 
+    /// A regression model's interval calibration (``LatentModel/intervalCalibration``); its values are the tensors
+    /// `interval.values` and `interval.ranks`.
+    struct IntervalJSON: Codable {
+        var count: Int
+    }
+
     var format: String
     var libraryVersion: String
     var created: String
@@ -80,6 +86,8 @@ struct ModelFileMetadata: Codable {
     var posterior: PosteriorJSON? = nil
     /// Absent: no joint calibration.
     var joint: JointJSON? = nil
+    /// Absent: no prediction interval.
+    var interval: IntervalJSON? = nil
     var tensors: [TensorDescriptor]
     var fit: FitJSON
 
@@ -89,7 +97,7 @@ struct ModelFileMetadata: Codable {
         case created, layer
         case inputShape = "input_shape"
         case requiredFeatures = "required_features"
-        case preparation, density, background, calibration, posterior, joint, tensors, fit
+        case preparation, density, background, calibration, posterior, joint, interval, tensors, fit
     }
 }
 

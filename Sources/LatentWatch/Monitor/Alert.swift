@@ -10,7 +10,8 @@ public struct Alert: Sendable, Codable, Equatable {
         case window
         /// The conformal test martingale detected a distribution shift (one per episode).
         case shift
-        /// One input's aleatoric uncertainty (entropy of p(y|z)) is above its calibrated quantile.
+        /// One input's aleatoric uncertainty (entropy of p(y|z), or a regression model's predictive spread) is
+        /// above its calibrated quantile.
         case aleatoric
         /// A window or shift episode ended.
         case resolved
@@ -82,6 +83,26 @@ extension Alert {
             requestID: requestID,
             pValue: pValue,
             detail: "input \(index) is ambiguous (entropy \(Self.short(entropy)) nats, p = \(Self.short(pValue)))",
+            time: time
+        )
+    }
+
+    /// One input's predictive spread p-value (a regression model's aleatoric p-value) is at or below alpha.
+    static func uncertainPrediction(
+        index: Int,
+        requestID: String?,
+        prediction: Double,
+        spread: Double,
+        pValue: Double,
+        time: Double
+    ) -> Alert {
+        Alert(
+            kind: .aleatoric,
+            index: index,
+            requestID: requestID,
+            pValue: pValue,
+            detail: "input \(index) has an uncertain prediction (\(Self.short(prediction)) with spread "
+                + "\(Self.short(spread)), p = \(Self.short(pValue)))",
             time: time
         )
     }

@@ -6,7 +6,8 @@ public struct Assessment: Sendable, Equatable {
         public init(rawValue: UInt8) { self.rawValue = rawValue }
         /// The fused epistemic p-value is at most the policy's alpha.
         public static let outOfDistribution = Flags(rawValue: 1)
-        /// The entropy p-value is at most the aleatoric alpha.
+        /// The aleatoric p-value is at most the aleatoric alpha: of the entropy of p(y | z) for classifiers, of
+        /// the predictive spread for regression models.
         public static let ambiguous = Flags(rawValue: 2)
         /// A window-rate episode is open.
         public static let windowAlarm = Flags(rawValue: 4)
@@ -38,8 +39,14 @@ public struct Assessment: Sendable, Equatable {
     public var entropy: Double
     /// Conformal p-value of that entropy, when calibrated.
     public var entropyPValue: Double?
-    /// Class predicted from p(y | z) at the primary layer (nil for mixtures).
+    /// Class predicted from p(y | z) at the primary layer (nil for mixtures and regression models).
     public var predictedLabel: Int?
+    /// A regression model's prediction of the target from the primary layer (nil for classifiers and mixtures).
+    public var prediction: Double? = nil
+    /// The standard deviation of that prediction's predictive distribution (nil for classifiers and mixtures).
+    public var predictiveSpread: Double? = nil
+    /// Conformal p-value of the predictive spread, when calibrated: the aleatoric p-value of regression models.
+    public var spreadPValue: Double? = nil
     /// Flags.
     public var flags: Flags
     /// The shift detector's evidence after this input, on the log scale (log capital in anytime mode, log

@@ -26,7 +26,9 @@ extension Monitor {
         let fused =
             ws.joint?.pValue(UnsafeBufferPointer(ws.pValues)) ?? policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
         let prim = scores[primary]
-        let entropyP = layers[primary].model.calibration.pValue(.entropy, prim.entropy)
+        let primaryCalibration = layers[primary].model.calibration
+        let entropyP = primaryCalibration.pValue(.entropy, prim.entropy)
+        let spreadP = prim.predictiveSpread.flatMap { primaryCalibration.pValue(.spread, $0) }
         // The stream update and the alerts it raises happen under one lock, so alerts reach the sinks in stream
         // order even when many threads assess at once. Only inputs that raise an alert do more than O(1) work
         // here (the alert's text).
@@ -41,11 +43,27 @@ extension Monitor {
                 flags.insert(.outOfDistribution)
                 alerts.emit(.outOfDistribution(index: index, requestID: requestID, pValue: fused, time: now))
             }
-            if let a = policy.aleatoricAlpha, let ep = entropyP, ep <= a {
-                flags.insert(.ambiguous)
-                alerts.emit(
-                    .ambiguous(index: index, requestID: requestID, entropy: prim.entropy, pValue: ep, time: now)
-                )
+            if let a = policy.aleatoricAlpha {
+                if let y = prim.prediction, let spread = prim.predictiveSpread {
+                    if let sp = spreadP, sp <= a {
+                        flags.insert(.ambiguous)
+                        alerts.emit(
+                            .uncertainPrediction(
+                                index: index,
+                                requestID: requestID,
+                                prediction: y,
+                                spread: spread,
+                                pValue: sp,
+                                time: now
+                            )
+                        )
+                    }
+                } else if let ep = entropyP, ep <= a {
+                    flags.insert(.ambiguous)
+                    alerts.emit(
+                        .ambiguous(index: index, requestID: requestID, entropy: prim.entropy, pValue: ep, time: now)
+                    )
+                }
             }
             switch events.window {
             case .fired(let count):
@@ -86,6 +104,9 @@ extension Monitor {
         result.fusedPValue = fused
         result.entropy = prim.entropy
         result.entropyPValue = entropyP
+        result.prediction = prim.prediction
+        result.predictiveSpread = prim.predictiveSpread
+        result.spreadPValue = spreadP
         result.predictedLabel = prim.predictedLabel
         result.flags = flags
         result.shiftLogEvidence = evidence

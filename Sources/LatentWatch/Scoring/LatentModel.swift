@@ -74,6 +74,9 @@ public struct LatentModel: Sendable {
     /// same inputs (``LatentModelFitter/calibrateJointly(_:calibration:carve:statistic:)``), or nil. A monitor of
     /// exactly those layers fuses their p-values with it (``PValueFusion/automatic``).
     public package(set) var jointCalibration: JointCalibration?
+    /// A regression model's interval calibration: the normalised residuals |y - prediction| / spread of its
+    /// calibration inputs, or nil (classifiers, or a fit without calibration targets).
+    package var intervalCalibration: EmpiricalDistribution?
 
     /// Assembles a model from its parts.
     package init(
@@ -117,6 +120,27 @@ public struct LatentModel: Sendable {
     /// Held-out in-distribution scores the surprise p-values are computed against.
     public var calibrationCount: Int { calibration.distributions[.surprise]?.count ?? 0 }
 
+    /// The target bins' count of a regression model (families `regression` and `regression-tied`); nil for
+    /// classifiers and mixtures.
+    public var targetBinCount: Int? { density.targetBins?.count }
+
+    /// Whether the model carries a calibrated prediction interval (a regression model fitted with calibration
+    /// targets).
+    public var hasPredictionInterval: Bool { intervalCalibration != nil }
+
+    /// A regression model's conformal prediction interval for one input's target at `level` (for example 0.9):
+    /// prediction -/+ q * spread, where q is the ceil(level (m + 1))-th smallest of the m calibration inputs'
+    /// normalised residuals |y - prediction| / spread. For an input exchangeable with the calibration inputs it
+    /// covers the target with probability at least `level` (Docs/Statistics.md). Nil for models without an
+    /// interval calibration or scores without a prediction; unbounded when level (m + 1) > m.
+    public func predictionInterval(_ scores: LatentScores, level: Double) -> ClosedRange<Double>? {
+        guard let cal = intervalCalibration, let y = scores.prediction, let s = scores.predictiveSpread,
+            level > 0, level < 1
+        else { return nil }
+        let q = cal.orderStatistic(rank: Int((level * Double(cal.count + 1)).rounded(.up)))
+        return (y - q * s)...(y + q * s)
+    }
+
     /// The conformal p-value of a score of this kind against the model's calibration scores: the fraction of
     /// calibration scores at least as large, (1 + #{s_i >= s}) / (m + 1). Nil when the model holds no
     /// calibration for that kind.
@@ -142,6 +166,7 @@ public struct LatentModel: Sendable {
         )
         m.posteriorTemperature = posteriorTemperature
         m.jointCalibration = jointCalibration
+        m.intervalCalibration = intervalCalibration
         return m
     }
 
@@ -347,7 +372,7 @@ public struct LatentModel: Sendable {
             if distances[k] < minD { minD = distances[k] }
         }
         let rmd = backgroundDistance.map { minD - $0 } ?? .nan
-        return LatentScores(
+        var scores = LatentScores(
             logDensity: lse,
             entropy: entropy,
             predictedComponent: best,
@@ -356,5 +381,11 @@ public struct LatentModel: Sendable {
             mahalanobis: minD,
             relativeMahalanobis: rmd
         )
+        if let bins = density.targetBins {
+            let (mean, spread) = bins.moments(posterior: UnsafeBufferPointer(logJoint))
+            scores.prediction = mean
+            scores.predictiveSpread = spread
+        }
+        return scores
     }
 }

@@ -14,6 +14,12 @@ public struct LatentScores: Sendable, Equatable {
     public var mahalanobis: Double
     /// Nearest-class distance minus the background distance; NaN when the model has no background.
     public var relativeMahalanobis: Double
+    /// A regression model's prediction of its target from the latent vector: the mean of the predictive
+    /// distribution p(y | z) over the target bins. Nil for classifiers and mixtures.
+    public var prediction: Double? = nil
+    /// The standard deviation of that predictive distribution: aleatoric uncertainty of a regression model.
+    /// Nil for classifiers and mixtures.
+    public var predictiveSpread: Double? = nil
 
     /// -log p(z): epistemic uncertainty.
     public var surprise: Double { -logDensity }
@@ -44,6 +50,7 @@ public struct LatentScores: Sendable, Equatable {
         case .entropy: return entropy
         case .mahalanobis: return mahalanobis
         case .relativeMahalanobis: return relativeMahalanobis
+        case .spread: return predictiveSpread ?? .nan
         }
     }
 }

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: The ABI version these declarations describe (``LW_ABI_VERSION`` in the header).
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 # ---- status codes -------------------------------------------------------------------------------------------------
 
@@ -161,6 +161,8 @@ class lw_model_info(Structure):
         ("fit_notes", c_char_p),
         ("posterior_temperature", c_double),
         ("joint_count", c_uint64),
+        ("target_bins", c_uint64),
+        ("interval_count", c_uint64),
     ]
 
 
@@ -180,6 +182,9 @@ class lw_scores(Structure):
         ("relative_mahalanobis", c_double),
         ("predicted_component", c_int64),
         ("predicted_label", c_int64),
+        ("prediction", c_double),
+        ("predictive_spread", c_double),
+        ("spread_p_value", c_double),
     ]
 
 
@@ -199,6 +204,9 @@ class lw_score_columns(Structure):
         ("relative_mahalanobis", POINTER(c_double)),
         ("predicted_label", POINTER(c_int64)),
         ("status", POINTER(c_int32)),
+        ("prediction", POINTER(c_double)),
+        ("predictive_spread", POINTER(c_double)),
+        ("spread_p_value", POINTER(c_double)),
     ]
 
 
@@ -220,7 +228,7 @@ class lw_fit_config(Structure):
         ("fit_background", c_uint32),
         ("mixture_seed", c_uint64),
         ("calibrate_posterior", c_int32),
-        ("reserved", c_uint32),
+        ("target_bins", c_uint32),
     ]
 
 
@@ -235,6 +243,7 @@ class lw_activations(Structure):
         ("length", c_size_t),
         ("count", c_size_t),
         ("labels", POINTER(c_int64)),
+        ("targets", POINTER(c_double)),
     ]
 
 
@@ -341,6 +350,9 @@ class lw_assessment(Structure):
         ("layer_count", c_uint32),
         ("reserved", c_uint32),
         ("layers", lw_layer_assessment * LW_MAX_LAYERS),
+        ("prediction", c_double),
+        ("predictive_spread", c_double),
+        ("spread_p_value", c_double),
     ]
 
 
@@ -452,6 +464,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "lw_model_class_labels": (c_int, [c_void_p, P(c_int64), c_size_t, P(c_size_t)]),
         "lw_model_score": (c_int, [c_void_p, c_void_p, c_size_t, P(lw_scores)]),
         "lw_model_score_batch": (c_int, [c_void_p, c_void_p, c_size_t, c_size_t, P(lw_score_columns)]),
+        "lw_model_prediction_interval": (c_int, [c_void_p, c_double, c_double, c_double, P(c_double), P(c_double)]),
         "lw_fit_config_init": (None, [P(lw_fit_config)]),
         "lw_fit_config_init_sized": (None, [P(lw_fit_config), c_size_t]),
         "lw_activations_init": (None, [P(lw_activations)]),

@@ -12,7 +12,7 @@ import numpy as np
 from . import _capi
 from ._arrays import OwnedHandle, as_float_array, check, shape_str
 from ._capi import lib
-from ._errors import ConfigurationError, DTypeError, ShapeError, error_for_status
+from ._errors import ConfigurationError, DTypeError, NonFiniteError, ShapeError, error_for_status
 
 __all__ = ["Model", "Score", "Scores", "load", "fit"]
 
@@ -52,8 +52,12 @@ class Score:
         max_posterior: max_k p(k | z).
         mahalanobis: squared Mahalanobis distance to the nearest component.
         relative_mahalanobis: ``mahalanobis`` minus the background Gaussian's.
-        predicted_component: argmax_k p(k | z).
-        predicted_label: that component's class label; -1 for mixtures (as in :class:`Scores`).
+        predicted_component: argmax_k p(k | z) (for a regression model, the most probable target bin).
+        predicted_label: that component's class label; -1 for mixtures and regression models (as in
+            :class:`Scores`).
+        prediction: a regression model's prediction of its target (the predictive mean); NaN for classifiers.
+        predictive_spread: the predictive standard deviation: a regression model's aleatoric score; NaN otherwise.
+        spread_p_value: the spread's conformal p-value; NaN when not calibrated or not a regression model.
     """
 
     surprise: float
@@ -66,6 +70,9 @@ class Score:
     relative_mahalanobis: float
     predicted_component: int
     predicted_label: int
+    prediction: float = float("nan")
+    predictive_spread: float = float("nan")
+    spread_p_value: float = float("nan")
 
 
 class Scores(NamedTuple):
@@ -73,7 +80,8 @@ class Scores(NamedTuple):
 
     The C library writes every column straight into these arrays (``lw_model_score_batch``). A row the
     library refused (NaN or infinite values) has a nonzero ``status`` (``LW_ERR_NON_FINITE``), NaN in the float
-    columns and -1 in ``predicted_label``; the other rows are unaffected.
+    columns and -1 in ``predicted_label``; the other rows are unaffected. ``prediction``, ``predictive_spread``
+    and ``spread_p_value`` are a regression model's (NaN for classifiers and mixtures).
     """
 
     surprise: np.ndarray
@@ -86,6 +94,9 @@ class Scores(NamedTuple):
     relative_mahalanobis: np.ndarray
     predicted_label: np.ndarray
     status: np.ndarray
+    prediction: np.ndarray
+    predictive_spread: np.ndarray
+    spread_p_value: np.ndarray
 
     @property
     def valid(self) -> np.ndarray:
@@ -102,6 +113,9 @@ _FLOAT_COLUMNS = (
     "max_posterior",
     "mahalanobis",
     "relative_mahalanobis",
+    "prediction",
+    "predictive_spread",
+    "spread_p_value",
 )
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 _INT64_P = ctypes.POINTER(ctypes.c_int64)
@@ -146,6 +160,8 @@ class Model(OwnedHandle):
             "fit_samples": int(info.fit_samples),
             "posterior_temperature": float(info.posterior_temperature) or None,
             "joint_count": int(info.joint_count),
+            "target_bins": int(info.target_bins) or None,
+            "interval_count": int(info.interval_count),
             "fingerprint": int(info.fingerprint) if info.has_fingerprint else None,
             "precision": _PRECISION_NAMES.get(info.precision, str(info.precision)),
         }
@@ -244,6 +260,57 @@ class Model(OwnedHandle):
         return self._info["joint_count"]
 
     @property
+    def target_bins(self) -> Optional[int]:
+        """A regression model's number of target bins (families ``"regression"`` and ``"regression-tied"``), or
+        None for classifiers and mixtures."""
+        return self._info["target_bins"]
+
+    @property
+    def has_prediction_interval(self) -> bool:
+        """Whether the model carries a calibrated prediction interval (a regression model fitted with calibration
+        targets)."""
+        return self._info["interval_count"] > 0
+
+    def prediction_interval(self, prediction: Any, spread: Any, level: float = 0.9) -> Tuple[Any, Any]:
+        """A regression model's conformal prediction interval at ``level`` (``lw_model_prediction_interval``):
+        ``prediction -/+ q * spread``, covering the target with probability at least ``level`` for inputs
+        exchangeable with the calibration inputs (Docs/Statistics.md).
+
+        Args:
+            prediction: ``Score.prediction`` or the ``Scores.prediction`` column.
+            spread: ``Score.predictive_spread`` or the ``Scores.predictive_spread`` column.
+            level: the coverage, in (0, 1).
+
+        Returns:
+            ``(low, high)``: floats, or arrays for array arguments (NaN where the prediction is NaN).
+
+        Raises:
+            ConfigurationError: a model without an interval calibration, or a level outside (0, 1).
+        """
+        if not self.has_prediction_interval:
+            raise ConfigurationError(
+                f"the model of layer '{self.layer}' ({self.family}) has no prediction interval; fit a regression "
+                "family with calibration targets"
+            )
+        if not 0 < level < 1:
+            raise ConfigurationError(f"level is {level!r}; it must be in (0, 1)")
+        p = np.asarray(prediction, dtype=np.float64)
+        sp = np.asarray(spread, dtype=np.float64)
+        if p.shape != sp.shape:
+            raise ShapeError(f"prediction has shape {shape_str(p.shape)} and spread {shape_str(sp.shape)}")
+        low = np.full(p.shape, np.nan)
+        high = np.full(p.shape, np.nan)
+        lo, hi = ctypes.c_double(), ctypes.c_double()
+        h = self._live_handle()
+        for i in np.ndindex(p.shape):
+            if np.isfinite(p[i]) and np.isfinite(sp[i]):
+                check(lib.lw_model_prediction_interval(h, float(p[i]), float(sp[i]), float(level), lo, hi))
+                low[i], high[i] = lo.value, hi.value
+        if p.ndim == 0:
+            return float(low), float(high)
+        return low, high
+
+    @property
     def fit_notes(self) -> str:
         """What the fit chose (shrinkage, components, ...)."""
         return self._info["fit_notes"]
@@ -315,6 +382,9 @@ class Model(OwnedHandle):
             out.relative_mahalanobis,
             out.predicted_component,
             out.predicted_label,
+            out.prediction,
+            out.predictive_spread,
+            out.spread_p_value,
         )
 
     def _score_batch(self, a: np.ndarray) -> Scores:
@@ -397,10 +467,23 @@ def _labels_array(labels: Any, n: int, what: str) -> np.ndarray:
     return out
 
 
+def _targets_array(targets: Any, n: int, what: str) -> np.ndarray:
+    t = np.asarray(targets)
+    if t.dtype.kind not in "fiu":
+        raise DTypeError(f"{what} have dtype {t.dtype}; give real numbers")
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    if t.shape != (n,):
+        raise ShapeError(f"{what} have shape {shape_str(t.shape)}; give one number per row: shape ({n},)")
+    if not np.all(np.isfinite(t)):
+        i = int(np.flatnonzero(~np.isfinite(t))[0])
+        raise NonFiniteError(f"{what}[{i}] is {t[i]}; targets must be finite")
+    return t
+
+
 def _activations_struct(
-    x: Any, labels: Any, what: str, row_shape: Optional[Tuple[int, ...]] = None
+    x: Any, labels: Any, what: str, row_shape: Optional[Tuple[int, ...]] = None, targets: Any = None
 ) -> Tuple[_capi.lw_activations, List[Any]]:
-    """An ``lw_activations`` over ``x`` (and labels), and the arrays it points into (keep them alive)."""
+    """An ``lw_activations`` over ``x`` (and labels or targets), and the arrays it points into (keep them alive)."""
     a = as_float_array(x, what)
     if a.ndim < 2:
         raise ShapeError(
@@ -425,6 +508,10 @@ def _activations_struct(
         la = _labels_array(labels, a.shape[0], what.replace("activations", "labels"))
         s.labels = la.ctypes.data_as(_INT64_P)
         keep.append(la)
+    if targets is not None:
+        ta = _targets_array(targets, a.shape[0], what.replace("activations", "targets"))
+        s.targets = ta.ctypes.data_as(_DOUBLE_P)
+        keep.append(ta)
     return s, keep
 
 
@@ -447,6 +534,9 @@ def fit(
     mixture_seed: int = 0,
     fit_background: bool = True,
     calibrate_posterior: bool = True,
+    targets: Optional[Any] = None,
+    calibration_targets: Optional[Any] = None,
+    target_bins: int = 10,
 ) -> Model:
     """Fits a density to in-distribution activations (``lw_fit``) and returns the model.
 
@@ -458,7 +548,8 @@ def fit(
             other real dtypes are converted (copied).
         labels: ``n`` integer class labels; needed by the class-conditional families ``"gda"`` and ``"tied"``.
         family: ``"gda"`` (a full covariance per class), ``"tied"`` (one shared covariance: Mahalanobis),
-            ``"gmm-full"`` or ``"gmm-diag"`` (unsupervised mixtures, no labels).
+            ``"gmm-full"`` or ``"gmm-diag"`` (unsupervised mixtures, no labels), ``"regression"`` or
+            ``"regression-tied"`` (a regression model's layer: needs ``targets``; Docs/Statistics.md).
         layer_name: the layer name stored in the model.
         calibration: held-out in-distribution rows (same row shape) behind the p-values. Without them,
             ``calibration_fraction`` of ``activations`` is held out (by a seeded hash of the row index) and not
@@ -477,12 +568,19 @@ def fit(
         fit_background: fit the background Gaussian behind ``relative_mahalanobis``.
         calibrate_posterior: calibrate p(y | z) on the labelled calibration rows (gda, tied; Docs/Statistics.md);
             False: Bayes' rule on the density.
+        targets: ``n`` finite real targets of a regression model (the regression families; with ``targets`` the
+            default family is ``"regression"``).
+        calibration_targets: the calibration rows' targets: they calibrate the predictive distribution and the
+            prediction interval (without ``calibration``, the held-out rows' own targets are used).
+        target_bins: quantile bins the targets are cut into (regression families).
 
     Raises:
         ShapeError: activations that are not rows, or calibration rows of another shape.
         ConfigurationError: an unknown family or pooling, ``gda``/``tied`` without labels, bad fractions.
         FitError: too little data, a class with too few rows, a covariance that cannot be factorised.
     """
+    if targets is not None and family == "gda":
+        family = "regression"
     config, keep_strings = _fit_config(
         family=family,
         layer_name=layer_name,
@@ -498,16 +596,23 @@ def fit(
         fit_background=fit_background,
         calibrate_posterior=calibrate_posterior,
     )
-    train, keep = _activations_struct(activations, labels, "activations")
+    if not 1 <= int(target_bins) <= 1000:
+        raise ConfigurationError(f"target_bins is {target_bins!r}; it must be 1 to 1000")
+    config.target_bins = int(target_bins)
+    train, keep = _activations_struct(activations, labels, "activations", targets=targets)
     keep.extend(keep_strings)
     cal_p = None
     if calibration is not None:
         row_shape = tuple(int(train.shape[i]) for i in range(train.rank))
-        cal, keep_cal = _activations_struct(calibration, calibration_labels, "calibration activations", row_shape)
+        cal, keep_cal = _activations_struct(
+            calibration, calibration_labels, "calibration activations", row_shape, targets=calibration_targets
+        )
         keep.extend(keep_cal)
         cal_p = ctypes.byref(cal)
     elif calibration_labels is not None:
         raise ConfigurationError("calibration_labels were given without calibration activations")
+    elif calibration_targets is not None:
+        raise ConfigurationError("calibration_targets were given without calibration activations")
     handle = ctypes.c_void_p()
     check(lib.lw_fit(ctypes.byref(train), cal_p, ctypes.byref(config), ctypes.byref(handle)))
     del keep  # the library read the buffers during the call only

@@ -77,6 +77,9 @@ _LAYERS_OFFSET = _capi.lw_assessment.layers.offset
 assert _HEAD.size == _LAYERS_OFFSET, "lw_assessment layout changed"
 _LAYER_STRUCTS = [struct.Struct(f"={2 * n}d") for n in range(_capi.LW_MAX_LAYERS + 1)]
 _SIZEOF_ASSESSMENT = ctypes.sizeof(_capi.lw_assessment)
+# The regression fields after `layers`.
+_TAIL = struct.Struct("=ddd")
+_TAIL_OFFSET = _capi.lw_assessment.prediction.offset
 
 
 def _structured_dtype(cls: type) -> np.dtype:
@@ -109,7 +112,7 @@ _assess = lib.lw_monitor_assess
 assert [f.name for f in fields(Assessment)] == [
     "index", "request_id", "flags", "fused_p_value", "entropy", "entropy_p_value", "predicted_label",
     "shift_log_evidence", "layers", "output_predicted", "output_confidence", "output_entropy", "output_energy",
-    "status",
+    "status", "prediction", "predictive_spread", "spread_p_value",
 ], "Assessment fields changed: update Monitor._assessment"
 
 
@@ -220,7 +223,8 @@ class AssessmentBatch:
         index: int64 stream indices.
         flags: uint32 :class:`Flags` bits.
         fused_p_value, entropy, entropy_p_value, shift_log_evidence: float64 (NaN for "none").
-        predicted_label: int64 class from p(y | z); -1 for mixtures.
+        predicted_label: int64 class from p(y | z); -1 for mixtures and regression models.
+        prediction, predictive_spread, spread_p_value: float64, a regression model's (NaN otherwise).
         output_predicted: int64 class from the classifier's outputs; -1 when none were given.
         output_confidence, output_entropy, output_energy: float64; NaN when no outputs were given.
         layer_surprise: float64, shape (n, layers).
@@ -246,6 +250,9 @@ class AssessmentBatch:
     layer_names: Tuple[str, ...]
     request_ids: Optional[Tuple[Optional[str], ...]]
     raw: np.ndarray
+    prediction: np.ndarray
+    predictive_spread: np.ndarray
+    spread_p_value: np.ndarray
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -303,6 +310,9 @@ class AssessmentBatch:
             output_confidence=_none_if_nan(float(self.output_confidence[i])),
             output_entropy=_none_if_nan(float(self.output_entropy[i])),
             output_energy=_none_if_nan(float(self.output_energy[i])),
+            prediction=_none_if_nan(float(self.prediction[i])),
+            predictive_spread=_none_if_nan(float(self.predictive_spread[i])),
+            spread_p_value=_none_if_nan(float(self.spread_p_value[i])),
         )
 
     def __iter__(self):
@@ -449,6 +459,7 @@ class Monitor:
         self._shapes: Tuple[Tuple[int, ...], ...] = tuple(m.input_shape for m in loaded)
         self._counts: Tuple[int, ...] = tuple(m.input_count for m in loaded)
         self._layer_count = len(loaded)
+        self._regression = any(m.target_bins for m in loaded)
         self._output_count = int(output_count) if outputs is not None else 0
 
         def pick(table: Dict[Any, int], value: Any, what: str) -> int:
@@ -663,7 +674,17 @@ class Monitor:
             "output_entropy": None if out_ent != out_ent else out_ent,
             "output_energy": None if out_energy != out_energy else out_energy,
             "status": 0,
+            "prediction": None,
+            "predictive_spread": None,
+            "spread_p_value": None,
         })
+        if self._regression:
+            y, spread, spread_p = _TAIL.unpack_from(out, _TAIL_OFFSET)
+            a.__dict__.update({
+                "prediction": _none_if_nan(y),
+                "predictive_spread": _none_if_nan(spread),
+                "spread_p_value": _none_if_nan(spread_p),
+            })
         return a
 
     # ---- assessing ---------------------------------------------------------------------------------------------
@@ -802,6 +823,9 @@ class Monitor:
             entropy_p_value=raw["entropy_p_value"].copy(),
             shift_log_evidence=raw["shift_log_evidence"].copy(),
             predicted_label=raw["predicted_label"].copy(),
+            prediction=raw["prediction"].copy(),
+            predictive_spread=raw["predictive_spread"].copy(),
+            spread_p_value=raw["spread_p_value"].copy(),
             output_predicted=raw["output_predicted"].copy(),
             output_confidence=raw["output_confidence"].copy(),
             output_entropy=raw["output_entropy"].copy(),

@@ -73,6 +73,10 @@ class Assessment:
         output_energy: -logsumexp(logits), or None (no outputs, or outputs given as probabilities).
         status: 0, or (sidecar only) the code the server refused this row with (NaN or infinite values); the
             in-process monitor raises instead of returning refused rows.
+        prediction: a regression model's prediction of its target at the primary layer (in process only), or
+            None for classifiers and mixtures.
+        predictive_spread: its predictive standard deviation (the regression model's aleatoric score), or None.
+        spread_p_value: the spread's p-value (``ambiguous`` comes from it for regression models), or None.
     """
 
     index: int
@@ -89,6 +93,9 @@ class Assessment:
     output_entropy: Optional[float] = None
     output_energy: Optional[float] = None
     status: int = 0
+    prediction: Optional[float] = None
+    predictive_spread: Optional[float] = None
+    spread_p_value: Optional[float] = None
 
     @property
     def out_of_distribution(self) -> bool:

@@ -11,6 +11,11 @@
  *   capi_check threads MODEL RAW [THREADS]      THREADS threads (default 8) assess and score at once
  *   capi_check allocations MODEL RAW            steady-state lw_monitor_assess and lw_model_score allocate nothing
  *   capi_check fit RAW LABELS DIM OUT.lwm       fit from buffers, write, load back, background monitor, flush
+ *   capi_check regression TRAIN TRAIN_Y CAL CAL_Y TEST DIM
+ *                                               fits a regression-tied model (8 target bins) from buffers with
+ *                                               targets (float64 .npy), prints per test row the prediction, spread,
+ *                                               spread p-value and 90 % interval as hex floats, and checks the
+ *                                               bad-input cases and structs compiled before the prediction fields
  *
  * Exit status 0 when every check passed; each failure prints "FAIL ..." on stderr.
  */
@@ -1175,12 +1180,121 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
     return failures ? 1 : 0;
 }
 
+/* Activations of dim columns with optional float64 targets. */
+static lw_activations activations_of(const float *values, size_t total, size_t dim, const double *targets) {
+    lw_activations a;
+    lw_activations_init(&a);
+    a.rank = 1;
+    a.shape[0] = (int64_t)dim;
+    a.values = values;
+    a.length = total;
+    a.count = total / dim;
+    a.targets = targets;
+    return a;
+}
+
+static int run_regression(char **argv) {
+    size_t dim = (size_t)atol(argv[7]);
+    size_t nt = 0, nty = 0, nc = 0, ncy = 0, nx = 0;
+    float *train = read_raw(argv[2], &nt);
+    double *train_y = read_file(argv[3], "<f8", sizeof(double), &nty);
+    float *cal = read_raw(argv[4], &nc);
+    double *cal_y = read_file(argv[5], "<f8", sizeof(double), &ncy);
+    float *test = read_raw(argv[6], &nx);
+    if (nty * dim != nt || ncy * dim != nc) {
+        fprintf(stderr, "targets and rows disagree\n");
+        exit(2);
+    }
+    lw_activations tr = activations_of(train, nt, dim, train_y);
+    lw_activations ca = activations_of(cal, nc, dim, cal_y);
+    lw_fit_config fc;
+    lw_fit_config_init(&fc);
+    fc.family = "regression-tied";
+    fc.layer_name = "h2";
+    fc.target_bins = 8;
+    lw_model *m = NULL;
+    EXPECT_STATUS(lw_fit(&tr, &ca, &fc, &m), LW_OK);
+    if (!m) return 1;
+    lw_model_info info = {.struct_size = sizeof info};
+    EXPECT_STATUS(lw_model_get_info(m, &info), LW_OK);
+    CHECK(strcmp(info.family, "regression-tied") == 0, "family %s", info.family);
+    CHECK(info.target_bins == 8 && info.interval_count == ncy && info.has_class_labels == 0,
+          "target_bins %llu, interval_count %llu", (unsigned long long)info.target_bins,
+          (unsigned long long)info.interval_count);
+    size_t rows = nx / dim;
+    for (size_t i = 0; i < rows; i++) {
+        lw_scores sc = {.struct_size = sizeof sc};
+        EXPECT_STATUS(lw_model_score(m, test + i * dim, dim, &sc), LW_OK);
+        double low = 0, high = 0;
+        EXPECT_STATUS(lw_model_prediction_interval(m, sc.prediction, sc.predictive_spread, 0.9, &low, &high), LW_OK);
+        CHECK(sc.predicted_label == -1, "predicted_label %lld", (long long)sc.predicted_label);
+        printf("%a %a %a %a %a\n", sc.prediction, sc.predictive_spread, sc.spread_p_value, low, high);
+    }
+    /* The batch columns agree with one-row scores. */
+    double *pred = calloc(rows, sizeof(double)), *spread = calloc(rows, sizeof(double));
+    lw_score_columns cols = {.struct_size = sizeof cols, .prediction = pred, .predictive_spread = spread};
+    EXPECT_STATUS(lw_model_score_batch(m, test, nx, rows, &cols), LW_OK);
+    for (size_t i = 0; i < rows; i++) {
+        lw_scores sc = {.struct_size = sizeof sc};
+        lw_model_score(m, test + i * dim, dim, &sc);
+        CHECK(pred[i] == sc.prediction && spread[i] == sc.predictive_spread, "batch row %zu", i);
+    }
+    /* A program compiled before the prediction fields: its shorter structs are filled up to their end only. */
+    unsigned char buffer[sizeof(lw_scores) + 16];
+    memset(buffer, 0xAB, sizeof buffer);
+    size_t old_size = offsetof(lw_scores, prediction);
+    ((lw_scores *)buffer)->struct_size = (uint32_t)old_size;
+    EXPECT_STATUS(lw_model_score(m, test, dim, (lw_scores *)buffer), LW_OK);
+    for (size_t b = old_size; b < sizeof buffer; b++) CHECK(buffer[b] == 0xAB, "old lw_scores: byte %zu written", b);
+    lw_activations old = tr;
+    old.struct_size = (uint32_t)offsetof(lw_activations, targets);
+    EXPECT_STATUS(lw_fit(&old, NULL, &fc, &(lw_model *){NULL}), LW_ERR_INVALID_CONFIGURATION); /* no targets */
+    /* Bad input. */
+    lw_model *none = NULL;
+    lw_activations no_targets = tr;
+    no_targets.targets = NULL;
+    EXPECT_STATUS(lw_fit(&no_targets, NULL, &fc, &none), LW_ERR_INVALID_CONFIGURATION);
+    lw_fit_config gda;
+    lw_fit_config_init(&gda);
+    EXPECT_STATUS(lw_fit(&tr, NULL, &gda, &none), LW_ERR_INVALID_CONFIGURATION); /* targets with gda */
+    double saved = train_y[5];
+    train_y[5] = NAN;
+    EXPECT_STATUS(lw_fit(&tr, NULL, &fc, &none), LW_ERR_NON_FINITE);
+    train_y[5] = saved;
+    fc.target_bins = 5000;
+    EXPECT_STATUS(lw_fit(&tr, NULL, &fc, &none), LW_ERR_INVALID_CONFIGURATION);
+    CHECK(none == NULL, "a refused fit returned a model");
+    double low = 0, high = 0;
+    EXPECT_STATUS(lw_model_prediction_interval(m, 1, 1, 1.5, &low, &high), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_prediction_interval(m, NAN, 1, 0.9, &low, &high), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_prediction_interval(m, 1, 1, 0.9, NULL, &high), LW_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(lw_model_prediction_interval(NULL, 1, 1, 0.9, &low, &high), LW_ERR_INVALID_HANDLE);
+    /* Without calibration targets there is no interval. */
+    lw_activations ca_plain = ca;
+    ca_plain.targets = NULL;
+    fc.target_bins = 0;
+    lw_model *plain = NULL;
+    EXPECT_STATUS(lw_fit(&tr, &ca_plain, &fc, &plain), LW_OK);
+    EXPECT_STATUS(lw_model_prediction_interval(plain, 1, 1, 0.9, &low, &high), LW_ERR_INVALID_ARGUMENT);
+    lw_model_free(plain);
+    lw_model_free(m);
+    free(pred);
+    free(spread);
+    free(train);
+    free(train_y);
+    free(cal);
+    free(cal_y);
+    free(test);
+    return failures == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 4 && strcmp(argv[1], "score") == 0) return run_score(argc, argv);
     if (argc == 3 && strcmp(argv[1], "errors") == 0) return run_errors(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "threads") == 0) return run_threads(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 8);
     if (argc == 4 && strcmp(argv[1], "allocations") == 0) return run_allocations(argv[2], argv[3]);
+    if (argc == 8 && strcmp(argv[1], "regression") == 0) return run_regression(argv);
     if (argc == 6 && strcmp(argv[1], "fit") == 0) return run_fit(argv[2], argv[3], (size_t)atol(argv[4]), argv[5]);
     fprintf(stderr, "usage: see the comment at the top of capi_check.c\n");
     return 2;

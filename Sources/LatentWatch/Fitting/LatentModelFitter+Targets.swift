@@ -1,0 +1,173 @@
+import Logging
+
+extension LatentModelFitter {
+    /// Fits a model of a regression model's layer (families `regression` and `regression-tied`): the real-valued
+    /// targets are cut into quantile bins (``FitConfiguration/targetBinCount``) on the fitting inputs, a density
+    /// over the bins is fitted as class Gaussians are, and the calibration inputs calibrate the posterior over bins
+    /// (on their targets), the surprise, the predictive spread, and the prediction interval
+    /// (``LatentModel/predictionInterval(_:level:)``).
+    /// - Parameters:
+    ///   - source: in-distribution activations.
+    ///   - targets: one finite target per activation of `source`.
+    ///   - calibration: held-out in-distribution activations; when nil, `configuration.calibrationFraction` of
+    ///     `source` is carved off.
+    ///   - calibrationTargets: one target per calibration activation; without them the posterior over bins is
+    ///     not calibrated and the model has no prediction interval (the surprise and spread are still calibrated).
+    ///   - configuration: its family must be a regression family.
+    ///   - created: creation time written into the model (ISO 8601).
+    ///   - progress: called as the fit advances.
+    public static func fit(
+        _ source: some ActivationSource,
+        targets: [Double],
+        calibration: (any ActivationSource)? = nil,
+        calibrationTargets: [Double]? = nil,
+        configuration: FitConfiguration,
+        created: String = "1970-01-01T00:00:00Z",
+        progress: ((FitProgress) -> Void)? = nil
+    ) throws -> LatentModel {
+        var cfg = configuration
+        let family = try cfg.families.family(for: cfg.family)
+        guard family.needsTargets else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "density family '\(family.name)' does not take real-valued targets",
+                remedy: "choose a regression family ("
+                    + cfg.families.families.filter(\.needsTargets).map(\.name.rawValue).joined(separator: ", ")
+                    + "), or pass class labels to fit(_:calibration:configuration:)"
+            )
+        }
+        guard (1...1_000).contains(cfg.targetBinCount) else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "targetBinCount is \(cfg.targetBinCount); it must be in 1...1000"
+            )
+        }
+        try checkTargets(targets, what: "target")
+        if let calibrationTargets {
+            guard calibration != nil else {
+                throw LatentWatchError(
+                    .invalidConfiguration,
+                    "calibration targets were given without calibration activations",
+                    remedy: "pass the calibration activations too, or drop the calibration targets (the carved "
+                        + "calibration inputs use their own targets)"
+                )
+            }
+            try checkTargets(calibrationTargets, what: "calibration target")
+        }
+        let split = SplitAssignment(
+            seed: cfg.splitSeed,
+            calibrationFraction: calibration == nil ? cfg.calibrationFraction : 0,
+            validationFraction: 0
+        )
+        let fitting = targets.indices.filter { !split.isCalibration($0) }.map { targets[$0] }
+        guard let bins = TargetBins.quantiles(of: fitting, bins: cfg.targetBinCount) else {
+            throw LatentWatchError(
+                .fitFailed,
+                "only \(fitting.count) fitting targets; a regression density needs at least 2"
+            )
+        }
+        cfg.binnedTargets = bins
+        let labelled = TargetLabelledSource(base: source, targets: targets, bins: bins)
+        let labelledCalibration: (any ActivationSource)? = calibration.map { cal in
+            calibrationTargets.map { TargetLabelledSource(base: cal, targets: $0, bins: bins) } ?? cal
+        }
+        var model = try fit(
+            labelled,
+            calibration: labelledCalibration,
+            configuration: cfg,
+            created: created,
+            progress: progress
+        )
+        if calibration == nil {
+            try calibrateInterval(&model, source, targets: targets, carve: split)
+        } else if let calibration, let calibrationTargets {
+            try calibrateInterval(&model, calibration, targets: calibrationTargets, carve: nil)
+        }
+        return model
+    }
+
+    /// Refuses non-finite targets with the first one's index.
+    static func checkTargets(_ targets: [Double], what: String) throws(LatentWatchError) {
+        if let i = targets.firstIndex(where: { !$0.isFinite }) {
+            throw LatentWatchError(
+                .nonFinite,
+                "\(what) \(i) is \(targets[i]); targets must be finite",
+                remedy: "drop or repair the inputs with missing targets"
+            )
+        }
+    }
+
+    /// Stores in the model the calibration of its prediction interval: the normalised residuals
+    /// |y - prediction| / spread of the calibration inputs (all of `source`, or those `carve` assigns to
+    /// calibration) whose spread is positive.
+    static func calibrateInterval(
+        _ model: inout LatentModel,
+        _ source: any ActivationSource,
+        targets: [Double],
+        carve: SplitAssignment?
+    ) throws {
+        guard model.density.targetBins != nil else { return }
+        var residuals: [Double] = []
+        var index = 0
+        let ws = model.makeWorkspace()
+        let n = model.preparation.inputCount
+        try source.forEachBatch { batch in
+            for i in 0..<batch.count {
+                defer { index += 1 }
+                if let carve, !carve.isCalibration(index) { continue }
+                guard index < targets.count else { continue }
+                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                guard let s = try? model.score(row, workspace: ws), let y = s.prediction,
+                    let spread = s.predictiveSpread, spread > 0
+                else { continue }
+                residuals.append(abs(targets[index] - y) / spread)
+            }
+        }
+        guard !residuals.isEmpty else { return }
+        model.intervalCalibration = EmpiricalDistribution(scores: residuals)
+    }
+}
+
+/// Activations with a regression target per row, handed to the fit with each target's bin as its label.
+struct TargetLabelledSource: ActivationSource {
+    let base: any ActivationSource
+    let labels: [Int]
+
+    init(base: any ActivationSource, targets: [Double], bins: TargetBins) {
+        self.base = base
+        self.labels = targets.map { bins.bin(of: $0) }
+    }
+
+    var sampleShape: [Int] { base.sampleShape }
+    var hasLabels: Bool { true }
+
+    func forEachBatch(_ body: (ActivationBatch) throws -> Void) throws {
+        var start = 0
+        try base.forEachBatch { batch in
+            guard start + batch.count <= labels.count else {
+                throw LatentWatchError(
+                    .shapeMismatch,
+                    "\(labels.count) targets for more activations than that",
+                    remedy: "give one target per activation"
+                )
+            }
+            try labels.withUnsafeBufferPointer { l in
+                try body(
+                    ActivationBatch(
+                        values: batch.values,
+                        count: batch.count,
+                        labels: UnsafeBufferPointer(rebasing: l[start..<(start + batch.count)])
+                    )
+                )
+            }
+            start += batch.count
+        }
+        guard start == labels.count else {
+            throw LatentWatchError(
+                .shapeMismatch,
+                "\(labels.count) targets for \(start) activations",
+                remedy: "give one target per activation"
+            )
+        }
+    }
+}

@@ -1,0 +1,242 @@
+import Foundation
+import Testing
+
+@testable import LatentWatch
+
+/// The output-conditional density of a regression model (families `regression` and `regression-tied`) against the
+/// numpy/scipy reference of Tests/Reference/make_regression_fixtures.py, on a real regression model (an MLP
+/// predicting the rotation angle of scikit-learn's digits; Samples/Data/digits-rotation). Tolerances as the class
+/// families' reference tests: log p(z) 1e-4 relative (float32 factors); the temperature 1e-3 relative (as
+/// PosteriorCalibrationTests); predictions and spreads 1e-3 degrees absolute under Bayes' posterior and 0.05 degrees
+/// under the calibrated one (the temperature's 1e-3 relative tolerance moves them by up to a few hundredths); the
+/// interval's residual quantile 1e-2 relative.
+@Suite struct RegressionFamilyTests {
+    struct Reference: Decodable {
+        struct Case: Decodable {
+            let family: String
+            let temperature: Double
+            let q: Double
+            let coverage: Double
+            let test_logpx: [Double]
+            let bayes_prediction: [Double]
+            let bayes_spread: [Double]
+            let prediction: [Double]
+            let spread: [Double]
+        }
+        let bins: Int
+        let level: Double
+        let edges: [Double]
+        let means: [Double]
+        let spreads: [Double]
+        let cases: [Case]
+    }
+
+    static let data = Fixtures.root.appendingPathComponent("Samples/Data/digits-rotation")
+
+    static func reference() throws -> Reference {
+        let url = Fixtures.reference.appendingPathComponent("regression_reference.json")
+        return try JSONDecoder().decode(Reference.self, from: Data(contentsOf: url))
+    }
+
+    static func activations(_ split: String) throws -> (values: [Float], rows: Int, dim: Int) {
+        let a = try Fixtures.array(data.appendingPathComponent("\(split)_h2.npy"))
+        return (a.floats(), a.shape[0], a.shape[1])
+    }
+
+    static func targets(_ split: String) throws -> [Double] {
+        try Fixtures.array(data.appendingPathComponent("\(split)_targets.npy")).doubles()
+    }
+
+    static func fit(
+        _ family: DensityFamilyName,
+        calibrationTargets: Bool = true,
+        calibratePosterior: Bool = true
+    ) throws -> LatentModel {
+        let train = try activations("train")
+        let cal = try activations("calibration")
+        var cfg = FitConfiguration(
+            family: family,
+            preparation: .raw,
+            regularization: ReferenceTests.fixedRegularization,
+            fitBackground: false,
+            layerName: "h2",
+            calibratePosterior: calibratePosterior
+        )
+        cfg.targetBinCount = 8
+        return try LatentModelFitter.fit(
+            InMemoryActivations(values: train.values, shape: [train.dim]),
+            targets: try targets("train"),
+            calibration: InMemoryActivations(values: cal.values, shape: [cal.dim]),
+            calibrationTargets: calibrationTargets ? try targets("calibration") : nil,
+            configuration: cfg
+        )
+    }
+
+    static func scores(_ model: LatentModel, _ split: String) throws -> [LatentScores] {
+        let x = try activations(split)
+        let ws = model.makeWorkspace()
+        return try x.values.withUnsafeBufferPointer { b in
+            try (0..<x.rows).map { i in
+                try model.score(UnsafeBufferPointer(rebasing: b[(i * x.dim)..<((i + 1) * x.dim)]), workspace: ws)
+            }
+        }
+    }
+
+    @Test func binsMatchNumpyQuantiles() throws {
+        let ref = try Self.reference()
+        let bins = try #require(TargetBins.quantiles(of: try Self.targets("train"), bins: ref.bins))
+        #expect(bins.count == ref.means.count)
+        for (a, b) in zip(bins.edges, ref.edges) { #expect(abs(a - b) <= 1e-9 * max(1, abs(b)), "edge \(a) vs \(b)") }
+        for (a, b) in zip(bins.means, ref.means) { #expect(abs(a - b) <= 1e-9 * max(1, abs(b)), "mean \(a) vs \(b)") }
+        for (a, b) in zip(bins.spreads, ref.spreads) { #expect(abs(a - b) <= 1e-9 * max(1, abs(b)), "sd \(a) vs \(b)") }
+        // searchsorted(inner, y, "right"): an edge value belongs to the bin above it; outside the range, the ends.
+        #expect(bins.bin(of: bins.edges[1]) == 1)
+        #expect(bins.bin(of: bins.edges[1].nextDown) == 0)
+        #expect(bins.bin(of: -1e9) == 0)
+        #expect(bins.bin(of: 1e9) == bins.count - 1)
+    }
+
+    @Test func repeatedTargetsMergeIntoPopulatedBins() throws {
+        // Ten bins of a target with three values: repeated edges collapse, and no bin is left with < 2 targets.
+        let y = [Double](repeating: 1, count: 50) + [Double](repeating: 2, count: 30) + [3]
+        let bins = try #require(TargetBins.quantiles(of: y, bins: 10))
+        var counts = [Int](repeating: 0, count: bins.count)
+        for v in y { counts[bins.bin(of: v)] += 1 }
+        #expect(counts.allSatisfy { $0 >= 2 }, "\(counts)")
+        #expect(bins.count == 2, "\(bins.edges)")
+        #expect(TargetBins.quantiles(of: [1], bins: 4) == nil)
+        #expect(TargetBins(edges: [0, 2, 1], means: [1, 1.5], spreads: [0, 0]) == nil)
+    }
+
+    @Test(arguments: ["regression", "regression-tied"])
+    func scoresMatchReference(family: String) throws {
+        let ref = try Self.reference()
+        let c = try #require(ref.cases.first { $0.family == family })
+        // Bayes' posterior over bins.
+        let bayes = try Self.fit(DensityFamilyName(family), calibratePosterior: false)
+        #expect(bayes.family == family)
+        #expect(bayes.targetBinCount == ref.means.count)
+        #expect(bayes.classLabels == nil)
+        let s0 = try Self.scores(bayes, "test")
+        ReferenceTests.expectRelative(s0.map(\.logDensity), c.test_logpx, 1e-4, "\(family) log p(z)")
+        ReferenceTests.expectAbsolute(s0.map { $0.prediction! }, c.bayes_prediction, 1e-3, "\(family) Bayes prediction")
+        ReferenceTests.expectAbsolute(s0.map { $0.predictiveSpread! }, c.bayes_spread, 1e-3, "\(family) Bayes spread")
+        #expect(s0.allSatisfy { $0.predictedLabel == nil })
+        // The posterior calibrated on the calibration targets' bins, and the interval.
+        let model = try Self.fit(DensityFamilyName(family))
+        let t = try #require(model.posteriorTemperature)
+        #expect(abs(t - c.temperature) <= 1e-3 * c.temperature, "\(family): T \(t) vs \(c.temperature)")
+        let s = try Self.scores(model, "test")
+        ReferenceTests.expectAbsolute(s.map { $0.prediction! }, c.prediction, 0.05, "\(family) prediction")
+        ReferenceTests.expectAbsolute(s.map { $0.predictiveSpread! }, c.spread, 0.05, "\(family) spread")
+        #expect(model.hasPredictionInterval)
+        let y = try Self.targets("test")
+        var covered = 0
+        for (score, target) in zip(s, y) {
+            let interval = try #require(model.predictionInterval(score, level: ref.level))
+            let half = (interval.upperBound - interval.lowerBound) / 2
+            let q = half / score.predictiveSpread!
+            #expect(abs(q - c.q) <= 1e-2 * c.q, "q \(q) vs \(c.q)")
+            if interval.contains(target) { covered += 1 }
+        }
+        let coverage = Double(covered) / Double(y.count)
+        #expect(abs(coverage - c.coverage) <= 3.0 / Double(y.count), "coverage \(coverage) vs \(c.coverage)")
+        // The spread is calibrated like every score; the surprise too.
+        #expect(model.calibration.distributions[.spread]?.count == 359)
+        #expect(model.calibration.distributions[.surprise]?.count == 359)
+    }
+
+    @Test func modelFileRoundTripsAndOlderFamiliesAreUnchanged() throws {
+        let model = try Self.fit(.regressionTied)
+        let bytes = try ModelFile.encode(model)
+        let back = try ModelFile.decode(bytes)
+        #expect(back.family == "regression-tied")
+        #expect(back.targetBinCount == model.targetBinCount)
+        #expect(back.posteriorTemperature == model.posteriorTemperature)
+        #expect(back.intervalCalibration == model.intervalCalibration)
+        let a = try Self.scores(model, "test")
+        let b = try Self.scores(back, "test")
+        // (The model has no background, so relativeMahalanobis is NaN and the scores cannot be compared with ==.)
+        #expect(a.map(\.logDensity) == b.map(\.logDensity))
+        #expect(a.map(\.prediction) == b.map(\.prediction))
+        #expect(a.map(\.predictiveSpread) == b.map(\.predictiveSpread))
+        #expect(a.map(\.entropy) == b.map(\.entropy))
+        #expect(model.predictionInterval(a[0], level: 0.9) == back.predictionInterval(b[0], level: 0.9))
+        // float16 factors score close to float32.
+        let half = try ModelFile.decode(try ModelFile.encode(model, options: .init(precision: .float16)))
+        let h = try Self.scores(half, "test")
+        ReferenceTests.expectAbsolute(h.map { $0.prediction! }, a.map { $0.prediction! }, 0.5, "float16 prediction")
+    }
+
+    @Test func fileWithRegressionPartsIsCheckedOnRead() throws {
+        let model = try Self.fit(.regression)
+        // A reader that does not know the family refuses with a clear error.
+        let families = DensityFamilyRegistry(
+            families: DensityFamilyRegistry.standard.families.filter { !$0.needsTargets }
+        )
+        let bytes = try ModelFile.encode(model)
+        #expect {
+            try ModelFile.decode(bytes, families: families)
+        } throws: { error in
+            (error as? LatentWatchError)?.message.contains("density family 'regression' is unknown") == true
+        }
+    }
+
+    @Test func badTargetsAndFamiliesAreRefused() throws {
+        let train = try Self.activations("train")
+        let source = InMemoryActivations(values: train.values, shape: [train.dim])
+        var y = try Self.targets("train")
+        let cfg = FitConfiguration(family: .regression, preparation: .raw, layerName: "h2")
+        // Without targets.
+        #expect(throws: LatentWatchError.self) { try LatentModelFitter.fit(source, configuration: cfg) }
+        // A class family with targets.
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.fit(source, targets: y, configuration: FitConfiguration(family: .gda))
+        }
+        // Too few and too many targets.
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.fit(source, targets: Array(y.dropLast()), configuration: cfg)
+        }
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.fit(source, targets: y + [1], configuration: cfg)
+        }
+        // A NaN target names its index.
+        y[17] = .nan
+        #expect {
+            try LatentModelFitter.fit(source, targets: y, configuration: cfg)
+        } throws: { error in
+            (error as? LatentWatchError)?.message.contains("target 17 is nan") == true
+        }
+        // Not from shard statistics.
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.statistics(of: source, configuration: cfg)
+        }
+    }
+
+    @Test func monitorRaisesAleatoricAlertsOnTheSpread() throws {
+        let model = try Self.fit(.regression)
+        let policy = AlertPolicy(inputAlpha: 0.01, aleatoricAlpha: 0.05, window: nil, shift: nil)
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(layers: [MonitoredLayer(model: model)], policy: policy)
+        )
+        let x = try Self.activations("test")
+        var flagged = 0
+        var result = Assessment()
+        try x.values.withUnsafeBufferPointer { b in
+            for i in 0..<x.rows {
+                let row = UnsafeBufferPointer(rebasing: b[(i * x.dim)..<((i + 1) * x.dim)])
+                try monitor.assess(.float32([row]), into: &result)
+                let spread = try #require(result.predictiveSpread)
+                let p = try #require(result.spreadPValue)
+                #expect(result.prediction != nil && result.predictedLabel == nil)
+                #expect(p == model.pValue(.spread, spread))
+                if result.flags.contains(.ambiguous) {
+                    flagged += 1
+                    #expect(p <= 0.05)
+                }
+            }
+        }
+        // About 5 % of in-distribution inputs (18 of 360), well inside a binomial's spread.
+        #expect(flagged >= 5 && flagged <= 36, "\(flagged) of \(x.rows)")
+    }
+}

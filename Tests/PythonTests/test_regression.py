@@ -1,0 +1,104 @@
+"""A regression model's layer through the Python package: fit with targets, scores with predictions, the interval,
+the monitor's regression fields, and bad targets (Samples/Data/digits-rotation, made by Tests/Reference/
+make_regression_fixtures.py). The numbers themselves are checked against numpy in the Swift tests
+(RegressionFamilyTests) and the C interface against the SDK bit for bit (CAPITests); here, the package's plumbing."""
+
+from __future__ import annotations
+
+import os
+import unittest
+
+import lwtest  # noqa: F401  (chooses the package under test)
+import numpy as np
+
+import latentwatch as lw
+
+ROTATION = os.path.join(lwtest.ROOT, "Samples", "Data", "digits-rotation")
+
+
+def load(name: str) -> np.ndarray:
+    return np.load(os.path.join(ROTATION, name))
+
+
+class RegressionTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.train, cls.train_y = load("train_h2.npy"), load("train_targets.npy")
+        cls.cal, cls.cal_y = load("calibration_h2.npy"), load("calibration_targets.npy")
+        cls.test, cls.test_y = load("test_h2.npy"), load("test_targets.npy")
+        cls.model = lw.fit(
+            cls.train, targets=cls.train_y, calibration=cls.cal, calibration_targets=cls.cal_y, target_bins=8,
+            family="regression-tied", layer_name="h2",
+        )
+
+    def test_model_describes_its_bins_and_interval(self):
+        m = self.model
+        self.assertEqual(m.family, "regression-tied")
+        self.assertEqual(m.target_bins, 8)
+        self.assertTrue(m.has_prediction_interval)
+        self.assertIsNone(m.class_labels)
+        # With targets, the default family is the per-bin one.
+        d = lw.fit(self.train, targets=self.train_y)
+        self.assertEqual(d.family, "regression")
+        self.assertEqual(d.target_bins, 10)
+        self.assertTrue(d.has_prediction_interval)  # the carved rows' own targets
+
+    def test_scores_and_interval_cover_the_targets(self):
+        s = self.model.score(self.test)
+        self.assertTrue(np.all(s.valid))
+        self.assertTrue(np.all(np.isfinite(s.prediction)) and np.all(s.predictive_spread > 0))
+        self.assertTrue(np.all(s.predicted_label == -1))
+        one = self.model.score(self.test[3])
+        self.assertEqual(one.prediction, s.prediction[3])
+        self.assertEqual(one.predictive_spread, s.predictive_spread[3])
+        low, high = self.model.prediction_interval(s.prediction, s.predictive_spread, level=0.9)
+        covered = np.mean((low <= self.test_y) & (self.test_y <= high))
+        # One split of 360 inputs at level 0.9 (0.85 on this split; 0.90 on average over re-splits).
+        self.assertGreater(covered, 0.8)
+        self.assertLess(covered, 0.97)
+        lo1, hi1 = self.model.prediction_interval(one.prediction, one.predictive_spread)
+        self.assertEqual((lo1, hi1), (low[3], high[3]))
+        # The bins' prediction is close to the true angle on average (the MLP itself is within 5.7 degrees).
+        self.assertLess(float(np.mean(np.abs(s.prediction - self.test_y))), 8.0)
+
+    def test_monitor_reports_predictions_and_spread_alerts(self):
+        mon = lw.Monitor([self.model], aleatoric_alpha=0.05, window=None, shift="off")
+        a = mon.assess(self.test[0])
+        self.assertIsNotNone(a.prediction)
+        self.assertIsNotNone(a.predictive_spread)
+        self.assertIsNotNone(a.spread_p_value)
+        self.assertIsNone(a.predicted_label)
+        self.assertAlmostEqual(a.prediction, float(self.model.score(self.test[0]).prediction), places=12)
+        b = mon.assess_batch(self.test)
+        flagged = int(np.sum(b.ambiguous))
+        self.assertTrue(np.array_equal(b.ambiguous, b.spread_p_value <= 0.05))
+        self.assertGreater(flagged, 4)
+        self.assertLess(flagged, 37)
+        self.assertEqual(b[5].prediction, float(b.prediction[5]))
+        mon.close()
+
+    def test_bad_targets_are_refused(self):
+        with self.assertRaises(lw.NonFiniteError):
+            y = self.train_y.copy()
+            y[4] = np.nan
+            lw.fit(self.train, targets=y)
+        with self.assertRaises(lw.ShapeError):
+            lw.fit(self.train, targets=self.train_y[:-1])
+        with self.assertRaises(lw.DTypeError):
+            lw.fit(self.train, targets=np.array(["a"] * len(self.train)))
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(self.train, targets=self.train_y, family="tied")
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(self.train, family="regression")
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(self.train, targets=self.train_y, target_bins=0)
+        with self.assertRaises(lw.ConfigurationError):
+            self.model.prediction_interval(1.0, 1.0, level=1.5)
+        classifier = lw.fit(self.train, labels=(self.train_y > 0).astype(np.int64))
+        with self.assertRaises(lw.ConfigurationError):
+            classifier.prediction_interval(1.0, 1.0)
+        self.assertTrue(np.all(np.isnan(classifier.score(self.test).prediction)))
+
+
+if __name__ == "__main__":
+    unittest.main()
