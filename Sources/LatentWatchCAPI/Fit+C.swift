@@ -37,10 +37,12 @@ struct BorrowedActivations: ActivationSource {
 
     /// Checks an `lw_activations` struct and borrows its buffers.
     init(_ p: UnsafePointer<lw_activations>, name: String) throws(CallError) {
-        let a = p.pointee
-        try checkStructSize(
-            a.struct_size,
-            MemoryLayout<lw_activations>.offset(of: \.targets)!,
+        var empty = lw_activations()
+        empty.struct_size = 0
+        let a = try readGrown(
+            p,
+            defaults: empty,
+            minimum: MemoryLayout<lw_activations>.offset(of: \.targets)!,
             "lw_activations"
         )
         guard a.rank >= 1 && a.rank <= UInt32(LW_MAX_RANK) else {
@@ -78,7 +80,7 @@ struct BorrowedActivations: ActivationSource {
         self.sampleShape = shape.map { Int($0) }
         self.count = count
         self.labels = a.labels.map { l in (0..<count).map { Int(l[$0]) } }
-        if Int(a.struct_size) >= MemoryLayout<lw_activations>.size, let t = a.targets {
+        if let t = a.targets {
             try checkAligned(t, 8, "\(name).targets")
             let targets = (0..<count).map { t[$0] }
             if let i = targets.firstIndex(where: { !$0.isFinite }) {
@@ -186,10 +188,16 @@ func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> Fi
     f.mixture.components = Int(c.mixture_components)
     f.mixture.seed = c.mixture_seed
     f.fitBackground = c.fit_background != 0
-    guard c.target_bins <= 1000 else {
-        throw CallError(LW_ERR_INVALID_CONFIGURATION, "target_bins is \(c.target_bins); it must be 0 (10) to 1000")
+    // target_bins was `reserved` before ABI version 5: only regression fits read it.
+    if DensityFamilyRegistry.standard.family(named: f.family.rawValue)?.needsTargets == true {
+        guard c.target_bins <= 1000 else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "target_bins is \(c.target_bins); it must be 0 (10) to 1000"
+            )
+        }
+        if c.target_bins > 0 { f.targetBinCount = Int(c.target_bins) }
     }
-    if c.target_bins > 0 { f.targetBinCount = Int(c.target_bins) }
     return f
 }
 
@@ -301,7 +309,8 @@ func checkFitMemory(_ s: BorrowedActivations, _ cfg: FitConfiguration) throws(Ca
     case .meanTokens: d = shape.last ?? 1
     default: d = shape.reduce(1, *)
     }
-    let groups = (s.labels.map { Set($0).count } ?? cfg.mixture.components) + 1
+    let regression = DensityFamilyRegistry.standard.family(named: cfg.family.rawValue)?.needsTargets == true
+    let groups = (regression ? cfg.targetBinCount : (s.labels.map { Set($0).count } ?? cfg.mixture.components)) + 1
     let (dd, o1) = d.multipliedReportingOverflow(by: d)
     let (per, o2) = dd.multipliedReportingOverflow(by: 16)
     let (bytes, o3) = per.multipliedReportingOverflow(by: groups)

@@ -373,12 +373,13 @@ public func lwModelScoreBatch(
     CallState.run { () throws(CallError) in
         let h = try ModelHandle.lookup(model)
         guard let columns else { throw .null("columns") }
-        try checkStructSize(
-            columns.pointee.struct_size,
-            MemoryLayout<lw_score_columns>.offset(of: \.prediction)!,
+        // A struct of ABI version 4 ends at status: its prediction columns read as NULL.
+        let c = try readGrown(
+            UnsafePointer(columns),
+            defaults: lw_score_columns(),
+            minimum: MemoryLayout<lw_score_columns>.offset(of: \.prediction)!,
             "lw_score_columns"
         )
-        let withPredictions = Int(columns.pointee.struct_size) >= MemoryLayout<lw_score_columns>.size
         let m = h.model
         let count = try sizeArgument(count, "count")
         let length = try sizeArgument(length, "length")
@@ -393,7 +394,6 @@ public func lwModelScoreBatch(
         guard count > 0 else { return }
         guard let activations else { throw .null("activations") }
         try checkAligned(activations, 4, "activations")
-        let c = columns.pointee
         let ws = h.workspace(model!, state: CallState.current)
         let results = m.scoreBatch(UnsafeBufferPointer(start: activations, count: length), count: count, workspace: ws)
         for (i, r) in results.enumerated() {
@@ -410,11 +410,9 @@ public func lwModelScoreBatch(
                 c.relative_mahalanobis?[i] = v.relative_mahalanobis
                 c.predicted_label?[i] = v.predicted_label
                 c.status?[i] = LW_OK
-                if withPredictions {
-                    c.prediction?[i] = v.prediction
-                    c.predictive_spread?[i] = v.predictive_spread
-                    c.spread_p_value?[i] = v.spread_p_value
-                }
+                c.prediction?[i] = v.prediction
+                c.predictive_spread?[i] = v.predictive_spread
+                c.spread_p_value?[i] = v.spread_p_value
             case .failure(let e):
                 for col in [
                     c.surprise, c.surprise_p_value, c.entropy, c.entropy_p_value, c.log_density, c.max_posterior,
@@ -422,9 +420,7 @@ public func lwModelScoreBatch(
                 ] {
                     col?[i] = .nan
                 }
-                if withPredictions {
-                    for col in [c.prediction, c.predictive_spread, c.spread_p_value] { col?[i] = .nan }
-                }
+                for col in [c.prediction, c.predictive_spread, c.spread_p_value] { col?[i] = .nan }
                 c.predicted_label?[i] = -1
                 c.status?[i] = CallError.status(of: e.code)
             }

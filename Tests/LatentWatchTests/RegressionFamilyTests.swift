@@ -108,6 +108,45 @@ import Testing
         #expect(TargetBins(edges: [0, 2, 1], means: [1, 1.5], spreads: [0, 0]) == nil)
     }
 
+    @Test func repeatedFractionalTargetsKeepTheirMeansInTheirBins() throws {
+        // Ten copies each of 0.0, 0.1, ..., 0.9: summing ten 0.9s does not give exactly 9.0, and the mean must
+        // still lie in its bin (it is clamped there).
+        let y = (0..<10).flatMap { v in [Double](repeating: Double(v) / 10, count: 10) }
+        let bins = try #require(TargetBins.quantiles(of: y, bins: 10))
+        for b in 0..<bins.count { #expect(bins.means[b] >= bins.edges[b] && bins.means[b] <= bins.edges[b + 1]) }
+        let capped = [Double](repeating: 5.00001, count: 900) + (0..<100).map { Double($0) / 100 }
+        #expect(TargetBins.quantiles(of: capped, bins: 30) != nil)
+    }
+
+    @Test func zeroSpreadAndLabelledCalibrationRowsAreHandled() throws {
+        var model = try Self.fit(.regression)
+        var s = try Self.scores(model, "test")[0]
+        s.predictiveSpread = 0
+        // A zero spread gives the prediction alone at a finite q, and an unbounded interval at an infinite one.
+        #expect(model.predictionInterval(s, level: 0.5) == s.prediction!...s.prediction!)
+        let far = try #require(model.predictionInterval(s, level: 0.9999))
+        #expect(far.lowerBound == -.infinity && far.upperBound == .infinity)
+        // Calibration rows of zero spread that missed their target count as infinite residuals.
+        model.intervalCalibration = EmpiricalDistribution(scores: [0.5, 1, LatentModelFitter.infiniteResidual])
+        let wide = try #require(model.predictionInterval(try Self.scores(model, "test")[0], level: 0.75))
+        #expect(wide.upperBound == .infinity)
+        // Calibration rows with class labels but no targets: the labels are not read as bins.
+        let train = try Self.activations("train")
+        let cal = try Self.activations("calibration")
+        let labelled = try LatentModelFitter.fit(
+            InMemoryActivations(values: train.values, shape: [train.dim]),
+            targets: try Self.targets("train"),
+            calibration: InMemoryActivations(
+                values: cal.values,
+                shape: [cal.dim],
+                labels: [Int](repeating: 1, count: cal.rows)
+            ),
+            configuration: FitConfiguration(family: .regression, layerName: "h2")
+        )
+        #expect(labelled.posteriorTemperature == nil)
+        #expect(!labelled.hasPredictionInterval)
+    }
+
     @Test(arguments: ["regression", "regression-tied"])
     func scoresMatchReference(family: String) throws {
         let ref = try Self.reference()

@@ -14,7 +14,7 @@ from lwtest import HEADER_DIR, TempDirTestCase
 import latentwatch
 from latentwatch import _capi
 
-# sizeof of each struct as gcc computes it on x86_64 Linux (LP64) for latentwatch.h ABI version 4. The test
+# sizeof of each struct as gcc computes it on x86_64 Linux (LP64) for latentwatch.h ABI version 5. The test
 # below also asks gcc directly, so a header change is caught even where these constants are stale.
 EXPECTED_SIZES = {
     "lw_model_info": 184,

@@ -91,6 +91,10 @@ class RegressionTests(unittest.TestCase):
         with self.assertRaises(lw.ConfigurationError):
             lw.fit(self.train, family="regression")
         with self.assertRaises(lw.ConfigurationError):
+            lw.fit(self.train, targets=self.train_y, family="gda")  # an explicit class family is not overridden
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(self.train, labels=np.zeros(len(self.train), np.int64), targets=self.train_y)
+        with self.assertRaises(lw.ConfigurationError):
             lw.fit(self.train, targets=self.train_y, target_bins=0)
         with self.assertRaises(lw.ConfigurationError):
             self.model.prediction_interval(1.0, 1.0, level=1.5)

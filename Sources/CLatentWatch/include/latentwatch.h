@@ -139,7 +139,7 @@ typedef struct lw_model_info {
     uint32_t fingerprint;             /* CRC-32 of the model file's bytes; valid when has_fingerprint is 1 */
     uint32_t has_fingerprint;         /* 0 for a model fitted in this process and not read back */
     int32_t precision;                /* LW_DTYPE_FLOAT32 or LW_DTYPE_FLOAT16: how its parameters are held */
-    uint32_t has_class_labels;        /* 1 for class-conditional families (gda, tied) */
+    uint32_t has_class_labels;        /* 1 for class-conditional families (gda, tied); 0 for mixtures and regression */
     const char *layer;                /* layer name stored in the file */
     const char *family;               /* "gda", "tied", "gmm-full", "gmm-diag" */
     const char *fit_notes;            /* what the fit chose (shrinkage, components, ...) */
@@ -241,7 +241,8 @@ typedef struct lw_fit_config {
     const char *layer_name;       /* stored in the model file; default "layer" */
     int32_t l2_normalize;         /* 1 (default) or 0 */
     int32_t precision;            /* LW_DTYPE_FLOAT32 (default) or LW_DTYPE_FLOAT16 (factors and means of gda,
-                                     tied and gmm-full; gmm-diag parameters stay float32) */
+                                     tied, gmm-full and the regression families; gmm-diag parameters stay
+                                     float32) */
     uint32_t pca_components;      /* project onto this many principal components; 0 (default): no projection */
     double pca_variance_fraction; /* or keep this fraction of the variance (0 < f <= 1); 0 (default): off */
     double calibration_fraction;  /* held out for calibration when no calibration rows are given; default 0.2 */
@@ -249,8 +250,9 @@ typedef struct lw_fit_config {
     uint32_t mixture_components;  /* gmm-*: components; default 8 */
     uint32_t fit_background;      /* the background Gaussian behind relative_mahalanobis; default 1 */
     uint64_t mixture_seed;        /* gmm-*: seed of the initialisation; default 0 */
-    int32_t calibrate_posterior;  /* 1 (default): calibrate p(y | z) on the labelled calibration rows (gda, tied);
-                                     0: Bayes' rule on the density. A struct_size that ends at mixture_seed
+    int32_t calibrate_posterior;  /* 1 (default): calibrate p(y | z) on the labelled calibration rows (gda, tied)
+                                     or the posterior over target bins on the calibration rows' targets
+                                     (regression families); 0: Bayes' rule on the density. A struct_size that ends at mixture_seed
                                      gives the default */
     uint32_t target_bins;         /* regression families: quantile bins of the targets; 0 (default): 10 */
 } lw_fit_config;
@@ -432,7 +434,7 @@ typedef struct lw_monitor lw_monitor;
 #define LW_MAX_LAYERS 16
 
 #define LW_ALERT_INPUT 1     /* an input's fused p-value is at most input_alpha */
-#define LW_ALERT_ALEATORIC 2 /* an input's entropy p-value is at most aleatoric_alpha */
+#define LW_ALERT_ALEATORIC 2 /* an input's aleatoric p-value (entropy; spread for regression) is at most aleatoric_alpha */
 #define LW_ALERT_WINDOW 3    /* the rate of small p-values over the window is too high for chance */
 #define LW_ALERT_SHIFT 4     /* the shift detector's evidence passed its threshold */
 #define LW_ALERT_RESOLVED 5  /* a window or shift episode ended */
@@ -501,7 +503,8 @@ typedef struct lw_monitor_config {
     int32_t primary_layer;              /* whose p(y | z) gives entropy and class; -1 (default): the last */
     /* Alert policy (Docs/Statistics.md). */
     double input_alpha;                 /* per-input level on the fused p-value; default 0.01 */
-    double aleatoric_alpha;             /* level on the entropy p-value; default 0.01; 0 turns it off */
+    double aleatoric_alpha;             /* level on the aleatoric p-value (of the entropy; of the predictive
+                                           spread for regression models); default 0.01; 0 turns it off */
     uint32_t window_length;             /* inputs in the rate window; default 200; 0 turns the window off */
     uint32_t window_cooldown;           /* inputs before a window episode may resolve; 0 (default): length */
     double window_level;                /* the window's false-alarm level; default 1e-4 */

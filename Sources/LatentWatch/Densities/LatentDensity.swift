@@ -8,7 +8,7 @@ import LatentWatchNumerics
 /// log pi_k + log p(z | k) and the squared Mahalanobis distance d2_k; everything users see (log p(z),
 /// the posterior, its entropy, the nearest-class distance) is derived from those two arrays.
 package protocol LatentDensity: Sendable {
-    /// The family name written into model files ("gda", "tied", "gmm-full", "gmm-diag").
+    /// The family name written into model files ("gda", "tied", "gmm-full", "gmm-diag", "regression", ...).
     static var familyName: String { get }
     /// The family name of this instance (a type may implement several, like full and diagonal mixtures).
     var family: String { get }

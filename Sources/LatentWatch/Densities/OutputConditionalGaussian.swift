@@ -52,7 +52,8 @@ package struct TargetBins: Sendable, Equatable {
     }
 
     /// Bins at the quantiles of `targets` (non-finite targets are refused by the caller): inner edges at the
-    /// `bins - 1` quantiles b / bins (numpy's default linear interpolation), repeated edges dropped, then any bin
+    /// `bins - 1` quantiles b / bins (numpy's default linear interpolation, computed as numpy does), repeated
+    /// edges dropped, then any bin
     /// holding fewer than `minimumCount` targets merged into its smaller neighbour until none is left.
     /// Nil when fewer than `minimumCount` targets are given.
     package static func quantiles(of targets: [Double], bins: Int, minimumCount: Int = 2) -> TargetBins? {
@@ -61,9 +62,17 @@ package struct TargetBins: Sendable, Equatable {
         guard n >= max(1, minimumCount), bins >= 1 else { return nil }
         var inner: [Double] = []
         for b in 1..<max(1, bins) {
-            let h = Double(n - 1) * Double(b) / Double(bins)
-            let i = Int(h.rounded(.down))
-            let e = i + 1 < n ? sorted[i] + (h - Double(i)) * (sorted[i + 1] - sorted[i]) : sorted[n - 1]
+            // numpy's arithmetic: the virtual index q (n - 1), and its lerp from the nearer end.
+            let h = Double(b) / Double(bins) * Double(n - 1)
+            let i = min(Int(h.rounded(.down)), n - 1)
+            let t = h - Double(i)
+            let e: Double
+            if i + 1 >= n {
+                e = sorted[n - 1]
+            } else {
+                let d = sorted[i + 1] - sorted[i]
+                e = t >= 0.5 ? sorted[i + 1] - d * (1 - t) : sorted[i] + d * t
+            }
             if inner.last != e { inner.append(e) }
         }
         // Counts per bin, then merge the sparsest bin below the minimum into its smaller neighbour.
@@ -93,7 +102,13 @@ package struct TargetBins: Sendable, Equatable {
             while b < inner.count && inner[b] <= y { b += 1 }
             sums[b] += y
         }
-        let means = (0..<c.count).map { sums[$0] / Double(c[$0]) }
+        // Rounding can put the mean of identical targets a hair outside their bin: clamp it back.
+        let means = (0..<c.count).map { b in
+            min(
+                max(sums[b] / Double(c[b]), b == 0 ? sorted[0] : inner[b - 1]),
+                b < inner.count ? inner[b] : sorted[n - 1]
+            )
+        }
         b = 0
         for y in sorted {
             while b < inner.count && inner[b] <= y { b += 1 }

@@ -68,8 +68,13 @@ extension LatentModelFitter {
         }
         cfg.binnedTargets = bins
         let labelled = TargetLabelledSource(base: source, targets: targets, bins: bins)
-        let labelledCalibration: (any ActivationSource)? = calibration.map { cal in
-            calibrationTargets.map { TargetLabelledSource(base: cal, targets: $0, bins: bins) } ?? cal
+        // Calibration rows without targets must not bring class labels: the posterior over bins would read them
+        // as bin indices.
+        let labelledCalibration: (any ActivationSource)? = calibration.map { cal -> any ActivationSource in
+            if let calibrationTargets {
+                return TargetLabelledSource(base: cal, targets: calibrationTargets, bins: bins)
+            }
+            return UnlabelledSource(base: cal)
         }
         var model = try fit(
             labelled,
@@ -97,9 +102,14 @@ extension LatentModelFitter {
         }
     }
 
+    /// The stand-in for an infinite normalised residual (a calibration input of zero spread whose prediction
+    /// missed its target): calibration distributions keep finite values only.
+    package static let infiniteResidual = Double(Float.greatestFiniteMagnitude)
+
     /// Stores in the model the calibration of its prediction interval: the normalised residuals
     /// |y - prediction| / spread of the calibration inputs (all of `source`, or those `carve` assigns to
-    /// calibration) whose spread is positive.
+    /// calibration). An input of zero spread counts as 0 when its prediction is exact and as
+    /// ``infiniteResidual`` otherwise, so that every calibration input stays exchangeable with a new one.
     static func calibrateInterval(
         _ model: inout LatentModel,
         _ source: any ActivationSource,
@@ -118,9 +128,12 @@ extension LatentModelFitter {
                 guard index < targets.count else { continue }
                 let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
                 guard let s = try? model.score(row, workspace: ws), let y = s.prediction,
-                    let spread = s.predictiveSpread, spread > 0
+                    let spread = s.predictiveSpread
                 else { continue }
-                residuals.append(abs(targets[index] - y) / spread)
+                let error = abs(targets[index] - y)
+                residuals.append(
+                    spread > 0 ? min(error / spread, infiniteResidual) : (error == 0 ? 0 : infiniteResidual)
+                )
             }
         }
         guard !residuals.isEmpty else { return }
@@ -168,6 +181,20 @@ struct TargetLabelledSource: ActivationSource {
                 "\(labels.count) targets for \(start) activations",
                 remedy: "give one target per activation"
             )
+        }
+    }
+}
+
+/// Activations with their labels hidden.
+struct UnlabelledSource: ActivationSource {
+    let base: any ActivationSource
+
+    var sampleShape: [Int] { base.sampleShape }
+    var hasLabels: Bool { false }
+
+    func forEachBatch(_ body: (ActivationBatch) throws -> Void) throws {
+        try base.forEachBatch { batch in
+            try body(ActivationBatch(values: batch.values, count: batch.count, labels: nil))
         }
     }
 }

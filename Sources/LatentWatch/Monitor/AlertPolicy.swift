@@ -21,7 +21,8 @@ public enum PValueFusion: String, Sendable, Codable, CaseIterable {
 public struct AlertPolicy: Sendable, Equatable {
     /// Per-input alert when the fused epistemic p-value is at most this.
     public var inputAlpha: Double
-    /// Aleatoric alert when the entropy p-value of the primary layer is at most this (nil: off).
+    /// Aleatoric alert when the aleatoric p-value of the primary layer is at most this (nil: off): of the entropy
+    /// of p(y | z) for classifiers, of the predictive spread for regression models.
     public var aleatoricAlpha: Double?
     /// Sliding-window rate test (nil: off).
     public var window: WindowPolicy?

@@ -132,13 +132,18 @@ public struct LatentModel: Sendable {
     /// prediction -/+ q * spread, where q is the ceil(level (m + 1))-th smallest of the m calibration inputs'
     /// normalised residuals |y - prediction| / spread. For an input exchangeable with the calibration inputs it
     /// covers the target with probability at least `level` (Docs/Statistics.md). Nil for models without an
-    /// interval calibration or scores without a prediction; unbounded when level (m + 1) > m.
+    /// interval calibration or scores without a prediction; unbounded when level (m + 1) > m; the prediction
+    /// alone when the spread is 0 (and q finite).
     public func predictionInterval(_ scores: LatentScores, level: Double) -> ClosedRange<Double>? {
         guard let cal = intervalCalibration, let y = scores.prediction, let s = scores.predictiveSpread,
             level > 0, level < 1
         else { return nil }
         let q = cal.orderStatistic(rank: Int((level * Double(cal.count + 1)).rounded(.up)))
-        return (y - q * s)...(y + q * s)
+        // A residual at the stand-in for infinity (a calibration input of zero spread that missed its target)
+        // makes the interval unbounded; a zero spread otherwise gives the prediction alone.
+        let half = q >= LatentModelFitter.infiniteResidual ? Double.infinity : (s == 0 ? 0 : q * s)
+        guard y.isFinite, !half.isNaN else { return nil }
+        return (y - half)...(y + half)
     }
 
     /// The conformal p-value of a score of this kind against the model's calibration scores: the fraction of

@@ -519,7 +519,7 @@ def fit(
     activations: Any,
     labels: Optional[Any] = None,
     *,
-    family: str = "gda",
+    family: Optional[str] = None,
     layer_name: str = "layer",
     calibration: Optional[Any] = None,
     calibration_labels: Optional[Any] = None,
@@ -547,7 +547,7 @@ def fit(
             ``(n, 64, 7, 7)`` with ``pooling="global-average"``). float32 C-contiguous arrays are read in place;
             other real dtypes are converted (copied).
         labels: ``n`` integer class labels; needed by the class-conditional families ``"gda"`` and ``"tied"``.
-        family: ``"gda"`` (a full covariance per class), ``"tied"`` (one shared covariance: Mahalanobis),
+        family: ``"gda"`` (a full covariance per class; the default without ``targets``), ``"tied"`` (one shared covariance: Mahalanobis),
             ``"gmm-full"`` or ``"gmm-diag"`` (unsupervised mixtures, no labels), ``"regression"`` or
             ``"regression-tied"`` (a regression model's layer: needs ``targets``; Docs/Statistics.md).
         layer_name: the layer name stored in the model.
@@ -566,7 +566,8 @@ def fit(
         mixture_components: components of the ``gmm-*`` families.
         mixture_seed: the seed of the mixtures' initialisation.
         fit_background: fit the background Gaussian behind ``relative_mahalanobis``.
-        calibrate_posterior: calibrate p(y | z) on the labelled calibration rows (gda, tied; Docs/Statistics.md);
+        calibrate_posterior: calibrate p(y | z) on the labelled calibration rows (gda, tied; for the regression
+            families, the posterior over target bins on the calibration targets; Docs/Statistics.md);
             False: Bayes' rule on the density.
         targets: ``n`` finite real targets of a regression model (the regression families; with ``targets`` the
             default family is ``"regression"``).
@@ -579,8 +580,10 @@ def fit(
         ConfigurationError: an unknown family or pooling, ``gda``/``tied`` without labels, bad fractions.
         FitError: too little data, a class with too few rows, a covariance that cannot be factorised.
     """
-    if targets is not None and family == "gda":
-        family = "regression"
+    if family is None:
+        family = "gda" if targets is None else "regression"
+    if targets is not None and (labels is not None or calibration_labels is not None):
+        raise ConfigurationError("give targets (a regression model) or labels (a classifier), not both")
     config, keep_strings = _fit_config(
         family=family,
         layer_name=layer_name,

@@ -267,7 +267,8 @@ class AssessmentBatch:
 
     @property
     def ambiguous(self) -> np.ndarray:
-        """Boolean mask: the entropy p-value is at most ``aleatoric_alpha``."""
+        """Boolean mask: the aleatoric p-value (of the entropy; of the spread for regression models) is at most
+        ``aleatoric_alpha``."""
         return self._flag(Flags.AMBIGUOUS)
 
     @property
@@ -459,7 +460,6 @@ class Monitor:
         self._shapes: Tuple[Tuple[int, ...], ...] = tuple(m.input_shape for m in loaded)
         self._counts: Tuple[int, ...] = tuple(m.input_count for m in loaded)
         self._layer_count = len(loaded)
-        self._regression = any(m.target_bins for m in loaded)
         self._output_count = int(output_count) if outputs is not None else 0
 
         def pick(table: Dict[Any, int], value: Any, what: str) -> int:
@@ -651,6 +651,7 @@ class Monitor:
         (_, flags, index, fused, entropy, entropy_p, shift, predicted, out_pred, out_conf, out_ent, out_energy,
          n, _) = _HEAD.unpack_from(out)
         per = _LAYER_STRUCTS[n].unpack_from(out, _LAYERS_OFFSET)
+        y, spread, spread_p = _TAIL.unpack_from(out, _TAIL_OFFSET)
         names = self._names
         if n == 1:
             layers = (_tuple_new(LayerAssessment, (names[0], per[0], per[1])),)
@@ -674,17 +675,10 @@ class Monitor:
             "output_entropy": None if out_ent != out_ent else out_ent,
             "output_energy": None if out_energy != out_energy else out_energy,
             "status": 0,
-            "prediction": None,
-            "predictive_spread": None,
-            "spread_p_value": None,
+            "prediction": None if y != y else y,
+            "predictive_spread": None if spread != spread else spread,
+            "spread_p_value": None if spread_p != spread_p else spread_p,
         })
-        if self._regression:
-            y, spread, spread_p = _TAIL.unpack_from(out, _TAIL_OFFSET)
-            a.__dict__.update({
-                "prediction": _none_if_nan(y),
-                "predictive_spread": _none_if_nan(spread),
-                "spread_p_value": _none_if_nan(spread_p),
-            })
         return a
 
     # ---- assessing ---------------------------------------------------------------------------------------------

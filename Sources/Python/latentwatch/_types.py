@@ -104,7 +104,8 @@ class Assessment:
 
     @property
     def ambiguous(self) -> bool:
-        """True when the entropy p-value is at most the monitor's ``aleatoric_alpha``."""
+        """True when the aleatoric p-value (of the entropy; of the predictive spread for regression models) is at
+        most the monitor's ``aleatoric_alpha``."""
         return bool(self.flags & Flags.AMBIGUOUS)
 
     @property

@@ -1246,6 +1246,57 @@ static int run_regression(char **argv) {
     ((lw_scores *)buffer)->struct_size = (uint32_t)old_size;
     EXPECT_STATUS(lw_model_score(m, test, dim, (lw_scores *)buffer), LW_OK);
     for (size_t b = old_size; b < sizeof buffer; b++) CHECK(buffer[b] == 0xAB, "old lw_scores: byte %zu written", b);
+    /* ABI version 4's lw_score_columns (ending at status): the prediction columns are not read. */
+    {
+        unsigned char cbuf[sizeof(lw_score_columns) + 8];
+        memset(cbuf, 0xAB, sizeof cbuf);
+        lw_score_columns *oc = (lw_score_columns *)cbuf;
+        memset(oc, 0, offsetof(lw_score_columns, prediction));
+        oc->struct_size = (uint32_t)offsetof(lw_score_columns, prediction);
+        double surprise[2];
+        oc->surprise = surprise;
+        EXPECT_STATUS(lw_model_score_batch(m, test, 2 * dim, 2, oc), LW_OK);
+        for (size_t b = offsetof(lw_score_columns, prediction); b < sizeof cbuf; b++)
+            CHECK(cbuf[b] == 0xAB, "old lw_score_columns: byte %zu changed", b);
+    }
+    /* A monitor: the regression fields, and ABI version 4's lw_assessment (ending at layers) left untouched. */
+    {
+        lw_monitor_config config;
+        lw_monitor_config_init(&config);
+        config.layer_count = 1;
+        config.models = (const lw_model *const *)&m;
+        lw_monitor *monitor = NULL;
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_OK);
+        lw_inputs in;
+        lw_inputs_init(&in);
+        const void *buffers[1] = {test};
+        in.layer_count = 1;
+        in.layers = buffers;
+        in.lengths = &dim;
+        lw_assessment a = {.struct_size = sizeof a};
+        EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, &a), LW_OK);
+        lw_scores first = {.struct_size = sizeof first};
+        lw_model_score(m, test, dim, &first);
+        CHECK(a.prediction == first.prediction && a.predictive_spread == first.predictive_spread &&
+                  a.spread_p_value == first.spread_p_value && a.predicted_label == -1,
+              "assessment %a %a vs scores %a %a", a.prediction, a.predictive_spread, first.prediction,
+              first.predictive_spread);
+        unsigned char abuf[sizeof(lw_assessment) + 8];
+        memset(abuf, 0xAB, sizeof abuf);
+        ((lw_assessment *)abuf)->struct_size = (uint32_t)offsetof(lw_assessment, prediction);
+        EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, (lw_assessment *)abuf), LW_OK);
+        for (size_t b = offsetof(lw_assessment, prediction); b < sizeof abuf; b++)
+            CHECK(abuf[b] == 0xAB, "old lw_assessment: byte %zu written", b);
+        EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
+    }
+    /* A zero spread gives the prediction alone (or an unbounded interval), never a crash. */
+    {
+        double lo = 0, hi = 0;
+        EXPECT_STATUS(lw_model_prediction_interval(m, 3.0, 0.0, 0.5, &lo, &hi), LW_OK);
+        CHECK(lo == 3.0 && hi == 3.0, "spread 0: [%a, %a]", lo, hi);
+        EXPECT_STATUS(lw_model_prediction_interval(m, 3.0, 0.0, 0.9999, &lo, &hi), LW_OK);
+        CHECK(isinf(lo) && isinf(hi) && lo < 0 && hi > 0, "spread 0 at 0.9999: [%a, %a]", lo, hi);
+    }
     lw_activations old = tr;
     old.struct_size = (uint32_t)offsetof(lw_activations, targets);
     EXPECT_STATUS(lw_fit(&old, NULL, &fc, &(lw_model *){NULL}), LW_ERR_INVALID_CONFIGURATION); /* no targets */

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""The regression scenario: a small CNN regressing the rotation angle of Fashion-MNIST images, LatentWatch's
+output-conditional density on its layers, against a deep ensemble of 5 CNNs (Postels et al. 2020's reference).
+
+Data (offline): Debian's `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist, MIT). In distribution: the
+classes 0 T-shirt, 1 Trouser, 2 Pullover, 3 Dress, 5 Sandal, 7 Sneaker, 8 Bag, each image rotated by an angle drawn
+uniformly from [-60, 60] degrees (the target); symmetric items (bags, trousers) make some angles ambiguous. Splits:
+2,000 per class from the FMNIST train set for training (14,000), 500 per class of the rest for calibration (3,500),
+500 per class of the FMNIST test set for testing (3,500). Out of distribution, rotated alike: `heldout` (1,000 test
+images of the held-out classes 4 Coat, 6 Shirt, 9 Ankle boot: near), `digits` (scikit-learn's 8x8 digits resized
+to 20x20 and centred, as in make_image.py), `inverted` (255 - ID test images) and `noise` (uniform). 1,000 each.
+
+Model: conv3x3(1->16)-BN-ReLU-pool, conv3x3(16->32)-BN-ReLU-pool, conv3x3(32->64)-BN-ReLU, global average pool
+(`gap`, 64), fc(64->64)-ReLU (`fc`, 64), fc(64->1) predicting angle / 60; Adam (weight decay 1e-4),
+MSE, batch 128, 10 epochs (one-cycle learning rate, max 3e-3), 1 CPU thread. Five such CNNs with seeds 0..4 form the ensemble; seed 0 is the monitored
+model.
+
+LatentWatch (the Python package, in process, on the real library): `fit(acts, targets=...)` on the training
+activations with the default configuration (family `regression`, 10 bins, L2 normalisation, held-out shrinkage),
+`regression-tied`, and both without L2; calibrated on the calibration split with its targets. Reported:
+  * surprise AUROC per OOD set against the ensemble's variance of predictions;
+  * Spearman correlation with the CNN's absolute error on ID test inputs: of the predictive spread, and of the
+    ensemble's standard deviation;
+  * coverage of the 90 % prediction interval on ID test targets;
+  * cost per input: one forward pass plus scoring, against five forward passes.
+
+    python3 Tests/Evaluation/make_regression.py [OUT_DIR]      (default /work/evaldata/regression)
+
+Needs torch, numpy, scipy, scikit-learn and the latentwatch package (LATENTWATCH_LIBRARY or an installed one).
+Prints a Markdown table and writes OUT_DIR/results.json.
+"""
+import gzip
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
+
+torch.set_num_threads(1)
+FM = "/usr/share/datasets/fashion-mnist"
+ID_CLASSES = [0, 1, 2, 3, 5, 7, 8]
+HELDOUT = [4, 6, 9]
+MEAN, STD = 0.2860, 0.3530
+EPOCHS = 10
+MEMBERS = 5
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def idx_images(path):
+    b = gzip.open(path).read()
+    n, r, c = np.frombuffer(b[4:16], ">u4")
+    return np.frombuffer(b[16:], np.uint8).reshape(n, r, c)
+
+
+def idx_labels(path):
+    return np.frombuffer(gzip.open(path).read()[8:], np.uint8).astype(np.int64)
+
+
+def rotate(images_u8: np.ndarray, degrees: np.ndarray) -> torch.Tensor:
+    """Normalised float tensors of the images rotated by `degrees` (bilinear, zero padding in pixel space)."""
+    x = torch.tensor(images_u8, dtype=torch.float32).unsqueeze(1) / 255.0
+    t = torch.tensor(np.deg2rad(degrees), dtype=torch.float32)
+    c, s = torch.cos(t), torch.sin(t)
+    theta = torch.stack([torch.stack([c, -s, torch.zeros_like(c)], 1), torch.stack([s, c, torch.zeros_like(c)], 1)], 1)
+    grid = F.affine_grid(theta, x.shape, align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (x - MEAN) / STD
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2))
+        self.c2 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
+        self.c3 = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU())
+        self.fc = nn.Linear(64, 64)
+        self.out = nn.Linear(64, 1)
+
+    def forward(self, x, acts=False):
+        gap = self.c3(self.c2(self.c1(x))).mean((2, 3))
+        f = F.relu(self.fc(gap))
+        y = self.out(f).squeeze(1) * 60.0
+        return (y, {"gap": gap, "fc": f}) if acts else y
+
+
+def train(x: torch.Tensor, y: np.ndarray, seed: int) -> CNN:
+    torch.manual_seed(seed)
+    m = CNN()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3, weight_decay=1e-4)
+    steps = EPOCHS * ((len(x) + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    yt = torch.tensor(y / 60.0, dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(EPOCHS):
+        m.train()
+        for idx in torch.randperm(len(x), generator=g).split(128):
+            opt.zero_grad()
+            loss = F.mse_loss(m(x[idx]) / 60.0, yt[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+    return m.eval()
+
+
+@torch.no_grad()
+def run(m: CNN, x: torch.Tensor):
+    outs, acts = [], {"gap": [], "fc": []}
+    for b in x.split(1000):
+        y, a = m(b, acts=True)
+        outs.append(y.numpy())
+        for k in acts:
+            acts[k].append(a[k].numpy().astype(np.float32))
+    return np.concatenate(outs), {k: np.concatenate(v) for k, v in acts.items()}
+
+
+def main() -> None:
+    import latentwatch as lw
+
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else "/work/evaldata/regression"
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(0)
+    xtr, ytr = idx_images(f"{FM}/train-images-idx3-ubyte.gz"), idx_labels(f"{FM}/train-labels-idx1-ubyte.gz")
+    xte, yte = idx_images(f"{FM}/t10k-images-idx3-ubyte.gz"), idx_labels(f"{FM}/t10k-labels-idx1-ubyte.gz")
+    train_i, cal_i, test_i = [], [], []
+    for c in ID_CLASSES:
+        idx = rng.permutation(np.flatnonzero(ytr == c))
+        train_i += list(idx[:2000])
+        cal_i += list(idx[2000:2500])
+        test_i += list(rng.permutation(np.flatnonzero(yte == c))[:500])
+    heldout_i = rng.permutation(np.flatnonzero(np.isin(yte, HELDOUT)))[:1000]
+    digits = load_digits().images
+    small = F.interpolate(torch.tensor(digits[:, None] / 16.0, dtype=torch.float32), size=(20, 20), mode="bilinear",
+                          align_corners=False)
+    digits28 = np.zeros((len(digits), 28, 28), np.uint8)
+    digits28[:, 4:24, 4:24] = np.clip(small[:, 0].numpy() * 255, 0, 255).astype(np.uint8)
+    images = {
+        "train": xtr[train_i], "calibration": xtr[cal_i], "test": xte[test_i],
+        "heldout": xte[heldout_i], "digits": digits28[rng.permutation(len(digits28))[:1000]],
+        "inverted": 255 - xte[rng.permutation(test_i)[:1000]],
+        "noise": rng.integers(0, 256, size=(1000, 28, 28), dtype=np.uint8),
+    }
+    angles = {k: rng.uniform(-60, 60, size=len(v)) for k, v in images.items()}
+    x = {k: rotate(v, angles[k]) for k, v in images.items()}
+
+    t0 = time.time()
+    members = [train(x["train"], angles["train"], seed) for seed in range(MEMBERS)]
+    train_seconds = time.time() - t0
+    preds = {k: np.stack([run(m, v)[0] for m in members]) for k, v in x.items()}
+    _, acts = zip(*[(None, run(members[0], v)[1]) for v in x.values()])
+    acts = dict(zip(x.keys(), acts))
+    mae = float(np.abs(preds["test"][0] - angles["test"]).mean())
+    member_mae = [float(np.abs(p - angles["test"]).mean()) for p in preds["test"]]
+    mae_ens = float(np.abs(preds["test"].mean(0) - angles["test"]).mean())
+    err = np.abs(preds["test"][0] - angles["test"])
+
+    results = {"train_seconds": train_seconds, "cnn_test_mae": mae, "ensemble_test_mae": mae_ens,
+               "member_test_mae": member_mae, "rows": []}
+    ood_sets = ["heldout", "digits", "inverted", "noise"]
+    ens_var = {k: preds[k].var(0) for k in preds}
+    ens_row = {"method": "deep ensemble (5 CNNs), variance", "layer": "-",
+               "auroc": {o: float(roc_auc_score(np.r_[np.zeros(len(ens_var["test"])), np.ones(len(ens_var[o]))],
+                                                np.r_[ens_var["test"], ens_var[o]])) for o in ood_sets},
+               "spearman": float(spearmanr(np.sqrt(ens_var["test"]), err)[0]), "coverage90": None}
+    results["rows"].append(ens_row)
+    configs = [("regression", True), ("regression-tied", True), ("regression", False), ("regression-tied", False)]
+    for layer in ("fc", "gap"):
+        for family, l2 in configs:
+            m = lw.fit(acts["train"][layer], targets=angles["train"], calibration=acts["calibration"][layer],
+                       calibration_targets=angles["calibration"], family=family, l2_normalize=l2, layer_name=layer)
+            s = {k: m.score(acts[k][layer]) for k in acts}
+            low, high = m.prediction_interval(s["test"].prediction, s["test"].predictive_spread, 0.9)
+            results["rows"].append({
+                "method": f"LatentWatch {family}{'' if l2 else ', no L2'}" + (" (default)" if family == "regression" and l2 else ""),
+                "layer": layer,
+                "auroc": {o: float(roc_auc_score(np.r_[np.zeros(len(s["test"].surprise)), np.ones(len(s[o].surprise))],
+                                                 np.r_[s["test"].surprise, s[o].surprise])) for o in ood_sets},
+                "spearman": float(spearmanr(s["test"].predictive_spread, err)[0]),
+                "coverage90": float(np.mean((low <= angles["test"]) & (angles["test"] <= high))),
+                "bins_mae": float(np.abs(s["test"].prediction - angles["test"]).mean()),
+            })
+    # Cost per input: one forward pass plus scoring one input, against five forward passes (batch of 1).
+    one = x["test"][:1]
+    m0 = members[0]
+    with torch.no_grad():
+        for _ in range(50):
+            m0(one)
+        t = time.perf_counter()
+        for _ in range(500):
+            m0(one, acts=True)
+        forward_us = (time.perf_counter() - t) / 500 * 1e6
+    model = lw.fit(acts["train"]["fc"], targets=angles["train"], calibration=acts["calibration"]["fc"],
+                   calibration_targets=angles["calibration"])
+    row = acts["test"]["fc"][0]
+    for _ in range(200):
+        model.score(row)
+    t = time.perf_counter()
+    for _ in range(2000):
+        model.score(row)
+    score_us = (time.perf_counter() - t) / 2000 * 1e6
+    results["cost_us"] = {"forward": forward_us, "score_fc": score_us, "ensemble": MEMBERS * forward_us}
+    json.dump(results, open(os.path.join(out_dir, "results.json"), "w"), indent=1)
+
+    print(f"CNN test MAE {mae:.2f} deg (members {', '.join(f'{v:.2f}' for v in member_mae)}), ensemble "
+          f"{mae_ens:.2f}; 5 CNNs trained in {train_seconds:.0f} s\n")
+    print("| method | layer | " + " | ".join(f"AUROC {o}" for o in ood_sets) + " | Spearman(score, CNN error) | 90 % coverage |")
+    print("|---|---|" + "---|" * (len(ood_sets) + 2))
+    for r in results["rows"]:
+        cov = "-" if r["coverage90"] is None else f"{r['coverage90']:.3f}"
+        print(f"| {r['method']} | {r['layer']} | " + " | ".join(f"{r['auroc'][o]:.3f}" for o in ood_sets)
+              + f" | {r['spearman']:.3f} | {cov} |")
+    c = results["cost_us"]
+    print(f"\nper input (batch of 1, 1 thread): forward {c['forward']:.0f} us; scoring fc {c['score_fc']:.1f} us "
+          f"(through Python); five forwards {c['ensemble']:.0f} us")
+
+
+if __name__ == "__main__":
+    main()
