@@ -339,15 +339,7 @@ public func lwModelPredictionInterval(
             )
         }
         let m = h.model
-        var scores = LatentScores(
-            logDensity: 0,
-            entropy: 0,
-            predictedComponent: 0,
-            predictedLabel: nil,
-            maxPosterior: 0,
-            mahalanobis: 0,
-            relativeMahalanobis: 0
-        )
+        var scores = LatentScores.zero
         scores.prediction = prediction
         scores.predictiveSpread = spread
         guard let interval = m.predictionInterval(scores, level: level) else {

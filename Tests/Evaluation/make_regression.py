@@ -29,7 +29,6 @@ activations with the default configuration (family `regression`, 10 bins, L2 nor
 Needs torch, numpy, scipy, scikit-learn and the latentwatch package (LATENTWATCH_LIBRARY or an installed one).
 Prints a Markdown table and writes OUT_DIR/results.json.
 """
-import gzip
 import json
 import os
 import sys
@@ -43,24 +42,13 @@ from scipy.stats import spearmanr
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_image import FM, HELDOUT, ID_CLASSES, MEAN, STD, idx_images, idx_labels  # noqa: E402
+
 torch.set_num_threads(1)
-FM = "/usr/share/datasets/fashion-mnist"
-ID_CLASSES = [0, 1, 2, 3, 5, 7, 8]
-HELDOUT = [4, 6, 9]
-MEAN, STD = 0.2860, 0.3530
 EPOCHS = 10
 MEMBERS = 5
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def idx_images(path):
-    b = gzip.open(path).read()
-    n, r, c = np.frombuffer(b[4:16], ">u4")
-    return np.frombuffer(b[16:], np.uint8).reshape(n, r, c)
-
-
-def idx_labels(path):
-    return np.frombuffer(gzip.open(path).read()[8:], np.uint8).astype(np.int64)
 
 
 def rotate(images_u8: np.ndarray, degrees: np.ndarray) -> torch.Tensor:

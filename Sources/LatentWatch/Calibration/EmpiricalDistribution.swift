@@ -127,13 +127,6 @@ package struct EmpiricalDistribution: Sendable, Equatable {
         if k < 0 || values.isEmpty { return .infinity }
         if k >= count { return -.infinity }
         // Flag s > value of rank m - k (ascending): then #{cal >= s} <= k.
-        let targetRank = count - k
-        var lo = 0
-        var hi = ranks.count - 1
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if Int(ranks[mid]) < targetRank { lo = mid + 1 } else { hi = mid }
-        }
-        return Double(values[lo])
+        return orderStatistic(rank: count - k)
     }
 }

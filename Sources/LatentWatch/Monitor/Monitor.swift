@@ -191,17 +191,7 @@ final class LayerWorkspaces: @unchecked Sendable {
             return b
         }
         scores = .allocate(capacity: layers.count)
-        scores.initialize(
-            repeating: LatentScores(
-                logDensity: 0,
-                entropy: 0,
-                predictedComponent: 0,
-                predictedLabel: nil,
-                maxPosterior: 0,
-                mahalanobis: 0,
-                relativeMahalanobis: 0
-            )
-        )
+        scores.initialize(repeating: .zero)
         pValues = .allocate(capacity: layers.count)
         pValues.initialize(repeating: 1)
         layerLogCapital = .allocate(capacity: layers.count)

@@ -21,6 +21,17 @@ public struct LatentScores: Sendable, Equatable {
     /// Nil for classifiers and mixtures.
     public var predictiveSpread: Double? = nil
 
+    /// All-zero scores, to initialise buffers.
+    package static let zero = LatentScores(
+        logDensity: 0,
+        entropy: 0,
+        predictedComponent: 0,
+        predictedLabel: nil,
+        maxPosterior: 0,
+        mahalanobis: 0,
+        relativeMahalanobis: 0
+    )
+
     /// -log p(z): epistemic uncertainty.
     public var surprise: Double { -logDensity }
 
