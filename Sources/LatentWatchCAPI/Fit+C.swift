@@ -189,7 +189,7 @@ func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> Fi
     f.mixture.seed = c.mixture_seed
     f.fitBackground = c.fit_background != 0
     // target_bins was `reserved` before ABI version 5: only regression fits read it.
-    if DensityFamilyRegistry.standard.family(named: f.family.rawValue)?.needsTargets == true {
+    if f.fitsTargets {
         guard c.target_bins <= 1000 else {
             throw CallError(
                 LW_ERR_INVALID_CONFIGURATION,
@@ -223,7 +223,7 @@ public func lwFit(
             )
         }
         try checkFitMemory(source, cfg)
-        let regression = DensityFamilyRegistry.standard.family(named: cfg.family.rawValue)?.needsTargets == true
+        let regression = cfg.fitsTargets
         if regression && source.targets == nil {
             throw CallError(
                 LW_ERR_INVALID_CONFIGURATION,
@@ -309,7 +309,7 @@ func checkFitMemory(_ s: BorrowedActivations, _ cfg: FitConfiguration) throws(Ca
     case .meanTokens: d = shape.last ?? 1
     default: d = shape.reduce(1, *)
     }
-    let regression = DensityFamilyRegistry.standard.family(named: cfg.family.rawValue)?.needsTargets == true
+    let regression = cfg.fitsTargets
     let groups = (regression ? cfg.targetBinCount : (s.labels.map { Set($0).count } ?? cfg.mixture.components)) + 1
     let (dd, o1) = d.multipliedReportingOverflow(by: d)
     let (per, o2) = dd.multipliedReportingOverflow(by: 16)

@@ -75,33 +75,28 @@ package struct TargetBins: Sendable, Equatable {
             }
             if inner.last != e { inner.append(e) }
         }
-        // Counts per bin, then merge the sparsest bin below the minimum into its smaller neighbour.
-        func counts(_ inner: [Double]) -> [Int] {
-            var c = [Int](repeating: 0, count: inner.count + 1)
-            var b = 0
-            for y in sorted {
-                while b < inner.count && inner[b] <= y { b += 1 }
-                c[b] += 1
-            }
-            return c
+        // The bin of each sorted target (a walk over the inner edges), and the counts per bin.
+        var bin = [Int](repeating: 0, count: n)
+        var c = [Int](repeating: 0, count: inner.count + 1)
+        var k = 0
+        for (i, y) in sorted.enumerated() {
+            while k < inner.count && inner[k] <= y { k += 1 }
+            bin[i] = k
+            c[k] += 1
         }
-        var c = counts(inner)
+        // Merge the sparsest bin below the minimum into its smaller neighbour (removing the edge between them)
+        // until none is left.
         while let worst = c.indices.filter({ c[$0] < minimumCount }).min(by: { c[$0] < c[$1] }), !inner.isEmpty {
-            // Merge with the neighbour holding fewer targets (removing the edge between them).
             let left = worst > 0 ? c[worst - 1] : Int.max
             let right = worst + 1 < c.count ? c[worst + 1] : Int.max
             let edge = left <= right ? worst - 1 : worst
             inner.remove(at: edge)
-            c = counts(inner)
+            c[edge] += c.remove(at: edge + 1)
+            for i in bin.indices where bin[i] > edge { bin[i] -= 1 }
         }
         let edges = [sorted[0]] + inner + [sorted[n - 1]]
         var sums = [Double](repeating: 0, count: c.count)
-        var squares = [Double](repeating: 0, count: c.count)
-        var b = 0
-        for y in sorted {
-            while b < inner.count && inner[b] <= y { b += 1 }
-            sums[b] += y
-        }
+        for (i, y) in sorted.enumerated() { sums[bin[i]] += y }
         // Rounding can put the mean of identical targets a hair outside their bin: clamp it back.
         let means = (0..<c.count).map { b in
             min(
@@ -109,11 +104,8 @@ package struct TargetBins: Sendable, Equatable {
                 b < inner.count ? inner[b] : sorted[n - 1]
             )
         }
-        b = 0
-        for y in sorted {
-            while b < inner.count && inner[b] <= y { b += 1 }
-            squares[b] += (y - means[b]) * (y - means[b])
-        }
+        var squares = [Double](repeating: 0, count: c.count)
+        for (i, y) in sorted.enumerated() { squares[bin[i]] += (y - means[bin[i]]) * (y - means[bin[i]]) }
         let spreads = (0..<c.count).map { (squares[$0] / Double(c[$0])).squareRoot() }
         return TargetBins(edges: edges, means: means, spreads: spreads)
     }

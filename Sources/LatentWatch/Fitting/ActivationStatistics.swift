@@ -202,7 +202,7 @@ extension LatentModelFitter {
                 remedy: "give the index of the shard's first activation in the whole data set"
             )
         }
-        if cfg.families.family(named: cfg.family.rawValue)?.needsTargets == true {
+        if cfg.fitsTargets {
             throw LatentWatchError(
                 .invalidConfiguration,
                 "family '\(cfg.family)' is fitted from targets in one process, not from shard statistics",

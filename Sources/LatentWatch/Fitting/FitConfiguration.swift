@@ -149,6 +149,9 @@ public struct FitProgress: Sendable {
 }
 
 extension FitConfiguration {
+    /// Whether the configured family is fitted from real-valued targets (a regression family).
+    package var fitsTargets: Bool { families.family(named: family.rawValue)?.needsTargets == true }
+
     /// The shrinkage EM applies to mixture components (only a fixed lambda applies; 0 otherwise).
     var mixtureLambda: Double {
         if case .fixed(let l) = mixtureRegularization.shrinkage { return l }
