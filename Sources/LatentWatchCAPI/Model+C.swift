@@ -339,10 +339,7 @@ public func lwModelPredictionInterval(
             )
         }
         let m = h.model
-        var scores = LatentScores.zero
-        scores.prediction = prediction
-        scores.predictiveSpread = spread
-        guard let interval = m.predictionInterval(scores, level: level) else {
+        guard let interval = m.predictionInterval(prediction: prediction, spread: spread, level: level) else {
             throw CallError(
                 LW_ERR_INVALID_ARGUMENT,
                 "the model of layer '\(m.layer)' (\(m.family)) has no prediction interval; fit a regression family "

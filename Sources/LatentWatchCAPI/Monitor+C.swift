@@ -218,6 +218,7 @@ public func lwMonitorConfigInitSized(_ config: UnsafeMutablePointer<lw_monitor_c
         p.shiftReference == .calibrationAndStream
         ? LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM : LW_SHIFT_REFERENCE_CALIBRATION_SET
     c.reserved = 0
+    c.interval_level = p.predictionIntervalLevel ?? 0
     store(c, to: config, size: UInt32(clamping: size))
 }
 
@@ -301,6 +302,7 @@ func monitorParts(
         )
     }
     policy.jumpRate = c.shift_jump_rate
+    policy.predictionIntervalLevel = c.interval_level == 0 ? nil : try level(c.interval_level, "interval_level")
     policy.correctForCalibrationSet = try flag(c.calibration_correction, "calibration_correction")
     guard c.reserved == 0 else {
         throw CallError(LW_ERR_INVALID_ARGUMENT, "reserved is \(c.reserved); it must be 0")
@@ -507,6 +509,8 @@ public func lwInputsInit(_ inputs: UnsafeMutablePointer<lw_inputs>?) {
 
 /// Bytes of `lw_assessment` up to its regression fields: what programs compiled before ABI version 5 pass.
 let assessmentWithoutPredictions = MemoryLayout<lw_assessment>.offset(of: \.prediction)!
+/// Bytes of `lw_assessment` up to its prediction interval.
+let assessmentWithoutInterval = MemoryLayout<lw_assessment>.offset(of: \.interval_low)!
 
 /// Writes an assessment into a caller's struct of `size` bytes (at least ``assessmentWithoutPredictions``); the
 /// regression fields only when the struct has them.
@@ -531,10 +535,14 @@ func fill(_ out: UnsafeMutablePointer<lw_assessment>, from a: Assessment, size: 
             layers[l] = lw_layer_assessment(surprise: a.layers[l].surprise, p_value: a.layers[l].pValue)
         }
     }
-    if size >= MemoryLayout<lw_assessment>.size {
+    if size >= assessmentWithoutInterval {
         out.pointee.prediction = a.prediction ?? .nan
         out.pointee.predictive_spread = a.predictiveSpread ?? .nan
         out.pointee.spread_p_value = a.spreadPValue ?? .nan
+    }
+    if size >= MemoryLayout<lw_assessment>.size {
+        out.pointee.interval_low = a.predictionInterval?.lowerBound ?? .nan
+        out.pointee.interval_high = a.predictionInterval?.upperBound ?? .nan
     }
 }
 

@@ -19,6 +19,8 @@ enum HTMLReport {
         body += "<ul class=summary>" + ReplaySession.summary(r).map { "<li>\(esc($0))</li>" }.joined() + "</ul>\n"
         let shiftAlarms = r.alerts.filter { $0.kind == .shift }.map(\.index)
         let windowAlarms = r.alerts.filter { $0.kind == .window }.map(\.index)
+        let alarmLines =
+            shiftAlarms.map { ($0, "#d62728", "shift alarm") } + windowAlarms.map { ($0, "#ff7f0e", "window alarm") }
         for (l, layer) in r.layers.enumerated() {
             let name = layer.model.metadata.layer
             let ys = r.assessments.map { $0.layers[l].surprise }
@@ -54,6 +56,9 @@ enum HTMLReport {
                 logY: false
             )
         }
+        if r.isRegression, let model = r.layers.last?.model {
+            body += predictionCharts(r, model: model, alarms: alarmLines, markers: markers)
+        }
         for (l, layer) in r.layers.enumerated() {
             guard let cal = layer.model.calibration.distributions[.surprise] else { continue }
             body += "<h2>Surprise distribution: layer \(esc(layer.model.metadata.layer))</h2>\n"
@@ -71,7 +76,11 @@ enum HTMLReport {
                 "<p class=note>The layers' p-values are fused by the \(esc(FusionText.describe(r.policy.fusion, models: r.layers.map(\.model)))) (Docs/Statistics.md).</p>\n"
         }
         body += layerTable(r)
-        body += "<h2>Classes (predicted from p(y | z))</h2>\n" + classTable(r)
+        if r.isRegression, let bins = r.layers.last?.model.density.targetBins {
+            body += "<h2>Predictions by target bin</h2>\n" + binTable(r, bins: bins)
+        } else {
+            body += "<h2>Classes (predicted from p(y | z))</h2>\n" + classTable(r)
+        }
         body +=
             "<h2>Alerts</h2>\n<p><input id=alert-filter placeholder='filter alerts (kind, index, text)' size=40> <span id=alert-count></span></p>\n"
             + alertTable(r.alerts)
@@ -266,6 +275,84 @@ enum HTMLReport {
             s +=
                 "<tr><td>\(k < 0 ? "-" : "\(k)")</td><td>\(g.count)</td><td>\(String(format: "%.1f%%", 100 * ood))</td><td>\(String(format: "%.1f%%", 100 * amb))</td><td>\(String(format: "%.3f", ent))</td></tr>"
         }
+        return s + "</table>\n"
+    }
+
+    /// A regression model's prediction with its interval, and its predictive spread, over time.
+    static func predictionCharts(
+        _ r: ReplayResult,
+        model: LatentModel,
+        alarms: [(Int, String, String)],
+        markers: [(index: Int, label: String)]
+    ) -> String {
+        let ys = r.assessments.map { $0.prediction ?? .nan }
+        let uncertain = r.assessments.indices.filter { r.assessments[$0].flags.contains(.ambiguous) }
+        let marks = markers.map { ($0.index, "#777", $0.label) }
+        var out = "<h2>Prediction over time</h2>\n"
+        var series: [([Double], String)] = [(ys, "#1f77b4")]
+        var note = "The regression model's prediction per input (blue)"
+        if let level = r.policy.predictionIntervalLevel, model.hasPredictionInterval {
+            series.append((r.assessments.map { $0.predictionInterval?.lowerBound ?? .nan }, "#9ecae1"))
+            series.append((r.assessments.map { $0.predictionInterval?.upperBound ?? .nan }, "#9ecae1"))
+            note +=
+                " and its conformal \(String(format: "%.0f", 100 * level))% prediction interval (light blue; it covers an in-distribution input's target with probability at least \(level), Docs/Statistics.md)"
+        }
+        note +=
+            ". Red dots: uncertain predictions (spread p-value at most the aleatoric alpha). Red lines: shift alarms; orange: window alarms; grey: markers."
+        out += "<p class=note>\(esc(note))</p>\n"
+        out += lineChart(
+            id: "prediction",
+            series: series,
+            hLines: [],
+            dots: uncertain.map { ($0, ys[$0]) },
+            vLines: alarms + marks,
+            yLabel: "prediction",
+            logY: false
+        )
+        let spreads = r.assessments.map { $0.predictiveSpread ?? .nan }
+        let threshold = r.policy.aleatoricAlpha.flatMap { model.calibration.threshold(.spread, falsePositiveRate: $0) }
+        out += "<h2>Predictive spread over time</h2>\n"
+        out +=
+            "<p class=note>Standard deviation of the predictive distribution over the target bins, per input (the aleatoric score). Dashed: the calibrated threshold at the aleatoric alpha; red dots: uncertain predictions.</p>\n"
+        out += lineChart(
+            id: "spread",
+            series: [(spreads, "#9467bd")],
+            hLines: threshold.map { [($0, "threshold")] } ?? [],
+            dots: uncertain.map { ($0, spreads[$0]) },
+            vLines: alarms + marks,
+            yLabel: "spread",
+            logY: false
+        )
+        return out
+    }
+
+    /// Per target bin of a regression model: the inputs predicted in it and how many were flagged.
+    static func binTable(_ r: ReplayResult, bins: TargetBins) -> String {
+        var groups = [[Assessment]](repeating: [], count: bins.count)
+        var none: [Assessment] = []
+        for a in r.assessments {
+            if let y = a.prediction, y.isFinite { groups[bins.bin(of: y)].append(a) } else { none.append(a) }
+        }
+        var s =
+            "<table><tr><th>predicted target in</th><th>inputs</th><th>flagged out of distribution</th><th>uncertain predictions</th><th>mean spread</th><th>mean interval width</th></tr>"
+        func row(_ label: String, _ g: [Assessment]) {
+            guard !g.isEmpty else { return }
+            let n = Double(g.count)
+            let ood = Double(g.filter { $0.flags.contains(.outOfDistribution) }.count) / n
+            let amb = Double(g.filter { $0.flags.contains(.ambiguous) }.count) / n
+            let spread = g.compactMap(\.predictiveSpread).reduce(0, +) / n
+            let widths = g.compactMap { a in a.predictionInterval.map { $0.upperBound - $0.lowerBound } }
+            let width = widths.isEmpty ? "-" : String(format: "%.4g", widths.reduce(0, +) / Double(widths.count))
+            s +=
+                "<tr><td class=l>\(esc(label))</td><td>\(g.count)</td><td>\(String(format: "%.1f%%", 100 * ood))</td><td>\(String(format: "%.1f%%", 100 * amb))</td><td>\(String(format: "%.4g", spread))</td><td>\(width)</td></tr>"
+        }
+        for (k, g) in groups.enumerated() {
+            // Bins are half-open but the last, which holds its upper edge; predictions beyond the fitting
+            // range count in the outer bins.
+            let close = k == bins.count - 1 ? "]" : ")"
+            row(String(format: "[%.4g, %.4g", bins.edges[k], bins.edges[k + 1]) + close, g)
+        }
+        row("no prediction", none)
         return s + "</table>\n"
     }
 

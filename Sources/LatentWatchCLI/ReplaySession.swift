@@ -17,6 +17,9 @@ struct ReplayResult {
     var rejected: [(row: Int, reason: String)] = []
     var shiftLogThreshold: Double?
     var seconds: Double = 0
+
+    /// The primary (last) layer's model is a regression model: assessments carry predictions.
+    var isRegression: Bool { layers.last?.model.targetBinCount != nil }
 }
 
 /// Streams the rows of the layers' files through a real inline `Monitor` (the code a host runs), with a
@@ -105,11 +108,15 @@ enum ReplaySession {
         let jsonl = path.lowercased().hasSuffix(".jsonl") || path.lowercased().hasSuffix(".json")
         var out = ""
         let names = result.layers.map { $0.model.metadata.layer }
+        // Regression models add their prediction, spread, spread p-value and prediction interval.
+        let regression = result.isRegression
+        func opt(_ x: Double?) -> String { x.map { "\($0)" } ?? "" }
         if !jsonl {
             out +=
                 "index,request_id,"
                 + names.map { "surprise_\($0),p_\($0)" }.joined(separator: ",")
-                + ",fused_p,entropy,entropy_p,predicted,out_of_distribution,ambiguous,window_alarm,shift_alarm,shift_log_evidence\n"
+                + ",fused_p,entropy,entropy_p,predicted,out_of_distribution,ambiguous,window_alarm,shift_alarm,shift_log_evidence"
+                + (regression ? ",prediction,spread,spread_p,interval_low,interval_high\n" : "\n")
         }
         for a in result.assessments {
             if jsonl {
@@ -122,6 +129,13 @@ enum ReplaySession {
                 if let e = a.entropyPValue { o["entropy_p"] = e }
                 if let p = a.predictedLabel { o["predicted"] = p }
                 if let s = a.shiftLogEvidence, s.isFinite { o["shift_log_evidence"] = s }
+                if let y = a.prediction { o["prediction"] = y }
+                if let sd = a.predictiveSpread { o["spread"] = sd }
+                if let sp = a.spreadPValue { o["spread_p"] = sp }
+                // An unbounded end is written as null (JSON has no infinity).
+                if let i = a.predictionInterval {
+                    o["interval"] = [i.lowerBound, i.upperBound].map { $0.isFinite ? $0 as Any : NSNull() }
+                }
                 let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
                 out += String(decoding: d, as: UTF8.self) + "\n"
             } else {
@@ -132,7 +146,12 @@ enum ReplaySession {
                     ",\(a.fusedPValue),\(a.entropy),\(a.entropyPValue.map { "\($0)" } ?? ""),\(a.predictedLabel.map { "\($0)" } ?? "")"
                 out += ",\(a.flags.contains(.outOfDistribution) ? 1 : 0),\(a.flags.contains(.ambiguous) ? 1 : 0)"
                 out += ",\(a.flags.contains(.windowAlarm) ? 1 : 0),\(a.flags.contains(.shiftAlarm) ? 1 : 0)"
-                out += ",\(a.shiftLogEvidence.map { "\($0)" } ?? "")\n"
+                out += ",\(a.shiftLogEvidence.map { "\($0)" } ?? "")"
+                if regression {
+                    out += ",\(opt(a.prediction)),\(opt(a.predictiveSpread)),\(opt(a.spreadPValue))"
+                    out += ",\(opt(a.predictionInterval?.lowerBound)),\(opt(a.predictionInterval?.upperBound))"
+                }
+                out += "\n"
             }
         }
         try Files.write(out, to: path)
@@ -172,6 +191,21 @@ enum ReplaySession {
                 100 * Double(flagged) / Double(max(1, n))
             )
         )
+        if r.isRegression {
+            let uncertain = r.assessments.filter { $0.flags.contains(.ambiguous) }.count
+            var line = "regression model: \(uncertain) of \(n) predictions uncertain (spread p-value"
+            line += r.policy.aleatoricAlpha.map { " <= \(String(format: "%.3g", $0)))" } ?? " alert off)"
+            let widths = r.assessments.compactMap { a in a.predictionInterval.map { $0.upperBound - $0.lowerBound } }
+                .sorted()
+            if let level = r.policy.predictionIntervalLevel, !widths.isEmpty {
+                line += String(
+                    format: "; median width of the %.0f%% prediction interval %.4g",
+                    100 * level,
+                    widths[widths.count / 2]
+                )
+            }
+            lines.append(line)
+        }
         if let s = r.alerts.first(where: { $0.kind == .shift }) {
             lines.append("first shift alarm at input \(s.index)")
         }

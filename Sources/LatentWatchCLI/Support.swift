@@ -100,8 +100,17 @@ struct AlertOptions: ParsableArguments {
     @Option(help: "Per-input alert level: alert when the fused p-value of the surprise is at most this.")
     var alpha: Double = 0.01
 
-    @Option(help: "Aleatoric alert level on the entropy p-value (0 turns it off).")
+    @Option(
+        help:
+            "Aleatoric alert level on the entropy p-value (on the predictive spread's p-value for regression models; 0 turns it off)."
+    )
     var aleatoricAlpha: Double = 0.01
+
+    @Option(
+        help:
+            "Coverage level of the prediction interval each assessment of a regression model carries (models fitted with calibration targets; 0 turns it off)."
+    )
+    var intervalLevel: Double = 0.9
 
     @Option(help: "Sliding window length for the rate test (0 turns it off).")
     var window: Int = 200
@@ -150,6 +159,9 @@ struct AlertOptions: ParsableArguments {
     func policy() throws -> AlertPolicy {
         guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be in (0, 1)") }
         guard jumpRate >= 0, jumpRate <= 1 else { throw ValidationError("--jump-rate must be in [0, 1]") }
+        guard intervalLevel >= 0, intervalLevel < 1 else {
+            throw ValidationError("--interval-level must be in (0, 1), or 0 for no prediction intervals")
+        }
         let shiftMode: ShiftDetection?
         switch shift {
         case .anytime: shiftMode = .anytime(delta: delta)
@@ -165,7 +177,8 @@ struct AlertOptions: ParsableArguments {
             shiftBetting: betting,
             fusion: fusion,
             correctForCalibrationSet: !noCalibrationCorrection,
-            shiftReference: shiftReference
+            shiftReference: shiftReference,
+            predictionIntervalLevel: intervalLevel > 0 ? intervalLevel : nil
         )
     }
 }

@@ -142,7 +142,7 @@ public final class SidecarClient {
         while true {
             let (h, body) = try readFrame()
             if h.type == FrameType.assessment.rawValue {
-                let f = try decode(body) { b throws(WireError) in try AssessmentFrame.decode(b) }
+                let f = try decode(body) { b throws(WireError) in try AssessmentFrame.decode(b, flags: h.flags) }
                 if f.sequence == seq { return f.rows }
             } else if try !absorb(h, body, failing: seq) {
                 throw .protocolViolation("unexpected frame type \(h.type)")

@@ -32,6 +32,9 @@ final class Connection: BatchOwner, @unchecked Sendable {
     let pendingReplyBytes = Atomic<Int>(0)
     /// Set once the HELLO was accepted.
     let handshaken = Atomic<Bool>(false)
+    /// Whether the client's HELLO announced protocol 1.1 or later: its ASSESSMENT rows carry the prediction
+    /// fields of regression models.
+    let predictionFields = Atomic<Bool>(false)
 
     init(channel: Channel, context: ServerContext) {
         self.channel = channel
@@ -133,7 +136,16 @@ final class Connection: BatchOwner, @unchecked Sendable {
             s.receivedThrough = max(s.receivedThrough, batch.sequence)
             s.assessed += UInt64(batch.rows)
             s.sinceAck += 1
-            if batch.reply { frames.append(Self.assessmentFrame(batch.sequence, results)) }
+            if batch.reply {
+                frames.append(
+                    Self.assessmentFrame(
+                        batch.sequence,
+                        results,
+                        prediction: predictionFields.load(ordering: .relaxed)
+                            && results.contains { !$0.prediction.isNaN }
+                    )
+                )
+            }
             if s.sinceAck >= ackEvery {
                 s.sinceAck = 0
                 frames.append(s.ack().frame())
@@ -154,11 +166,12 @@ final class Connection: BatchOwner, @unchecked Sendable {
         if resume { channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
     }
 
-    static func assessmentFrame(_ sequence: UInt64, _ rows: [WireAssessment]) -> [UInt8] {
+    /// An ASSESSMENT frame; `prediction` adds the rows' prediction fields (protocol 1.1).
+    static func assessmentFrame(_ sequence: UInt64, _ rows: [WireAssessment], prediction: Bool) -> [UInt8] {
         var w = WireWriter()
         let layers = rows.first?.surprise.count ?? 0
-        AssessmentFrame.begin(sequence: sequence, rows: rows.count, layers: layers, into: &w)
-        for r in rows { r.write(to: &w) }
+        AssessmentFrame.begin(sequence: sequence, rows: rows.count, layers: layers, prediction: prediction, into: &w)
+        for r in rows { r.write(to: &w, prediction: prediction) }
         return w.buffer
     }
 

@@ -97,6 +97,7 @@ final class FrameHandler: ByteToMessageDecoder {
                 fatal(.unauthorized, "the HELLO's token is missing or wrong", buffer: &buffer)
                 return
             }
+            connection.predictionFields.store(hello.minor >= 1, ordering: .relaxed)
             connection.handshaken.store(true, ordering: .relaxed)
             connection.send(context.welcome.frame())
             return

@@ -206,7 +206,7 @@ enum HTTPEndpoints {
         if f.contains(.windowAlarm) { flags.append("window_alarm") }
         if f.contains(.shiftAlarm) { flags.append("shift_alarm") }
         if f.contains(.disagreement) { flags.append("disagreement") }
-        return [
+        var o: [String: Any] = [
             "status": a.status == 0 ? "assessed" : "invalid",
             "index": a.index,
             "flags": flags,
@@ -219,6 +219,15 @@ enum HTTPEndpoints {
                 ["name": $0.0.name, "surprise": num($0.1.0), "p_value": num($0.1.1)] as [String: Any]
             },
         ]
+        // Regression models: the prediction, its spread and the spread's p-value, and the prediction interval
+        // (an unbounded end is null).
+        if !a.prediction.isNaN {
+            o["prediction"] = num(a.prediction)
+            o["predictive_spread"] = num(a.predictiveSpread)
+            o["spread_p_value"] = num(a.spreadPValue)
+            if !a.intervalLow.isNaN { o["prediction_interval"] = [num(a.intervalLow), num(a.intervalHigh)] }
+        }
+        return o
     }
 
     static func json(_ object: Any, status: HTTPResponse.Status) throws -> Response {

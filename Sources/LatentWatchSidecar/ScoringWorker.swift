@@ -96,7 +96,12 @@ extension WireAssessment {
             entropyPValue: a.entropyPValue ?? .nan,
             shiftLogEvidence: a.shiftLogEvidence ?? .nan,
             surprise: a.layers.map(\.surprise),
-            pValues: a.layers.map(\.pValue)
+            pValues: a.layers.map(\.pValue),
+            prediction: a.prediction ?? .nan,
+            predictiveSpread: a.predictiveSpread ?? .nan,
+            spreadPValue: a.spreadPValue ?? .nan,
+            intervalLow: a.predictionInterval?.lowerBound ?? .nan,
+            intervalHigh: a.predictionInterval?.upperBound ?? .nan
         )
     }
 }

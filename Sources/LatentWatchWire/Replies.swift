@@ -20,6 +20,17 @@ public struct WireAssessment: Sendable, Equatable {
     public var surprise: [Double]
     /// Per layer p-values.
     public var pValues: [Double]
+    /// A regression model's prediction (NaN for classifiers and mixtures, and in rows without prediction
+    /// fields).
+    public var prediction: Double
+    /// Its predictive spread (NaN none).
+    public var predictiveSpread: Double
+    /// The spread's p-value (NaN none).
+    public var spreadPValue: Double
+    /// Lower end of the prediction interval at the server's interval level (NaN none; −∞ when unbounded).
+    public var intervalLow: Double
+    /// Upper end of the prediction interval (NaN none; +∞ when unbounded).
+    public var intervalHigh: Double
 
     /// Creates a row.
     public init(
@@ -32,7 +43,12 @@ public struct WireAssessment: Sendable, Equatable {
         entropyPValue: Double = .nan,
         shiftLogEvidence: Double = .nan,
         surprise: [Double] = [],
-        pValues: [Double] = []
+        pValues: [Double] = [],
+        prediction: Double = .nan,
+        predictiveSpread: Double = .nan,
+        spreadPValue: Double = .nan,
+        intervalLow: Double = .nan,
+        intervalHigh: Double = .nan
     ) {
         self.status = status
         self.flags = flags
@@ -44,10 +60,16 @@ public struct WireAssessment: Sendable, Equatable {
         self.shiftLogEvidence = shiftLogEvidence
         self.surprise = surprise
         self.pValues = pValues
+        self.prediction = prediction
+        self.predictiveSpread = predictiveSpread
+        self.spreadPValue = spreadPValue
+        self.intervalLow = intervalLow
+        self.intervalHigh = intervalHigh
     }
 
-    /// Appends the row (the caller keeps the layer count consistent).
-    public func write(to w: inout WireWriter) {
+    /// Appends the row (the caller keeps the layer count consistent); `prediction` adds the prediction
+    /// fields (the frame's ``AssessmentFrame/predictionFlag`` says so).
+    public func write(to w: inout WireWriter, prediction withPrediction: Bool = false) {
         w.u8(status)
         w.u8(flags)
         w.u16(0)
@@ -58,6 +80,13 @@ public struct WireAssessment: Sendable, Equatable {
         w.f64(entropyPValue)
         w.f64(shiftLogEvidence)
         w.f64(0)
+        if withPrediction {
+            w.f64(prediction)
+            w.f64(predictiveSpread)
+            w.f64(spreadPValue)
+            w.f64(intervalLow)
+            w.f64(intervalHigh)
+        }
         for i in 0..<surprise.count {
             w.f64(surprise[i])
             w.f64(pValues[i])
@@ -71,20 +100,32 @@ public struct AssessmentFrame: Sendable, Equatable {
     public var sequence: UInt64
     /// One per input.
     public var rows: [WireAssessment]
+    /// Whether the rows carry the prediction fields (flag bit 0; protocol 1.1, regression models).
+    public var hasPrediction: Bool
+
+    /// The frame flag (bit 0) of rows with prediction fields.
+    public static let predictionFlag: UInt8 = 1
 
     /// Creates a frame.
-    public init(sequence: UInt64, rows: [WireAssessment]) {
+    public init(sequence: UInt64, rows: [WireAssessment], hasPrediction: Bool = false) {
         self.sequence = sequence
         self.rows = rows
+        self.hasPrediction = hasPrediction
     }
 
-    /// Parses a body.
-    public static func decode(_ body: UnsafeRawBufferPointer) throws(WireError) -> AssessmentFrame {
+    /// Parses a body; `flags` is the frame header's (bit 0: the rows carry prediction fields).
+    public static func decode(_ body: UnsafeRawBufferPointer, flags: UInt8 = 0) throws(WireError) -> AssessmentFrame {
+        guard flags & ~predictionFlag == 0 else {
+            throw WireError(.malformedFrame, "ASSESSMENT has undefined flags \(flags)")
+        }
+        let withPrediction = flags & predictionFlag != 0
         var r = WireReader(body)
         let seq = try r.u64()
         let n = Int(try r.u32())
         let l = Int(try r.u16())
-        let rowBytes = WireFormat.assessmentRowFixed + WireFormat.assessmentRowPerLayer * l
+        let rowBytes =
+            WireFormat.assessmentRowFixed + (withPrediction ? WireFormat.assessmentRowPrediction : 0)
+            + WireFormat.assessmentRowPerLayer * l
         let (total, overflow) = n.multipliedReportingOverflow(by: rowBytes)
         guard !overflow, total == r.remaining else {
             throw WireError(
@@ -106,20 +147,39 @@ public struct AssessmentFrame: Sendable, Equatable {
             a.entropyPValue = try r.f64()
             a.shiftLogEvidence = try r.f64()
             _ = try r.f64()
+            if withPrediction {
+                a.prediction = try r.f64()
+                a.predictiveSpread = try r.f64()
+                a.spreadPValue = try r.f64()
+                a.intervalLow = try r.f64()
+                a.intervalHigh = try r.f64()
+            }
             for _ in 0..<l {
                 a.surprise.append(try r.f64())
                 a.pValues.append(try r.f64())
             }
             rows.append(a)
         }
-        return AssessmentFrame(sequence: seq, rows: rows)
+        return AssessmentFrame(sequence: seq, rows: rows, hasPrediction: withPrediction)
     }
 
     /// Writes the frame header and body for `rows` rows of `layers` layers into `w`; rows are appended
-    /// afterwards with ``WireAssessment/write(to:)``.
-    public static func begin(sequence: UInt64, rows: Int, layers: Int, into w: inout WireWriter) {
-        let length = 14 + rows * (WireFormat.assessmentRowFixed + WireFormat.assessmentRowPerLayer * layers)
-        FrameHeader(length: length, type: FrameType.assessment.rawValue).write(to: &w.buffer)
+    /// afterwards with ``WireAssessment/write(to:prediction:)`` and the same `prediction`.
+    public static func begin(
+        sequence: UInt64,
+        rows: Int,
+        layers: Int,
+        prediction: Bool = false,
+        into w: inout WireWriter
+    ) {
+        let row =
+            WireFormat.assessmentRowFixed + (prediction ? WireFormat.assessmentRowPrediction : 0)
+            + WireFormat.assessmentRowPerLayer * layers
+        FrameHeader(
+            length: 14 + rows * row,
+            type: FrameType.assessment.rawValue,
+            flags: prediction ? predictionFlag : 0
+        ).write(to: &w.buffer)
         w.u64(sequence)
         w.u32(UInt32(rows))
         w.u16(UInt16(layers))

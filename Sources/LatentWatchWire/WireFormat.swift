@@ -5,7 +5,7 @@ public enum WireFormat {
     /// Protocol major version this build speaks.
     public static let major: UInt16 = 1
     /// Protocol minor version this build speaks.
-    public static let minor: UInt16 = 0
+    public static let minor: UInt16 = 1
     /// Bytes of a frame header.
     public static let headerSize = 8
     /// Largest body accepted before the handshake.
@@ -14,6 +14,8 @@ public enum WireFormat {
     public static let maxRequestIDBytes = 256
     /// Bytes of one ASSESSMENT row before its per-layer fields.
     public static let assessmentRowFixed = 56
+    /// Bytes of an ASSESSMENT row's prediction fields (rows of frames with the prediction flag).
+    public static let assessmentRowPrediction = 40
     /// Bytes per layer in an ASSESSMENT row.
     public static let assessmentRowPerLayer = 16
 }

@@ -336,6 +336,37 @@ typealias CLI = LatentWatchBinary
             absoluteError / Double(targets.count) < 8,
             "mean absolute error \(absoluteError / Double(targets.count))"
         )
+        // Replay: the scores carry the same prediction and 90 % interval as `score`; the summary and the report
+        // describe the predictions.
+        let replay = try CLI.run([
+            "replay", "--model", t("h2.lwm"), "--input", d("test_h2.npy"), "--scores", t("replay.csv"), "--report",
+            t("replay.html"),
+        ])
+        #expect(replay.status == 0, "\(replay.err)")
+        #expect(replay.out.contains("regression model: "), "\(replay.out)")
+        #expect(replay.out.contains("median width of the 90% prediction interval"), "\(replay.out)")
+        let replayed = try String(contentsOf: dir.appendingPathComponent("replay.csv"), encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).map {
+                $0.split(separator: ",", omittingEmptySubsequences: false)
+            }
+        let header = replayed[0].map(String.init)
+        let columns = ["prediction", "spread", "interval_low", "interval_high"].map { header.firstIndex(of: $0) }
+        #expect(!columns.contains(nil), "\(header)")
+        for (k, r) in rows.enumerated() where columns.allSatisfy({ $0 != nil }) {
+            let fields = replayed[k + 1]
+            for (c, column) in columns.enumerated() {
+                let v = Double(fields[column!])!
+                #expect(
+                    abs(v - r[c + 1]) <= 1e-9 * max(1, abs(v)),
+                    "input \(k) \(header[column!]): \(v) vs \(r[c + 1])"
+                )
+            }
+        }
+        let html = try String(contentsOf: dir.appendingPathComponent("replay.html"), encoding: .utf8)
+        for part in ["Prediction over time", "id=\"prediction\"", "id=\"spread\"", "Predictions by target bin"] {
+            #expect(html.contains(part), "the report lacks \(part)")
+        }
+        #expect(!html.contains("Classes (predicted"))
         // The default split carves calibration inputs with their own targets.
         let carved = try CLI.run([
             "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"), "--family",

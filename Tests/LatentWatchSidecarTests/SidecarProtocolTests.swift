@@ -148,6 +148,85 @@ import Glibc
         }
     }
 
+    /// A regression model's replies: a protocol 1.1 client's rows carry the prediction, its spread, the spread's
+    /// p-value and the 90 % prediction interval, equal to the in-process monitor's; a 1.0 client's rows keep the
+    /// 1.0 layout (no flag, 56 + 16 bytes per row) with the same other fields; HTTP's JSON carries them too.
+    @Test func regressionModelsReplyWithPredictions() throws {
+        let dir = Binary.temporaryDirectory()
+        let data = Binary.root.appendingPathComponent("Samples/Data/digits-rotation")
+        func d(_ n: String) -> String { data.appendingPathComponent(n).path }
+        let path = dir.appendingPathComponent("h2.lwm").path
+        let fit = try Binary.run([
+            "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"), "--calibration",
+            d("calibration_h2.npy"), "--calibration-targets", d("calibration_targets.npy"), "--layer", "h2",
+            "--output", path,
+        ])
+        #expect(fit.status == 0, "\(fit.err)")
+        let daemon = try Daemon(["--http", "127.0.0.1:0"], models: [path], expect: ["unix", "http"])
+        defer { daemon.terminate() }
+        let model = try ModelFile.read(contentsOf: path)
+        let monitor = try Monitor(configuration: MonitorConfiguration(layers: [MonitoredLayer(model: model)]))
+        let file = try TensorFile(path: d("test_h2.npy"))
+        let columns = try file.tensor(nil).rowElements
+        let n = 12
+        let x = Array(try file.floats(nil)[0..<(n * columns)])
+        let remote = try daemon.client().observe([x], rows: n)
+        var locals: [Assessment] = []
+        try x.withUnsafeBufferPointer { b in
+            for k in 0..<n {
+                locals.append(
+                    try monitor.assess(
+                        .float32([UnsafeBufferPointer(rebasing: b[(k * columns)..<((k + 1) * columns)])])
+                    )
+                )
+            }
+        }
+        for k in 0..<n {
+            let (r, l) = (remote[k], locals[k])
+            Self.expectSame(r, l, "input \(k)")
+            let interval = try #require(l.predictionInterval, "input \(k): the monitor gives a 90 % interval")
+            #expect(r.prediction == l.prediction && r.predictiveSpread == l.predictiveSpread, "input \(k)")
+            #expect(r.spreadPValue == l.spreadPValue, "input \(k)")
+            #expect(r.intervalLow == interval.lowerBound && r.intervalHigh == interval.upperBound, "input \(k)")
+            #expect(
+                model.predictionInterval(prediction: r.prediction, spread: r.predictiveSpread, level: 0.9) == interval
+            )
+            #expect(interval.lowerBound < r.prediction && r.prediction < interval.upperBound, "input \(k)")
+        }
+        // A client of protocol 1.0 gets rows of the 1.0 layout.
+        let old = try RawConnection(unixSocket: daemon.socketPath)
+        old.write(Hello(client: "old", minor: 0).frame())
+        let welcome = try #require(old.readFrame())
+        #expect(welcome.0.type == FrameType.welcome.rawValue)
+        let frame = x.withUnsafeBufferPointer { b in
+            ObserveLayout.frame(sequence: 1, reply: true, rows: n, layers: [b])
+        }
+        old.write(frame)
+        let (h, body) = try #require(old.readFrame())
+        #expect(h.type == FrameType.assessment.rawValue && h.flags == 0)
+        #expect(body.count == 14 + n * (WireFormat.assessmentRowFixed + WireFormat.assessmentRowPerLayer))
+        let rows = try body.withUnsafeBytes { b throws(WireError) in try AssessmentFrame.decode(b, flags: h.flags) }
+        for k in 0..<n {
+            #expect(rows.rows[k].prediction.isNaN)
+            #expect(rows.rows[k].surprise == remote[k].surprise && rows.rows[k].flags == remote[k].flags)
+        }
+        var undefined = WireWriter()
+        undefined.u64(1)
+        undefined.u32(0)
+        undefined.u16(1)
+        #expect(throws: WireError.self) {
+            try undefined.buffer.withUnsafeBytes { b throws(WireError) in try AssessmentFrame.decode(b, flags: 2) }
+        }
+        // HTTP JSON.
+        let json = "{\"layers\":{\"h2\":\(Array(x[0..<columns]))}}"
+        let r = try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/observe", body: json)
+        #expect(r.status == 200, "\(r.body)")
+        let o = try JSONSerialization.jsonObject(with: Data(r.body.utf8)) as! [String: Any]
+        #expect(o["prediction"] as? Double == remote[0].prediction)
+        #expect(o["spread_p_value"] as? Double == remote[0].spreadPValue)
+        #expect(o["prediction_interval"] as? [Double] == [remote[0].intervalLow, remote[0].intervalHigh])
+    }
+
     /// HTTP: /v1/observe answers the same surprise as the binary protocol; /metrics is Prometheus text with
     /// the monitor's and the server's counters; /v1/alerts lists alerts; /healthz reports the layers.
     @Test func httpEndpoints() throws {

@@ -122,7 +122,7 @@ class SidecarTestCase(unittest.TestCase):
         with self.client() as c:
             self.assertEqual([l.name for l in c.layers], ["h1", "h2"])
             self.assertEqual([l.elements for l in c.layers], [self.h1[1], self.h2[1]])
-            self.assertEqual(c.version, (1, 0))
+            self.assertEqual(c.version, (1, 1))
 
     def test_surprise_matches_latentwatch_score(self):
         """The sidecar's per-layer surprise equals what `latentwatch score` writes for the same rows."""
@@ -262,6 +262,71 @@ class SidecarTestCase(unittest.TestCase):
         with NO_PROXY.open(req) as r:
             text = r.read().decode()
         self.assertIn("latentwatch_serve_inputs_total", text)
+
+
+class RegressionSidecarTestCase(unittest.TestCase):
+    """A regression model behind the sidecar: its rows carry the prediction, spread, spread p-value and the
+    server's 90 % prediction interval, equal to the in-process monitor's and Model.prediction_interval's."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(BIN):
+            if os.environ.get("CI"):
+                raise RuntimeError(f"{BIN} not built: CI must not skip these tests")
+            raise unittest.SkipTest(f"{BIN} not built")
+        data = os.path.join(ROOT, "Samples", "Data", "digits-rotation")
+        cls.dir = tempfile.mkdtemp(prefix="lwpyr-", dir="/tmp")
+        cls.model = os.path.join(cls.dir, "h2.lwm")
+        subprocess.run(
+            [BIN, "fit", "--activations", f"{data}/train_h2.npy", "--targets", f"{data}/train_targets.npy",
+             "--calibration", f"{data}/calibration_h2.npy", "--calibration-targets",
+             f"{data}/calibration_targets.npy", "--layer", "h2", "--output", cls.model],
+            check=True, capture_output=True)
+        cls.socket = os.path.join(cls.dir, "s.sock")
+        cls.out = open(os.path.join(cls.dir, "serve.out"), "w+")
+        cls.proc = subprocess.Popen([BIN, "serve", "--model", cls.model, "--socket", cls.socket],
+                                    stdout=cls.out, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            cls.out.seek(0)
+            if "listening unix:" in cls.out.read():
+                break
+            time.sleep(0.05)
+        else:
+            cls.proc.kill()
+            raise RuntimeError("latentwatch serve did not start")
+        cls.x = read_npy_f32(f"{data}/test_h2.npy")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(timeout=60)
+        cls.out.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_rows_carry_predictions(self):
+        rows, columns, values = self.x
+        n = 8
+        with lw.Client(path=self.socket) as c:
+            remote = c.observe([values[: n * columns]])
+        self.assertEqual(len(remote), n)
+        for a in remote:
+            self.assertIsNotNone(a.prediction)
+            self.assertGreater(a.predictive_spread, 0)
+            self.assertIsNotNone(a.spread_p_value)
+            low, high = a.prediction_interval
+            self.assertLess(low, a.prediction)
+            self.assertLess(a.prediction, high)
+        if latentwatch is None or np is None:
+            return
+        model = latentwatch.load(self.model)
+        with latentwatch.Monitor([self.model], window=None, shift=None) as m:
+            for k, a in enumerate(remote):
+                local = m.assess(np.asarray(values[k * columns:(k + 1) * columns], dtype=np.float32))
+                self.assertEqual(a.prediction, local.prediction)
+                self.assertEqual(a.predictive_spread, local.predictive_spread)
+                self.assertEqual(a.spread_p_value, local.spread_p_value)
+                self.assertEqual(a.prediction_interval, model.prediction_interval(a.prediction, a.predictive_spread))
 
 
 if __name__ == "__main__":

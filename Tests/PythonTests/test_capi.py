@@ -23,10 +23,10 @@ EXPECTED_SIZES = {
     "lw_fit_config": 88,
     "lw_activations": 112,
     "lw_alert": 64,
-    "lw_monitor_config": 184,
+    "lw_monitor_config": 192,
     "lw_inputs": 48,
     "lw_layer_assessment": 16,
-    "lw_assessment": 376,
+    "lw_assessment": 392,
     "lw_monitor_stats": 56,
     "lw_statistics_info": 152,
 }

@@ -75,7 +75,20 @@ class RegressionTests(unittest.TestCase):
         self.assertGreater(flagged, 4)
         self.assertLess(flagged, 37)
         self.assertEqual(b[5].prediction, float(b.prediction[5]))
+        # Every assessment carries the 90 % prediction interval, equal to Model.prediction_interval's.
+        self.assertEqual(a.prediction_interval, self.model.prediction_interval(a.prediction, a.predictive_spread))
+        low, high = self.model.prediction_interval(b.prediction, b.predictive_spread)
+        np.testing.assert_array_equal(b.interval_low, low)
+        np.testing.assert_array_equal(b.interval_high, high)
+        self.assertEqual(b[5].prediction_interval, (float(low[5]), float(high[5])))
         mon.close()
+        with lw.Monitor([self.model], interval_level=None, window=None, shift="off") as plain:
+            self.assertIsNone(plain.assess(self.test[0]).prediction_interval)
+        with lw.Monitor([self.model], interval_level=0.5, window=None, shift="off") as half:
+            c = half.assess(self.test[0])
+            self.assertEqual(c.prediction_interval, self.model.prediction_interval(c.prediction, c.predictive_spread, 0.5))
+        with self.assertRaises(lw.ConfigurationError):
+            lw.Monitor([self.model], interval_level=1.0)
 
     def test_bad_targets_are_refused(self):
         with self.assertRaises(lw.NonFiniteError):

@@ -46,7 +46,8 @@ extern "C" {
  * calibrated fusion: lw_calibrate_jointly, LW_FUSION_AUTOMATIC (the new default) and LW_FUSION_CALIBRATED, and
  * lw_model_info.joint_count. Version 5 added regression models: lw_activations.targets, lw_fit_config.target_bins
  * (which was reserved), the prediction fields at the end of lw_scores, lw_score_columns, lw_model_info and
- * lw_assessment, and lw_model_prediction_interval. */
+ * lw_assessment, with lw_assessment's prediction interval at lw_monitor_config.interval_level, and
+ * lw_model_prediction_interval. */
 #define LW_ABI_VERSION 5
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -546,6 +547,10 @@ typedef struct lw_monitor_config {
                                            CALIBRATION_SET and calibration_correction the bound holds given
                                            the calibration set. Change detection always uses the set */
     int32_t reserved;                   /* must be 0 */
+    /* A struct_size that ends at reserved gives this its default. */
+    double interval_level;              /* coverage of the prediction interval of each lw_assessment of a
+                                           regression model fitted with calibration targets, in (0, 1);
+                                           default 0.9; 0: none */
 } lw_monitor_config;
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
@@ -614,6 +619,11 @@ typedef struct lw_assessment {
     double prediction;               /* the target's predictive mean */
     double predictive_spread;        /* its standard deviation */
     double spread_p_value;           /* conformal p-value of the spread */
+    /* The conformal prediction interval at the monitor's interval_level (NaN when the model has no interval
+     * calibration or interval_level is 0; infinite ends when unbounded; a struct_size that ends at
+     * spread_p_value leaves them out). */
+    double interval_low;
+    double interval_high;
 } lw_assessment;
 
 /* Assesses one input on the calling thread and fills *out (set out->struct_size first). request_id may be

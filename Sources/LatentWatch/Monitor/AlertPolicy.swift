@@ -45,6 +45,9 @@ public struct AlertPolicy: Sendable, Equatable {
     /// earlier inputs (the default), or the calibration set alone with the correction above. Change-detection
     /// mode always uses the calibration set. Docs/Statistics.md states both guarantees.
     public var shiftReference: ShiftReference
+    /// Coverage level of the prediction interval a regression model's assessments carry
+    /// (``Assessment/predictionInterval``), in (0, 1); nil: none.
+    public var predictionIntervalLevel: Double?
 
     /// Sliding-window settings.
     public struct WindowPolicy: Sendable, Equatable {
@@ -66,7 +69,7 @@ public struct AlertPolicy: Sendable, Equatable {
     /// Defaults: alpha 0.01 per input and aleatoric, a 200-input window at level 1e-4, anytime shift detection
     /// at delta 0.01 (mixture betting, jump rate 0.001, against the calibration set and the stream so far),
     /// fusion by the models' joint calibration when they carry one (Bonferroni otherwise), calibration-set
-    /// correction on.
+    /// correction on, prediction intervals at 90 %.
     public init(
         inputAlpha: Double = 0.01,
         aleatoricAlpha: Double? = 0.01,
@@ -76,7 +79,8 @@ public struct AlertPolicy: Sendable, Equatable {
         shiftBetting: ShiftBetting = .mixture,
         fusion: PValueFusion = .automatic,
         correctForCalibrationSet: Bool = true,
-        shiftReference: ShiftReference = .calibrationAndStream
+        shiftReference: ShiftReference = .calibrationAndStream,
+        predictionIntervalLevel: Double? = 0.9
     ) {
         self.inputAlpha = inputAlpha
         self.aleatoricAlpha = aleatoricAlpha
@@ -87,6 +91,7 @@ public struct AlertPolicy: Sendable, Equatable {
         self.fusion = fusion
         self.correctForCalibrationSet = correctForCalibrationSet
         self.shiftReference = shiftReference
+        self.predictionIntervalLevel = predictionIntervalLevel
     }
 }
 

@@ -47,6 +47,10 @@ public struct Assessment: Sendable, Equatable {
     public var predictiveSpread: Double? = nil
     /// Conformal p-value of the predictive spread, when calibrated: the aleatoric p-value of regression models.
     public var spreadPValue: Double? = nil
+    /// The conformal prediction interval of the target at ``AlertPolicy/predictionIntervalLevel``
+    /// (``LatentModel/predictionInterval(prediction:spread:level:)``); nil for classifiers, mixtures, regression
+    /// models fitted without calibration targets, and when the policy's level is nil.
+    public var predictionInterval: ClosedRange<Double>? = nil
     /// Flags.
     public var flags: Flags
     /// The shift detector's evidence after this input, on the log scale (log capital in anytime mode, log

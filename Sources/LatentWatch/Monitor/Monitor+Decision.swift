@@ -107,6 +107,15 @@ extension Monitor {
         result.prediction = prim.prediction
         result.predictiveSpread = prim.predictiveSpread
         result.spreadPValue = spreadP
+        if let level = policy.predictionIntervalLevel, let y = prim.prediction, let spread = prim.predictiveSpread {
+            result.predictionInterval = layers[primary].model.predictionInterval(
+                prediction: y,
+                spread: spread,
+                level: level
+            )
+        } else {
+            result.predictionInterval = nil
+        }
         result.predictedLabel = prim.predictedLabel
         result.flags = flags
         result.shiftLogEvidence = evidence

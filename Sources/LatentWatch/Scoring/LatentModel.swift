@@ -135,9 +135,14 @@ public struct LatentModel: Sendable {
     /// interval calibration or scores without a prediction; unbounded when level (m + 1) > m; the prediction
     /// alone when the spread is 0 (and q finite).
     public func predictionInterval(_ scores: LatentScores, level: Double) -> ClosedRange<Double>? {
-        guard let cal = intervalCalibration, let y = scores.prediction, let s = scores.predictiveSpread,
-            level > 0, level < 1
-        else { return nil }
+        guard let y = scores.prediction, let s = scores.predictiveSpread else { return nil }
+        return predictionInterval(prediction: y, spread: s, level: level)
+    }
+
+    /// ``predictionInterval(_:level:)`` from a prediction and its spread (``Assessment/prediction`` and
+    /// ``Assessment/predictiveSpread``, or the C and Python score fields). Allocates nothing.
+    public func predictionInterval(prediction y: Double, spread s: Double, level: Double) -> ClosedRange<Double>? {
+        guard let cal = intervalCalibration, level > 0, level < 1, s >= 0 else { return nil }
         let q = cal.orderStatistic(rank: Int((level * Double(cal.count + 1)).rounded(.up)))
         // A residual at the stand-in for infinity (a calibration input of zero spread that missed its target)
         // makes the interval unbounded; a zero spread otherwise gives the prediction alone.

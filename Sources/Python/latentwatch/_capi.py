@@ -304,6 +304,7 @@ class lw_monitor_config(Structure):
         ("shift_jump_rate", c_double),
         ("shift_reference", c_int32),
         ("reserved", c_int32),
+        ("interval_level", c_double),
     ]
 
 
@@ -353,6 +354,8 @@ class lw_assessment(Structure):
         ("prediction", c_double),
         ("predictive_spread", c_double),
         ("spread_p_value", c_double),
+        ("interval_low", c_double),
+        ("interval_high", c_double),
     ]
 
 

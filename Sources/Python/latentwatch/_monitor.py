@@ -78,7 +78,7 @@ assert _HEAD.size == _LAYERS_OFFSET, "lw_assessment layout changed"
 _LAYER_STRUCTS = [struct.Struct(f"={2 * n}d") for n in range(_capi.LW_MAX_LAYERS + 1)]
 _SIZEOF_ASSESSMENT = ctypes.sizeof(_capi.lw_assessment)
 # The regression fields after `layers`.
-_TAIL = struct.Struct("=ddd")
+_TAIL = struct.Struct("=ddddd")
 _TAIL_OFFSET = _capi.lw_assessment.prediction.offset
 
 
@@ -112,12 +112,16 @@ _assess = lib.lw_monitor_assess
 assert [f.name for f in fields(Assessment)] == [
     "index", "request_id", "flags", "fused_p_value", "entropy", "entropy_p_value", "predicted_label",
     "shift_log_evidence", "layers", "output_predicted", "output_confidence", "output_entropy", "output_energy",
-    "status", "prediction", "predictive_spread", "spread_p_value",
+    "status", "prediction", "predictive_spread", "spread_p_value", "prediction_interval",
 ], "Assessment fields changed: update Monitor._assessment"
 
 
 def _none_if_nan(x: float) -> Optional[float]:
     return None if x != x else x
+
+
+def _interval(low: float, high: float) -> Optional[Tuple[float, float]]:
+    return None if low != low or high != high else (low, high)
 
 
 # Monitors still open at interpreter exit are closed first: the library's thread must not call into a Python
@@ -225,6 +229,8 @@ class AssessmentBatch:
         fused_p_value, entropy, entropy_p_value, shift_log_evidence: float64 (NaN for "none").
         predicted_label: int64 class from p(y | z); -1 for mixtures and regression models.
         prediction, predictive_spread, spread_p_value: float64, a regression model's (NaN otherwise).
+        interval_low, interval_high: float64, its prediction interval at the monitor's ``interval_level`` (NaN
+            when there is none; infinite ends when unbounded).
         output_predicted: int64 class from the classifier's outputs; -1 when none were given.
         output_confidence, output_entropy, output_energy: float64; NaN when no outputs were given.
         layer_surprise: float64, shape (n, layers).
@@ -253,6 +259,8 @@ class AssessmentBatch:
     prediction: np.ndarray
     predictive_spread: np.ndarray
     spread_p_value: np.ndarray
+    interval_low: np.ndarray
+    interval_high: np.ndarray
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -314,6 +322,7 @@ class AssessmentBatch:
             prediction=_none_if_nan(float(self.prediction[i])),
             predictive_spread=_none_if_nan(float(self.predictive_spread[i])),
             spread_p_value=_none_if_nan(float(self.spread_p_value[i])),
+            prediction_interval=_interval(float(self.interval_low[i]), float(self.interval_high[i])),
         )
 
     def __iter__(self):
@@ -396,6 +405,9 @@ class Monitor:
         record_path: record the monitored activations into this recording file (``.lwr``); None: no recording.
         record_rate: share of inputs recorded, in (0, 1].
         sink_buffer_capacity: alerts buffered per sink before drops.
+        interval_level: coverage of the prediction interval each assessment of a regression model carries
+            (:attr:`Assessment.prediction_interval`; models fitted with calibration targets), in (0, 1); None:
+            none.
 
     Example::
 
@@ -437,6 +449,7 @@ class Monitor:
         record_path: Union[str, os.PathLike, None] = None,
         record_rate: float = 1.0,
         sink_buffer_capacity: int = 4096,
+        interval_level: Optional[float] = 0.9,
     ) -> None:
         self._handle: Optional[ctypes.c_void_p] = None
         self._close_lock = threading.Lock()
@@ -514,6 +527,9 @@ class Monitor:
         c.output_count = int(output_count)
         c.log_level = pick(_LOG_LEVELS, log_level, "log_level")
         c.sink_buffer_capacity = int(sink_buffer_capacity)
+        c.interval_level = 0.0 if interval_level is None else float(interval_level)
+        if interval_level is not None and not 0 < float(interval_level) < 1:
+            raise ConfigurationError(f"interval_level is {interval_level}; it must be in (0, 1), or None for none")
         self._callback_state = _CallbackState(on_alert, logger)
         self._c_callback = None
         if on_alert is not None or logger is not None:
@@ -651,7 +667,7 @@ class Monitor:
         (_, flags, index, fused, entropy, entropy_p, shift, predicted, out_pred, out_conf, out_ent, out_energy,
          n, _) = _HEAD.unpack_from(out)
         per = _LAYER_STRUCTS[n].unpack_from(out, _LAYERS_OFFSET)
-        y, spread, spread_p = _TAIL.unpack_from(out, _TAIL_OFFSET)
+        y, spread, spread_p, low, high = _TAIL.unpack_from(out, _TAIL_OFFSET)
         names = self._names
         if n == 1:
             layers = (_tuple_new(LayerAssessment, (names[0], per[0], per[1])),)
@@ -678,6 +694,7 @@ class Monitor:
             "prediction": None if y != y else y,
             "predictive_spread": None if spread != spread else spread,
             "spread_p_value": None if spread_p != spread_p else spread_p,
+            "prediction_interval": None if low != low or high != high else (low, high),
         })
         return a
 
@@ -820,6 +837,8 @@ class Monitor:
             prediction=raw["prediction"].copy(),
             predictive_spread=raw["predictive_spread"].copy(),
             spread_p_value=raw["spread_p_value"].copy(),
+            interval_low=raw["interval_low"].copy(),
+            interval_high=raw["interval_high"].copy(),
             output_predicted=raw["output_predicted"].copy(),
             output_confidence=raw["output_confidence"].copy(),
             output_entropy=raw["output_entropy"].copy(),

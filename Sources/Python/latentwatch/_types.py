@@ -73,10 +73,14 @@ class Assessment:
         output_energy: -logsumexp(logits), or None (no outputs, or outputs given as probabilities).
         status: 0, or (sidecar only) the code the server refused this row with (NaN or infinite values); the
             in-process monitor raises instead of returning refused rows.
-        prediction: a regression model's prediction of its target at the primary layer (in process only), or
-            None for classifiers and mixtures.
+        prediction: a regression model's prediction of its target at the primary layer, or None for
+            classifiers and mixtures (from the sidecar: servers of protocol 1.1 or later).
         predictive_spread: its predictive standard deviation (the regression model's aleatoric score), or None.
         spread_p_value: the spread's p-value (``ambiguous`` comes from it for regression models), or None.
+        prediction_interval: ``(low, high)``, the conformal prediction interval of a regression model at the
+            monitor's ``interval_level`` (the sidecar's ``--interval-level``; an unbounded end is infinite), or
+            None: classifiers, models without an interval calibration, no level.
+            :meth:`latentwatch.Model.prediction_interval` gives it at any level.
     """
 
     index: int
@@ -96,6 +100,7 @@ class Assessment:
     prediction: Optional[float] = None
     predictive_spread: Optional[float] = None
     spread_p_value: Optional[float] = None
+    prediction_interval: Optional[Tuple[float, float]] = None
 
     @property
     def out_of_distribution(self) -> bool:

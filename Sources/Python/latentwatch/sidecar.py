@@ -38,7 +38,7 @@ __all__ = [
     "PROTOCOL_VERSION",
 ]
 
-PROTOCOL_VERSION = (1, 0)
+PROTOCOL_VERSION = (1, 1)
 MAGIC = b"LWP1"
 HEADER = struct.Struct("<IBBH")
 T_HELLO, T_OBSERVE, T_SYNC, T_BYE = 0x01, 0x10, 0x11, 0x12
@@ -52,6 +52,9 @@ ERROR_NAMES = {
     10: "tooManyRows", 11: "overloaded", 12: "shuttingDown", 13: "slowConsumer",
 }
 _ROW = struct.Struct("<BBHiQddddd")
+#: A row's prediction fields (ASSESSMENT flag bit 0, protocol 1.1): prediction, spread, spread p, interval.
+_PREDICTION = struct.Struct("<ddddd")
+A_PREDICTION = 1
 
 #: One monitored layer as the server's WELCOME describes it.
 Layer = namedtuple("Layer", "name elements model_id")
@@ -205,7 +208,7 @@ class Client:
         while True:
             t, flags, body = self._read_frame()
             if t == T_ASSESSMENT:
-                s, rows = self._assessment(body, ids)
+                s, rows = self._assessment(body, ids, flags)
                 if s == seq:
                     return rows
             elif not self._side_frame(t, flags, body, seq):
@@ -331,22 +334,36 @@ class Client:
             layers.append(Layer(name, elements, model_id))
         return (major, minor), max_frame, max_rows, ack_every, layers
 
-    def _assessment(self, body: bytes, request_ids: Sequence[Optional[str]] = ()) -> Tuple[int, List[Assessment]]:
+    def _assessment(self, body: bytes, request_ids: Sequence[Optional[str]] = (),
+                    flags: int = 0) -> Tuple[int, List[Assessment]]:
+        if flags & ~A_PREDICTION:
+            raise ProtocolError(f"ASSESSMENT with undefined flags {flags:#x}")
         seq, n, nl = struct.unpack_from("<QIH", body, 0)
+        row_bytes = _ROW.size + (_PREDICTION.size if flags & A_PREDICTION else 0) + 16 * nl
+        if 14 + n * row_bytes != len(body):
+            raise ProtocolError(f"ASSESSMENT declares {n} rows of {row_bytes} bytes; {len(body) - 14} follow")
         names = [layer.name for layer in self.layers]
         if len(names) != nl:
             names = [f"layer{k}" for k in range(nl)]
         off, rows = 14, []
         for r in range(n):
-            status, flags, _, predicted, index, fused, ent, ent_p, shift, _ = _ROW.unpack_from(body, off)
+            status, row_flags, _, predicted, index, fused, ent, ent_p, shift, _ = _ROW.unpack_from(body, off)
             off += _ROW.size
+            prediction = spread = spread_p = None
+            interval: Optional[Tuple[float, float]] = None
+            if flags & A_PREDICTION:
+                y, sd, sp, low, high = _PREDICTION.unpack_from(body, off)
+                off += _PREDICTION.size
+                prediction, spread, spread_p = _optional(y), _optional(sd), _optional(sp)
+                if low == low and high == high:
+                    interval = (low, high)
             per = struct.unpack_from(f"<{2 * nl}d", body, off)
             off += 16 * nl
             rid = request_ids[r] if r < len(request_ids) and request_ids[r] else None
             rows.append(Assessment(
                 index=index,
                 request_id=rid,
-                flags=Flags(flags),
+                flags=Flags(row_flags),
                 fused_p_value=fused,
                 entropy=ent,
                 entropy_p_value=_optional(ent_p),
@@ -354,6 +371,10 @@ class Client:
                 shift_log_evidence=_optional(shift),
                 layers=tuple(LayerAssessment(names[k], per[2 * k], per[2 * k + 1]) for k in range(nl)),
                 status=status,
+                prediction=prediction,
+                predictive_spread=spread,
+                spread_p_value=spread_p,
+                prediction_interval=interval,
             ))
         return seq, rows
 

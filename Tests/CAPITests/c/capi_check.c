@@ -1281,6 +1281,25 @@ static int run_regression(char **argv) {
                   a.spread_p_value == first.spread_p_value && a.predicted_label == -1,
               "assessment %a %a vs scores %a %a", a.prediction, a.predictive_spread, first.prediction,
               first.predictive_spread);
+        /* The interval at the default level 0.9 equals lw_model_prediction_interval's. */
+        double want_low = 0, want_high = 0;
+        EXPECT_STATUS(
+            lw_model_prediction_interval(m, first.prediction, first.predictive_spread, 0.9, &want_low, &want_high),
+            LW_OK
+        );
+        CHECK(a.interval_low == want_low && a.interval_high == want_high, "interval [%a, %a] vs [%a, %a]",
+              a.interval_low, a.interval_high, want_low, want_high);
+        /* A struct ending at spread_p_value (the first ABI version 5 header) gets the prediction, not the
+         * interval. */
+        {
+            unsigned char pbuf[sizeof(lw_assessment) + 8];
+            memset(pbuf, 0xAB, sizeof pbuf);
+            ((lw_assessment *)pbuf)->struct_size = (uint32_t)offsetof(lw_assessment, interval_low);
+            EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, (lw_assessment *)pbuf), LW_OK);
+            CHECK(((lw_assessment *)pbuf)->prediction == first.prediction, "short lw_assessment: no prediction");
+            for (size_t b = offsetof(lw_assessment, interval_low); b < sizeof pbuf; b++)
+                CHECK(pbuf[b] == 0xAB, "lw_assessment ending at spread_p_value: byte %zu written", b);
+        }
         unsigned char abuf[sizeof(lw_assessment) + 8];
         memset(abuf, 0xAB, sizeof abuf);
         ((lw_assessment *)abuf)->struct_size = (uint32_t)offsetof(lw_assessment, prediction);
@@ -1288,6 +1307,15 @@ static int run_regression(char **argv) {
         for (size_t b = offsetof(lw_assessment, prediction); b < sizeof abuf; b++)
             CHECK(abuf[b] == 0xAB, "old lw_assessment: byte %zu written", b);
         EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
+        /* interval_level 0: no interval; outside (0, 1): refused. */
+        config.interval_level = 0;
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_OK);
+        EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, &a), LW_OK);
+        CHECK(isnan(a.interval_low) && isnan(a.interval_high) && a.prediction == first.prediction,
+              "interval_level 0: [%a, %a]", a.interval_low, a.interval_high);
+        EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
+        config.interval_level = 1.5;
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_ERR_INVALID_CONFIGURATION);
     }
     /* A zero spread gives the prediction alone (or an unbounded interval), never a crash. */
     {
