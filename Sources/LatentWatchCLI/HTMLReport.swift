@@ -132,7 +132,8 @@ enum HTMLReport {
         dots: [(Int, Double)],
         vLines: [(Int, String, String)],
         yLabel: String,
-        logY: Bool
+        logY: Bool,
+        band: (low: [Double], high: [Double], color: String)? = nil
     ) -> String {
         let w = 1040.0
         let h = 300.0
@@ -141,7 +142,9 @@ enum HTMLReport {
         let mt = 10.0
         let mb = 30.0
         let n = series.map { $0.0.count }.max() ?? 0
-        let finite = series.flatMap { $0.0 }.filter { $0.isFinite } + hLines.map { $0.0 }
+        let finite =
+            (series.flatMap { $0.0 } + (band.map { $0.low + $0.high } ?? [])).filter { $0.isFinite }
+            + hLines.map { $0.0 }
         var lo = finite.min() ?? 0
         var hi = finite.max() ?? 1
         if hi - lo < 1e-12 { hi = lo + 1 }
@@ -168,6 +171,41 @@ enum HTMLReport {
         }
         s +=
             "<text x=\"12\" y=\"\(f(h / 2))\" font-size=\"11\" transform=\"rotate(-90 12 \(f(h / 2)))\" text-anchor=\"middle\">\(esc(yLabel))</text>"
+        if let band, band.low.count == band.high.count, !band.low.isEmpty {
+            // A filled area between the ends (per bucket of a long series: the lowest low and the highest high);
+            // an input without a band breaks it.
+            let bucket = max(1, band.low.count / 1000)
+            var upper: [(Double, Double)] = []
+            var lower: [(Double, Double)] = []
+            func flush() {
+                if !upper.isEmpty {
+                    let pts = upper + lower.reversed()
+                    s +=
+                        "<polygon fill=\"\(band.color)\" stroke=\"none\" points=\""
+                        + pts.map { "\(f(x($0.0))),\(f(y($0.1)))" }.joined(separator: " ") + "\"/>"
+                }
+                upper.removeAll()
+                lower.removeAll()
+            }
+            var i = 0
+            while i < band.low.count {
+                let r = i..<min(band.low.count, i + bucket)
+                let lo = band.low[r].min()!
+                let hi = band.high[r].max()!
+                if lo.isNaN || hi.isNaN {
+                    flush()
+                } else {
+                    upper.append((Double(i), hi))
+                    lower.append((Double(i), lo))
+                    if bucket > 1 {
+                        upper.append((Double(r.upperBound - 1), hi))
+                        lower.append((Double(r.upperBound - 1), lo))
+                    }
+                }
+                i += bucket
+            }
+            flush()
+        }
         for (i, color, label) in vLines {
             s +=
                 "<line x1=\"\(f(x(Double(i))))\" x2=\"\(f(x(Double(i))))\" y1=\"\(f(mt))\" y2=\"\(f(h - mb))\" stroke=\"\(color)\" stroke-width=\"1.5\"><title>\(esc(label)) at input \(i)</title></line>"
@@ -289,25 +327,28 @@ enum HTMLReport {
         let uncertain = r.assessments.indices.filter { r.assessments[$0].flags.contains(.ambiguous) }
         let marks = markers.map { ($0.index, "#777", $0.label) }
         var out = "<h2>Prediction over time</h2>\n"
-        var series: [([Double], String)] = [(ys, "#1f77b4")]
+        var band: (low: [Double], high: [Double], color: String)? = nil
         var note = "The regression model's prediction per input (blue)"
         if let level = r.policy.predictionIntervalLevel, model.hasPredictionInterval {
-            series.append((r.assessments.map { $0.predictionInterval?.lowerBound ?? .nan }, "#9ecae1"))
-            series.append((r.assessments.map { $0.predictionInterval?.upperBound ?? .nan }, "#9ecae1"))
+            band = (
+                r.assessments.map { $0.predictionInterval?.lowerBound ?? .nan },
+                r.assessments.map { $0.predictionInterval?.upperBound ?? .nan }, "#c6dbef"
+            )
             note +=
-                " and its conformal \(String(format: "%.0f", 100 * level))% prediction interval (light blue; it covers an in-distribution input's target with probability at least \(level), Docs/Statistics.md)"
+                " and its conformal \(String(format: "%.0f", 100 * level))% prediction interval (shaded; it covers an in-distribution input's target with probability at least \(level), Docs/Statistics.md)"
         }
         note +=
             ". Red dots: uncertain predictions (spread p-value at most the aleatoric alpha). Red lines: shift alarms; orange: window alarms; grey: markers."
         out += "<p class=note>\(esc(note))</p>\n"
         out += lineChart(
             id: "prediction",
-            series: series,
+            series: [(ys, "#1f77b4")],
             hLines: [],
             dots: uncertain.map { ($0, ys[$0]) },
             vLines: alarms + marks,
             yLabel: "prediction",
-            logY: false
+            logY: false,
+            band: band
         )
         let spreads = r.assessments.map { $0.predictiveSpread ?? .nan }
         let threshold = r.policy.aleatoricAlpha.flatMap { model.calibration.threshold(.spread, falsePositiveRate: $0) }
