@@ -77,6 +77,7 @@ public func lwStatisticsGather(
             throw CallError(
                 LW_ERR_INVALID_CONFIGURATION,
                 "statistics are gathered for gda, tied, gmm-full and gmm-diag, not '\(cfg.family)'"
+                    + (cfg.fitsTargets ? " (regression families: lw_statistics_gather_targets)" : "")
             )
         }
         guard firstIndex >= 0 else {
@@ -87,6 +88,59 @@ public func lwStatisticsGather(
         try checkFitMemory(source, cfg)
         let stats = try fitting("gathering statistics") {
             try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: Int(firstIndex))
+        }
+        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.statistics(stats)), kind: .statistics)
+    }
+}
+
+@c(lw_statistics_gather_targets)
+public func lwStatisticsGatherTargets(
+    _ rows: UnsafePointer<lw_activations>?,
+    _ binning: UnsafePointer<Double>?,
+    _ binningCount: Int,
+    _ config: UnsafePointer<lw_fit_config>?,
+    _ firstIndex: Int64,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        out.pointee = nil
+        guard let rows else { throw .null("rows") }
+        guard let config else { throw .null("config") }
+        guard let binning else { throw .null("binning") }
+        let cfg = try fitConfiguration(config)
+        guard cfg.fitsTargets else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "lw_statistics_gather_targets gathers for regression and regression-tied, not '\(cfg.family)' "
+                    + "(class and mixture families: lw_statistics_gather)"
+            )
+        }
+        guard firstIndex >= 0 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "first_index is \(firstIndex); it must be at least 0")
+        }
+        guard binningCount >= 2, binningCount <= 1 << 40 else {
+            throw CallError(
+                LW_ERR_INVALID_ARGUMENT,
+                "binning_count is \(binningCount); give the whole data set's fitting targets (at least 2)"
+            )
+        }
+        try checkAligned(binning, 8, "binning")
+        let bins = Array(UnsafeBufferPointer(start: binning, count: binningCount))
+        if let i = bins.firstIndex(where: { !$0.isFinite }) {
+            throw CallError(LW_ERR_NON_FINITE, "binning[\(i)] is \(bins[i]); targets must be finite")
+        }
+        let source = try BorrowedActivations(rows, name: "rows")
+        guard let targets = source.targets else { throw .null("rows.targets (one finite target per row)") }
+        try checkFitMemory(source, cfg)
+        let stats = try fitting("gathering statistics") {
+            try LatentModelFitter.statistics(
+                of: source,
+                targets: targets,
+                binning: bins,
+                configuration: cfg,
+                firstIndex: Int(firstIndex)
+            )
         }
         out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.statistics(stats)), kind: .statistics)
     }
@@ -235,7 +289,12 @@ public func lwStatisticsFit(
         case .statistics(let s):
             let cal = try checked(s.inputShape)
             model = try fitting("fitting") {
-                try LatentModelFitter.fit(statistics: s, calibration: cal, configuration: s.configuration)
+                try LatentModelFitter.fit(
+                    statistics: s,
+                    calibration: cal,
+                    calibrationTargets: cal.targets,
+                    configuration: s.configuration
+                )
             }
         case .mixtureRound(let r):
             let cal = try checked(r.inputShape)

@@ -56,6 +56,12 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Quantile bins the targets are cut into (regression families).")
     var targetBins: Int = 10
 
+    @Option(
+        help:
+            "With --statistics-only and --targets: the whole data set's fitting targets (every shard's), on whose quantiles the bins are cut, so all shards bin alike."
+    )
+    var binningTargets: String?
+
     @Option(help: "Held-out in-distribution activations for calibration. Default: a seeded 20% of --activations.")
     var calibration: String?
 
@@ -119,7 +125,7 @@ struct FitCommand: ParsableCommand {
 
     @Flag(
         help:
-            "Write this shard's mergeable statistics (a .lws file for `latentwatch merge`) instead of a model (gda, tied, gmm-full, gmm-diag)."
+            "Write this shard's mergeable statistics (a .lws file for `latentwatch merge`) instead of a model (gda, tied, gmm-full, gmm-diag; regression and regression-tied with --binning-targets)."
     )
     var statisticsOnly = false
 
@@ -152,12 +158,16 @@ struct FitCommand: ParsableCommand {
                 throw ValidationError("--family \(family) takes --targets, not --labels")
             }
             guard (1...1000).contains(targetBins) else { throw ValidationError("--target-bins must be in 1...1000") }
-            guard !statisticsOnly else {
-                throw ValidationError("--family \(family) is fitted in one process; --statistics-only does not take it")
+            guard statisticsOnly == (binningTargets != nil) else {
+                throw ValidationError(
+                    statisticsOnly
+                        ? "--statistics-only of --family \(family) needs --binning-targets (all the shards' targets), so every shard cuts the same bins"
+                        : "--binning-targets goes with --statistics-only"
+                )
             }
-        } else if targetValues != nil || calibrationTargets != nil {
+        } else if targetValues != nil || calibrationTargets != nil || binningTargets != nil {
             throw ValidationError(
-                "--targets and --calibration-targets go with a regression family (--family regression or regression-tied)"
+                "--targets, --calibration-targets and --binning-targets go with a regression family (--family regression or regression-tied)"
             )
         }
         if let targetValues, targetValues.count != tensor.rows {
@@ -223,7 +233,7 @@ struct FitCommand: ParsableCommand {
         let progress = ProgressPrinter()
         let start = Date()
         if statisticsOnly {
-            try writeStatistics(source, configuration: cfg, start: start)
+            try writeStatistics(source, targets: targetValues, configuration: cfg, start: start)
             return
         }
         let report: (FitProgress) -> Void = { p in
@@ -287,9 +297,16 @@ struct FitCommand: ParsableCommand {
     }
 
     /// `--statistics-only`: gathers this shard's statistics and writes them.
-    func writeStatistics(_ source: FileActivations, configuration cfg: FitConfiguration, start: Date) throws {
-        guard [.gda, .tied, .gmmFull, .gmmDiagonal].contains(cfg.family) else {
-            throw ValidationError("--statistics-only supports --family gda, tied, gmm-full and gmm-diag")
+    func writeStatistics(
+        _ source: FileActivations,
+        targets: [Double]?,
+        configuration cfg: FitConfiguration,
+        start: Date
+    ) throws {
+        guard [.gda, .tied, .gmmFull, .gmmDiagonal, .regression, .regressionTied].contains(cfg.family) else {
+            throw ValidationError(
+                "--statistics-only supports --family gda, tied, gmm-full, gmm-diag, regression and regression-tied"
+            )
         }
         guard cfg.family == .gda || cfg.family == .tied || restarts == 1 else {
             throw ValidationError(
@@ -299,14 +316,23 @@ struct FitCommand: ParsableCommand {
         guard cfg.family == .gda || cfg.family == .tied || (components >= 1 && maxIterations >= 1) else {
             throw ValidationError("--components and --max-iterations must be at least 1")
         }
-        guard calibration == nil, calibrationLabels == nil else {
+        guard calibration == nil, calibrationLabels == nil, calibrationTargets == nil else {
             throw ValidationError(
                 "--statistics-only takes no --calibration: give the calibration inputs to `latentwatch merge`"
             )
         }
         guard firstIndex >= 0 else { throw ValidationError("--first-index must be at least 0") }
         let stats = try userFacing("statistics") {
-            try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: firstIndex)
+            if let targets, let binningTargets {
+                return try LatentModelFitter.statistics(
+                    of: source,
+                    targets: targets,
+                    binning: try Files.targets(binningTargets, key: nil),
+                    configuration: cfg,
+                    firstIndex: firstIndex
+                )
+            }
+            return try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: firstIndex)
         }
         try userFacing("writing \(output)") {
             try StatisticsFile.write(stats, to: output, created: ISO8601DateFormatter().string(from: Date()))

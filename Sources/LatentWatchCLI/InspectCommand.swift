@@ -45,6 +45,12 @@ struct InspectCommand: ParsableCommand {
             print(
                 "fit:         \(c.family), pooling \(c.preparation.pooling.rawValue), l2 \(c.preparation.l2Normalize)"
             )
+            if let bins = c.binnedTargets {
+                print(
+                    "targets:     \(bins.count) quantile bins over "
+                        + String(format: "[%.6g, %.6g]", bins.edges[0], bins.edges[bins.count])
+                )
+            }
             return
         case .mixtureRound(let r):
             let c = r.configuration

@@ -13,7 +13,8 @@ struct MergeCommand: ParsableCommand {
             Every statistics file must come from the same fit options and layer, and hold rows no other file holds \
             (each shard's --first-index). gda and tied: the model is fitted from the merged statistics and \
             calibrated on --calibration, as `latentwatch fit --calibration` would fit it from all the shards' \
-            activations in one pass. gmm-full and gmm-diag: the merged statistics become round 0 of EM (the PCA \
+            activations in one pass. regression and regression-tied (shards gathered with --targets and the same \
+            --binning-targets) likewise, with --calibration-targets. gmm-full and gmm-diag: the merged statistics become round 0 of EM (the PCA \
             projection and the k-means++ start). Each round, every shard writes its E-step \
             (`latentwatch fit --mixture-round ROUND --first-index F`), and `merge STEPS --mixture-round ROUND` \
             writes the next round; its last line reads `finished: true` once EM has converged or reached its \
@@ -41,6 +42,12 @@ struct MergeCommand: ParsableCommand {
 
     @Option(help: "Class labels of the calibration inputs: calibrate the class posterior p(y | z) on them.")
     var calibrationLabels: String?
+
+    @Option(
+        help:
+            "Targets of the calibration inputs of a regression model's statistics: they calibrate the predictive distribution and its interval."
+    )
+    var calibrationTargets: String?
 
     @Flag(
         name: .customLong("posterior-calibration"),
@@ -71,7 +78,9 @@ struct MergeCommand: ParsableCommand {
         }
         let rows = merged.rowsText
         if statisticsOnly {
-            guard calibration == nil else { throw ValidationError("--statistics-only takes no --calibration") }
+            guard calibration == nil, calibrationTargets == nil else {
+                throw ValidationError("--statistics-only takes no --calibration")
+            }
             try userFacing("writing \(output)") {
                 try StatisticsFile.write(merged, to: output, created: ISO8601DateFormatter().string(from: Date()))
             }
@@ -81,6 +90,10 @@ struct MergeCommand: ParsableCommand {
             return
         }
         let cfg = merged.configuration
+        let calTargets = try calibrationTargets.map { try Files.targets($0, key: nil) }
+        guard calTargets == nil || cfg.fitsTargets else {
+            throw ValidationError("--calibration-targets goes with statistics of a regression family")
+        }
         if cfg.family == .gmmFull || cfg.family == .gmmDiagonal {
             guard calibration == nil else {
                 throw ValidationError(
@@ -103,14 +116,26 @@ struct MergeCommand: ParsableCommand {
         ) { cal in
             var cfg = cfg
             cfg.calibratePosterior = cfg.calibratePosterior && posteriorCalibration
+            if let calTargets, calTargets.count != cal.count {
+                throw ValidationError(
+                    "\(calTargets.count) calibration targets for \(cal.count) calibration activations"
+                )
+            }
             return try LatentModelFitter.fit(
                 statistics: merged,
                 calibration: cal,
+                calibrationTargets: calTargets,
                 configuration: cfg,
                 created: ISO8601DateFormatter().string(from: Date())
             )
         }
         print("regularisation: \(model.metadata.notes)")
+        if let bins = model.targetBinCount {
+            print(
+                "targets: \(bins) bins; prediction interval "
+                    + (model.hasPredictionInterval ? "calibrated" : "not calibrated (no calibration targets)")
+            )
+        }
     }
 
     /// `--mixture-round`: the next round from this round's E-steps, or the model from a finished round.

@@ -146,67 +146,89 @@ def main() -> None:
     mae = float(np.abs(preds["test"][0] - angles["test"]).mean())
     member_mae = [float(np.abs(p - angles["test"]).mean()) for p in preds["test"]]
     mae_ens = float(np.abs(preds["test"].mean(0) - angles["test"]).mean())
-    err = np.abs(preds["test"][0] - angles["test"])
 
     results = {"train_seconds": train_seconds, "cnn_test_mae": mae, "ensemble_test_mae": mae_ens,
-               "member_test_mae": member_mae, "rows": []}
+               "member_test_mae": member_mae}
     ood_sets = ["heldout", "digits", "inverted", "noise"]
-    ens_var = {k: preds[k].var(0) for k in preds}
-    ens_row = {"method": "deep ensemble (5 CNNs), variance", "layer": "-",
-               "auroc": {o: float(roc_auc_score(np.r_[np.zeros(len(ens_var["test"])), np.ones(len(ens_var[o]))],
-                                                np.r_[ens_var["test"], ens_var[o]])) for o in ood_sets},
-               "spearman": float(spearmanr(np.sqrt(ens_var["test"]), err)[0]), "coverage90": None}
-    results["rows"].append(ens_row)
-    configs = [("regression", True), ("regression-tied", True), ("regression", False), ("regression-tied", False)]
-    for layer in ("fc", "gap"):
-        for family, l2 in configs:
-            m = lw.fit(acts["train"][layer], targets=angles["train"], calibration=acts["calibration"][layer],
-                       calibration_targets=angles["calibration"], family=family, l2_normalize=l2, layer_name=layer)
-            s = {k: m.score(acts[k][layer]) for k in acts}
-            low, high = m.prediction_interval(s["test"].prediction, s["test"].predictive_spread, 0.9)
-            results["rows"].append({
-                "method": f"LatentWatch {family}{'' if l2 else ', no L2'}" + (" (default)" if family == "regression" and l2 else ""),
-                "layer": layer,
-                "auroc": {o: float(roc_auc_score(np.r_[np.zeros(len(s["test"].surprise)), np.ones(len(s[o].surprise))],
-                                                 np.r_[s["test"].surprise, s[o].surprise])) for o in ood_sets},
-                "spearman": float(spearmanr(s["test"].predictive_spread, err)[0]),
-                "coverage90": float(np.mean((low <= angles["test"]) & (angles["test"] <= high))),
-                "bins_mae": float(np.abs(s["test"].prediction - angles["test"]).mean()),
-            })
-    # Cost per input: one forward pass plus scoring one input, against five forward passes (batch of 1).
+    results["rows"] = evaluate(lw, acts, preds, angles, ood_sets, ("fc", "gap"), "5 CNNs")
     one = x["test"][:1]
     m0 = members[0]
     with torch.no_grad():
-        for _ in range(50):
-            m0(one)
-        t = time.perf_counter()
-        for _ in range(500):
-            m0(one, acts=True)
-        forward_us = (time.perf_counter() - t) / 500 * 1e6
-    model = lw.fit(acts["train"]["fc"], targets=angles["train"], calibration=acts["calibration"]["fc"],
-                   calibration_targets=angles["calibration"])
-    row = acts["test"]["fc"][0]
+        results["cost_us"] = cost(lw, lambda: m0(one, acts=True), acts, angles, "fc")
+    json.dump(results, open(os.path.join(out_dir, "results.json"), "w"), indent=1)
+
+    print(f"CNN test MAE {mae:.2f} deg (members {', '.join(f'{v:.2f}' for v in member_mae)}), ensemble "
+          f"{mae_ens:.2f}; 5 CNNs trained in {train_seconds:.0f} s\n")
+    print_results(results, ood_sets, "CNN")
+
+
+def evaluate(lw, acts, preds, targets, ood_sets, layers, ensemble):
+    """The result rows: the ensemble's variance, then LatentWatch's four configurations on each layer (fitted on the
+    training activations and targets, calibrated on the calibration split's): surprise AUROC per OOD set against
+    the ID test inputs, Spearman correlation of the score with the monitored model's (member 0's) absolute error,
+    coverage of the 90 % prediction interval, and the bins' own mean absolute error."""
+    err = np.abs(preds["test"][0] - targets["test"])
+    rows = []
+    ens_var = {k: preds[k].var(0) for k in preds}
+    rows.append({"method": f"deep ensemble ({ensemble}), variance", "layer": "-",
+                 "auroc": {o: auroc(ens_var["test"], ens_var[o]) for o in ood_sets},
+                 "spearman": float(spearmanr(np.sqrt(ens_var["test"]), err)[0]), "coverage90": None})
+    configs = [("regression", True), ("regression-tied", True), ("regression", False), ("regression-tied", False)]
+    for layer in layers:
+        for family, l2 in configs:
+            m = lw.fit(acts["train"][layer], targets=targets["train"], calibration=acts["calibration"][layer],
+                       calibration_targets=targets["calibration"], family=family, l2_normalize=l2, layer_name=layer)
+            s = {k: m.score(acts[k][layer]) for k in acts}
+            low, high = m.prediction_interval(s["test"].prediction, s["test"].predictive_spread, 0.9)
+            rows.append({
+                "method": f"LatentWatch {family}{'' if l2 else ', no L2'}" + (" (default)" if family == "regression" and l2 else ""),
+                "layer": layer,
+                "auroc": {o: auroc(s["test"].surprise, s[o].surprise) for o in ood_sets},
+                "spearman": float(spearmanr(s["test"].predictive_spread, err)[0]),
+                "coverage90": float(np.mean((low <= targets["test"]) & (targets["test"] <= high))),
+                "bins_mae": float(np.abs(s["test"].prediction - targets["test"]).mean()),
+            })
+    return rows
+
+
+def auroc(inside, outside) -> float:
+    """AUROC of a score separating `outside` (positive) from `inside`."""
+    return float(roc_auc_score(np.r_[np.zeros(len(inside)), np.ones(len(outside))], np.r_[inside, outside]))
+
+
+def cost(lw, forward, acts, targets, layer) -> dict:
+    """Per input, batch of 1: the monitored model's forward pass (`forward()`, with its activations), scoring one
+    input of `layer` with the default model (through Python), and five forward passes."""
+    for _ in range(50):
+        forward()
+    t = time.perf_counter()
+    for _ in range(500):
+        forward()
+    forward_us = (time.perf_counter() - t) / 500 * 1e6
+    model = lw.fit(acts["train"][layer], targets=targets["train"], calibration=acts["calibration"][layer],
+                   calibration_targets=targets["calibration"])
+    row = acts["test"][layer][0]
     for _ in range(200):
         model.score(row)
     t = time.perf_counter()
     for _ in range(2000):
         model.score(row)
     score_us = (time.perf_counter() - t) / 2000 * 1e6
-    results["cost_us"] = {"forward": forward_us, "score_fc": score_us, "ensemble": MEMBERS * forward_us}
-    json.dump(results, open(os.path.join(out_dir, "results.json"), "w"), indent=1)
+    return {"forward": forward_us, "score_" + layer: score_us, "ensemble": MEMBERS * forward_us}
 
-    print(f"CNN test MAE {mae:.2f} deg (members {', '.join(f'{v:.2f}' for v in member_mae)}), ensemble "
-          f"{mae_ens:.2f}; 5 CNNs trained in {train_seconds:.0f} s\n")
-    print("| method | layer | " + " | ".join(f"AUROC {o}" for o in ood_sets) + " | Spearman(score, CNN error) | 90 % coverage |")
+
+def print_results(results, ood_sets, model_name) -> None:
+    print(f"| method | layer | " + " | ".join(f"AUROC {o}" for o in ood_sets)
+          + f" | Spearman(score, {model_name} error) | 90 % coverage |")
     print("|---|---|" + "---|" * (len(ood_sets) + 2))
     for r in results["rows"]:
         cov = "-" if r["coverage90"] is None else f"{r['coverage90']:.3f}"
         print(f"| {r['method']} | {r['layer']} | " + " | ".join(f"{r['auroc'][o]:.3f}" for o in ood_sets)
               + f" | {r['spearman']:.3f} | {cov} |")
     c = results["cost_us"]
-    print(f"\nper input (batch of 1, 1 thread): forward {c['forward']:.0f} us; scoring fc {c['score_fc']:.1f} us "
+    layer = next(k for k in c if k.startswith("score_"))
+    print(f"\nper input (batch of 1, 1 thread): forward {c['forward']:.0f} us; scoring {layer[6:]} {c[layer]:.1f} us "
           f"(through Python); five forwards {c['ensemble']:.0f} us")
-
 
 if __name__ == "__main__":
     main()

@@ -87,6 +87,12 @@ def main() -> None:
             subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", "--labels", f"{d}/labels.npy",
                             "--statistics-only", *extra, "--output", f"{d}/s.lws"], check=True, capture_output=True)
             write("statistics", f"{name}.lws", open(f"{d}/s.lws", "rb").read())
+        # A regression model's shard: targets binned on all of them (4 bins).
+        np.save(f"{d}/targets.npy", train[:, 0].astype(np.float64) * 10)
+        subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", "--targets", f"{d}/targets.npy",
+                        "--binning-targets", f"{d}/targets.npy", "--target-bins", "4", "--statistics-only",
+                        "--output", f"{d}/t.lws"], check=True, capture_output=True)
+        write("statistics", "regression.lws", open(f"{d}/t.lws", "rb").read())
         # A sharded mixture fit: a shard's statistics (with its reservoir sample), round 1, and an E-step against it.
         lw = lambda *a: subprocess.run([latentwatch, *a], check=True, capture_output=True)
         lw("fit", "--activations", f"{d}/train.npy", "--family", "gmm-diag", "--components", "2", "--pca", "2",

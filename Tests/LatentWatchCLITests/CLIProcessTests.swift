@@ -367,6 +367,48 @@ typealias CLI = LatentWatchBinary
             #expect(html.contains(part), "the report lacks \(part)")
         }
         #expect(!html.contains("Classes (predicted"))
+        // Two shards' statistics, binned on all the training targets and merged, give the same predictions.
+        let x = try TensorFile(path: d("train_h2.npy"))
+        let xs = try x.floats(x.tensor(nil).name)
+        let dim = try x.tensor(nil).rowElements
+        let ys = try NumpyArray(contentsOf: d("train_targets.npy")).doubles()
+        let cut = 500
+        try NumpyArray.write(Array(xs[0..<(cut * dim)]), shape: [cut, dim], to: t("x0.npy"))
+        try NumpyArray.write(Array(xs[(cut * dim)...]), shape: [ys.count - cut, dim], to: t("x1.npy"))
+        try NumpyArray.write(Array(ys[0..<cut]), shape: [cut], to: t("y0.npy"))
+        try NumpyArray.write(Array(ys[cut...]), shape: [ys.count - cut], to: t("y1.npy"))
+        for (k, first) in [0, cut].enumerated() {
+            let shard = try CLI.run([
+                "fit", "--activations", t("x\(k).npy"), "--targets", t("y\(k).npy"), "--binning-targets",
+                d("train_targets.npy"), "--target-bins", "8", "--layer", "h2", "--statistics-only", "--first-index",
+                "\(first)", "--output", t("s\(k).lws"),
+            ])
+            #expect(shard.status == 0, "\(shard.err)")
+        }
+        let shardInfo = try CLI.run(["inspect", t("s0.lws")])
+        #expect(shardInfo.out.contains("targets:     8 quantile bins"), "\(shardInfo.out)")
+        let merge = try CLI.run([
+            "merge", t("s0.lws"), t("s1.lws"), "--calibration", d("calibration_h2.npy"), "--calibration-targets",
+            d("calibration_targets.npy"), "--output", t("merged.lwm"),
+        ])
+        #expect(merge.status == 0 && merge.out.contains("prediction interval calibrated"), "\(merge.out) \(merge.err)")
+        let mergedScores = try CLI.run([
+            "score", "--model", t("merged.lwm"), "--input", d("test_h2.npy"), "--score", "prediction", "--score",
+            "spread", "--score", "interval-low", "--score", "interval-high", "--output", t("merged.csv"),
+        ])
+        #expect(mergedScores.status == 0, "\(mergedScores.err)")
+        let mergedRows = try String(contentsOf: dir.appendingPathComponent("merged.csv"), encoding: .utf8)
+            .split(separator: "\n").dropFirst().map { $0.split(separator: ",").map { Double($0)! } }
+        #expect(mergedRows.count == rows.count)
+        for (a, b) in zip(rows, mergedRows) {
+            // Float32 factors from moments merged in another order: differences of a few 1e-6 degrees measured.
+            for c in 1...4 { #expect(abs(a[c] - b[c]) <= 1e-4 * max(1, abs(a[c])), "\(a) vs \(b)") }
+        }
+        let unbinned = try CLI.run([
+            "fit", "--activations", t("x0.npy"), "--targets", t("y0.npy"), "--statistics-only", "--output",
+            t("u.lws"),
+        ])
+        #expect(unbinned.status != 0 && unbinned.err.contains("needs --binning-targets"), "\(unbinned.err)")
         // The default split carves calibration inputs with their own targets.
         let carved = try CLI.run([
             "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"), "--family",

@@ -90,6 +90,33 @@ class RegressionTests(unittest.TestCase):
         with self.assertRaises(lw.ConfigurationError):
             lw.Monitor([self.model], interval_level=1.0)
 
+    def test_sharded_statistics_fit_the_same_model(self):
+        """Three shards gathered with the whole training set's targets as binning, merged through their file bytes,
+        fit the model one process fits (predictions and intervals to 1e-6 relative)."""
+        cuts = [0, 300, 700, len(self.train)]
+        parts = [
+            lw.gather_statistics(
+                self.train[a:b], targets=self.train_y[a:b], binning=self.train_y, first_index=a, target_bins=8,
+                family="regression-tied", layer_name="h2",
+            ).to_bytes()
+            for a, b in zip(cuts, cuts[1:])
+        ]
+        merged = lw.merge_statistics(parts)
+        self.assertEqual(merged.family, "regression-tied")
+        self.assertEqual(merged.samples, len(self.train))
+        sharded = merged.fit(self.cal, calibration_targets=self.cal_y)
+        self.assertTrue(sharded.has_prediction_interval)
+        a, b = self.model.score(self.test), sharded.score(self.test)
+        np.testing.assert_allclose(b.prediction, a.prediction, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(b.predictive_spread, a.predictive_spread, rtol=1e-6, atol=1e-6)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.gather_statistics(self.train[:10], targets=self.train_y[:10], family="regression")
+        with self.assertRaises(lw.FitError):
+            merged.merge(lw.gather_statistics(
+                self.train[:10], targets=self.train_y[:10], binning=self.train_y[:10], first_index=len(self.train),
+                target_bins=8, family="regression-tied", layer_name="h2",
+            ))
+
     def test_bad_targets_are_refused(self):
         with self.assertRaises(lw.NonFiniteError):
             y = self.train_y.copy()

@@ -45,7 +45,8 @@ extern "C" {
  * statistics, the lw_mixture functions, and lw_statistics_info's fields from kind on. Version 4 added jointly
  * calibrated fusion: lw_calibrate_jointly, LW_FUSION_AUTOMATIC (the new default) and LW_FUSION_CALIBRATED, and
  * lw_model_info.joint_count. Version 5 added regression models: lw_activations.targets, lw_fit_config.target_bins
- * (which was reserved), the prediction fields at the end of lw_scores, lw_score_columns, lw_model_info and
+ * (which was reserved), lw_statistics_gather_targets, the prediction fields at the end of lw_scores,
+ * lw_score_columns, lw_model_info and
  * lw_assessment, with lw_assessment's prediction interval at lw_monitor_config.interval_level, and
  * lw_model_prediction_interval. */
 #define LW_ABI_VERSION 5
@@ -345,6 +346,16 @@ int lw_statistics_gather(
     const lw_activations *rows, const lw_fit_config *config, int64_t first_index, lw_statistics **out
 );
 
+/* Gathers a shard's statistics for a regression family (config->family "regression" or "regression-tied";
+ * ABI version 5): rows->targets (required) label the rows by target bin, the config->target_bins bins being cut at
+ * the quantiles of binning[0 .. binning_count), the whole data set's fitting targets (every shard's, in any order),
+ * so that every shard bins alike and their statistics merge. Otherwise as lw_statistics_gather; lw_statistics_fit
+ * then takes the calibration rows' targets (calibration->targets). */
+int lw_statistics_gather_targets(
+    const lw_activations *rows, const double *binning, size_t binning_count, const lw_fit_config *config,
+    int64_t first_index, lw_statistics **out
+);
+
 /* Merges other into statistics (other is unchanged; the two may be used by other threads meanwhile): two shards'
  * statistics, or two E-steps of one round. Refused with LW_ERR_FIT_FAILED, statistics unchanged, when they were
  * gathered for another shape, layer or fit configuration (E-steps: another round), or hold a row in common (a
@@ -390,9 +401,10 @@ typedef struct lw_statistics_info {
 /* Fills *info (set info->struct_size first). */
 int lw_statistics_get_info(const lw_statistics *statistics, lw_statistics_info *info);
 
-/* Fits a model from (merged) gda or tied statistics with the configuration they were gathered with, or from a
- * finished mixture round, calibrated on calibration's rows (required: the statistics hold none; labels calibrate
- * p(y | z)). The model equals what lw_fit gives on all the rows with the same calibration, up to rounding. Refused:
+/* Fits a model from (merged) gda, tied or regression statistics with the configuration they were gathered with,
+ * or from a finished mixture round, calibrated on calibration's rows (required: the statistics hold none; labels
+ * calibrate p(y | z); for regression statistics, calibration->targets calibrate the predictive distribution and
+ * the prediction interval). The model equals what lw_fit gives on all the rows with the same calibration, up to rounding. Refused:
  * an unfinished round (LW_ERR_FIT_FAILED), gmm statistics that have not run EM (LW_ERR_INVALID_CONFIGURATION), an
  * E-step (LW_ERR_INVALID_ARGUMENT). On success *out is a new model; free it with lw_model_free. */
 int lw_statistics_fit(const lw_statistics *statistics, const lw_activations *calibration, lw_model **out);

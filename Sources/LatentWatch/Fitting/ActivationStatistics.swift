@@ -83,6 +83,13 @@ public struct ActivationStatistics: Sendable {
                 remedy: "gather every shard with the same fit options"
             )
         }
+        guard a.binnedTargets == b.binnedTargets else {
+            throw LatentWatchError(
+                .fitFailed,
+                "the statistics of layer '\(b.layerName)' bin their targets otherwise than those being merged into",
+                remedy: "gather every shard with the same binning targets: all the data set's fitting targets"
+            )
+        }
         let combined = try Self.joined(rows, other.rows)
         globalTrain.merge(other.globalTrain)
         globalValidation.merge(other.globalValidation)
@@ -202,11 +209,11 @@ extension LatentModelFitter {
                 remedy: "give the index of the shard's first activation in the whole data set"
             )
         }
-        if cfg.fitsTargets {
+        if cfg.fitsTargets && cfg.binnedTargets == nil {
             throw LatentWatchError(
                 .invalidConfiguration,
-                "family '\(cfg.family)' is fitted from targets in one process, not from shard statistics",
-                remedy: "fit it with LatentModelFitter.fit(_:targets:calibration:calibrationTargets:configuration:)"
+                "family '\(cfg.family)' bins real-valued targets, and none were given",
+                remedy: "gather its statistics with statistics(of:targets:binning:configuration:firstIndex:progress:)"
             )
         }
         if cfg.families.family(named: cfg.family.rawValue)?.needsLabels == true, !source.hasLabels {

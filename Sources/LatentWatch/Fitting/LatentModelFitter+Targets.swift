@@ -26,22 +26,6 @@ extension LatentModelFitter {
         progress: ((FitProgress) -> Void)? = nil
     ) throws -> LatentModel {
         var cfg = configuration
-        let family = try cfg.families.family(for: cfg.family)
-        guard family.needsTargets else {
-            throw LatentWatchError(
-                .invalidConfiguration,
-                "density family '\(family.name)' does not take real-valued targets",
-                remedy: "choose a regression family ("
-                    + cfg.families.families.filter(\.needsTargets).map(\.name.rawValue).joined(separator: ", ")
-                    + "), or pass class labels to fit(_:calibration:configuration:)"
-            )
-        }
-        guard (1...1_000).contains(cfg.targetBinCount) else {
-            throw LatentWatchError(
-                .invalidConfiguration,
-                "targetBinCount is \(cfg.targetBinCount); it must be in 1...1000"
-            )
-        }
         try checkTargets(targets, what: "target")
         if let calibrationTargets {
             guard calibration != nil else {
@@ -60,12 +44,7 @@ extension LatentModelFitter {
             validationFraction: 0
         )
         let fitting = targets.indices.filter { !split.isCalibration($0) }.map { targets[$0] }
-        guard let bins = TargetBins.quantiles(of: fitting, bins: cfg.targetBinCount) else {
-            throw LatentWatchError(
-                .fitFailed,
-                "only \(fitting.count) fitting targets; a regression density needs at least 2"
-            )
-        }
+        let bins = try targetBins(of: fitting, configuration: cfg)
         cfg.binnedTargets = bins
         let labelled = TargetLabelledSource(base: source, targets: targets, bins: bins)
         // Calibration rows without targets must not bring class labels: the posterior over bins would read them
@@ -89,6 +68,69 @@ extension LatentModelFitter {
             try calibrateInterval(&model, calibration, targets: calibrationTargets, carve: nil)
         }
         return model
+    }
+
+    /// Gathers one shard's statistics for a regression model's layer (families `regression` and
+    /// `regression-tied`), to merge with the other shards' (``ActivationStatistics/merge(_:)``) and fit with
+    /// ``fit(statistics:calibration:calibrationTargets:configuration:created:progress:)``. The target bins are cut
+    /// at the quantiles of `binning`, the fitting targets of the whole data set (every shard's, in any order;
+    /// one number per input, so cheap to hand to every shard), so all shards bin alike; the shard's own `targets`
+    /// then label its activations by bin. The merged statistics give the model one process fits from all the
+    /// activations with an explicit calibration set, up to rounding.
+    /// - Parameters:
+    ///   - source: this shard's activations.
+    ///   - targets: one finite target per activation of `source`.
+    ///   - binning: the whole data set's fitting targets.
+    ///   - configuration: its family must be a regression family.
+    ///   - firstIndex: the index of the shard's first activation in the whole data set.
+    ///   - progress: called as the pass advances.
+    public static func statistics(
+        of source: some ActivationSource,
+        targets: [Double],
+        binning: [Double],
+        configuration: FitConfiguration,
+        firstIndex: Int = 0,
+        progress: ((FitProgress) -> Void)? = nil
+    ) throws -> ActivationStatistics {
+        var cfg = configuration
+        let bins = try targetBins(of: binning, configuration: cfg)
+        try checkTargets(targets, what: "target")
+        cfg.binnedTargets = bins
+        return try statistics(
+            of: TargetLabelledSource(base: source, targets: targets, bins: bins),
+            configuration: cfg,
+            firstIndex: firstIndex,
+            progress: progress
+        )
+    }
+
+    /// The quantile bins of `targets` for a regression family's configuration; throws for other families, a bin
+    /// count outside 1...1000, non-finite targets and fewer than two targets.
+    static func targetBins(of targets: [Double], configuration cfg: FitConfiguration) throws -> TargetBins {
+        let family = try cfg.families.family(for: cfg.family)
+        guard family.needsTargets else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "density family '\(family.name)' does not take real-valued targets",
+                remedy: "choose a regression family ("
+                    + cfg.families.families.filter(\.needsTargets).map(\.name.rawValue).joined(separator: ", ")
+                    + "), or pass class labels to fit(_:calibration:configuration:)"
+            )
+        }
+        guard (1...1_000).contains(cfg.targetBinCount) else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "targetBinCount is \(cfg.targetBinCount); it must be in 1...1000"
+            )
+        }
+        try checkTargets(targets, what: "binning target")
+        guard let bins = TargetBins.quantiles(of: targets, bins: cfg.targetBinCount) else {
+            throw LatentWatchError(
+                .fitFailed,
+                "only \(targets.count) fitting targets; a regression density needs at least 2"
+            )
+        }
+        return bins
     }
 
     /// Refuses non-finite targets with the first one's index.

@@ -91,12 +91,16 @@ public enum LatentModelFitter {
     }
 
     /// Fits a `gda` or `tied` model from statistics gathered (and possibly merged across replicas) with
-    /// ``statistics(of:configuration:firstIndex:progress:)``, calibrating on `calibration`. Statistics
+    /// ``statistics(of:configuration:firstIndex:progress:)``, or a `regression` or `regression-tied` model from
+    /// statistics gathered with ``statistics(of:targets:binning:configuration:firstIndex:progress:)``, calibrating
+    /// on `calibration` (and for regression models on `calibrationTargets`, one per calibration input: without
+    /// them the posterior over bins is not calibrated and the model has no prediction interval). Statistics
     /// merged from shards give the same model as one pass over all the data, up to rounding, when each
     /// shard was given its `firstIndex` in the whole.
     public static func fit(
         statistics: ActivationStatistics,
         calibration: any ActivationSource,
+        calibrationTargets: [Double]? = nil,
         configuration: FitConfiguration,
         created: String = "1970-01-01T00:00:00Z",
         progress: ((FitProgress) -> Void)? = nil
@@ -112,11 +116,33 @@ public enum LatentModelFitter {
                     : "run EM rounds across the shards from these statistics (MixtureRound), or fit(_:calibration:configuration:)"
             )
         }
-        guard !family.needsTargets else {
+        var configuration = configuration
+        var calibration = calibration
+        if family.needsTargets {
+            guard let bins = statistics.configuration.binnedTargets else {
+                throw LatentWatchError(
+                    .invalidConfiguration,
+                    "density family '\(family.name)' needs statistics of binned targets; these were gathered for "
+                        + "family '\(statistics.configuration.family)' without targets",
+                    remedy: "gather them with statistics(of:targets:binning:configuration:firstIndex:progress:)"
+                )
+            }
+            configuration.binnedTargets = bins
+            // Calibration rows without targets must not bring class labels (read as bin indices).
+            if let calibrationTargets {
+                try checkTargets(calibrationTargets, what: "calibration target")
+                calibration = TargetLabelledSource(base: calibration, targets: calibrationTargets, bins: bins)
+            } else {
+                calibration = UnlabelledSource(base: calibration)
+            }
+        } else if statistics.configuration.binnedTargets != nil || calibrationTargets != nil {
             throw LatentWatchError(
                 .invalidConfiguration,
-                "density family '\(family.name)' cannot be fitted from merged statistics",
-                remedy: "fit it in one process with fit(_:targets:calibration:calibrationTargets:configuration:)"
+                "density family '\(family.name)' takes class labels; "
+                    + (calibrationTargets != nil
+                        ? "calibration targets go with a regression family"
+                        : "these statistics hold binned regression targets"),
+                remedy: "fit a regression family (regression, regression-tied) from statistics of targets"
             )
         }
         try statistics.checkCompatible(with: configuration)
@@ -147,6 +173,9 @@ public enum LatentModelFitter {
             posterior: configuration.calibratePosterior,
             progress: progress
         )
+        if let calibrationTargets, family.needsTargets {
+            try calibrateInterval(&model, calibration, targets: calibrationTargets, carve: nil)
+        }
         return model
     }
 

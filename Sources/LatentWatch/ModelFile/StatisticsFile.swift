@@ -10,9 +10,10 @@ import LatentWatchNumerics
 public enum StatisticsFile {
     /// The metadata's `format`.
     static let format = "latentwatch-statistics"
-    /// The statistics layout this library writes for mixture families (reservoir and EM options); it reads this
-    /// one and every earlier one. Statistics of other families are written as layout 1, which older readers read.
-    static let version = 2
+    /// The latest statistics layout this library writes and reads (it reads every earlier one): 3 for regression
+    /// families (their target bins), 2 for mixture families (reservoir and EM options), 1 for the others, so
+    /// older readers read every file they can use and refuse the others as written by a newer version.
+    static let version = 3
     /// Largest number of moment sets (classes × 2 parts, plus the global pair) a file may declare.
     static let maxMoments = 1 << 16
 
@@ -31,9 +32,11 @@ public enum StatisticsFile {
             var calibratePosterior: Bool
             /// The EM options of a mixture family (layout 2).
             var mixture: Mixture?
+            /// The target bins of a regression family (layout 3).
+            var targets: Targets?
 
             enum CodingKeys: String, CodingKey {
-                case family, preparation, mixture
+                case family, preparation, mixture, targets
                 case splitSeed = "split_seed"
                 case shrinkage, lambda
                 case floorRatio = "floor_ratio"
@@ -43,6 +46,14 @@ public enum StatisticsFile {
                 case fitBackground = "fit_background"
                 case calibratePosterior = "calibrate_posterior"
             }
+        }
+
+        /// A regression family's target bins: `edges` (bins + 1, ascending), and the mean and standard deviation
+        /// of the fitting targets in each bin.
+        struct Targets: Codable {
+            var edges: [Double]
+            var means: [Double]
+            var spreads: [Double]
         }
 
         struct Mixture: Codable {
@@ -137,7 +148,15 @@ public enum StatisticsFile {
             throw LatentWatchError(
                 .invalidConfiguration,
                 "statistics of family '\(cfg.family)' cannot be stored: it needs passes over the activations",
-                remedy: "gather statistics for gda, tied, gmm-full or gmm-diag"
+                remedy: "gather statistics for gda, tied, gmm-full, gmm-diag, regression or regression-tied"
+            )
+        }
+        guard !cfg.fitsTargets || cfg.binnedTargets != nil else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "statistics of family '\(cfg.family)' need their target bins",
+                remedy:
+                    "gather them with LatentModelFitter.statistics(of:targets:binning:configuration:firstIndex:progress:)"
             )
         }
         var payloads = Payloads()
@@ -159,7 +178,7 @@ public enum StatisticsFile {
         }
         let meta = Metadata(
             format: format,
-            statisticsVersion: isMixture ? 2 : 1,
+            statisticsVersion: cfg.binnedTargets != nil ? 3 : (isMixture ? 2 : 1),
             libraryVersion: LatentWatchVersion.string,
             created: created,
             layer: cfg.layerName,
@@ -295,7 +314,10 @@ public enum StatisticsFile {
         }
         let isMixture = MixtureRound.covariance(of: cfg.family) != nil
         guard !classes.isEmpty || isMixture else {
-            throw corrupt("the file holds no class (gda and tied statistics have some)")
+            throw corrupt("the file holds no class (gda, tied and regression statistics have some)")
+        }
+        if let bins = cfg.binnedTargets, let label = classes.keys.first(where: { $0 < 0 || $0 >= bins.count }) {
+            throw corrupt("class \(label) is not one of the \(bins.count) target bins")
         }
         // Counts are at most `samples` (2^62) each, so these sums cannot overflow.
         var classTrain = 0
@@ -572,7 +594,8 @@ public enum StatisticsFile {
                     lambda: cfg.mixtureLambda,
                     floorRatio: cfg.mixtureRegularization.floorRatio,
                     ridge: cfg.mixtureRegularization.ridge
-                )
+                ),
+            targets: cfg.binnedTargets.map { .init(edges: $0.edges, means: $0.means, spreads: $0.spreads) }
         )
     }
 
@@ -665,6 +688,26 @@ public enum StatisticsFile {
             cfg.mixtureRegularization.shrinkage = .fixed(m.lambda)
             cfg.mixtureRegularization.floorRatio = m.floorRatio
             cfg.mixtureRegularization.ridge = m.ridge
+        }
+        if family.needsTargets {
+            guard let t = c.targets else { throw bad("family '\(c.family)' without its target bins") }
+            guard t.means.count <= 1_000, let bins = TargetBins(edges: t.edges, means: t.means, spreads: t.spreads)
+            else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "target bins with \(t.edges.count) edges, \(t.means.count) means and \(t.spreads.count) spreads "
+                        + "that are not increasing, finite and consistent",
+                    remedy: "the file is corrupt; gather the statistics again"
+                )
+            }
+            cfg.binnedTargets = bins
+            cfg.targetBinCount = bins.count
+        } else if c.targets != nil {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "target bins for family '\(c.family)', which takes class labels",
+                remedy: "the file is corrupt; gather the statistics again"
+            )
         }
         return cfg
     }

@@ -490,6 +490,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "lw_monitor_close": (c_int, [c_void_p]),
         "lw_monitor_replace_models": (c_int, [c_void_p, P(c_void_p), c_uint32]),
         "lw_statistics_gather": (c_int, [P(lw_activations), P(lw_fit_config), c_int64, handle_out]),
+        "lw_statistics_gather_targets": (
+            c_int, [P(lw_activations), P(c_double), c_size_t, P(lw_fit_config), c_int64, handle_out]
+        ),
         "lw_statistics_merge": (c_int, [c_void_p, c_void_p]),
         "lw_statistics_load": (c_int, [c_char_p, handle_out]),
         "lw_statistics_load_bytes": (c_int, [c_void_p, c_size_t, handle_out]),

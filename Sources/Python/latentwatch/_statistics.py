@@ -10,7 +10,9 @@ from . import _capi
 from ._capi import lib
 from ._arrays import OwnedHandle, check
 from ._errors import ConfigurationError, InvalidHandleError
-from ._model import Model, _activations_struct, _fit_config
+import numpy as np
+
+from ._model import Model, _activations_struct, _fit_config, _targets_array
 
 __all__ = ["Statistics", "gather_statistics", "merge_statistics"]
 
@@ -225,10 +227,12 @@ class Statistics(OwnedHandle):
         check(lib.lw_mixture_advance(self._live_handle(), merged._live_handle(), ctypes.byref(handle)))
         return Statistics(handle)
 
-    def fit(self, calibration: Any, calibration_labels: Optional[Any] = None) -> Model:
+    def fit(self, calibration: Any, calibration_labels: Optional[Any] = None,
+            calibration_targets: Optional[Any] = None) -> Model:
         """Fits the model with the options the statistics were gathered with (or from a finished mixture round),
         calibrated on ``calibration`` rows (required; with ``calibration_labels`` the class posterior is
-        calibrated too).
+        calibrated too; for a regression model's statistics, ``calibration_targets`` calibrate the predictive
+        distribution and the prediction interval).
 
         Raises:
             ShapeError: calibration rows of another shape.
@@ -236,7 +240,9 @@ class Statistics(OwnedHandle):
         """
         if calibration is None:
             raise ConfigurationError("fit needs calibration rows: the statistics hold none")
-        cal, keep = _activations_struct(calibration, calibration_labels, "calibration activations")
+        cal, keep = _activations_struct(
+            calibration, calibration_labels, "calibration activations", targets=calibration_targets
+        )
         handle = ctypes.c_void_p()
         check(lib.lw_statistics_fit(self._live_handle(), ctypes.byref(cal), ctypes.byref(handle)))
         del keep
@@ -290,15 +296,24 @@ def gather_statistics(
     mixture_seed: int = 0,
     fit_background: bool = True,
     calibrate_posterior: bool = True,
+    targets: Any = None,
+    binning: Any = None,
+    target_bins: int = 10,
 ) -> Statistics:
-    """Gathers the mergeable statistics of one shard of activations (``lw_statistics_gather``).
+    """Gathers the mergeable statistics of one shard of activations (``lw_statistics_gather``, and
+    ``lw_statistics_gather_targets`` for regression families).
 
     Args:
         activations: the shard's rows, shape ``(n, *row_shape)``.
         labels: their ``n`` integer class labels (``gda`` and ``tied``; mixtures use none).
+        targets: a regression model's ``n`` real-valued targets (families ``"regression"`` and
+            ``"regression-tied"``, the default family when targets are given).
+        binning: with ``targets``, the whole data set's fitting targets (every shard's): the ``target_bins`` bins
+            are cut at their quantiles, so every shard bins alike.
         first_index: the index of the shard's first row in the whole data set, so that the validation split that
             chooses the shrinkage, and a mixture's reservoir sample, are the ones of a single pass.
-        family: ``"gda"``, ``"tied"``, or ``"gmm-full"`` and ``"gmm-diag"``, whose merged statistics start EM in
+        family: ``"gda"``, ``"tied"``, ``"regression"``, ``"regression-tied"``, or ``"gmm-full"`` and
+            ``"gmm-diag"``, whose merged statistics start EM in
             rounds (:meth:`Statistics.start_mixture`).
         The other options are :func:`latentwatch.fit`'s, and must be the same for every shard.
 
@@ -306,6 +321,9 @@ def gather_statistics(
         ConfigurationError: a bad option, or gda or tied without labels.
         ShapeError: activations that are not rows, or labels of another length.
     """
+    regression = targets is not None or str(family).startswith("regression")
+    if regression and family == "gda":
+        family = "regression"
     config, keep_strings = _fit_config(
         family=family,
         layer_name=layer_name,
@@ -321,11 +339,30 @@ def gather_statistics(
         fit_background=fit_background,
         calibrate_posterior=calibrate_posterior,
     )
-    if labels is None and not family.startswith("gmm"):
-        raise ConfigurationError("gather_statistics needs the rows' class labels (gda and tied)")
-    rows, keep = _activations_struct(activations, labels, "activations")
     handle = ctypes.c_void_p()
-    check(lib.lw_statistics_gather(ctypes.byref(rows), ctypes.byref(config), int(first_index), ctypes.byref(handle)))
+    if regression:
+        if targets is None or binning is None:
+            raise ConfigurationError(
+                "gather_statistics of a regression family needs the rows' targets and the whole data set's "
+                "targets as binning"
+            )
+        if not 1 <= int(target_bins) <= 1000:
+            raise ConfigurationError(f"target_bins is {target_bins!r}; it must be 1 to 1000")
+        config.target_bins = int(target_bins)
+        b = np.asarray(binning)
+        if b.ndim != 1:
+            raise ConfigurationError(f"binning has shape {b.shape}; give one target per row of the whole data set")
+        all_targets = _targets_array(b, b.shape[0], "binning targets")
+        rows, keep = _activations_struct(activations, None, "activations", targets=targets)
+        check(lib.lw_statistics_gather_targets(
+            ctypes.byref(rows), all_targets.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), all_targets.shape[0],
+            ctypes.byref(config), int(first_index), ctypes.byref(handle)))
+    else:
+        if labels is None and not family.startswith("gmm"):
+            raise ConfigurationError("gather_statistics needs the rows' class labels (gda and tied)")
+        rows, keep = _activations_struct(activations, labels, "activations")
+        check(lib.lw_statistics_gather(
+            ctypes.byref(rows), ctypes.byref(config), int(first_index), ctypes.byref(handle)))
     del keep, keep_strings
     return Statistics(handle)
 

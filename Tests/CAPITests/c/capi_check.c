@@ -1348,6 +1348,46 @@ static int run_regression(char **argv) {
     EXPECT_STATUS(lw_model_prediction_interval(m, NAN, 1, 0.9, &low, &high), LW_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(lw_model_prediction_interval(m, 1, 1, 0.9, NULL, &high), LW_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(lw_model_prediction_interval(NULL, 1, 1, 0.9, &low, &high), LW_ERR_INVALID_HANDLE);
+    /* Sharded: two shards' statistics binned on all the training targets, merged, fit the same model (predictions
+     * within 1e-6 relative: the moments merge in another order). */
+    {
+        fc.target_bins = 8;
+        size_t ntr = nty, cut = ntr / 3;
+        lw_activations s0 = activations_of(train, cut * dim, dim, train_y);
+        lw_activations s1 = activations_of(train + cut * dim, (ntr - cut) * dim, dim, train_y + cut);
+        lw_statistics *a = NULL, *b = NULL;
+        EXPECT_STATUS(lw_statistics_gather_targets(&s0, train_y, ntr, &fc, 0, &a), LW_OK);
+        EXPECT_STATUS(lw_statistics_gather_targets(&s1, train_y, ntr, &fc, (int64_t)cut, &b), LW_OK);
+        EXPECT_STATUS(lw_statistics_merge(a, b), LW_OK);
+        lw_model *sharded = NULL;
+        EXPECT_STATUS(lw_statistics_fit(a, &ca, &sharded), LW_OK);
+        for (size_t i = 0; sharded && i < rows; i++) {
+            lw_scores x = {.struct_size = sizeof x}, y = {.struct_size = sizeof y};
+            lw_model_score(m, test + i * dim, dim, &x);
+            lw_model_score(sharded, test + i * dim, dim, &y);
+            CHECK(fabs(x.prediction - y.prediction) <= 1e-6 * fmax(1, fabs(x.prediction)) &&
+                      fabs(x.predictive_spread - y.predictive_spread) <= 1e-6 * fmax(1, x.predictive_spread),
+                  "sharded row %zu: %a %a vs %a %a", i, y.prediction, y.predictive_spread, x.prediction,
+                  x.predictive_spread);
+        }
+        /* Shards binned on other targets do not merge; no targets, no binning, a class family are refused. */
+        lw_statistics *odd = NULL, *none_s = NULL;
+        EXPECT_STATUS(lw_statistics_gather_targets(&s1, train_y, cut, &fc, (int64_t)ntr, &odd), LW_OK);
+        EXPECT_STATUS(lw_statistics_merge(a, odd), LW_ERR_FIT_FAILED);
+        lw_activations s_plain = s0;
+        s_plain.targets = NULL;
+        EXPECT_STATUS(lw_statistics_gather_targets(&s_plain, train_y, ntr, &fc, 0, &none_s), LW_ERR_INVALID_ARGUMENT);
+        EXPECT_STATUS(lw_statistics_gather_targets(&s0, NULL, ntr, &fc, 0, &none_s), LW_ERR_INVALID_ARGUMENT);
+        EXPECT_STATUS(lw_statistics_gather(&s0, &fc, 0, &none_s), LW_ERR_INVALID_CONFIGURATION);
+        lw_fit_config cls;
+        lw_fit_config_init(&cls);
+        EXPECT_STATUS(lw_statistics_gather_targets(&s0, train_y, ntr, &cls, 0, &none_s), LW_ERR_INVALID_CONFIGURATION);
+        CHECK(none_s == NULL, "a refused gather returned statistics");
+        lw_model_free(sharded);
+        lw_statistics_free(a);
+        lw_statistics_free(b);
+        lw_statistics_free(odd);
+    }
     /* Without calibration targets there is no interval. */
     lw_activations ca_plain = ca;
     ca_plain.targets = NULL;
