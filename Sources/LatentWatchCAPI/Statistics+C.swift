@@ -119,10 +119,17 @@ public func lwStatisticsGatherTargets(
         guard firstIndex >= 0 else {
             throw CallError(LW_ERR_INVALID_ARGUMENT, "first_index is \(firstIndex); it must be at least 0")
         }
-        guard binningCount >= 2, binningCount <= 1 << 40 else {
+        guard binningCount >= 2 else {
             throw CallError(
                 LW_ERR_INVALID_ARGUMENT,
                 "binning_count is \(binningCount); give the whole data set's fitting targets (at least 2)"
+            )
+        }
+        // Copied and sorted: refused when that would not fit in memory.
+        guard UInt64(binningCount) <= ProcessInfo.processInfo.physicalMemory / 32 else {
+            throw CallError(
+                LW_ERR_FIT_FAILED,
+                "binning_count \(binningCount) targets need more memory than this machine has"
             )
         }
         try checkAligned(binning, 8, "binning")
@@ -292,7 +299,9 @@ public func lwStatisticsFit(
                 try LatentModelFitter.fit(
                     statistics: s,
                     calibration: cal,
-                    calibrationTargets: cal.targets,
+                    // Calibration targets matter to regression statistics only (ignored otherwise, as lw_fit does
+                    // not read the targets of class families' calibration rows either).
+                    calibrationTargets: s.configuration.fitsTargets ? cal.targets : nil,
                     configuration: s.configuration
                 )
             }

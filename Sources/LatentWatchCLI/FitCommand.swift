@@ -151,7 +151,7 @@ struct FitCommand: ParsableCommand {
         }
         let family = self.family ?? (targets == nil ? .gda : .regression)
         let familyInfo = DensityFamilyRegistry.standard.family(named: family.rawValue)
-        let targetValues = try targets.map { try Files.targets($0, key: targetsKey) }
+        let targetValues = try targets.map { try Files.targets($0, key: targetsKey, keyOption: "--targets-key") }
         if familyInfo?.needsTargets == true {
             guard targetValues != nil else { throw ValidationError("--family \(family) needs --targets") }
             guard labels == nil, calibrationLabels == nil else {
@@ -308,12 +308,13 @@ struct FitCommand: ParsableCommand {
                 "--statistics-only supports --family gda, tied, gmm-full, gmm-diag, regression and regression-tied"
             )
         }
-        guard cfg.family == .gda || cfg.family == .tied || restarts == 1 else {
+        let mixture = cfg.family == .gmmFull || cfg.family == .gmmDiagonal
+        guard !mixture || restarts == 1 else {
             throw ValidationError(
                 "a sharded mixture fit runs one start: --restarts must be 1 (run one sharded fit per --seed to compare starts)"
             )
         }
-        guard cfg.family == .gda || cfg.family == .tied || (components >= 1 && maxIterations >= 1) else {
+        guard !mixture || (components >= 1 && maxIterations >= 1) else {
             throw ValidationError("--components and --max-iterations must be at least 1")
         }
         guard calibration == nil, calibrationLabels == nil, calibrationTargets == nil else {

@@ -94,6 +94,11 @@ struct MergeCommand: ParsableCommand {
         guard calTargets == nil || cfg.fitsTargets else {
             throw ValidationError("--calibration-targets goes with statistics of a regression family")
         }
+        guard calibrationLabels == nil || !cfg.fitsTargets else {
+            throw ValidationError(
+                "statistics of \(cfg.family) take --calibration-targets; class labels do not go with a regression family"
+            )
+        }
         if cfg.family == .gmmFull || cfg.family == .gmmDiagonal {
             guard calibration == nil else {
                 throw ValidationError(
@@ -141,6 +146,9 @@ struct MergeCommand: ParsableCommand {
     /// `--mixture-round`: the next round from this round's E-steps, or the model from a finished round.
     func runRound(_ path: String, start: Date) throws {
         guard !statisticsOnly else { throw ValidationError("--mixture-round takes no --statistics-only") }
+        guard calibrationTargets == nil else {
+            throw ValidationError("--mixture-round takes no --calibration-targets (mixtures take no targets)")
+        }
         let round = try userFacing("mixture round \(path)") { try StatisticsFile.readMixtureRound(contentsOf: path) }
         if statistics.isEmpty {
             guard calibration != nil else {

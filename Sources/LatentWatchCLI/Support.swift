@@ -39,13 +39,18 @@ enum Files {
     }
 
     /// Regression targets, one number per input: the file's only array, or the one named by `key`.
-    static func targets(_ path: String, key: String?) throws -> [Double] {
+    /// Targets from a file: the array `key`, the only array, or one named "targets"; `keyOption` is the option that
+    /// picks the array (for the message), when there is one.
+    static func targets(_ path: String, key: String?, keyOption: String? = nil) throws -> [Double] {
         try userFacing("targets") {
             let f = try TensorFile(path: path)
             if let key { return try f.doubles(key) }
             if f.tensors.count == 1 { return try f.doubles(f.tensors[0].name) }
             if let t = f.tensors.first(where: { $0.name == "targets" }) { return try f.doubles(t.name) }
-            throw CLIError("\(path) holds several arrays; choose the targets with --targets-key")
+            throw CLIError(
+                "\(path) holds several arrays and none named 'targets'; "
+                    + (keyOption.map { "choose one with \($0)" } ?? "give a file holding only the targets")
+            )
         }
     }
 

@@ -22,6 +22,7 @@ activations with the default configuration (family `regression`, 10 bins, L2 nor
   * Spearman correlation with the CNN's absolute error on ID test inputs: of the predictive spread, and of the
     ensemble's standard deviation;
   * coverage of the 90 % prediction interval on ID test targets;
+  * the surprise of two models of one layer, with and without L2, fused by the Cauchy statistic (AUROC only);
   * cost per input: one forward pass plus scoring, against five forward passes.
 
     python3 Tests/Evaluation/make_regression.py [OUT_DIR]      (default /work/evaldata/regression)
@@ -175,10 +176,12 @@ def evaluate(lw, acts, preds, targets, ood_sets, layers, ensemble):
                  "spearman": float(spearmanr(np.sqrt(ens_var["test"]), err)[0]), "coverage90": None})
     configs = [("regression", True), ("regression-tied", True), ("regression", False), ("regression-tied", False)]
     for layer in layers:
+        scored = {}
         for family, l2 in configs:
             m = lw.fit(acts["train"][layer], targets=targets["train"], calibration=acts["calibration"][layer],
                        calibration_targets=targets["calibration"], family=family, l2_normalize=l2, layer_name=layer)
             s = {k: m.score(acts[k][layer]) for k in acts}
+            scored[(family, l2)] = s
             low, high = m.prediction_interval(s["test"].prediction, s["test"].predictive_spread, 0.9)
             rows.append({
                 "method": f"LatentWatch {family}{'' if l2 else ', no L2'}" + (" (default)" if family == "regression" and l2 else ""),
@@ -188,6 +191,17 @@ def evaluate(lw, acts, preds, targets, ood_sets, layers, ensemble):
                 "coverage90": float(np.mean((low <= targets["test"]) & (targets["test"] <= high))),
                 "bins_mae": float(np.abs(s["test"].prediction - targets["test"]).mean()),
             })
+        # The same layer monitored twice, with and without L2 normalisation, the two surprise p-values fused by
+        # the Cauchy statistic (what a jointly calibrated fusion of two models ranks by: its p-value is a
+        # decreasing function of the statistic, so the AUROC is the statistic's).
+        for family in ("regression", "regression-tied"):
+            def cauchy(k):
+                p = np.clip(np.stack([scored[(family, True)][k].surprise_p_value,
+                                      scored[(family, False)][k].surprise_p_value]), 1e-300, 1 - 1e-16)
+                return np.tan((0.5 - p) * np.pi).mean(0)
+            rows.append({"method": f"LatentWatch {family}, L2 and no L2 fused (Cauchy)", "layer": layer,
+                         "auroc": {o: auroc(cauchy("test"), cauchy(o)) for o in ood_sets},
+                         "spearman": None, "coverage90": None})
     return rows
 
 
@@ -223,8 +237,9 @@ def print_results(results, ood_sets, model_name) -> None:
     print("|---|---|" + "---|" * (len(ood_sets) + 2))
     for r in results["rows"]:
         cov = "-" if r["coverage90"] is None else f"{r['coverage90']:.3f}"
+        rho = "-" if r["spearman"] is None else f"{r['spearman']:.3f}"
         print(f"| {r['method']} | {r['layer']} | " + " | ".join(f"{r['auroc'][o]:.3f}" for o in ood_sets)
-              + f" | {r['spearman']:.3f} | {cov} |")
+              + f" | {rho} | {cov} |")
     c = results["cost_us"]
     layer = next(k for k in c if k.startswith("score_"))
     print(f"\nper input (batch of 1, 1 thread): forward {c['forward']:.0f} us; scoring {layer[6:]} {c[layer]:.1f} us "

@@ -9,10 +9,10 @@ diamonds; ggplot2's data, MIT licence): read from an installed plotnine, or from
 depth, table, x, y, z, and cut, colour and clarity as their ordinal codes, each standardised on the training split;
 target ln(price).
 
-In distribution: diamonds of cut Good, Very Good, Premium or Ideal and at most 2 carats (50,416), split at random
-into training (60 %), calibration (20 %) and test (20 %). Out of distribution, regions of the input space absent
-from training: `large` (carat over 2: 1,914, all cuts but Fair), `fair` (cut Fair, at most 2 carats: 1,524;
-an unseen category), `units` (ID test diamonds with x, y, z recorded in centimetres instead of millimetres, a
+In distribution: diamonds of cut Good, Very Good, Premium or Ideal and at most 2 carats (50,558), split at random
+into training (30,334), calibration (10,112) and test (10,112). Out of distribution, regions of the input space
+absent from training: `large` (carat over 2, cut not Fair: all 1,772), `fair` (cut Fair, at most 2 carats: all
+1,493; an unseen category), `units` (ID test diamonds with x, y, z recorded in centimetres instead of millimetres, a
 pipeline bug: far) and `shuffled` (ID test rows with each feature column permuted independently: marginals kept,
 joint destroyed: far). At most 2,000 each.
 

@@ -130,6 +130,11 @@ import Glibc
         try c.writeAll(w.buffer)
         let (h, body) = try c.readFrame()
         #expect(h.type == FrameType.assessment.rawValue)
+        // A client of protocol 1.1 and a classifier's server: rows without prediction fields.
+        #expect(
+            h.flags == 0
+                && body.count == 14 + n * (WireFormat.assessmentRowFixed + 2 * WireFormat.assessmentRowPerLayer)
+        )
         let frame = try body.withUnsafeBytes { b throws(WireError) in try AssessmentFrame.decode(b) }
         let f1 = halves[0].map { Float($0) }
         let f2 = halves[1].map { Float($0) }
@@ -193,6 +198,12 @@ import Glibc
             )
             #expect(interval.lowerBound < r.prediction && r.prediction < interval.upperBound, "input \(k)")
         }
+        // A frame with an invalid row (NaN): that row carries no prediction, the others theirs.
+        var bad = x
+        bad[columns + 3] = .nan
+        let mixed = try daemon.client().observe([bad], rows: n)
+        #expect(mixed[1].status == 1 && mixed[1].prediction.isNaN && mixed[1].intervalLow.isNaN)
+        #expect(mixed[0].status == 0 && !mixed[0].prediction.isNaN && !mixed[2].intervalHigh.isNaN)
         // A client of protocol 1.0 gets rows of the 1.0 layout.
         let old = try RawConnection(unixSocket: daemon.socketPath)
         old.write(Hello(client: "old", minor: 0).frame())

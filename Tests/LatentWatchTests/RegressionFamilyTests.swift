@@ -378,6 +378,90 @@ import Testing
         }
     }
 
+    /// Statistics files with valid checksums whose target bins lie are refused with a message, never a trap:
+    /// regression statistics without bins, a class family with bins, bins out of order, a mean outside its bin,
+    /// more than 1,000 bins, a class that is no bin.
+    @Test func craftedRegressionStatisticsAreRefused() throws {
+        let train = try Self.activations("train")
+        let y = try Self.targets("train")
+        var cfg = FitConfiguration(family: .regression, preparation: .raw, layerName: "h2")
+        cfg.targetBinCount = 4
+        let s = try LatentModelFitter.statistics(
+            of: InMemoryActivations(values: Array(train.values[0..<(200 * train.dim)]), shape: [train.dim]),
+            targets: Array(y[0..<200]),
+            binning: y,
+            configuration: cfg
+        )
+        let good = try StatisticsFile.encode(s)
+        let payloads = try ModelFile.sectionPayloads(good)
+        let meta = try JSONSerialization.jsonObject(with: Data(payloads[0]!)) as! [String: Any]
+        #expect(meta["statistics_version"] as? Int == 3)
+        func crafted(_ change: (inout [String: Any]) -> Void) throws -> [UInt8] {
+            var m = meta
+            change(&m)
+            let json = Array(try JSONSerialization.data(withJSONObject: m, options: [.sortedKeys]))
+            let tensors = (1..<payloads.count).map { (kind: "TNSR", bytes: payloads[$0]!, width: 8) }
+            return try ModelFile.container([(kind: "META", bytes: json, width: 1)] + tensors, level: 1)
+        }
+        func targets(_ change: @escaping (inout [String: Any]) -> Void) -> ([String: Any]) -> [String: Any] {
+            { m in
+                var m = m
+                var c = m["configuration"] as! [String: Any]
+                var t = c["targets"] as! [String: Any]
+                change(&t)
+                c["targets"] = t
+                m["configuration"] = c
+                return m
+            }
+        }
+        let edges = ((meta["configuration"] as! [String: Any])["targets"] as! [String: Any])["edges"] as! [Double]
+        let cases: [(String, ([String: Any]) -> [String: Any], String)] = [
+            (
+                "no bins",
+                { m in
+                    var m = m
+                    var c = m["configuration"] as! [String: Any]
+                    c["targets"] = nil
+                    m["configuration"] = c
+                    return m
+                }, "without its target bins"
+            ),
+            (
+                "bins for gda",
+                { m in
+                    var m = m
+                    var c = m["configuration"] as! [String: Any]
+                    c["family"] = "gda"
+                    m["configuration"] = c
+                    return m
+                }, "target bins for family 'gda'"
+            ),
+            ("edges out of order", targets { $0["edges"] = Array(edges.reversed()) }, "not increasing"),
+            ("a mean outside its bin", targets { $0["means"] = [edges[4] + 1, 0, 0, 0] }, "not increasing"),
+            (
+                "too many bins",
+                targets {
+                    $0["edges"] = (0...1001).map(Double.init)
+                    $0["means"] = (0...1000).map { Double($0) + 0.5 }
+                    $0["spreads"] = [Double](repeating: 0.1, count: 1001)
+                }, "at most 1,000"
+            ),
+            (
+                "a class that is no bin",
+                targets {
+                    $0["edges"] = Array(edges[0...2])
+                    $0["means"] = [edges[0], edges[1]]
+                    $0["spreads"] = [0, 0]
+                }, "is not one of the 2 target bins"
+            ),
+        ]
+        for (name, change, says) in cases {
+            let bytes = try crafted { m in m = change(m) }
+            let e = #expect(throws: LatentWatchError.self, "\(name)") { try StatisticsFile.decode(bytes) }
+            #expect(e?.message.contains(says) == true, "\(name): \(e?.message ?? "")")
+        }
+    }
+
     @Test func monitorRaisesAleatoricAlertsOnTheSpread() throws {
         let model = try Self.fit(.regression)
         let policy = AlertPolicy(inputAlpha: 0.01, aleatoricAlpha: 0.05, window: nil, shift: nil)

@@ -317,6 +317,16 @@ class RegressionSidecarTestCase(unittest.TestCase):
             low, high = a.prediction_interval
             self.assertLess(low, a.prediction)
             self.assertLess(a.prediction, high)
+        # A row with NaN is refused alone: no prediction, no interval; the others keep theirs.
+        bad = list(values[: 3 * columns])
+        bad[columns + 2] = float("nan")
+        with lw.Client(path=self.socket) as c:
+            mixed = c.observe([bad])
+        self.assertFalse(mixed[1].valid)
+        self.assertIsNone(mixed[1].prediction)
+        self.assertIsNone(mixed[1].prediction_interval)
+        self.assertEqual(mixed[0].prediction, remote[0].prediction)
+        self.assertIsNotNone(mixed[2].prediction_interval)
         if latentwatch is None or np is None:
             return
         model = latentwatch.load(self.model)

@@ -341,7 +341,8 @@ typedef struct lw_statistics lw_statistics;
  * one start, 100 iterations at most, tolerance 1e-3, as `latentwatch fit` by default). Its calibration settings
  * are not used here: calibration rows go to lw_statistics_fit. first_index is the index of rows' first row in the
  * whole data set, so that the validation split (which chooses the shrinkage) and the reservoir are those of a
- * single pass. On success *out is a new handle; free it with lw_statistics_free. */
+ * single pass. Regression families: lw_statistics_gather_targets. On success *out is a new handle; free it with
+ * lw_statistics_free. */
 int lw_statistics_gather(
     const lw_activations *rows, const lw_fit_config *config, int64_t first_index, lw_statistics **out
 );

@@ -135,8 +135,9 @@ public enum StatisticsFile {
     // MARK: Writing
 
     /// Encodes statistics into file bytes.
-    /// - Throws: `invalidConfiguration` for statistics of a registered family other than gda, tied, gmm-full and
-    ///   gmm-diag, which a statistics file cannot carry.
+    /// - Throws: `invalidConfiguration` for statistics of a registered family other than gda, tied, gmm-full,
+    ///   gmm-diag, regression and regression-tied, which a statistics file cannot carry, and for regression
+    ///   statistics without their target bins.
     public static func encode(
         _ s: ActivationStatistics,
         created: String = "1970-01-01T00:00:00Z",
@@ -691,8 +692,14 @@ public enum StatisticsFile {
         }
         if family.needsTargets {
             guard let t = c.targets else { throw bad("family '\(c.family)' without its target bins") }
-            guard t.means.count <= 1_000, let bins = TargetBins(edges: t.edges, means: t.means, spreads: t.spreads)
-            else {
+            guard t.means.count <= 1_000 else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "\(t.means.count) target bins; a regression family has at most 1,000",
+                    remedy: "the file is corrupt; gather the statistics again"
+                )
+            }
+            guard let bins = TargetBins(edges: t.edges, means: t.means, spreads: t.spreads) else {
                 throw LatentWatchError(
                     .inconsistentModel,
                     "target bins with \(t.edges.count) edges, \(t.means.count) means and \(t.spreads.count) spreads "

@@ -46,7 +46,8 @@ public struct AlertPolicy: Sendable, Equatable {
     /// mode always uses the calibration set. Docs/Statistics.md states both guarantees.
     public var shiftReference: ShiftReference
     /// Coverage level of the prediction interval a regression model's assessments carry
-    /// (``Assessment/predictionInterval``), in (0, 1); nil: none.
+    /// (``Assessment/predictionInterval``), in (0, 1); nil, or a level outside (0, 1): none. (The C, Python and
+    /// command-line interfaces refuse a level outside (0, 1).)
     public var predictionIntervalLevel: Double?
 
     /// Sliding-window settings.

@@ -340,6 +340,10 @@ def gather_statistics(
         calibrate_posterior=calibrate_posterior,
     )
     handle = ctypes.c_void_p()
+    if regression and labels is not None:
+        raise ConfigurationError("a regression family takes targets, not class labels")
+    if not regression and binning is not None:
+        raise ConfigurationError("binning goes with the targets of a regression family")
     if regression:
         if targets is None or binning is None:
             raise ConfigurationError(

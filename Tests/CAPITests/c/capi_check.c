@@ -1316,6 +1316,17 @@ static int run_regression(char **argv) {
         EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
         config.interval_level = 1.5;
         EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_ERR_INVALID_CONFIGURATION);
+        /* A program compiled before interval_level passes a struct ending at reserved: the library reads no
+         * further (the 1.5 above is never seen) and uses the default 0.9. */
+        config.struct_size = (uint32_t)offsetof(lw_monitor_config, interval_level);
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_OK);
+        EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, &a), LW_OK);
+        CHECK(a.interval_low == want_low && a.interval_high == want_high, "old config: [%a, %a]", a.interval_low,
+              a.interval_high);
+        EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
+        lw_monitor_config fresh;
+        lw_monitor_config_init(&fresh);
+        CHECK(fresh.interval_level == 0.9, "lw_monitor_config_init: interval_level %a", fresh.interval_level);
     }
     /* A zero spread gives the prediction alone (or an unbounded interval), never a crash. */
     {
