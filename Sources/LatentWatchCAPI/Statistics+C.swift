@@ -66,12 +66,7 @@ public func lwStatisticsGather(
     _ firstIndex: Int64,
     _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> Int32 {
-    CallState.run { () throws(CallError) in
-        guard let out else { throw .null("out") }
-        out.pointee = nil
-        guard let rows else { throw .null("rows") }
-        guard let config else { throw .null("config") }
-        let cfg = try fitConfiguration(config)
+    gather(rows, config, firstIndex, out) { (source, cfg, first) throws(CallError) in
         let mixture = cfg.family == .gmmFull || cfg.family == .gmmDiagonal
         guard cfg.family == .gda || cfg.family == .tied || mixture else {
             throw CallError(
@@ -80,16 +75,11 @@ public func lwStatisticsGather(
                     + (cfg.fitsTargets ? " (regression families: lw_statistics_gather_targets)" : "")
             )
         }
-        guard firstIndex >= 0 else {
-            throw CallError(LW_ERR_INVALID_ARGUMENT, "first_index is \(firstIndex); it must be at least 0")
-        }
-        let source = try BorrowedActivations(rows, name: "rows")
         guard source.labels != nil || mixture else { throw .null("rows.labels (gda and tied need class labels)") }
         try checkFitMemory(source, cfg)
-        let stats = try fitting("gathering statistics") {
-            try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: Int(firstIndex))
+        return try fitting("gathering statistics") {
+            try LatentModelFitter.statistics(of: source, configuration: cfg, firstIndex: first)
         }
-        out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.statistics(stats)), kind: .statistics)
     }
 }
 
@@ -102,13 +92,7 @@ public func lwStatisticsGatherTargets(
     _ firstIndex: Int64,
     _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> Int32 {
-    CallState.run { () throws(CallError) in
-        guard let out else { throw .null("out") }
-        out.pointee = nil
-        guard let rows else { throw .null("rows") }
-        guard let config else { throw .null("config") }
-        guard let binning else { throw .null("binning") }
-        let cfg = try fitConfiguration(config)
+    gather(rows, config, firstIndex, out) { (source, cfg, first) throws(CallError) in
         guard cfg.fitsTargets else {
             throw CallError(
                 LW_ERR_INVALID_CONFIGURATION,
@@ -116,9 +100,7 @@ public func lwStatisticsGatherTargets(
                     + "(class and mixture families: lw_statistics_gather)"
             )
         }
-        guard firstIndex >= 0 else {
-            throw CallError(LW_ERR_INVALID_ARGUMENT, "first_index is \(firstIndex); it must be at least 0")
-        }
+        guard let binning else { throw .null("binning") }
         guard binningCount >= 2 else {
             throw CallError(
                 LW_ERR_INVALID_ARGUMENT,
@@ -137,18 +119,39 @@ public func lwStatisticsGatherTargets(
         if let i = bins.firstIndex(where: { !$0.isFinite }) {
             throw CallError(LW_ERR_NON_FINITE, "binning[\(i)] is \(bins[i]); targets must be finite")
         }
-        let source = try BorrowedActivations(rows, name: "rows")
         guard let targets = source.targets else { throw .null("rows.targets (one finite target per row)") }
         try checkFitMemory(source, cfg)
-        let stats = try fitting("gathering statistics") {
+        return try fitting("gathering statistics") {
             try LatentModelFitter.statistics(
                 of: source,
                 targets: targets,
                 binning: bins,
                 configuration: cfg,
-                firstIndex: Int(firstIndex)
+                firstIndex: first
             )
         }
+    }
+}
+
+/// What both gathers share: the pointers and the first index checked, the configuration and the rows read, the
+/// statistics `body` gathers stored as a new handle in `out`.
+private func gather(
+    _ rows: UnsafePointer<lw_activations>?,
+    _ config: UnsafePointer<lw_fit_config>?,
+    _ firstIndex: Int64,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?,
+    _ body: (BorrowedActivations, FitConfiguration, Int) throws(CallError) -> ActivationStatistics
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        out.pointee = nil
+        guard let rows else { throw .null("rows") }
+        guard let config else { throw .null("config") }
+        let cfg = try fitConfiguration(config)
+        guard firstIndex >= 0 else {
+            throw CallError(LW_ERR_INVALID_ARGUMENT, "first_index is \(firstIndex); it must be at least 0")
+        }
+        let stats = try body(try BorrowedActivations(rows, name: "rows"), cfg, Int(firstIndex))
         out.pointee = HandleRegistry.shared.insert(StatisticsHandle(.statistics(stats)), kind: .statistics)
     }
 }

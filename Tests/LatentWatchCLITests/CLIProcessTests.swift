@@ -313,13 +313,17 @@ typealias CLI = LatentWatchBinary
         let inspect = try CLI.run(["inspect", t("h2.lwm")])
         #expect(inspect.out.contains("targets:     8 quantile bins"), "\(inspect.out)")
         #expect(inspect.out.contains("spread (359)"), "\(inspect.out)")
-        let score = try CLI.run([
-            "score", "--model", t("h2.lwm"), "--input", d("test_h2.npy"), "--score", "prediction", "--score",
-            "spread", "--score", "interval-low", "--score", "interval-high", "--output", t("scores.csv"),
-        ])
-        #expect(score.status == 0, "\(score.err)")
-        let rows = try String(contentsOf: dir.appendingPathComponent("scores.csv"), encoding: .utf8)
-            .split(separator: "\n").dropFirst().map { $0.split(separator: ",").map { Double($0)! } }
+        /// `score` of the test rows: index, prediction, spread, interval low and high per row.
+        func predictions(_ model: String) throws -> [[Double]] {
+            let score = try CLI.run([
+                "score", "--model", t(model), "--input", d("test_h2.npy"), "--score", "prediction", "--score",
+                "spread", "--score", "interval-low", "--score", "interval-high", "--output", t("\(model).csv"),
+            ])
+            #expect(score.status == 0, "\(score.err)")
+            return try String(contentsOf: URL(fileURLWithPath: t("\(model).csv")), encoding: .utf8)
+                .split(separator: "\n").dropFirst().map { $0.split(separator: ",").map { Double($0)! } }
+        }
+        let rows = try predictions("h2.lwm")
         let targets = try NumpyArray(contentsOf: d("test_targets.npy")).doubles()
         #expect(rows.count == targets.count)
         var covered = 0
@@ -392,13 +396,7 @@ typealias CLI = LatentWatchBinary
             d("calibration_targets.npy"), "--output", t("merged.lwm"),
         ])
         #expect(merge.status == 0 && merge.out.contains("prediction interval calibrated"), "\(merge.out) \(merge.err)")
-        let mergedScores = try CLI.run([
-            "score", "--model", t("merged.lwm"), "--input", d("test_h2.npy"), "--score", "prediction", "--score",
-            "spread", "--score", "interval-low", "--score", "interval-high", "--output", t("merged.csv"),
-        ])
-        #expect(mergedScores.status == 0, "\(mergedScores.err)")
-        let mergedRows = try String(contentsOf: dir.appendingPathComponent("merged.csv"), encoding: .utf8)
-            .split(separator: "\n").dropFirst().map { $0.split(separator: ",").map { Double($0)! } }
+        let mergedRows = try predictions("merged.lwm")
         #expect(mergedRows.count == rows.count)
         for (a, b) in zip(rows, mergedRows) {
             // Float32 factors from moments merged in another order: differences of a few 1e-6 degrees measured.

@@ -1,5 +1,6 @@
 import Foundation
-import LatentWatch
+
+@testable import LatentWatch
 
 /// Locates the repository's committed data and reference fixtures.
 enum Fixtures {
@@ -19,5 +20,27 @@ enum Fixtures {
     }
     static func ref(_ name: String) throws -> [Double] {
         try array(reference.appendingPathComponent("\(name).npy")).doubles()
+    }
+}
+
+/// A statistics file's metadata to change, and the file sealed again around the changed metadata (valid checksums):
+/// for tests that readers refuse files whose metadata lies.
+struct CraftedStatistics {
+    let payloads: [Int: [UInt8]]
+    /// The file's metadata as JSON objects.
+    let meta: [String: Any]
+
+    init(_ good: [UInt8]) throws {
+        payloads = try ModelFile.sectionPayloads(good)
+        meta = try JSONSerialization.jsonObject(with: Data(payloads[0]!)) as! [String: Any]
+    }
+
+    /// The file with its metadata changed by `change`.
+    func bytes(_ change: (inout [String: Any]) -> Void) throws -> [UInt8] {
+        var m = meta
+        change(&m)
+        let json = Array(try JSONSerialization.data(withJSONObject: m, options: [.sortedKeys]))
+        let tensors = (1..<payloads.count).map { (kind: "TNSR", bytes: payloads[$0]!, width: 8) }
+        return try ModelFile.container([(kind: "META", bytes: json, width: 1)] + tensors, level: 1)
     }
 }

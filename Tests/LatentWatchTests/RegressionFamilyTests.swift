@@ -393,16 +393,9 @@ import Testing
             configuration: cfg
         )
         let good = try StatisticsFile.encode(s)
-        let payloads = try ModelFile.sectionPayloads(good)
-        let meta = try JSONSerialization.jsonObject(with: Data(payloads[0]!)) as! [String: Any]
+        let file = try CraftedStatistics(good)
+        let meta = file.meta
         #expect(meta["statistics_version"] as? Int == 3)
-        func crafted(_ change: (inout [String: Any]) -> Void) throws -> [UInt8] {
-            var m = meta
-            change(&m)
-            let json = Array(try JSONSerialization.data(withJSONObject: m, options: [.sortedKeys]))
-            let tensors = (1..<payloads.count).map { (kind: "TNSR", bytes: payloads[$0]!, width: 8) }
-            return try ModelFile.container([(kind: "META", bytes: json, width: 1)] + tensors, level: 1)
-        }
         func targets(_ change: @escaping (inout [String: Any]) -> Void) -> ([String: Any]) -> [String: Any] {
             { m in
                 var m = m
@@ -456,7 +449,7 @@ import Testing
             ),
         ]
         for (name, change, says) in cases {
-            let bytes = try crafted { m in m = change(m) }
+            let bytes = try file.bytes { m in m = change(m) }
             let e = #expect(throws: LatentWatchError.self, "\(name)") { try StatisticsFile.decode(bytes) }
             #expect(e?.message.contains(says) == true, "\(name): \(e?.message ?? "")")
         }

@@ -194,15 +194,8 @@ import Testing
             configuration: FitConfiguration(family: .tied, layerName: "h2")
         )
         let good = try StatisticsFile.encode(s)
-        let payloads = try ModelFile.sectionPayloads(good)
-        let meta = try JSONSerialization.jsonObject(with: Data(payloads[0]!)) as! [String: Any]
-        func crafted(_ change: (inout [String: Any]) -> Void) throws -> [UInt8] {
-            var m = meta
-            change(&m)
-            let json = Array(try JSONSerialization.data(withJSONObject: m, options: [.sortedKeys]))
-            let tensors = (1..<payloads.count).map { (kind: "TNSR", bytes: payloads[$0]!, width: 8) }
-            return try ModelFile.container([(kind: "META", bytes: json, width: 1)] + tensors, level: 1)
-        }
+        let file = try CraftedStatistics(good)
+        let meta = file.meta
         var moments = meta["moments"] as! [[String: Any]]
         let globalOnly = moments.filter { $0["label"] == nil || $0["label"] is NSNull }
         let cases: [(String, ([String: Any]) -> [String: Any], String)] = [
@@ -252,7 +245,7 @@ import Testing
             ),
         ]
         for (name, change, says) in cases {
-            let bytes = try crafted { m in m = change(m) }
+            let bytes = try file.bytes { m in m = change(m) }
             let e = #expect(throws: LatentWatchError.self, "\(name)") { try StatisticsFile.decode(bytes) }
             #expect(e?.message.contains(says) == true, "\(name): \(e?.message ?? "")")
         }

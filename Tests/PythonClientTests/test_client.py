@@ -60,13 +60,18 @@ def read_npy_f32(path):
     return shape[0], shape[1], list(values)
 
 
+def need_binary():
+    """Skips without the built binary, except in CI, where a missing binary is an error."""
+    if not os.path.exists(BIN):
+        if os.environ.get("CI"):
+            raise RuntimeError(f"{BIN} not built: CI must not skip these tests")
+        raise unittest.SkipTest(f"{BIN} not built")
+
+
 class SidecarTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(BIN):
-            if os.environ.get("CI"):
-                raise RuntimeError(f"{BIN} not built: CI must not skip these tests")
-            raise unittest.SkipTest(f"{BIN} not built")
+        need_binary()
         # Under /tmp, not $TMPDIR: a Unix socket path must stay under 108 bytes.
         cls.dir = tempfile.mkdtemp(prefix="lwpy-", dir="/tmp")
         cls.models = []
@@ -270,10 +275,7 @@ class RegressionSidecarTestCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(BIN):
-            if os.environ.get("CI"):
-                raise RuntimeError(f"{BIN} not built: CI must not skip these tests")
-            raise unittest.SkipTest(f"{BIN} not built")
+        need_binary()
         data = os.path.join(ROOT, "Samples", "Data", "digits-rotation")
         cls.dir = tempfile.mkdtemp(prefix="lwpyr-", dir="/tmp")
         cls.model = os.path.join(cls.dir, "h2.lwm")
