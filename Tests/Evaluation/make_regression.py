@@ -23,6 +23,8 @@ activations with the default configuration (family `regression`, 10 bins, L2 nor
     ensemble's standard deviation;
   * coverage of the 90 % prediction interval on ID test targets;
   * the surprise of two models of one layer, with and without L2, fused by the Cauchy statistic (AUROC only);
+  * Spearman correlation with the CNN's error of two scores of the host's own prediction: its distance from the
+    bins' prediction, and that distance over the spread;
   * cost per input: one forward pass plus scoring, against five forward passes.
 
     python3 Tests/Evaluation/make_regression.py [OUT_DIR]      (default /work/evaldata/regression)
@@ -190,6 +192,11 @@ def evaluate(lw, acts, preds, targets, ood_sets, layers, ensemble):
                 "spearman": float(spearmanr(s["test"].predictive_spread, err)[0]),
                 "coverage90": float(np.mean((low <= targets["test"]) & (targets["test"] <= high))),
                 "bins_mae": float(np.abs(s["test"].prediction - targets["test"]).mean()),
+                # Scores of the host's own prediction: its distance from the bins' prediction, raw and in units
+                # of the spread (what a monitor given the host's output could compute).
+                "spearman_disagreement": float(spearmanr(np.abs(s["test"].prediction - preds["test"][0]), err)[0]),
+                "spearman_disagreement_z": float(spearmanr(
+                    np.abs(s["test"].prediction - preds["test"][0]) / s["test"].predictive_spread, err)[0]),
             })
         # The same layer monitored twice, with and without L2 normalisation, the two surprise p-values fused by
         # the Cauchy statistic (what a jointly calibrated fusion of two models ranks by: its p-value is a
@@ -240,6 +247,13 @@ def print_results(results, ood_sets, model_name) -> None:
         rho = "-" if r["spearman"] is None else f"{r['spearman']:.3f}"
         print(f"| {r['method']} | {r['layer']} | " + " | ".join(f"{r['auroc'][o]:.3f}" for o in ood_sets)
               + f" | {rho} | {cov} |")
+    print(f"\nSpearman with the {model_name}'s absolute error on the ID test inputs: the spread, |{model_name} "
+          f"prediction - bins' prediction|, and that over the spread")
+    print("| method | layer | spread | disagreement | disagreement / spread |\n|---|---|---|---|---|")
+    for r in results["rows"]:
+        if "spearman_disagreement" in r:
+            print(f"| {r['method']} | {r['layer']} | {r['spearman']:.3f} | {r['spearman_disagreement']:.3f} | "
+                  f"{r['spearman_disagreement_z']:.3f} |")
     c = results["cost_us"]
     layer = next(k for k in c if k.startswith("score_"))
     print(f"\nper input (batch of 1, 1 thread): forward {c['forward']:.0f} us; scoring {layer[6:]} {c[layer]:.1f} us "
