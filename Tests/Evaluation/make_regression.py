@@ -30,7 +30,7 @@ activations with the default configuration (family `regression`, 10 bins, L2 nor
     python3 Tests/Evaluation/make_regression.py [OUT_DIR]      (default /work/evaldata/regression)
 
 Needs torch, numpy, scipy, scikit-learn and the latentwatch package (LATENTWATCH_LIBRARY or an installed one).
-Prints a Markdown table and writes OUT_DIR/results.json.
+Prints two Markdown tables and writes OUT_DIR/results.json.
 """
 import json
 import os

@@ -18,13 +18,14 @@ joint destroyed: far). At most 2,000 each.
 
 Model: MLP 9 -> 128 (`h1`) -> 64 (`h2`) -> 1, ReLU, Adam (lr 2e-3, weight decay 1e-5), MSE on the standardised
 target, batch 256, 15 epochs, 1 CPU thread. Seeds 0..4 form the ensemble; seed 0 is the monitored model. LatentWatch
-as in make_regression.py: the four configurations per layer, calibrated on the calibration split with its targets.
+as in make_regression.py: the four configurations per layer, calibrated on the calibration split with its targets,
+and the two fused rows.
 
     python3 Tests/Evaluation/make_tabular_regression.py [OUT_DIR] [PLOTNINE_WHEEL]
         (default OUT_DIR /work/evaldata/tabular-regression)
 
-Needs torch, numpy, scipy, scikit-learn and the latentwatch package. Prints a Markdown table and writes
-OUT_DIR/results.json.
+Needs torch, numpy, scipy, scikit-learn and the latentwatch package. Prints two Markdown tables (AUROC, Spearman and
+coverage; Spearman of the host-prediction scores) and writes OUT_DIR/results.json.
 """
 import csv
 import importlib.util
