@@ -93,6 +93,7 @@ extension LatentModelFitter {
         progress: ((FitProgress) -> Void)? = nil
     ) throws -> ActivationStatistics {
         var cfg = configuration
+        try checkTargets(binning, what: "binning target")
         let bins = try targetBins(of: binning, configuration: cfg)
         try checkTargets(targets, what: "target")
         cfg.binnedTargets = bins
@@ -104,8 +105,8 @@ extension LatentModelFitter {
         )
     }
 
-    /// The quantile bins of `targets` for a regression family's configuration; throws for other families, a bin
-    /// count outside 1...1000, non-finite targets and fewer than two targets.
+    /// The quantile bins of `targets` (already checked finite) for a regression family's configuration; throws for
+    /// other families, a bin count outside 1...1000 and fewer than two targets.
     static func targetBins(of targets: [Double], configuration cfg: FitConfiguration) throws -> TargetBins {
         let family = try cfg.families.family(for: cfg.family)
         guard family.needsTargets else {
@@ -123,7 +124,6 @@ extension LatentModelFitter {
                 "targetBinCount is \(cfg.targetBinCount); it must be in 1...1000"
             )
         }
-        try checkTargets(targets, what: "binning target")
         guard let bins = TargetBins.quantiles(of: targets, bins: cfg.targetBinCount) else {
             throw LatentWatchError(
                 .fitFailed,

@@ -173,7 +173,8 @@ public enum LatentModelFitter {
             posterior: configuration.calibratePosterior,
             progress: progress
         )
-        if let calibrationTargets, family.needsTargets {
+        // Calibration targets of a class family were refused above.
+        if let calibrationTargets {
             try calibrateInterval(&model, calibration, targets: calibrationTargets, carve: nil)
         }
         return model
