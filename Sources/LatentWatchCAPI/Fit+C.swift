@@ -373,3 +373,40 @@ public func lwModelEncode(
         try copyOut(bytes, to: buffer, capacity: capacity, length: length, what: "the model file")
     }
 }
+
+@c(lw_calibrate_disagreement)
+public func lwCalibrateDisagreement(
+    _ model: OpaquePointer?,
+    _ calibration: UnsafePointer<lw_activations>?,
+    _ hostPredictions: UnsafePointer<Double>?,
+    _ count: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    CallState.run { () throws(CallError) in
+        guard let out else { throw .null("out") }
+        out.pointee = nil
+        let fitted = try ModelHandle.lookup(model).model
+        guard let calibration else { throw .null("calibration") }
+        guard let hostPredictions else { throw .null("host_predictions") }
+        try checkAligned(hostPredictions, 8, "host_predictions")
+        let source = try BorrowedActivations(calibration, name: "calibration")
+        guard source.sampleShape.reduce(1, *) == fitted.inputCount else {
+            throw CallError(
+                LW_ERR_SHAPE_MISMATCH,
+                "calibration rows have shape \(source.sampleShape); the model ('\(fitted.layer)') expects "
+                    + "\(fitted.inputShape)"
+            )
+        }
+        guard count == source.count else {
+            throw CallError(
+                LW_ERR_SHAPE_MISMATCH,
+                "count is \(count); calibration holds \(source.count) rows (one host prediction per row)"
+            )
+        }
+        let predictions = (0..<count).map { hostPredictions[$0] }
+        let calibrated = try fitting("calibrating the disagreement") {
+            try LatentModelFitter.calibrateDisagreement(fitted, calibration: source, hostPredictions: predictions)
+        }
+        out.pointee = HandleRegistry.shared.insert(ModelHandle(calibrated), kind: .model)
+    }
+}

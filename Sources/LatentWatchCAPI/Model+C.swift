@@ -237,6 +237,7 @@ public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer
         i.joint_count = UInt64(m.jointCalibration?.count ?? 0)
         i.target_bins = UInt64(m.targetBinCount ?? 0)
         i.interval_count = UInt64(m.intervalCalibration?.count ?? 0)
+        i.disagreement_count = UInt64(m.disagreementCalibrationCount)
         store(i, to: info, size: info.pointee.struct_size)
     }
 }

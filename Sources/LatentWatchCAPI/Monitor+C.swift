@@ -219,6 +219,7 @@ public func lwMonitorConfigInitSized(_ config: UnsafeMutablePointer<lw_monitor_c
         ? LW_SHIFT_REFERENCE_CALIBRATION_AND_STREAM : LW_SHIFT_REFERENCE_CALIBRATION_SET
     c.reserved = 0
     c.interval_level = p.predictionIntervalLevel ?? 0
+    c.disagreement_alpha = p.disagreementAlpha ?? 0
     store(c, to: config, size: UInt32(clamping: size))
 }
 
@@ -303,6 +304,8 @@ func monitorParts(
     }
     policy.jumpRate = c.shift_jump_rate
     policy.predictionIntervalLevel = c.interval_level == 0 ? nil : try level(c.interval_level, "interval_level")
+    policy.disagreementAlpha =
+        c.disagreement_alpha == 0 ? nil : try level(c.disagreement_alpha, "disagreement_alpha")
     policy.correctForCalibrationSet = try flag(c.calibration_correction, "calibration_correction")
     guard c.reserved == 0 else {
         throw CallError(LW_ERR_INVALID_ARGUMENT, "reserved is \(c.reserved); it must be 0")
@@ -362,6 +365,14 @@ func monitorParts(
             throw CallError(LW_ERR_INVALID_CONFIGURATION, "outputs are configured but output_count is 0")
         }
         outputs = (c.outputs == LW_OUTPUTS_LOGITS ? .logits : .probabilities, Int(c.output_count))
+    case LW_OUTPUTS_PREDICTION:
+        guard c.output_count == 1 else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "output_count is \(c.output_count); LW_OUTPUTS_PREDICTION takes one prediction per input"
+            )
+        }
+        outputs = (.prediction, 1)
     default: throw CallError(LW_ERR_INVALID_ARGUMENT, "outputs \(c.outputs) is not one of LW_OUTPUTS_*")
     }
     let logLevel: Logger.Level?
@@ -443,6 +454,7 @@ private func kindCode(_ k: Alert.Kind) -> Int32 {
     case .window: return LW_ALERT_WINDOW
     case .shift: return LW_ALERT_SHIFT
     case .resolved: return LW_ALERT_RESOLVED
+    case .disagreement: return LW_ALERT_DISAGREEMENT
     }
 }
 
@@ -511,6 +523,8 @@ public func lwInputsInit(_ inputs: UnsafeMutablePointer<lw_inputs>?) {
 let assessmentWithoutPredictions = MemoryLayout<lw_assessment>.offset(of: \.prediction)!
 /// Bytes of `lw_assessment` up to its prediction interval.
 let assessmentWithoutInterval = MemoryLayout<lw_assessment>.offset(of: \.interval_low)!
+/// Bytes of `lw_assessment` up to its host-prediction fields.
+let assessmentWithoutHostPrediction = MemoryLayout<lw_assessment>.offset(of: \.host_prediction)!
 
 /// Writes an assessment into a caller's struct of `size` bytes (at least ``assessmentWithoutPredictions``); the
 /// regression fields only when the struct has them.
@@ -540,9 +554,14 @@ func fill(_ out: UnsafeMutablePointer<lw_assessment>, from a: Assessment, size: 
         out.pointee.predictive_spread = a.predictiveSpread ?? .nan
         out.pointee.spread_p_value = a.spreadPValue ?? .nan
     }
-    if size >= MemoryLayout<lw_assessment>.size {
+    if size >= assessmentWithoutHostPrediction {
         out.pointee.interval_low = a.predictionInterval?.lowerBound ?? .nan
         out.pointee.interval_high = a.predictionInterval?.upperBound ?? .nan
+    }
+    if size >= MemoryLayout<lw_assessment>.size {
+        out.pointee.host_prediction = a.hostPrediction ?? .nan
+        out.pointee.disagreement = a.disagreement ?? .nan
+        out.pointee.disagreement_p_value = a.disagreementPValue ?? .nan
     }
 }
 

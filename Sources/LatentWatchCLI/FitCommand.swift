@@ -53,6 +53,12 @@ struct FitCommand: ParsableCommand {
     )
     var calibrationTargets: String?
 
+    @Option(
+        help:
+            "The host model's own prediction of each calibration input's target (with --calibration and a regression family): calibrates the p-value of the distance between a host's prediction and the model's, which a monitor given the host's predictions alerts on."
+    )
+    var calibrationPredictions: String?
+
     @Option(help: "Quantile bins the targets are cut into (regression families).")
     var targetBins: Int = 10
 
@@ -165,9 +171,11 @@ struct FitCommand: ParsableCommand {
                         : "--binning-targets goes with --statistics-only"
                 )
             }
-        } else if targetValues != nil || calibrationTargets != nil || binningTargets != nil {
+        } else if targetValues != nil || calibrationTargets != nil || binningTargets != nil
+            || calibrationPredictions != nil
+        {
             throw ValidationError(
-                "--targets, --calibration-targets and --binning-targets go with a regression family (--family regression or regression-tied)"
+                "--targets, --calibration-targets, --calibration-predictions and --binning-targets go with a regression family (--family regression or regression-tied)"
             )
         }
         if let targetValues, targetValues.count != tensor.rows {
@@ -222,12 +230,23 @@ struct FitCommand: ParsableCommand {
             throw ValidationError("--calibration-labels needs --calibration (the default split uses --labels)")
         } else if calibrationTargets != nil {
             throw ValidationError("--calibration-targets needs --calibration (the default split uses --targets)")
+        } else if calibrationPredictions != nil {
+            throw ValidationError("--calibration-predictions needs --calibration")
         }
         let calTargetValues = try calibrationTargets.map { try Files.targets($0, key: nil) }
         if let calTargetValues, let calSource, calTargetValues.count != calSource.count {
             throw ValidationError(
                 "\(calTargetValues.count) calibration targets for \(calSource.count) calibration activations"
             )
+        }
+        let calPredictionValues = try calibrationPredictions.map { try Files.targets($0, key: nil) }
+        if let calPredictionValues, let calSource, calPredictionValues.count != calSource.count {
+            throw ValidationError(
+                "\(calPredictionValues.count) calibration predictions for \(calSource.count) calibration activations"
+            )
+        }
+        if statisticsOnly && calibrationPredictions != nil {
+            throw ValidationError("--calibration-predictions goes with a fit, not --statistics-only")
         }
         cfg.calibratePosterior = posteriorCalibration
         let progress = ProgressPrinter()
@@ -259,7 +278,7 @@ struct FitCommand: ParsableCommand {
             }
         }
         let created = ISO8601DateFormatter().string(from: Date())
-        let model = try userFacing("fit") {
+        var model = try userFacing("fit") {
             if let targetValues {
                 return try LatentModelFitter.fit(
                     source,
@@ -279,6 +298,15 @@ struct FitCommand: ParsableCommand {
                 progress: report
             )
         }
+        if let calPredictionValues, let calSource {
+            model = try userFacing("calibrating the disagreement") {
+                try LatentModelFitter.calibrateDisagreement(
+                    model,
+                    calibration: calSource,
+                    hostPredictions: calPredictionValues
+                )
+            }
+        }
         progress.finish()
         try userFacing("writing \(output)") {
             try ModelFile.write(model, to: output, options: .init(precision: model.precision))
@@ -292,6 +320,10 @@ struct FitCommand: ParsableCommand {
             print(
                 "targets: \(bins) bins; prediction interval "
                     + (model.hasPredictionInterval ? "calibrated" : "not calibrated (no calibration targets)")
+                    + "; disagreement with the host's prediction "
+                    + (model.disagreementCalibrationCount > 0
+                        ? "calibrated on \(model.disagreementCalibrationCount) inputs"
+                        : "not calibrated (no --calibration-predictions)")
             )
         }
     }

@@ -10,7 +10,7 @@ enum MetricsHelp {
         "latentwatch_inputs_total": "Inputs the monitor assessed.",
         "latentwatch_rejected_total": "Inputs the monitor refused (wrong size, NaN or infinite values, bad outputs).",
         "latentwatch_dropped_total": "Inputs dropped because the background queue was full.",
-        "latentwatch_alerts_total": "Alerts raised, by kind (input, aleatoric, window, shift, resolved).",
+        "latentwatch_alerts_total": "Alerts raised, by kind (input, aleatoric, window, shift, resolved, disagreement).",
         "latentwatch_sink_failures_total": "Alerts a sink failed to deliver.",
         "latentwatch_sink_dropped_total": "Alerts dropped because a sink's buffer was full.",
         "latentwatch_recorder_failures_total": "Inputs the activation recorder failed to write.",

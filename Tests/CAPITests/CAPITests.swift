@@ -246,7 +246,8 @@ struct CAPITests {
         func d(_ n: String) -> String { dir.appendingPathComponent(n).path }
         let r = try Self.shell([
             exe, "regression", d("train_h2.npy"), d("train_targets.npy"), d("calibration_h2.npy"),
-            d("calibration_targets.npy"), d("test_h2.npy"), "32",
+            d("calibration_targets.npy"), d("test_h2.npy"), "32", d("calibration_predictions.npy"),
+            d("test_predictions.npy"),
         ])
         #expect(r.status == 0, "\(r.err)")
         // The same fit through the SDK gives the same numbers bit for bit.
@@ -260,7 +261,8 @@ struct CAPITests {
             configuration: cfg
         )
         let test = try TensorFile(path: d("test_h2.npy")).floats(nil)
-        let lines = r.out.split(separator: "\n")
+        let all = r.out.split(separator: "\n")
+        let lines = all.filter { !$0.hasPrefix("D ") }
         #expect(lines.count == test.count / 32)
         let ws = model.makeWorkspace()
         for (i, line) in lines.enumerated() {
@@ -275,6 +277,36 @@ struct CAPITests {
             ]
             #expect(v == expected, "row \(i): C \(v) vs SDK \(expected)")
         }
+        // The disagreement with the host's predictions: the same distances and p-values as the SDK's monitor.
+        let calibrated = try LatentModelFitter.calibrateDisagreement(
+            model,
+            calibration: try FileActivations(path: d("calibration_h2.npy")),
+            hostPredictions: try TensorFile(path: d("calibration_predictions.npy")).doubles(nil)
+        )
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(
+                layers: [MonitoredLayer(model: calibrated)],
+                policy: AlertPolicy(inputAlpha: 1e-9, aleatoricAlpha: nil, disagreementAlpha: 0.05),
+                outputs: (.prediction, 1)
+            )
+        )
+        let host = try TensorFile(path: d("test_predictions.npy")).doubles(nil)
+        let disagreements = all.filter { $0.hasPrefix("D ") }
+        #expect(disagreements.count == test.count / 32)
+        for (i, line) in disagreements.enumerated() {
+            let v = line.split(separator: " ").dropFirst().map { String($0) }
+            let a = try test.withUnsafeBufferPointer { t in
+                try [Float(host[i])].withUnsafeBufferPointer {
+                    try monitor.assess(
+                        .float32([UnsafeBufferPointer(rebasing: t[(i * 32)..<((i + 1) * 32)])]),
+                        outputs: $0
+                    )
+                }
+            }
+            #expect(Double(v[0]) == a.disagreement && Double(v[1]) == a.disagreementPValue, "row \(i): C \(v)")
+            #expect(UInt8(v[2]) == a.flags.rawValue, "row \(i): flags C \(v[2]) vs SDK \(a.flags.rawValue)")
+        }
+        #expect(disagreements.contains { UInt8($0.split(separator: " ")[3])! & 16 != 0 })
     }
 
     /// The optimised library, when built (`.ci/run` builds it before the tests; `swift build -c release --product

@@ -30,7 +30,7 @@ activations with the default configuration (family `regression`, 10 bins, L2 nor
     python3 Tests/Evaluation/make_regression.py [OUT_DIR]      (default /work/evaldata/regression)
 
 Needs torch, numpy, scipy, scikit-learn and the latentwatch package (LATENTWATCH_LIBRARY or an installed one).
-Prints two Markdown tables and writes OUT_DIR/results.json.
+Prints two Markdown tables and writes OUT_DIR/results.json and the arrays (`save_arrays`).
 """
 import json
 import os
@@ -150,6 +150,7 @@ def main() -> None:
     member_mae = [float(np.abs(p - angles["test"]).mean()) for p in preds["test"]]
     mae_ens = float(np.abs(preds["test"].mean(0) - angles["test"]).mean())
 
+    save_arrays(out_dir, acts, preds, angles)
     results = {"train_seconds": train_seconds, "cnn_test_mae": mae, "ensemble_test_mae": mae_ens,
                "member_test_mae": member_mae}
     ood_sets = ["heldout", "digits", "inverted", "noise"]
@@ -163,6 +164,21 @@ def main() -> None:
     print(f"CNN test MAE {mae:.2f} deg (members {', '.join(f'{v:.2f}' for v in member_mae)}), ensemble "
           f"{mae_ens:.2f}; 5 CNNs trained in {train_seconds:.0f} s\n")
     print_results(results, ood_sets, "CNN")
+
+
+def save_arrays(out_dir, acts, preds, targets) -> None:
+    """OUT_DIR/arrays/{split}_{layer}.npy (float32 activations of the monitored model), {split}_targets.npy,
+    {split}_predictions.npy (the monitored model's output) and {split}_ensemble_variance.npy (the variance of the five
+    members' outputs) for every split: what `make_regression_ci_subset.py` cuts the CI fixtures from, and what other
+    preparations or scores can be tried on without training again."""
+    d = os.path.join(out_dir, "arrays")
+    os.makedirs(d, exist_ok=True)
+    for split, layers in acts.items():
+        for layer, a in layers.items():
+            np.save(os.path.join(d, f"{split}_{layer}.npy"), np.ascontiguousarray(a, dtype=np.float32))
+        np.save(os.path.join(d, f"{split}_targets.npy"), np.asarray(targets[split], dtype=np.float64))
+        np.save(os.path.join(d, f"{split}_predictions.npy"), np.asarray(preds[split][0], dtype=np.float64))
+        np.save(os.path.join(d, f"{split}_ensemble_variance.npy"), np.asarray(preds[split].var(0), dtype=np.float64))
 
 
 def evaluate(lw, acts, preds, targets, ood_sets, layers, ensemble):

@@ -25,7 +25,7 @@ and the two fused rows.
         (default OUT_DIR /work/evaldata/tabular-regression)
 
 Needs torch, numpy, scipy, scikit-learn and the latentwatch package. Prints two Markdown tables (AUROC, Spearman and
-coverage; Spearman of the host-prediction scores) and writes OUT_DIR/results.json.
+coverage; Spearman of the host-prediction scores) and writes OUT_DIR/results.json and the arrays.
 """
 import csv
 import importlib.util
@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_regression import MEMBERS, evaluate, cost, print_results  # noqa: E402
+from make_regression import MEMBERS, cost, evaluate, print_results, save_arrays  # noqa: E402
 
 torch.set_num_threads(1)
 EPOCHS = 15
@@ -141,6 +141,7 @@ def main() -> None:
     mae = float(np.abs(preds["test"][0] - targets["test"]).mean())
     member_mae = [float(np.abs(p - targets["test"]).mean()) for p in preds["test"]]
     mae_ens = float(np.abs(preds["test"].mean(0) - targets["test"]).mean())
+    save_arrays(out_dir, acts, preds, targets)
     results = {"train_seconds": train_seconds, "mlp_test_mae_log_price": mae, "ensemble_test_mae_log_price": mae_ens,
                "member_test_mae_log_price": member_mae,
                "sizes": {k: int(len(v)) for k, v in feats.items()}}

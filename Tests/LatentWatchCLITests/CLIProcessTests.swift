@@ -310,6 +310,29 @@ typealias CLI = LatentWatchBinary
         #expect(fit.status == 0, "\(fit.err)")
         #expect(fit.out.contains("regression with 8 components"), "\(fit.out)")
         #expect(fit.out.contains("prediction interval calibrated"), "\(fit.out)")
+        #expect(fit.out.contains("disagreement with the host's prediction not calibrated"), "\(fit.out)")
+        // With the host's predictions of the calibration inputs, the disagreement is calibrated too.
+        let withHost = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"),
+            "--calibration", d("calibration_h2.npy"), "--calibration-targets", d("calibration_targets.npy"),
+            "--calibration-predictions", d("calibration_predictions.npy"), "--target-bins", "8", "--layer", "h2",
+            "--output", t("h2-host.lwm"),
+        ])
+        #expect(withHost.status == 0, "\(withHost.err)")
+        #expect(
+            withHost.out.contains("disagreement with the host's prediction calibrated on 359 inputs"),
+            "\(withHost.out)"
+        )
+        #expect(try ModelFile.read(contentsOf: t("h2-host.lwm")).disagreementCalibrationCount == 359)
+        let shortHost = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"),
+            "--calibration", d("calibration_h2.npy"), "--calibration-predictions", d("test_predictions.npy"),
+            "--output", t("bad.lwm"),
+        ])
+        #expect(
+            shortHost.status != 0 && shortHost.err.contains("360 calibration predictions for 359"),
+            "\(shortHost.err)"
+        )
         let inspect = try CLI.run(["inspect", t("h2.lwm")])
         #expect(inspect.out.contains("targets:     8 quantile bins"), "\(inspect.out)")
         #expect(inspect.out.contains("spread (359)"), "\(inspect.out)")

@@ -481,4 +481,150 @@ import Testing
         // About 5 % of in-distribution inputs (18 of 360), well inside a binomial's spread.
         #expect(flagged >= 5 && flagged <= 36, "\(flagged) of \(x.rows)")
     }
+
+    static func predictions(_ split: String) throws -> [Double] {
+        try Fixtures.array(data.appendingPathComponent("\(split)_predictions.npy")).doubles()
+    }
+
+    static func withDisagreement(_ model: LatentModel) throws -> LatentModel {
+        let cal = try activations("calibration")
+        return try LatentModelFitter.calibrateDisagreement(
+            model,
+            calibration: InMemoryActivations(values: cal.values, shape: [cal.dim]),
+            hostPredictions: try predictions("calibration")
+        )
+    }
+
+    /// The host's own prediction (the MLP's) against the bins': the calibration holds the calibration inputs'
+    /// distances, survives the model file, and a monitor given the host's predictions reports each distance, its
+    /// p-value, and flags and alerts at the disagreement alpha; the flagged inputs are the host's larger errors.
+    @Test func disagreementWithTheHostIsCalibratedAndAlerted() async throws {
+        let fitted = try Self.fit(.regression)
+        let model = try Self.withDisagreement(fitted)
+        #expect(fitted.disagreementCalibrationCount == 0 && model.disagreementCalibrationCount == 359)
+        let calScores = try Self.scores(fitted, "calibration")
+        let distances = zip(calScores, try Self.predictions("calibration")).map { abs($1 - $0.prediction!) }
+        #expect(model.calibration.distributions[.disagreement] == EmpiricalDistribution(scores: distances))
+        // Nothing else changes.
+        #expect(model.calibration.distributions[.surprise] == fitted.calibration.distributions[.surprise])
+        #expect(model.intervalCalibration == fitted.intervalCalibration)
+        let back = try ModelFile.decode(try ModelFile.encode(model))
+        #expect(back.calibration.distributions[.disagreement] == model.calibration.distributions[.disagreement])
+
+        let alerts = CollectingSink()
+        let policy = AlertPolicy(aleatoricAlpha: nil, window: nil, shift: nil, disagreementAlpha: 0.05)
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(
+                layers: [MonitoredLayer(model: back)],
+                policy: policy,
+                sinkBufferCapacity: 1024,
+                outputs: (.prediction, 1)
+            ),
+            sinks: [alerts]
+        )
+        let service = Task { try await monitor.run() }
+        let x = try Self.activations("test")
+        let host = try Self.predictions("test")
+        let y = try Self.targets("test")
+        var flaggedErrors: [Double] = []
+        var otherErrors: [Double] = []
+        var result = Assessment()
+        try x.values.withUnsafeBufferPointer { b in
+            for i in 0..<x.rows {
+                let row = UnsafeBufferPointer(rebasing: b[(i * x.dim)..<((i + 1) * x.dim)])
+                let output = [Float(host[i])]
+                try output.withUnsafeBufferPointer { try monitor.assess(.float32([row]), outputs: $0, into: &result) }
+                let h = try #require(result.hostPrediction)
+                let d = try #require(result.disagreement)
+                let p = try #require(result.disagreementPValue)
+                #expect(h == Double(Float(host[i])))
+                #expect(d == abs(h - result.prediction!))
+                #expect(p == back.pValue(.disagreement, d))
+                #expect(result.flags.contains(.disagreement) == (p <= 0.05))
+                let error = abs(host[i] - y[i])
+                if result.flags.contains(.disagreement) {
+                    flaggedErrors.append(error)
+                } else {
+                    otherErrors.append(error)
+                }
+            }
+        }
+        monitor.shutDown()
+        try await service.value
+        // About 5 % of in-distribution inputs (18 of 360), well inside a binomial's spread.
+        #expect(flaggedErrors.count >= 5 && flaggedErrors.count <= 36, "\(flaggedErrors.count) of \(x.rows)")
+        let disagreements = alerts.alerts.filter { $0.kind == .disagreement }
+        #expect(disagreements.count == flaggedErrors.count)
+        #expect(disagreements.allSatisfy { $0.pValue! <= 0.05 && $0.detail.contains("the host predicts") })
+        let mean = { (v: [Double]) in v.reduce(0, +) / Double(max(1, v.count)) }
+        print(
+            "digits rotation: the MLP's mean absolute error on the \(flaggedErrors.count) inputs flagged for "
+                + "disagreement \(mean(flaggedErrors)) degrees, on the other \(otherErrors.count) \(mean(otherErrors))"
+        )
+        #expect(mean(flaggedErrors) > 2 * mean(otherErrors))
+    }
+
+    @Test func hostPredictionsAreCheckedAndRefused() throws {
+        let fitted = try Self.fit(.regression)
+        let cal = try Self.activations("calibration")
+        let source = InMemoryActivations(values: cal.values, shape: [cal.dim])
+        var predictions = try Self.predictions("calibration")
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.calibrateDisagreement(fitted, calibration: source, hostPredictions: [1, 2])
+        }
+        predictions[3] = .nan
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.calibrateDisagreement(fitted, calibration: source, hostPredictions: predictions)
+        }
+        // A classifier predicts no target.
+        let classifier = try LatentModelFitter.fit(
+            InMemoryActivations(values: cal.values, shape: [cal.dim], labels: (0..<cal.rows).map { $0 % 3 }),
+            configuration: FitConfiguration(family: .tied, layerName: "h2")
+        )
+        do {
+            _ = try LatentModelFitter.calibrateDisagreement(
+                classifier,
+                calibration: source,
+                hostPredictions: try Self.predictions("calibration")
+            )
+            Issue.record("a classifier's disagreement was calibrated")
+        } catch let e as LatentWatchError {
+            #expect(e.code == .invalidConfiguration)
+        }
+        // Monitors: one prediction per input, a regression model at the primary layer.
+        #expect(throws: LatentWatchError.self) {
+            try Monitor(
+                configuration: MonitorConfiguration(layers: [MonitoredLayer(model: fitted)], outputs: (.prediction, 2))
+            )
+        }
+        #expect(throws: LatentWatchError.self) {
+            try Monitor(
+                configuration: MonitorConfiguration(
+                    layers: [MonitoredLayer(model: classifier)],
+                    outputs: (.prediction, 1)
+                )
+            )
+        }
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(layers: [MonitoredLayer(model: fitted)], outputs: (.prediction, 1))
+        )
+        let row = Array(cal.values[0..<cal.dim])
+        try row.withUnsafeBufferPointer { r in
+            // A non-finite prediction is refused and the stream is unaffected.
+            try [Float.nan].withUnsafeBufferPointer { o in
+                #expect(throws: LatentWatchError.self) { try monitor.assess(.float32([r]), outputs: o) }
+            }
+            // Without the disagreement calibration the distance is reported, with no p-value and no flag.
+            let a = try [Float(1000)].withUnsafeBufferPointer { try monitor.assess(.float32([r]), outputs: $0) }
+            #expect(a.index == 0)
+            #expect(a.disagreement != nil && a.disagreementPValue == nil && !a.flags.contains(.disagreement))
+            // Without outputs, none of it.
+            let b = try monitor.assess(.float32([r]))
+            #expect(b.hostPrediction == nil && b.disagreement == nil)
+        }
+        // A replacement must predict a target too.
+        #expect(throws: LatentWatchError.self) {
+            try monitor.replaceModels([MonitoredLayer(name: "h2", model: classifier)])
+        }
+    }
 }

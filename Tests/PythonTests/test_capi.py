@@ -17,16 +17,16 @@ from latentwatch import _capi
 # sizeof of each struct as gcc computes it on x86_64 Linux (LP64) for latentwatch.h ABI version 5. The test
 # below also asks gcc directly, so a header change is caught even where these constants are stale.
 EXPECTED_SIZES = {
-    "lw_model_info": 184,
+    "lw_model_info": 192,
     "lw_scores": 112,
     "lw_score_columns": 112,
     "lw_fit_config": 88,
     "lw_activations": 112,
     "lw_alert": 64,
-    "lw_monitor_config": 192,
+    "lw_monitor_config": 200,
     "lw_inputs": 48,
     "lw_layer_assessment": 16,
-    "lw_assessment": 392,
+    "lw_assessment": 416,
     "lw_monitor_stats": 56,
     "lw_statistics_info": 152,
 }

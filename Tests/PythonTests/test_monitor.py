@@ -224,7 +224,7 @@ class MonitorTests(TempDirTestCase):
         self.assertEqual(batch[-1].index, 399)
         self.assertEqual(batch[3].flags, rows[3].flags)
         self.assertEqual(len(list(batch)), 400)
-        self.assertEqual(batch.raw.dtype.itemsize, 392)
+        self.assertEqual(batch.raw.dtype.itemsize, 416)
         empty = m2.assess_batch(np.zeros((0, 128), np.float32), np.zeros((0, 64), np.float32))
         self.assertEqual(len(empty), 0)
 

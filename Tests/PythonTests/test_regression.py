@@ -90,6 +90,60 @@ class RegressionTests(unittest.TestCase):
         with self.assertRaises(lw.ConfigurationError):
             lw.Monitor([self.model], interval_level=1.0)
 
+    def test_disagreement_with_the_host_prediction(self):
+        """The MLP's own predictions: Model.calibrate_disagreement, then a monitor given them (one input and a
+        batch), its alerts, and the bad-input cases."""
+        cal_p, test_p = load("calibration_predictions.npy"), load("test_predictions.npy")
+        self.assertFalse(self.model.has_disagreement_calibration)
+        d = self.model.calibrate_disagreement(self.cal, cal_p)
+        self.assertTrue(d.has_disagreement_calibration)
+        self.assertFalse(self.model.has_disagreement_calibration)  # unchanged
+        # It survives the model file.
+        d = lw.Model.from_bytes(d.to_bytes())
+        self.assertTrue(d.has_disagreement_calibration)
+        alerts = []
+        with lw.Monitor([d], outputs="prediction", disagreement_alpha=0.05, input_alpha=1e-9, aleatoric_alpha=None,
+                        window=None, shift="off", on_alert=alerts.append) as mon:
+            a = mon.assess(self.test[0], outputs=np.float32(test_p[0]))
+            self.assertEqual(a.host_prediction, float(np.float32(test_p[0])))
+            self.assertAlmostEqual(a.disagreement_distance, abs(a.host_prediction - a.prediction), places=12)
+            self.assertIsNotNone(a.disagreement_p_value)
+            b = mon.assess_batch(self.test, outputs=test_p.astype(np.float32))
+            np.testing.assert_array_equal(b.host_prediction, test_p.astype(np.float32).astype(np.float64))
+            np.testing.assert_array_equal(b.disagreement_distance, np.abs(b.host_prediction - b.prediction))
+            np.testing.assert_array_equal(b.disagreement, b.disagreement_p_value <= 0.05)
+            flagged = int(np.sum(b.disagreement))
+            self.assertGreater(flagged, 4)
+            self.assertLess(flagged, 37)
+            self.assertEqual(b[7].disagreement_p_value, float(b.disagreement_p_value[7]))
+            # The flagged inputs are where the MLP errs most.
+            err = np.abs(test_p - self.test_y)
+            self.assertGreater(err[b.disagreement].mean(), 2 * err[~b.disagreement].mean())
+            with self.assertRaises(lw.ShapeError):
+                mon.assess(self.test[0], outputs=np.zeros(2, np.float32))
+            with self.assertRaises(lw.NonFiniteError):
+                mon.assess(self.test[0], outputs=np.float32("nan"))
+            mon.flush()
+        kinds = [x.kind for x in alerts]
+        self.assertEqual(kinds.count("disagreement"), flagged + bool(a.disagreement))
+        with self.assertRaises(lw.ConfigurationError):
+            lw.Monitor([d], outputs="prediction", output_count=3)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.Monitor([d], outputs="prediction", disagreement_alpha=2.0)
+        classifier = lw.fit(self.cal, labels=np.arange(len(self.cal)) % 3, family="tied")
+        with self.assertRaises(lw.ConfigurationError):
+            lw.Monitor([classifier], outputs="prediction")
+        with self.assertRaises(lw.ConfigurationError):
+            classifier.calibrate_disagreement(self.cal, cal_p)
+        with self.assertRaises(lw.ShapeError):
+            self.model.calibrate_disagreement(self.cal, cal_p[:-1])
+        with self.assertRaises(lw.NonFiniteError):
+            bad = cal_p.copy()
+            bad[2] = np.inf
+            self.model.calibrate_disagreement(self.cal, bad)
+        with self.assertRaises(lw.DTypeError):
+            self.model.calibrate_disagreement(self.cal, np.array(["x"] * len(self.cal)))
+
     def test_sharded_statistics_fit_the_same_model(self):
         """Three shards gathered with the whole training set's targets as binning, merged through their file bytes,
         fit the model one process fits (predictions and intervals to 1e-6 relative)."""

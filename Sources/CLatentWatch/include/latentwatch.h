@@ -155,6 +155,9 @@ typedef struct lw_model_info {
                                          "regression-tied"); 0 for classifiers and mixtures. A struct_size that
                                          ends at joint_count is filled up to there */
     uint64_t interval_count;          /* calibration inputs behind its prediction interval; 0: none */
+    uint64_t disagreement_count;      /* calibration inputs behind the p-value of its disagreement with the
+                                         host's prediction (lw_calibrate_disagreement); 0: none. A struct_size
+                                         that ends at interval_count is filled up to there */
 } lw_model_info;
 
 /* Fills *info (set info->struct_size first). */
@@ -324,6 +327,19 @@ int lw_calibrate_jointly(
     const lw_fit_config *carved_by, int32_t statistic, lw_model **out
 );
 
+/* Calibrates the distance between a regression host's own prediction and the model's (Docs/Statistics.md,
+ * "Host-prediction disagreement"): model is a regression model (families regression, regression-tied),
+ * calibration holds held-out in-distribution rows (best the rows it was calibrated on; rows holding NaN are
+ * skipped, as its other calibrations skip them) and host_predictions the host's prediction of each of its count
+ * rows, in the targets' units. On success *out is a new model carrying the calibration (free it with
+ * lw_model_free; write it with lw_model_write); the model given is unchanged. A monitor of it configured with
+ * LW_OUTPUTS_PREDICTION then reports each input's disagreement and its p-value, and raises
+ * LW_ALERT_DISAGREEMENT at disagreement_alpha. */
+int lw_calibrate_disagreement(
+    const lw_model *model, const lw_activations *calibration, const double *host_predictions, size_t count,
+    lw_model **out
+);
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Sharded fitting: mergeable statistics (Docs/ModelFormat.md, "Statistics files"), and mixtures in EM rounds
  * ------------------------------------------------------------------------------------------------------------- */
@@ -452,12 +468,14 @@ typedef struct lw_monitor lw_monitor;
 #define LW_ALERT_WINDOW 3    /* the rate of small p-values over the window is too high for chance */
 #define LW_ALERT_SHIFT 4     /* the shift detector's evidence passed its threshold */
 #define LW_ALERT_RESOLVED 5  /* a window or shift episode ended */
+#define LW_ALERT_DISAGREEMENT 6 /* a regression host's prediction lies far from the activations' prediction:
+                                   its disagreement p-value is at most disagreement_alpha */
 
 /* One alert, as the callback receives it. Pointers are valid during the callback only. */
 typedef struct lw_alert {
     uint32_t struct_size;
     int32_t kind;           /* LW_ALERT_* */
-    const char *kind_name;  /* "input", "aleatoric", "window", "shift", "resolved" */
+    const char *kind_name;  /* "input", "aleatoric", "window", "shift", "resolved", "disagreement" */
     int64_t index;          /* the input's index in the monitor's stream */
     const char *request_id; /* the host's id of that input, or NULL */
     double p_value;         /* the p-value behind the alert; NaN when none */
@@ -502,6 +520,8 @@ typedef void (*lw_alert_callback)(const lw_alert *alert, void *context);
 #define LW_OUTPUTS_NONE 0
 #define LW_OUTPUTS_LOGITS 1
 #define LW_OUTPUTS_PROBABILITIES 2
+#define LW_OUTPUTS_PREDICTION 3 /* a regression host's prediction of its target (output_count 1); the primary
+                                   layer's model must be a regression model */
 
 #define LW_LOG_OFF 0
 #define LW_LOG_ERROR 1
@@ -532,7 +552,8 @@ typedef struct lw_monitor_config {
     uint32_t queue_capacity;            /* background: inputs; default 4096 */
     uint32_t batch_size;                /* background: inputs scored together; default 32 */
     int32_t outputs;                    /* LW_OUTPUTS_*: what the host passes beside the activations */
-    uint32_t output_count;              /* elements of the outputs of one input (classes) */
+    uint32_t output_count;              /* elements of the outputs of one input (classes; 1 for
+                                           LW_OUTPUTS_PREDICTION) */
     /* Sinks: alerts go to every one configured. */
     lw_alert_callback on_alert;         /* NULL: none */
     void *on_alert_context;             /* passed to on_alert */
@@ -564,6 +585,10 @@ typedef struct lw_monitor_config {
     double interval_level;              /* coverage of the prediction interval of each lw_assessment of a
                                            regression model fitted with calibration targets, in (0, 1);
                                            default 0.9; 0: none */
+    /* A struct_size that ends at interval_level gives this its default. */
+    double disagreement_alpha;          /* with LW_OUTPUTS_PREDICTION: level on the p-value of the distance
+                                           between the host's prediction and the model's (a model calibrated
+                                           by lw_calibrate_disagreement); default 0.01; 0 turns it off */
 } lw_monitor_config;
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
@@ -592,7 +617,8 @@ typedef struct lw_inputs {
     uint32_t reserved;
     const void *const *layers;      /* layer_count buffers */
     const size_t *lengths;          /* elements in each buffer: count * the layer's input_count */
-    const float *outputs;           /* the classifier's outputs (count * output_count), or NULL */
+    const float *outputs;           /* the classifier's outputs or the host's predictions (count * output_count),
+                                       or NULL */
     size_t outputs_length;          /* elements at outputs */
 } lw_inputs;
 
@@ -603,7 +629,8 @@ void lw_inputs_init(lw_inputs *inputs);
 #define LW_FLAG_AMBIGUOUS 2           /* aleatoric p-value at most aleatoric_alpha (entropy; spread for regression) */
 #define LW_FLAG_WINDOW_ALARM 4        /* a window episode is open */
 #define LW_FLAG_SHIFT_ALARM 8         /* a shift episode is open */
-#define LW_FLAG_DISAGREEMENT 16       /* the classifier's outputs predict another class than p(y | z) */
+#define LW_FLAG_DISAGREEMENT 16       /* the classifier's outputs predict another class than p(y | z); a
+                                         regression host's disagreement p-value is at most disagreement_alpha */
 
 typedef struct lw_layer_assessment {
     double surprise; /* -log p(z) at this layer */
@@ -637,6 +664,12 @@ typedef struct lw_assessment {
      * spread_p_value leaves them out). */
     double interval_low;
     double interval_high;
+    /* When the host passed its prediction (LW_OUTPUTS_PREDICTION; NaN otherwise; a struct_size that ends at
+     * interval_high leaves them out). LW_FLAG_DISAGREEMENT then comes from disagreement_p_value. */
+    double host_prediction;          /* the host's prediction */
+    double disagreement;             /* |host_prediction - prediction| */
+    double disagreement_p_value;     /* its conformal p-value; NaN when the model's disagreement is not
+                                        calibrated */
 } lw_assessment;
 
 /* Assesses one input on the calling thread and fills *out (set out->struct_size first). request_id may be

@@ -11,4 +11,9 @@ public enum ScoreKind: String, Sendable, Codable, CaseIterable {
     /// Standard deviation of a regression model's predictive distribution of its target: aleatoric uncertainty
     /// when the output is a number (absent for classifiers).
     case spread
+    /// |host prediction - prediction|: how far a regression host's own output lies from the model's prediction of
+    /// the target, in the target's units. The model alone cannot compute it (``LatentScores/value(_:)`` is NaN);
+    /// a monitor given the host's prediction (``ModelOutputKind/prediction``) does, and calibrates it against
+    /// ``LatentModelFitter/calibrateDisagreement(_:calibration:hostPredictions:)``'s calibration.
+    case disagreement
 }

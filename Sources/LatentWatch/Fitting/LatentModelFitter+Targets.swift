@@ -144,6 +144,75 @@ extension LatentModelFitter {
         }
     }
 
+    /// The model with its disagreement calibrated: the calibration of ``ScoreKind/disagreement``, the distances
+    /// |host prediction - prediction| between the host model's own prediction of each calibration input's target
+    /// and the regression model's prediction from its activation. A monitor given the host's prediction of each
+    /// input (``ModelOutputKind/prediction``) then computes the same distance and its conformal p-value
+    /// (``Assessment/disagreementPValue``), and raises ``Assessment/Flags/disagreement`` and a
+    /// ``Alert/Kind/disagreement`` alert at ``AlertPolicy/disagreementAlpha``: a host prediction far from what
+    /// the latent density predicts is evidence that the host's error is large (Docs/Evaluation.md measures how
+    /// well it ranks the host's errors). Composes with every fit: the one-process, sharded and command-line fits,
+    /// and a model read from a file (whose other parts it keeps).
+    /// - Parameters:
+    ///   - model: a regression model (families `regression`, `regression-tied`).
+    ///   - calibration: held-out in-distribution activations, best the ones the model was calibrated on; rows
+    ///     that cannot be scored (NaN) are skipped, as the other calibrations skip them.
+    ///   - hostPredictions: the host model's prediction for each calibration activation, in the targets' units.
+    /// - Throws: ``LatentWatchError`` for a model that is not a regression model, non-finite predictions, or a
+    ///   count different from the calibration rows'.
+    public static func calibrateDisagreement(
+        _ model: LatentModel,
+        calibration: any ActivationSource,
+        hostPredictions: [Double]
+    ) throws -> LatentModel {
+        guard model.density.targetBins != nil else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "model of family '\(model.family)' does not predict a target; the disagreement with the host's "
+                    + "prediction is calibrated for regression models",
+                remedy: "fit the layer with a regression family (regression, regression-tied) and its targets"
+            )
+        }
+        try checkTargets(hostPredictions, what: "host prediction")
+        var distances: [Double] = []
+        distances.reserveCapacity(hostPredictions.count)
+        var index = 0
+        let ws = model.makeWorkspace()
+        let n = model.preparation.inputCount
+        try calibration.forEachBatch { batch in
+            guard index + batch.count <= hostPredictions.count else {
+                throw LatentWatchError(
+                    .shapeMismatch,
+                    "\(hostPredictions.count) host predictions for more calibration activations than that",
+                    remedy: "give the host's prediction of every calibration activation, in order"
+                )
+            }
+            for i in 0..<batch.count {
+                defer { index += 1 }
+                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                guard let s = try? model.score(row, workspace: ws), let y = s.prediction else { continue }
+                distances.append(abs(hostPredictions[index] - y))
+            }
+        }
+        guard index == hostPredictions.count else {
+            throw LatentWatchError(
+                .shapeMismatch,
+                "\(hostPredictions.count) host predictions for \(index) calibration activations",
+                remedy: "give the host's prediction of every calibration activation, in order"
+            )
+        }
+        guard !distances.isEmpty else {
+            throw LatentWatchError(.fitFailed, "no calibration activation could be scored")
+        }
+        var out = model
+        var dists = model.calibration.distributions
+        dists[.disagreement] = EmpiricalDistribution(scores: distances)
+        out.calibration = Calibration(distributions: dists)
+        // No longer the content of the file it may have been read from.
+        out.fingerprint = nil
+        return out
+    }
+
     /// The stand-in for an infinite normalised residual (a calibration input of zero spread whose prediction
     /// missed its target): calibration distributions keep finite values only.
     package static let infiniteResidual = Double(Float.greatestFiniteMagnitude)

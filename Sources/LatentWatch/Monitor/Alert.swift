@@ -15,6 +15,9 @@ public struct Alert: Sendable, Codable, Equatable {
         case aleatoric
         /// A window or shift episode ended.
         case resolved
+        /// A regression host's prediction of one input lies far from the latent density's prediction: the
+        /// distance's p-value is at or below ``AlertPolicy/disagreementAlpha``.
+        case disagreement
     }
 
     /// What raised it.
@@ -103,6 +106,27 @@ extension Alert {
             pValue: pValue,
             detail: "input \(index) has an uncertain prediction (\(Self.short(prediction)) with spread "
                 + "\(Self.short(spread)), p = \(Self.short(pValue)))",
+            time: time
+        )
+    }
+
+    /// A regression host's prediction lies far from the latent density's: its disagreement p-value is at or below
+    /// alpha.
+    static func predictionDisagreement(
+        index: Int,
+        requestID: String?,
+        hostPrediction: Double,
+        prediction: Double,
+        pValue: Double,
+        time: Double
+    ) -> Alert {
+        Alert(
+            kind: .disagreement,
+            index: index,
+            requestID: requestID,
+            pValue: pValue,
+            detail: "input \(index): the host predicts \(Self.short(hostPrediction)), the activations "
+                + "\(Self.short(prediction)) (p = \(Self.short(pValue)))",
             time: time
         )
     }

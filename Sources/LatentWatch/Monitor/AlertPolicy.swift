@@ -49,6 +49,10 @@ public struct AlertPolicy: Sendable, Equatable {
     /// (``Assessment/predictionInterval``), in (0, 1); nil, or a level outside (0, 1): none. (The C, Python and
     /// command-line interfaces refuse a level outside (0, 1).)
     public var predictionIntervalLevel: Double?
+    /// Disagreement alert (``Alert/Kind/disagreement``) and flag when the p-value of the distance between a
+    /// regression host's prediction and the latent density's is at most this (nil: off). Only monitors given the
+    /// host's predictions (``ModelOutputKind/prediction``) of models whose disagreement is calibrated compute it.
+    public var disagreementAlpha: Double?
 
     /// Sliding-window settings.
     public struct WindowPolicy: Sendable, Equatable {
@@ -70,7 +74,7 @@ public struct AlertPolicy: Sendable, Equatable {
     /// Defaults: alpha 0.01 per input and aleatoric, a 200-input window at level 1e-4, anytime shift detection
     /// at delta 0.01 (mixture betting, jump rate 0.001, against the calibration set and the stream so far),
     /// fusion by the models' joint calibration when they carry one (Bonferroni otherwise), calibration-set
-    /// correction on, prediction intervals at 90 %.
+    /// correction on, prediction intervals at 90 %, disagreement alerts at 0.01.
     public init(
         inputAlpha: Double = 0.01,
         aleatoricAlpha: Double? = 0.01,
@@ -81,7 +85,8 @@ public struct AlertPolicy: Sendable, Equatable {
         fusion: PValueFusion = .automatic,
         correctForCalibrationSet: Bool = true,
         shiftReference: ShiftReference = .calibrationAndStream,
-        predictionIntervalLevel: Double? = 0.9
+        predictionIntervalLevel: Double? = 0.9,
+        disagreementAlpha: Double? = 0.01
     ) {
         self.inputAlpha = inputAlpha
         self.aleatoricAlpha = aleatoricAlpha
@@ -93,6 +98,7 @@ public struct AlertPolicy: Sendable, Equatable {
         self.correctForCalibrationSet = correctForCalibrationSet
         self.shiftReference = shiftReference
         self.predictionIntervalLevel = predictionIntervalLevel
+        self.disagreementAlpha = disagreementAlpha
     }
 }
 

@@ -13,7 +13,9 @@ public struct Assessment: Sendable, Equatable {
         public static let windowAlarm = Flags(rawValue: 4)
         /// A shift episode is open.
         public static let shiftAlarm = Flags(rawValue: 8)
-        /// The classifier's outputs predict a different class than p(y | z) at the primary layer.
+        /// The classifier's outputs predict a different class than p(y | z) at the primary layer; for a
+        /// regression model, the disagreement p-value of the host's prediction is at most
+        /// ``AlertPolicy/disagreementAlpha``.
         public static let disagreement = Flags(rawValue: 16)
     }
 
@@ -51,6 +53,14 @@ public struct Assessment: Sendable, Equatable {
     /// (``LatentModel/predictionInterval(prediction:spread:level:)``); nil for classifiers, mixtures, regression
     /// models fitted without calibration targets, and when the policy's level is nil.
     public var predictionInterval: ClosedRange<Double>? = nil
+    /// The host's own prediction of the target, when it passed one (``ModelOutputKind/prediction``).
+    public var hostPrediction: Double? = nil
+    /// |host prediction - ``prediction``|: how far the host's output lies from the latent density's prediction
+    /// (nil without a host prediction or a regression model).
+    public var disagreement: Double? = nil
+    /// Conformal p-value of that distance, when the model's disagreement is calibrated
+    /// (``LatentModelFitter/calibrateDisagreement(_:calibration:hostPredictions:)``).
+    public var disagreementPValue: Double? = nil
     /// Flags.
     public var flags: Flags
     /// The shift detector's evidence after this input, on the log scale (log capital in anytime mode, log

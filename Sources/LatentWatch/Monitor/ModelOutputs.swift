@@ -14,6 +14,10 @@ public enum ModelOutputKind: String, Sendable, Codable {
     case logits
     /// Class probabilities (non-negative, summing to about 1).
     case probabilities
+    /// A regression model's prediction of its target (count 1), in the units of the targets the primary layer's
+    /// regression model was fitted on: the monitor reports its distance from the latent density's prediction
+    /// (``Assessment/disagreement``) and that distance's p-value.
+    case prediction
 }
 
 /// The classifier's own view of one input, from its outputs: what the monitor reports beside the latent
@@ -28,7 +32,8 @@ public struct OutputSummary: Sendable, Equatable {
     /// Energy score -logsumexp(logits) (Liu et al. 2020); nil for probabilities.
     public var energy: Double?
 
-    /// Summarises `count` outputs; nil when any is NaN/Inf or probabilities are negative. Allocates nothing.
+    /// Summarises `count` outputs; nil when any is NaN/Inf or probabilities are negative, and for a regression
+    /// model's prediction (not a classifier's outputs). Allocates nothing.
     package static func summarise(_ o: UnsafeBufferPointer<Float>, kind: ModelOutputKind) -> OutputSummary? {
         guard !o.isEmpty else { return nil }
         var best = 0
@@ -42,6 +47,8 @@ public struct OutputSummary: Sendable, Equatable {
             }
         }
         switch kind {
+        case .prediction:
+            return nil
         case .logits:
             var sum = 0.0
             for v in o { sum += exp(Double(v) - top) }

@@ -11,9 +11,10 @@ extension Monitor {
     ///
     /// - Parameters:
     ///   - activations: one buffer per monitored layer, each holding exactly one activation.
-    ///   - outputs: the classifier's logits or probabilities for this input, as configured in
-    ///     ``MonitorConfiguration/outputs``; the assessment then carries their summary and the
-    ///     ``Assessment/Flags/disagreement`` flag when they predict another class than p(y | z).
+    ///   - outputs: the classifier's logits or probabilities for this input, or a regression host's prediction, as
+    ///     configured in ``MonitorConfiguration/outputs``; the assessment then carries their summary and the
+    ///     ``Assessment/Flags/disagreement`` flag when they predict another class than p(y | z), or the
+    ///     prediction's distance from the latent density's (``Assessment/disagreement``) and its p-value.
     ///   - requestID: the host's id for this input, carried into alerts and recordings.
     /// - Throws: ``LatentWatchError`` (`layerCountMismatch`, `invalidActivation`, `invalidOutputs`) for an input
     ///   that cannot be assessed; the stream is unaffected.
@@ -184,6 +185,13 @@ extension Monitor {
                 "expected \(expected.count) outputs (\(expected.kind.rawValue)), got \(outputs.count)"
             )
         }
+        if expected.kind == .prediction {
+            guard outputs[0].isFinite else {
+                metrics.rejected.increment()
+                throw LatentWatchError(.invalidOutputs, "the host's prediction is \(outputs[0]); it must be finite")
+            }
+            return nil
+        }
         guard let s = OutputSummary.summarise(outputs, kind: expected.kind) else {
             metrics.rejected.increment()
             throw LatentWatchError(.invalidOutputs, "outputs hold NaN/Inf or negative probabilities")
@@ -199,7 +207,8 @@ extension Monitor {
         ws: LayerWorkspaces,
         into result: inout Assessment
     ) {
-        conclude(requestID: requestID, ws: ws, into: &result)
+        let hostPrediction = configuration.outputs?.kind == .prediction ? outputs.map { Double($0[0]) } : nil
+        conclude(requestID: requestID, hostPrediction: hostPrediction, ws: ws, into: &result)
         result.output = summary
         if let summary, let predicted = result.predictedLabel {
             // Output index i is class i of the primary layer's model (its sorted class labels).

@@ -7,7 +7,8 @@ extension Monitor {
     /// fused p-value (the models' joint calibration, or ``AlertPolicy/fusion``), the stream detectors' update (``StreamState``), the alerts
     /// (worded by ``Alert``'s factories, handed to the ``AlertDispatcher``), and the assessment written into
     /// `result` in place (its `layers` storage is reused when it already has one entry per layer).
-    func conclude(requestID: String?, ws: LayerWorkspaces, into result: inout Assessment) {
+    func conclude(requestID: String?, hostPrediction: Double? = nil, ws: LayerWorkspaces, into result: inout Assessment)
+    {
         let scores = ws.scores
         let layers = ws.layers
         let policy = configuration.policy
@@ -29,6 +30,8 @@ extension Monitor {
         let primaryCalibration = layers[primary].model.calibration
         let entropyP = primaryCalibration.pValue(.entropy, prim.entropy)
         let spreadP = prim.predictiveSpread.flatMap { primaryCalibration.pValue(.spread, $0) }
+        let disagreement = hostPrediction.flatMap { h in prim.prediction.map { abs(h - $0) } }
+        let disagreementP = disagreement.flatMap { primaryCalibration.pValue(.disagreement, $0) }
         // The stream update and the alerts it raises happen under one lock, so alerts reach the sinks in stream
         // order even when many threads assess at once. Only inputs that raise an alert do more than O(1) work
         // here (the alert's text).
@@ -64,6 +67,21 @@ extension Monitor {
                         .ambiguous(index: index, requestID: requestID, entropy: prim.entropy, pValue: ep, time: now)
                     )
                 }
+            }
+            if let a = policy.disagreementAlpha, let dp = disagreementP, dp <= a, let h = hostPrediction,
+                let y = prim.prediction
+            {
+                flags.insert(.disagreement)
+                alerts.emit(
+                    .predictionDisagreement(
+                        index: index,
+                        requestID: requestID,
+                        hostPrediction: h,
+                        prediction: y,
+                        pValue: dp,
+                        time: now
+                    )
+                )
             }
             switch events.window {
             case .fired(let count):
@@ -116,6 +134,9 @@ extension Monitor {
         } else {
             result.predictionInterval = nil
         }
+        result.hostPrediction = hostPrediction
+        result.disagreement = disagreement
+        result.disagreementPValue = disagreementP
         result.predictedLabel = prim.predictedLabel
         result.flags = flags
         result.shiftLogEvidence = evidence

@@ -44,6 +44,14 @@ extension Monitor {
                 )
             }
         }
+        if configuration.outputs?.kind == .prediction, replacement[primary].model.targetBinCount == nil {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "the monitor takes the host's predictions; the replacement model for its primary layer "
+                    + "'\(replacement[primary].name)' (family '\(replacement[primary].model.family)') predicts none",
+                remedy: "replace it with a regression model of the same layer"
+            )
+        }
         let joint = try configuration.policy.fusion.jointCalibration(for: replacement) { logger.warning("\($0)") }
         let now = Date().timeIntervalSince1970
         let generation = state.withLock { s -> Int in

@@ -76,6 +76,24 @@ public final class Monitor: Service, Sendable {
                 "primary layer \(p) is not one of the \(configuration.layers.count) layers"
             )
         }
+        if let outputs = configuration.outputs, outputs.kind == .prediction {
+            guard outputs.count == 1 else {
+                throw LatentWatchError(
+                    .invalidConfiguration,
+                    "outputs of kind prediction have count \(outputs.count); a host passes one prediction per input",
+                    remedy: "configure outputs (kind: .prediction, count: 1) (multi-output targets are not supported)"
+                )
+            }
+            guard configuration.layers[p].model.targetBinCount != nil else {
+                throw LatentWatchError(
+                    .invalidConfiguration,
+                    "outputs of kind prediction need a regression model at the primary layer "
+                        + "'\(configuration.layers[p].name)' (family '\(configuration.layers[p].model.family)')",
+                    remedy: "monitor a model fitted with a regression family and targets, or pass logits or "
+                        + "probabilities"
+                )
+            }
+        }
         self.primary = p
         self.state = LockedValue(
             StreamState(policy: configuration.policy, layers: configuration.layers, joint: joint, generation: 0)

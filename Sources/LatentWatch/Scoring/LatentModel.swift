@@ -124,6 +124,10 @@ public struct LatentModel: Sendable {
     /// classifiers and mixtures.
     public var targetBinCount: Int? { density.targetBins?.count }
 
+    /// Calibration inputs behind the p-value of the disagreement between a regression host's prediction and the
+    /// model's (``LatentModelFitter/calibrateDisagreement(_:calibration:hostPredictions:)``); 0 when not calibrated.
+    public var disagreementCalibrationCount: Int { calibration.distributions[.disagreement]?.count ?? 0 }
+
     /// Whether the model carries a calibrated prediction interval (a regression model fitted with calibration
     /// targets).
     public var hasPredictionInterval: Bool { intervalCalibration != nil }

@@ -62,6 +62,7 @@ public struct LatentScores: Sendable, Equatable {
         case .mahalanobis: return mahalanobis
         case .relativeMahalanobis: return relativeMahalanobis
         case .spread: return predictiveSpread ?? .nan
+        case .disagreement: return .nan
         }
     }
 }

@@ -98,6 +98,7 @@ LW_ALERT_ALEATORIC = 2
 LW_ALERT_WINDOW = 3
 LW_ALERT_SHIFT = 4
 LW_ALERT_RESOLVED = 5
+LW_ALERT_DISAGREEMENT = 6
 
 LW_SHIFT_OFF = 0
 LW_SHIFT_ANYTIME = 1
@@ -124,6 +125,7 @@ LW_OVERFLOW_REJECT = 1
 LW_OUTPUTS_NONE = 0
 LW_OUTPUTS_LOGITS = 1
 LW_OUTPUTS_PROBABILITIES = 2
+LW_OUTPUTS_PREDICTION = 3
 
 LW_LOG_OFF = 0
 LW_LOG_ERROR = 1
@@ -163,6 +165,7 @@ class lw_model_info(Structure):
         ("joint_count", c_uint64),
         ("target_bins", c_uint64),
         ("interval_count", c_uint64),
+        ("disagreement_count", c_uint64),
     ]
 
 
@@ -305,6 +308,7 @@ class lw_monitor_config(Structure):
         ("shift_reference", c_int32),
         ("reserved", c_int32),
         ("interval_level", c_double),
+        ("disagreement_alpha", c_double),
     ]
 
 
@@ -356,6 +360,9 @@ class lw_assessment(Structure):
         ("spread_p_value", c_double),
         ("interval_low", c_double),
         ("interval_high", c_double),
+        ("host_prediction", c_double),
+        ("disagreement", c_double),
+        ("disagreement_p_value", c_double),
     ]
 
 
@@ -475,6 +482,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "lw_calibrate_jointly": (
             c_int,
             [POINTER(c_void_p), POINTER(P(lw_activations)), c_size_t, P(lw_fit_config), c_int32, POINTER(c_void_p)],
+        ),
+        "lw_calibrate_disagreement": (
+            c_int, [c_void_p, P(lw_activations), POINTER(c_double), c_size_t, POINTER(c_void_p)]
         ),
         "lw_model_write": (c_int, [c_void_p, c_char_p, c_int32, c_int32]),
         "lw_model_encode": (c_int, [c_void_p, c_int32, c_int32, c_void_p, c_size_t, P(c_size_t)]),

@@ -162,6 +162,7 @@ class Model(OwnedHandle):
             "joint_count": int(info.joint_count),
             "target_bins": int(info.target_bins) or None,
             "interval_count": int(info.interval_count),
+            "disagreement_count": int(info.disagreement_count),
             "fingerprint": int(info.fingerprint) if info.has_fingerprint else None,
             "precision": _PRECISION_NAMES.get(info.precision, str(info.precision)),
         }
@@ -309,6 +310,37 @@ class Model(OwnedHandle):
         if p.ndim == 0:
             return float(low), float(high)
         return low, high
+
+    @property
+    def has_disagreement_calibration(self) -> bool:
+        """Whether the model carries the calibration of its disagreement with the host's prediction
+        (:meth:`calibrate_disagreement`)."""
+        return self._info["disagreement_count"] > 0
+
+    def calibrate_disagreement(self, calibration: Any, host_predictions: Any) -> "Model":
+        """A new model that also calibrates the distance between the host model's own prediction and this
+        regression model's (``lw_calibrate_disagreement``; Docs/Statistics.md, "Host-prediction disagreement").
+        A :class:`Monitor` of it created with ``outputs="prediction"`` then reports each input's
+        ``disagreement`` and its p-value, and raises ``"disagreement"`` alerts at ``disagreement_alpha``. This
+        model is unchanged.
+
+        Args:
+            calibration: held-out in-distribution activations, shape ``(rows, *input_shape)``: best the rows the
+                model was calibrated on.
+            host_predictions: the host's prediction of each row's target, shape ``(rows,)``, in the targets' units.
+
+        Raises:
+            ConfigurationError: a model that is not a regression model.
+            ShapeError, DTypeError, NonFiniteError: arrays of the wrong shape or type, non-finite predictions.
+        """
+        cal, keep = _activations_struct(calibration, None, "calibration activations", self.input_shape)
+        p = _targets_array(host_predictions, int(cal.count), "host predictions")
+        handle = ctypes.c_void_p()
+        check(lib.lw_calibrate_disagreement(
+            self._live_handle(), ctypes.byref(cal), p.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), len(p),
+            ctypes.byref(handle)))
+        del keep, p  # the library read the buffers during the call only
+        return Model(handle)
 
     @property
     def fit_notes(self) -> str:

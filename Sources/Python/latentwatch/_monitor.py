@@ -61,6 +61,7 @@ _OUTPUTS = {
     None: _capi.LW_OUTPUTS_NONE,
     "logits": _capi.LW_OUTPUTS_LOGITS,
     "probabilities": _capi.LW_OUTPUTS_PROBABILITIES,
+    "prediction": _capi.LW_OUTPUTS_PREDICTION,
 }
 _LOG_LEVELS = {
     None: _capi.LW_LOG_OFF,
@@ -78,7 +79,7 @@ assert _HEAD.size == _LAYERS_OFFSET, "lw_assessment layout changed"
 _LAYER_STRUCTS = [struct.Struct(f"={2 * n}d") for n in range(_capi.LW_MAX_LAYERS + 1)]
 _SIZEOF_ASSESSMENT = ctypes.sizeof(_capi.lw_assessment)
 # The regression fields after `layers`.
-_TAIL = struct.Struct("=ddddd")
+_TAIL = struct.Struct("=dddddddd")
 _TAIL_OFFSET = _capi.lw_assessment.prediction.offset
 
 
@@ -112,7 +113,8 @@ _assess = lib.lw_monitor_assess
 assert [f.name for f in fields(Assessment)] == [
     "index", "request_id", "flags", "fused_p_value", "entropy", "entropy_p_value", "predicted_label",
     "shift_log_evidence", "layers", "output_predicted", "output_confidence", "output_entropy", "output_energy",
-    "status", "prediction", "predictive_spread", "spread_p_value", "prediction_interval",
+    "status", "prediction", "predictive_spread", "spread_p_value", "prediction_interval", "host_prediction",
+    "disagreement_distance", "disagreement_p_value",
 ], "Assessment fields changed: update Monitor._assessment"
 
 
@@ -231,6 +233,8 @@ class AssessmentBatch:
         prediction, predictive_spread, spread_p_value: float64, a regression model's (NaN otherwise).
         interval_low, interval_high: float64, its prediction interval at the monitor's ``interval_level`` (NaN
             when there is none; infinite ends when unbounded).
+        host_prediction, disagreement_distance, disagreement_p_value: float64: the host's prediction, its
+            distance from ``prediction`` and that distance's p-value (``outputs="prediction"``; NaN otherwise).
         output_predicted: int64 class from the classifier's outputs; -1 when none were given.
         output_confidence, output_entropy, output_energy: float64; NaN when no outputs were given.
         layer_surprise: float64, shape (n, layers).
@@ -261,6 +265,9 @@ class AssessmentBatch:
     spread_p_value: np.ndarray
     interval_low: np.ndarray
     interval_high: np.ndarray
+    host_prediction: np.ndarray
+    disagreement_distance: np.ndarray
+    disagreement_p_value: np.ndarray
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -291,7 +298,8 @@ class AssessmentBatch:
 
     @property
     def disagreement(self) -> np.ndarray:
-        """Boolean mask: the outputs predict another class than p(y | z)."""
+        """Boolean mask: the outputs predict another class than p(y | z), or a regression host's disagreement
+        p-value is at most ``disagreement_alpha``."""
         return self._flag(Flags.DISAGREEMENT)
 
     def __getitem__(self, i: int) -> Assessment:
@@ -323,6 +331,9 @@ class AssessmentBatch:
             predictive_spread=_none_if_nan(float(self.predictive_spread[i])),
             spread_p_value=_none_if_nan(float(self.spread_p_value[i])),
             prediction_interval=_interval(float(self.interval_low[i]), float(self.interval_high[i])),
+            host_prediction=_none_if_nan(float(self.host_prediction[i])),
+            disagreement_distance=_none_if_nan(float(self.disagreement_distance[i])),
+            disagreement_p_value=_none_if_nan(float(self.disagreement_p_value[i])),
         )
 
     def __iter__(self):
@@ -394,8 +405,11 @@ class Monitor:
         batch_size: background inputs scored together.
         overflow: what a full background queue does with a new input: ``"drop"`` it (counted; :meth:`submit`
             returns False) or ``"reject"`` it (:meth:`submit` raises ``QueueFullError``).
-        outputs: what the host passes beside the activations: None, ``"logits"`` or ``"probabilities"``.
-        output_count: elements of one input's outputs (classes), with ``outputs``.
+        outputs: what the host passes beside the activations: None, ``"logits"`` or ``"probabilities"`` (a
+            classifier's), or ``"prediction"`` (a regression host's prediction of its target; the primary layer's
+            model must be a regression model, best one with :meth:`Model.calibrate_disagreement`).
+        output_count: elements of one input's outputs (classes), with ``outputs``; 1 (the default) for
+            ``"prediction"``.
         on_alert: called with an :class:`Alert` for every alert, on the library's alert thread.
         alerts_path: a JSON-lines file to append alerts to (rotated at 64 MiB, 5 kept).
         log_level: None (off), ``"error"``, ``"warning"``, ``"info"`` or ``"debug"``: the monitor's own
@@ -408,6 +422,8 @@ class Monitor:
         interval_level: coverage of the prediction interval each assessment of a regression model carries
             (:attr:`Assessment.prediction_interval`; models fitted with calibration targets), in (0, 1); None:
             none.
+        disagreement_alpha: with ``outputs="prediction"``: the ``"disagreement"`` alert and flag when the p-value
+            of the distance between the host's prediction and the model's is at most this; None: off.
 
     Example::
 
@@ -450,6 +466,7 @@ class Monitor:
         record_rate: float = 1.0,
         sink_buffer_capacity: int = 4096,
         interval_level: Optional[float] = 0.9,
+        disagreement_alpha: Optional[float] = 0.01,
     ) -> None:
         self._handle: Optional[ctypes.c_void_p] = None
         self._close_lock = threading.Lock()
@@ -473,6 +490,8 @@ class Monitor:
         self._shapes: Tuple[Tuple[int, ...], ...] = tuple(m.input_shape for m in loaded)
         self._counts: Tuple[int, ...] = tuple(m.input_count for m in loaded)
         self._layer_count = len(loaded)
+        if outputs == "prediction" and output_count == 0:
+            output_count = 1
         self._output_count = int(output_count) if outputs is not None else 0
 
         def pick(table: Dict[Any, int], value: Any, what: str) -> int:
@@ -530,6 +549,11 @@ class Monitor:
         c.interval_level = 0.0 if interval_level is None else float(interval_level)
         if interval_level is not None and not 0 < float(interval_level) < 1:
             raise ConfigurationError(f"interval_level is {interval_level}; it must be in (0, 1), or None for none")
+        c.disagreement_alpha = 0.0 if disagreement_alpha is None else float(disagreement_alpha)
+        if disagreement_alpha is not None and not 0 < float(disagreement_alpha) < 1:
+            raise ConfigurationError(
+                f"disagreement_alpha is {disagreement_alpha}; it must be in (0, 1), or None for off"
+            )
         self._callback_state = _CallbackState(on_alert, logger)
         self._c_callback = None
         if on_alert is not None or logger is not None:
@@ -643,7 +667,7 @@ class Monitor:
         if self._output_count == 0:
             raise InvalidArgumentError(
                 "outputs were passed, but the monitor was not configured for them: create it with "
-                "outputs='logits' or 'probabilities' and output_count"
+                "outputs='logits' or 'probabilities' and output_count, or outputs='prediction'"
             )
         o = as_float_array(outputs, "outputs")
         k = self._output_count
@@ -667,7 +691,7 @@ class Monitor:
         (_, flags, index, fused, entropy, entropy_p, shift, predicted, out_pred, out_conf, out_ent, out_energy,
          n, _) = _HEAD.unpack_from(out)
         per = _LAYER_STRUCTS[n].unpack_from(out, _LAYERS_OFFSET)
-        y, spread, spread_p, low, high = _TAIL.unpack_from(out, _TAIL_OFFSET)
+        y, spread, spread_p, low, high, host, distance, distance_p = _TAIL.unpack_from(out, _TAIL_OFFSET)
         names = self._names
         if n == 1:
             layers = (_tuple_new(LayerAssessment, (names[0], per[0], per[1])),)
@@ -695,6 +719,9 @@ class Monitor:
             "predictive_spread": None if spread != spread else spread,
             "spread_p_value": None if spread_p != spread_p else spread_p,
             "prediction_interval": None if low != low or high != high else (low, high),
+            "host_prediction": None if host != host else host,
+            "disagreement_distance": None if distance != distance else distance,
+            "disagreement_p_value": None if distance_p != distance_p else distance_p,
         })
         return a
 
@@ -839,6 +866,9 @@ class Monitor:
             spread_p_value=raw["spread_p_value"].copy(),
             interval_low=raw["interval_low"].copy(),
             interval_high=raw["interval_high"].copy(),
+            host_prediction=raw["host_prediction"].copy(),
+            disagreement_distance=raw["disagreement"].copy(),
+            disagreement_p_value=raw["disagreement_p_value"].copy(),
             output_predicted=raw["output_predicted"].copy(),
             output_confidence=raw["output_confidence"].copy(),
             output_entropy=raw["output_entropy"].copy(),

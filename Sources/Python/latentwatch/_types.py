@@ -26,12 +26,13 @@ class Flags(enum.IntFlag):
     WINDOW_ALARM = 4
     #: A shift episode is open: the shift detector's evidence passed its threshold.
     SHIFT_ALARM = 8
-    #: The classifier's outputs predict another class than the density's p(y | z).
+    #: The classifier's outputs predict another class than the density's p(y | z); for a regression model, the
+    #: host's prediction lies far from the density's (its disagreement p-value is at most ``disagreement_alpha``).
     DISAGREEMENT = 16
 
 
 #: Alert kinds by their ``LW_ALERT_*`` code.
-ALERT_KINDS = {1: "input", 2: "aleatoric", 3: "window", 4: "shift", 5: "resolved"}
+ALERT_KINDS = {1: "input", 2: "aleatoric", 3: "window", 4: "shift", 5: "resolved", 6: "disagreement"}
 
 
 def _optional(x: float) -> Optional[float]:
@@ -81,6 +82,11 @@ class Assessment:
             monitor's ``interval_level`` (the sidecar's ``--interval-level``; an unbounded end is infinite), or
             None: classifiers, models without an interval calibration, no level.
             :meth:`latentwatch.Model.prediction_interval` gives it at any level.
+        host_prediction: the host's own prediction, when the monitor takes them (``outputs="prediction"``), or
+            None.
+        disagreement_distance: ``|host_prediction - prediction|``, or None.
+        disagreement_p_value: its conformal p-value (``disagreement`` comes from it for regression models), or
+            None when the model's disagreement is not calibrated (:meth:`latentwatch.Model.calibrate_disagreement`).
     """
 
     index: int
@@ -101,6 +107,9 @@ class Assessment:
     predictive_spread: Optional[float] = None
     spread_p_value: Optional[float] = None
     prediction_interval: Optional[Tuple[float, float]] = None
+    host_prediction: Optional[float] = None
+    disagreement_distance: Optional[float] = None
+    disagreement_p_value: Optional[float] = None
 
     @property
     def out_of_distribution(self) -> bool:
@@ -125,7 +134,8 @@ class Assessment:
 
     @property
     def disagreement(self) -> bool:
-        """True when the classifier's outputs predict another class than p(y | z)."""
+        """True when the classifier's outputs predict another class than p(y | z), or a regression host's
+        disagreement p-value is at most the monitor's ``disagreement_alpha``."""
         return bool(self.flags & Flags.DISAGREEMENT)
 
     @property
@@ -159,7 +169,7 @@ class Alert:
     """One alert raised by a monitor.
 
     Attributes:
-        kind: ``"input"``, ``"aleatoric"``, ``"window"``, ``"shift"`` or ``"resolved"``.
+        kind: ``"input"``, ``"aleatoric"``, ``"window"``, ``"shift"``, ``"resolved"`` or ``"disagreement"``.
         index: the index (in the monitor's stream) of the input that raised it.
         request_id: the host's id of that input, or None.
         p_value: the p-value behind the alert, or None when there is none.

@@ -16,6 +16,10 @@
  *                                               targets (float64 .npy), prints per test row the prediction, spread,
  *                                               spread p-value and 90 % interval as hex floats, and checks the
  *                                               bad-input cases and structs compiled before the prediction fields
+ *   capi_check regression TRAIN TRAIN_Y CAL CAL_Y TEST DIM CAL_HOST TEST_HOST
+ *                                               also calibrates the disagreement with the host's predictions
+ *                                               (float64 .npy) and prints "D distance p-value flags" per test row
+ *                                               of a monitor given them
  *
  * Exit status 0 when every check passed; each failure prints "FAIL ..." on stderr.
  */
@@ -1399,6 +1403,112 @@ static int run_regression(char **argv) {
         lw_statistics_free(b);
         lw_statistics_free(odd);
     }
+    /* The host's own predictions: the disagreement calibrated from C buffers, and a monitor given them. Prints
+     * "D distance p-value flags" per test row for the Swift test to compare with the SDK's. */
+    if (argv[8]) {
+        size_t ncp = 0, nxp = 0;
+        double *cal_p = read_file(argv[8], "<f8", sizeof(double), &ncp);
+        double *test_p = read_file(argv[9], "<f8", sizeof(double), &nxp);
+        CHECK(ncp == ncy && nxp == rows, "predictions: %zu calibration, %zu test", ncp, nxp);
+        lw_model *d = NULL;
+        EXPECT_STATUS(lw_calibrate_disagreement(m, &ca, cal_p, ncp, &d), LW_OK);
+        lw_model_info di = {.struct_size = sizeof di};
+        EXPECT_STATUS(lw_model_get_info(d, &di), LW_OK);
+        CHECK(di.disagreement_count == ncp, "disagreement_count %llu", (unsigned long long)di.disagreement_count);
+        CHECK(info.disagreement_count == 0, "the model given gained a calibration");
+        /* A program compiled before disagreement_count: its lw_model_info is filled up to interval_count. */
+        {
+            unsigned char ibuf[sizeof(lw_model_info) + 8];
+            memset(ibuf, 0xAB, sizeof ibuf);
+            ((lw_model_info *)ibuf)->struct_size = (uint32_t)offsetof(lw_model_info, disagreement_count);
+            EXPECT_STATUS(lw_model_get_info(d, (lw_model_info *)ibuf), LW_OK);
+            for (size_t b = offsetof(lw_model_info, disagreement_count); b < sizeof ibuf; b++)
+                CHECK(ibuf[b] == 0xAB, "lw_model_info ending at interval_count: byte %zu written", b);
+        }
+        /* Bad input: every case returns its status and no model. */
+        lw_model *none_d = NULL;
+        EXPECT_STATUS(lw_calibrate_disagreement(NULL, &ca, cal_p, ncp, &none_d), LW_ERR_INVALID_HANDLE);
+        EXPECT_STATUS(lw_calibrate_disagreement(m, NULL, cal_p, ncp, &none_d), LW_ERR_INVALID_ARGUMENT);
+        EXPECT_STATUS(lw_calibrate_disagreement(m, &ca, NULL, ncp, &none_d), LW_ERR_INVALID_ARGUMENT);
+        EXPECT_STATUS(lw_calibrate_disagreement(m, &ca, cal_p, ncp, NULL), LW_ERR_INVALID_ARGUMENT);
+        EXPECT_STATUS(lw_calibrate_disagreement(m, &ca, cal_p, ncp - 1, &none_d), LW_ERR_SHAPE_MISMATCH);
+        double saved_p = cal_p[7];
+        cal_p[7] = INFINITY;
+        EXPECT_STATUS(lw_calibrate_disagreement(m, &ca, cal_p, ncp, &none_d), LW_ERR_NON_FINITE);
+        cal_p[7] = saved_p;
+        lw_activations short_rows = activations_of(cal, (ncy - 1) * dim, dim, NULL);
+        EXPECT_STATUS(lw_calibrate_disagreement(m, &short_rows, cal_p, ncp, &none_d), LW_ERR_SHAPE_MISMATCH);
+        CHECK(none_d == NULL, "a refused calibration returned a model");
+
+        lw_monitor_config config;
+        lw_monitor_config_init(&config);
+        CHECK(config.disagreement_alpha == 0.01, "lw_monitor_config_init: disagreement_alpha %a",
+              config.disagreement_alpha);
+        config.layer_count = 1;
+        config.models = (const lw_model *const *)&d;
+        config.outputs = LW_OUTPUTS_PREDICTION;
+        config.output_count = 2;
+        lw_monitor *monitor = NULL;
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_ERR_INVALID_CONFIGURATION);
+        config.output_count = 1;
+        config.disagreement_alpha = 1.5;
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_ERR_INVALID_CONFIGURATION);
+        config.disagreement_alpha = 0.05;
+        config.input_alpha = 1e-9; /* only the disagreement speaks */
+        config.aleatoric_alpha = 0;
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_OK);
+        lw_inputs in;
+        lw_inputs_init(&in);
+        const void *buffers[1];
+        in.layer_count = 1;
+        in.layers = buffers;
+        in.lengths = &dim;
+        for (size_t i = 0; monitor && i < rows; i++) {
+            buffers[0] = test + i * dim;
+            float host = (float)test_p[i];
+            in.outputs = &host;
+            in.outputs_length = 1;
+            lw_assessment a = {.struct_size = sizeof a};
+            EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, &a), LW_OK);
+            CHECK(a.host_prediction == (double)host && a.disagreement == fabs(a.host_prediction - a.prediction),
+                  "row %zu: host %a, disagreement %a, prediction %a", i, a.host_prediction, a.disagreement,
+                  a.prediction);
+            CHECK(((a.flags & LW_FLAG_DISAGREEMENT) != 0) == (a.disagreement_p_value <= 0.05), "row %zu flag", i);
+            printf("D %a %a %u\n", a.disagreement, a.disagreement_p_value, a.flags);
+        }
+        /* A non-finite prediction is refused; an input without outputs carries none of it. */
+        {
+            buffers[0] = test;
+            float bad = NAN;
+            in.outputs = &bad;
+            lw_assessment a = {.struct_size = sizeof a};
+            EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, &a), LW_ERR_NON_FINITE);
+            in.outputs = NULL;
+            in.outputs_length = 0;
+            EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, &a), LW_OK);
+            CHECK(isnan(a.host_prediction) && isnan(a.disagreement) && isnan(a.disagreement_p_value),
+                  "no outputs: %a %a", a.host_prediction, a.disagreement);
+            /* A struct ending at interval_high (before the host-prediction fields) is not written past it. */
+            float host = 1000;
+            in.outputs = &host;
+            in.outputs_length = 1;
+            unsigned char hbuf[sizeof(lw_assessment) + 8];
+            memset(hbuf, 0xAB, sizeof hbuf);
+            ((lw_assessment *)hbuf)->struct_size = (uint32_t)offsetof(lw_assessment, host_prediction);
+            EXPECT_STATUS(lw_monitor_assess(monitor, &in, NULL, (lw_assessment *)hbuf), LW_OK);
+            for (size_t b = offsetof(lw_assessment, host_prediction); b < sizeof hbuf; b++)
+                CHECK(hbuf[b] == 0xAB, "lw_assessment ending at interval_high: byte %zu written", b);
+        }
+        EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
+        /* A program compiled before disagreement_alpha passes a config ending at interval_level: the default. */
+        config.struct_size = (uint32_t)offsetof(lw_monitor_config, disagreement_alpha);
+        config.disagreement_alpha = 1.5; /* never read */
+        EXPECT_STATUS(lw_monitor_create(&config, &monitor), LW_OK);
+        EXPECT_STATUS(lw_monitor_close(monitor), LW_OK);
+        lw_model_free(d);
+        free(cal_p);
+        free(test_p);
+    }
     /* Without calibration targets there is no interval. */
     lw_activations ca_plain = ca;
     ca_plain.targets = NULL;
@@ -1424,7 +1534,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "errors") == 0) return run_errors(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "threads") == 0) return run_threads(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 8);
     if (argc == 4 && strcmp(argv[1], "allocations") == 0) return run_allocations(argv[2], argv[3]);
-    if (argc == 8 && strcmp(argv[1], "regression") == 0) return run_regression(argv);
+    if ((argc == 8 || argc == 10) && strcmp(argv[1], "regression") == 0) return run_regression(argv);
     if (argc == 6 && strcmp(argv[1], "fit") == 0) return run_fit(argv[2], argv[3], (size_t)atol(argv[4]), argv[5]);
     fprintf(stderr, "usage: see the comment at the top of capi_check.c\n");
     return 2;
