@@ -229,6 +229,77 @@ class TorchAttachTests(unittest.TestCase):
         with self.assertRaises(ValueError):
             lwt.attach(conv, lw.Monitor(pooled), layer="1", reduce="median")
 
+    def test_model_outputs_ride_along(self):
+        """outputs=: the classifier's logits reach the monitor with the activations, as a direct assess_batch with
+        outputs would pass them."""
+        net = self.net
+        with torch.no_grad():
+            logits = net(self.pixels[:64]).numpy()
+        seen = []
+        with lw.Monitor(self.models, outputs="logits", output_count=6) as monitor:
+            with lwt.attach(net, monitor, layer=["act1", "act2"], outputs="", on_assessment=seen.append) as att:
+                with torch.no_grad():
+                    for start in range(0, 64, 16):
+                        net(self.pixels[start:start + 16])
+                self.assertTrue(att.flush(30))
+            self.assertEqual((att.assessed, att.errors), (64, 0))
+        with lw.Monitor(self.models, outputs="logits", output_count=6) as ref:
+            want = ref.assess_batch(self.h1[:64], self.h2[:64], outputs=logits)
+        self.assertEqual([a.output_predicted for a in seen], list(want.output_predicted))
+        self.assertEqual([a.flags for a in seen], [want[i].flags for i in range(64)])
+        # Only an inline monitor takes them; a name needs layer=.
+        with lw.Monitor(self.models, mode="background", outputs="logits", output_count=6) as bg:
+            with self.assertRaises(ValueError):
+                lwt.attach(net, bg, layer=["act1", "act2"], outputs="")
+        with lw.Monitor(self.models) as monitor, self.assertRaises(ValueError):
+            lwt.attach([net.act1, net.act2], monitor, outputs="fc3")
+
+    def test_regression_host_prediction_rides_along(self):
+        """A regression head in torch over the digits-rotation MLP's real activations: with outputs=, each
+        prediction (shape (batch,)) reaches a monitor created with outputs="prediction", which reports its
+        disagreement with the bins' prediction exactly as a direct assess_batch does."""
+        rot = os.path.join(lwtest.ROOT, "Samples", "Data", "digits-rotation")
+
+        def load(n):
+            return np.load(os.path.join(rot, n))
+
+        train, cal, test = load("train_h2.npy"), load("calibration_h2.npy"), load("test_h2.npy")
+        # A linear head fitted by least squares on the training activations: the host model's output.
+        design = np.hstack([train, np.ones((len(train), 1), np.float32)]).astype(np.float64)
+        coef = np.linalg.lstsq(design, load("train_targets.npy"), rcond=None)[0]
+
+        class Head(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.features = nn.Identity()
+                self.out = nn.Linear(32, 1)
+
+            def forward(self, x):
+                return self.out(self.features(x)).squeeze(1)
+
+        net = Head().eval()
+        with torch.no_grad():
+            net.out.weight.copy_(torch.tensor(coef[:32][None, :], dtype=torch.float32))
+            net.out.bias.fill_(float(coef[32]))
+            cal_pred = net(torch.from_numpy(cal)).numpy().astype(np.float64)
+            test_pred = net(torch.from_numpy(test)).numpy()
+        model = lw.fit(train, targets=load("train_targets.npy"), calibration=cal,
+                       calibration_targets=load("calibration_targets.npy"), layer_name="h2")
+        model = model.calibrate_disagreement(cal, cal_pred)
+        seen = []
+        with lw.Monitor([model], outputs="prediction", window=None, shift="off") as monitor:
+            with lwt.attach(net, monitor, layer="features", outputs="", on_assessment=seen.append) as att:
+                with torch.no_grad():
+                    for start in range(0, len(test), 40):
+                        net(torch.from_numpy(test[start:start + 40]))
+                self.assertTrue(att.flush(30))
+            self.assertEqual((att.assessed, att.errors), (len(test), 0))
+        with lw.Monitor([model], outputs="prediction", window=None, shift="off") as ref:
+            want = ref.assess_batch(test, outputs=test_pred)
+        np.testing.assert_array_equal([a.host_prediction for a in seen], want.host_prediction)
+        np.testing.assert_array_equal([a.disagreement_p_value for a in seen], want.disagreement_p_value)
+        self.assertTrue(any(a.disagreement for a in seen))
+
     def test_layer_count_must_match(self):
         with lw.Monitor(self.models) as monitor:
             with self.assertRaises(ValueError) as e:

@@ -148,8 +148,9 @@ class MonitoredSession:
             of these per layer.
         providers: onnxruntime execution providers (default: ``["CPUExecutionProvider"]``).
         sess_options: an ``onnxruntime.SessionOptions``.
-        outputs_name: a model output to pass to the monitor as the classifier's outputs (the monitor must be
-            created with ``outputs="logits"`` or ``"probabilities"``); None passes none.
+        outputs_name: a model output to pass to the monitor as the model's outputs (the monitor must be created
+            with ``outputs="logits"`` or ``"probabilities"``, or ``"prediction"`` for a regression model's
+            one-number output); None passes none.
         raise_errors: when False (default), a monitor that refuses the inputs (NaN, wrong shape) does not fail
             the run: the error is logged to ``"latentwatch"``, counted in :attr:`errors`, and
             :attr:`last_assessments` is None. When True, it is raised.

@@ -128,6 +128,7 @@ class Attachment:
         request_id: Optional[Callable[[], Any]],
         on_assessment: Optional[Callable[[Assessment], Any]],
         keep_last: int = 0,
+        outputs_module: Any = None,
     ) -> None:
         import torch  # noqa: F401  (checked by attach; kept for the hooks' device handling)
 
@@ -139,6 +140,13 @@ class Attachment:
         )
         if len(self._reducers) != len(modules):
             raise ValueError(f"{len(self._reducers)} reductions for {len(modules)} modules")
+        # The model's outputs ride along as one more hooked module, flattened per sample, and go to the monitor as
+        # its `outputs` (the last array of each forward call's set).
+        self._with_outputs = outputs_module is not None
+        self._hook_names = list(names) + (["outputs"] if self._with_outputs else [])
+        if self._with_outputs:
+            modules = list(modules) + [outputs_module]
+            self._reducers.append("flatten")
         for r in self._reducers:
             if not callable(r) and r not in _REDUCTIONS:
                 raise ValueError(f"reduce is {r!r}; use one of {', '.join(map(repr, _REDUCTIONS))} or a callable")
@@ -163,6 +171,11 @@ class Attachment:
         self.assessments: "collections.deque[Assessment]" = collections.deque(maxlen=max(0, int(keep_last)))
         self._logged_errors = 0
         self._mode = self._target_mode(target)
+        if self._with_outputs and self._mode not in ("batch", "assess"):
+            raise ValueError(
+                "outputs= needs an inline latentwatch.Monitor created with outputs= (a background monitor's queue "
+                "and the sidecar take activations only)"
+            )
         self._handles = [m.register_forward_hook(self._make_hook(i)) for i, m in enumerate(modules)]
         self._worker = threading.Thread(target=self._drain, name="latentwatch-torch", daemon=True)
         self._worker.start()
@@ -233,7 +246,7 @@ class Attachment:
                 ids = self._ids(rows)
                 self._enqueue((arrays, ids))
             except Exception as e:  # never into the forward pass
-                self._error(f"forward hook of layer '{self.layer_names[layer]}'", e)
+                self._error(f"forward hook of layer '{self._hook_names[layer]}'", e)
 
         return hook
 
@@ -330,8 +343,16 @@ class Attachment:
         rows = arrays[0].shape[0]
         target = self._target
         results: List[Assessment] = []
+        outputs: Optional[np.ndarray] = None
+        if self._with_outputs:
+            arrays, outputs = arrays[:-1], arrays[-1]
+            if outputs.shape[0] != rows and outputs.size % rows == 0:
+                # A batched output of one number per sample, shape (batch,), arrives from the hook as one row.
+                outputs = outputs.reshape(rows, -1)
+            if outputs.shape[0] != rows:
+                raise ValueError(f"the model's outputs have {outputs.shape[0]} rows for {rows} samples")
         if self._mode == "batch":
-            batch = target.assess_batch(*arrays, request_ids=ids)
+            batch = target.assess_batch(*arrays, outputs=outputs, request_ids=ids)
             self.assessed += rows
             # Assessment objects are built only when someone reads them: all rows for on_assessment or keep_last,
             # else the last.
@@ -346,7 +367,9 @@ class Attachment:
                 self.assessed += 1
         else:
             for i in range(rows):
-                results.append(target.assess(*[a[i] for a in arrays], request_id=None if ids is None else ids[i]))
+                results.append(target.assess(
+                    *[a[i] for a in arrays], outputs=None if outputs is None else outputs[i],
+                    request_id=None if ids is None else ids[i]))
                 self.assessed += 1
         if results:
             self.last_assessment = results[-1]
@@ -411,6 +434,7 @@ def attach(
     request_id: Optional[Callable[[], Any]] = None,
     on_assessment: Optional[Callable[[Assessment], Any]] = None,
     keep_last: int = 0,
+    outputs: Any = None,
 ) -> Attachment:
     """Monitors modules' outputs with forward hooks; returns the :class:`Attachment` (detach it when done).
 
@@ -437,6 +461,11 @@ def attach(
         on_assessment: called on the worker thread with each input's :class:`~latentwatch.Assessment`
             (not for a background monitor, whose assessments are not returned).
         keep_last: keep the last this many assessments in :attr:`Attachment.assessments`.
+        outputs: the module whose output is the model's output (the root module itself, or, with ``layer``, a
+            submodule name, ``""`` for the root): each forward call's output, one row per sample, goes to the monitor as ``outputs``
+            (an inline :class:`latentwatch.Monitor` created with ``outputs="logits"``, ``"probabilities"`` or,
+            for a regression model, ``"prediction"``, whose disagreement with the latent density's prediction it
+            then reports and alerts on).
 
     Raises:
         ImportError: PyTorch is not installed.
@@ -467,4 +496,15 @@ def attach(
         )
     if target_layers is not None and layer is None:
         names = list(target_layers)
-    return Attachment(modules, names, monitor_or_client, reduce, queue_size, request_id, on_assessment, keep_last)
+    outputs_module = None
+    if outputs is not None:
+        if isinstance(outputs, str):
+            if layer is None:
+                raise ValueError("outputs= names a submodule only with layer= (pass the module itself otherwise)")
+            outputs_module = root.get_submodule(outputs) if outputs else root
+        elif isinstance(outputs, torch.nn.Module):
+            outputs_module = outputs
+        else:
+            raise TypeError(f"outputs is a {type(outputs).__name__}; pass a torch.nn.Module or a submodule name")
+    return Attachment(modules, names, monitor_or_client, reduce, queue_size, request_id, on_assessment, keep_last,
+                      outputs_module)
