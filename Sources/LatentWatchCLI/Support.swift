@@ -117,6 +117,12 @@ struct AlertOptions: ParsableArguments {
     )
     var intervalLevel: Double = 0.9
 
+    @Option(
+        help:
+            "Disagreement alert level: alert when the p-value of the distance between a regression host's own prediction and the model's is at most this (inputs that carry the host's prediction; models calibrated with fit --calibration-predictions; 0 turns it off)."
+    )
+    var disagreementAlpha: Double = 0.01
+
     @Option(help: "Sliding window length for the rate test (0 turns it off).")
     var window: Int = 200
 
@@ -167,6 +173,9 @@ struct AlertOptions: ParsableArguments {
         guard intervalLevel >= 0, intervalLevel < 1 else {
             throw ValidationError("--interval-level must be in (0, 1), or 0 for no prediction intervals")
         }
+        guard disagreementAlpha >= 0, disagreementAlpha < 1 else {
+            throw ValidationError("--disagreement-alpha must be in (0, 1), or 0 for no disagreement alerts")
+        }
         let shiftMode: ShiftDetection?
         switch shift {
         case .anytime: shiftMode = .anytime(delta: delta)
@@ -183,7 +192,8 @@ struct AlertOptions: ParsableArguments {
             fusion: fusion,
             correctForCalibrationSet: !noCalibrationCorrection,
             shiftReference: shiftReference,
-            predictionIntervalLevel: intervalLevel > 0 ? intervalLevel : nil
+            predictionIntervalLevel: intervalLevel > 0 ? intervalLevel : nil,
+            disagreementAlpha: disagreementAlpha > 0 ? disagreementAlpha : nil
         )
     }
 }

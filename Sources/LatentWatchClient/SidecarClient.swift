@@ -130,15 +130,18 @@ public final class SidecarClient {
         open = false
     }
 
-    /// Sends `rows` inputs and waits for their assessments. `layers[i]` holds `rows × elements[i]` floats.
+    /// Sends `rows` inputs and waits for their assessments. `layers[i]` holds `rows × elements[i]` floats;
+    /// `predictions`, when given, the host model's prediction of each input (protocol 1.2; a server of a regression
+    /// model then reports each one's disagreement with the latent density's prediction).
     public func observe(
         _ layers: [[Float]],
         rows: Int,
-        requestIDs: [String?] = []
+        requestIDs: [String?] = [],
+        predictions: [Float]? = nil
     ) throws(SidecarClientError)
         -> [WireAssessment]
     {
-        let seq = try send(layers, rows: rows, requestIDs: requestIDs, reply: true)
+        let seq = try send(layers, rows: rows, requestIDs: requestIDs, reply: true, predictions: predictions)
         while true {
             let (h, body) = try readFrame()
             if h.type == FrameType.assessment.rawValue {
@@ -157,14 +160,30 @@ public final class SidecarClient {
         _ layers: [[Float]],
         rows: Int,
         requestIDs: [String?] = [],
-        reply: Bool = false
+        reply: Bool = false,
+        predictions: [Float]? = nil
     ) throws(SidecarClientError)
         -> UInt64
     {
+        if let predictions, predictions.count != rows {
+            throw .protocolViolation("\(predictions.count) host predictions for \(rows) inputs")
+        }
         let seq = nextSequence
         nextSequence += 1
-        let frame = withBuffers(layers) {
-            ObserveLayout.frame(sequence: seq, reply: reply, rows: rows, requestIDs: requestIDs, layers: $0)
+        let frame = withBuffers(layers) { l in
+            if let predictions {
+                return predictions.withUnsafeBufferPointer {
+                    ObserveLayout.frame(
+                        sequence: seq,
+                        reply: reply,
+                        rows: rows,
+                        requestIDs: requestIDs,
+                        layers: l,
+                        predictions: $0
+                    )
+                }
+            }
+            return ObserveLayout.frame(sequence: seq, reply: reply, rows: rows, requestIDs: requestIDs, layers: l)
         }
         try writeAll(frame)
         return seq

@@ -35,6 +35,9 @@ final class Connection: BatchOwner, @unchecked Sendable {
     /// Whether the client's HELLO announced protocol 1.1 or later: its ASSESSMENT rows carry the prediction
     /// fields of regression models.
     let predictionFields = Atomic<Bool>(false)
+    /// Whether the client's HELLO announced protocol 1.2 or later: it may send the host's predictions, and its
+    /// ASSESSMENT rows then carry the host-prediction fields.
+    let hostFields = Atomic<Bool>(false)
 
     init(channel: Channel, context: ServerContext) {
         self.channel = channel
@@ -142,7 +145,8 @@ final class Connection: BatchOwner, @unchecked Sendable {
                         batch.sequence,
                         results,
                         prediction: predictionFields.load(ordering: .relaxed)
-                            && results.contains { !$0.prediction.isNaN }
+                            && results.contains { !$0.prediction.isNaN },
+                        host: batch.predictions != nil
                     )
                 )
             }
@@ -166,12 +170,26 @@ final class Connection: BatchOwner, @unchecked Sendable {
         if resume { channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
     }
 
-    /// An ASSESSMENT frame; `prediction` adds the rows' prediction fields (protocol 1.1).
-    static func assessmentFrame(_ sequence: UInt64, _ rows: [WireAssessment], prediction: Bool) -> [UInt8] {
+    /// An ASSESSMENT frame; `prediction` adds the rows' prediction fields (protocol 1.1), and `host` (with
+    /// `prediction`) their host-prediction fields (protocol 1.2).
+    static func assessmentFrame(
+        _ sequence: UInt64,
+        _ rows: [WireAssessment],
+        prediction: Bool,
+        host: Bool = false
+    ) -> [UInt8] {
         var w = WireWriter()
         let layers = rows.first?.surprise.count ?? 0
-        AssessmentFrame.begin(sequence: sequence, rows: rows.count, layers: layers, prediction: prediction, into: &w)
-        for r in rows { r.write(to: &w, prediction: prediction) }
+        let host = host && prediction
+        AssessmentFrame.begin(
+            sequence: sequence,
+            rows: rows.count,
+            layers: layers,
+            prediction: prediction,
+            host: host,
+            into: &w
+        )
+        for r in rows { r.write(to: &w, prediction: prediction, host: host) }
         return w.buffer
     }
 

@@ -98,6 +98,7 @@ final class FrameHandler: ByteToMessageDecoder {
                 return
             }
             connection.predictionFields.store(hello.minor >= 1, ordering: .relaxed)
+            connection.hostFields.store(hello.minor >= 2, ordering: .relaxed)
             connection.handshaken.store(true, ordering: .relaxed)
             connection.send(context.welcome.frame())
             return
@@ -150,6 +151,29 @@ final class FrameHandler: ByteToMessageDecoder {
             nonFatal(error)
             return
         }
+        if layout.predictionsOffset != nil {
+            guard connection.hostFields.load(ordering: .relaxed) else {
+                nonFatal(
+                    WireError(
+                        .malformedFrame,
+                        "the OBSERVE flag predictions is protocol 1.2; the client's HELLO announced an older version",
+                        sequence: layout.sequence
+                    )
+                )
+                return
+            }
+            guard context.takesPredictions else {
+                nonFatal(
+                    WireError(
+                        .malformedFrame,
+                        "the OBSERVE carries the host's predictions, but the served model of the primary layer is "
+                            + "not a regression model: send activations only",
+                        sequence: layout.sequence
+                    )
+                )
+                return
+            }
+        }
         guard connection.checkSequence(layout.sequence) else {
             nonFatal(
                 WireError(
@@ -187,6 +211,13 @@ final class FrameHandler: ByteToMessageDecoder {
             }
             count = total
         }
+        let predictions = layout.predictionsOffset.map { at in
+            body.withUnsafeReadableBytes { src in
+                (0..<layout.rows).map { r in
+                    Float(bitPattern: src.loadUnaligned(fromByteOffset: at + 4 * r, as: UInt32.self).littleEndian)
+                }
+            }
+        }
         let batch = IngestBatch(
             owner: connection,
             sequence: layout.sequence,
@@ -195,7 +226,8 @@ final class FrameHandler: ByteToMessageDecoder {
             requestIDs: layout.requestIDs,
             payload: payload,
             offsets: offsets,
-            elements: elements
+            elements: elements,
+            predictions: predictions
         )
         switch connection.admit(batch) {
         case .queued, .dropped:

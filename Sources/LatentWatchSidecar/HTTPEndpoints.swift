@@ -33,10 +33,13 @@ final class HTTPWaiter: BatchOwner, Sendable {
 struct ObserveRequest: Decodable {
     var requestID: String?
     var layers: [String: [Float]]
+    /// A regression host's prediction of the input (servers of a regression model).
+    var hostPrediction: Float?
 
     enum CodingKeys: String, CodingKey {
         case requestID = "request_id"
         case layers
+        case hostPrediction = "host_prediction"
     }
 }
 
@@ -138,6 +141,13 @@ enum HTTPEndpoints {
                 offsets.append(payload.count)
                 payload.append(contentsOf: v)
             }
+            if parsed.hostPrediction != nil && !context.takesPredictions {
+                throw HTTPError(
+                    .badRequest,
+                    message:
+                        "host_prediction was given, but the served model of the primary layer is not a regression model"
+                )
+            }
             if parsed.requestID.map({ $0.utf8.count > WireFormat.maxRequestIDBytes }) == true {
                 throw HTTPError(.badRequest, message: "request_id is over \(WireFormat.maxRequestIDBytes) bytes")
             }
@@ -153,7 +163,8 @@ enum HTTPEndpoints {
                     requestIDs: [parsed.requestID],
                     payload: payload,
                     offsets: offsets,
-                    elements: context.elements
+                    elements: context.elements,
+                    predictions: parsed.hostPrediction.map { [$0] }
                 )
                 if context.queue.push(batch, force: false) {
                     context.metrics.inputs.increment()
@@ -226,6 +237,12 @@ enum HTTPEndpoints {
             o["predictive_spread"] = num(a.predictiveSpread)
             o["spread_p_value"] = num(a.spreadPValue)
             if !a.intervalLow.isNaN { o["prediction_interval"] = [num(a.intervalLow), num(a.intervalHigh)] }
+        }
+        // With the host's prediction: its distance from the prediction and that distance's p-value.
+        if !a.hostPrediction.isNaN {
+            o["host_prediction"] = num(a.hostPrediction)
+            o["disagreement"] = num(a.disagreement)
+            o["disagreement_p_value"] = num(a.disagreementPValue)
         }
         return o
     }

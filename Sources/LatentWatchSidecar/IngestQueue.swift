@@ -20,9 +20,11 @@ struct IngestBatch: Sendable {
     let payload: [Float]
     let offsets: [Int]
     let elements: [Int]
+    /// The host's prediction of each input, when the OBSERVE (or request) carried them.
+    var predictions: [Float]? = nil
 
     /// Bytes this batch counts against the queues.
-    var bytes: Int { payload.count * 4 + 64 }
+    var bytes: Int { (payload.count + (predictions?.count ?? 0)) * 4 + 64 }
 }
 
 /// The bounded queue between the connections and the single scoring worker. Bounded in bytes; FIFO, so

@@ -61,7 +61,18 @@ final class ScoringWorker: Service, Sendable {
                         pointers[i] = UnsafeBufferPointer(rebasing: p[start..<(start + e)])
                     }
                     do {
-                        try monitor.assess(.float32(pointers), requestID: batch.requestIDs[r], into: &scratch)
+                        if let predictions = batch.predictions {
+                            try predictions.withUnsafeBufferPointer { h in
+                                try monitor.assess(
+                                    .float32(pointers),
+                                    outputs: UnsafeBufferPointer(rebasing: h[r..<(r + 1)]),
+                                    requestID: batch.requestIDs[r],
+                                    into: &scratch
+                                )
+                            }
+                        } else {
+                            try monitor.assess(.float32(pointers), requestID: batch.requestIDs[r], into: &scratch)
+                        }
                         if batch.reply { results.append(WireAssessment(scratch)) }
                     } catch {
                         // Counted by the monitor as rejected; the reply row says the input was invalid.
@@ -103,5 +114,8 @@ extension WireAssessment {
             intervalLow: a.predictionInterval?.lowerBound ?? .nan,
             intervalHigh: a.predictionInterval?.upperBound ?? .nan
         )
+        hostPrediction = a.hostPrediction ?? .nan
+        disagreement = a.disagreement ?? .nan
+        disagreementPValue = a.disagreementPValue ?? .nan
     }
 }

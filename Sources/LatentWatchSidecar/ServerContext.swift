@@ -10,6 +10,9 @@ final class ServerContext: Sendable {
     let metrics: SidecarMetrics
     /// Each layer's activation size (a reload keeps them).
     let elements: [Int]
+    /// Whether the monitor takes the host's predictions: the primary (last) layer's model is a regression model
+    /// (a reload must keep it one).
+    let takesPredictions: Bool
     /// The models being served, their WELCOME and the last reload's outcome (a reload replaces them).
     let served: NIOLockedValueBox<Served>
     let draining = Atomic<Bool>(false)
@@ -53,9 +56,11 @@ final class ServerContext: Sendable {
         metrics: SidecarMetrics,
         layers: [WireLayer],
         models: [ModelSummary] = [],
-        fusion: [String: String] = [:]
+        fusion: [String: String] = [:],
+        takesPredictions: Bool = false
     ) {
         self.configuration = configuration
+        self.takesPredictions = takesPredictions
         self.queue = queue
         self.metrics = metrics
         self.elements = layers.map(\.elements)

@@ -82,11 +82,14 @@ public final class Sidecar: Service, Sendable {
         let recent = RecentAlertsSink(capacity: configuration.recentAlerts)
         self.recent = recent
         self.fusionRule = policy.fusion
+        // A regression model at the primary (last) layer takes the host's predictions when a client sends them.
+        let takesPredictions = layers.last?.model.targetBinCount != nil
         self.monitor = try Monitor(
             configuration: MonitorConfiguration(
                 layers: layers.map { MonitoredLayer(name: $0.name, model: $0.model) },
                 policy: policy,
-                recorder: recorder
+                recorder: recorder,
+                outputs: takesPredictions ? (.prediction, 1) : nil
             ),
             sinks: [recent] + sinks,
             logger: logger,
@@ -100,7 +103,8 @@ public final class Sidecar: Service, Sendable {
             metrics: metrics,
             layers: Self.wireLayers(layers),
             models: Self.summaries(layers),
-            fusion: Self.fusion(policy.fusion, monitor.jointCalibration, layers: layers.count)
+            fusion: Self.fusion(policy.fusion, monitor.jointCalibration, layers: layers.count),
+            takesPredictions: takesPredictions
         )
         metrics.lastReloadSuccessful.record(1)
         metrics.lastReloadSuccessTime.record(Date().timeIntervalSince1970)

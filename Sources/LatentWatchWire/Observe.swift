@@ -13,6 +13,8 @@ public struct ObserveLayout: Sendable, Equatable {
     public var payloadOffsets: [Int]
     /// Floats per input of each layer.
     public var elements: [Int]
+    /// Byte offset of the host's predictions (one binary32 per input) when the OBSERVE carries them.
+    public var predictionsOffset: Int? = nil
 
     /// Bytes per element.
     public var elementSize: Int { flags.contains(.half) ? 2 : 4 }
@@ -70,7 +72,7 @@ public struct ObserveLayout: Sendable, Equatable {
             }
         }
         // Everything else is determined by rows, the shapes and the dtype: check the total before parsing.
-        var needed = 0
+        var needed = flags.contains(.predictions) ? rows * 4 : 0
         for e in expected {
             let (b, o1) = rows.multipliedReportingOverflow(by: e * size)
             let (t, o2) = needed.addingReportingOverflow(4 + b)
@@ -80,7 +82,9 @@ public struct ObserveLayout: Sendable, Equatable {
         guard needed == r.remaining else {
             throw WireError(
                 .malformedFrame,
-                "\(rows) input(s) of \(expected) \(size == 2 ? "binary16" : "binary32") values need \(needed) bytes after the ids; the frame has \(r.remaining) (is the f16 flag right?)",
+                "\(rows) input(s) of \(expected) \(size == 2 ? "binary16" : "binary32") values"
+                    + (flags.contains(.predictions) ? " and \(rows) host prediction(s)" : "")
+                    + " need \(needed) bytes after the ids; the frame has \(r.remaining) (are the f16 and predictions flags right?)",
                 sequence: sequence
             )
         }
@@ -105,6 +109,7 @@ public struct ObserveLayout: Sendable, Equatable {
             }
             offsets.append(try r.skip(bytes))
         }
+        let predictionsOffset = flags.contains(.predictions) ? try r.skip(rows * 4) : nil
         do { try r.expectEnd("the OBSERVE") } catch { throw WireError(error.code, error.message, sequence: sequence) }
         return ObserveLayout(
             sequence: sequence,
@@ -112,23 +117,27 @@ public struct ObserveLayout: Sendable, Equatable {
             rows: rows,
             requestIDs: ids,
             payloadOffsets: offsets,
-            elements: expected
+            elements: expected,
+            predictionsOffset: predictionsOffset
         )
     }
 
-    /// Encodes an OBSERVE frame from float32 rows: `layers[i]` holds `rows × elements[i]` values.
+    /// Encodes an OBSERVE frame from float32 rows: `layers[i]` holds `rows × elements[i]` values, and
+    /// `predictions`, when given, the host's prediction of each input (protocol 1.2).
     public static func frame(
         sequence: UInt64,
         reply: Bool,
         rows: Int,
         requestIDs: [String?] = [],
-        layers: [UnsafeBufferPointer<Float>]
+        layers: [UnsafeBufferPointer<Float>],
+        predictions: UnsafeBufferPointer<Float>? = nil
     ) -> [UInt8] {
         var w = WireWriter()
-        let payload = layers.reduce(0) { $0 + $1.count * 4 }
+        let payload = layers.reduce(0) { $0 + $1.count * 4 } + (predictions?.count ?? 0) * 4
         w.buffer.reserveCapacity(WireFormat.headerSize + 16 + payload + layers.count * 4 + rows * 2)
-        FrameHeader(length: 0, type: FrameType.observe.rawValue, flags: reply ? ObserveFlags.reply.rawValue : 0)
-            .write(to: &w.buffer)
+        var flags: ObserveFlags = reply ? .reply : []
+        if predictions != nil { flags.insert(.predictions) }
+        FrameHeader(length: 0, type: FrameType.observe.rawValue, flags: flags.rawValue).write(to: &w.buffer)
         w.u64(sequence)
         w.u32(UInt32(rows))
         w.u16(UInt16(layers.count))
@@ -141,6 +150,7 @@ public struct ObserveLayout: Sendable, Equatable {
             for v in l { w.u32(v.bitPattern) }
             #endif
         }
+        if let predictions { for v in predictions { w.u32(v.bitPattern) } }
         let length = UInt32(w.buffer.count - WireFormat.headerSize)
         withUnsafeBytes(of: length.littleEndian) { b in for k in 0..<4 { w.buffer[k] = b[k] } }
         return w.buffer

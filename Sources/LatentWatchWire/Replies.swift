@@ -31,6 +31,12 @@ public struct WireAssessment: Sendable, Equatable {
     public var intervalLow: Double
     /// Upper end of the prediction interval (NaN none; +∞ when unbounded).
     public var intervalHigh: Double
+    /// The host's prediction the OBSERVE carried (NaN none; protocol 1.2).
+    public var hostPrediction: Double = .nan
+    /// |host prediction - prediction| (NaN none).
+    public var disagreement: Double = .nan
+    /// Its p-value (NaN when the model's disagreement is not calibrated).
+    public var disagreementPValue: Double = .nan
 
     /// Creates a row.
     public init(
@@ -68,8 +74,9 @@ public struct WireAssessment: Sendable, Equatable {
     }
 
     /// Appends the row (the caller keeps the layer count consistent); `prediction` adds the prediction
-    /// fields (the frame's ``AssessmentFrame/predictionFlag`` says so).
-    public func write(to w: inout WireWriter, prediction withPrediction: Bool = false) {
+    /// fields (the frame's ``AssessmentFrame/predictionFlag`` says so), and `host` (with `prediction`) the
+    /// host-prediction fields (``AssessmentFrame/hostFlag``).
+    public func write(to w: inout WireWriter, prediction withPrediction: Bool = false, host withHost: Bool = false) {
         w.u8(status)
         w.u8(flags)
         w.u16(0)
@@ -86,6 +93,11 @@ public struct WireAssessment: Sendable, Equatable {
             w.f64(spreadPValue)
             w.f64(intervalLow)
             w.f64(intervalHigh)
+            if withHost {
+                w.f64(hostPrediction)
+                w.f64(disagreement)
+                w.f64(disagreementPValue)
+            }
         }
         for i in 0..<surprise.count {
             w.f64(surprise[i])
@@ -102,30 +114,38 @@ public struct AssessmentFrame: Sendable, Equatable {
     public var rows: [WireAssessment]
     /// Whether the rows carry the prediction fields (flag bit 0; protocol 1.1, regression models).
     public var hasPrediction: Bool
+    /// Whether the rows also carry the host-prediction fields (flag bit 1; protocol 1.2, OBSERVEs with the host's
+    /// predictions).
+    public var hasHost: Bool
 
     /// The frame flag (bit 0) of rows with prediction fields.
     public static let predictionFlag: UInt8 = 1
+    /// The frame flag (bit 1) of rows with host-prediction fields (set only with ``predictionFlag``).
+    public static let hostFlag: UInt8 = 2
 
     /// Creates a frame.
-    public init(sequence: UInt64, rows: [WireAssessment], hasPrediction: Bool = false) {
+    public init(sequence: UInt64, rows: [WireAssessment], hasPrediction: Bool = false, hasHost: Bool = false) {
         self.sequence = sequence
         self.rows = rows
         self.hasPrediction = hasPrediction
+        self.hasHost = hasHost
     }
 
-    /// Parses a body; `flags` is the frame header's (bit 0: the rows carry prediction fields).
+    /// Parses a body; `flags` is the frame header's (bit 0: the rows carry prediction fields; bit 1, with bit 0:
+    /// host-prediction fields).
     public static func decode(_ body: UnsafeRawBufferPointer, flags: UInt8 = 0) throws(WireError) -> AssessmentFrame {
-        guard flags & ~predictionFlag == 0 else {
+        guard flags & ~(predictionFlag | hostFlag) == 0, flags & hostFlag == 0 || flags & predictionFlag != 0 else {
             throw WireError(.malformedFrame, "ASSESSMENT has undefined flags \(flags)")
         }
         let withPrediction = flags & predictionFlag != 0
+        let withHost = flags & hostFlag != 0
         var r = WireReader(body)
         let seq = try r.u64()
         let n = Int(try r.u32())
         let l = Int(try r.u16())
         let rowBytes =
             WireFormat.assessmentRowFixed + (withPrediction ? WireFormat.assessmentRowPrediction : 0)
-            + WireFormat.assessmentRowPerLayer * l
+            + (withHost ? WireFormat.assessmentRowHost : 0) + WireFormat.assessmentRowPerLayer * l
         let (total, overflow) = n.multipliedReportingOverflow(by: rowBytes)
         guard !overflow, total == r.remaining else {
             throw WireError(
@@ -153,6 +173,11 @@ public struct AssessmentFrame: Sendable, Equatable {
                 a.spreadPValue = try r.f64()
                 a.intervalLow = try r.f64()
                 a.intervalHigh = try r.f64()
+                if withHost {
+                    a.hostPrediction = try r.f64()
+                    a.disagreement = try r.f64()
+                    a.disagreementPValue = try r.f64()
+                }
             }
             for _ in 0..<l {
                 a.surprise.append(try r.f64())
@@ -160,25 +185,28 @@ public struct AssessmentFrame: Sendable, Equatable {
             }
             rows.append(a)
         }
-        return AssessmentFrame(sequence: seq, rows: rows, hasPrediction: withPrediction)
+        return AssessmentFrame(sequence: seq, rows: rows, hasPrediction: withPrediction, hasHost: withHost)
     }
 
     /// Writes the frame header and body for `rows` rows of `layers` layers into `w`; rows are appended
-    /// afterwards with ``WireAssessment/write(to:prediction:)`` and the same `prediction`.
+    /// afterwards with ``WireAssessment/write(to:prediction:host:)`` and the same `prediction` and `host` (`host`
+    /// only with `prediction`).
     public static func begin(
         sequence: UInt64,
         rows: Int,
         layers: Int,
         prediction: Bool = false,
+        host: Bool = false,
         into w: inout WireWriter
     ) {
+        let host = host && prediction
         let row =
             WireFormat.assessmentRowFixed + (prediction ? WireFormat.assessmentRowPrediction : 0)
-            + WireFormat.assessmentRowPerLayer * layers
+            + (host ? WireFormat.assessmentRowHost : 0) + WireFormat.assessmentRowPerLayer * layers
         FrameHeader(
             length: 14 + rows * row,
             type: FrameType.assessment.rawValue,
-            flags: prediction ? predictionFlag : 0
+            flags: (prediction ? predictionFlag : 0) | (host ? hostFlag : 0)
         ).write(to: &w.buffer)
         w.u64(sequence)
         w.u32(UInt32(rows))

@@ -5,7 +5,7 @@ public enum WireFormat {
     /// Protocol major version this build speaks.
     public static let major: UInt16 = 1
     /// Protocol minor version this build speaks.
-    public static let minor: UInt16 = 1
+    public static let minor: UInt16 = 2
     /// Bytes of a frame header.
     public static let headerSize = 8
     /// Largest body accepted before the handshake.
@@ -16,6 +16,8 @@ public enum WireFormat {
     public static let assessmentRowFixed = 56
     /// Bytes of an ASSESSMENT row's prediction fields (rows of frames with the prediction flag).
     public static let assessmentRowPrediction = 40
+    /// Bytes of an ASSESSMENT row's host-prediction fields (rows of frames with the host flag; protocol 1.2).
+    public static let assessmentRowHost = 24
     /// Bytes per layer in an ASSESSMENT row.
     public static let assessmentRowPerLayer = 16
 }
@@ -51,8 +53,11 @@ public struct ObserveFlags: OptionSet, Sendable, Hashable {
     public static let reply = ObserveFlags(rawValue: 1)
     /// Payload in IEEE binary16.
     public static let half = ObserveFlags(rawValue: 2)
+    /// The host model's prediction of each input follows the layers, one binary32 per input (protocol 1.2;
+    /// servers of a regression model).
+    public static let predictions = ObserveFlags(rawValue: 4)
     /// Every defined bit.
-    public static let all: ObserveFlags = [.reply, .half]
+    public static let all: ObserveFlags = [.reply, .half, .predictions]
 }
 
 /// A parsed frame header.

@@ -238,6 +238,104 @@ import Glibc
         #expect(o["prediction_interval"] as? [Double] == [remote[0].intervalLow, remote[0].intervalHigh])
     }
 
+    /// The host's own predictions (protocol 1.2): a regression model calibrated with the host's predictions of its
+    /// calibration inputs; OBSERVEs carrying the test inputs' host predictions get rows with the host prediction,
+    /// its disagreement and p-value and the disagreement flag, equal to the in-process monitor's given the same
+    /// predictions; HTTP takes `host_prediction` too. A 1.1 client may not send them, a server of a classifier
+    /// refuses them, and frames without them keep the 1.1 layout.
+    @Test func hostPredictionsGetTheirDisagreement() throws {
+        let dir = Binary.temporaryDirectory()
+        let data = Binary.root.appendingPathComponent("Samples/Data/digits-rotation")
+        func d(_ n: String) -> String { data.appendingPathComponent(n).path }
+        let path = dir.appendingPathComponent("h2.lwm").path
+        let fit = try Binary.run([
+            "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"), "--calibration",
+            d("calibration_h2.npy"), "--calibration-targets", d("calibration_targets.npy"),
+            "--calibration-predictions", d("calibration_predictions.npy"), "--layer", "h2", "--output", path,
+        ])
+        #expect(fit.status == 0, "\(fit.err)")
+        let daemon = try Daemon(
+            ["--http", "127.0.0.1:0", "--disagreement-alpha", "0.05"],
+            models: [path],
+            expect: ["unix", "http"]
+        )
+        defer { daemon.terminate() }
+        let model = try ModelFile.read(contentsOf: path)
+        var policy = AlertPolicy()
+        policy.disagreementAlpha = 0.05
+        let monitor = try Monitor(
+            configuration: MonitorConfiguration(
+                layers: [MonitoredLayer(model: model)],
+                policy: policy,
+                outputs: (.prediction, 1)
+            )
+        )
+        let file = try TensorFile(path: d("test_h2.npy"))
+        let columns = try file.tensor(nil).rowElements
+        let n = 120
+        let x = Array(try file.floats(nil)[0..<(n * columns)])
+        let host = try TensorFile(path: d("test_predictions.npy")).doubles(nil)[0..<n].map { Float($0) }
+        let remote = try daemon.client().observe([x], rows: n, predictions: host)
+        var flagged = 0
+        try x.withUnsafeBufferPointer { b in
+            for k in 0..<n {
+                let l = try [host[k]].withUnsafeBufferPointer {
+                    try monitor.assess(
+                        .float32([UnsafeBufferPointer(rebasing: b[(k * columns)..<((k + 1) * columns)])]),
+                        outputs: $0
+                    )
+                }
+                let r = remote[k]
+                Self.expectSame(r, l, "input \(k)")
+                #expect(r.prediction == l.prediction && r.hostPrediction == l.hostPrediction, "input \(k)")
+                #expect(r.disagreement == l.disagreement && r.disagreementPValue == l.disagreementPValue, "input \(k)")
+                if r.flags & Assessment.Flags.disagreement.rawValue != 0 { flagged += 1 }
+            }
+        }
+        #expect(flagged > 0, "no input of \(n) was flagged for disagreement at 0.05")
+        // Without predictions, the rows keep the 1.1 layout and carry none.
+        let plain = try daemon.client().observe([Array(x[0..<columns])], rows: 1)
+        #expect(plain[0].hostPrediction.isNaN && !plain[0].prediction.isNaN)
+        // A wrong count is the client's own error; a 1.1 client may not send them.
+        #expect(throws: SidecarClientError.self) { try daemon.client().observe([x], rows: n, predictions: [1]) }
+        let old = try RawConnection(unixSocket: daemon.socketPath)
+        old.write(Hello(client: "old", minor: 1).frame())
+        _ = try #require(old.readFrame())
+        old.write(
+            x.withUnsafeBufferPointer { b in
+                host.withUnsafeBufferPointer {
+                    ObserveLayout.frame(sequence: 1, reply: true, rows: n, layers: [b], predictions: $0)
+                }
+            }
+        )
+        let refused = try #require(old.readFrame())
+        #expect(refused.0.type == FrameType.error.rawValue)
+        let e = try refused.1.withUnsafeBytes { b throws(WireError) in try WireError.decode(b) }
+        #expect(e.code == .malformedFrame && e.message.contains("1.2"), "\(e)")
+        // HTTP JSON.
+        let json = "{\"layers\":{\"h2\":\(Array(x[0..<columns]))},\"host_prediction\":\(host[0])}"
+        let r = try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/observe", body: json)
+        #expect(r.status == 200, "\(r.body)")
+        let o = try JSONSerialization.jsonObject(with: Data(r.body.utf8)) as! [String: Any]
+        #expect(o["host_prediction"] as? Double == remote[0].hostPrediction)
+        #expect(o["disagreement_p_value"] as? Double == remote[0].disagreementPValue)
+        // A server of a classifier refuses them.
+        let classifier = try Daemon([], expect: ["unix"])
+        defer { classifier.terminate() }
+        let h1 = try DigitsModels.rows("stream_h1.npy")
+        let h2 = try DigitsModels.rows("stream_h2.npy")
+        do {
+            _ = try classifier.client().observe(
+                [Array(h1.values[0..<h1.columns]), Array(h2.values[0..<h2.columns])],
+                rows: 1,
+                predictions: [1]
+            )
+            Issue.record("a classifier's server took host predictions")
+        } catch {
+            #expect("\(error)".contains("not a regression model"), "\(error)")
+        }
+    }
+
     /// HTTP: /v1/observe answers the same surprise as the binary protocol; /metrics is Prometheus text with
     /// the monitor's and the server's counters; /v1/alerts lists alerts; /healthz reports the layers.
     @Test func httpEndpoints() throws {

@@ -60,6 +60,19 @@ def read_npy_f32(path):
     return shape[0], shape[1], list(values)
 
 
+def read_npy_f64(path):
+    """Reads a little-endian float64 one-dimensional .npy without numpy: a list."""
+    from array import array
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:6] == b"\x93NUMPY" and data[6] == 1
+    start = 10 + struct.unpack_from("<H", data, 8)[0]
+    assert "'<f8'" in data[10:start].decode("latin1")
+    values = array("d")
+    values.frombytes(data[start:])
+    return list(values)
+
+
 def need_binary():
     """Skips without the built binary, except in CI, where a missing binary is an error."""
     if not os.path.exists(BIN):
@@ -127,7 +140,7 @@ class SidecarTestCase(unittest.TestCase):
         with self.client() as c:
             self.assertEqual([l.name for l in c.layers], ["h1", "h2"])
             self.assertEqual([l.elements for l in c.layers], [self.h1[1], self.h2[1]])
-            self.assertEqual(c.version, (1, 1))
+            self.assertEqual(c.version, (1, 2))
 
     def test_surprise_matches_latentwatch_score(self):
         """The sidecar's per-layer surprise equals what `latentwatch score` writes for the same rows."""
@@ -282,7 +295,8 @@ class RegressionSidecarTestCase(unittest.TestCase):
         subprocess.run(
             [BIN, "fit", "--activations", f"{data}/train_h2.npy", "--targets", f"{data}/train_targets.npy",
              "--calibration", f"{data}/calibration_h2.npy", "--calibration-targets",
-             f"{data}/calibration_targets.npy", "--layer", "h2", "--output", cls.model],
+             f"{data}/calibration_targets.npy", "--calibration-predictions", f"{data}/calibration_predictions.npy",
+             "--layer", "h2", "--output", cls.model],
             check=True, capture_output=True)
         cls.socket = os.path.join(cls.dir, "s.sock")
         cls.out = open(os.path.join(cls.dir, "serve.out"), "w+")
@@ -298,6 +312,7 @@ class RegressionSidecarTestCase(unittest.TestCase):
             cls.proc.kill()
             raise RuntimeError("latentwatch serve did not start")
         cls.x = read_npy_f32(f"{data}/test_h2.npy")
+        cls.host = read_npy_f64(f"{data}/test_predictions.npy")
 
     @classmethod
     def tearDownClass(cls):
@@ -339,6 +354,37 @@ class RegressionSidecarTestCase(unittest.TestCase):
                 self.assertEqual(a.predictive_spread, local.predictive_spread)
                 self.assertEqual(a.spread_p_value, local.spread_p_value)
                 self.assertEqual(a.prediction_interval, model.prediction_interval(a.prediction, a.predictive_spread))
+
+    def test_host_predictions_get_their_disagreement(self):
+        """Protocol 1.2: the host's predictions travel with the activations; each row carries the host
+        prediction, its distance from the bins' prediction and the distance's p-value (the model was calibrated
+        with --calibration-predictions), equal to the in-process monitor's given the same predictions."""
+        rows, columns, values = self.x
+        n = 40
+        host = self.host[:n]
+        with lw.Client(path=self.socket) as c:
+            self.assertEqual(tuple(c.version), (1, 2))
+            remote = c.observe([values[: n * columns]], predictions=host)
+            one = c.assess(values[:columns], outputs=host[0])
+            with self.assertRaises(ValueError):
+                c.observe([values[: n * columns]], predictions=host[:3])
+            with self.assertRaises(ValueError):
+                c.assess(values[:columns], outputs=[1.0, 2.0])
+        for a, h in zip(remote, host):
+            self.assertAlmostEqual(a.host_prediction, h, places=4)  # sent as binary32
+            self.assertAlmostEqual(a.disagreement_distance, abs(a.host_prediction - a.prediction), places=9)
+            self.assertTrue(0 < a.disagreement_p_value <= 1)
+        self.assertEqual(one.host_prediction, remote[0].host_prediction)
+        if latentwatch is None or np is None:
+            return
+        with latentwatch.Monitor([self.model], outputs="prediction", window=None, shift=None) as m:
+            local = m.assess_batch(np.asarray(values[: n * columns], dtype=np.float32).reshape(n, columns),
+                                   outputs=np.asarray(host, dtype=np.float32))
+        for k, a in enumerate(remote):
+            self.assertEqual(a.host_prediction, local[k].host_prediction)
+            self.assertEqual(a.disagreement_distance, local[k].disagreement_distance)
+            self.assertEqual(a.disagreement_p_value, local[k].disagreement_p_value)
+            self.assertEqual(a.disagreement, local[k].disagreement)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ class Assessment:
             monitor's ``interval_level`` (the sidecar's ``--interval-level``; an unbounded end is infinite), or
             None: classifiers, models without an interval calibration, no level.
             :meth:`latentwatch.Model.prediction_interval` gives it at any level.
-        host_prediction: the host's own prediction, when the monitor takes them (``outputs="prediction"``), or
-            None.
+        host_prediction: the host's own prediction, when the monitor takes them (``outputs="prediction"``; from
+            the sidecar: servers of protocol 1.2 given ``predictions``), or None.
         disagreement_distance: ``|host_prediction - prediction|``, or None.
         disagreement_p_value: its conformal p-value (``disagreement`` comes from it for regression models), or
             None when the model's disagreement is not calibrated (:meth:`latentwatch.Model.calibrate_disagreement`).

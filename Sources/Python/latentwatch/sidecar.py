@@ -38,12 +38,12 @@ __all__ = [
     "PROTOCOL_VERSION",
 ]
 
-PROTOCOL_VERSION = (1, 1)
+PROTOCOL_VERSION = (1, 2)
 MAGIC = b"LWP1"
 HEADER = struct.Struct("<IBBH")
 T_HELLO, T_OBSERVE, T_SYNC, T_BYE = 0x01, 0x10, 0x11, 0x12
 T_WELCOME, T_ASSESSMENT, T_ACK, T_ERROR = 0x81, 0x82, 0x83, 0x84
-F_REPLY, F_HALF = 1, 2
+F_REPLY, F_HALF, F_PREDICTIONS = 1, 2, 4
 #: Flag bits by value, as lower-case names (the names :attr:`Assessment.flag_names` returns).
 FLAGS = {1: "out_of_distribution", 2: "ambiguous", 4: "window_alarm", 8: "shift_alarm", 16: "disagreement"}
 ERROR_NAMES = {
@@ -55,6 +55,9 @@ _ROW = struct.Struct("<BBHiQddddd")
 #: A row's prediction fields (ASSESSMENT flag bit 0, protocol 1.1): prediction, spread, spread p, interval.
 _PREDICTION = struct.Struct("<ddddd")
 A_PREDICTION = 1
+#: A row's host-prediction fields (ASSESSMENT flag bit 1, protocol 1.2): host prediction, disagreement, its p.
+_HOST = struct.Struct("<ddd")
+A_HOST = 2
 
 #: One monitored layer as the server's WELCOME describes it.
 Layer = namedtuple("Layer", "name elements model_id")
@@ -176,11 +179,27 @@ class Client:
     def assess(self, *layers: Any, outputs: Any = None, request_id: Optional[str] = None) -> Assessment:
         """Assesses one input, like :meth:`latentwatch.Monitor.assess`: one array or sequence per layer.
 
-        A refused input (NaN or infinity) comes back with ``status`` 1 rather than raising.
+        A refused input (NaN or infinity) comes back with ``status`` 1 rather than raising. ``outputs`` is a
+        regression host's prediction of the input (one number; protocol 1.2, a server of a regression model); the
+        protocol carries no classifier outputs.
         """
+        predictions = None
         if outputs is not None:
-            raise ValueError("the sidecar protocol carries activations only; outputs cannot be passed")
-        rows = self.observe(list(layers), request_ids=None if request_id is None else [request_id])
+            np = sys.modules.get("numpy")
+            if np is not None and isinstance(outputs, (np.ndarray, np.generic)):
+                values = [float(v) for v in np.asarray(outputs).reshape(-1)]
+            elif isinstance(outputs, (int, float)):
+                values = [float(outputs)]
+            else:
+                values = [float(v) for v in outputs]
+            if len(values) != 1:
+                raise ValueError(
+                    "the sidecar protocol carries a regression host's prediction (one number per input), not a "
+                    f"classifier's outputs; got {len(values)} values"
+                )
+            predictions = values
+        rows = self.observe(list(layers), request_ids=None if request_id is None else [request_id],
+                            predictions=predictions)
         if len(rows) != 1:
             raise ValueError(f"assess takes one input per layer; the arrays held {len(rows)} inputs (use observe)")
         return rows[0]
@@ -200,11 +219,14 @@ class Client:
 
     # -- the protocol ---------------------------------------------------------------------------------------------
 
-    def observe(self, layers: Sequence[Any], request_ids: Optional[Sequence[Optional[str]]] = None) -> List[Assessment]:
+    def observe(self, layers: Sequence[Any], request_ids: Optional[Sequence[Optional[str]]] = None,
+                predictions: Any = None) -> List[Assessment]:
         """Sends inputs (one entry per layer: a flat sequence for one input, rows, or a numpy array) and
-        returns their assessments, one :class:`~latentwatch.Assessment` per input."""
+        returns their assessments, one :class:`~latentwatch.Assessment` per input. ``predictions``: the host
+        model's prediction of each input (protocol 1.2; a server of a regression model then fills
+        ``host_prediction``, ``disagreement_distance`` and ``disagreement_p_value``)."""
         ids = list(request_ids or [])
-        seq = self.send(layers, request_ids, reply=True)
+        seq = self.send(layers, request_ids, reply=True, predictions=predictions)
         while True:
             t, flags, body = self._read_frame()
             if t == T_ASSESSMENT:
@@ -215,7 +237,7 @@ class Client:
                 raise ProtocolError(f"unexpected frame type {t:#x}")
 
     def send(self, layers: Sequence[Any], request_ids: Optional[Sequence[Optional[str]]] = None,
-             reply: bool = False) -> int:
+             reply: bool = False, predictions: Any = None) -> int:
         """Sends inputs without waiting; returns the frame's sequence number."""
         if len(layers) != len(self.layers):
             raise ValueError(
@@ -232,12 +254,20 @@ class Client:
         ids = list(request_ids or [])
         if ids and len(ids) != rows:
             raise ValueError(f"{len(ids)} request ids for {rows} inputs")
+        host = b""
+        if predictions is not None:
+            if tuple(self.version) < (1, 2):
+                raise ValueError(
+                    f"the server speaks protocol {self.version[0]}.{self.version[1]}; host predictions need 1.2")
+            host, count = _float32_bytes(predictions, 1)
+            if count != rows:
+                raise ValueError(f"{count} host predictions for {rows} inputs")
         seq = self._next_sequence
         self._next_sequence += 1
         body = struct.pack("<QIH", seq, rows, len(self.layers))
         body += b"".join(_string(ids[i] if i < len(ids) and ids[i] else "") for i in range(rows))
-        body += b"".join(blocks)
-        self._write(T_OBSERVE, F_REPLY if reply else 0, body)
+        body += b"".join(blocks) + host
+        self._write(T_OBSERVE, (F_REPLY if reply else 0) | (F_PREDICTIONS if host else 0), body)
         return seq
 
     def sync(self) -> Ack:
@@ -336,10 +366,11 @@ class Client:
 
     def _assessment(self, body: bytes, request_ids: Sequence[Optional[str]] = (),
                     flags: int = 0) -> Tuple[int, List[Assessment]]:
-        if flags & ~A_PREDICTION:
+        if flags & ~(A_PREDICTION | A_HOST) or (flags & A_HOST and not flags & A_PREDICTION):
             raise ProtocolError(f"ASSESSMENT with undefined flags {flags:#x}")
         seq, n, nl = struct.unpack_from("<QIH", body, 0)
-        row_bytes = _ROW.size + (_PREDICTION.size if flags & A_PREDICTION else 0) + 16 * nl
+        row_bytes = (_ROW.size + (_PREDICTION.size if flags & A_PREDICTION else 0)
+                     + (_HOST.size if flags & A_HOST else 0) + 16 * nl)
         if 14 + n * row_bytes != len(body):
             raise ProtocolError(f"ASSESSMENT declares {n} rows of {row_bytes} bytes; {len(body) - 14} follow")
         names = [layer.name for layer in self.layers]
@@ -349,7 +380,7 @@ class Client:
         for r in range(n):
             status, row_flags, _, predicted, index, fused, ent, ent_p, shift, _ = _ROW.unpack_from(body, off)
             off += _ROW.size
-            prediction = spread = spread_p = None
+            prediction = spread = spread_p = host = distance = distance_p = None
             interval: Optional[Tuple[float, float]] = None
             if flags & A_PREDICTION:
                 y, sd, sp, low, high = _PREDICTION.unpack_from(body, off)
@@ -357,6 +388,10 @@ class Client:
                 prediction, spread, spread_p = _optional(y), _optional(sd), _optional(sp)
                 if low == low and high == high:
                     interval = (low, high)
+                if flags & A_HOST:
+                    h, d, dp = _HOST.unpack_from(body, off)
+                    off += _HOST.size
+                    host, distance, distance_p = _optional(h), _optional(d), _optional(dp)
             per = struct.unpack_from(f"<{2 * nl}d", body, off)
             off += 16 * nl
             rid = request_ids[r] if r < len(request_ids) and request_ids[r] else None
@@ -375,6 +410,9 @@ class Client:
                 predictive_spread=spread,
                 spread_p_value=spread_p,
                 prediction_interval=interval,
+                host_prediction=host,
+                disagreement_distance=distance,
+                disagreement_p_value=distance_p,
             ))
         return seq, rows
 
