@@ -387,5 +387,35 @@ class RegressionSidecarTestCase(unittest.TestCase):
             self.assertEqual(a.disagreement, local[k].disagreement)
 
 
+    def test_torch_attach_sends_the_host_predictions(self):
+        """latentwatch.torch.attach with outputs= sends a torch regression head's predictions with its activations
+        to the sidecar."""
+        if latentwatch is None or np is None:
+            self.skipTest("the latentwatch package (numpy and its library) is not importable")
+        try:
+            import torch
+            from torch import nn
+        except ImportError:
+            self.skipTest("PyTorch is not importable (pip install torch)")
+        import latentwatch.torch as lwt
+
+        rows, columns, values = self.x
+        x = np.asarray(values, dtype=np.float32).reshape(rows, columns)[:32]
+        net = nn.Sequential(nn.Identity(), nn.Linear(columns, 1), nn.Flatten(0))
+        with torch.no_grad():
+            net[1].weight.fill_(1.0)
+            net[1].bias.fill_(0.0)
+            want = net(torch.from_numpy(x)).numpy()
+        seen = []
+        with lw.Client(path=self.socket) as c:
+            with lwt.attach(net, c, layer="0", outputs="", on_assessment=seen.append) as att:
+                with torch.no_grad():
+                    for start in range(0, 32, 8):
+                        net(torch.from_numpy(x[start:start + 8]))
+        self.assertEqual((att.assessed, att.errors), (32, 0))
+        np.testing.assert_array_equal([a.host_prediction for a in seen], want.astype(np.float64))
+        self.assertTrue(all(a.disagreement_p_value is not None for a in seen))
+
+
 if __name__ == "__main__":
     unittest.main()

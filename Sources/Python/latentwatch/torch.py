@@ -171,10 +171,10 @@ class Attachment:
         self.assessments: "collections.deque[Assessment]" = collections.deque(maxlen=max(0, int(keep_last)))
         self._logged_errors = 0
         self._mode = self._target_mode(target)
-        if self._with_outputs and self._mode not in ("batch", "assess"):
+        if self._with_outputs and self._mode not in ("batch", "assess", "client"):
             raise ValueError(
-                "outputs= needs an inline latentwatch.Monitor created with outputs= (a background monitor's queue "
-                "and the sidecar take activations only)"
+                "outputs= needs an inline latentwatch.Monitor created with outputs=, or a sidecar Client (a "
+                "regression model's prediction); a background monitor's queue takes activations only"
             )
         self._handles = [m.register_forward_hook(self._make_hook(i)) for i, m in enumerate(modules)]
         self._worker = threading.Thread(target=self._drain, name="latentwatch-torch", daemon=True)
@@ -359,7 +359,8 @@ class Attachment:
             wanted = self._on_assessment is not None or self.assessments.maxlen
             results = list(batch) if wanted else [batch[rows - 1]]
         elif self._mode == "client":
-            results = target.observe(list(arrays), request_ids=ids)
+            results = target.observe(list(arrays), request_ids=ids,
+                                     predictions=None if outputs is None else outputs.reshape(-1))
             self.assessed += rows
         elif self._mode == "submit":
             for i in range(rows):
@@ -465,7 +466,8 @@ def attach(
             submodule name, ``""`` for the root): each forward call's output, one row per sample, goes to the monitor as ``outputs``
             (an inline :class:`latentwatch.Monitor` created with ``outputs="logits"``, ``"probabilities"`` or,
             for a regression model, ``"prediction"``, whose disagreement with the latent density's prediction it
-            then reports and alerts on).
+            then reports and alerts on; or, a regression model's one number per sample, a
+            :class:`latentwatch.sidecar.Client` of a protocol 1.2 server).
 
     Raises:
         ImportError: PyTorch is not installed.
