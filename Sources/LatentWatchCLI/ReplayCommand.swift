@@ -30,6 +30,12 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(name: .customLong("alerts"), help: "Write alerts as JSON lines to this file.")
     var alertsPath: String?
 
+    @Option(
+        help:
+            "A regression host's own prediction of each input (.npy, one number per row): replayed with the activations, so each assessment carries its disagreement with the model's prediction."
+    )
+    var predictions: String?
+
     @Option(help: "Write per-input scores here: .csv, or .jsonl for JSON lines.")
     var scores: String?
 
@@ -65,11 +71,16 @@ struct ReplayCommand: AsyncParsableCommand {
             layers.append(ReplayLayer(model: m, file: f, key: k))
         }
         let ids = try files.first?.requestIDs() ?? nil
+        if predictions != nil, models.last?.targetBinCount == nil {
+            throw ValidationError("--predictions goes with a regression model (the last --model predicts no target)")
+        }
+        let host = try predictions.map { try Files.targets($0, key: nil) }
         let result = try await ReplaySession.run(
             layers: layers,
             policy: policy,
             alertsPath: alertsPath,
             requestIDs: ids,
+            hostPredictions: host,
             progress: ProgressPrinter()
         )
         if verbose {

@@ -20,6 +20,8 @@ struct ReplayResult {
 
     /// The primary (last) layer's model is a regression model: assessments carry predictions.
     var isRegression: Bool { layers.last?.model.targetBinCount != nil }
+    /// The host's predictions were replayed with the activations: assessments carry their disagreement.
+    var hasHostPredictions = false
 }
 
 /// Streams the rows of the layers' files through a real inline `Monitor` (the code a host runs), with a
@@ -30,11 +32,15 @@ enum ReplaySession {
         policy: AlertPolicy,
         alertsPath: String?,
         requestIDs: [String?]?,
+        hostPredictions: [Double]? = nil,
         progress: ProgressPrinter?
     ) async throws -> ReplayResult {
         let rows = try layers.map { try $0.file.tensor($0.key).rows }
         guard let n = rows.first, rows.allSatisfy({ $0 == n }) else {
             throw CLIError("the layers' inputs have different row counts: \(rows)")
+        }
+        if let hostPredictions, hostPredictions.count != n {
+            throw CLIError("\(hostPredictions.count) host predictions for \(n) inputs")
         }
         for l in layers {
             let t = try l.file.tensor(l.key)
@@ -55,12 +61,14 @@ enum ReplaySession {
                 layers: layers.map { MonitoredLayer(name: $0.model.metadata.layer, model: $0.model) },
                 policy: policy,
                 mode: .inline,
-                sinkBufferCapacity: max(4096, n * 4 + 16)
+                sinkBufferCapacity: max(4096, n * 4 + 16),
+                outputs: hostPredictions == nil ? nil : (.prediction, 1)
             ),
             sinks: sinks
         )
         let service = Task { try await monitor.run() }
         var result = ReplayResult(layers: layers, policy: policy, shiftLogThreshold: monitor.shiftLogThreshold)
+        result.hasHostPredictions = hostPredictions != nil
         result.assessments.reserveCapacity(n)
         let start = Date()
         let sizes = layers.map { $0.model.preparation.inputCount }
@@ -87,7 +95,18 @@ enum ReplaySession {
                     )
                 }
                 do {
-                    result.assessments.append(try monitor.assess(.float32(buffers), requestID: requestIDs?[r] ?? nil))
+                    if let hostPredictions {
+                        let host = [Float(hostPredictions[r])]
+                        result.assessments.append(
+                            try host.withUnsafeBufferPointer {
+                                try monitor.assess(.float32(buffers), outputs: $0, requestID: requestIDs?[r] ?? nil)
+                            }
+                        )
+                    } else {
+                        result.assessments.append(
+                            try monitor.assess(.float32(buffers), requestID: requestIDs?[r] ?? nil)
+                        )
+                    }
                 } catch {
                     result.rejected.append((r, "\(error)"))
                 }
@@ -116,7 +135,8 @@ enum ReplaySession {
                 "index,request_id,"
                 + names.map { "surprise_\($0),p_\($0)" }.joined(separator: ",")
                 + ",fused_p,entropy,entropy_p,predicted,out_of_distribution,ambiguous,window_alarm,shift_alarm,shift_log_evidence"
-                + (regression ? ",prediction,spread,spread_p,interval_low,interval_high\n" : "\n")
+                + (regression ? ",prediction,spread,spread_p,interval_low,interval_high" : "")
+                + (result.hasHostPredictions ? ",host_prediction,disagreement,disagreement_p\n" : "\n")
         }
         for a in result.assessments {
             if jsonl {
@@ -136,6 +156,9 @@ enum ReplaySession {
                 if let i = a.predictionInterval {
                     o["interval"] = [i.lowerBound, i.upperBound].map { $0.isFinite ? $0 as Any : NSNull() }
                 }
+                if let h = a.hostPrediction { o["host_prediction"] = h }
+                if let d = a.disagreement { o["disagreement"] = d }
+                if let dp = a.disagreementPValue { o["disagreement_p"] = dp }
                 let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
                 out += String(decoding: d, as: UTF8.self) + "\n"
             } else {
@@ -151,6 +174,9 @@ enum ReplaySession {
                     out += ",\(opt(a.prediction)),\(opt(a.predictiveSpread)),\(opt(a.spreadPValue))"
                     out += ",\(opt(a.predictionInterval?.lowerBound)),\(opt(a.predictionInterval?.upperBound))"
                 }
+                if result.hasHostPredictions {
+                    out += ",\(opt(a.hostPrediction)),\(opt(a.disagreement)),\(opt(a.disagreementPValue))"
+                }
                 out += "\n"
             }
         }
@@ -163,6 +189,7 @@ enum ReplaySession {
         if f.contains(.ambiguous) { out.append("ambiguous") }
         if f.contains(.windowAlarm) { out.append("window_alarm") }
         if f.contains(.shiftAlarm) { out.append("shift_alarm") }
+        if f.contains(.disagreement) { out.append("disagreement") }
         return out
     }
 
@@ -205,6 +232,16 @@ enum ReplaySession {
                 )
             }
             lines.append(line)
+        }
+        if r.hasHostPredictions {
+            let far = r.assessments.filter { $0.flags.contains(.disagreement) }.count
+            let calibrated = r.layers.last?.model.disagreementCalibrationCount ?? 0
+            lines.append(
+                calibrated == 0
+                    ? "host predictions: the model's disagreement is not calibrated (fit --calibration-predictions); no p-values"
+                    : "host predictions: \(far) of \(n) far from the model's (disagreement p-value"
+                        + (r.policy.disagreementAlpha.map { " <= \(String(format: "%.3g", $0)))" } ?? " alert off)")
+            )
         }
         if let s = r.alerts.first(where: { $0.kind == .shift }) {
             lines.append("first shift alarm at input \(s.index)")

@@ -324,6 +324,29 @@ typealias CLI = LatentWatchBinary
             "\(withHost.out)"
         )
         #expect(try ModelFile.read(contentsOf: t("h2-host.lwm")).disagreementCalibrationCount == 359)
+        // Replay with the host's predictions: each score row carries the disagreement and its p-value.
+        let hostReplay = try CLI.run([
+            "replay", "--model", t("h2-host.lwm"), "--input", d("test_h2.npy"), "--predictions",
+            d("test_predictions.npy"), "--disagreement-alpha", "0.05", "--scores", t("host.csv"),
+        ])
+        #expect(hostReplay.status == 0, "\(hostReplay.err)")
+        #expect(
+            hostReplay.out.contains("of 360 far from the model's (disagreement p-value <= 0.05)"),
+            "\(hostReplay.out)"
+        )
+        let csv = try String(contentsOf: URL(fileURLWithPath: t("host.csv")), encoding: .utf8).split(separator: "\n")
+        #expect(csv[0].hasSuffix(",host_prediction,disagreement,disagreement_p"), "\(csv[0])")
+        let hostValues = try NumpyArray(contentsOf: d("test_predictions.npy")).doubles()
+        let first = csv[1].split(separator: ",", omittingEmptySubsequences: false)
+        #expect(Double(String(first[first.count - 3])) == Double(Float(hostValues[0])), "\(first)")
+        let wrongCount = try CLI.run([
+            "replay", "--model", t("h2-host.lwm"), "--input", d("test_h2.npy"), "--predictions",
+            d("calibration_predictions.npy"),
+        ])
+        #expect(
+            wrongCount.status != 0 && wrongCount.err.contains("359 host predictions for 360 inputs"),
+            "\(wrongCount.err)"
+        )
         let shortHost = try CLI.run([
             "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"),
             "--calibration", d("calibration_h2.npy"), "--calibration-predictions", d("test_predictions.npy"),
