@@ -29,6 +29,17 @@ repeat the iterations of a single-pass fit, so the model is the same up to round
     python3 Samples/Dask/sharded_fit.py --family gmm-full --fit-option=--components=8 --fit-option=--pca=32 \
         --shard x0.npy --shard x1.npy --shard x2.npy --calibration cal.npy --layer h1 --output h1.lwm
 
+A regression model's layer (--family regression or regression-tied): each shard comes with its targets
+(ACTIVATIONS.npy:TARGETS.npy). The client gathers every shard's targets, one number per row, and hands them to every
+shard task, which cuts the target bins on them (`--binning-targets`), so all shards bin alike; the last task
+calibrates on --calibration with --calibration-targets (the prediction interval) and, optionally,
+--calibration-predictions (the host model's own predictions of the calibration rows: the disagreement a monitor
+given the host's predictions alerts on).
+
+    python3 Samples/Dask/sharded_fit.py --family regression --shard x0.npy:t0.npy --shard x1.npy:t1.npy \
+        --calibration cal.npy --calibration-targets cal_t.npy --calibration-predictions cal_host.npy \
+        --layer h2 --output h2.lwm
+
 With --engine python the tasks use the Python package in process (`latentwatch.gather_statistics`,
 `Statistics.merge`, `Statistics.fit`; for mixtures `Statistics.start_mixture`, `expectation` and `advance`)
 instead of the executable. Statistics, rounds and E-steps travel between workers pickled as their .lws bytes. The
@@ -55,11 +66,18 @@ def run(command):
     return done.stdout
 
 
-def shard_statistics(latentwatch, activations, labels, first_index, fit_options):
-    """The statistics of one shard, as .lws bytes."""
+def shard_statistics(latentwatch, activations, labels, first_index, fit_options, binning=None):
+    """The statistics of one shard, as .lws bytes. With `binning` (every shard's targets, for a regression family)
+    `labels` are the shard's targets."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "shard.lws")
-        run([latentwatch, "fit", "--activations", activations, *(["--labels", labels] if labels else []),
+        if binning is not None:
+            path = os.path.join(d, "binning.npy")
+            np.save(path, binning)
+            given = ["--targets", labels, "--binning-targets", path]
+        else:
+            given = ["--labels", labels] if labels else []
+        run([latentwatch, "fit", "--activations", activations, *given,
              "--statistics-only", "--first-index", str(first_index), "--output", out, *fit_options])
         with open(out, "rb") as f:
             return f.read()
@@ -172,8 +190,9 @@ def merge_statistics(latentwatch, *parts):
             return f.read()
 
 
-def fit_model(latentwatch, statistics, calibration, calibration_labels):
-    """The model fitted from merged statistics and calibrated, as .lwm bytes, and merge's report."""
+def fit_model(latentwatch, statistics, calibration, calibration_labels, regression=None):
+    """The model fitted from merged statistics and calibrated, as .lwm bytes, and merge's report. `regression`:
+    (calibration targets, calibration host predictions or None) for a regression family."""
     with tempfile.TemporaryDirectory() as d:
         stats = os.path.join(d, "all.lws")
         with open(stats, "wb") as f:
@@ -182,14 +201,23 @@ def fit_model(latentwatch, statistics, calibration, calibration_labels):
         command = [latentwatch, "merge", stats, "--calibration", calibration, "--output", out]
         if calibration_labels:
             command += ["--calibration-labels", calibration_labels]
+        if regression is not None:
+            targets, predictions = regression
+            command += ["--calibration-targets", targets]
+            if predictions:
+                command += ["--calibration-predictions", predictions]
         report = run(command)
         with open(out, "rb") as f:
             return f.read(), report
 
 
-def shard_statistics_in_process(activations, labels, first_index, options):
-    """The statistics of one shard, gathered by the Python package (pickled as .lws bytes)."""
+def shard_statistics_in_process(activations, labels, first_index, options, binning=None):
+    """The statistics of one shard, gathered by the Python package (pickled as .lws bytes). With `binning` (every
+    shard's targets) `labels` are the shard's targets."""
     import latentwatch as lw
+    if binning is not None:
+        return lw.gather_statistics(np.load(activations), targets=np.load(labels), binning=binning,
+                                    first_index=first_index, **options)
     return lw.gather_statistics(np.load(activations), np.load(labels) if labels else None, first_index=first_index,
                                 **options)
 
@@ -200,9 +228,16 @@ def merge_in_process(a, b):
     return lw.merge_statistics([a, b])
 
 
-def fit_in_process(statistics, calibration, calibration_labels):
-    """The model fitted and calibrated by the Python package, as .lwm bytes, and a report."""
-    model = statistics.fit(np.load(calibration), np.load(calibration_labels) if calibration_labels else None)
+def fit_in_process(statistics, calibration, calibration_labels, regression=None):
+    """The model fitted and calibrated by the Python package, as .lwm bytes, and a report. `regression`:
+    (calibration targets, calibration host predictions or None) for a regression family."""
+    if regression is not None:
+        targets, predictions = regression
+        model = statistics.fit(np.load(calibration), calibration_targets=np.load(targets))
+        if predictions:
+            model = model.calibrate_disagreement(np.load(calibration), np.load(predictions))
+    else:
+        model = statistics.fit(np.load(calibration), np.load(calibration_labels) if calibration_labels else None)
     first, end = statistics.rows
     report = (f"fitted {model.family} on {statistics.samples} rows [{first}, {end}) in process, calibrated on "
               f"{model.calibration_count}\nfit notes: {model.fit_notes}\n")
@@ -240,30 +275,40 @@ def mixture_in_process(client, shards, calibration, options):
     return model_bytes, merged.to_bytes(), report
 
 
-def sharded_fit_in_process(client, shards, calibration, calibration_labels, options):
+def sharded_fit_in_process(client, shards, calibration, calibration_labels, options, regression=None):
     """As sharded_fit, with the Python package on the workers."""
     futures = []
     first = 0
+    binning = all_targets(client, shards) if regression is not None else None
     for activations, labels in shards:
-        futures.append(client.submit(shard_statistics_in_process, activations, labels, first, options, pure=False))
+        futures.append(client.submit(shard_statistics_in_process, activations, labels, first, options, binning,
+                                     pure=False))
         first += np.load(activations, mmap_mode="r").shape[0]
     while len(futures) > 1:
         pairs = [futures[i:i + 2] for i in range(0, len(futures), 2)]
         futures = [client.submit(merge_in_process, *p, pure=False) if len(p) == 2 else p[0] for p in pairs]
     merged = futures[0]
-    model = client.submit(fit_in_process, merged, calibration, calibration_labels, pure=False)
+    model = client.submit(fit_in_process, merged, calibration, calibration_labels, regression, pure=False)
     (model_bytes, report), statistics = client.gather([model, merged])
     return model_bytes, statistics.to_bytes(), report
 
 
-def sharded_fit(client, latentwatch, shards, calibration, calibration_labels, fit_options):
-    """Fits one model from shards [(activations.npy, labels.npy)] on the cluster; returns (model bytes,
-    merged statistics bytes, report)."""
+def all_targets(client, shards):
+    """Every shard's targets in order (one number per row: cheap to hand to every shard task), scattered once to
+    the workers."""
+    return client.scatter(np.concatenate([np.load(t).astype(np.float64).reshape(-1) for _, t in shards]),
+                          broadcast=True)
+
+
+def sharded_fit(client, latentwatch, shards, calibration, calibration_labels, fit_options, regression=None):
+    """Fits one model from shards [(activations.npy, labels.npy)] (for a regression family, `regression` given:
+    [(activations.npy, targets.npy)]) on the cluster; returns (model bytes, merged statistics bytes, report)."""
     futures = []
     first = 0
+    binning = all_targets(client, shards) if regression is not None else None
     for activations, labels in shards:
         futures.append(client.submit(shard_statistics, latentwatch, activations, labels, first, fit_options,
-                                     pure=False))
+                                     binning, pure=False))
         first += np.load(activations, mmap_mode="r").shape[0]
     # A tree of pairwise merges: log2(shards) rounds, each on the workers.
     while len(futures) > 1:
@@ -271,7 +316,7 @@ def sharded_fit(client, latentwatch, shards, calibration, calibration_labels, fi
         futures = [client.submit(merge_statistics, latentwatch, *p, pure=False) if len(p) == 2 else p[0]
                    for p in pairs]
     merged = futures[0]
-    model = client.submit(fit_model, latentwatch, merged, calibration, calibration_labels, pure=False)
+    model = client.submit(fit_model, latentwatch, merged, calibration, calibration_labels, regression, pure=False)
     (model_bytes, report), statistics = client.gather([model, merged])
     return model_bytes, statistics, report
 
@@ -294,10 +339,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latentwatch", default="latentwatch", help="the latentwatch executable")
     parser.add_argument("--shard", action="append", required=True, metavar="ACTIVATIONS.npy[:LABELS.npy]",
-                        help="one shard (repeat, in the order of the whole data set); labels for gda and tied")
+                        help="one shard (repeat, in the order of the whole data set); labels for gda and tied, "
+                             "targets for regression and regression-tied")
     parser.add_argument("--calibration", required=True, help="held-out activations to calibrate on")
     parser.add_argument("--calibration-labels", help="their labels (calibrates the class posterior)")
-    parser.add_argument("--family", default="gda", choices=["gda", "tied", "gmm-full", "gmm-diag"])
+    parser.add_argument("--calibration-targets", help="their targets (regression families: required)")
+    parser.add_argument("--calibration-predictions",
+                        help="the host model's own predictions of them (regression families: calibrates the "
+                             "disagreement)")
+    parser.add_argument("--family", default="gda",
+                        choices=["gda", "tied", "gmm-full", "gmm-diag", "regression", "regression-tied"])
     parser.add_argument("--layer", help="layer name stored in the model")
     parser.add_argument("--fit-option", action="append", default=[], metavar="OPTION",
                         help="another `latentwatch fit` option for every shard, for example --fit-option=--pca=64")
@@ -309,11 +360,21 @@ def main(argv=None):
                         help="cli: the latentwatch executable on the workers; python: the Python package in process")
     args = parser.parse_args(argv)
     mixture = args.family.startswith("gmm")
+    regression = None
+    if args.family.startswith("regression"):
+        if not args.calibration_targets or args.calibration_labels:
+            parser.error(f"--family {args.family} needs --calibration-targets (and takes no --calibration-labels)")
+        regression = (os.path.abspath(args.calibration_targets),
+                      os.path.abspath(args.calibration_predictions) if args.calibration_predictions else None)
+    elif args.calibration_targets or args.calibration_predictions:
+        parser.error("--calibration-targets and --calibration-predictions go with --family regression or "
+                     "regression-tied")
     shards = []
     for s in args.shard:
         activations, sep, labels = s.partition(":")
         if not sep and not mixture:
-            parser.error(f"--shard {s}: expected ACTIVATIONS.npy:LABELS.npy (gda and tied need labels)")
+            parser.error(f"--shard {s}: expected ACTIVATIONS.npy:LABELS.npy (gda and tied need labels; regression "
+                         "families need ACTIVATIONS.npy:TARGETS.npy)")
         shards.append((os.path.abspath(activations), os.path.abspath(labels) if sep and not mixture else None))
     fit_options = ["--family", args.family, *args.fit_option]
     if args.layer:
@@ -337,13 +398,13 @@ def main(argv=None):
                                                                options)
             else:
                 model, statistics, report = sharded_fit_in_process(client, shards, os.path.abspath(args.calibration),
-                                                                   calibration_labels, options)
+                                                                   calibration_labels, options, regression)
         elif mixture:
             model, statistics, report = sharded_mixture_fit(client, latentwatch, shards,
                                                             os.path.abspath(args.calibration), fit_options)
         else:
             model, statistics, report = sharded_fit(client, latentwatch, shards, os.path.abspath(args.calibration),
-                                                    calibration_labels, fit_options)
+                                                    calibration_labels, fit_options, regression)
     finally:
         client.close()
         if cluster is not None:

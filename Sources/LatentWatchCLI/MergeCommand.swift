@@ -49,6 +49,12 @@ struct MergeCommand: ParsableCommand {
     )
     var calibrationTargets: String?
 
+    @Option(
+        help:
+            "The host model's own prediction of each calibration input (statistics of a regression family): calibrates the disagreement between a host's prediction and the model's."
+    )
+    var calibrationPredictions: String?
+
     @Flag(
         name: .customLong("posterior-calibration"),
         inversion: .prefixedNo,
@@ -78,7 +84,7 @@ struct MergeCommand: ParsableCommand {
         }
         let rows = merged.rowsText
         if statisticsOnly {
-            guard calibration == nil, calibrationTargets == nil else {
+            guard calibration == nil, calibrationTargets == nil, calibrationPredictions == nil else {
                 throw ValidationError("--statistics-only takes no --calibration")
             }
             try userFacing("writing \(output)") {
@@ -93,6 +99,10 @@ struct MergeCommand: ParsableCommand {
         let calTargets = try calibrationTargets.map { try Files.targets($0, key: nil) }
         guard calTargets == nil || cfg.fitsTargets else {
             throw ValidationError("--calibration-targets goes with statistics of a regression family")
+        }
+        let calPredictions = try calibrationPredictions.map { try Files.targets($0, key: nil) }
+        guard calPredictions == nil || cfg.fitsTargets else {
+            throw ValidationError("--calibration-predictions goes with statistics of a regression family")
         }
         guard calibrationLabels == nil || !cfg.fitsTargets else {
             throw ValidationError(
@@ -126,19 +136,30 @@ struct MergeCommand: ParsableCommand {
                     "\(calTargets.count) calibration targets for \(cal.count) calibration activations"
                 )
             }
-            return try LatentModelFitter.fit(
+            if let calPredictions, calPredictions.count != cal.count {
+                throw ValidationError(
+                    "\(calPredictions.count) calibration predictions for \(cal.count) calibration activations"
+                )
+            }
+            let model = try LatentModelFitter.fit(
                 statistics: merged,
                 calibration: cal,
                 calibrationTargets: calTargets,
                 configuration: cfg,
                 created: ISO8601DateFormatter().string(from: Date())
             )
+            guard let calPredictions else { return model }
+            return try LatentModelFitter.calibrateDisagreement(model, calibration: cal, hostPredictions: calPredictions)
         }
         print("regularisation: \(model.metadata.notes)")
         if let bins = model.targetBinCount {
             print(
                 "targets: \(bins) bins; prediction interval "
                     + (model.hasPredictionInterval ? "calibrated" : "not calibrated (no calibration targets)")
+                    + "; disagreement with the host's prediction "
+                    + (model.disagreementCalibrationCount > 0
+                        ? "calibrated on \(model.disagreementCalibrationCount) inputs"
+                        : "not calibrated (no --calibration-predictions)")
             )
         }
     }
@@ -146,8 +167,10 @@ struct MergeCommand: ParsableCommand {
     /// `--mixture-round`: the next round from this round's E-steps, or the model from a finished round.
     func runRound(_ path: String, start: Date) throws {
         guard !statisticsOnly else { throw ValidationError("--mixture-round takes no --statistics-only") }
-        guard calibrationTargets == nil else {
-            throw ValidationError("--mixture-round takes no --calibration-targets (mixtures take no targets)")
+        guard calibrationTargets == nil, calibrationPredictions == nil else {
+            throw ValidationError(
+                "--mixture-round takes no --calibration-targets or --calibration-predictions (mixtures take no targets)"
+            )
         }
         let round = try userFacing("mixture round \(path)") { try StatisticsFile.readMixtureRound(contentsOf: path) }
         if statistics.isEmpty {

@@ -165,4 +165,73 @@ import Testing
         print("dask (\(family) in rounds, \(engine)): \(iterations); scores within \(scoreDiff) relative of one pass")
         #expect(scoreDiff <= 1e-6)
     }
+
+    /// A regression model's layer (the digits-rotation MLP's h2, three shards with their targets), with both
+    /// engines: every shard bins on all the shards' targets, the last task calibrates the interval and the
+    /// disagreement with the host's predictions; predictions, spreads, intervals and disagreement p-values equal
+    /// one pass's `fit` with the same calibration to 1e-6 relative.
+    @Test(arguments: ["cli", "python"]) func daskRecipeFitsRegressionModels(engine: String) throws {
+        guard try Self.python(["-c", "import dask.distributed"]).status == 0 else { return }
+        let dir = CLI.temporaryDirectory()
+        let data = CLI.root.appendingPathComponent("Samples/Data/digits-rotation").path
+        let split = try Self.python([
+            "-c",
+            """
+            import numpy as np
+            x = np.load('\(data)/train_h2.npy'); y = np.load('\(data)/train_targets.npy')
+            cuts = [0, 300, 700, len(x)]
+            for i in range(3):
+                np.save('\(dir.path)/x%d.npy' % i, x[cuts[i]:cuts[i + 1]])
+                np.save('\(dir.path)/t%d.npy' % i, y[cuts[i]:cuts[i + 1]])
+            """,
+        ])
+        #expect(split.status == 0, "\(split.out)")
+        let calibration = [
+            "--calibration", "\(data)/calibration_h2.npy", "--calibration-targets", "\(data)/calibration_targets.npy",
+            "--calibration-predictions", "\(data)/calibration_predictions.npy",
+        ]
+        let recipe = try Self.python(
+            [
+                "Samples/Dask/sharded_fit.py", "--latentwatch", CLI.executable, "--workers", "2", "--engine", engine,
+                "--family", "regression", "--layer", "h2", "--output", dir.appendingPathComponent("dask.lwm").path,
+            ] + calibration + (0..<3).flatMap { ["--shard", "\(dir.path)/x\($0).npy:\(dir.path)/t\($0).npy"] },
+            environment: [
+                "PYTHONPATH": CLI.root.appendingPathComponent("Sources/Python").path,
+                "LATENTWATCH_LIBRARY": CLI.product("libLatentWatchC.so"),
+            ]
+        )
+        #expect(recipe.status == 0, "\(recipe.out)")
+        let fit = try CLI.run(
+            [
+                "fit", "--activations", "\(data)/train_h2.npy", "--targets", "\(data)/train_targets.npy", "--layer",
+                "h2",
+                "--output", dir.appendingPathComponent("single.lwm").path,
+            ] + calibration
+        )
+        #expect(fit.status == 0, "\(fit.err)")
+        let m1 = try ModelFile.read(contentsOf: dir.appendingPathComponent("single.lwm").path)
+        let m2 = try ModelFile.read(contentsOf: dir.appendingPathComponent("dask.lwm").path)
+        #expect(m2.family == "regression" && m2.disagreementCalibrationCount == 359 && m2.hasPredictionInterval)
+        let x = try TensorFile(path: "\(data)/test_h2.npy").floats(nil)
+        let host = try TensorFile(path: "\(data)/test_predictions.npy").doubles(nil)
+        var worst = 0.0
+        for r in 0..<(x.count / 32) {
+            let row = Array(x[(r * 32)..<((r + 1) * 32)])
+            let (s1, s2) = (try m1.score(row), try m2.score(row))
+            let (i1, i2) = (m1.predictionInterval(s1, level: 0.9)!, m2.predictionInterval(s2, level: 0.9)!)
+            let (y1, y2) = (s1.prediction!, s2.prediction!)
+            let (p1, p2) = (m1.pValue(.disagreement, abs(host[r] - y1))!, m2.pValue(.disagreement, abs(host[r] - y2))!)
+            worst = max(
+                worst,
+                abs(y1 - y2) / max(1, abs(y1)),
+                abs(s1.predictiveSpread! - s2.predictiveSpread!) / s1.predictiveSpread!,
+                abs(i1.lowerBound - i2.lowerBound) / max(1, abs(i1.lowerBound)),
+                abs(p1 - p2)
+            )
+        }
+        print(
+            "dask (regression, \(engine)): predictions, spreads, intervals, disagreement p within \(worst) of one pass"
+        )
+        #expect(worst <= 1e-6)
+    }
 }

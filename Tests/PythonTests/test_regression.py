@@ -171,6 +171,24 @@ class RegressionTests(unittest.TestCase):
                 target_bins=8, family="regression-tied", layer_name="h2",
             ))
 
+    def test_unaligned_targets_are_taken(self):
+        """Targets and binning at an address that is not a multiple of 8 (as arrays unpickled from another process,
+        for example by Dask, can be) are copied, not refused: the same statistics as aligned ones."""
+        def unaligned(a):
+            raw = np.zeros(a.nbytes + 1, np.uint8)[1:]
+            out = raw.view(a.dtype)
+            out[:] = a
+            self.assertFalse(out.flags.aligned)
+            return out
+
+        options = dict(target_bins=8, family="regression-tied", layer_name="h2")
+        want = lw.gather_statistics(self.train, targets=self.train_y, binning=self.train_y, **options)
+        got = lw.gather_statistics(self.train, targets=unaligned(self.train_y), binning=unaligned(self.train_y),
+                                   **options)
+        self.assertEqual(want.to_bytes()[:64], got.to_bytes()[:64])
+        a, b = want.fit(self.cal, calibration_targets=self.cal_y), got.fit(self.cal, calibration_targets=unaligned(self.cal_y))
+        np.testing.assert_array_equal(a.score(self.test).prediction, b.score(self.test).prediction)
+
     def test_bad_targets_are_refused(self):
         with self.assertRaises(lw.NonFiniteError):
             y = self.train_y.copy()

@@ -491,7 +491,7 @@ def _labels_array(labels: Any, n: int, what: str) -> np.ndarray:
     if a.dtype.kind in "iu" or a.dtype.kind == "b":
         out = np.require(a, dtype=np.int64, requirements="CA")
     elif a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-        out = np.ascontiguousarray(a, dtype=np.int64)
+        out = np.require(a, dtype=np.int64, requirements="CA")
     else:
         raise DTypeError(f"{what} has dtype {a.dtype}; class labels must be integers")
     if out.shape != (n,):
@@ -503,7 +503,8 @@ def _targets_array(targets: Any, n: int, what: str) -> np.ndarray:
     t = np.asarray(targets)
     if t.dtype.kind not in "fiu":
         raise DTypeError(f"{what} have dtype {t.dtype}; give real numbers")
-    t = np.ascontiguousarray(t, dtype=np.float64)
+    # Aligned too: arrays unpickled from another process (Dask, pickle protocol 5) may sit at any address.
+    t = np.require(t, dtype=np.float64, requirements="CA")
     if t.shape != (n,):
         raise ShapeError(f"{what} have shape {shape_str(t.shape)}; give one number per row: shape ({n},)")
     if not np.all(np.isfinite(t)):
