@@ -125,6 +125,9 @@ func fuzzWire(_ bytes: [UInt8]) {
             case .observe:
                 guard (try? ObserveLayout.decode(body, flags: header.flags, elements: [4, 3], maxRows: 64)) != nil
                 else { continue }
+            case .assessment:
+                // What the clients decode from a server.
+                _ = try? AssessmentFrame.decode(body, flags: header.flags)
             case .bye: return
             default: continue
             }

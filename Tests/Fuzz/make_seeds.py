@@ -54,6 +54,17 @@ def string(s: str) -> bytes:
     return struct.pack("<H", len(b)) + b
 
 
+def wire_host_seed(hello: bytes, layers: bytes) -> bytes:
+    """Protocol 1.2: an OBSERVE of 2 inputs with the host's predictions (flags reply | predictions), and an
+    ASSESSMENT of one row with the prediction and host fields (flags 3) of 2 layers."""
+    observe = frame(0x10, struct.pack("<QIH", 3, 2, 2) + string("") + string("") + layers
+                    + np.array([1.5, -2.0], dtype="<f4").tobytes(), flags=5)
+    row = struct.pack("<BBHiQddddd", 0, 16, 0, -1, 9, 0.5, 0.1, 0.2, float("nan"), 0.0)
+    row += np.array([1.0, 0.5, 0.3, 0.0, 2.0, 1.5, 0.5, 0.004, 3.0, 0.2, 4.0, 0.1], dtype="<f8").tobytes()
+    assessment = frame(0x82, struct.pack("<QIH", 3, 1, 2) + row, flags=3)
+    return hello + observe + assessment
+
+
 def main() -> None:
     latentwatch = sys.argv[1]
     rng = np.random.default_rng(0)
@@ -124,6 +135,7 @@ def main() -> None:
     observe_half = frame(0x10, struct.pack("<QIH", 2, 1, 2) + string("") + half, flags=2)
     write("wire", "hello_observe_sync_bye", hello + observe + observe_half + frame(0x11, struct.pack("<Q", 7)) + frame(0x12, b""))
     write("wire", "hello_only", hello)
+    write("wire", "observe_predictions_assessment_host", wire_host_seed(hello, layers))
 
     # `latentwatch serve --config FILE`: JSON objects of the serve options.
     write("config", "full.json", json.dumps({
