@@ -11,7 +11,7 @@ struct ReplayCommand: AsyncParsableCommand {
             One --model per monitored layer. With one --input, each model reads the array named like its layer \
             (a recording, .npz or safetensors with several layers), or the only array. With one --input per \
             model, they pair up in order. Alerts are JSON lines with kind (input, window, shift, aleatoric, \
-            resolved), index, p_value, request_id, episode, detail, time.
+            resolved, disagreement), index, p_value, request_id, episode, detail, time.
             Example: latentwatch replay --model h1.lwm --model h2.lwm --input stream.lwr --alerts alerts.jsonl --report report.html
             """
     )

@@ -165,8 +165,15 @@ public final class SidecarClient {
     ) throws(SidecarClientError)
         -> UInt64
     {
-        if let predictions, predictions.count != rows {
-            throw .protocolViolation("\(predictions.count) host predictions for \(rows) inputs")
+        if let predictions {
+            guard welcome.minor >= 2 else {
+                throw .protocolViolation(
+                    "the server speaks protocol \(welcome.major).\(welcome.minor); host predictions need 1.2"
+                )
+            }
+            guard predictions.count == rows else {
+                throw .protocolViolation("\(predictions.count) host predictions for \(rows) inputs")
+            }
         }
         let seq = nextSequence
         nextSequence += 1

@@ -503,7 +503,10 @@ import Testing
         let model = try Self.withDisagreement(fitted)
         #expect(fitted.disagreementCalibrationCount == 0 && model.disagreementCalibrationCount == 359)
         let calScores = try Self.scores(fitted, "calibration")
-        let distances = zip(calScores, try Self.predictions("calibration")).map { abs($1 - $0.prediction!) }
+        // The host's predictions at the precision a monitor receives them (float32).
+        let distances = zip(calScores, try Self.predictions("calibration")).map {
+            abs(Double(Float($1)) - $0.prediction!)
+        }
         #expect(model.calibration.distributions[.disagreement] == EmpiricalDistribution(scores: distances))
         // Nothing else changes.
         #expect(model.calibration.distributions[.surprise] == fitted.calibration.distributions[.surprise])

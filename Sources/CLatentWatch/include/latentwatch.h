@@ -48,7 +48,9 @@ extern "C" {
  * (which was reserved), lw_statistics_gather_targets, the prediction fields at the end of lw_scores,
  * lw_score_columns, lw_model_info and
  * lw_assessment, with lw_assessment's prediction interval at lw_monitor_config.interval_level, and
- * lw_model_prediction_interval. */
+ * lw_model_prediction_interval; and the host's predictions: lw_calibrate_disagreement, LW_OUTPUTS_PREDICTION,
+ * lw_monitor_config.disagreement_alpha, lw_model_info.disagreement_count, lw_assessment's host-prediction fields
+ * and LW_ALERT_DISAGREEMENT. */
 #define LW_ABI_VERSION 5
 
 /* ---------------------------------------------------------------------------------------------------------------

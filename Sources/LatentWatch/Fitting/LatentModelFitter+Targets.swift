@@ -157,7 +157,8 @@ extension LatentModelFitter {
     ///   - model: a regression model (families `regression`, `regression-tied`).
     ///   - calibration: held-out in-distribution activations, best the ones the model was calibrated on; rows
     ///     that cannot be scored (NaN) are skipped, as the other calibrations skip them.
-    ///   - hostPredictions: the host model's prediction for each calibration activation, in the targets' units.
+    ///   - hostPredictions: the host model's prediction for each calibration activation, in the targets' units
+    ///     (rounded to float32, as a monitor receives them).
     /// - Throws: ``LatentWatchError`` for a model that is not a regression model, non-finite predictions, or a
     ///   count different from the calibration rows'.
     public static func calibrateDisagreement(
@@ -191,7 +192,9 @@ extension LatentModelFitter {
                 defer { index += 1 }
                 let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
                 guard let s = try? model.score(row, workspace: ws), let y = s.prediction else { continue }
-                distances.append(abs(hostPredictions[index] - y))
+                // At the precision a monitor receives it (outputs are float32), so that calibration and
+                // assessment compute the same distance.
+                distances.append(abs(Double(Float(hostPredictions[index])) - y))
             }
         }
         guard index == hostPredictions.count else {
