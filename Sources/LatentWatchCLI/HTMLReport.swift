@@ -337,12 +337,14 @@ enum HTMLReport {
             note +=
                 " and its conformal \(String(format: "%.0f", 100 * level))% prediction interval (shaded; it covers an in-distribution input's target with probability at least \(level), Docs/Statistics.md)"
         }
+        let hosts = r.assessments.map { $0.hostPrediction ?? .nan }
+        if r.hasHostPredictions { note += "; the host model's own prediction (green)" }
         note +=
             ". Red dots: uncertain predictions (spread p-value at most the aleatoric alpha). Red lines: shift alarms; orange: window alarms; grey: markers."
         out += "<p class=note>\(esc(note))</p>\n"
         out += lineChart(
             id: "prediction",
-            series: [(ys, "#1f77b4")],
+            series: [(ys, "#1f77b4")] + (r.hasHostPredictions ? [(hosts, "#2ca02c")] : []),
             hLines: [],
             dots: uncertain.map { ($0, ys[$0]) },
             vLines: alarms + marks,
@@ -364,6 +366,25 @@ enum HTMLReport {
             yLabel: "spread",
             logY: false
         )
+        if r.hasHostPredictions {
+            let distances = r.assessments.map { $0.disagreement ?? .nan }
+            let far = r.assessments.indices.filter { r.assessments[$0].flags.contains(.disagreement) }
+            let line = r.policy.disagreementAlpha.flatMap {
+                model.calibration.threshold(.disagreement, falsePositiveRate: $0)
+            }
+            out += "<h2>Disagreement with the host over time</h2>\n"
+            out +=
+                "<p class=note>|host prediction - prediction| per input. Dashed: the calibrated threshold at the disagreement alpha (when the model was calibrated with the host's predictions); red dots: inputs flagged for disagreement.</p>\n"
+            out += lineChart(
+                id: "disagreement",
+                series: [(distances, "#2ca02c")],
+                hLines: line.map { [($0, "threshold")] } ?? [],
+                dots: far.map { ($0, distances[$0]) },
+                vLines: alarms + marks,
+                yLabel: "disagreement",
+                logY: false
+            )
+        }
         return out
     }
 

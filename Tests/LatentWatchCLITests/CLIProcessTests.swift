@@ -327,13 +327,16 @@ typealias CLI = LatentWatchBinary
         // Replay with the host's predictions: each score row carries the disagreement and its p-value.
         let hostReplay = try CLI.run([
             "replay", "--model", t("h2-host.lwm"), "--input", d("test_h2.npy"), "--predictions",
-            d("test_predictions.npy"), "--disagreement-alpha", "0.05", "--scores", t("host.csv"),
+            d("test_predictions.npy"), "--disagreement-alpha", "0.05", "--scores", t("host.csv"), "--report",
+            t("host.html"),
         ])
         #expect(hostReplay.status == 0, "\(hostReplay.err)")
         #expect(
             hostReplay.out.contains("of 360 far from the model's (disagreement p-value <= 0.05)"),
             "\(hostReplay.out)"
         )
+        let hostHTML = try String(contentsOf: URL(fileURLWithPath: t("host.html")), encoding: .utf8)
+        #expect(hostHTML.contains("Disagreement with the host over time") && hostHTML.contains("id=\"disagreement\""))
         let csv = try String(contentsOf: URL(fileURLWithPath: t("host.csv")), encoding: .utf8).split(separator: "\n")
         #expect(csv[0].hasSuffix(",host_prediction,disagreement,disagreement_p"), "\(csv[0])")
         let hostValues = try NumpyArray(contentsOf: d("test_predictions.npy")).doubles()
