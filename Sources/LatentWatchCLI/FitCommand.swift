@@ -234,16 +234,10 @@ struct FitCommand: ParsableCommand {
             throw ValidationError("--calibration-predictions needs --calibration")
         }
         let calTargetValues = try calibrationTargets.map { try Files.targets($0, key: nil) }
-        if let calTargetValues, let calSource, calTargetValues.count != calSource.count {
-            throw ValidationError(
-                "\(calTargetValues.count) calibration targets for \(calSource.count) calibration activations"
-            )
-        }
         let calPredictionValues = try calibrationPredictions.map { try Files.targets($0, key: nil) }
-        if let calPredictionValues, let calSource, calPredictionValues.count != calSource.count {
-            throw ValidationError(
-                "\(calPredictionValues.count) calibration predictions for \(calSource.count) calibration activations"
-            )
+        if let calSource {
+            try checkCalibrationCount(calTargetValues, "calibration targets", rows: calSource.count)
+            try checkCalibrationCount(calPredictionValues, "calibration predictions", rows: calSource.count)
         }
         if statisticsOnly && calibrationPredictions != nil {
             throw ValidationError("--calibration-predictions goes with a fit, not --statistics-only")
@@ -316,16 +310,7 @@ struct FitCommand: ParsableCommand {
             "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
         print("regularisation: \(model.metadata.notes)")
-        if let bins = model.targetBinCount {
-            print(
-                "targets: \(bins) bins; prediction interval "
-                    + (model.hasPredictionInterval ? "calibrated" : "not calibrated (no calibration targets)")
-                    + "; disagreement with the host's prediction "
-                    + (model.disagreementCalibrationCount > 0
-                        ? "calibrated on \(model.disagreementCalibrationCount) inputs"
-                        : "not calibrated (no --calibration-predictions)")
-            )
-        }
+        if let summary = targetsSummary(model) { print(summary) }
     }
 
     /// `--statistics-only`: gathers this shard's statistics and writes them.

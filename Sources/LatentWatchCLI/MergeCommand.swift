@@ -131,16 +131,8 @@ struct MergeCommand: ParsableCommand {
         ) { cal in
             var cfg = cfg
             cfg.calibratePosterior = cfg.calibratePosterior && posteriorCalibration
-            if let calTargets, calTargets.count != cal.count {
-                throw ValidationError(
-                    "\(calTargets.count) calibration targets for \(cal.count) calibration activations"
-                )
-            }
-            if let calPredictions, calPredictions.count != cal.count {
-                throw ValidationError(
-                    "\(calPredictions.count) calibration predictions for \(cal.count) calibration activations"
-                )
-            }
+            try checkCalibrationCount(calTargets, "calibration targets", rows: cal.count)
+            try checkCalibrationCount(calPredictions, "calibration predictions", rows: cal.count)
             let model = try LatentModelFitter.fit(
                 statistics: merged,
                 calibration: cal,
@@ -152,16 +144,7 @@ struct MergeCommand: ParsableCommand {
             return try LatentModelFitter.calibrateDisagreement(model, calibration: cal, hostPredictions: calPredictions)
         }
         print("regularisation: \(model.metadata.notes)")
-        if let bins = model.targetBinCount {
-            print(
-                "targets: \(bins) bins; prediction interval "
-                    + (model.hasPredictionInterval ? "calibrated" : "not calibrated (no calibration targets)")
-                    + "; disagreement with the host's prediction "
-                    + (model.disagreementCalibrationCount > 0
-                        ? "calibrated on \(model.disagreementCalibrationCount) inputs"
-                        : "not calibrated (no --calibration-predictions)")
-            )
-        }
+        if let summary = targetsSummary(model) { print(summary) }
     }
 
     /// `--mixture-round`: the next round from this round's E-steps, or the model from a finished round.

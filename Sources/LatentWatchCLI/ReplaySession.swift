@@ -77,6 +77,8 @@ enum ReplaySession {
             repeating: UnsafeBufferPointer(start: nil, count: 0),
             count: layers.count
         )
+        // The host's prediction of the current row, handed to the monitor as its one output when replayed.
+        var host: Float = 0
         var r0 = 0
         while r0 < n {
             let r1 = min(n, r0 + block)
@@ -95,18 +97,16 @@ enum ReplaySession {
                     )
                 }
                 do {
-                    if let hostPredictions {
-                        let host = [Float(hostPredictions[r])]
-                        result.assessments.append(
-                            try host.withUnsafeBufferPointer {
-                                try monitor.assess(.float32(buffers), outputs: $0, requestID: requestIDs?[r] ?? nil)
-                            }
-                        )
-                    } else {
-                        result.assessments.append(
-                            try monitor.assess(.float32(buffers), requestID: requestIDs?[r] ?? nil)
-                        )
-                    }
+                    if let hostPredictions { host = Float(hostPredictions[r]) }
+                    result.assessments.append(
+                        try withUnsafePointer(to: &host) { h in
+                            try monitor.assess(
+                                .float32(buffers),
+                                outputs: hostPredictions == nil ? nil : UnsafeBufferPointer(start: h, count: 1),
+                                requestID: requestIDs?[r] ?? nil
+                            )
+                        }
+                    )
                 } catch {
                     result.rejected.append((r, "\(error)"))
                 }

@@ -100,6 +100,25 @@ final class ProgressPrinter {
 
 func stderrLine(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
+/// Refuses per-row values (`what`: "calibration targets", ...) whose count is not the calibration rows'.
+func checkCalibrationCount(_ values: [Double]?, _ what: String, rows: Int) throws {
+    if let values, values.count != rows {
+        throw ValidationError("\(values.count) \(what) for \(rows) calibration activations")
+    }
+}
+
+/// What `fit` and `merge` print about a regression model's targets: its bins, and whether its prediction
+/// interval and its disagreement with the host's prediction are calibrated; nil for other models.
+func targetsSummary(_ model: LatentModel) -> String? {
+    guard let bins = model.targetBinCount else { return nil }
+    return "targets: \(bins) bins; prediction interval "
+        + (model.hasPredictionInterval ? "calibrated" : "not calibrated (no calibration targets)")
+        + "; disagreement with the host's prediction "
+        + (model.disagreementCalibrationCount > 0
+            ? "calibrated on \(model.disagreementCalibrationCount) inputs"
+            : "not calibrated (no --calibration-predictions)")
+}
+
 /// The stream-alert flags shared by replay and demo.
 struct AlertOptions: ParsableArguments {
     @Option(help: "Per-input alert level: alert when the fused p-value of the surprise is at most this.")

@@ -53,37 +53,35 @@ final class ScoringWorker: Service, Sendable {
             // Fire-and-forget frames only need counting: no wire rows are built for them.
             var results: [WireAssessment] = []
             if batch.reply { results.reserveCapacity(batch.rows) }
-            batch.payload.withUnsafeBufferPointer { p in
-                for r in 0..<batch.rows {
-                    for i in 0..<layerCount {
-                        let e = batch.elements[i]
-                        let start = batch.offsets[i] + r * e
-                        pointers[i] = UnsafeBufferPointer(rebasing: p[start..<(start + e)])
-                    }
-                    do {
-                        if let predictions = batch.predictions {
-                            try predictions.withUnsafeBufferPointer { h in
-                                try monitor.assess(
-                                    .float32(pointers),
-                                    outputs: UnsafeBufferPointer(rebasing: h[r..<(r + 1)]),
-                                    requestID: batch.requestIDs[r],
-                                    into: &scratch
+            // The host's predictions, when the batch carries them (an empty array allocates nothing otherwise).
+            let host = batch.predictions != nil
+            (batch.predictions ?? []).withUnsafeBufferPointer { h in
+                batch.payload.withUnsafeBufferPointer { p in
+                    for r in 0..<batch.rows {
+                        for i in 0..<layerCount {
+                            let e = batch.elements[i]
+                            let start = batch.offsets[i] + r * e
+                            pointers[i] = UnsafeBufferPointer(rebasing: p[start..<(start + e)])
+                        }
+                        do {
+                            try monitor.assess(
+                                .float32(pointers),
+                                outputs: host ? UnsafeBufferPointer(rebasing: h[r..<(r + 1)]) : nil,
+                                requestID: batch.requestIDs[r],
+                                into: &scratch
+                            )
+                            if batch.reply { results.append(WireAssessment(scratch)) }
+                        } catch {
+                            // Counted by the monitor as rejected; the reply row says the input was invalid.
+                            if batch.reply {
+                                results.append(
+                                    WireAssessment(
+                                        status: 1,
+                                        surprise: .init(repeating: .nan, count: layerCount),
+                                        pValues: .init(repeating: .nan, count: layerCount)
+                                    )
                                 )
                             }
-                        } else {
-                            try monitor.assess(.float32(pointers), requestID: batch.requestIDs[r], into: &scratch)
-                        }
-                        if batch.reply { results.append(WireAssessment(scratch)) }
-                    } catch {
-                        // Counted by the monitor as rejected; the reply row says the input was invalid.
-                        if batch.reply {
-                            results.append(
-                                WireAssessment(
-                                    status: 1,
-                                    surprise: .init(repeating: .nan, count: layerCount),
-                                    pValues: .init(repeating: .nan, count: layerCount)
-                                )
-                            )
                         }
                     }
                 }

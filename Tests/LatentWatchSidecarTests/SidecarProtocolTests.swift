@@ -27,6 +27,27 @@ import Glibc
         #expect(remote.pValues == local.layers.map(\.pValue), "\(note)")
     }
 
+    /// The digits-rotation data file `name` (Samples/Data/digits-rotation).
+    static func rotation(_ name: String) -> String {
+        Binary.root.appendingPathComponent("Samples/Data/digits-rotation/\(name)").path
+    }
+
+    /// A regression model of the digits-rotation MLP's h2, fitted by the real executable with calibration targets
+    /// (and `extra` options) into a new directory; its path.
+    static func fitRotationModel(_ extra: [String] = []) throws -> String {
+        func d(_ n: String) -> String { rotation(n) }
+        let path = Binary.temporaryDirectory().appendingPathComponent("h2.lwm").path
+        let fit = try Binary.run(
+            [
+                "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"), "--calibration",
+                d("calibration_h2.npy"), "--calibration-targets", d("calibration_targets.npy"), "--layer", "h2",
+                "--output", path,
+            ] + extra
+        )
+        #expect(fit.status == 0, "\(fit.err)")
+        return path
+    }
+
     /// The bundled stream (400 inputs, out-of-distribution from 200) sent in frames of 7 over the Unix socket
     /// and then TCP gets exactly the in-process monitor's assessments, in the same order: same index, flags,
     /// p-values, entropy, shift evidence and per-layer surprise.
@@ -157,16 +178,8 @@ import Glibc
     /// p-value and the 90 % prediction interval, equal to the in-process monitor's; a 1.0 client's rows keep the
     /// 1.0 layout (no flag, 56 + 16 bytes per row) with the same other fields; HTTP's JSON carries them too.
     @Test func regressionModelsReplyWithPredictions() throws {
-        let dir = Binary.temporaryDirectory()
-        let data = Binary.root.appendingPathComponent("Samples/Data/digits-rotation")
-        func d(_ n: String) -> String { data.appendingPathComponent(n).path }
-        let path = dir.appendingPathComponent("h2.lwm").path
-        let fit = try Binary.run([
-            "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"), "--calibration",
-            d("calibration_h2.npy"), "--calibration-targets", d("calibration_targets.npy"), "--layer", "h2",
-            "--output", path,
-        ])
-        #expect(fit.status == 0, "\(fit.err)")
+        func d(_ n: String) -> String { Self.rotation(n) }
+        let path = try Self.fitRotationModel()
         let daemon = try Daemon(["--http", "127.0.0.1:0"], models: [path], expect: ["unix", "http"])
         defer { daemon.terminate() }
         let model = try ModelFile.read(contentsOf: path)
@@ -244,16 +257,8 @@ import Glibc
     /// predictions; HTTP takes `host_prediction` too. A 1.1 client may not send them, a server of a classifier
     /// refuses them, and frames without them keep the 1.1 layout.
     @Test func hostPredictionsGetTheirDisagreement() throws {
-        let dir = Binary.temporaryDirectory()
-        let data = Binary.root.appendingPathComponent("Samples/Data/digits-rotation")
-        func d(_ n: String) -> String { data.appendingPathComponent(n).path }
-        let path = dir.appendingPathComponent("h2.lwm").path
-        let fit = try Binary.run([
-            "fit", "--activations", d("train_h2.npy"), "--targets", d("train_targets.npy"), "--calibration",
-            d("calibration_h2.npy"), "--calibration-targets", d("calibration_targets.npy"),
-            "--calibration-predictions", d("calibration_predictions.npy"), "--layer", "h2", "--output", path,
-        ])
-        #expect(fit.status == 0, "\(fit.err)")
+        func d(_ n: String) -> String { Self.rotation(n) }
+        let path = try Self.fitRotationModel(["--calibration-predictions", d("calibration_predictions.npy")])
         let daemon = try Daemon(
             ["--http", "127.0.0.1:0", "--disagreement-alpha", "0.05"],
             models: [path],

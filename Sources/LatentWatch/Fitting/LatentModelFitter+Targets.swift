@@ -177,30 +177,15 @@ extension LatentModelFitter {
         try checkTargets(hostPredictions, what: "host prediction")
         var distances: [Double] = []
         distances.reserveCapacity(hostPredictions.count)
-        var index = 0
-        let ws = model.makeWorkspace()
-        let n = model.preparation.inputCount
-        try calibration.forEachBatch { batch in
-            guard index + batch.count <= hostPredictions.count else {
-                throw LatentWatchError(
-                    .shapeMismatch,
-                    "\(hostPredictions.count) host predictions for more calibration activations than that",
-                    remedy: "give the host's prediction of every calibration activation, in order"
-                )
-            }
-            for i in 0..<batch.count {
-                defer { index += 1 }
-                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
-                guard let s = try? model.score(row, workspace: ws), let y = s.prediction else { continue }
-                // At the precision a monitor receives it (outputs are float32), so that calibration and
-                // assessment compute the same distance.
-                distances.append(abs(Double(Float(hostPredictions[index])) - y))
-            }
+        let rows = try forEachPrediction(model, calibration, carve: nil) { index, _, y in
+            // At the precision a monitor receives it (outputs are float32), so that calibration and assessment
+            // compute the same distance.
+            if index < hostPredictions.count { distances.append(abs(Double(Float(hostPredictions[index])) - y)) }
         }
-        guard index == hostPredictions.count else {
+        guard rows == hostPredictions.count else {
             throw LatentWatchError(
                 .shapeMismatch,
-                "\(hostPredictions.count) host predictions for \(index) calibration activations",
+                "\(hostPredictions.count) host predictions for \(rows) calibration activations",
                 remedy: "give the host's prediction of every calibration activation, in order"
             )
         }
@@ -214,6 +199,31 @@ extension LatentModelFitter {
         // No longer the content of the file it may have been read from.
         out.fingerprint = nil
         return out
+    }
+
+    /// Scores the rows of `source` in order (those `carve` assigns to calibration, or all) and hands each one that
+    /// scores with a prediction to `body` with its row index; rows that cannot be scored (NaN) are skipped.
+    /// Returns the number of rows read.
+    @discardableResult
+    static func forEachPrediction(
+        _ model: LatentModel,
+        _ source: any ActivationSource,
+        carve: SplitAssignment?,
+        _ body: (_ index: Int, _ scores: LatentScores, _ prediction: Double) throws -> Void
+    ) throws -> Int {
+        var index = 0
+        let ws = model.makeWorkspace()
+        let n = model.preparation.inputCount
+        try source.forEachBatch { batch in
+            for i in 0..<batch.count {
+                defer { index += 1 }
+                if let carve, !carve.isCalibration(index) { continue }
+                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
+                guard let s = try? model.score(row, workspace: ws), let y = s.prediction else { continue }
+                try body(index, s, y)
+            }
+        }
+        return index
     }
 
     /// The stand-in for an infinite normalised residual (a calibration input of zero spread whose prediction
@@ -232,23 +242,12 @@ extension LatentModelFitter {
     ) throws {
         guard model.density.targetBins != nil else { return }
         var residuals: [Double] = []
-        var index = 0
-        let ws = model.makeWorkspace()
-        let n = model.preparation.inputCount
-        try source.forEachBatch { batch in
-            for i in 0..<batch.count {
-                defer { index += 1 }
-                if let carve, !carve.isCalibration(index) { continue }
-                guard index < targets.count else { continue }
-                let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
-                guard let s = try? model.score(row, workspace: ws), let y = s.prediction,
-                    let spread = s.predictiveSpread
-                else { continue }
-                let error = abs(targets[index] - y)
-                residuals.append(
-                    spread > 0 ? min(error / spread, infiniteResidual) : (error == 0 ? 0 : infiniteResidual)
-                )
-            }
+        try forEachPrediction(model, source, carve: carve) { index, s, y in
+            guard index < targets.count, let spread = s.predictiveSpread else { return }
+            let error = abs(targets[index] - y)
+            residuals.append(
+                spread > 0 ? min(error / spread, infiniteResidual) : (error == 0 ? 0 : infiniteResidual)
+            )
         }
         guard !residuals.isEmpty else { return }
         model.intervalCalibration = EmpiricalDistribution(scores: residuals)
