@@ -111,6 +111,14 @@ struct FitCommand: ParsableCommand {
     )
     var l2 = true
 
+    @Option(
+        help: ArgumentHelp(
+            "Keep a neighbour index of at most this many fitting rows (float16, 2 bytes per value; 0: none): the model's p-value then combines the surprise's with the distance to the nearest row's (Docs/Statistics.md).",
+            valueName: "rows"
+        )
+    )
+    var neighbours: Int = 0
+
     @Option(help: "PCA: keep this many components (0: none).")
     var pca: Int = 0
 
@@ -210,6 +218,13 @@ struct FitCommand: ParsableCommand {
         }
         cfg.regularization.shrinkage = regularization.value
         cfg.precision = precision
+        guard neighbours >= 0 else { throw ValidationError("--neighbours must be 0 (none) or a number of rows") }
+        if neighbours > 0 {
+            guard !statisticsOnly else {
+                throw ValidationError("--neighbours goes with a fit in one pass, not --statistics-only")
+            }
+            cfg.neighbours = NeighbourOptions(sampleSize: neighbours)
+        }
         let source = try userFacing("activations") {
             try FileActivations(file: file, key: tensor.name, labels: labelValues)
         }
@@ -310,6 +325,11 @@ struct FitCommand: ParsableCommand {
             "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
         print("regularisation: \(model.metadata.notes)")
+        if model.hasNeighbourIndex {
+            print(
+                "neighbour index: \(model.neighbourCount) fitting rows; p-values combine surprise and neighbour distance"
+            )
+        }
         if let summary = targetsSummary(model) { print(summary) }
     }
 

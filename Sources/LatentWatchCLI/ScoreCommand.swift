@@ -6,6 +6,9 @@ import LatentWatch
 enum ScoreColumn: String, CaseIterable, ExpressibleByArgument {
     case surprise
     case pValue = "p-value"
+    case surprisePValue = "surprise-p-value"
+    case neighbour
+    case neighbourPValue = "neighbour-p-value"
     case entropy
     case entropyPValue = "entropy-p-value"
     case mahalanobis
@@ -24,7 +27,10 @@ enum ScoreColumn: String, CaseIterable, ExpressibleByArgument {
     func value(_ s: LatentScores, model: LatentModel, level: Double = 0.9) -> Double {
         switch self {
         case .surprise: return s.surprise
-        case .pValue: return model.calibration.pValue(.surprise, s.surprise) ?? .nan
+        case .pValue: return model.epistemicPValue(s) ?? .nan
+        case .surprisePValue: return model.calibration.pValue(.surprise, s.surprise) ?? .nan
+        case .neighbour: return s.neighbourDistance ?? .nan
+        case .neighbourPValue: return s.neighbourDistance.flatMap { model.calibration.pValue(.neighbour, $0) } ?? .nan
         case .entropy: return s.entropy
         case .entropyPValue: return model.calibration.pValue(.entropy, s.entropy) ?? .nan
         case .mahalanobis: return s.mahalanobis

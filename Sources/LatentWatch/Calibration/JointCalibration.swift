@@ -108,6 +108,16 @@ public struct JointCalibration: Sendable, Equatable {
                 remedy: "pass every monitored layer's model and its calibration inputs"
             )
         }
+        if let keeping = models.first(where: \.hasNeighbourIndex) {
+            // The fused statistic would combine surprise p-values while each layer alerts on its combined one.
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "the model of layer '\(keeping.layer)' keeps a neighbour index; layers with neighbour indices "
+                    + "cannot be calibrated jointly",
+                remedy: "fit the layers without a neighbour index to fuse them jointly, or monitor them with "
+                    + "the Bonferroni fusion"
+            )
+        }
         let m = surprises[0].count
         var checksums: [UInt32] = []
         var dists: [EmpiricalDistribution] = []

@@ -16,4 +16,8 @@ public enum ScoreKind: String, Sendable, Codable, CaseIterable {
     /// a monitor given the host's prediction (``ModelOutputKind/prediction``) does, and calibrates it against
     /// ``LatentModelFitter/calibrateDisagreement(_:calibration:hostPredictions:)``'s calibration.
     case disagreement
+    /// Euclidean distance from the prepared latent vector to the nearest fitting row the model's neighbour index
+    /// keeps (deep nearest neighbours): epistemic uncertainty, for models fitted with ``FitConfiguration/neighbours``
+    /// (NaN otherwise).
+    case neighbour = "neighbour_distance"
 }

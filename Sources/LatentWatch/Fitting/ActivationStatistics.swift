@@ -71,7 +71,7 @@ public struct ActivationStatistics: Sendable {
         guard other.inputShape == inputShape, other.validationFraction == validationFraction,
             a.preparation == b.preparation, a.splitSeed == b.splitSeed, a.family == b.family,
             a.regularization == b.regularization, a.layerName == b.layerName, a.precision == b.precision,
-            a.fitBackground == b.fitBackground,
+            a.fitBackground == b.fitBackground, a.neighbours == b.neighbours,
             MixtureRound.covariance(of: a.family) == nil
                 || (a.mixture == b.mixture && a.mixtureLambda == b.mixtureLambda
                     && a.mixtureRegularization.floorRatio == b.mixtureRegularization.floorRatio
@@ -109,7 +109,7 @@ public struct ActivationStatistics: Sendable {
             reservoirKeys += other.reservoirKeys
             reservoir += other.reservoir
             reservoirThreshold = min(reservoirThreshold, other.reservoirThreshold)
-            truncateReservoir(to: configuration.mixture.reservoirSize, p: p)
+            truncateReservoir(to: configuration.reservoirCapacity, p: p)
         }
     }
 
@@ -248,8 +248,7 @@ extension LatentModelFitter {
         progress: ((FitProgress) -> Void)?
     ) throws -> ActivationStatistics {
         let preparation = Preparation(inputShape: source.sampleShape, options: cfg.preparation)
-        let capacity =
-            (cfg.families.family(named: cfg.family.rawValue)?.needsPasses ?? false) ? cfg.mixture.reservoirSize : 0
+        let capacity = cfg.reservoirCapacity
         let p = preparation.pooledDimension
         let n = preparation.inputCount
         var stats = ActivationStatistics(

@@ -90,6 +90,10 @@ public struct FitConfiguration: Sendable {
     public var targetBinCount: Int = 10
     /// Regression families: the bins the fitter cut the targets into, set by the fitter.
     package var binnedTargets: TargetBins? = nil
+    /// A neighbour index beside the density (``LatentModel/hasNeighbourIndex``), or nil for none (the default). With
+    /// it, the model's epistemic p-value combines the surprise's with the distance to the nearest stored fitting
+    /// row's (``LatentModel/epistemicPValue(_:)``).
+    public var neighbours: NeighbourOptions? = nil
 
     /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on, posterior calibrated.
     public init(
@@ -151,6 +155,13 @@ public struct FitProgress: Sendable {
 extension FitConfiguration {
     /// Whether the configured family is fitted from real-valued targets (a regression family).
     package var fitsTargets: Bool { families.family(named: family.rawValue)?.needsTargets == true }
+
+    /// Rows the statistics pass keeps in its reservoir sample: a mixture's k-means++ start and the neighbour index
+    /// share it (the smaller sample is a prefix of the larger, both ordered by key).
+    package var reservoirCapacity: Int {
+        let mixture = (families.family(named: family.rawValue)?.needsPasses ?? false) ? mixture.reservoirSize : 0
+        return max(mixture, neighbours?.sampleSize ?? 0)
+    }
 
     /// The shrinkage EM applies to mixture components (only a fixed lambda applies; 0 otherwise).
     var mixtureLambda: Double {

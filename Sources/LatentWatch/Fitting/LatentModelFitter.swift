@@ -188,7 +188,11 @@ public enum LatentModelFitter {
         mixtureData: (source: any ActivationSource, split: SplitAssignment)?,
         progress: ((FitProgress) -> Void)?
     ) throws -> LatentModel {
-        let (preparation, stats) = try prepare(collected, configuration: cfg, progress: progress)
+        var (preparation, stats) = try prepare(collected, configuration: cfg, progress: progress)
+        var neighbours: NeighbourIndex?
+        if let options = cfg.neighbours {
+            neighbours = try neighbourIndex(&stats, preparation: preparation, configuration: cfg, options: options)
+        }
         progress?(
             FitProgress(stage: .regularization, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
         )
@@ -207,7 +211,7 @@ public enum LatentModelFitter {
             )
         }
         let density = try family.fit(context)
-        return LatentModel(
+        var model = LatentModel(
             metadata: ModelMetadata(
                 layer: cfg.layerName,
                 created: created,
@@ -223,6 +227,47 @@ public enum LatentModelFitter {
             ),
             calibration: .none
         )
+        model.neighbours = neighbours
+        return model
+    }
+
+    /// The neighbour index of a fit, from the statistics' reservoir sample of prepared rows (the `sampleSize`
+    /// rows of smallest key); leaves the reservoir as a mixture's start expects it (its `reservoirSize` rows of
+    /// smallest key).
+    static func neighbourIndex(
+        _ stats: inout ActivationStatistics,
+        preparation: Preparation,
+        configuration cfg: FitConfiguration,
+        options: NeighbourOptions
+    ) throws(LatentWatchError) -> NeighbourIndex {
+        if let problem = options.problem { throw LatentWatchError(.invalidConfiguration, problem) }
+        let d = preparation.outputDimension
+        guard !stats.reservoirKeys.isEmpty else {
+            throw LatentWatchError(
+                .fitFailed,
+                "the statistics keep no sample of fitting rows for the neighbour index (statistics files of "
+                    + "families other than mixtures store none)",
+                remedy: "fit in one pass over the activations, or without a neighbour index"
+            )
+        }
+        stats.truncateReservoir(to: options.sampleSize, p: d)
+        guard
+            let index = NeighbourIndex.build(
+                sample: stats.reservoir,
+                count: stats.reservoirKeys.count,
+                dimension: d,
+                options: options
+            )
+        else {
+            throw LatentWatchError(
+                .fitFailed,
+                "could not build the neighbour index from \(stats.reservoirKeys.count) rows"
+            )
+        }
+        if cfg.families.family(named: cfg.family.rawValue)?.needsPasses ?? false {
+            stats.truncateReservoir(to: cfg.mixture.reservoirSize, p: d)
+        }
+        return index
     }
 
     /// The preparation the statistics call for (the PCA projection, when configured, fitted on their global
@@ -309,15 +354,31 @@ public enum LatentModelFitter {
             try fitTemperature(&model, source, carve: carve, classLabels: classLabels)
         }
         var collected: [ScoreKind: [Double]] = [:]
+        var pairs: [[Double]] = [[], []]
         try scoreCalibrationInputs(model, source, carve: carve) { s in
             for kind in ScoreKind.allCases {
                 let v = s.value(kind)
                 if v.isFinite { collected[kind, default: []].append(v) }
             }
+            if let n = s.neighbourDistance {
+                pairs[0].append(s.surprise)
+                pairs[1].append(n)
+            }
         }
         var dists: [ScoreKind: EmpiricalDistribution] = [:]
         for (kind, values) in collected where !values.isEmpty { dists[kind] = EmpiricalDistribution(scores: values) }
         model.calibration = Calibration(distributions: dists)
+        model.epistemicCalibration = nil
+        if model.neighbours != nil, let ds = dists[.surprise], let dn = dists[.neighbour] {
+            model.epistemicCalibration =
+                JointCalibration.make(
+                    layers: [model.layer, model.layer],
+                    memberChecksums: [0, 0],
+                    distributions: [ds, dn],
+                    surprises: pairs,
+                    statistic: .cauchy
+                ).distribution
+        }
         model.metadata.calibrationSamples = collected[.surprise]?.count ?? 0
         progress?(
             FitProgress(stage: .done, samples: model.metadata.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)

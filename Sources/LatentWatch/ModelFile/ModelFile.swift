@@ -73,6 +73,15 @@ public enum ModelFile {
             sections.addFloats("joint.values", j.distribution.values, shape: [j.distribution.values.count])
             sections.addUInt32("joint.ranks", j.distribution.ranks, shape: [j.distribution.ranks.count])
         }
+        if let nb = m.neighbours {
+            sections.addHalf("neighbours.rows", HalfConversion.toHalf(nb.rows), shape: [nb.count, nb.dimension])
+            sections.addUInt32("neighbours.cell_starts", nb.cellStarts.map { UInt32($0) }, shape: [nb.cellCount + 1])
+            sections.addFloats("neighbours.centres", nb.centres, shape: [nb.cellCount, nb.dimension])
+            if let e = m.epistemicCalibration {
+                sections.addFloats("epistemic.values", e.values, shape: [e.values.count])
+                sections.addUInt32("epistemic.ranks", e.ranks, shape: [e.ranks.count])
+            }
+        }
         if let i = m.intervalCalibration {
             sections.addFloats("interval.values", i.values, shape: [i.values.count])
             sections.addUInt32("interval.ranks", i.ranks, shape: [i.ranks.count])
@@ -98,7 +107,8 @@ public enum ModelFile {
             created: m.metadata.created,
             layer: m.metadata.layer,
             inputShape: prep.inputShape,
-            requiredFeatures: m.posteriorTemperature == nil ? [] : [ModelFileFeatures.rootDistancePosterior],
+            requiredFeatures: (m.posteriorTemperature == nil ? [] : [ModelFileFeatures.rootDistancePosterior])
+                + (m.neighbours == nil ? [] : [ModelFileFeatures.neighbourIndex]),
             preparation: .init(
                 pooling: prep.options.pooling.rawValue,
                 l2Normalize: prep.options.l2Normalize,
@@ -120,6 +130,14 @@ public enum ModelFile {
                 )
             },
             interval: m.intervalCalibration.map { .init(count: $0.count) },
+            neighbours: m.neighbours.map {
+                .init(
+                    count: $0.count,
+                    cells: $0.cellCount,
+                    probes: $0.probes,
+                    epistemicCount: m.epistemicCalibration?.count
+                )
+            },
             tensors: descriptors,
             fit: .init(
                 samples: m.metadata.fitSamples,
@@ -591,6 +609,9 @@ public enum ModelFile {
         if let joint = meta.joint {
             model.jointCalibration = try jointCalibration(joint, r)
         }
+        if let nb = meta.neighbours {
+            try readNeighbours(nb, r, into: &model)
+        }
         if let interval = meta.interval {
             guard density.targetBins != nil, interval.count >= 1, let vd = r.descriptors["interval.values"] else {
                 throw LatentWatchError(
@@ -615,6 +636,61 @@ public enum ModelFile {
             model.intervalCalibration = dist
         }
         return model
+    }
+
+    /// Reads a neighbour index and its combined calibration, and checks their parts.
+    static func readNeighbours(
+        _ nb: ModelFileMetadata.NeighboursJSON,
+        _ r: ModelSectionReader,
+        into model: inout LatentModel
+    ) throws(LatentWatchError) {
+        let d = model.latentDimension
+        guard nb.count >= 1, nb.cells >= 1, nb.cells <= nb.count, nb.probes >= 1 else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "the neighbour index claims \(nb.count) rows in \(nb.cells) cells, \(nb.probes) searched",
+                remedy: "the file is corrupt; refit the model"
+            )
+        }
+        let rows = try r.floats("neighbours.rows", shape: [nb.count, d])
+        let starts = try r.uint32s("neighbours.cell_starts", shape: [nb.cells + 1])
+        let centres = try r.floats("neighbours.centres", shape: [nb.cells, d])
+        guard
+            let index = NeighbourIndex(
+                dimension: d,
+                rows: rows,
+                cellStarts: starts.map { Int($0) },
+                centres: centres,
+                probes: nb.probes
+            )
+        else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "the neighbour index's cells do not partition its \(nb.count) rows",
+                remedy: "the file is corrupt; refit the model"
+            )
+        }
+        model.neighbours = index
+        if let m = nb.epistemicCount {
+            guard m >= 1, let vd = r.descriptors["epistemic.values"] else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "the combined epistemic calibration of \(m) inputs has no values",
+                    remedy: "the file is corrupt; refit the model"
+                )
+            }
+            let n = vd.shape.first ?? 0
+            let values = try r.floats("epistemic.values", shape: [n])
+            let ranks = try r.uint32s("epistemic.ranks", shape: [n])
+            guard let dist = EmpiricalDistribution(count: m, values: values, ranks: ranks) else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "the combined epistemic calibration is not sorted or its ranks are inconsistent",
+                    remedy: "the file is corrupt; refit the model"
+                )
+            }
+            model.epistemicCalibration = dist
+        }
     }
 
     /// Reads a joint calibration's values and checks its parts.

@@ -72,6 +72,21 @@ struct ModelFileMetadata: Codable {
         var count: Int
     }
 
+    /// A neighbour index (``LatentModel/neighbours``): its rows (float16), cell starts and centres are the tensors
+    /// `neighbours.rows`, `neighbours.cell_starts` and `neighbours.centres`, and the calibration of the combined
+    /// epistemic statistic the tensors `epistemic.values` and `epistemic.ranks`.
+    struct NeighboursJSON: Codable {
+        var count: Int
+        var cells: Int
+        var probes: Int
+        var epistemicCount: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case count, cells, probes
+            case epistemicCount = "epistemic_count"
+        }
+    }
+
     var format: String
     var libraryVersion: String
     var created: String
@@ -88,6 +103,8 @@ struct ModelFileMetadata: Codable {
     var joint: JointJSON? = nil
     /// Absent: no prediction interval.
     var interval: IntervalJSON? = nil
+    /// Absent: no neighbour index.
+    var neighbours: NeighboursJSON? = nil
     var tensors: [TensorDescriptor]
     var fit: FitJSON
 
@@ -97,7 +114,7 @@ struct ModelFileMetadata: Codable {
         case created, layer
         case inputShape = "input_shape"
         case requiredFeatures = "required_features"
-        case preparation, density, background, calibration, posterior, joint, interval, tensors, fit
+        case preparation, density, background, calibration, posterior, joint, interval, neighbours, tensors, fit
     }
 }
 
@@ -106,5 +123,8 @@ enum ModelFileFeatures {
     /// The class posterior is calibrated (`posterior`); a reader that ignored it would compute entropies on
     /// another scale than the calibration's.
     static let rootDistancePosterior = "root_distance_posterior"
-    static let known: Set<String> = [rootDistancePosterior]
+    /// The model keeps a neighbour index (`neighbours`); a reader that ignored it would alert on the surprise's
+    /// p-value instead of the combined one the model was calibrated for.
+    static let neighbourIndex = "neighbour_index"
+    static let known: Set<String> = [rootDistancePosterior, neighbourIndex]
 }

@@ -17,7 +17,7 @@ extension Monitor {
         }
         for i in 0..<layers.count {
             let s = scores[i].surprise
-            let p = layers[i].model.calibration.pValue(.surprise, s) ?? 1
+            let p = layers[i].model.epistemicPValue(scores[i]) ?? 1
             ws.pValues[i] = p
             metrics.pValue[i].record(p)
             if result.layers[i].name != layers[i].name { result.layers[i].name = layers[i].name }

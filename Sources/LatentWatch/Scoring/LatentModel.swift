@@ -77,6 +77,13 @@ public struct LatentModel: Sendable {
     /// A regression model's interval calibration: the normalised residuals |y - prediction| / spread of its
     /// calibration inputs, or nil (classifiers, or a fit without calibration targets).
     package var intervalCalibration: EmpiricalDistribution?
+    /// A sample of the fitting rows for the distance to the nearest of them (``LatentScores/neighbourDistance``), or
+    /// nil (``FitConfiguration/neighbours``).
+    package var neighbours: NeighbourIndex?
+    /// The calibration of the statistic combining the surprise's and the neighbour distance's p-values: for each
+    /// calibration input, the Cauchy combination of its two leave-one-out p-values (as ``JointCalibration`` does
+    /// for layers), so that ``epistemicPValue(_:)`` is itself a conformal p-value. Nil without a neighbour index.
+    package var epistemicCalibration: EmpiricalDistribution?
 
     /// Assembles a model from its parts.
     package init(
@@ -128,6 +135,29 @@ public struct LatentModel: Sendable {
     /// model's (``LatentModelFitter/calibrateDisagreement(_:calibration:hostPredictions:)``); 0 when not calibrated.
     public var disagreementCalibrationCount: Int { calibration.distributions[.disagreement]?.count ?? 0 }
 
+    /// Whether the model keeps a neighbour index (``FitConfiguration/neighbours``): its scores then carry
+    /// ``LatentScores/neighbourDistance`` and its epistemic p-value combines it with the surprise.
+    public var hasNeighbourIndex: Bool { neighbours != nil }
+
+    /// Fitting rows the neighbour index keeps (0 without one).
+    public var neighbourCount: Int { neighbours?.count ?? 0 }
+
+    /// The epistemic p-value of one input's scores, the one a ``Monitor`` alerts on for this layer: the surprise's
+    /// conformal p-value, or for a model with a neighbour index the conformal p-value of the Cauchy combination of
+    /// the surprise's and the neighbour distance's p-values against ``epistemicCalibration`` (valid as the layers'
+    /// joint calibration is: Docs/Statistics.md). Nil when the model holds no calibration. Allocates nothing.
+    public func epistemicPValue(_ scores: LatentScores) -> Double? {
+        guard let ps = calibration.pValue(.surprise, scores.surprise) else { return nil }
+        guard let combined = epistemicCalibration, let d = scores.neighbourDistance,
+            let pn = calibration.pValue(.neighbour, d)
+        else { return ps }
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { p in
+            p[0] = ps
+            p[1] = pn
+            return combined.pValue(JointCalibration.value(.cauchy, UnsafeBufferPointer(p)))
+        }
+    }
+
     /// Whether the model carries a calibrated prediction interval (a regression model fitted with calibration
     /// targets).
     public var hasPredictionInterval: Bool { intervalCalibration != nil }
@@ -165,7 +195,8 @@ public struct LatentModel: Sendable {
         ScoringWorkspace(
             pooledDimension: preparation.pooledDimension,
             outputDimension: density.dimension,
-            components: density.componentCount
+            components: density.componentCount,
+            neighbourCells: neighbours?.scratchCount ?? 0
         )
     }
 
@@ -181,6 +212,8 @@ public struct LatentModel: Sendable {
         m.posteriorTemperature = posteriorTemperature
         m.jointCalibration = jointCalibration
         m.intervalCalibration = intervalCalibration
+        m.neighbours = neighbours
+        m.epistemicCalibration = epistemicCalibration
         return m
     }
 
@@ -256,7 +289,12 @@ public struct LatentModel: Sendable {
         try validate(x)
         evaluate(x, workspace: ws)
         let d0 = background?.squaredDistance(ws.prepared.baseAddress!, scratch: ws.scratch.baseAddress!)
-        return summarize(logJoint: ws.logJoint, distances: UnsafeBufferPointer(ws.distances), backgroundDistance: d0)
+        var s = summarize(logJoint: ws.logJoint, distances: UnsafeBufferPointer(ws.distances), backgroundDistance: d0)
+        s.neighbourDistance = neighbours?.nearestDistance(
+            ws.prepared.baseAddress!,
+            scratch: ws.neighbourScratch.baseAddress!
+        )
+        return s
     }
 
     /// Convenience: scores one activation held in an array (allocates a workspace).
@@ -332,12 +370,21 @@ public struct LatentModel: Sendable {
         }
         logJoint.withUnsafeMutableBufferPointer { lj in
             dist.withUnsafeBufferPointer { db in
-                for (r, i) in valid.enumerated() {
-                    let row = UnsafeMutableBufferPointer(rebasing: lj[(r * k)..<((r + 1) * k)])
-                    let drow = UnsafeBufferPointer(rebasing: db[(r * k)..<((r + 1) * k)])
-                    results[i] = .success(
-                        summarize(logJoint: row, distances: drow, backgroundDistance: background == nil ? nil : bg[r])
-                    )
+                z.withUnsafeBufferPointer { zb in
+                    for (r, i) in valid.enumerated() {
+                        let row = UnsafeMutableBufferPointer(rebasing: lj[(r * k)..<((r + 1) * k)])
+                        let drow = UnsafeBufferPointer(rebasing: db[(r * k)..<((r + 1) * k)])
+                        var s = summarize(
+                            logJoint: row,
+                            distances: drow,
+                            backgroundDistance: background == nil ? nil : bg[r]
+                        )
+                        s.neighbourDistance = neighbours?.nearestDistance(
+                            zb.baseAddress! + r * d,
+                            scratch: ws.neighbourScratch.baseAddress!
+                        )
+                        results[i] = .success(s)
+                    }
                 }
             }
         }

@@ -20,6 +20,9 @@ public struct LatentScores: Sendable, Equatable {
     /// The standard deviation of that predictive distribution: aleatoric uncertainty of a regression model.
     /// Nil for classifiers and mixtures.
     public var predictiveSpread: Double? = nil
+    /// Distance from the prepared latent vector to the nearest row of the model's neighbour index; nil for models
+    /// without one (``LatentModel/hasNeighbourIndex``).
+    public var neighbourDistance: Double? = nil
 
     /// All-zero scores, to initialise buffers.
     package static let zero = LatentScores(
@@ -63,6 +66,7 @@ public struct LatentScores: Sendable, Equatable {
         case .relativeMahalanobis: return relativeMahalanobis
         case .spread: return predictiveSpread ?? .nan
         case .disagreement: return .nan
+        case .neighbour: return neighbourDistance ?? .nan
         }
     }
 }

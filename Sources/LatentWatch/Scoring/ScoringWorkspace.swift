@@ -9,6 +9,8 @@ public final class ScoringWorkspace {
     let logJoint: UnsafeMutableBufferPointer<Double>
     let distances: UnsafeMutableBufferPointer<Double>
     var batch = BatchWorkspace()
+    /// The neighbour index's per-cell distances (empty without an index).
+    let neighbourScratch: UnsafeMutableBufferPointer<Double>
 
     /// The posterior p(k | z) of the last scored input, one value per component.
     public var posterior: UnsafeBufferPointer<Double> { UnsafeBufferPointer(logJoint) }
@@ -17,7 +19,9 @@ public final class ScoringWorkspace {
     /// The prepared latent vector z of the last scored input.
     package var latent: UnsafeBufferPointer<Float> { UnsafeBufferPointer(prepared) }
 
-    init(pooledDimension: Int, outputDimension: Int, components: Int) {
+    init(pooledDimension: Int, outputDimension: Int, components: Int, neighbourCells: Int = 0) {
+        neighbourScratch = .allocate(capacity: max(neighbourCells, 1))
+        neighbourScratch.initialize(repeating: 0)
         prepared = .allocate(capacity: PackedTriangular.paddedDimension(outputDimension))
         prepared.initialize(repeating: 0)
         pooled = .allocate(capacity: max(pooledDimension, 1))
@@ -36,5 +40,6 @@ public final class ScoringWorkspace {
         scratch.deallocate()
         logJoint.deallocate()
         distances.deallocate()
+        neighbourScratch.deallocate()
     }
 }

@@ -1,0 +1,245 @@
+import Foundation
+import LatentWatchNumerics
+import Testing
+
+@testable import LatentWatch
+
+/// The neighbour index: its search against brute force, the combined epistemic p-value (its construction, its
+/// validity by simulation), the model file, sharded fits, the monitor, and what is refused.
+@Suite struct NeighbourIndexTests {
+    /// Three classes of 8-d Gaussian activations, `n` of them, from `seed`.
+    static func draw(_ n: Int, seed: UInt64, shift: Double = 0) -> (values: [Float], labels: [Int]) {
+        var rng = SeededRandom(seed: seed)
+        var values: [Float] = []
+        var labels: [Int] = []
+        for _ in 0..<n {
+            let k = Int(rng.next() % 3)
+            for j in 0..<8 { values.append(Float((j == k ? 3.0 : 0) + (j == 7 ? shift : 0) + rng.normal())) }
+            labels.append(k)
+        }
+        return (values, labels)
+    }
+
+    static func configuration(_ options: NeighbourOptions = NeighbourOptions()) -> FitConfiguration {
+        var c = FitConfiguration(preparation: PreparationOptions(l2Normalize: false), fitBackground: false)
+        c.neighbours = options
+        return c
+    }
+
+    /// Brute force in double over the stored (float16-rounded) rows is the reference. Searching every cell must give
+    /// it to 1e-9 relative; searching two cells must never give less than it (the search only skips rows) and give it
+    /// exactly on most rows.
+    @Test func searchMatchesBruteForce() throws {
+        let d = 8
+        let sample = Self.draw(2_000, seed: 1).values
+        let all = try #require(
+            NeighbourIndex.build(
+                sample: sample,
+                count: 2_000,
+                dimension: d,
+                options: NeighbourOptions(cells: 40, probes: 40)
+            )
+        )
+        let two = try #require(
+            NeighbourIndex.build(sample: sample, count: 2_000, dimension: d, options: NeighbourOptions(cells: 40))
+        )
+        #expect(all.count == 2_000 && all.cellCount <= 40 && two.probes == 2)
+        var scratch = [Double](repeating: 0, count: all.scratchCount)
+        let queries = Self.draw(300, seed: 2, shift: 1).values
+        var exactTwo = 0
+        for q in 0..<300 {
+            let z = Array(queries[(q * d)..<((q + 1) * d)])
+            var brute = Double.infinity
+            for r in 0..<all.count {
+                var s = 0.0
+                for j in 0..<d {
+                    let v = Double(z[j]) - Double(all.rows[r * d + j])
+                    s += v * v
+                }
+                brute = min(brute, s)
+            }
+            brute = brute.squareRoot()
+            let exact = scratch.withUnsafeMutableBufferPointer { all.nearestDistance(z, scratch: $0.baseAddress!) }
+            let probed = scratch.withUnsafeMutableBufferPointer { two.nearestDistance(z, scratch: $0.baseAddress!) }
+            #expect(abs(exact - brute) <= 1e-9 * max(1, brute))
+            #expect(probed >= brute - 1e-9 * max(1, brute))
+            if abs(probed - brute) <= 1e-9 * max(1, brute) { exactTwo += 1 }
+        }
+        print("two of about 40 cells searched: exact on \(exactTwo) of 300 queries")
+        #expect(exactTwo >= 200)  // 230 measured: the queries are shifted off the sample, where cells blur
+        // Every row is kept once: the cells partition the sample.
+        func rowSet(_ index: NeighbourIndex) -> Set<[Float]> {
+            var set = Set<[Float]>()
+            for r in 0..<index.count { set.insert(Array(index.rows[(r * d)..<((r + 1) * d)])) }
+            return set
+        }
+        let original = HalfConversion.toFloat(HalfConversion.toHalf(sample))
+        var expected = Set<[Float]>()
+        for r in 0..<2_000 { expected.insert(Array(original[(r * d)..<((r + 1) * d)])) }
+        #expect(rowSet(two) == expected && rowSet(all) == expected && two.count == 2_000)
+    }
+
+    /// The model's combined p-value is the two-member joint calibration of its surprise and neighbour distance
+    /// (whose numerics `JointCalibrationTests` checks against numpy), and a monitor alerts on it.
+    @Test func combinedPValueIsTheTwoMemberJointCalibration() throws {
+        let train = Self.draw(900, seed: 3)
+        let cal = Self.draw(300, seed: 4)
+        let model = try LatentModelFitter.fit(
+            InMemoryActivations(values: train.values, shape: [8], labels: train.labels),
+            calibration: InMemoryActivations(values: cal.values, shape: [8]),
+            configuration: Self.configuration()
+        )
+        #expect(model.hasNeighbourIndex && model.neighbourCount == 900)
+        let ws = model.makeWorkspace()
+        var surprises: [Double] = []
+        var distances: [Double] = []
+        for i in 0..<300 {
+            let s = try cal.values[(i * 8)..<((i + 1) * 8)].withUnsafeBufferPointer {
+                try model.score($0, workspace: ws)
+            }
+            surprises.append(s.surprise)
+            distances.append(try #require(s.neighbourDistance))
+        }
+        let ds = try #require(model.calibration.distributions[.surprise])
+        let dn = try #require(model.calibration.distributions[.neighbour])
+        #expect(ds == EmpiricalDistribution(scores: surprises) && dn == EmpiricalDistribution(scores: distances))
+        let joint = JointCalibration.make(
+            layers: ["a", "b"],
+            memberChecksums: [0, 0],
+            distributions: [ds, dn],
+            surprises: [surprises, distances],
+            statistic: .cauchy
+        )
+        #expect(model.epistemicCalibration == joint.distribution)
+        let monitor = try Monitor(configuration: MonitorConfiguration(layers: [.init(name: "layer", model: model)]))
+        let test = Self.draw(200, seed: 5, shift: 2)
+        for i in 0..<200 {
+            let x = Array(test.values[(i * 8)..<((i + 1) * 8)])
+            let s = try model.score(x)
+            let p = [model.pValue(.surprise, s.surprise)!, model.pValue(.neighbour, s.neighbourDistance!)!]
+            let expected = p.withUnsafeBufferPointer { joint.pValue($0) }
+            #expect(model.epistemicPValue(s) == expected)
+            let a = try x.withUnsafeBufferPointer { try monitor.assess(.float32([$0])) }
+            #expect(a.layers[0].pValue == expected)
+        }
+    }
+
+    /// Validity by simulation through real fits: 60 times, a fit on 600 inputs with a neighbour index, calibrated on
+    /// m = 200 others, then 500 fresh in-distribution inputs. Over the 30,000 inputs the combined p-value is at most
+    /// alpha = 0.05 at a rate within [0.7 alpha, 1.1 alpha] widened by 0.006 (about 2.6 standard errors, as in
+    /// `JointCalibrationTests`).
+    @Test func combinedPValueIsValid() throws {
+        let alpha = 0.05
+        var hits = 0
+        var total = 0
+        for rep in 0..<60 {
+            let train = Self.draw(600, seed: UInt64(2_000 + 3 * rep))
+            let cal = Self.draw(200, seed: UInt64(2_001 + 3 * rep))
+            let test = Self.draw(500, seed: UInt64(2_002 + 3 * rep))
+            let model = try LatentModelFitter.fit(
+                InMemoryActivations(values: train.values, shape: [8], labels: train.labels),
+                calibration: InMemoryActivations(values: cal.values, shape: [8]),
+                configuration: Self.configuration()
+            )
+            let ws = model.makeWorkspace()
+            for i in 0..<500 {
+                let s = try test.values[(i * 8)..<((i + 1) * 8)].withUnsafeBufferPointer {
+                    try model.score($0, workspace: ws)
+                }
+                if try #require(model.epistemicPValue(s)) <= alpha { hits += 1 }
+                total += 1
+            }
+        }
+        let rate = Double(hits) / Double(total)
+        print("combined epistemic p-value at alpha 0.05: realised rate \(rate) (\(total) inputs)")
+        #expect(rate >= 0.7 * alpha - 0.006 && rate <= 1.1 * alpha + 0.006)
+    }
+
+    /// The index and the combined calibration survive the model file (scores and p-values identical), the file
+    /// requires the feature so that older readers refuse it, and batch scoring agrees with one-input scoring.
+    @Test func modelFileAndBatchScoring() throws {
+        let train = Self.draw(1_000, seed: 6)
+        let model = try LatentModelFitter.fit(
+            InMemoryActivations(values: train.values, shape: [8], labels: train.labels),
+            configuration: Self.configuration(NeighbourOptions(sampleSize: 500))
+        )
+        #expect(model.neighbourCount == 500)
+        let bytes = try ModelFile.encode(model)
+        let back = try ModelFile.decode(bytes)
+        #expect(back.neighbours == model.neighbours && back.epistemicCalibration == model.epistemicCalibration)
+        let test = Self.draw(100, seed: 7, shift: 1.5)
+        let batch = test.values.withUnsafeBufferPointer {
+            back.scoreBatch($0, count: 100, workspace: back.makeWorkspace())
+        }
+        for i in 0..<100 {
+            let x = Array(test.values[(i * 8)..<((i + 1) * 8)])
+            let a = try model.score(x)
+            let b = try back.score(x)
+            #expect(a.neighbourDistance == b.neighbourDistance && model.epistemicPValue(a) == back.epistemicPValue(b))
+            #expect(try batch[i].get().neighbourDistance == a.neighbourDistance)
+        }
+        let json = try ModelFile.describe(bytes).metadataJSON
+        #expect(json.contains("\"required_features\":[\"root_distance_posterior\",\"neighbour_index\"]"))
+    }
+
+    /// Statistics of two shards merged give the one-pass model's index (the reservoir keeps the same rows); a fit
+    /// from statistics without a sample, joint calibration of such layers, and bad options are refused.
+    @Test func shardsAndRefusals() throws {
+        let data = Self.draw(1_200, seed: 8)
+        let cal = Self.draw(300, seed: 9)
+        let cfg = Self.configuration(NeighbourOptions(sampleSize: 700))
+        let calSource = InMemoryActivations(values: cal.values, shape: [8])
+        let whole = try LatentModelFitter.fit(
+            InMemoryActivations(values: data.values, shape: [8], labels: data.labels),
+            calibration: calSource,
+            configuration: cfg
+        )
+        var first = try LatentModelFitter.statistics(
+            of: InMemoryActivations(
+                values: Array(data.values[0..<(500 * 8)]),
+                shape: [8],
+                labels: Array(data.labels[0..<500])
+            ),
+            configuration: cfg
+        )
+        let second = try LatentModelFitter.statistics(
+            of: InMemoryActivations(
+                values: Array(data.values[(500 * 8)...]),
+                shape: [8],
+                labels: Array(data.labels[500...])
+            ),
+            configuration: cfg,
+            firstIndex: 500
+        )
+        try first.merge(second)
+        let merged = try LatentModelFitter.fit(statistics: first, calibration: calSource, configuration: cfg)
+        #expect(merged.neighbours == whole.neighbours)
+        #expect(merged.epistemicCalibration == whole.epistemicCalibration)
+
+        var bare = try LatentModelFitter.statistics(
+            of: InMemoryActivations(values: data.values, shape: [8], labels: data.labels),
+            configuration: Self.configuration(NeighbourOptions(sampleSize: 0)).withoutNeighbours()
+        )
+        bare.configuration.neighbours = NeighbourOptions()
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.fit(statistics: bare, calibration: calSource, configuration: cfg)
+        }
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.fit(
+                InMemoryActivations(values: data.values, shape: [8], labels: data.labels),
+                configuration: Self.configuration(NeighbourOptions(probes: 0))
+            )
+        }
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.calibrateJointly([whole, whole], calibration: [calSource, calSource])
+        }
+    }
+}
+
+extension FitConfiguration {
+    fileprivate func withoutNeighbours() -> FitConfiguration {
+        var c = self
+        c.neighbours = nil
+        return c
+    }
+}
