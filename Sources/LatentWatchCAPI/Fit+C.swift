@@ -121,6 +121,9 @@ public func lwFitConfigInitSized(_ config: UnsafeMutablePointer<lw_fit_config>?,
     c.mixture_seed = d.mixture.seed
     c.calibrate_posterior = d.calibratePosterior ? 1 : 0
     c.target_bins = 0
+    c.neighbour_rows = 0
+    c.neighbour_cells = 0
+    c.neighbour_probes = 0
     store(c, to: config, size: UInt32(clamping: size))
 }
 
@@ -197,6 +200,25 @@ func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> Fi
             )
         }
         if c.target_bins > 0 { f.targetBinCount = Int(c.target_bins) }
+    }
+    if c.neighbour_rows > 0 {
+        guard c.neighbour_rows <= 1 << 24 else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "neighbour_rows is \(c.neighbour_rows); it must be 0 (no index) to 16,777,216"
+            )
+        }
+        let d = NeighbourOptions()
+        f.neighbours = NeighbourOptions(
+            sampleSize: Int(c.neighbour_rows),
+            cells: c.neighbour_cells > 0 ? Int(c.neighbour_cells) : nil,
+            probes: c.neighbour_probes > 0 ? Int(c.neighbour_probes) : d.probes
+        )
+    } else if c.neighbour_cells != 0 || c.neighbour_probes != 0 {
+        throw CallError(
+            LW_ERR_INVALID_CONFIGURATION,
+            "neighbour_cells and neighbour_probes need neighbour_rows > 0 (the index's size)"
+        )
     }
     return f
 }

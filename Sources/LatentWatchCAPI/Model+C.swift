@@ -238,6 +238,7 @@ public func lwModelGetInfo(_ model: OpaquePointer?, _ info: UnsafeMutablePointer
         i.target_bins = UInt64(m.targetBinCount ?? 0)
         i.interval_count = UInt64(m.intervalCalibration?.count ?? 0)
         i.disagreement_count = UInt64(m.disagreementCalibrationCount)
+        i.neighbour_count = UInt64(m.neighbourCount)
         store(i, to: info, size: info.pointee.struct_size)
     }
 }
@@ -314,6 +315,8 @@ func cScores(_ s: LatentScores, model m: LatentModel) -> lw_scores {
     r.prediction = s.prediction ?? .nan
     r.predictive_spread = s.predictiveSpread ?? .nan
     r.spread_p_value = s.predictiveSpread.flatMap { m.pValue(.spread, $0) } ?? .nan
+    r.neighbour_distance = s.neighbourDistance ?? .nan
+    r.epistemic_p_value = m.epistemicPValue(s) ?? .nan
     return r
 }
 
@@ -403,6 +406,8 @@ public func lwModelScoreBatch(
                 c.prediction?[i] = v.prediction
                 c.predictive_spread?[i] = v.predictive_spread
                 c.spread_p_value?[i] = v.spread_p_value
+                c.neighbour_distance?[i] = v.neighbour_distance
+                c.epistemic_p_value?[i] = v.epistemic_p_value
             case .failure(let e):
                 for col in [
                     c.surprise, c.surprise_p_value, c.entropy, c.entropy_p_value, c.log_density, c.max_posterior,
@@ -410,7 +415,11 @@ public func lwModelScoreBatch(
                 ] {
                     col?[i] = .nan
                 }
-                for col in [c.prediction, c.predictive_spread, c.spread_p_value] { col?[i] = .nan }
+                for col in [
+                    c.prediction, c.predictive_spread, c.spread_p_value, c.neighbour_distance, c.epistemic_p_value,
+                ] {
+                    col?[i] = .nan
+                }
                 c.predicted_label?[i] = -1
                 c.status?[i] = CallError.status(of: e.code)
             }

@@ -17,10 +17,10 @@ from latentwatch import _capi
 # sizeof of each struct as gcc computes it on x86_64 Linux (LP64) for latentwatch.h ABI version 5. The test
 # below also asks gcc directly, so a header change is caught even where these constants are stale.
 EXPECTED_SIZES = {
-    "lw_model_info": 192,
-    "lw_scores": 112,
-    "lw_score_columns": 112,
-    "lw_fit_config": 88,
+    "lw_model_info": 200,
+    "lw_scores": 128,
+    "lw_score_columns": 128,
+    "lw_fit_config": 104,
     "lw_activations": 112,
     "lw_alert": 64,
     "lw_monitor_config": 200,

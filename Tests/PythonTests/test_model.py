@@ -215,6 +215,38 @@ class ModelTests(TempDirTestCase):
                            calibration=np.load(os.path.join(DATA, "calibration_h2.npy")))
         self.assertIsNone(no_labels.posterior_temperature)
 
+    def test_neighbour_index(self):
+        """fit(neighbours=) keeps an index of fitting rows: its distance and the combined epistemic p-value come
+        back on every score, survive the model file, and a Monitor alarms on the combined p-value."""
+        train = np.load(os.path.join(DATA, "train_h2.npy"))
+        labels = np.load(os.path.join(DATA, "train_labels.npy"))
+        cal = np.load(os.path.join(DATA, "calibration_h2.npy"))
+        m = lw.fit(train, labels, layer_name="h2", calibration=cal, neighbours=400, neighbour_cells=8)
+        self.assertEqual(m.neighbour_count, 400)
+        self.assertEqual(self.h2_model.neighbour_count, 0)
+        back = lw.Model.from_bytes(m.to_bytes())
+        self.assertEqual(back.neighbour_count, 400)
+        one = back.score(self.h2[0])
+        batch = back.score(self.h2[:64])
+        self.assertGreaterEqual(one.neighbour_distance, 0)
+        self.assertAlmostEqual(batch.neighbour_distance[0], one.neighbour_distance, places=5)
+        self.assertEqual(batch.epistemic_p_value[0], one.epistemic_p_value)
+        self.assertTrue(np.all((batch.epistemic_p_value > 0) & (batch.epistemic_p_value <= 1)))
+        # Without an index the distance is NaN and the epistemic p-value is the surprise's.
+        plain = self.h2_model.score(self.h2[:64])
+        self.assertTrue(np.all(np.isnan(plain.neighbour_distance)))
+        np.testing.assert_array_equal(plain.epistemic_p_value, plain.surprise_p_value)
+        # The monitor's layer p-value is the combined one.
+        with lw.Monitor([back]) as mon:
+            a = mon.assess(self.h2[5])
+        self.assertAlmostEqual(a.layers[0].p_value, back.score(self.h2[5]).epistemic_p_value, places=12)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(train, labels, neighbours=0)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(train, labels, neighbour_cells=4)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(train, labels, neighbours=100, neighbour_probes=0)
+
     def test_fit_errors(self):
         x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
         with self.assertRaises(lw.ConfigurationError):

@@ -50,7 +50,8 @@ extern "C" {
  * lw_assessment, with lw_assessment's prediction interval at lw_monitor_config.interval_level, and
  * lw_model_prediction_interval; and the host's predictions: lw_calibrate_disagreement, LW_OUTPUTS_PREDICTION,
  * lw_monitor_config.disagreement_alpha, lw_model_info.disagreement_count, lw_assessment's host-prediction fields
- * and LW_ALERT_DISAGREEMENT. */
+ * and LW_ALERT_DISAGREEMENT; and the neighbour index: lw_fit_config.neighbour_rows, _cells and _probes,
+ * lw_scores.neighbour_distance and epistemic_p_value (and their lw_score_columns), lw_model_info.neighbour_count. */
 #define LW_ABI_VERSION 5
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -160,6 +161,8 @@ typedef struct lw_model_info {
     uint64_t disagreement_count;      /* calibration inputs behind the p-value of its disagreement with the
                                          host's prediction (lw_calibrate_disagreement); 0: none. A struct_size
                                          that ends at interval_count is filled up to there */
+    uint64_t neighbour_count;         /* rows in the model's neighbour index; 0: none. A struct_size that ends at
+                                         disagreement_count is filled up to there */
 } lw_model_info;
 
 /* Fills *info (set info->struct_size first). */
@@ -188,6 +191,10 @@ typedef struct lw_scores {
     double prediction;           /* the predictive distribution's mean of the target */
     double predictive_spread;    /* its standard deviation: aleatoric */
     double spread_p_value;       /* conformal p-value of the spread; NaN when not calibrated */
+    /* A struct_size that ends at spread_p_value is filled up to there: */
+    double neighbour_distance;   /* distance to the nearest row of the model's neighbour index; NaN without one */
+    double epistemic_p_value;    /* the p-value the monitor alarms on: surprise_p_value, or with a neighbour
+                                    index the conformal p-value of the surprise and neighbour_distance combined */
 } lw_scores;
 
 /* Scores one raw activation of length input_count (float32). Allocates nothing in steady state (one scoring
@@ -214,6 +221,9 @@ typedef struct lw_score_columns {
     double *prediction;
     double *predictive_spread;
     double *spread_p_value;
+    /* lw_scores' last two fields; a struct_size that ends at spread_p_value leaves them out. */
+    double *neighbour_distance;
+    double *epistemic_p_value;
 } lw_score_columns;
 
 /* Scores count activations stored back to back (count * input_count floats, length elements). Large batches
@@ -262,6 +272,13 @@ typedef struct lw_fit_config {
                                      (regression families); 0: Bayes' rule on the density. A struct_size that ends at mixture_seed
                                      gives the default */
     uint32_t target_bins;         /* regression families: quantile bins of the targets; 0 (default): 10 */
+    uint64_t neighbour_rows;      /* keep a neighbour index over at most this many fitting rows (a seeded uniform
+                                     sample, stored as float16): its nearest-row distance is combined with the
+                                     surprise into lw_scores.epistemic_p_value (Docs/Statistics.md); needs
+                                     calibration rows. 0 (default): no index. A struct_size that ends at
+                                     target_bins gives the default */
+    uint32_t neighbour_cells;     /* k-means cells of that index; 0 (default): the square root of the rows kept */
+    uint32_t neighbour_probes;    /* cells searched per input; 0 (default): 2 */
 } lw_fit_config;
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;

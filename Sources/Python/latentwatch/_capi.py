@@ -166,6 +166,7 @@ class lw_model_info(Structure):
         ("target_bins", c_uint64),
         ("interval_count", c_uint64),
         ("disagreement_count", c_uint64),
+        ("neighbour_count", c_uint64),
     ]
 
 
@@ -188,6 +189,8 @@ class lw_scores(Structure):
         ("prediction", c_double),
         ("predictive_spread", c_double),
         ("spread_p_value", c_double),
+        ("neighbour_distance", c_double),
+        ("epistemic_p_value", c_double),
     ]
 
 
@@ -210,6 +213,8 @@ class lw_score_columns(Structure):
         ("prediction", POINTER(c_double)),
         ("predictive_spread", POINTER(c_double)),
         ("spread_p_value", POINTER(c_double)),
+        ("neighbour_distance", POINTER(c_double)),
+        ("epistemic_p_value", POINTER(c_double)),
     ]
 
 
@@ -232,6 +237,9 @@ class lw_fit_config(Structure):
         ("mixture_seed", c_uint64),
         ("calibrate_posterior", c_int32),
         ("target_bins", c_uint32),
+        ("neighbour_rows", c_uint64),
+        ("neighbour_cells", c_uint32),
+        ("neighbour_probes", c_uint32),
     ]
 
 

@@ -58,6 +58,10 @@ class Score:
         prediction: a regression model's prediction of its target (the predictive mean); NaN for classifiers.
         predictive_spread: the predictive standard deviation: a regression model's aleatoric score; NaN otherwise.
         spread_p_value: the spread's conformal p-value; NaN when not calibrated or not a regression model.
+        neighbour_distance: the distance to the nearest row of the model's neighbour index (``fit(neighbours=)``);
+            NaN without one.
+        epistemic_p_value: the p-value a :class:`Monitor` alarms on: ``surprise_p_value``, or with a neighbour
+            index the conformal p-value of the surprise and ``neighbour_distance`` combined (Docs/Statistics.md).
     """
 
     surprise: float
@@ -73,6 +77,8 @@ class Score:
     prediction: float = float("nan")
     predictive_spread: float = float("nan")
     spread_p_value: float = float("nan")
+    neighbour_distance: float = float("nan")
+    epistemic_p_value: float = float("nan")
 
 
 class Scores(NamedTuple):
@@ -81,7 +87,9 @@ class Scores(NamedTuple):
     The C library writes every column straight into these arrays (``lw_model_score_batch``). A row the
     library refused (NaN or infinite values) has a nonzero ``status`` (``LW_ERR_NON_FINITE``), NaN in the float
     columns and -1 in ``predicted_label``; the other rows are unaffected. ``prediction``, ``predictive_spread``
-    and ``spread_p_value`` are a regression model's (NaN for classifiers and mixtures).
+    and ``spread_p_value`` are a regression model's (NaN for classifiers and mixtures); ``neighbour_distance`` is
+    NaN without a neighbour index, and ``epistemic_p_value`` is the p-value a :class:`Monitor` alarms on (see
+    :class:`Score`).
     """
 
     surprise: np.ndarray
@@ -97,6 +105,8 @@ class Scores(NamedTuple):
     prediction: np.ndarray
     predictive_spread: np.ndarray
     spread_p_value: np.ndarray
+    neighbour_distance: np.ndarray
+    epistemic_p_value: np.ndarray
 
     @property
     def valid(self) -> np.ndarray:
@@ -116,6 +126,8 @@ _FLOAT_COLUMNS = (
     "prediction",
     "predictive_spread",
     "spread_p_value",
+    "neighbour_distance",
+    "epistemic_p_value",
 )
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 _INT64_P = ctypes.POINTER(ctypes.c_int64)
@@ -163,6 +175,7 @@ class Model(OwnedHandle):
             "target_bins": int(info.target_bins) or None,
             "interval_count": int(info.interval_count),
             "disagreement_count": int(info.disagreement_count),
+            "neighbour_count": int(info.neighbour_count),
             "fingerprint": int(info.fingerprint) if info.has_fingerprint else None,
             "precision": _PRECISION_NAMES.get(info.precision, str(info.precision)),
         }
@@ -312,6 +325,11 @@ class Model(OwnedHandle):
         return low, high
 
     @property
+    def neighbour_count(self) -> int:
+        """Rows in the model's neighbour index (``fit(neighbours=)``); 0 when it has none."""
+        return self._info["neighbour_count"]
+
+    @property
     def has_disagreement_calibration(self) -> bool:
         """Whether the model carries the calibration of its disagreement with the host's prediction
         (:meth:`calibrate_disagreement`)."""
@@ -417,6 +435,8 @@ class Model(OwnedHandle):
             out.prediction,
             out.predictive_spread,
             out.spread_p_value,
+            out.neighbour_distance,
+            out.epistemic_p_value,
         )
 
     def _score_batch(self, a: np.ndarray) -> Scores:
@@ -570,6 +590,9 @@ def fit(
     targets: Optional[Any] = None,
     calibration_targets: Optional[Any] = None,
     target_bins: int = 10,
+    neighbours: Optional[int] = None,
+    neighbour_cells: Optional[int] = None,
+    neighbour_probes: int = 2,
 ) -> Model:
     """Fits a density to in-distribution activations (``lw_fit``) and returns the model.
 
@@ -607,6 +630,12 @@ def fit(
         calibration_targets: the calibration rows' targets: they calibrate the predictive distribution and the
             prediction interval (without ``calibration``, the held-out rows' own targets are used).
         target_bins: quantile bins the targets are cut into (regression families).
+        neighbours: keep a neighbour index over at most this many fitting rows (a seeded uniform sample, stored
+            as float16: rows x latent dimension x 2 bytes in the model file), whose nearest-row distance is
+            combined with the surprise into ``epistemic_p_value`` (better on near-OOD inputs; Docs/Evaluation.md).
+            None (the default): no index. 32768 is the SDK's default size.
+        neighbour_cells: k-means cells of that index (None: the square root of the rows kept).
+        neighbour_probes: cells searched per input.
 
     Raises:
         ShapeError: activations that are not rows, or calibration rows of another shape.
@@ -635,6 +664,18 @@ def fit(
     if not 1 <= int(target_bins) <= 1000:
         raise ConfigurationError(f"target_bins is {target_bins!r}; it must be 1 to 1000")
     config.target_bins = int(target_bins)
+    if neighbours is not None:
+        if isinstance(neighbours, bool) or not 1 <= int(neighbours) <= 1 << 24:
+            raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None or 1 to 16777216 rows")
+        if neighbour_cells is not None and not 1 <= int(neighbour_cells) <= 1 << 24:
+            raise ConfigurationError(f"neighbour_cells is {neighbour_cells!r}; it must be None or at least 1")
+        if not 1 <= int(neighbour_probes) <= 1 << 24:
+            raise ConfigurationError(f"neighbour_probes is {neighbour_probes!r}; it must be at least 1")
+        config.neighbour_rows = int(neighbours)
+        config.neighbour_cells = 0 if neighbour_cells is None else int(neighbour_cells)
+        config.neighbour_probes = int(neighbour_probes)
+    elif neighbour_cells is not None:
+        raise ConfigurationError("neighbour_cells was given without neighbours (the index's size)")
     train, keep = _activations_struct(activations, labels, "activations", targets=targets)
     keep.extend(keep_strings)
     cal_p = None

@@ -967,6 +967,67 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
            (unsigned long long)after.assessed);
     EXPECT_STATUS(lw_monitor_close(mon), LW_OK);
 
+    /* A neighbour index: its size, the scores it adds (one input, a batch, an older lw_scores), a model file
+     * round trip, and the refusals. */
+    {
+        CHECK(fc.neighbour_rows == 0 && fc.neighbour_cells == 0 && fc.neighbour_probes == 0, "neighbour defaults");
+        lw_fit_config fn = fc;
+        fn.neighbour_cells = 4;
+        lw_model *refused = NULL;
+        EXPECT_STATUS(lw_fit(&train, NULL, &fn, &refused), LW_ERR_INVALID_CONFIGURATION);
+        CHECK(strstr(lw_last_error(), "neighbour_rows") != NULL, "message: %s", lw_last_error());
+        fn.neighbour_rows = 300;
+        lw_model *nm = NULL;
+        EXPECT_STATUS(lw_fit(&train, NULL, &fn, &nm), LW_OK);
+        char nb_path[4096];
+        snprintf(nb_path, sizeof nb_path, "%s.neighbours.lwm", out_path);
+        EXPECT_STATUS(lw_model_write(nm, nb_path, LW_DTYPE_FLOAT32, 0), LW_OK);
+        lw_model *nb = load(nb_path);
+        lw_model_info ni = {.struct_size = sizeof ni};
+        EXPECT_STATUS(lw_model_get_info(nb, &ni), LW_OK);
+        size_t kept = info.fit_samples < 300 ? (size_t)info.fit_samples : 300;
+        CHECK(ni.neighbour_count == kept, "neighbour_count %llu, expected %zu", (unsigned long long)ni.neighbour_count,
+              kept);
+        lw_model_info no = {.struct_size = sizeof no, .neighbour_count = 9};
+        EXPECT_STATUS(lw_model_get_info(back, &no), LW_OK);
+        CHECK(no.neighbour_count == 0, "a model without an index: neighbour_count %llu",
+              (unsigned long long)no.neighbour_count);
+        lw_scores plain_s = {.struct_size = sizeof plain_s};
+        EXPECT_STATUS(lw_model_score(back, data, dim, &plain_s), LW_OK);
+        CHECK(isnan(plain_s.neighbour_distance) && plain_s.epistemic_p_value == plain_s.surprise_p_value,
+              "without an index: distance %g, epistemic p %g, surprise p %g", plain_s.neighbour_distance,
+              plain_s.epistemic_p_value, plain_s.surprise_p_value);
+        lw_scores near = {.struct_size = sizeof near}, far = {.struct_size = sizeof far};
+        EXPECT_STATUS(lw_model_score(nb, data, dim, &near), LW_OK);
+        for (size_t i = 0; i < dim; i++) shifted[i] = data[i] * 3.0f + 5.0f;
+        EXPECT_STATUS(lw_model_score(nb, shifted, dim, &far), LW_OK);
+        CHECK(near.neighbour_distance >= 0 && far.neighbour_distance > near.neighbour_distance,
+              "neighbour distances %g, shifted %g", near.neighbour_distance, far.neighbour_distance);
+        /* The shifted input is beyond every calibration input on both scores: at most 2 / (n + 1), the second
+         * count being a calibration input that is the most extreme of its calibration on both (a tie). */
+        CHECK(near.epistemic_p_value > 0 && near.epistemic_p_value <= 1 &&
+                  far.epistemic_p_value <= 2.0 / (double)(info.calibration_count + 1) + 1e-12,
+              "epistemic p %g, shifted %g", near.epistemic_p_value, far.epistemic_p_value);
+        /* A program compiled before the neighbour fields: filled up to spread_p_value. */
+        lw_scores older_s = {.struct_size = offsetof(lw_scores, neighbour_distance), .neighbour_distance = 42,
+                             .epistemic_p_value = 43};
+        EXPECT_STATUS(lw_model_score(nb, data, dim, &older_s), LW_OK);
+        CHECK(older_s.neighbour_distance == 42 && older_s.epistemic_p_value == 43 &&
+                  older_s.surprise == near.surprise, "older lw_scores");
+        size_t n = 16;
+        double dist[16], ep[16];
+        lw_score_columns cols = {.struct_size = sizeof cols, .neighbour_distance = dist, .epistemic_p_value = ep};
+        EXPECT_STATUS(lw_model_score_batch(nb, data, n * dim, n, &cols), LW_OK);
+        CHECK(fabs(dist[0] - near.neighbour_distance) <= 1e-6 * (1 + near.neighbour_distance) &&
+                  fabs(ep[0] - near.epistemic_p_value) <= 1e-9, "batch row 0: %g %g against %g %g", dist[0], ep[0],
+              near.neighbour_distance, near.epistemic_p_value);
+        printf("neighbours: %llu rows indexed, distance %.4g (shifted %.4g), epistemic p %.4g (shifted %.4g)\n",
+               (unsigned long long)ni.neighbour_count, near.neighbour_distance, far.neighbour_distance,
+               near.epistemic_p_value, far.epistemic_p_value);
+        EXPECT_STATUS(lw_model_free(nb), LW_OK);
+        EXPECT_STATUS(lw_model_free(nm), LW_OK);
+    }
+
     /* Jointly calibrated fusion: a second "layer" (the same rows, transformed), both fits carving the same
      * calibration rows; then the refusals, and monitors that use the joint calibration or refuse to go without. */
     float *other = malloc(total * sizeof(float));
