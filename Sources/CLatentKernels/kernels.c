@@ -145,6 +145,49 @@ static double lw_sqdist_generic(const float *a, const float *b, int n) {
     return lw_sqdist_reduce(lane);
 }
 
+// Row distances in float over 8 lanes: lane i mod 8 accumulates fmaf(e, e, lane) with e = z_i - row_i, and the
+// lanes reduce as t_j = l_j + l_{4+j}, (t_0 + t_2) + (t_1 + t_3): what the AVX2 version's accumulator and its
+// horizontal halves compute, one row or eight at a time.
+static float lw_rowdist_reduce(const float *l) {
+    float t[4];
+    for (int j = 0; j < 4; j++) t[j] = l[j] + l[4 + j];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+#define LW_ROWDIST_GENERIC(ROW_AT)                                                              \
+    {                                                                                           \
+        float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                  \
+        for (int i = 0; i < d; i++) {                                                           \
+            float e = z[i] - ROW_AT(i);                                                         \
+            l[i & 7] = fmaf(e, e, l[i & 7]);                                                    \
+        }                                                                                       \
+        dist = lw_rowdist_reduce(l);                                                            \
+    }
+
+static void lw_sqdists_generic_f32(const float *rows, int count, int d, const float *z, float *out) {
+    for (int r = 0; r < count; r++) {
+        const float *row = rows + (size_t)r * (size_t)d;
+        float dist;
+#define LW_F32_AT(i) row[i]
+        LW_ROWDIST_GENERIC(LW_F32_AT)
+#undef LW_F32_AT
+        out[r] = dist;
+    }
+}
+
+static float lw_nearest_generic_f16(const uint16_t *rows, int count, int d, const float *z) {
+    float best = INFINITY;
+    for (int r = 0; r < count; r++) {
+        const uint16_t *row = rows + (size_t)r * (size_t)d;
+        float dist;
+#define LW_F16_AT(i) lw_half_to_float_scalar(row[i])
+        LW_ROWDIST_GENERIC(LW_F16_AT)
+#undef LW_F16_AT
+        if (dist < best) best = dist;
+    }
+    return best;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // AVX2 + FMA + F16C versions.
 
@@ -507,6 +550,87 @@ LW_AVX2 static double lw_sqdist_avx2(const float *a, const float *b, int n) {
     return lw_sqdist_reduce(lane);
 }
 
+// Eight rows' distances at a time (see lw_rowdist_reduce): eight independent accumulators, so the fused
+// multiply-adds of one row do not wait on each other's latency; the last partial block of 8 elements is loaded into
+// zero-padded copies, whose padded lanes add fma(0, 0, a) = a. LOAD(r, i) loads elements i..i+7 of row r as floats,
+// AT(r, i) element i. Rows past `n` are not touched; dist[k] receives row k's distance.
+LW_AVX2 static inline float lw_hsum8(__m256 v) {
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+}
+
+#define LW_ROWDISTS8_AVX2(LOAD, AT)                                                              \
+    {                                                                                            \
+        __m256 acc[8];                                                                           \
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();                                \
+        int i = 0;                                                                               \
+        for (; i + 8 <= d; i += 8) {                                                             \
+            __m256 zv = _mm256_loadu_ps(z + i);                                                  \
+            for (int k = 0; k < n; k++) {                                                        \
+                __m256 e = _mm256_sub_ps(zv, LOAD(k, i));                                        \
+                acc[k] = _mm256_fmadd_ps(e, e, acc[k]);                                          \
+            }                                                                                    \
+        }                                                                                        \
+        if (i < d) {                                                                             \
+            float zp[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
+            for (int j = 0; i + j < d; j++) zp[j] = z[i + j];                                    \
+            __m256 zv = _mm256_loadu_ps(zp);                                                     \
+            for (int k = 0; k < n; k++) {                                                        \
+                float rp[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                          \
+                for (int j = 0; i + j < d; j++) rp[j] = AT(k, i + j);                            \
+                __m256 e = _mm256_sub_ps(zv, _mm256_loadu_ps(rp));                               \
+                acc[k] = _mm256_fmadd_ps(e, e, acc[k]);                                          \
+            }                                                                                    \
+        }                                                                                        \
+        for (int k = 0; k < n; k++) dist[k] = lw_hsum8(acc[k]);                                  \
+    }
+
+LW_AVX2 static void lw_sqdists_avx2_f32(const float *rows, int count, int d, const float *z, float *out) {
+    for (int r = 0; r < count; r += 8) {
+        const float *base = rows + (size_t)r * (size_t)d;
+        int n = count - r < 8 ? count - r : 8;
+        float *dist = out + r;
+#define LW_RD_LOAD_F32(k, i) _mm256_loadu_ps(base + (size_t)(k) * (size_t)d + (i))
+#define LW_RD_AT_F32(k, i) base[(size_t)(k) * (size_t)d + (i)]
+        if (n == 8) {
+            const int n = 8; /* a constant trip count: the accumulators stay in registers */
+            LW_ROWDISTS8_AVX2(LW_RD_LOAD_F32, LW_RD_AT_F32)
+        } else {
+            LW_ROWDISTS8_AVX2(LW_RD_LOAD_F32, LW_RD_AT_F32)
+        }
+#undef LW_RD_LOAD_F32
+#undef LW_RD_AT_F32
+    }
+}
+
+LW_AVX2 static float lw_nearest_avx2_f16(const uint16_t *rows, int count, int d, const float *z) {
+    float best = INFINITY;
+    float dist[8];
+    const char *end = (const char *)(rows + (size_t)count * (size_t)d);
+    for (int r = 0; r < count; r += 8) {
+        const uint16_t *base = rows + (size_t)r * (size_t)d;
+        int n = count - r < 8 ? count - r : 8;
+        // The rows two groups ahead, into the cache: a cell is read once per input, from L3 or memory.
+        for (const char *p = (const char *)(base + (size_t)16 * (size_t)d), *q = (const char *)(base + (size_t)24 * (size_t)d);
+             p < q && p < end; p += 64)
+            _mm_prefetch(p, _MM_HINT_T0);
+#define LW_RD_LOAD_F16(k, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)(k) * (size_t)d + (i))))
+#define LW_RD_AT_F16(k, i) lw_half_to_float_scalar(base[(size_t)(k) * (size_t)d + (i)])
+        if (n == 8) {
+            const int n = 8;
+            LW_ROWDISTS8_AVX2(LW_RD_LOAD_F16, LW_RD_AT_F16)
+        } else {
+            LW_ROWDISTS8_AVX2(LW_RD_LOAD_F16, LW_RD_AT_F16)
+        }
+#undef LW_RD_LOAD_F16
+#undef LW_RD_AT_F16
+        for (int k = 0; k < n; k++)
+            if (dist[k] < best) best = dist[k];
+    }
+    return best;
+}
+
 LW_AVX2 static double lw_stream_read_avx2(const float *p, size_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
@@ -696,6 +820,23 @@ double lw_stream_read_f32(const float *p, size_t n) {
     double total = 0;
     for (size_t i = 0; i < n; i++) total += p[i];
     return total;
+}
+
+void lw_sqdists_f32(const float *rows, int count, int d, const float *z, float *out) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) {
+        lw_sqdists_avx2_f32(rows, count, d, z, out);
+        return;
+    }
+#endif
+    lw_sqdists_generic_f32(rows, count, d, z, out);
+}
+
+float lw_nearest_sqdist_f16(const uint16_t *rows, int count, int d, const float *z) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) return lw_nearest_avx2_f16(rows, count, d, z);
+#endif
+    return lw_nearest_generic_f16(rows, count, d, z);
 }
 
 double lw_sqdist_f32(const float *a, const float *b, int n) {

@@ -213,6 +213,122 @@ let ours: [String: Double] = exitOnError(tool) {
     ]
 }
 
+// Neighbour index: one input scored with and without it, on a layer shaped like the evaluation's (D = 128, seven
+// classes, 35,000 rows, L2-normalised, the default fit with 20 % held out), and its search alone beside exact
+// search over the same fitting rows in numpy and scikit-learn (written for the peer as nb_*.npy).
+struct NeighbourFigures {
+    var plainUs = 0.0
+    var indexedUs = 0.0
+    var searchUs = 0.0
+    var rows = 0
+    var cells = 0
+    var exactShare = 0.0
+    var bytes = 0
+}
+let nbD = 128
+let nbData = Synthetic.lowRankClasses(seed: 13, dimension: nbD, classes: 7, perClass: 5_000, queries: queries)
+@MainActor func measureNeighbours() throws -> NeighbourFigures {
+    let source = InMemoryActivations(values: nbData.train, shape: [nbD], labels: nbData.labels)
+    let plain = try LatentModelFitter.fit(source, configuration: FitConfiguration(fitBackground: false))
+    var config = FitConfiguration(fitBackground: false)
+    config.neighbours = NeighbourOptions()
+    let indexed = try LatentModelFitter.fit(source, configuration: config)
+    guard let index = indexed.neighbours else { throw LatentWatchError(.fitFailed, "no neighbour index was built") }
+    // The prepared (L2-normalised) queries and the fitting rows the peer searches exactly.
+    var prepared = nbData.queries
+    for i in 0..<queries {
+        var s: Float = 0
+        for j in 0..<nbD { s += prepared[i * nbD + j] * prepared[i * nbD + j] }
+        let r = 1 / max(s.squareRoot(), 1e-12)
+        for j in 0..<nbD { prepared[i * nbD + j] *= r }
+    }
+    // The peers search as many rows as the index holds.
+    try NumpyArray.write(
+        Array(nbData.train.prefix(index.count * nbD)),
+        shape: [index.count, nbD],
+        to: dir.appendingPathComponent("nb_train_x.npy").path
+    )
+    try NumpyArray.write(nbData.queries, shape: [queries, nbD], to: dir.appendingPathComponent("nb_query_x.npy").path)
+    func perInput(_ m: LatentModel) throws -> Double {
+        let ws = m.makeWorkspace()
+        var sink = 0.0
+        var times: [Double] = []
+        try nbData.queries.withUnsafeBufferPointer { q in
+            for _ in 0..<(quick ? 3 : 9) {
+                times.append(
+                    try seconds {
+                        for i in 0..<queries {
+                            sink += try m.score(
+                                UnsafeBufferPointer(rebasing: q[(i * nbD)..<((i + 1) * nbD)]),
+                                workspace: ws
+                            )
+                            .surprise
+                        }
+                    } / Double(queries) * 1e6
+                )
+            }
+        }
+        if sink.isNaN { print("") }
+        return median(times)
+    }
+    var out = NeighbourFigures()
+    // Alternate the two so that drift of the machine's speed falls on both.
+    var plainTimes: [Double] = []
+    var indexedTimes: [Double] = []
+    for _ in 0..<3 {
+        plainTimes.append(try perInput(plain))
+        indexedTimes.append(try perInput(indexed))
+    }
+    out.plainUs = median(plainTimes)
+    out.indexedUs = median(indexedTimes)
+    var scratch = [Float](repeating: 0, count: index.scratchCount)
+    var sink = 0.0
+    var times: [Double] = []
+    prepared.withUnsafeBufferPointer { q in
+        scratch.withUnsafeMutableBufferPointer { sc in
+            for _ in 0..<(quick ? 3 : 9) {
+                times.append(
+                    seconds {
+                        for i in 0..<queries {
+                            sink += index.nearestDistance(q.baseAddress! + i * nbD, scratch: sc.baseAddress!)
+                        }
+                    } / Double(queries) * 1e6
+                )
+            }
+        }
+    }
+    if sink.isNaN { print("") }
+    out.searchUs = median(times)
+    // Exact share: the probed search against searching every cell of the same index.
+    let all = NeighbourIndex(
+        dimension: nbD,
+        rows: index.rows,
+        cellStarts: index.cellStarts,
+        centres: index.centres,
+        probes: index.cellCount
+    )!
+    var exact = 0
+    prepared.withUnsafeBufferPointer { q in
+        scratch.withUnsafeMutableBufferPointer { sc in
+            for i in 0..<queries {
+                let a = index.nearestDistance(q.baseAddress! + i * nbD, scratch: sc.baseAddress!)
+                let b = all.nearestDistance(q.baseAddress! + i * nbD, scratch: sc.baseAddress!)
+                if a == b { exact += 1 }
+            }
+        }
+    }
+    out.exactShare = Double(exact) / Double(queries)
+    let sizes = zip(index.cellStarts.dropFirst(), index.cellStarts).map { $0 - $1 }
+    print(
+        "neighbour cells: largest \(sizes.max() ?? 0) rows; the cell of a random row holds \(sizes.map { $0 * $0 }.reduce(0, +) / max(index.count, 1)) on average"
+    )
+    out.rows = index.count
+    out.cells = index.cellCount
+    out.bytes = try ModelFile.encode(indexed).count - ModelFile.encode(plain).count
+    return out
+}
+let neighbourFigures = exitOnError(tool) { try measureNeighbours() }
+
 // Monitor: host-side cost of one background submit (copy into the queue) with the worker scoring on the
 // other core, and inline assess latency, with heap allocations counted by the interposed malloc.
 struct MonitorFigures {
@@ -458,6 +574,46 @@ row(
     p("numpy_tied_one_us"),
     lowerIsBetter: true,
     target: "<= 25 us"
+)
+let nb = neighbourFigures
+row(
+    "GDA one input D=128 K=7, + neighbours",
+    nb.indexedUs,
+    "us",
+    "the same fit without them",
+    nb.plainUs,
+    lowerIsBetter: true,
+    target: ">= 0.50x (at most 2x)"
+)
+row(
+    "neighbour search alone (approximate)",
+    nb.searchUs,
+    "us",
+    "numpy exact, all rows",
+    p("numpy_nn_one_us"),
+    lowerIsBetter: true,
+    target: ""
+)
+row(
+    "neighbour search alone (approximate)",
+    nb.searchUs,
+    "us",
+    "scikit-learn exact (brute)",
+    p("sklearn_nn_one_us"),
+    lowerIsBetter: true,
+    target: ""
+)
+print(
+    String(
+        format:
+            "  neighbour index: %d of %d fitting rows in %d cells, 2 searched; exact nearest on %.1f %% of queries; +%.2f MB in the model file; the peers search %d rows exactly",
+        nb.rows,
+        nbData.labels.count * 4 / 5,
+        nb.cells,
+        nb.exactShare * 100,
+        Double(nb.bytes) / 1e6,
+        (p("nn_rows") ?? 0).isFinite ? Int(p("nn_rows") ?? 0) : 0
+    )
 )
 row(
     "fit 20,000 x 512 (held-out shrinkage)",

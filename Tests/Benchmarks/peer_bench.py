@@ -694,6 +694,37 @@ def run(args):
     out["sklearn_gmm_note"] = ("GaussianMixture(covariance_type='full', tol=0).fit on float64; per iteration: "
                                "median of the verbose log's time lapses, iterations >= 2")
 
+    # ---------------- 7. exact nearest neighbour of one input (deep KNN's search), if the files are there ----------
+    nb_train = os.path.join(args.data, "nb_train_x.npy")
+    if os.path.exists(nb_train):
+        from sklearn.neighbors import NearestNeighbors
+
+        def l2(a):
+            a = a.astype(np.float32)
+            return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+
+        R = l2(np.load(nb_train))
+        Qn = l2(np.load(os.path.join(args.data, "nb_query_x.npy")))
+        r2 = np.einsum("ij,ij->i", R, R)
+
+        def numpy_nn(q):
+            return float(np.sqrt(max(0.0, float((r2 - 2 * (R @ q)).min() + q @ q))))
+
+        nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(R)
+
+        def sklearn_nn(q):
+            return float(nn.kneighbors(q[None, :], return_distance=True)[0][0, 0])
+
+        fns = {"numpy_dot": numpy_nn, "sklearn_brute": sklearn_nn}
+        got = [numpy_nn(Qn[i]) for i in range(8)]
+        checks["nn_numpy_vs_sklearn"] = rel_err(got, [sklearn_nn(Qn[i]) for i in range(8)])
+        v = {k: t * 1e6 for k, t in time_rows(fns, [Qn[i] for i in range(Qn.shape[0])], cfg).items()}
+        log(f"  nearest neighbour one query: {v}")
+        variants["nn_one_us"] = v
+        out["numpy_nn_one_us"] = v["numpy_dot"]
+        out["sklearn_nn_one_us"] = v["sklearn_brute"]
+        out["nn_rows"] = int(R.shape[0])
+
     out["variants"] = variants
     out["total_runtime_s"] = perf() - t_start
     return out

@@ -15,6 +15,10 @@ runs `latentwatch fit` twice (the default, and `--neighbours ROWS`), scores the 
 Regression scenarios (`make_regression.py`, `make_tabular_regression.py` arrays: `<split>_<layer>.npy`,
 `train_targets.npy`): pass `--regression`, the splits are train / calibration / test and the OOD set names.
 
+With `LATENTWATCH_LIBRARY` set to a release build of liblatentwatch.so, the script also times one-input scoring of
+both models through the Python package (`Model.score` of one row, 2,000 test rows, median of 5 passes, alternating
+the two models; ctypes' few microseconds are in both).
+
 Usage:
   python3 Tests/Evaluation/neighbour_eval.py --cli .build/release/latentwatch DATA/image:fc DATA/image:conv3_gap
   python3 Tests/Evaluation/neighbour_eval.py --regression --cli ... /work/evaldata/regression/arrays:fc
@@ -69,6 +73,28 @@ def validity(cal, test, splits=400, alphas=(0.01, 0.05, 0.1), seed=0):
     return {str(a): {"mean": float(np.mean(v)), "sd": float(np.std(v))} for a, v in rates.items()}
 
 
+def one_input_micros(plain_path, nb_path, rows):
+    """Median microseconds per one-input `Model.score` of each model, or None without the library."""
+    if not os.environ.get("LATENTWATCH_LIBRARY"):
+        return None
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Sources", "Python"))
+    import latentwatch
+
+    models = {"plain": latentwatch.load(plain_path), "neighbours": latentwatch.load(nb_path)}
+    x = np.ascontiguousarray(rows[:2000], dtype=np.float32)
+    times = {k: [] for k in models}
+    for k, m in models.items():  # warm-up
+        for r in x[:200]:
+            m.score(r)
+    for _ in range(5):
+        for k, m in models.items():
+            t = time.perf_counter()
+            for r in x:
+                m.score(r)
+            times[k].append((time.perf_counter() - t) / len(x) * 1e6)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def splits(data, layer, regression):
     if regression:
         names = sorted({f.split("_")[0] for f in os.listdir(data) if f.endswith(f"_{layer}.npy")})
@@ -115,6 +141,7 @@ def main():
                     cols[split] = np.genfromtxt(out, delimiter=",", names=True, deletechars="")
                 row[name] = (cols, fit_s, os.path.getsize(model))
             plain, nb = row["plain"][0], row["nb"][0]
+            micros = one_input_micros(os.path.join(tmp, "plain.lwm"), os.path.join(tmp, "nb.lwm"), np.load(test))
             r = {"fit_seconds": {"plain": row["plain"][1], "neighbours": row["nb"][1]},
                  "file_bytes": {"plain": row["plain"][2], "neighbours": row["nb"][2]}, "auroc": {}}
             for o in sorted(oods):
@@ -132,11 +159,16 @@ def main():
             mine = loo_combined(nb["cal"]["surprise"], nb["cal"]["neighbour"], nb["test"]["surprise"],
                                 nb["test"]["neighbour"])
             r["p_value_mismatch_share"] = float(np.mean(np.abs(mine - nb["test"]["p-value"]) > 1e-9))
+            if micros:
+                r["one_input_us"] = micros
             result[spec] = r
             print(f"{spec}: mean default {r['mean_default']:.4f}  neighbour {r['mean_neighbour']:.4f}  combined "
                   f"{r['mean_combined']:.4f}  (file {r['file_bytes']['plain'] / 1e6:.2f} -> "
                   f"{r['file_bytes']['neighbours'] / 1e6:.2f} MB, fit {r['fit_seconds']['plain']:.1f} -> "
                   f"{r['fit_seconds']['neighbours']:.1f} s, test alert rate at 0.01: {r['test_alert_rate_0.01']:.4f})")
+            if micros:
+                print(f"    one input through the Python package: {micros['plain']:.1f} -> {micros['neighbours']:.1f} us "
+                      f"({micros['neighbours'] / micros['plain']:.2f}x)")
             print(f"    test rows whose CLI p-value differs from this script's: {r['p_value_mismatch_share']:.4f}")
             print("    realised alert rate over 400 re-splits: " + ", ".join(
                 f"{a}: {v['mean']:.4f} (sd {v['sd']:.4f})" for a, v in r["validity"].items()))

@@ -27,8 +27,8 @@ import Testing
     }
 
     /// Brute force in double over the stored (float16-rounded) rows is the reference. Searching every cell must give
-    /// it to 1e-9 relative; searching two cells must never give less than it (the search only skips rows) and give it
-    /// exactly on most rows.
+    /// it to float32 rounding (1e-5 relative); searching two cells must never give less than searching all (the
+    /// search only skips rows; both use the same kernel) and give the same on most rows.
     @Test func searchMatchesBruteForce() throws {
         let d = 8
         let sample = Self.draw(2_000, seed: 1).values
@@ -44,7 +44,8 @@ import Testing
             NeighbourIndex.build(sample: sample, count: 2_000, dimension: d, options: NeighbourOptions(cells: 40))
         )
         #expect(all.count == 2_000 && all.cellCount <= 40 && two.probes == 2)
-        var scratch = [Double](repeating: 0, count: all.scratchCount)
+        var scratch = [Float](repeating: 0, count: all.scratchCount)
+        let stored = all.rows
         let queries = Self.draw(300, seed: 2, shift: 1).values
         var exactTwo = 0
         for q in 0..<300 {
@@ -53,7 +54,7 @@ import Testing
             for r in 0..<all.count {
                 var s = 0.0
                 for j in 0..<d {
-                    let v = Double(z[j]) - Double(all.rows[r * d + j])
+                    let v = Double(z[j]) - Double(stored[r * d + j])
                     s += v * v
                 }
                 brute = min(brute, s)
@@ -61,9 +62,9 @@ import Testing
             brute = brute.squareRoot()
             let exact = scratch.withUnsafeMutableBufferPointer { all.nearestDistance(z, scratch: $0.baseAddress!) }
             let probed = scratch.withUnsafeMutableBufferPointer { two.nearestDistance(z, scratch: $0.baseAddress!) }
-            #expect(abs(exact - brute) <= 1e-9 * max(1, brute))
-            #expect(probed >= brute - 1e-9 * max(1, brute))
-            if abs(probed - brute) <= 1e-9 * max(1, brute) { exactTwo += 1 }
+            #expect(abs(exact - brute) <= 1e-5 * max(1, brute))
+            #expect(probed >= exact)
+            if probed == exact { exactTwo += 1 }
         }
         print("two of about 40 cells searched: exact on \(exactTwo) of 300 queries")
         #expect(exactTwo >= 200)  // 230 measured: the queries are shifted off the sample, where cells blur

@@ -43,6 +43,13 @@ void lw_tri8_matvec_f16(const uint16_t *w, const float *xc, int d, float *y);
 /// multiply-adds and reduced in a fixed order: the AVX2 and portable versions agree bit for bit.
 double lw_sqdist_f32(const float *a, const float *b, int n);
 
+/// Squared distances from z (d floats) to `count` rows stored back to back (row r at rows + r * d), in float: each
+/// sums (z_i - row_i)^2 over 8 lanes (i mod 8, fused multiply-adds, the last block of 8 padded with zeros) reduced
+/// in a fixed tree, so the AVX2 and portable versions agree bit for bit. `lw_sqdists_f32` writes every distance to out;
+/// `lw_nearest_sqdist_f16` (float16 rows) returns the smallest, or +infinity for no rows.
+void lw_sqdists_f32(const float *rows, int count, int d, const float *z, float *out);
+float lw_nearest_sqdist_f16(const uint16_t *rows, int count, int d, const float *z);
+
 /// Benchmarks only: reads n floats once (AVX2 loads into four accumulators where the CPU has AVX2) and returns their
 /// sum, so the reads cannot be dropped: the time to stream a factor's bytes at this core's read rate.
 double lw_stream_read_f32(const float *p, size_t n);

@@ -36,8 +36,8 @@ public struct NeighbourOptions: Sendable, Equatable {
 package struct NeighbourIndex: Sendable, Equatable {
     /// Latent dimension.
     package let dimension: Int
-    /// The rows, `count x dimension`, cell by cell.
-    package let rows: [Float]
+    /// The rows, `count x dimension`, cell by cell, as binary16 bit patterns (as the model file stores them).
+    package let halfRows: [UInt16]
     /// Cell c holds rows `cellStarts[c] ..< cellStarts[c + 1]`; no cell is empty.
     package let cellStarts: [Int]
     /// Cell centres, `cells x dimension`.
@@ -46,20 +46,24 @@ package struct NeighbourIndex: Sendable, Equatable {
     package let probes: Int
 
     /// Stored rows.
-    package var count: Int { rows.count / max(dimension, 1) }
+    package var count: Int { halfRows.count / max(dimension, 1) }
+    /// The rows as float32 (exact: every float16 is a float32).
+    package var rows: [Float] { HalfConversion.toFloat(halfRows) }
     /// Cells.
     package var cellCount: Int { cellStarts.count - 1 }
 
-    /// An index from stored parts, or nil when they are inconsistent (the model file reader's check).
+    /// An index from stored parts, or nil when they are inconsistent (the model file reader's check). The rows are
+    /// rounded to float16 (exact for rows a model file held); a row beyond float16's range is inconsistent.
     package init?(dimension: Int, rows: [Float], cellStarts: [Int], centres: [Float], probes: Int) {
+        let halves = HalfConversion.toHalf(rows)
         guard dimension >= 1, rows.count % dimension == 0, rows.count >= dimension, cellStarts.count >= 2,
             cellStarts.first == 0, cellStarts.last == rows.count / dimension,
             zip(cellStarts, cellStarts.dropFirst()).allSatisfy({ $0 < $1 }),
             centres.count == (cellStarts.count - 1) * dimension, probes >= 1,
-            rows.allSatisfy(\.isFinite), centres.allSatisfy(\.isFinite)
+            halves.allSatisfy({ $0 & 0x7C00 != 0x7C00 }), centres.allSatisfy(\.isFinite)
         else { return nil }
         self.dimension = dimension
-        self.rows = rows
+        self.halfRows = halves
         self.cellStarts = cellStarts
         self.centres = centres
         self.probes = min(probes, cellStarts.count - 1)
@@ -79,19 +83,32 @@ package struct NeighbourIndex: Sendable, Equatable {
         let n = min(count, options.sampleSize)
         guard n >= 1, d >= 1, sample.count >= n * d else { return nil }
         // Rounded to float16 first: the rows a file stores, so a fitted model scores as its file does.
-        let rows = HalfConversion.toFloat(HalfConversion.toHalf(Array(sample[0..<(n * d)])))
+        let halves = HalfConversion.toHalf(Array(sample[0..<(n * d)]))
+        guard halves.allSatisfy({ $0 & 0x7C00 != 0x7C00 }) else { return nil }
+        let rows = HalfConversion.toFloat(halves)
         let k = max(1, min(n, options.cells ?? Int(Double(n).squareRoot().rounded())))
         var centres = Array(rows[0..<(k * d)])
         var assignment = [Int](repeating: 0, count: n)
+        var distances = [Float](repeating: 0, count: k)
         for iteration in 0..<8 {
             var changed = false
             rows.withUnsafeBufferPointer { r in
                 centres.withUnsafeBufferPointer { c in
-                    for i in 0..<n {
-                        let a = nearestCentre(r.baseAddress! + i * d, centres: c.baseAddress!, cells: k, dimension: d)
-                        if a != assignment[i] {
-                            changed = true
-                            assignment[i] = a
+                    distances.withUnsafeMutableBufferPointer { dist in
+                        for i in 0..<n {
+                            RowDistances.squaredDistances(
+                                from: r.baseAddress! + i * d,
+                                rows: c.baseAddress!,
+                                count: k,
+                                dimension: d,
+                                into: dist.baseAddress!
+                            )
+                            var a = 0
+                            for c in 1..<k where dist[c] < dist[a] { a = c }
+                            if a != assignment[i] {
+                                changed = true
+                                assignment[i] = a
+                            }
                         }
                     }
                 }
@@ -128,54 +145,39 @@ package struct NeighbourIndex: Sendable, Equatable {
         return NeighbourIndex(dimension: d, rows: grouped, cellStarts: starts, centres: kept, probes: options.probes)
     }
 
-    @inline(__always)
-    static func nearestCentre(
-        _ x: UnsafePointer<Float>,
-        centres: UnsafePointer<Float>,
-        cells: Int,
-        dimension d: Int
-    )
-        -> Int
-    {
-        var best = 0
-        var bestD = Double.infinity
-        for c in 0..<cells {
-            let v = PackedTriangular.squaredDistance(x, centres + c * d, count: d)
-            if v < bestD {
-                bestD = v
-                best = c
-            }
-        }
-        return best
-    }
-
-    /// Doubles of scratch ``nearestDistance(_:scratch:)`` needs.
+    /// Floats of scratch ``nearestDistance(_:scratch:)`` needs.
     package var scratchCount: Int { cellCount }
 
     /// Euclidean distance from `z` (``dimension`` floats) to the nearest row in the ``probes`` cells whose centres
-    /// are nearest it. `scratch` holds ``scratchCount`` doubles. Allocates nothing.
-    package func nearestDistance(_ z: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Double>) -> Double {
+    /// are nearest it, computed in float32 (`RowDistances`). `scratch` holds ``scratchCount`` floats. Allocates
+    /// nothing.
+    package func nearestDistance(_ z: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) -> Double {
         let d = dimension
         let k = cellCount
         return centres.withUnsafeBufferPointer { cb in
-            rows.withUnsafeBufferPointer { rb in
-                for c in 0..<k { scratch[c] = PackedTriangular.squaredDistance(z, cb.baseAddress! + c * d, count: d) }
-                var best = Double.infinity
-                for _ in 0..<probes {
-                    var cell = -1
-                    var cellD = Double.infinity
-                    for c in 0..<k where scratch[c] < cellD {
-                        cellD = scratch[c]
-                        cell = c
-                    }
-                    guard cell >= 0 else { break }
-                    scratch[cell] = .infinity
-                    for i in cellStarts[cell]..<cellStarts[cell + 1] {
-                        let v = PackedTriangular.squaredDistance(z, rb.baseAddress! + i * d, count: d)
+            halfRows.withUnsafeBufferPointer { rb in
+                cellStarts.withUnsafeBufferPointer { starts in
+                    RowDistances.squaredDistances(from: z, rows: cb.baseAddress!, count: k, dimension: d, into: scratch)
+                    var best = Float.infinity
+                    for _ in 0..<probes {
+                        var cell = -1
+                        var cellD = Float.infinity
+                        for c in 0..<k where scratch[c] < cellD {
+                            cellD = scratch[c]
+                            cell = c
+                        }
+                        guard cell >= 0 else { break }
+                        scratch[cell] = .infinity
+                        let v = RowDistances.nearestSquaredDistance(
+                            from: z,
+                            halfRows: rb.baseAddress! + starts[cell] * d,
+                            count: starts[cell + 1] - starts[cell],
+                            dimension: d
+                        )
                         if v < best { best = v }
                     }
+                    return Double(best).squareRoot()
                 }
-                return best.squareRoot()
             }
         }
     }

@@ -10,7 +10,7 @@ public enum ModelFile {
     package static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
     /// Format version this library writes.
     package static let majorVersion: UInt16 = 1
-    package static let minorVersion: UInt16 = 3
+    package static let minorVersion: UInt16 = 4
     static let headerSize = 32
     static let entrySize = 48
     static let trailerSize = 16
@@ -74,7 +74,7 @@ public enum ModelFile {
             sections.addUInt32("joint.ranks", j.distribution.ranks, shape: [j.distribution.ranks.count])
         }
         if let nb = m.neighbours {
-            sections.addHalf("neighbours.rows", HalfConversion.toHalf(nb.rows), shape: [nb.count, nb.dimension])
+            sections.addHalf("neighbours.rows", nb.halfRows, shape: [nb.count, nb.dimension])
             sections.addUInt32("neighbours.cell_starts", nb.cellStarts.map { UInt32($0) }, shape: [nb.cellCount + 1])
             sections.addFloats("neighbours.centres", nb.centres, shape: [nb.cellCount, nb.dimension])
             if let e = m.epistemicCalibration {

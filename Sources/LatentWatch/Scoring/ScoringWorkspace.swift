@@ -10,7 +10,7 @@ public final class ScoringWorkspace {
     let distances: UnsafeMutableBufferPointer<Double>
     var batch = BatchWorkspace()
     /// The neighbour index's per-cell distances (empty without an index).
-    let neighbourScratch: UnsafeMutableBufferPointer<Double>
+    let neighbourScratch: UnsafeMutableBufferPointer<Float>
 
     /// The posterior p(k | z) of the last scored input, one value per component.
     public var posterior: UnsafeBufferPointer<Double> { UnsafeBufferPointer(logJoint) }

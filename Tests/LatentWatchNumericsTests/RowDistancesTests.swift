@@ -1,0 +1,59 @@
+import LatentWatchNumerics
+import Testing
+
+/// The float32 row-distance kernels behind the neighbour index: the SIMD and portable versions agree bit for bit
+/// (lanes and reduction order are fixed), and both agree with a float64 sum to float32 rounding.
+@Suite struct RowDistancesTests {
+    @Test(arguments: [1, 7, 8, 9, 31, 32, 33, 64, 128, 130, 384])
+    func simdEqualsPortableAndFloat64(d: Int) {
+        var rng = SeededRandom(seed: UInt64(40 + d))
+        let count = 37
+        let rows = (0..<(count * d)).map { _ in Float(rng.normal()) }
+        let halves = HalfConversion.toHalf(rows)
+        let roundedRows = HalfConversion.toFloat(halves)
+        let z = (0..<d).map { _ in Float(rng.normal() * 0.5) }
+        func run(simd: Bool) -> (all: [Float], nearest: Float) {
+            HalfConversion.allowSIMDKernels(simd)
+            defer { HalfConversion.allowSIMDKernels(true) }
+            var out = [Float](repeating: -1, count: count)
+            rows.withUnsafeBufferPointer { r in
+                out.withUnsafeMutableBufferPointer { o in
+                    RowDistances.squaredDistances(
+                        from: z,
+                        rows: r.baseAddress!,
+                        count: count,
+                        dimension: d,
+                        into: o.baseAddress!
+                    )
+                }
+            }
+            let nearest = halves.withUnsafeBufferPointer {
+                RowDistances.nearestSquaredDistance(from: z, halfRows: $0.baseAddress!, count: count, dimension: d)
+            }
+            return (out, nearest)
+        }
+        let fast = run(simd: true)
+        let portable = run(simd: false)
+        #expect(fast.all.map(\.bitPattern) == portable.all.map(\.bitPattern))
+        #expect(fast.nearest.bitPattern == portable.nearest.bitPattern)
+        // float64 references; float32 accumulation over d terms: within 1e-6 * d relative.
+        func reference(_ source: [Float]) -> [Double] {
+            (0..<count).map { r in
+                (0..<d).reduce(0.0) { s, j in
+                    let e = Double(z[j]) - Double(source[r * d + j])
+                    return s + e * e
+                }
+            }
+        }
+        let exact = reference(rows)
+        for r in 0..<count {
+            #expect(abs(Double(fast.all[r]) - exact[r]) <= 1e-6 * Double(d) * exact[r])
+        }
+        let nearestExact = reference(roundedRows).min()!
+        #expect(abs(Double(fast.nearest) - nearestExact) <= 1e-6 * Double(d) * nearestExact)
+        let none = halves.withUnsafeBufferPointer {
+            RowDistances.nearestSquaredDistance(from: z, halfRows: $0.baseAddress!, count: 0, dimension: d)
+        }
+        #expect(none == .infinity)
+    }
+}
