@@ -70,14 +70,20 @@ enum ShiftChoice: String, CaseIterable, ExpressibleByArgument {
 
 /// `evaluate --score`: the score that ranks inputs (command-line spelling of ``ScoreKind``).
 enum RankingScore: String, CaseIterable, ExpressibleByArgument {
+    /// What a monitor alerts on: the surprise, or with a neighbour index the surprise and the distance combined.
+    case epistemic
     case surprise
+    case neighbour
     case mahalanobis
     case relativeMahalanobis = "relative-mahalanobis"
     case entropy
 
-    var kind: ScoreKind {
+    /// The score kind behind it; nil for `epistemic`, which is not one kind.
+    var kind: ScoreKind? {
         switch self {
+        case .epistemic: return nil
         case .surprise: return .surprise
+        case .neighbour: return .neighbour
         case .mahalanobis: return .mahalanobis
         case .relativeMahalanobis: return .relativeMahalanobis
         case .entropy: return .entropy

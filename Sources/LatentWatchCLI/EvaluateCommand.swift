@@ -9,8 +9,10 @@ struct EvaluateCommand: ParsableCommand {
         abstract: "AUROC, FPR at 95% TPR, AUPR and alert rates of a model on in-distribution and OOD sets.",
         discussion: """
             Out-of-distribution inputs are the positives. The alert rate is the share of inputs whose \
-            conformal p-value of the surprise is at most --alpha: on in-distribution data it should be close to \
-            alpha (the false-alarm rate), on OOD data it is the detection rate.
+            conformal p-value of the score is at most --alpha: on in-distribution data it should be close to \
+            alpha (the false-alarm rate), on OOD data it is the detection rate. The default score, epistemic, is \
+            what a monitor alerts on: the surprise, or for a model with a neighbour index the surprise and the \
+            neighbour distance combined (ranked by their Cauchy statistic, alerting on its conformal p-value).
             Example: latentwatch evaluate --model h1.lwm --in test_h1.npy --ood ood_digits_h1.npy --ood ood_noise_h1.npy
             """
     )
@@ -30,8 +32,11 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Array to read from each file (default: the model's layer name when present).")
     var key: String?
 
-    @Option(help: "Score that ranks inputs: surprise, mahalanobis, relative-mahalanobis or entropy.")
-    var score: RankingScore = .surprise
+    @Option(
+        help:
+            "Score that ranks inputs: epistemic (the monitor's), surprise, neighbour, mahalanobis, relative-mahalanobis or entropy."
+    )
+    var score: RankingScore = .epistemic
 
     @Option(help: "Alert level for the alert rates.")
     var alpha: Double = 0.01
@@ -42,11 +47,16 @@ struct EvaluateCommand: ParsableCommand {
     func run() throws {
         guard !ood.isEmpty else { throw ValidationError("give at least one --ood set") }
         let m = try Files.readModel(model)
-        let kind = score.kind
+        if score == .neighbour && !m.hasNeighbourIndex {
+            throw ValidationError("the model has no neighbour index; fit it with --neighbours ROWS")
+        }
         func scores(_ path: String) throws -> (values: [Double], pValues: [Double], failed: Int) {
             let f = try userFacing(path) { try TensorFile(path: path) }
             for w in f.warnings { stderrLine("warning: \(w)") }
             let k = key ?? (f.tensors.contains { $0.name == m.metadata.layer } ? m.metadata.layer : nil)
+            guard let kind = score.kind else {
+                return try userFacing(path) { try epistemicValues(m, file: f, key: k) }
+            }
             return try userFacing(path) { try scoreValues(m, file: f, key: k, kind: kind) }
         }
         let id = try scores(inDistribution)
@@ -77,7 +87,7 @@ struct EvaluateCommand: ParsableCommand {
         let result: [String: Any] = [
             "model": model, "layer": m.metadata.layer, "family": m.density.family, "score": score.rawValue,
             "alpha": alpha,
-            "calibration_scores": m.calibration.distributions[kind]?.count ?? 0, "sets": rows,
+            "calibration_scores": m.calibration.distributions[score.kind ?? .surprise]?.count ?? 0, "sets": rows,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
         if json == "-" {

@@ -117,6 +117,14 @@ struct InspectCommand: ParsableCommand {
                             + "(\($0.statistic.rawValue) statistic)"
                     } ?? "no joint calibration (a monitor of several layers fuses by Bonferroni)")
             )
+            print(
+                "neighbours:  "
+                    + (model.neighbours.map {
+                        "\($0.count) fitting rows (float16) in \($0.cellCount) cells, \($0.probes) searched per input; "
+                            + "the epistemic p-value combines the surprise with the distance"
+                            + (model.epistemicCalibration.map { " (calibrated on \($0.count) inputs)" } ?? "")
+                    } ?? "no index (the epistemic p-value is the surprise's)")
+            )
             print("fit:         \(model.metadata.fitSamples) samples; \(model.metadata.notes)")
             print("written by:  LatentWatch \(model.metadata.libraryVersion) at \(model.metadata.created)")
         }

@@ -90,6 +90,28 @@ func scoreValues(
     return (v, p, failed)
 }
 
+/// The epistemic ranking score (``LatentModel/epistemicRankingScore(_:)``) and p-value of every row of a file.
+func epistemicValues(
+    _ m: LatentModel,
+    file: TensorFile,
+    key: String?
+) throws
+    -> (values: [Double], pValues: [Double], failed: Int)
+{
+    var v: [Double] = []
+    var p: [Double] = []
+    var failed = 0
+    try scoreFile(m, file: file, key: key) { _, r in
+        if case .success(let s) = r {
+            v.append(m.epistemicRankingScore(s) ?? s.surprise)
+            p.append(m.epistemicPValue(s) ?? .nan)
+        } else {
+            failed += 1
+        }
+    }
+    return (v, p, failed)
+}
+
 /// `latentwatch score`: one score per input row, row-aligned with the input.
 struct ScoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

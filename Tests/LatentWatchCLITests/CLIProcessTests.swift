@@ -63,6 +63,59 @@ typealias CLI = LatentWatchBinary
         #expect(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("@import"))
     }
 
+    /// A neighbour index through the executable: `fit --neighbours`, `inspect`, `score`'s columns, `evaluate` ranking
+    /// by what the monitor alerts on, and the refusals.
+    @Test func neighbourIndexThroughTheCLI() throws {
+        let dir = CLI.temporaryDirectory()
+        func d(_ n: String) -> String { CLI.data.appendingPathComponent(n).path }
+        func t(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        var r = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--labels", d("train_labels.npy"), "--calibration",
+            d("calibration_h2.npy"), "--layer", "h2", "--neighbours", "500", "--output", t("nb.lwm"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("neighbour index: 500 fitting rows"), "\(r.out)")
+        r = try CLI.run(["inspect", t("nb.lwm")])
+        #expect(r.out.contains("neighbours:  500 fitting rows (float16) in 22 cells, 2 searched per input"), "\(r.out)")
+        r = try CLI.run([
+            "score", "--model", t("nb.lwm"), "--input", d("test_h2.npy"), "--score", "surprise-p-value", "--score",
+            "neighbour", "--score", "neighbour-p-value", "--score", "p-value", "--output", t("nb.csv"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        let csv = try String(contentsOfFile: t("nb.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(csv.count == 218 && csv[0] == "row,surprise-p-value,neighbour,neighbour-p-value,p-value")
+        let row = csv[1].split(separator: ",").compactMap { Double($0) }
+        #expect(row.count == 5 && row[2] >= 0 && row[4] > 0 && row[4] <= 1, "\(csv[1])")
+        for score in ["epistemic", "neighbour", "surprise"] {
+            r = try CLI.run([
+                "evaluate", "--model", t("nb.lwm"), "--in", d("test_h2.npy"), "--ood", "noise=\(d("ood_noise_h2.npy"))",
+                "--score", score, "--json", "-",
+            ])
+            #expect(r.status == 0, "\(r.err)")
+            let json = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+            let sets = json["sets"] as! [[String: Any]]
+            #expect(json["score"] as? String == score && (sets[1]["auroc"] as! Double) > 0.95, "\(score): \(r.out)")
+        }
+        // Without an index: no neighbour score to rank by; the default ranks by the surprise.
+        r = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--labels", d("train_labels.npy"), "--calibration",
+            d("calibration_h2.npy"), "--layer", "h2", "--output", t("plain.lwm"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run([
+            "evaluate", "--model", t("plain.lwm"), "--in", d("test_h2.npy"), "--ood", d("ood_noise_h2.npy"), "--score",
+            "neighbour",
+        ])
+        #expect(r.status != 0 && r.err.contains("no neighbour index"), "\(r.err)")
+        r = try CLI.run(["inspect", t("plain.lwm")])
+        #expect(r.out.contains("neighbours:  no index"), "\(r.out)")
+        r = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--labels", d("train_labels.npy"), "--neighbours", "-3",
+            "--output", t("bad.lwm"),
+        ])
+        #expect(r.status != 0 && r.err.contains("--neighbours"), "\(r.err)")
+    }
+
     /// fit -> score -> evaluate -> replay with files in different formats, through the real executable.
     /// `calibrate-fusion` on models fitted with carved calibration inputs (`--carved`) and with calibration files:
     /// the files carry the joint calibration (`inspect` says so), `replay` fuses with it (fused p-values at the

@@ -158,6 +158,20 @@ public struct LatentModel: Sendable {
         }
     }
 
+    /// A continuous score that ranks inputs as ``epistemicPValue(_:)`` does, without its ties at the calibration's
+    /// resolution (larger = more unusual): the surprise, or with a neighbour index the Cauchy statistic of the
+    /// surprise's and the neighbour distance's p-values. Nil when the model holds no calibration.
+    package func epistemicRankingScore(_ scores: LatentScores) -> Double? {
+        guard epistemicCalibration != nil, let d = scores.neighbourDistance else { return scores.surprise }
+        guard let ps = calibration.pValue(.surprise, scores.surprise), let pn = calibration.pValue(.neighbour, d)
+        else { return nil }
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { p in
+            p[0] = ps
+            p[1] = pn
+            return JointCalibration.value(.cauchy, UnsafeBufferPointer(p))
+        }
+    }
+
     /// Whether the model carries a calibrated prediction interval (a regression model fitted with calibration
     /// targets).
     public var hasPredictionInterval: Bool { intervalCalibration != nil }
