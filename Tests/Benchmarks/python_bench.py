@@ -216,7 +216,7 @@ def main() -> None:
             layer_names = ["synthetic"]
             mode = "inline"
 
-            def assess_batch(self, *layers, request_ids=None):
+            def assess_batch(self, *layers, request_ids=None, outputs=None):
                 return [None] * layers[0].shape[0]
 
         for bs in (1, 32):
