@@ -66,8 +66,29 @@ func scoreFile(
     }
 }
 
-/// Every scorable row's `kind` score and its conformal p-value (NaN when the model has no calibration for
-/// `kind`), and how many rows could not be scored.
+/// One ranking value and its p-value for every row of a file that can be scored, and the count of rows that cannot.
+func rowValues(
+    _ m: LatentModel,
+    file: TensorFile,
+    key: String?,
+    _ value: (LatentScores) -> (value: Double, pValue: Double)
+) throws -> (values: [Double], pValues: [Double], failed: Int) {
+    var v: [Double] = []
+    var p: [Double] = []
+    var failed = 0
+    try scoreFile(m, file: file, key: key) { _, r in
+        if case .success(let s) = r {
+            let x = value(s)
+            v.append(x.value)
+            p.append(x.pValue)
+        } else {
+            failed += 1
+        }
+    }
+    return (v, p, failed)
+}
+
+/// The values of one score kind and their conformal p-values.
 func scoreValues(
     _ m: LatentModel,
     file: TensorFile,
@@ -76,18 +97,7 @@ func scoreValues(
 ) throws
     -> (values: [Double], pValues: [Double], failed: Int)
 {
-    var v: [Double] = []
-    var p: [Double] = []
-    var failed = 0
-    try scoreFile(m, file: file, key: key) { _, r in
-        if case .success(let s) = r {
-            v.append(s.value(kind))
-            p.append(m.calibration.pValue(kind, s.value(kind)) ?? .nan)
-        } else {
-            failed += 1
-        }
-    }
-    return (v, p, failed)
+    try rowValues(m, file: file, key: key) { s in (s.value(kind), m.calibration.pValue(kind, s.value(kind)) ?? .nan) }
 }
 
 /// The epistemic ranking score (``LatentModel/epistemicRankingScore(_:)``) and p-value of every row of a file.
@@ -98,18 +108,9 @@ func epistemicValues(
 ) throws
     -> (values: [Double], pValues: [Double], failed: Int)
 {
-    var v: [Double] = []
-    var p: [Double] = []
-    var failed = 0
-    try scoreFile(m, file: file, key: key) { _, r in
-        if case .success(let s) = r {
-            v.append(m.epistemicRankingScore(s) ?? s.surprise)
-            p.append(m.epistemicPValue(s) ?? .nan)
-        } else {
-            failed += 1
-        }
+    try rowValues(m, file: file, key: key) { s in
+        (m.epistemicRankingScore(s) ?? s.surprise, m.epistemicPValue(s) ?? .nan)
     }
-    return (v, p, failed)
 }
 
 /// `latentwatch score`: one score per input row, row-aligned with the input.

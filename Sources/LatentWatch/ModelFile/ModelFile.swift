@@ -672,25 +672,41 @@ public enum ModelFile {
         }
         model.neighbours = index
         if let m = nb.epistemicCount {
-            guard m >= 1, let vd = r.descriptors["epistemic.values"] else {
-                throw LatentWatchError(
-                    .inconsistentModel,
-                    "the combined epistemic calibration of \(m) inputs has no values",
-                    remedy: "the file is corrupt; refit the model"
-                )
-            }
-            let n = vd.shape.first ?? 0
-            let values = try r.floats("epistemic.values", shape: [n])
-            let ranks = try r.uint32s("epistemic.ranks", shape: [n])
-            guard let dist = EmpiricalDistribution(count: m, values: values, ranks: ranks) else {
-                throw LatentWatchError(
-                    .inconsistentModel,
-                    "the combined epistemic calibration is not sorted or its ranks are inconsistent",
-                    remedy: "the file is corrupt; refit the model"
-                )
-            }
-            model.epistemicCalibration = dist
+            model.epistemicCalibration = try storedDistribution(
+                "epistemic",
+                count: m,
+                r,
+                "the combined epistemic calibration"
+            )
         }
+    }
+
+    /// A calibration distribution stored as the tensors `<prefix>.values` and `<prefix>.ranks` of `count` inputs,
+    /// checked.
+    static func storedDistribution(
+        _ prefix: String,
+        count: Int,
+        _ r: ModelSectionReader,
+        _ what: String
+    ) throws(LatentWatchError) -> EmpiricalDistribution {
+        guard count >= 1, let vd = r.descriptors["\(prefix).values"] else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "\(what) has no values (count \(count))",
+                remedy: "the file is corrupt; refit"
+            )
+        }
+        let n = vd.shape.first ?? 0
+        let values = try r.floats("\(prefix).values", shape: [n])
+        let ranks = try r.uint32s("\(prefix).ranks", shape: [n])
+        guard let dist = EmpiricalDistribution(count: count, values: values, ranks: ranks) else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "\(what) is not sorted or its ranks are inconsistent",
+                remedy: "the file is corrupt; refit"
+            )
+        }
+        return dist
     }
 
     /// Reads a joint calibration's values and checks its parts.
@@ -712,23 +728,7 @@ public enum ModelFile {
                 remedy: "the file is corrupt; refit"
             )
         }
-        guard joint.count >= 1, let vd = r.descriptors["joint.values"] else {
-            throw LatentWatchError(
-                .inconsistentModel,
-                "the joint calibration has no values (count \(joint.count))",
-                remedy: "the file is corrupt; refit"
-            )
-        }
-        let n = vd.shape.first ?? 0
-        let values = try r.floats("joint.values", shape: [n])
-        let ranks = try r.uint32s("joint.ranks", shape: [n])
-        guard let dist = EmpiricalDistribution(count: joint.count, values: values, ranks: ranks) else {
-            throw LatentWatchError(
-                .inconsistentModel,
-                "the joint calibration is not sorted or its ranks are inconsistent",
-                remedy: "the file is corrupt; refit"
-            )
-        }
+        let dist = try storedDistribution("joint", count: joint.count, r, "the joint calibration")
         return JointCalibration(
             statistic: statistic,
             layers: joint.layers,
