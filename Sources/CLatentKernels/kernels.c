@@ -607,14 +607,15 @@ LW_AVX2 static void lw_sqdists_avx2_f32(const float *rows, int count, int d, con
 LW_AVX2 static float lw_nearest_avx2_f16(const uint16_t *rows, int count, int d, const float *z) {
     float best = INFINITY;
     float dist[8];
-    const char *end = (const char *)(rows + (size_t)count * (size_t)d);
+    const size_t total = (size_t)count * (size_t)d;
     for (int r = 0; r < count; r += 8) {
         const uint16_t *base = rows + (size_t)r * (size_t)d;
         int n = count - r < 8 ? count - r : 8;
-        // The rows two groups ahead, into the cache: a cell is read once per input, from L3 or memory.
-        for (const char *p = (const char *)(base + (size_t)16 * (size_t)d), *q = (const char *)(base + (size_t)24 * (size_t)d);
-             p < q && p < end; p += 64)
-            _mm_prefetch(p, _MM_HINT_T0);
+        // The rows two groups ahead, into the cache (a cell is read once per input, from L3 or memory); offsets are
+        // clamped to the rows, so no pointer leaves the array.
+        size_t ahead = (size_t)(r + 16) * (size_t)d, until = (size_t)(r + 24) * (size_t)d;
+        if (until > total) until = total;
+        for (size_t e = ahead; e < until; e += 32) _mm_prefetch((const char *)(rows + e), _MM_HINT_T0);
 #define LW_RD_LOAD_F16(k, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)(k) * (size_t)d + (i))))
 #define LW_RD_AT_F16(k, i) lw_half_to_float_scalar(base[(size_t)(k) * (size_t)d + (i)])
         if (n == 8) {

@@ -121,7 +121,10 @@ func targetsSummary(_ model: LatentModel) -> String? {
 
 /// The stream-alert flags shared by replay and demo.
 struct AlertOptions: ParsableArguments {
-    @Option(help: "Per-input alert level: alert when the fused p-value of the surprise is at most this.")
+    @Option(
+        help:
+            "Per-input alert level: alert when the fused epistemic p-value (the layers' surprise, or surprise and neighbour distance) is at most this."
+    )
     var alpha: Double = 0.01
 
     @Option(

@@ -234,6 +234,65 @@ import Testing
         #expect(throws: LatentWatchError.self) {
             try LatentModelFitter.calibrateJointly([whole, whole], calibration: [calSource, calSource])
         }
+        // Sharded mixtures run EM rounds, which keep no index: refused when gathering, not dropped silently.
+        var mixture = Self.configuration()
+        mixture.family = .gmmFull
+        mixture.mixture.components = 2
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.statistics(
+                of: InMemoryActivations(values: data.values, shape: [8]),
+                configuration: mixture
+            )
+        }
+        // A row beyond float16's range: a clear error naming it, not a failed build.
+        var huge = data.values
+        huge[3] = 1e6
+        #expect(throws: LatentWatchError.self) {
+            try LatentModelFitter.fit(
+                InMemoryActivations(values: huge, shape: [8], labels: data.labels),
+                configuration: Self.configuration()
+            )
+        }
+    }
+
+    /// A workspace made by another model (here one without an index, whose neighbour scratch is one float) is
+    /// refused with a clear error instead of being written past.
+    @Test func foreignWorkspaceIsRefused() throws {
+        let data = Self.draw(600, seed: 12)
+        let source = InMemoryActivations(values: data.values, shape: [8], labels: data.labels)
+        let indexed = try LatentModelFitter.fit(source, configuration: Self.configuration())
+        let plain = try LatentModelFitter.fit(source, configuration: Self.configuration().withoutNeighbours())
+        let foreign = plain.makeWorkspace()
+        let x = Array(data.values[0..<8])
+        #expect(throws: LatentWatchError.self) {
+            try x.withUnsafeBufferPointer { try indexed.score($0, workspace: foreign) }
+        }
+        let batch = data.values[0..<16].withUnsafeBufferPointer {
+            indexed.scoreBatch($0, count: 2, workspace: foreign)
+        }
+        #expect(batch.allSatisfy { if case .failure(let e) = $0 { e.code == .invalidConfiguration } else { false } })
+        // Its own workspace, and the other way round (larger buffers are fine), score.
+        _ = try x.withUnsafeBufferPointer { try indexed.score($0, workspace: indexed.makeWorkspace()) }
+        _ = try x.withUnsafeBufferPointer { try plain.score($0, workspace: indexed.makeWorkspace()) }
+    }
+
+    /// A neighbour sample smaller than a mixture's k-means++ sample leaves the mixture's start as it is without an
+    /// index: the same mixture, with an index beside it.
+    @Test func smallIndexKeepsTheMixturesSample() throws {
+        let data = Self.draw(1_500, seed: 9)
+        var plain = Self.configuration().withoutNeighbours()
+        plain.family = .gmmFull
+        plain.mixture.components = 3
+        var indexed = plain
+        indexed.neighbours = NeighbourOptions(sampleSize: 50)
+        let a = try LatentModelFitter.fit(InMemoryActivations(values: data.values, shape: [8]), configuration: plain)
+        let b = try LatentModelFitter.fit(InMemoryActivations(values: data.values, shape: [8]), configuration: indexed)
+        #expect(b.neighbourCount == 50 && a.neighbourCount == 0)
+        let test = Self.draw(20, seed: 10).values
+        for i in 0..<20 {
+            let x = Array(test[(i * 8)..<((i + 1) * 8)])
+            #expect(try a.score(x).surprise == b.score(x).surprise)
+        }
     }
 }
 

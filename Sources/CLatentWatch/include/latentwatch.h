@@ -653,7 +653,8 @@ void lw_inputs_init(lw_inputs *inputs);
 
 typedef struct lw_layer_assessment {
     double surprise; /* -log p(z) at this layer */
-    double p_value;  /* its conformal p-value */
+    double p_value;  /* the layer's epistemic p-value: the surprise's conformal p-value, or with a neighbour
+                        index that of the surprise and the neighbour distance combined (lw_scores.epistemic_p_value) */
 } lw_layer_assessment;
 
 /* What the monitor concluded about one input. */

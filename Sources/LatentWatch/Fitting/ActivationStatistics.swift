@@ -223,6 +223,13 @@ extension LatentModelFitter {
                 remedy: "give the shard's labels"
             )
         }
+        if cfg.neighbours != nil, cfg.families.family(named: cfg.family.rawValue)?.needsPasses == true {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "a sharded fit of family '\(cfg.family)' (EM rounds) cannot keep a neighbour index",
+                remedy: "fit the mixture in one pass to keep an index, or shard it without one"
+            )
+        }
         let split = SplitAssignment(
             seed: cfg.splitSeed,
             calibrationFraction: 0,

@@ -232,8 +232,8 @@ public enum LatentModelFitter {
     }
 
     /// The neighbour index of a fit, from the statistics' reservoir sample of prepared rows (the `sampleSize`
-    /// rows of smallest key); leaves the reservoir as a mixture's start expects it (its `reservoirSize` rows of
-    /// smallest key).
+    /// rows of smallest key, taken from a copy); leaves the reservoir as a mixture's start expects it (its
+    /// `reservoirSize` rows of smallest key, whatever `sampleSize` is).
     static func neighbourIndex(
         _ stats: inout ActivationStatistics,
         preparation: Preparation,
@@ -250,18 +250,26 @@ public enum LatentModelFitter {
                 remedy: "fit in one pass over the activations, or without a neighbour index"
             )
         }
-        stats.truncateReservoir(to: options.sampleSize, p: d)
+        var sample = stats
+        sample.truncateReservoir(to: options.sampleSize, p: d)
+        if let big = sample.reservoir.first(where: { !$0.isFinite || abs($0) > 65_504 }) {
+            throw LatentWatchError(
+                .fitFailed,
+                "a prepared fitting row holds \(big), beyond float16's range, in which the neighbour index keeps its rows",
+                remedy: "fit with L2 normalisation (the default) or scale the activations"
+            )
+        }
         guard
             let index = NeighbourIndex.build(
-                sample: stats.reservoir,
-                count: stats.reservoirKeys.count,
+                sample: sample.reservoir,
+                count: sample.reservoirKeys.count,
                 dimension: d,
                 options: options
             )
         else {
             throw LatentWatchError(
                 .fitFailed,
-                "could not build the neighbour index from \(stats.reservoirKeys.count) rows"
+                "could not build the neighbour index from \(sample.reservoirKeys.count) rows"
             )
         }
         if cfg.families.family(named: cfg.family.rawValue)?.needsPasses ?? false {

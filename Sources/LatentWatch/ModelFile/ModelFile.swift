@@ -672,6 +672,13 @@ public enum ModelFile {
         }
         model.neighbours = index
         if let m = nb.epistemicCount {
+            guard model.calibration.distributions[.neighbour] != nil else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "the model combines the surprise with a neighbour distance that has no calibration",
+                    remedy: "the file is corrupt; refit"
+                )
+            }
             model.epistemicCalibration = try storedDistribution(
                 "epistemic",
                 count: m,

@@ -25,7 +25,8 @@ public struct Assessment: Sendable, Equatable {
         public var name: String
         /// -log p(z).
         public var surprise: Double
-        /// Conformal p-value of the surprise.
+        /// The layer's epistemic p-value (``LatentModel/epistemicPValue(_:)``): the surprise's conformal p-value, or
+        /// with a neighbour index that of the surprise and the neighbour distance combined.
         public var pValue: Double
     }
 

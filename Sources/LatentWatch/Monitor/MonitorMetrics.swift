@@ -4,7 +4,7 @@ import Metrics
 /// unless the host asks for it). Names (with the default prefix `latentwatch`):
 /// - `_inputs_total`, `_rejected_total`, `_dropped_total`, `_alerts_total{kind}`, `_sink_failures_total`,
 ///   `_sink_dropped_total`, `_recorder_failures_total`: counters;
-/// - `_p_value{layer}`: each layer's conformal p-value of the surprise (a histogram when the factory aggregates;
+/// - `_p_value{layer}`: each layer's epistemic p-value (the surprise's, or combined with a neighbour index; a histogram when the factory aggregates;
 ///   ``MonitorMetricsBuckets`` has the buckets meant for it); `_fused_p_value`: the fused p-value;
 /// - `_scoring_duration_seconds`: scoring one input on every layer (a timer);
 /// - `_shift_log_evidence`: the shift detector's log evidence (gauge); `_shift_layer_log_capital{layer}`: the log

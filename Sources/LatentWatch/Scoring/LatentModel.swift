@@ -214,6 +214,25 @@ public struct LatentModel: Sendable {
         )
     }
 
+    /// Refuses a workspace too small for this model (one made by another model's ``makeWorkspace()``): scoring
+    /// with it would write past its buffers.
+    @inline(__always)
+    func check(_ ws: ScoringWorkspace) throws(LatentWatchError) {
+        guard ws.prepared.count >= PackedTriangular.paddedDimension(density.dimension),
+            ws.pooled.count >= preparation.pooledDimension,
+            ws.logJoint.count >= density.componentCount,
+            ws.neighbourScratch.count >= (neighbours?.scratchCount ?? 0),
+            ws.scratch.count
+                >= DensityScratch.floatCount(dimension: max(preparation.pooledDimension, density.dimension))
+        else {
+            throw LatentWatchError(
+                .invalidConfiguration,
+                "the scoring workspace was made for another model (layer '\(metadata.layer)' needs larger buffers)",
+                remedy: "make the workspace with this model's makeWorkspace()"
+            )
+        }
+    }
+
     /// The same model with factors stored (and scored) at another precision.
     package func converted(to precision: ElementType) -> LatentModel {
         var m = LatentModel(
@@ -301,6 +320,7 @@ public struct LatentModel: Sendable {
         workspace ws: ScoringWorkspace
     ) throws(LatentWatchError) -> LatentScores {
         try validate(x)
+        try check(ws)
         evaluate(x, workspace: ws)
         let d0 = background?.squaredDistance(ws.prepared.baseAddress!, scratch: ws.scratch.baseAddress!)
         var s = summarize(logJoint: ws.logJoint, distances: UnsafeBufferPointer(ws.distances), backgroundDistance: d0)
@@ -334,6 +354,7 @@ public struct LatentModel: Sendable {
             )
             return Array(repeating: .failure(e), count: count)
         }
+        do throws(LatentWatchError) { try check(ws) } catch { return Array(repeating: .failure(error), count: count) }
         let d = density.dimension
         let k = density.componentCount
         var results = [Result<LatentScores, LatentWatchError>?](repeating: nil, count: count)
