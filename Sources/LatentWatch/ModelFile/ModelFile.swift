@@ -560,21 +560,7 @@ public enum ModelFile {
         var dists: [ScoreKind: EmpiricalDistribution] = [:]
         for name in meta.calibration.scores {
             guard let kind = ScoreKind(rawValue: name), let m = meta.calibration.counts[name] else { continue }
-            let key = "calibration.\(name)"
-            guard let vd = r.descriptors["\(key).values"] else {
-                throw LatentWatchError(.inconsistentModel, "calibration '\(name)' has no values", remedy: "refit")
-            }
-            let n = vd.shape.first ?? 0
-            let values = try r.floats("\(key).values", shape: [n])
-            let ranks = try r.uint32s("\(key).ranks", shape: [n])
-            guard let dist = EmpiricalDistribution(count: m, values: values, ranks: ranks) else {
-                throw LatentWatchError(
-                    .inconsistentModel,
-                    "calibration '\(name)' is not sorted or its ranks are inconsistent",
-                    remedy: "refit"
-                )
-            }
-            dists[kind] = dist
+            dists[kind] = try storedDistribution("calibration.\(name)", count: m, r, "calibration '\(name)'")
         }
         let metadata = ModelMetadata(
             layer: meta.layer,
@@ -613,23 +599,18 @@ public enum ModelFile {
             try readNeighbours(nb, r, into: &model)
         }
         if let interval = meta.interval {
-            guard density.targetBins != nil, interval.count >= 1, let vd = r.descriptors["interval.values"] else {
+            guard density.targetBins != nil else {
                 throw LatentWatchError(
                     .inconsistentModel,
-                    "the model has an interval calibration of \(interval.count) residuals but "
-                        + (density.targetBins == nil ? "no target bins" : "no residual values"),
+                    "the model has an interval calibration of \(interval.count) residuals but no target bins",
                     remedy: "the file is corrupt; refit the model"
                 )
             }
-            let n = vd.shape.first ?? 0
-            let values = try r.floats("interval.values", shape: [n])
-            let ranks = try r.uint32s("interval.ranks", shape: [n])
-            guard let dist = EmpiricalDistribution(count: interval.count, values: values, ranks: ranks),
-                values.allSatisfy({ $0 >= 0 })
-            else {
+            let dist = try storedDistribution("interval", count: interval.count, r, "the interval calibration")
+            guard dist.values.allSatisfy({ $0 >= 0 }) else {
                 throw LatentWatchError(
                     .inconsistentModel,
-                    "the interval calibration is not sorted, holds a negative residual, or its ranks are inconsistent",
+                    "the interval calibration holds a negative residual",
                     remedy: "the file is corrupt; refit the model"
                 )
             }
