@@ -148,22 +148,22 @@ public struct LatentModel: Sendable {
     /// joint calibration is: Docs/Statistics.md). Nil when the model holds no calibration. Allocates nothing.
     public func epistemicPValue(_ scores: LatentScores) -> Double? {
         guard let ps = calibration.pValue(.surprise, scores.surprise) else { return nil }
-        guard let combined = epistemicCalibration, let d = scores.neighbourDistance,
-            let pn = calibration.pValue(.neighbour, d)
-        else { return ps }
-        return withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { p in
-            p[0] = ps
-            p[1] = pn
-            return combined.pValue(JointCalibration.value(.cauchy, UnsafeBufferPointer(p)))
-        }
+        guard let t = combinedStatistic(scores, surprisePValue: ps) else { return ps }
+        return epistemicCalibration?.pValue(t)
     }
 
     /// A continuous score that ranks inputs as ``epistemicPValue(_:)`` does, without its ties at the calibration's
     /// resolution (larger = more unusual): the surprise, or with a neighbour index the Cauchy statistic of the
     /// surprise's and the neighbour distance's p-values. Nil when the model holds no calibration.
     package func epistemicRankingScore(_ scores: LatentScores) -> Double? {
-        guard epistemicCalibration != nil, let d = scores.neighbourDistance else { return scores.surprise }
-        guard let ps = calibration.pValue(.surprise, scores.surprise), let pn = calibration.pValue(.neighbour, d)
+        guard epistemicCalibration != nil, scores.neighbourDistance != nil else { return scores.surprise }
+        return calibration.pValue(.surprise, scores.surprise).flatMap { combinedStatistic(scores, surprisePValue: $0) }
+    }
+
+    /// The Cauchy statistic of the surprise's p-value and the neighbour distance's, or nil when the model has no
+    /// combined calibration or the input no distance. Allocates nothing.
+    private func combinedStatistic(_ scores: LatentScores, surprisePValue ps: Double) -> Double? {
+        guard epistemicCalibration != nil, let d = scores.neighbourDistance, let pn = calibration.pValue(.neighbour, d)
         else { return nil }
         return withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { p in
             p[0] = ps
