@@ -188,6 +188,56 @@ static float lw_nearest_generic_f16(const uint16_t *rows, int count, int d, cons
     return best;
 }
 
+// Integer codes (see lw_codes_pack in the header). The query's sums are taken once per call.
+typedef struct {
+    uint32_t qn;    // sum q_i^2
+    uint32_t qsum;  // sum q_i
+} lw_code_query;
+
+static lw_code_query lw_code_query_sums(const int8_t *q, int dp) {
+    lw_code_query s = {0, 0};
+    for (int i = 0; i < dp; i++) {
+        s.qn += (uint32_t)((int32_t)q[i] * (int32_t)q[i]);
+        s.qsum += (uint32_t)(int32_t)q[i];
+    }
+    return s;
+}
+
+// norm + qn - 2 (dot_u - 128 qsum), where dot_u = sum q_i (r_i + 128): wrapping unsigned arithmetic, exact when the
+// distance fits in 31 bits.
+static inline int32_t lw_code_distance(uint32_t norm, lw_code_query s, uint32_t dot_u) {
+    return (int32_t)(norm + s.qn + 256u * s.qsum - 2u * dot_u);
+}
+
+static uint32_t lw_code_dot_generic(const uint8_t *block, int k, int dp, const int8_t *q) {
+    uint32_t dot = 0;
+    for (int g = 0; g < dp / 4; g++)
+        for (int j = 0; j < 4; j++)
+            dot += (uint32_t)((int32_t)q[4 * g + j] * (int32_t)block[64 * g + 4 * k + j]);
+    return dot;
+}
+
+static void lw_codes_sqdists_generic(const uint8_t *packed, const int32_t *norms, int count, int dp,
+                                     const int8_t *q, int32_t *out) {
+    lw_code_query s = lw_code_query_sums(q, dp);
+    for (int r = 0; r < count; r++) {
+        const uint8_t *block = packed + (size_t)(r / 16) * 16 * (size_t)dp;
+        out[r] = lw_code_distance((uint32_t)norms[r], s, lw_code_dot_generic(block, r % 16, dp, q));
+    }
+}
+
+static int32_t lw_codes_nearest_generic(const uint8_t *packed, const int32_t *norms, int count, int dp,
+                                        const int8_t *q) {
+    lw_code_query s = lw_code_query_sums(q, dp);
+    int32_t best = INT32_MAX;
+    for (int r = 0; r < count; r++) {
+        const uint8_t *block = packed + (size_t)(r / 16) * 16 * (size_t)dp;
+        int32_t v = lw_code_distance((uint32_t)norms[r], s, lw_code_dot_generic(block, r % 16, dp, q));
+        if (v < best) best = v;
+    }
+    return best;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // AVX2 + FMA + F16C versions.
 
@@ -632,6 +682,112 @@ LW_AVX2 static float lw_nearest_avx2_f16(const uint16_t *rows, int count, int d,
     return best;
 }
 
+// Integer codes, AVX2: a group of four dimensions of 16 rows is four loads of 16 bytes (4 rows x 4 codes), each
+// widened to 16-bit and multiplied-and-paired with the query's four codes (vpmaddwd); a horizontal add and a
+// permutation put the 16 rows' dot products in order. Integer sums: any order gives the same result.
+LW_AVX2 static inline void lw_code_dots16_avx2(const uint8_t *block, int dp, const int8_t *q, uint32_t *dot) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int g = 0; g < dp / 4; g++) {
+        int32_t q4;
+        memcpy(&q4, q + 4 * g, 4);
+        __m256i qq = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(q4)));
+        const uint8_t *p = block + 64 * (size_t)g;
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p)), qq));
+        a1 = _mm256_add_epi32(a1,
+                              _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + 16))), qq));
+        a2 = _mm256_add_epi32(a2,
+                              _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + 32))), qq));
+        a3 = _mm256_add_epi32(a3,
+                              _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + 48))), qq));
+    }
+    // a0 = rows 0-3 (two partial sums each), a1 rows 4-7: hadd gives [r0 r1 r4 r5 | r2 r3 r6 r7].
+    __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8);
+    __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a2, a3), 0xD8);
+    _mm256_storeu_si256((__m256i *)dot, lo);
+    _mm256_storeu_si256((__m256i *)(dot + 8), hi);
+}
+
+LW_AVX2 static void lw_codes_sqdists_avx2(const uint8_t *packed, const int32_t *norms, int count, int dp,
+                                          const int8_t *q, int32_t *out) {
+    lw_code_query s = lw_code_query_sums(q, dp);
+    uint32_t dot[16];
+    for (int r = 0; r < count; r += 16) {
+        lw_code_dots16_avx2(packed + (size_t)r * (size_t)dp, dp, q, dot);
+        int n = count - r < 16 ? count - r : 16;
+        for (int k = 0; k < n; k++) out[r + k] = lw_code_distance((uint32_t)norms[r + k], s, dot[k]);
+    }
+}
+
+LW_AVX2 static int32_t lw_codes_nearest_avx2(const uint8_t *packed, const int32_t *norms, int count, int dp,
+                                             const int8_t *q) {
+    lw_code_query s = lw_code_query_sums(q, dp);
+    uint32_t dot[16];
+    int32_t best = INT32_MAX;
+    for (int r = 0; r < count; r += 16) {
+        lw_code_dots16_avx2(packed + (size_t)r * (size_t)dp, dp, q, dot);
+        int n = count - r < 16 ? count - r : 16;
+        for (int k = 0; k < n; k++) {
+            int32_t v = lw_code_distance((uint32_t)norms[r + k], s, dot[k]);
+            if (v < best) best = v;
+        }
+    }
+    return best;
+}
+
+// Integer codes, AVX-512 VNNI: one vpdpbusd per group of four dimensions multiplies the 16 rows' unsigned codes by
+// the query's four signed codes (broadcast) and adds each row's four products to its lane; the 16 distances then
+// come out in order, with no horizontal reduction.
+#define LW_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2")))
+
+LW_VNNI static inline __m512i lw_code_dists16_vnni(const uint8_t *block, const int32_t *norms, int dp, const int8_t *q,
+                                                   __m512i corr) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    int g = 0, groups = dp / 4;
+    for (; g + 2 <= groups; g += 2) {
+        int32_t q0, q1;
+        memcpy(&q0, q + 4 * g, 4);
+        memcpy(&q1, q + 4 * g + 4, 4);
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(block + 64 * (size_t)g), _mm512_set1_epi32(q0));
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(block + 64 * (size_t)g + 64), _mm512_set1_epi32(q1));
+    }
+    if (g < groups) {
+        int32_t q0;
+        memcpy(&q0, q + 4 * g, 4);
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(block + 64 * (size_t)g), _mm512_set1_epi32(q0));
+    }
+    __m512i dot = _mm512_add_epi32(a0, a1);
+    return _mm512_add_epi32(_mm512_loadu_si512(norms), _mm512_sub_epi32(corr, _mm512_slli_epi32(dot, 1)));
+}
+
+LW_VNNI static void lw_codes_sqdists_vnni(const uint8_t *packed, const int32_t *norms, int count, int dp,
+                                          const int8_t *q, int32_t *out) {
+    lw_code_query s = lw_code_query_sums(q, dp);
+    __m512i corr = _mm512_set1_epi32((int32_t)(s.qn + 256u * s.qsum));
+    for (int r = 0; r < count; r += 16) {
+        __m512i v = lw_code_dists16_vnni(packed + (size_t)r * (size_t)dp, norms + r, dp, q, corr);
+        int n = count - r < 16 ? count - r : 16;
+        _mm512_mask_storeu_epi32(out + r, (__mmask16)((1u << n) - 1u), v);
+    }
+}
+
+LW_VNNI static int32_t lw_codes_nearest_vnni(const uint8_t *packed, const int32_t *norms, int count, int dp,
+                                             const int8_t *q) {
+    lw_code_query s = lw_code_query_sums(q, dp);
+    __m512i corr = _mm512_set1_epi32((int32_t)(s.qn + 256u * s.qsum));
+    __m512i best = _mm512_set1_epi32(INT32_MAX);
+    size_t total = (size_t)count * (size_t)dp;
+    for (int r = 0; r < count; r += 16) {
+        // The block after next into the cache (a cell is read once per input); clamped to the rows.
+        size_t ahead = (size_t)(r + 32) * (size_t)dp, until = (size_t)(r + 48) * (size_t)dp;
+        if (until > total) until = total;
+        for (size_t e = ahead; e < until; e += 64) _mm_prefetch((const char *)(packed + e), _MM_HINT_T0);
+        __m512i v = lw_code_dists16_vnni(packed + (size_t)r * (size_t)dp, norms + r, dp, q, corr);
+        int n = count - r < 16 ? count - r : 16;
+        best = _mm512_mask_min_epi32(best, (__mmask16)((1u << n) - 1u), best, v);
+    }
+    return _mm512_reduce_min_epi32(best);
+}
+
 LW_AVX2 static double lw_stream_read_avx2(const float *p, size_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
@@ -658,6 +814,19 @@ static int lw_detect_cpu_variant(void) {
     return LW_KERNELS_AVX2;
 }
 
+// Whether the CPU runs the VNNI code kernels (AVX-512 F, BW, VL and VNNI), cached: -1 unknown.
+static volatile int lw_vnni_state = -1;
+static int lw_have_vnni(void) {
+    int s = lw_vnni_state;
+    if (s < 0) {
+        __builtin_cpu_init();
+        s = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+        lw_vnni_state = s;
+    }
+    return s;
+}
+
 unsigned lw_cpu_features(void) {
     __builtin_cpu_init();
     unsigned f = 0;
@@ -668,6 +837,7 @@ unsigned lw_cpu_features(void) {
     if (__builtin_cpu_supports("avx512bw")) f |= LW_CPU_AVX512BW;
     if (__builtin_cpu_supports("avx512dq")) f |= LW_CPU_AVX512DQ;
     if (__builtin_cpu_supports("avx512vl")) f |= LW_CPU_AVX512VL;
+    if (__builtin_cpu_supports("avx512vnni")) f |= LW_CPU_AVX512VNNI;
     if (__builtin_cpu_is("amd")) f |= LW_CPU_AMD;
     if (__builtin_cpu_is("intel")) f |= LW_CPU_INTEL;
     return f;
@@ -838,6 +1008,55 @@ float lw_nearest_sqdist_f16(const uint16_t *rows, int count, int d, const float 
     if (lw_kernels_have_avx2()) return lw_nearest_avx2_f16(rows, count, d, z);
 #endif
     return lw_nearest_generic_f16(rows, count, d, z);
+}
+
+size_t lw_codes_padded_dimension(int d) { return d <= 0 ? 0 : ((size_t)d + 3) / 4 * 4; }
+
+size_t lw_codes_packed_bytes(int count, int d) {
+    return count <= 0 ? 0 : ((size_t)count + 15) / 16 * 16 * lw_codes_padded_dimension(d);
+}
+
+void lw_codes_pack(const int8_t *codes, int count, int d, uint8_t *packed, int32_t *norms) {
+    size_t dp = lw_codes_padded_dimension(d), rows = ((size_t)count + 15) / 16 * 16;
+    memset(packed, 128, rows * dp);
+    for (size_t r = 0; r < rows; r++) {
+        int32_t norm = 0;
+        if (r < (size_t)count) {
+            uint8_t *block = packed + r / 16 * 16 * dp;
+            for (int i = 0; i < d; i++) {
+                int32_t c = codes[r * (size_t)d + (size_t)i];
+                block[64 * (size_t)(i / 4) + 4 * (r % 16) + (size_t)(i % 4)] = (uint8_t)(c + 128);
+                norm += c * c;
+            }
+        }
+        norms[r] = norm;
+    }
+}
+
+void lw_codes_sqdists(const uint8_t *packed, const int32_t *norms, int count, int d, const int8_t *q, int32_t *out) {
+    int dp = (int)lw_codes_padded_dimension(d);
+#if LW_X86
+    int variant = lw_kernels_variant();
+    if (variant == LW_KERNELS_AVX512 && lw_have_vnni()) {
+        lw_codes_sqdists_vnni(packed, norms, count, dp, q, out);
+        return;
+    }
+    if (variant >= LW_KERNELS_AVX2) {
+        lw_codes_sqdists_avx2(packed, norms, count, dp, q, out);
+        return;
+    }
+#endif
+    lw_codes_sqdists_generic(packed, norms, count, dp, q, out);
+}
+
+int32_t lw_codes_nearest_sqdist(const uint8_t *packed, const int32_t *norms, int count, int d, const int8_t *q) {
+    int dp = (int)lw_codes_padded_dimension(d);
+#if LW_X86
+    int variant = lw_kernels_variant();
+    if (variant == LW_KERNELS_AVX512 && lw_have_vnni()) return lw_codes_nearest_vnni(packed, norms, count, dp, q);
+    if (variant >= LW_KERNELS_AVX2) return lw_codes_nearest_avx2(packed, norms, count, dp, q);
+#endif
+    return lw_codes_nearest_generic(packed, norms, count, dp, q);
 }
 
 double lw_sqdist_f32(const float *a, const float *b, int n) {

@@ -13,10 +13,13 @@ public enum ElementType: String, Sendable, Codable, CaseIterable {
     case int64
     /// Unsigned 32-bit integer.
     case uint32
+    /// Signed 8-bit integer (a neighbour index's codes in model files).
+    case int8
 
     /// Bytes per element.
     public var byteWidth: Int {
         switch self {
+        case .int8: return 1
         case .float16: return 2
         case .float32, .int32, .uint32: return 4
         case .float64, .int64: return 8
@@ -29,7 +32,7 @@ public enum ElementType: String, Sendable, Codable, CaseIterable {
     /// Whether fitted parameters can be stored in this type (float32 or float16).
     public var isParameterPrecision: Bool { self == .float16 || self == .float32 }
 
-    /// The short tag model files and recordings write ("f16", "f32", "f64", "i32", "i64", "u32").
+    /// The short tag model files and recordings write ("f16", "f32", "f64", "i32", "i64", "u32", "i8").
     package var tag: String {
         switch self {
         case .float16: return "f16"
@@ -38,6 +41,7 @@ public enum ElementType: String, Sendable, Codable, CaseIterable {
         case .int32: return "i32"
         case .int64: return "i64"
         case .uint32: return "u32"
+        case .int8: return "i8"
         }
     }
 
@@ -56,6 +60,7 @@ public enum ElementType: String, Sendable, Codable, CaseIterable {
         case .int32: return "<i4"
         case .int64: return "<i8"
         case .uint32: return "<u4"
+        case .int8: return "|i1"
         }
     }
 }

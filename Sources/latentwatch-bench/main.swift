@@ -300,13 +300,7 @@ let nbData = Synthetic.lowRankClasses(seed: 13, dimension: nbD, classes: 7, perC
     if sink.isNaN { print("") }
     out.searchUs = median(times)
     // Exact share: the probed search against searching every cell of the same index.
-    let all = NeighbourIndex(
-        dimension: nbD,
-        rows: index.rows,
-        cellStarts: index.cellStarts,
-        centres: index.centres,
-        probes: index.cellCount
-    )!
+    let all = index.probing(index.cellCount)
     var exact = 0
     prepared.withUnsafeBufferPointer { q in
         scratch.withUnsafeMutableBufferPointer { sc in

@@ -75,6 +75,9 @@ def main():
     ap.add_argument("--prototypes", default="64,256,1024")
     ap.add_argument("--ivf", default="", help="centres:nprobe:cap,... approximate 1-NN over float16 rows")
     ap.add_argument("--only-ivf", action="store_true")
+    ap.add_argument("--int8", action="store_true",
+                    help="also the index as LatentWatch stores it: rows and centres as integer codes of one scale "
+                         "(max |x| / 100), queries rounded to that grid and clamped to +-127, the clamped excess added")
     ap.add_argument("--out")
     a = ap.parse_args()
     ms = [int(m) for m in a.prototypes.split(",")]
@@ -107,6 +110,18 @@ def main():
                 np.concatenate([np.argmin((rows[s:s + 256] ** 2).sum(1)[:, None] - 2 * rows[s:s + 256] @ cen.T
                                           + (cen ** 2).sum(1)[None], 1) for s in range(0, len(rows), 256)])
             scores[f"ivf{m}p{nprobe}c{cap}"] = {k: ivf_nearest(rows, cen, assign, v, nprobe) for k, v in splits.items()}
+            if a.int8:
+                s8 = np.abs(sub).max() / 100.0
+                r8 = np.rint(sub / s8)
+                c8 = np.rint(km.cluster_centers_ / s8)
+
+                def code_distance(v):
+                    u = v / s8
+                    c = np.clip(np.rint(u), -127, 127)
+                    excess = np.where(np.abs(u) > 127, np.abs(u) - 127, 0.0)
+                    base = ivf_nearest(r8, c8, assign, c, nprobe) ** 2
+                    return s8 * np.sqrt(base + (excess ** 2).sum(1))
+                scores[f"i8ivf{m}p{nprobe}c{cap}"] = {k: code_distance(v) for k, v in splits.items()}
         for m in ([] if a.only_ivf else ms):
             km = KMeans(n_clusters=m, n_init=1, random_state=0).fit(train)
             scores[f"proto{m}"] = {k: nearest(km.cluster_centers_, v) for k, v in splits.items()}

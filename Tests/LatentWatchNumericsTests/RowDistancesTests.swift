@@ -57,3 +57,58 @@ import Testing
         #expect(none == .infinity)
     }
 }
+
+/// The integer-code kernels: every variant (AVX-512 VNNI where the CPU has it, AVX2, portable) gives exactly the
+/// brute-force integer distances, for dimensions that are and are not multiples of 4 and counts that are and are
+/// not multiples of the 16-row block, at the extreme codes ±127.
+@Suite struct CodeDistancesTests {
+    @Test(arguments: [1, 3, 4, 5, 8, 31, 64, 127, 128, 129, 384, 1_001])
+    func everyVariantEqualsBruteForce(d: Int) {
+        var rng = SeededRandom(seed: UInt64(90 + d))
+        for count in [1, 15, 16, 17, 40] {
+            var codes = (0..<(count * d)).map { _ in Int8(Int(rng.next() % 255) - 127) }
+            codes[0] = 127
+            codes[codes.count - 1] = -127
+            var q = (0..<CodeDistances.paddedDimension(d)).map { j in j < d ? Int8(Int(rng.next() % 255) - 127) : 0 }
+            q[0] = -127
+            let brute = (0..<count).map { r in
+                (0..<d).reduce(0) { s, j in
+                    let e = Int(q[j]) - Int(codes[r * d + j])
+                    return s + e * e
+                }
+            }
+            let (packed, norms) = codes.withUnsafeBufferPointer {
+                CodeDistances.pack($0.baseAddress!, count: count, dimension: d)
+            }
+            #expect(packed.count == CodeDistances.paddedRows(count) * CodeDistances.paddedDimension(d))
+            for variant in KernelVariant.allCases {
+                HalfConversion.limitKernels(to: variant)
+                defer { HalfConversion.allowSIMDKernels(true) }
+                var out = [Int32](repeating: -1, count: count)
+                let nearest = packed.withUnsafeBufferPointer { p in
+                    norms.withUnsafeBufferPointer { n in
+                        out.withUnsafeMutableBufferPointer { o in
+                            CodeDistances.squaredDistances(
+                                from: q,
+                                packed: p.baseAddress!,
+                                norms: n.baseAddress!,
+                                count: count,
+                                dimension: d,
+                                into: o.baseAddress!
+                            )
+                        }
+                        return CodeDistances.nearestSquaredDistance(
+                            from: q,
+                            packed: p.baseAddress!,
+                            norms: n.baseAddress!,
+                            count: count,
+                            dimension: d
+                        )
+                    }
+                }
+                #expect(out.map { Int($0) } == brute, "\(variant), d \(d), count \(count)")
+                #expect(Int(nearest) == brute.min()!, "\(variant), d \(d), count \(count)")
+            }
+        }
+    }
+}

@@ -26,9 +26,10 @@ import Testing
         return c
     }
 
-    /// Brute force in double over the stored (float16-rounded) rows is the reference. Searching every cell must give
-    /// it to float32 rounding (1e-5 relative); searching two cells must never give less than searching all (the
-    /// search only skips rows; both use the same kernel) and give the same on most rows.
+    /// The reference is brute force in exact integers over the stored codes, with the query rounded and clamped as
+    /// the index defines it: searching every cell must give it exactly, and lie within sqrt(d) x scale of the exact
+    /// float distance to the sample (each of query and row moves by at most half a code per coordinate); searching
+    /// two cells never gives less than searching all and gives the same on most rows.
     @Test func searchMatchesBruteForce() throws {
         let d = 8
         let sample = Self.draw(2_000, seed: 1).values
@@ -43,41 +44,112 @@ import Testing
         let two = try #require(
             NeighbourIndex.build(sample: sample, count: 2_000, dimension: d, options: NeighbourOptions(cells: 40))
         )
-        #expect(all.count == 2_000 && all.cellCount <= 40 && two.probes == 2)
+        #expect(all.count == 2_000 && all.cellCount <= 40 && two.probes == 2 && all.usesCodes)
+        let scale = try #require(all.codeScale)
+        let largest = sample.map { abs($0) }.max()!
+        #expect(scale == largest / NeighbourIndex.codeRange)
+        guard case .codes(let codes, _, _) = all.stored else { return }
         var scratch = [Float](repeating: 0, count: all.scratchCount)
-        let stored = all.rows
-        let queries = Self.draw(300, seed: 2, shift: 1).values
+        let queries = Self.draw(300, seed: 2, shift: 1).values + [Float](repeating: 40, count: d)
         var exactTwo = 0
-        for q in 0..<300 {
+        var clamped = 0
+        for q in 0...300 {
             let z = Array(queries[(q * d)..<((q + 1) * d)])
-            var brute = Double.infinity
+            let u = z.map { $0 / scale }
+            let c = u.map { Int(max(-127, min(127, $0.rounded()))) }
+            let beyond = u.map { abs($0) > 127 ? pow(Double(abs($0)) - 127, 2) : 0 }.reduce(0, +)
+            if beyond > 0 { clamped += 1 }
+            var brute = Int.max
+            var floatBrute = Double.infinity
             for r in 0..<all.count {
-                var s = 0.0
+                var s = 0
+                var f = 0.0
                 for j in 0..<d {
-                    let v = Double(z[j]) - Double(stored[r * d + j])
-                    s += v * v
+                    let e = c[j] - Int(codes[r * d + j])
+                    s += e * e
+                    let g = Double(z[j]) - Double(codes[r * d + j]) * Double(scale)
+                    f += g * g
                 }
                 brute = min(brute, s)
+                floatBrute = min(floatBrute, f)
             }
-            brute = brute.squareRoot()
+            let reference = Double(scale) * (Double(brute) + beyond).squareRoot()
             let exact = scratch.withUnsafeMutableBufferPointer { all.nearestDistance(z, scratch: $0.baseAddress!) }
             let probed = scratch.withUnsafeMutableBufferPointer { two.nearestDistance(z, scratch: $0.baseAddress!) }
-            #expect(abs(exact - brute) <= 1e-5 * max(1, brute))
+            #expect(exact == reference)
+            if beyond == 0 {
+                // Against the stored rows decoded, only the query's rounding is left: at most sqrt(d) x scale / 2.
+                #expect(abs(exact - floatBrute.squareRoot()) <= Double(scale) * Double(d).squareRoot() / 2 + 1e-9)
+            } else {
+                // Clamped: a lower bound of the distance to the decoded rows, and still far.
+                #expect(exact <= floatBrute.squareRoot() + 1e-9 && exact > 50)
+            }
             #expect(probed >= exact)
             if probed == exact { exactTwo += 1 }
         }
-        print("two of about 40 cells searched: exact on \(exactTwo) of 300 queries")
+        print("two of about 40 cells searched: exact on \(exactTwo) of 301 queries; \(clamped) clamped")
         #expect(exactTwo >= 200)  // 230 measured: the queries are shifted off the sample, where cells blur
-        // Every row is kept once: the cells partition the sample.
+        #expect(clamped >= 1)
+        // Every row is kept once: the cells partition the sample (as codes).
         func rowSet(_ index: NeighbourIndex) -> Set<[Float]> {
             var set = Set<[Float]>()
-            for r in 0..<index.count { set.insert(Array(index.rows[(r * d)..<((r + 1) * d)])) }
+            let rows = index.rows
+            for r in 0..<index.count { set.insert(Array(rows[(r * d)..<((r + 1) * d)])) }
             return set
         }
-        let original = HalfConversion.toFloat(HalfConversion.toHalf(sample))
+        let original = sample.map { ($0 / scale).rounded() * scale }
         var expected = Set<[Float]>()
         for r in 0..<2_000 { expected.insert(Array(original[(r * d)..<((r + 1) * d)])) }
         #expect(rowSet(two) == expected && rowSet(all) == expected && two.count == 2_000)
+    }
+
+    /// A float16 index, as format 1.4 files hold it, is searched in float32 as it was written: every cell searched
+    /// gives brute force over its rows to float32 rounding, and it survives a model file round trip unchanged.
+    @Test func float16IndexOfFormat14() throws {
+        let d = 8
+        let sample = Self.draw(600, seed: 21).values
+        let rows = HalfConversion.toFloat(HalfConversion.toHalf(sample))
+        let starts = [0, 150, 330, 600]
+        var centres = [Float]()
+        for c in 0..<3 {
+            for j in 0..<d {
+                var s = Float(0)
+                for r in starts[c]..<starts[c + 1] { s += rows[r * d + j] }
+                centres.append(s / Float(starts[c + 1] - starts[c]))
+            }
+        }
+        let index = try #require(
+            NeighbourIndex(dimension: d, rows: rows, cellStarts: starts, centres: centres, probes: 3)
+        )
+        #expect(!index.usesCodes && index.codeScale == nil)
+        var scratch = [Float](repeating: 0, count: index.scratchCount)
+        let queries = Self.draw(50, seed: 22, shift: 1).values
+        for q in 0..<50 {
+            let z = Array(queries[(q * d)..<((q + 1) * d)])
+            var brute = Double.infinity
+            for r in 0..<600 {
+                var s = 0.0
+                for j in 0..<d { s += pow(Double(z[j]) - Double(rows[r * d + j]), 2) }
+                brute = min(brute, s)
+            }
+            let got = scratch.withUnsafeMutableBufferPointer { index.nearestDistance(z, scratch: $0.baseAddress!) }
+            #expect(abs(got - brute.squareRoot()) <= 1e-5 * max(1, brute.squareRoot()))
+        }
+        let train = Self.draw(600, seed: 23)
+        var model = try LatentModelFitter.fit(
+            InMemoryActivations(values: train.values, shape: [8], labels: train.labels),
+            configuration: Self.configuration()
+        )
+        model.neighbours = index
+        let bytes = try ModelFile.encode(model)
+        let json = try ModelFile.describe(bytes).metadataJSON
+        #expect(
+            json.contains("\"neighbours.rows\"") && !json.contains("neighbour_codes") && !json.contains("\"scale\"")
+        )
+        let back = try ModelFile.decode(bytes)
+        #expect(back.neighbours == index)
+        let x = Array(queries[0..<d])
+        #expect(try back.score(x).neighbourDistance == model.score(x).neighbourDistance)
     }
 
     /// The model's combined p-value is the two-member joint calibration of its surprise and neighbour distance
@@ -180,7 +252,11 @@ import Testing
             #expect(try batch[i].get().neighbourDistance == a.neighbourDistance)
         }
         let json = try ModelFile.describe(bytes).metadataJSON
-        #expect(json.contains("\"required_features\":[\"root_distance_posterior\",\"neighbour_index\"]"))
+        #expect(
+            json.contains(
+                "\"required_features\":[\"root_distance_posterior\",\"neighbour_index\",\"neighbour_codes\"]"
+            )
+        )
     }
 
     /// Statistics of two shards merged give the one-pass model's index (the reservoir keeps the same rows); a fit

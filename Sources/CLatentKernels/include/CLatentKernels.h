@@ -50,6 +50,24 @@ double lw_sqdist_f32(const float *a, const float *b, int n);
 void lw_sqdists_f32(const float *rows, int count, int d, const float *z, float *out);
 float lw_nearest_sqdist_f16(const uint16_t *rows, int count, int d, const float *z);
 
+/// Squared Euclidean distances between integer codes (a neighbour index's rows quantised to one scale), exact in
+/// 32-bit integers. Rows are packed into blocks of 16 rows (the last padded with zero rows): within a block, each
+/// group of four dimensions holds the 16 rows' four codes back to back, each stored as code + 128 (an unsigned byte),
+/// dimensions padded with code 0 to dp = 4 * ceil(d / 4). norms[r] = sum of row r's squared codes (0 for padded
+/// rows). A query q holds dp signed codes (zero past d). The distance sum_i (q_i - r_i)^2 is computed as
+/// norms[r] + sum q_i^2 - 2 sum q_i r_i with 32-bit wrapping arithmetic, which is exact whenever the distance itself
+/// is below 2^31: always for codes in [-127, 127] and d <= 33,000. Every variant (AVX-512 VNNI, AVX2, portable)
+/// gives the same integers.
+size_t lw_codes_padded_dimension(int d);
+/// Bytes of the packed rows of `count` rows (blocks of 16 rows of dp bytes); norms need 16 * ceil(count / 16).
+size_t lw_codes_packed_bytes(int count, int d);
+/// Packs `count` rows of d codes (row-major) into `packed` and their squared norms into `norms`.
+void lw_codes_pack(const int8_t *codes, int count, int d, uint8_t *packed, int32_t *norms);
+/// Distances from q to every packed row, written to out[0 ..< count].
+void lw_codes_sqdists(const uint8_t *packed, const int32_t *norms, int count, int d, const int8_t *q, int32_t *out);
+/// The smallest distance from q to the packed rows, or INT32_MAX for no rows.
+int32_t lw_codes_nearest_sqdist(const uint8_t *packed, const int32_t *norms, int count, int d, const int8_t *q);
+
 /// Benchmarks only: reads n floats once (AVX2 loads into four accumulators where the CPU has AVX2) and returns their
 /// sum, so the reads cannot be dropped: the time to stream a factor's bytes at this core's read rate.
 double lw_stream_read_f32(const float *p, size_t n);
@@ -67,6 +85,7 @@ enum {
     LW_CPU_AVX512BW = 1 << 4,
     LW_CPU_AVX512DQ = 1 << 5,
     LW_CPU_AVX512VL = 1 << 6,
+    LW_CPU_AVX512VNNI = 1 << 7,
     LW_CPU_AMD = 1 << 8,
     LW_CPU_INTEL = 1 << 9
 };

@@ -32,46 +32,121 @@ public struct NeighbourOptions: Sendable, Equatable {
 /// its nearest stored row: the input's ``LatentScores/neighbourDistance``. The search looks at the rows of the
 /// ``probes`` cells whose centres are nearest the input (an inverted-file index), so it is exact when the nearest
 /// row lies in one of them and an upper bound otherwise; either way it is a fixed function of the input, so its
-/// conformal p-values are valid. Rows are rounded to float16 when the index is built, as the model file stores them.
+/// conformal p-values are valid.
+///
+/// Fits store rows and centres as integer codes of one scale (``Stored/codes(rows:centres:scale:)``: a value x is
+/// the code round(x / scale), the sample's largest magnitude at 100), and search them with exact integer kernels
+/// (`CodeDistances`). An input is rounded to the same grid, clamped at ±127 codes; the part of a coordinate beyond
+/// the clamp adds its square to the distance. Model files of format 1.4 hold float16 rows and float32 centres
+/// (``Stored/half(rows:centres:)``), searched in float32 as they were written.
 package struct NeighbourIndex: Sendable, Equatable {
+    /// How the rows and centres are held.
+    package enum Stored: Sendable, Equatable {
+        /// Codes in [-127, 127], `count x dimension` rows (cell by cell) and `cells x dimension` centres; a value is
+        /// `code * scale`.
+        case codes(rows: [Int8], centres: [Int8], scale: Float)
+        /// binary16 rows (cell by cell) and float32 centres.
+        case half(rows: [UInt16], centres: [Float])
+    }
+
     /// Latent dimension.
     package let dimension: Int
-    /// The rows, `count x dimension`, cell by cell, as binary16 bit patterns (as the model file stores them).
-    package let halfRows: [UInt16]
+    /// The rows and centres.
+    package let stored: Stored
     /// Cell c holds rows `cellStarts[c] ..< cellStarts[c + 1]`; no cell is empty.
     package let cellStarts: [Int]
-    /// Cell centres, `cells x dimension`.
-    package let centres: [Float]
     /// Cells searched per input (at most the cell count).
-    package let probes: Int
+    package private(set) var probes: Int
+    /// The codes packed for the kernels (empty for float16 rows): each cell's rows from a block boundary.
+    private let packed: Packed
 
+    private struct Packed: Sendable, Equatable {
+        var rows: [UInt8] = []
+        var rowNorms: [Int32] = []
+        /// Cell c's rows start at packed row `rowStarts[c]` (a multiple of 16).
+        var rowStarts: [Int] = []
+        var centres: [UInt8] = []
+        var centreNorms: [Int32] = []
+    }
+
+    /// The largest latent dimension the integer kernels take exactly (distances below 2^31).
+    package static let maximumCodeDimension = 32_768
+    /// Codes of the sample's largest magnitude; inputs are clamped at ±127.
+    package static let codeRange: Float = 100
+
+    /// The codes' scale (a value is code x scale), nil for float16 rows.
+    package var codeScale: Float? { if case .codes(_, _, let s) = stored { return s } else { return nil } }
     /// Stored rows.
-    package var count: Int { halfRows.count / max(dimension, 1) }
-    /// The rows as float32 (exact: every float16 is a float32).
-    package var rows: [Float] { HalfConversion.toFloat(halfRows) }
+    package var count: Int { cellStarts.last ?? 0 }
     /// Cells.
     package var cellCount: Int { cellStarts.count - 1 }
+    /// Whether rows are integer codes (what fits write) rather than float16 (format 1.4 files).
+    package var usesCodes: Bool { if case .codes = stored { return true } else { return false } }
+    /// The rows as float32, `count x dimension` (codes times their scale, or the float16 values).
+    package var rows: [Float] {
+        switch stored {
+        case .codes(let r, _, let scale): return r.map { Float($0) * scale }
+        case .half(let r, _): return HalfConversion.toFloat(r)
+        }
+    }
 
-    /// An index from stored parts, or nil when they are inconsistent (the model file reader's check). The rows are
-    /// rounded to float16 (exact for rows a model file held); a row beyond float16's range is inconsistent.
+    /// An index from integer codes, or nil when the parts are inconsistent (the model file reader's check).
+    package init?(dimension: Int, codes: [Int8], centreCodes: [Int8], scale: Float, cellStarts: [Int], probes: Int) {
+        guard dimension >= 1, dimension <= Self.maximumCodeDimension, codes.count % dimension == 0,
+            codes.count >= dimension, Self.partitions(cellStarts, rows: codes.count / dimension),
+            centreCodes.count == (cellStarts.count - 1) * dimension, probes >= 1, scale.isFinite, scale > 0,
+            !codes.contains(Int8.min), !centreCodes.contains(Int8.min)
+        else { return nil }
+        self.dimension = dimension
+        self.stored = .codes(rows: codes, centres: centreCodes, scale: scale)
+        self.cellStarts = cellStarts
+        self.probes = min(probes, cellStarts.count - 1)
+        self.packed = Self.pack(codes: codes, centres: centreCodes, cellStarts: cellStarts, dimension: dimension)
+    }
+
+    /// An index from float16 rows and float32 centres (a format 1.4 file), or nil when they are inconsistent. The
+    /// rows are rounded to float16 (exact for rows a model file held); a row beyond float16's range is inconsistent.
     package init?(dimension: Int, rows: [Float], cellStarts: [Int], centres: [Float], probes: Int) {
         let halves = HalfConversion.toHalf(rows)
-        guard dimension >= 1, rows.count % dimension == 0, rows.count >= dimension, cellStarts.count >= 2,
-            cellStarts.first == 0, cellStarts.last == rows.count / dimension,
-            zip(cellStarts, cellStarts.dropFirst()).allSatisfy({ $0 < $1 }),
+        guard dimension >= 1, rows.count % dimension == 0, rows.count >= dimension,
+            Self.partitions(cellStarts, rows: rows.count / dimension),
             centres.count == (cellStarts.count - 1) * dimension, probes >= 1,
             halves.allSatisfy({ $0 & 0x7C00 != 0x7C00 }), centres.allSatisfy(\.isFinite)
         else { return nil }
         self.dimension = dimension
-        self.halfRows = halves
+        self.stored = .half(rows: halves, centres: centres)
         self.cellStarts = cellStarts
-        self.centres = centres
         self.probes = min(probes, cellStarts.count - 1)
+        self.packed = Packed()
+    }
+
+    private static func partitions(_ starts: [Int], rows: Int) -> Bool {
+        starts.count >= 2 && starts.first == 0 && starts.last == rows
+            && zip(starts, starts.dropFirst()).allSatisfy({ $0 < $1 })
+    }
+
+    private static func pack(codes: [Int8], centres: [Int8], cellStarts: [Int], dimension d: Int) -> Packed {
+        var p = Packed()
+        let dp = CodeDistances.paddedDimension(d)
+        codes.withUnsafeBufferPointer { cb in
+            for c in 0..<(cellStarts.count - 1) {
+                let n = cellStarts[c + 1] - cellStarts[c]
+                p.rowStarts.append(p.rowNorms.count)
+                let (bytes, norms) = CodeDistances.pack(cb.baseAddress! + cellStarts[c] * d, count: n, dimension: d)
+                p.rows += bytes.prefix(CodeDistances.paddedRows(n) * dp)
+                p.rowNorms += norms.prefix(CodeDistances.paddedRows(n))
+            }
+        }
+        centres.withUnsafeBufferPointer { cb in
+            (p.centres, p.centreNorms) = CodeDistances.pack(cb.baseAddress!, count: cellStarts.count - 1, dimension: d)
+        }
+        return p
     }
 
     /// Builds the index from `count` rows of `dimension` floats (a uniform sample in random order, as the fit's
     /// reservoir keeps it): the first `cells` rows start Lloyd's k-means, eight iterations assign and re-centre, and
-    /// cells left empty are dropped.
+    /// cells left empty are dropped; rows and centres are then stored as codes. Nil for a dimension beyond
+    /// ``maximumCodeDimension`` or non-finite rows.
     package static func build(
         sample: [Float],
         count: Int,
@@ -81,11 +156,9 @@ package struct NeighbourIndex: Sendable, Equatable {
         -> NeighbourIndex?
     {
         let n = min(count, options.sampleSize)
-        guard n >= 1, d >= 1, sample.count >= n * d else { return nil }
-        // Rounded to float16 first: the rows a file stores, so a fitted model scores as its file does.
-        let halves = HalfConversion.toHalf(Array(sample[0..<(n * d)]))
-        guard halves.allSatisfy({ $0 & 0x7C00 != 0x7C00 }) else { return nil }
-        let rows = HalfConversion.toFloat(halves)
+        guard n >= 1, d >= 1, d <= maximumCodeDimension, sample.count >= n * d else { return nil }
+        let rows = Array(sample[0..<(n * d)])
+        guard rows.allSatisfy(\.isFinite) else { return nil }
         let k = max(1, min(n, options.cells ?? Int(Double(n).squareRoot().rounded())))
         var centres = Array(rows[0..<(k * d)])
         var assignment = [Int](repeating: 0, count: n)
@@ -125,59 +198,160 @@ package struct NeighbourIndex: Sendable, Equatable {
                 for j in 0..<d { centres[c * d + j] = Float(sums[c * d + j] / Double(sizes[c])) }
             }
         }
+        let largest = rows.reduce(Float(0)) { max($0, abs($1)) }
+        let scale = largest > 0 ? largest / codeRange : 1
+        let code = { (x: Float) -> Int8 in Int8(max(-127, min(127, (x / scale).rounded()))) }
         // Rows grouped by cell (stable within a cell), empty cells dropped.
         var order = Array(0..<n)
         order.sort { (assignment[$0], $0) < (assignment[$1], $1) }
-        var grouped = [Float]()
+        var grouped = [Int8]()
         grouped.reserveCapacity(n * d)
         var starts = [0]
-        var kept = [Float]()
+        var kept = [Int8]()
         var current = -1
         for i in order {
             if assignment[i] != current {
                 if current >= 0 { starts.append(grouped.count / d) }
                 current = assignment[i]
-                kept += centres[(current * d)..<((current + 1) * d)]
+                kept += centres[(current * d)..<((current + 1) * d)].map(code)
             }
-            grouped += rows[(i * d)..<((i + 1) * d)]
+            grouped += rows[(i * d)..<((i + 1) * d)].map(code)
         }
         starts.append(n)
-        return NeighbourIndex(dimension: d, rows: grouped, cellStarts: starts, centres: kept, probes: options.probes)
+        return NeighbourIndex(
+            dimension: d,
+            codes: grouped,
+            centreCodes: kept,
+            scale: scale,
+            cellStarts: starts,
+            probes: options.probes
+        )
+    }
+
+    /// The same index searching `probes` cells per input (at most the cell count).
+    package func probing(_ probes: Int) -> NeighbourIndex {
+        var copy = self
+        copy.probes = max(1, min(probes, cellCount))
+        return copy
     }
 
     /// Floats of scratch ``nearestDistance(_:scratch:)`` needs.
-    package var scratchCount: Int { cellCount }
+    package var scratchCount: Int {
+        usesCodes ? cellCount + (CodeDistances.paddedDimension(dimension) + 3) / 4 : cellCount
+    }
 
     /// Euclidean distance from `z` (``dimension`` floats) to the nearest row in the ``probes`` cells whose centres
-    /// are nearest it, computed in float32 (`RowDistances`). `scratch` holds ``scratchCount`` floats. Allocates
-    /// nothing.
+    /// are nearest it. `scratch` holds ``scratchCount`` floats. Allocates nothing.
     package func nearestDistance(_ z: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) -> Double {
+        switch stored {
+        case .codes(_, _, let scale): return nearestCodeDistance(z, scale: scale, scratch: scratch)
+        case .half(let rows, let centres): return nearestHalfDistance(z, rows: rows, centres: centres, scratch: scratch)
+        }
+    }
+
+    /// The probes-nearest cells by their distances in `cellDistances` (which it overwrites), each passed to `visit`.
+    @inline(__always)
+    private func forEachProbe<T: Comparable>(
+        _ cellDistances: UnsafeMutablePointer<T>,
+        worst: T,
+        _ visit: (Int) -> Void
+    ) {
+        let k = cellCount
+        for _ in 0..<probes {
+            var cell = -1
+            var cellD = worst
+            for c in 0..<k where cellD > cellDistances[c] {
+                cellD = cellDistances[c]
+                cell = c
+            }
+            guard cell >= 0 else { return }
+            cellDistances[cell] = worst
+            visit(cell)
+        }
+    }
+
+    private func nearestCodeDistance(
+        _ z: UnsafePointer<Float>,
+        scale: Float,
+        scratch: UnsafeMutablePointer<Float>
+    )
+        -> Double
+    {
+        let d = dimension
+        let k = cellCount
+        let dp = CodeDistances.paddedDimension(d)
+        let raw = UnsafeMutableRawPointer(scratch)
+        let cellDistances = raw.bindMemory(to: Int32.self, capacity: k)
+        let q = (raw + 4 * k).bindMemory(to: Int8.self, capacity: dp)
+        // The input on the codes' grid, clamped at ±127; what lies beyond the clamp is added to the distance.
+        var beyond = 0.0
+        for j in 0..<d {
+            let u = z[j] / scale
+            if u.isNaN {
+                q[j] = 0
+                beyond = .infinity
+            } else if abs(u) > 127 {
+                q[j] = u > 0 ? 127 : -127
+                let e = Double(abs(u)) - 127
+                beyond += e * e
+            } else {
+                q[j] = Int8(u.rounded())
+            }
+        }
+        for j in d..<dp { q[j] = 0 }
+        var best = Int32.max
+        packed.centres.withUnsafeBufferPointer { cb in
+            packed.centreNorms.withUnsafeBufferPointer { cn in
+                CodeDistances.squaredDistances(
+                    from: q,
+                    packed: cb.baseAddress!,
+                    norms: cn.baseAddress!,
+                    count: k,
+                    dimension: d,
+                    into: cellDistances
+                )
+            }
+        }
+        packed.rows.withUnsafeBufferPointer { rb in
+            packed.rowNorms.withUnsafeBufferPointer { rn in
+                forEachProbe(cellDistances, worst: Int32.max) { cell in
+                    let first = packed.rowStarts[cell]
+                    let v = CodeDistances.nearestSquaredDistance(
+                        from: q,
+                        packed: rb.baseAddress! + first * dp,
+                        norms: rn.baseAddress! + first,
+                        count: cellStarts[cell + 1] - cellStarts[cell],
+                        dimension: d
+                    )
+                    if v < best { best = v }
+                }
+            }
+        }
+        return Double(scale) * (Double(best) + beyond).squareRoot()
+    }
+
+    private func nearestHalfDistance(
+        _ z: UnsafePointer<Float>,
+        rows: [UInt16],
+        centres: [Float],
+        scratch: UnsafeMutablePointer<Float>
+    ) -> Double {
         let d = dimension
         let k = cellCount
         return centres.withUnsafeBufferPointer { cb in
-            halfRows.withUnsafeBufferPointer { rb in
-                cellStarts.withUnsafeBufferPointer { starts in
-                    RowDistances.squaredDistances(from: z, rows: cb.baseAddress!, count: k, dimension: d, into: scratch)
-                    var best = Float.infinity
-                    for _ in 0..<probes {
-                        var cell = -1
-                        var cellD = Float.infinity
-                        for c in 0..<k where scratch[c] < cellD {
-                            cellD = scratch[c]
-                            cell = c
-                        }
-                        guard cell >= 0 else { break }
-                        scratch[cell] = .infinity
-                        let v = RowDistances.nearestSquaredDistance(
-                            from: z,
-                            halfRows: rb.baseAddress! + starts[cell] * d,
-                            count: starts[cell + 1] - starts[cell],
-                            dimension: d
-                        )
-                        if v < best { best = v }
-                    }
-                    return Double(best).squareRoot()
+            rows.withUnsafeBufferPointer { rb in
+                RowDistances.squaredDistances(from: z, rows: cb.baseAddress!, count: k, dimension: d, into: scratch)
+                var best = Float.infinity
+                forEachProbe(scratch, worst: Float.infinity) { cell in
+                    let v = RowDistances.nearestSquaredDistance(
+                        from: z,
+                        halfRows: rb.baseAddress! + cellStarts[cell] * d,
+                        count: cellStarts[cell + 1] - cellStarts[cell],
+                        dimension: d
+                    )
+                    if v < best { best = v }
                 }
+                return Double(best).squareRoot()
             }
         }
     }

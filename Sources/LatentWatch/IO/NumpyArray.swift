@@ -69,6 +69,7 @@ package struct NumpyArray: Sendable {
         case .int64: return ByteCoding.values(bytes, as: Int64.self).map { Float($0) }
         case .int32: return ByteCoding.values(bytes, as: Int32.self).map { Float($0) }
         case .uint32: return ByteCoding.values(bytes, as: UInt32.self).map { Float($0) }
+        case .int8: return bytes.map { Float(Int8(bitPattern: $0)) }
         }
     }
 

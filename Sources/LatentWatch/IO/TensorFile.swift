@@ -335,6 +335,8 @@ public final class TensorFile: @unchecked Sendable {
                 for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
             case .int32:
                 for i in 0..<count { o[i] = Float(raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+            case .int8:
+                for i in 0..<count { o[i] = Float(raw.load(fromByteOffset: i, as: Int8.self)) }
             }
         }
     }

@@ -10,7 +10,7 @@ public enum ModelFile {
     package static let endMagic: [UInt8] = Array("LWM-END".utf8) + [0]
     /// Format version this library writes.
     package static let majorVersion: UInt16 = 1
-    package static let minorVersion: UInt16 = 4
+    package static let minorVersion: UInt16 = 5
     static let headerSize = 32
     static let entrySize = 48
     static let trailerSize = 16
@@ -74,9 +74,15 @@ public enum ModelFile {
             sections.addUInt32("joint.ranks", j.distribution.ranks, shape: [j.distribution.ranks.count])
         }
         if let nb = m.neighbours {
-            sections.addHalf("neighbours.rows", nb.halfRows, shape: [nb.count, nb.dimension])
+            switch nb.stored {
+            case .codes(let rows, let centres, _):
+                sections.addInt8("neighbours.codes", rows, shape: [nb.count, nb.dimension])
+                sections.addInt8("neighbours.centre_codes", centres, shape: [nb.cellCount, nb.dimension])
+            case .half(let rows, let centres):
+                sections.addHalf("neighbours.rows", rows, shape: [nb.count, nb.dimension])
+                sections.addFloats("neighbours.centres", centres, shape: [nb.cellCount, nb.dimension])
+            }
             sections.addUInt32("neighbours.cell_starts", nb.cellStarts.map { UInt32($0) }, shape: [nb.cellCount + 1])
-            sections.addFloats("neighbours.centres", nb.centres, shape: [nb.cellCount, nb.dimension])
             if let e = m.epistemicCalibration {
                 sections.addFloats("epistemic.values", e.values, shape: [e.values.count])
                 sections.addUInt32("epistemic.ranks", e.ranks, shape: [e.ranks.count])
@@ -108,7 +114,8 @@ public enum ModelFile {
             layer: m.metadata.layer,
             inputShape: prep.inputShape,
             requiredFeatures: (m.posteriorTemperature == nil ? [] : [ModelFileFeatures.rootDistancePosterior])
-                + (m.neighbours == nil ? [] : [ModelFileFeatures.neighbourIndex]),
+                + (m.neighbours == nil ? [] : [ModelFileFeatures.neighbourIndex])
+                + (m.neighbours?.usesCodes == true ? [ModelFileFeatures.neighbourCodes] : []),
             preparation: .init(
                 pooling: prep.options.pooling.rawValue,
                 l2Normalize: prep.options.l2Normalize,
@@ -135,6 +142,7 @@ public enum ModelFile {
                     count: $0.count,
                     cells: $0.cellCount,
                     probes: $0.probes,
+                    scale: $0.codeScale,
                     epistemicCount: m.epistemicCalibration?.count
                 )
             },
@@ -633,21 +641,30 @@ public enum ModelFile {
                 remedy: "the file is corrupt; refit the model"
             )
         }
-        let rows = try r.floats("neighbours.rows", shape: [nb.count, d])
-        let starts = try r.uint32s("neighbours.cell_starts", shape: [nb.cells + 1])
-        let centres = try r.floats("neighbours.centres", shape: [nb.cells, d])
-        guard
-            let index = NeighbourIndex(
+        let starts = try r.uint32s("neighbours.cell_starts", shape: [nb.cells + 1]).map { Int($0) }
+        let index: NeighbourIndex?
+        if let scale = nb.scale {
+            index = NeighbourIndex(
                 dimension: d,
-                rows: rows,
-                cellStarts: starts.map { Int($0) },
-                centres: centres,
+                codes: try r.int8s("neighbours.codes", shape: [nb.count, d]),
+                centreCodes: try r.int8s("neighbours.centre_codes", shape: [nb.cells, d]),
+                scale: scale,
+                cellStarts: starts,
                 probes: nb.probes
             )
-        else {
+        } else {
+            index = NeighbourIndex(
+                dimension: d,
+                rows: try r.floats("neighbours.rows", shape: [nb.count, d]),
+                cellStarts: starts,
+                centres: try r.floats("neighbours.centres", shape: [nb.cells, d]),
+                probes: nb.probes
+            )
+        }
+        guard let index else {
             throw LatentWatchError(
                 .inconsistentModel,
-                "the neighbour index's cells do not partition its \(nb.count) rows",
+                "the neighbour index's cells do not partition its \(nb.count) rows, or its codes or scale are out of range",
                 remedy: "the file is corrupt; refit the model"
             )
         }

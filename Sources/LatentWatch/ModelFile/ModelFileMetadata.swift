@@ -72,17 +72,20 @@ struct ModelFileMetadata: Codable {
         var count: Int
     }
 
-    /// A neighbour index (``LatentModel/neighbours``): its rows (float16), cell starts and centres are the tensors
-    /// `neighbours.rows`, `neighbours.cell_starts` and `neighbours.centres`, and the calibration of the combined
+    /// A neighbour index (``LatentModel/neighbours``): its rows, cell starts and centres are the tensors
+    /// `neighbours.codes` (or `.rows`), `neighbours.cell_starts` and `neighbours.centre_codes` (or `.centres`), and the calibration of the combined
     /// epistemic statistic the tensors `epistemic.values` and `epistemic.ranks`.
     struct NeighboursJSON: Codable {
         var count: Int
         var cells: Int
         var probes: Int
+        /// The codes' scale (a value is code x scale): rows and centres are the i8 tensors `neighbours.codes` and
+        /// `neighbours.centre_codes`. Absent (format 1.4): f16 `neighbours.rows` and f32 `neighbours.centres`.
+        var scale: Float? = nil
         var epistemicCount: Int?
 
         enum CodingKeys: String, CodingKey {
-            case count, cells, probes
+            case count, cells, probes, scale
             case epistemicCount = "epistemic_count"
         }
     }
@@ -126,5 +129,7 @@ enum ModelFileFeatures {
     /// The model keeps a neighbour index (`neighbours`); a reader that ignored it would alert on the surprise's
     /// p-value instead of the combined one the model was calibrated for.
     static let neighbourIndex = "neighbour_index"
-    static let known: Set<String> = [rootDistancePosterior, neighbourIndex]
+    /// The neighbour index holds integer codes (`neighbours.scale`); a 1.4 reader would look for float16 rows.
+    static let neighbourCodes = "neighbour_codes"
+    static let known: Set<String> = [rootDistancePosterior, neighbourIndex, neighbourCodes]
 }

@@ -161,6 +161,19 @@ package struct ModelSectionWriter: Sendable {
         )
     }
 
+    /// Adds signed 8-bit integers.
+    package mutating func addInt8(_ name: String, _ values: [Int8], shape: [Int]) {
+        tensors.append(
+            PendingTensor(
+                name: name,
+                dtype: .int8,
+                shape: shape,
+                layout: "dense",
+                bytes: values.map { UInt8(bitPattern: $0) }
+            )
+        )
+    }
+
     /// Adds a stack of packed lower-triangular factors at their storage precision.
     package mutating func addFactors(_ name: String, _ factors: [PackedTriangular], dimension d: Int) {
         let shape = [factors.count, d]
@@ -286,6 +299,19 @@ package struct ModelSectionReader: Sendable {
             )
         }
         return ByteCoding.values(bytes, as: Double.self)
+    }
+
+    /// Signed 8-bit values checked against a shape.
+    package func int8s(_ name: String, shape: [Int]) throws(LatentWatchError) -> [Int8] {
+        let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
+        guard t.dtype == .int8 else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "tensor '\(name)' has dtype \(t.dtype.tag), expected i8",
+                remedy: "refit or re-export the model"
+            )
+        }
+        return bytes.map { Int8(bitPattern: $0) }
     }
 
     /// UInt32 values checked against a shape.
