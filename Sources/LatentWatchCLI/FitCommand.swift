@@ -113,7 +113,7 @@ struct FitCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Keep a neighbour index of at most this many fitting rows (float16, 2 bytes per value; 0: none): the model's p-value then combines the surprise's with the distance to the nearest row's (Docs/Statistics.md).",
+            "Keep a neighbour index of at most this many fitting rows (one-byte codes, 1 byte per value; 0: none): the model's p-value then combines the surprise's with the distance to the nearest row's (Docs/Statistics.md).",
             valueName: "rows"
         )
     )

@@ -46,8 +46,8 @@ import Testing
         )
         #expect(all.count == 2_000 && all.cellCount <= 40 && two.probes == 2 && all.usesCodes)
         let scale = try #require(all.codeScale)
-        let largest = sample.map { abs($0) }.max()!
-        #expect(scale == largest / NeighbourIndex.codeRange)
+        let magnitudes = sample.map { abs($0) }.sorted()
+        #expect(scale == magnitudes[Int(0.9999 * Double(magnitudes.count - 1))] / NeighbourIndex.codeRange)
         guard case .codes(let codes, _, _) = all.stored else { return }
         var scratch = [Float](repeating: 0, count: all.scratchCount)
         let queries = Self.draw(300, seed: 2, shift: 1).values + [Float](repeating: 40, count: d)
@@ -97,7 +97,7 @@ import Testing
             for r in 0..<index.count { set.insert(Array(rows[(r * d)..<((r + 1) * d)])) }
             return set
         }
-        let original = sample.map { ($0 / scale).rounded() * scale }
+        let original = sample.map { max(-127, min(127, ($0 / scale).rounded())) * scale }
         var expected = Set<[Float]>()
         for r in 0..<2_000 { expected.insert(Array(original[(r * d)..<((r + 1) * d)])) }
         #expect(rowSet(two) == expected && rowSet(all) == expected && two.count == 2_000)
@@ -320,15 +320,26 @@ import Testing
                 configuration: mixture
             )
         }
-        // A row beyond float16's range: a clear error naming it, not a failed build.
+        // One huge value does not set the codes' scale (a high quantile of the magnitudes does): the other rows keep
+        // their resolution and the outlier is clamped at 127 codes.
         var huge = data.values
         huge[3] = 1e6
-        #expect(throws: LatentWatchError.self) {
-            try LatentModelFitter.fit(
-                InMemoryActivations(values: huge, shape: [8], labels: data.labels),
-                configuration: Self.configuration()
-            )
-        }
+        let outlier = try LatentModelFitter.fit(
+            InMemoryActivations(values: huge, shape: [8], labels: data.labels),
+            calibration: calSource,
+            configuration: Self.configuration()
+        )
+        let scale = try #require(outlier.neighbours?.codeScale)
+        #expect(scale < 0.1 && outlier.neighbours!.rows.max()! == 127 * scale)
+        // Wider than the integer kernels take exactly: no index is built, and the fitter says why.
+        #expect(
+            NeighbourIndex.build(
+                sample: [Float](repeating: 0.5, count: NeighbourIndex.maximumCodeDimension + 1),
+                count: 1,
+                dimension: NeighbourIndex.maximumCodeDimension + 1,
+                options: NeighbourOptions()
+            ) == nil
+        )
     }
 
     /// A workspace made by another model (here one without an index, whose neighbour scratch is one float) is

@@ -273,7 +273,7 @@ typedef struct lw_fit_config {
                                      gives the default */
     uint32_t target_bins;         /* regression families: quantile bins of the targets; 0 (default): 10 */
     uint64_t neighbour_rows;      /* keep a neighbour index over at most this many fitting rows (a seeded uniform
-                                     sample, stored as float16): its nearest-row distance is combined with the
+                                     sample, stored as one-byte codes): its nearest-row distance is combined with the
                                      surprise into lw_scores.epistemic_p_value (Docs/Statistics.md); needs
                                      calibration rows. 0 (default): no index. A struct_size that ends at
                                      target_bins gives the default */

@@ -5,7 +5,7 @@ import LatentWatchNumerics
 /// surprise (deep nearest neighbours, Sun et al. 2022, searched in the cells nearest the input).
 public struct NeighbourOptions: Sendable, Equatable {
     /// Fitting rows kept, at most (a seeded uniform sample, the same one a sharded fit keeps). The model file
-    /// stores them as float16: rows x latent dimension x 2 bytes (8 MiB for 32,768 rows of 128).
+    /// stores them as one-byte integer codes: rows x latent dimension bytes (4 MiB for 32,768 rows of 128).
     public var sampleSize: Int
     /// k-means cells the rows are grouped into; nil chooses the square root of the rows kept.
     public var cells: Int?
@@ -35,7 +35,8 @@ public struct NeighbourOptions: Sendable, Equatable {
 /// conformal p-values are valid.
 ///
 /// Fits store rows and centres as integer codes of one scale (``Stored/codes(rows:centres:scale:)``: a value x is
-/// the code round(x / scale), the sample's largest magnitude at 100), and search them with exact integer kernels
+/// the code round(x / scale) clamped at ±127, the sample's 99.99th percentile magnitude at 100; ``codeScale(of:)``),
+/// and search them with exact integer kernels
 /// (`CodeDistances`). An input is rounded to the same grid, clamped at ±127 codes; the part of a coordinate beyond
 /// the clamp adds its square to the distance. Model files of format 1.4 hold float16 rows and float32 centres
 /// (``Stored/half(rows:centres:)``), searched in float32 as they were written.
@@ -198,8 +199,7 @@ package struct NeighbourIndex: Sendable, Equatable {
                 for j in 0..<d { centres[c * d + j] = Float(sums[c * d + j] / Double(sizes[c])) }
             }
         }
-        let largest = rows.reduce(Float(0)) { max($0, abs($1)) }
-        let scale = largest > 0 ? largest / codeRange : 1
+        let scale = codeScale(of: rows)
         let code = { (x: Float) -> Int8 in Int8(max(-127, min(127, (x / scale).rounded()))) }
         // Rows grouped by cell (stable within a cell), empty cells dropped.
         var order = Array(0..<n)
@@ -233,6 +233,16 @@ package struct NeighbourIndex: Sendable, Equatable {
         var copy = self
         copy.probes = max(1, min(probes, cellCount))
         return copy
+    }
+
+    /// The codes' scale for these values: their 99.99th percentile magnitude (the largest when that is 0) at
+    /// ``codeRange`` codes, so that a rare outlier does not coarsen every other row (it is clamped at 127 codes); 1
+    /// for all zeros.
+    package static func codeScale(of values: [Float]) -> Float {
+        let magnitudes = values.map { abs($0) }.sorted()
+        guard let largest = magnitudes.last, largest > 0 else { return 1 }
+        let high = magnitudes[Int(0.9999 * Double(magnitudes.count - 1))]
+        return (high > 0 ? high : largest) / codeRange
     }
 
     /// Floats of scratch ``nearestDistance(_:scratch:)`` needs.

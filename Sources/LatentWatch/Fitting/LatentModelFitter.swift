@@ -252,11 +252,11 @@ public enum LatentModelFitter {
         }
         var sample = stats
         sample.truncateReservoir(to: options.sampleSize, p: d)
-        if let big = sample.reservoir.first(where: { !$0.isFinite || abs($0) > 65_504 }) {
+        guard d <= NeighbourIndex.maximumCodeDimension else {
             throw LatentWatchError(
                 .fitFailed,
-                "a prepared fitting row holds \(big), beyond float16's range, in which the neighbour index keeps its rows",
-                remedy: "fit with L2 normalisation (the default) or scale the activations"
+                "the neighbour index takes latent dimensions up to \(NeighbourIndex.maximumCodeDimension), this layer's is \(d)",
+                remedy: "pool the layer, project it (PCA), or fit without a neighbour index"
             )
         }
         guard

@@ -631,7 +631,7 @@ def fit(
             prediction interval (without ``calibration``, the held-out rows' own targets are used).
         target_bins: quantile bins the targets are cut into (regression families).
         neighbours: keep a neighbour index over at most this many fitting rows (a seeded uniform sample, stored
-            as float16: rows x latent dimension x 2 bytes in the model file), whose nearest-row distance is
+            as one-byte integer codes: rows x latent dimension bytes in the model file), whose nearest-row distance is
             combined with the surprise into ``epistemic_p_value`` (better on near-OOD inputs; Docs/Evaluation.md).
             None (the default): no index. 32768 is the SDK's default size.
         neighbour_cells: k-means cells of that index (None: the square root of the rows kept).
