@@ -209,6 +209,37 @@ static inline int32_t lw_code_distance(uint32_t norm, lw_code_query s, uint32_t 
     return (int32_t)(norm + s.qn + 256u * s.qsum - 2u * dot_u);
 }
 
+static int8_t lw_code_of(float u) {
+    if (u != u) return 0;
+    if (u >= 127.0f) return 127;
+    if (u <= -127.0f) return -127;
+    return (int8_t)lrintf(u);  // the default rounding mode: to nearest, ties to even
+}
+
+// The part of the coordinates beyond the clamp, in index order.
+static double lw_code_beyond(const float *z, int from, int d, float inv_scale) {
+    double beyond = 0;
+    for (int i = from; i < d; i++) {
+        float u = z[i] * inv_scale;
+        if (u != u) return INFINITY;
+        double a = fabs((double)u);
+        if (a > 127) beyond += (a - 127) * (a - 127);
+    }
+    return beyond;
+}
+
+static double lw_codes_quantise_generic(const float *z, int d, float inv_scale, int8_t *q) {
+    int dp = (d + 3) / 4 * 4;
+    int clamped = 0;
+    for (int i = 0; i < d; i++) {
+        float u = z[i] * inv_scale;
+        q[i] = lw_code_of(u);
+        if (!(fabsf(u) <= 127.0f)) clamped = 1;
+    }
+    for (int i = d; i < dp; i++) q[i] = 0;
+    return clamped ? lw_code_beyond(z, 0, d, inv_scale) : 0;
+}
+
 static uint32_t lw_code_dot_generic(const uint8_t *block, int k, int dp, const int8_t *q) {
     uint32_t dot = 0;
     for (int g = 0; g < dp / 4; g++)
@@ -682,6 +713,38 @@ LW_AVX2 static float lw_nearest_avx2_f16(const uint16_t *rows, int count, int d,
     return best;
 }
 
+// A query's codes, eight at a time: multiply, round to nearest even (the default mode), clamp, narrow; any
+// coordinate beyond the clamp (or NaN) sends the sum to the same scalar pass the portable version takes.
+LW_AVX2 static double lw_codes_quantise_avx2(const float *z, int d, float inv_scale, int8_t *q) {
+    int dp = (d + 3) / 4 * 4;
+    __m256 s = _mm256_set1_ps(inv_scale), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 over = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 u = _mm256_mul_ps(_mm256_loadu_ps(z + i), s);
+        // NaN or |u| > 127: not (|u| <= 127).
+        over = _mm256_or_ps(over, _mm256_cmp_ps(_mm256_and_ps(u, absmask), hi, _CMP_NLE_UQ));
+        __m256 c = _mm256_min_ps(_mm256_max_ps(u, lo), hi);  // NaN -> -127 here; fixed below
+        __m256i v = _mm256_cvtps_epi32(c);
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        __m128i p8 = _mm_packs_epi16(p16, p16);
+        _mm_storel_epi64((__m128i *)(q + i), p8);
+    }
+    int clamped = _mm256_movemask_ps(over) != 0;
+    for (; i < d; i++) {
+        float u = z[i] * inv_scale;
+        q[i] = lw_code_of(u);
+        if (!(fabsf(u) <= 127.0f)) clamped = 1;
+    }
+    for (int j = d; j < dp; j++) q[j] = 0;
+    if (!clamped) return 0;
+    // Rare: redo the codes of NaN coordinates (0, as the portable version) and sum what lies beyond the clamp.
+    for (int j = 0; j < d; j++)
+        if (z[j] * inv_scale != z[j] * inv_scale) q[j] = 0;
+    return lw_code_beyond(z, 0, d, inv_scale);
+}
+
 // Integer codes, AVX2: a group of four dimensions of 16 rows is four loads of 16 bytes (4 rows x 4 codes), each
 // widened to 16-bit and multiplied-and-paired with the query's four codes (vpmaddwd); a horizontal add and a
 // permutation put the 16 rows' dot products in order. Integer sums: any order gives the same result.
@@ -1031,6 +1094,13 @@ void lw_codes_pack(const int8_t *codes, int count, int d, uint8_t *packed, int32
         }
         norms[r] = norm;
     }
+}
+
+double lw_codes_quantise(const float *z, int d, float inv_scale, int8_t *q) {
+#if LW_X86
+    if (lw_kernels_have_avx2()) return lw_codes_quantise_avx2(z, d, inv_scale, q);
+#endif
+    return lw_codes_quantise_generic(z, d, inv_scale, q);
 }
 
 void lw_codes_sqdists(const uint8_t *packed, const int32_t *norms, int count, int d, const int8_t *q, int32_t *out) {

@@ -120,7 +120,8 @@ struct InspectCommand: ParsableCommand {
             print(
                 "neighbours:  "
                     + (model.neighbours.map {
-                        "\($0.count) fitting rows (float16) in \($0.cellCount) cells, \($0.probes) searched per input; "
+                        "\($0.count) fitting rows (\($0.usesCodes ? "one-byte codes" : "float16")) in \($0.cellCount) cells, "
+                            + "\($0.probes) searched per input; "
                             + "the epistemic p-value combines the surprise with the distance"
                             + (model.epistemicCalibration.map { " (calibrated on \($0.count) inputs)" } ?? "")
                     } ?? "no index (the epistemic p-value is the surprise's)")
@@ -175,6 +176,7 @@ extension InspectCommand {
         print("cpu:             \(e.cpuModel)")
         print("cpu features:    \(e.cpuFeatureSummary)")
         print("scoring kernels: \(e.scoringKernel)")
+        print("neighbour search: \(e.codeKernel) (integer codes of a neighbour index)")
         var core = "\(e.blasCore)"
         if let set = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] {
             core +=

@@ -56,7 +56,7 @@ package enum ComputeEnvironment {
         if has(LW_CPU_AVX2) { parts.append("AVX2") }
         if has(LW_CPU_FMA) { parts.append("FMA") }
         if has(LW_CPU_F16C) { parts.append("F16C") }
-        if hasAVX512 { parts.append("AVX-512(F,BW,DQ,VL)") }
+        if hasAVX512 { parts.append(has(LW_CPU_AVX512VNNI) ? "AVX-512(F,BW,DQ,VL,VNNI)" : "AVX-512(F,BW,DQ,VL)") }
         return parts.isEmpty ? "none of AVX2, FMA, F16C, AVX-512" : parts.joined(separator: " ")
     }
 
@@ -65,6 +65,15 @@ package enum ComputeEnvironment {
         switch HalfConversion.kernelVariant {
         case .avx512: return "AVX-512 for batches, AVX2+FMA+F16C for one input"
         case .avx2: return "AVX2+FMA+F16C"
+        case .portable: return "portable C"
+        }
+    }
+
+    /// The neighbour index's integer-code kernels in use on this thread.
+    package static var codeKernel: String {
+        switch HalfConversion.kernelVariant {
+        case .avx512 where hasAVX512 && has(LW_CPU_AVX512VNNI): return "AVX-512 VNNI"
+        case .avx512, .avx2: return "AVX2"
         case .portable: return "portable C"
         }
     }
@@ -108,7 +117,8 @@ package enum ComputeEnvironment {
 
     /// One line for logs and headers: CPU, its features, the scoring kernels and the BLAS core.
     package static var summary: String {
-        "CPU \(cpuModel) (\(cpuFeatureSummary)); scoring kernels \(scoringKernel); OpenBLAS core \(blasCore)"
+        "CPU \(cpuModel) (\(cpuFeatureSummary)); scoring kernels \(scoringKernel); neighbour search \(codeKernel); "
+            + "OpenBLAS core \(blasCore)"
     }
 
     /// The warning a host that embeds the SDK gets when OpenBLAS runs fallback kernels; nil when it does not.

@@ -52,6 +52,18 @@ package enum CodeDistances {
         return (packed, norms)
     }
 
+    /// Writes the codes of `z` (`dimension` floats) to `q` (``paddedDimension(_:)`` codes): z x `inverseScale`
+    /// rounded to nearest (ties to even), clamped at ±127. Returns the sum of (|u| - 127)^2 over the clamped
+    /// coordinates (+infinity when one is NaN).
+    package static func quantise(
+        _ z: UnsafePointer<Float>,
+        dimension: Int,
+        inverseScale: Float,
+        into q: UnsafeMutablePointer<Int8>
+    ) -> Double {
+        lw_codes_quantise(z, Int32(dimension), inverseScale, q)
+    }
+
     /// Writes the squared distance from `q` (``paddedDimension(_:)`` codes) to each of `count` packed rows into `out`.
     package static func squaredDistances(
         from q: UnsafePointer<Int8>,

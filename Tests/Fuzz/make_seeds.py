@@ -92,6 +92,12 @@ def main() -> None:
                         "--precision", "float16", "--pca", "2", "--output", f"{d}/h.lwm"], check=True,
                        capture_output=True)
         write("model", "gda_f16_pca.lwm", open(f"{d}/h.lwm", "rb").read())
+        # A neighbour index (integer codes in 4 cells) and its combined calibration.
+        np.save(f"{d}/cal.npy", train[::3] + 0.1)
+        subprocess.run([latentwatch, "fit", "--activations", f"{d}/train.npy", "--labels", f"{d}/labels.npy",
+                        "--calibration", f"{d}/cal.npy", "--neighbours", "16", "--output", f"{d}/n.lwm"],
+                       check=True, capture_output=True)
+        write("model", "gda_neighbours.lwm", open(f"{d}/n.lwm", "rb").read())
         # Shards' statistics (`fit --statistics-only`): class Gaussians with a fixed shrinkage and PCA, tied.
         for name, extra in [("gda_pca", ["--family", "gda", "--pca", "2", "--regularization", "0.1"]),
                             ("tied", ["--family", "tied", "--first-index", "7"])]:

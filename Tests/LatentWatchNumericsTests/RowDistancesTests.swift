@@ -111,4 +111,35 @@ import Testing
             }
         }
     }
+
+    /// A query's codes: every variant gives the reference's codes (round to nearest even, clamp at ±127, zero
+    /// padding) and the same sum beyond the clamp, for values at ties, beyond the clamp, and NaN.
+    @Test func quantiseMatchesTheReference() {
+        var rng = SeededRandom(seed: 77)
+        for trial in 0..<400 {
+            let d = 1 + Int(rng.next() % 70)
+            let inverse = Float(1 / (0.01 + rng.uniform()))
+            var z = (0..<d).map { _ in Float(rng.normal() * (trial % 3 == 0 ? 200 : 40)) / inverse }
+            z[Int(rng.next() % UInt64(d))] = (trial % 2 == 0 ? 126.5 : -2.5) / inverse
+            if trial % 50 == 0 { z[Int(rng.next() % UInt64(d))] = .nan }
+            let u = z.map { $0 * inverse }
+            let expected = (0..<CodeDistances.paddedDimension(d)).map { j -> Int8 in
+                guard j < d, !u[j].isNaN else { return 0 }
+                return Int8(max(-127, min(127, u[j].rounded(.toNearestOrEven))))
+            }
+            var beyond = 0.0
+            for v in u where !(abs(v) <= 127) {
+                beyond += v.isNaN ? .infinity : (Double(abs(v)) - 127) * (Double(abs(v)) - 127)
+            }
+            for variant in KernelVariant.allCases {
+                HalfConversion.limitKernels(to: variant)
+                defer { HalfConversion.allowSIMDKernels(true) }
+                var q = [Int8](repeating: 9, count: CodeDistances.paddedDimension(d))
+                let got = CodeDistances.quantise(z, dimension: d, inverseScale: inverse, into: &q)
+                #expect(q == expected, "\(variant), trial \(trial)")
+                #expect(got == beyond, "\(variant), trial \(trial)")
+            }
+        }
+    }
+
 }

@@ -55,8 +55,8 @@ import Testing
         var clamped = 0
         for q in 0...300 {
             let z = Array(queries[(q * d)..<((q + 1) * d)])
-            let u = z.map { $0 / scale }
-            let c = u.map { Int(max(-127, min(127, $0.rounded()))) }
+            let u = z.map { $0 * (1 / scale) }
+            let c = u.map { Int(max(-127, min(127, $0.rounded(.toNearestOrEven)))) }
             let beyond = u.map { abs($0) > 127 ? pow(Double(abs($0)) - 127, 2) : 0 }.reduce(0, +)
             if beyond > 0 { clamped += 1 }
             var brute = Int.max
@@ -97,7 +97,7 @@ import Testing
             for r in 0..<index.count { set.insert(Array(rows[(r * d)..<((r + 1) * d)])) }
             return set
         }
-        let original = sample.map { max(-127, min(127, ($0 / scale).rounded())) * scale }
+        let original = sample.map { max(-127, min(127, ($0 * (1 / scale)).rounded(.toNearestOrEven))) * scale }
         var expected = Set<[Float]>()
         for r in 0..<2_000 { expected.insert(Array(original[(r * d)..<((r + 1) * d)])) }
         #expect(rowSet(two) == expected && rowSet(all) == expected && two.count == 2_000)

@@ -63,6 +63,10 @@ size_t lw_codes_padded_dimension(int d);
 size_t lw_codes_packed_bytes(int count, int d);
 /// Packs `count` rows of d codes (row-major) into `packed` and their squared norms into `norms`.
 void lw_codes_pack(const int8_t *codes, int count, int d, uint8_t *packed, int32_t *norms);
+/// A query's codes: q[i] = u_i rounded to nearest (ties to even) and clamped at +-127, u_i = z[i] * inv_scale in
+/// float, for i < d; q is zero from d to dp. Returns the sum over clamped coordinates of (|u_i| - 127)^2, in double,
+/// added in index order (+infinity when some u_i is NaN, whose code is 0). Every variant gives the same codes and sum.
+double lw_codes_quantise(const float *z, int d, float inv_scale, int8_t *q);
 /// Distances from q to every packed row, written to out[0 ..< count].
 void lw_codes_sqdists(const uint8_t *packed, const int32_t *norms, int count, int d, const int8_t *q, int32_t *out);
 /// The smallest distance from q to the packed rows, or INT32_MAX for no rows.

@@ -35,7 +35,7 @@ public struct NeighbourOptions: Sendable, Equatable {
 /// conformal p-values are valid.
 ///
 /// Fits store rows and centres as integer codes of one scale (``Stored/codes(rows:centres:scale:)``: a value x is
-/// the code round(x / scale) clamped at ±127, the sample's 99.99th percentile magnitude at 100; ``codeScale(of:)``),
+/// the code of x / scale (x times the scale's float inverse, rounded to nearest even) clamped at ±127, the sample's 99.99th percentile magnitude at 100; ``codeScale(of:)``),
 /// and search them with exact integer kernels
 /// (`CodeDistances`). An input is rounded to the same grid, clamped at ±127 codes; the part of a coordinate beyond
 /// the clamp adds its square to the distance. Model files of format 1.4 hold float16 rows and float32 centres
@@ -200,7 +200,8 @@ package struct NeighbourIndex: Sendable, Equatable {
             }
         }
         let scale = codeScale(of: rows)
-        let code = { (x: Float) -> Int8 in Int8(max(-127, min(127, (x / scale).rounded()))) }
+        let inverse = 1 / scale
+        let code = { (x: Float) -> Int8 in Int8(max(-127, min(127, (x * inverse).rounded(.toNearestOrEven)))) }
         // Rows grouped by cell (stable within a cell), empty cells dropped.
         var order = Array(0..<n)
         order.sort { (assignment[$0], $0) < (assignment[$1], $1) }
@@ -294,21 +295,7 @@ package struct NeighbourIndex: Sendable, Equatable {
         let cellDistances = raw.bindMemory(to: Int32.self, capacity: k)
         let q = (raw + 4 * k).bindMemory(to: Int8.self, capacity: dp)
         // The input on the codes' grid, clamped at ±127; what lies beyond the clamp is added to the distance.
-        var beyond = 0.0
-        for j in 0..<d {
-            let u = z[j] / scale
-            if u.isNaN {
-                q[j] = 0
-                beyond = .infinity
-            } else if abs(u) > 127 {
-                q[j] = u > 0 ? 127 : -127
-                let e = Double(abs(u)) - 127
-                beyond += e * e
-            } else {
-                q[j] = Int8(u.rounded())
-            }
-        }
-        for j in d..<dp { q[j] = 0 }
+        let beyond = CodeDistances.quantise(z, dimension: d, inverseScale: 1 / scale, into: q)
         var best = Int32.max
         packed.centres.withUnsafeBufferPointer { cb in
             packed.centreNorms.withUnsafeBufferPointer { cn in
