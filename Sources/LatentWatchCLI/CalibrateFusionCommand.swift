@@ -87,8 +87,9 @@ struct CalibrateFusionCommand: ParsableCommand {
         }
         let j = joint[0].jointCalibration!
         print(
-            "joint calibration: \(j.statistic.rawValue) statistic of \(j.layers.joined(separator: ", ")) "
-                + "on \(j.count) inputs"
+            "joint calibration: \(j.statistic.rawValue) statistic of "
+                + zip(j.layers, j.kinds).map { $1 == .surprise ? $0 : "\($0) (neighbour distance)" }
+                .joined(separator: ", ") + " on \(j.count) inputs"
         )
     }
 }

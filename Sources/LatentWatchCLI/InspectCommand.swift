@@ -113,7 +113,7 @@ struct InspectCommand: ParsableCommand {
             print(
                 "fusion:      "
                     + (model.jointCalibration.map {
-                        "calibrated jointly with layers \($0.layers.joined(separator: ", ")) on \($0.count) inputs "
+                        "calibrated jointly with layers \($0.layerNames.joined(separator: ", ")) on \($0.count) inputs "
                             + "(\($0.statistic.rawValue) statistic)"
                     } ?? "no joint calibration (a monitor of several layers fuses by Bonferroni)")
             )

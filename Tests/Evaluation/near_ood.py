@@ -77,7 +77,8 @@ def main():
     ap.add_argument("--only-ivf", action="store_true")
     ap.add_argument("--int8", action="store_true",
                     help="also the index as LatentWatch stores it: rows and centres as integer codes of one scale "
-                         "(max |x| / 100), queries rounded to that grid and clamped to +-127, the clamped excess added")
+                         "(the 99.99th percentile |x| / 100, clamped to +-127), queries rounded to that grid and "
+                         "clamped to +-127, the clamped excess added")
     ap.add_argument("--out")
     a = ap.parse_args()
     ms = [int(m) for m in a.prototypes.split(",")]
@@ -111,9 +112,10 @@ def main():
                                           + (cen ** 2).sum(1)[None], 1) for s in range(0, len(rows), 256)])
             scores[f"ivf{m}p{nprobe}c{cap}"] = {k: ivf_nearest(rows, cen, assign, v, nprobe) for k, v in splits.items()}
             if a.int8:
-                s8 = np.abs(sub).max() / 100.0
-                r8 = np.rint(sub / s8)
-                c8 = np.rint(km.cluster_centers_ / s8)
+                mags = np.sort(np.abs(sub).ravel())
+                s8 = (mags[int(0.9999 * (len(mags) - 1))] or mags[-1]) / 100.0
+                r8 = np.clip(np.rint(sub / s8), -127, 127)
+                c8 = np.clip(np.rint(km.cluster_centers_ / s8), -127, 127)
 
                 def code_distance(v):
                     u = v / s8

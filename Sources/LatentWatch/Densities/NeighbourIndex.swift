@@ -72,7 +72,18 @@ package struct NeighbourIndex: Sendable, Equatable {
 
     /// The largest latent dimension the integer kernels take exactly (distances below 2^31).
     package static let maximumCodeDimension = 32_768
-    /// Codes of the sample's largest magnitude; inputs are clamped at ±127.
+    /// The most rows an index holds (the kernels count rows in 32 bits, in blocks of 16).
+    package static let maximumRows = Int(Int32.max) - 15
+
+    /// Bytes the rows take packed for the kernels, each cell from a block boundary.
+    private static func packedBytes(_ starts: [Int], dimension d: Int) -> Int {
+        let dp = CodeDistances.paddedDimension(d)
+        var rows = 0
+        for (a, b) in zip(starts, starts.dropFirst()) { rows += CodeDistances.paddedRows(b - a) }
+        return rows * dp
+    }
+
+    /// Codes of the sample's 99.99th percentile magnitude; inputs are clamped at ±127.
     package static let codeRange: Float = 100
 
     /// The codes' scale (a value is code x scale), nil for float16 rows.
@@ -96,6 +107,8 @@ package struct NeighbourIndex: Sendable, Equatable {
         guard dimension >= 1, dimension <= Self.maximumCodeDimension, codes.count % dimension == 0,
             codes.count >= dimension, Self.partitions(cellStarts, rows: codes.count / dimension),
             centreCodes.count == (cellStarts.count - 1) * dimension, probes >= 1, scale.isFinite, scale > 0,
+            (1 / scale).isFinite, codes.count / dimension <= Self.maximumRows,
+            Self.packedBytes(cellStarts, dimension: dimension) <= max(4 * codes.count, 1 << 20),
             !codes.contains(Int8.min), !centreCodes.contains(Int8.min)
         else { return nil }
         self.dimension = dimension

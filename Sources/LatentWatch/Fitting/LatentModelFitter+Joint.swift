@@ -1,6 +1,8 @@
 extension LatentModelFitter {
     /// Calibrates the fused p-value of several layers' models together and returns the models, in the same order,
-    /// each carrying the same ``LatentModel/jointCalibration``. A ``Monitor`` of exactly these layers then fuses
+    /// each carrying the same ``LatentModel/jointCalibration``. A layer whose model keeps a neighbour index joins
+    /// with its surprise and its neighbour distance as two members, so the statistic combines every score the
+    /// layers' epistemic p-values combine, in one step. A ``Monitor`` of exactly these layers then fuses
     /// their p-values into a conformal p-value (``PValueFusion/automatic``): its alert rate is at most the level
     /// asked for on average over calibration sets, as a single layer's is, where Bonferroni is conservative and
     /// Cauchy's combination only asymptotically valid.
@@ -33,6 +35,7 @@ extension LatentModelFitter {
             SplitAssignment(seed: $0.splitSeed, calibrationFraction: $0.calibrationFraction, validationFraction: 0)
         }
         var surprises: [[Double]] = []
+        var distances: [[Double]] = []
         for (model, source) in zip(models, calibration) {
             let n = model.preparation.inputCount
             guard source.sampleShape.reduce(1, *) == n else {
@@ -45,10 +48,20 @@ extension LatentModelFitter {
             }
             // Scored as the fit's calibration pass scores them, so each layer's surprises reproduce its calibration.
             var s: [Double] = []
-            try scoreCalibrationInputs(model, source, carve: carve) { s.append($0.surprise) }
+            var d: [Double] = []
+            try scoreCalibrationInputs(model, source, carve: carve) {
+                s.append($0.surprise)
+                if let n = $0.neighbourDistance { d.append(n) }
+            }
             surprises.append(s)
+            distances.append(d)
         }
-        let joint = try JointCalibration.make(models: models, surprises: surprises, statistic: statistic)
+        let joint = try JointCalibration.make(
+            models: models,
+            surprises: surprises,
+            neighbourDistances: distances,
+            statistic: statistic
+        )
         return models.map {
             var m = $0
             m.jointCalibration = joint

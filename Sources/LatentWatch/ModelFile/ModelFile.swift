@@ -115,7 +115,9 @@ public enum ModelFile {
             inputShape: prep.inputShape,
             requiredFeatures: (m.posteriorTemperature == nil ? [] : [ModelFileFeatures.rootDistancePosterior])
                 + (m.neighbours == nil ? [] : [ModelFileFeatures.neighbourIndex])
-                + (m.neighbours?.usesCodes == true ? [ModelFileFeatures.neighbourCodes] : []),
+                + (m.neighbours?.usesCodes == true ? [ModelFileFeatures.neighbourCodes] : [])
+                + (m.jointCalibration?.kinds.contains(where: { $0 != .surprise }) == true
+                    ? [ModelFileFeatures.jointNeighbourMembers] : []),
             preparation: .init(
                 pooling: prep.options.pooling.rawValue,
                 l2Normalize: prep.options.l2Normalize,
@@ -132,6 +134,7 @@ public enum ModelFile {
                 .init(
                     statistic: $0.statistic.rawValue,
                     layers: $0.layers,
+                    kinds: $0.kinds.allSatisfy { $0 == .surprise } ? nil : $0.kinds.map(\.rawValue),
                     memberChecksums: $0.memberChecksums,
                     count: $0.count
                 )
@@ -634,7 +637,9 @@ public enum ModelFile {
         into model: inout LatentModel
     ) throws(LatentWatchError) {
         let d = model.latentDimension
-        guard nb.count >= 1, nb.cells >= 1, nb.cells <= nb.count, nb.probes >= 1 else {
+        guard nb.count >= 1, nb.count <= NeighbourIndex.maximumRows, nb.cells >= 1, nb.cells <= nb.count,
+            nb.probes >= 1
+        else {
             throw LatentWatchError(
                 .inconsistentModel,
                 "the neighbour index claims \(nb.count) rows in \(nb.cells) cells, \(nb.probes) searched",
@@ -733,10 +738,21 @@ public enum ModelFile {
                 remedy: "the file is corrupt; refit"
             )
         }
+        let kinds = joint.kinds?.map { ScoreKind(rawValue: $0) }
+        guard kinds == nil || kinds!.count == joint.layers.count,
+            kinds?.allSatisfy({ $0 == .surprise || $0 == .neighbour }) ?? true
+        else {
+            throw LatentWatchError(
+                .inconsistentModel,
+                "the joint calibration's member kinds \(joint.kinds ?? []) do not match its \(joint.layers.count) members",
+                remedy: "the file is corrupt; refit"
+            )
+        }
         let dist = try storedDistribution("joint", count: joint.count, r, "the joint calibration")
         return JointCalibration(
             statistic: statistic,
             layers: joint.layers,
+            kinds: kinds?.map { $0! },
             memberChecksums: joint.memberChecksums,
             distribution: dist
         )

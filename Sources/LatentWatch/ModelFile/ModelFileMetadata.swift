@@ -56,11 +56,14 @@ struct ModelFileMetadata: Codable {
     struct JointJSON: Codable {
         var statistic: String
         var layers: [String]
+        /// The score each member ranks ("surprise" or "neighbour_distance"), one per layer entry; absent: all
+        /// "surprise".
+        var kinds: [String]? = nil
         var memberChecksums: [UInt32]
         var count: Int
 
         enum CodingKeys: String, CodingKey {
-            case statistic, layers
+            case statistic, layers, kinds
             case memberChecksums = "member_checksums"
             case count
         }
@@ -131,5 +134,8 @@ enum ModelFileFeatures {
     static let neighbourIndex = "neighbour_index"
     /// The neighbour index holds integer codes (`neighbours.scale`); a 1.4 reader would look for float16 rows.
     static let neighbourCodes = "neighbour_codes"
-    static let known: Set<String> = [rootDistancePosterior, neighbourIndex, neighbourCodes]
+    /// The joint calibration has neighbour-distance members (`joint.kinds`); a reader that ignored them would
+    /// compute the fused statistic from fewer p-values than it was calibrated on.
+    static let jointNeighbourMembers = "joint_neighbour_members"
+    static let known: Set<String> = [rootDistancePosterior, neighbourIndex, neighbourCodes, jointNeighbourMembers]
 }

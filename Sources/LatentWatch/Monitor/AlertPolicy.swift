@@ -155,7 +155,7 @@ extension PValueFusion {
             "calibrated fusion needs the layers' models to carry one joint calibration made for exactly them; "
                 + (carried.isEmpty
                     ? "none carries one"
-                    : "\(carried) carry one, made for \(models.compactMap(\.jointCalibration).first!.layers) or "
+                    : "\(carried) carry one, made for \(models.compactMap(\.jointCalibration).first!.layerNames) or "
                         + "with other calibrations"),
             remedy: "calibrate them together (latentwatch calibrate-fusion, LatentModelFitter.calibrateJointly), "
                 + "or choose automatic, bonferroni or cauchy fusion"

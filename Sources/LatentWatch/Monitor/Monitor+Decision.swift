@@ -24,8 +24,26 @@ extension Monitor {
             result.layers[i].surprise = s
             result.layers[i].pValue = p
         }
-        let fused =
-            ws.joint?.pValue(UnsafeBufferPointer(ws.pValues)) ?? policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
+        let fused: Double
+        if let joint = ws.joint {
+            // The members' own p-values: each layer's surprise, and its neighbour distance where it keeps an index
+            // (the statistic is symmetric, so their order does not matter).
+            var k = 0
+            for i in 0..<layers.count where k < ws.memberPValues.count {
+                let calibration = layers[i].model.calibration
+                ws.memberPValues[k] = calibration.pValue(.surprise, scores[i].surprise) ?? 1
+                k += 1
+                if layers[i].model.jointWithNeighbourDistance, k < ws.memberPValues.count {
+                    ws.memberPValues[k] =
+                        scores[i].neighbourDistance.flatMap { calibration.pValue(.neighbour, $0) } ?? 1
+                    k += 1
+                }
+            }
+            assert(k == ws.memberPValues.count, "the joint calibration's members and the layers disagree")
+            fused = joint.pValue(UnsafeBufferPointer(rebasing: ws.memberPValues[0..<k]))
+        } else {
+            fused = policy.fusion.fuse(UnsafeBufferPointer(ws.pValues))
+        }
         let prim = scores[primary]
         let primaryCalibration = layers[primary].model.calibration
         let entropyP = primaryCalibration.pValue(.entropy, prim.entropy)

@@ -189,6 +189,9 @@ final class LayerWorkspaces: @unchecked Sendable {
     let joint: JointCalibration?
     let scoring: [ScoringWorkspace]
     let pValues: UnsafeMutableBufferPointer<Double>
+    /// The joint calibration's member p-values of the current input (each layer's surprise, and neighbour distance
+    /// where its model keeps an index; ``JointCalibration/memberKinds(of:)``).
+    let memberPValues: UnsafeMutableBufferPointer<Double>
     /// Each layer's shift martingale's log capital after the current input (for the metrics).
     let layerLogCapital: UnsafeMutableBufferPointer<Double>
     /// The current input's scores, one per layer.
@@ -212,6 +215,8 @@ final class LayerWorkspaces: @unchecked Sendable {
         scores.initialize(repeating: .zero)
         pValues = .allocate(capacity: layers.count)
         pValues.initialize(repeating: 1)
+        memberPValues = .allocate(capacity: max(1, JointCalibration.memberCount(of: layers.map(\.model))))
+        memberPValues.initialize(repeating: 1)
         layerLogCapital = .allocate(capacity: layers.count)
         layerLogCapital.initialize(repeating: 0)
         current = .allocate(capacity: layers.count)
@@ -220,6 +225,7 @@ final class LayerWorkspaces: @unchecked Sendable {
 
     deinit {
         pValues.deallocate()
+        memberPValues.deallocate()
         layerLogCapital.deallocate()
         current.deallocate()
         scores.deallocate()

@@ -139,6 +139,12 @@ public struct LatentModel: Sendable {
     /// ``LatentScores/neighbourDistance`` and its epistemic p-value combines it with the surprise.
     public var hasNeighbourIndex: Bool { neighbours != nil }
 
+    /// Whether a joint calibration takes this model's neighbour distance as a member beside its surprise: it keeps
+    /// a neighbour index with a combined calibration. Allocates nothing.
+    package var jointWithNeighbourDistance: Bool {
+        epistemicCalibration != nil && calibration.distributions[.neighbour] != nil
+    }
+
     /// Fitting rows the neighbour index keeps (0 without one).
     public var neighbourCount: Int { neighbours?.count ?? 0 }
 
