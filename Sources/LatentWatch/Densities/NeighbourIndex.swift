@@ -141,14 +141,13 @@ package struct NeighbourIndex: Sendable, Equatable {
 
     private static func pack(codes: [Int8], centres: [Int8], cellStarts: [Int], dimension d: Int) -> Packed {
         var p = Packed()
-        let dp = CodeDistances.paddedDimension(d)
         codes.withUnsafeBufferPointer { cb in
             for c in 0..<(cellStarts.count - 1) {
                 let n = cellStarts[c + 1] - cellStarts[c]
                 p.rowStarts.append(p.rowNorms.count)
                 let (bytes, norms) = CodeDistances.pack(cb.baseAddress! + cellStarts[c] * d, count: n, dimension: d)
-                p.rows += bytes.prefix(CodeDistances.paddedRows(n) * dp)
-                p.rowNorms += norms.prefix(CodeDistances.paddedRows(n))
+                p.rows += bytes
+                p.rowNorms += norms
             }
         }
         centres.withUnsafeBufferPointer { cb in

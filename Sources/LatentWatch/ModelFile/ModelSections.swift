@@ -290,41 +290,37 @@ package struct ModelSectionReader: Sendable {
 
     /// Double values checked against a shape.
     package func doubles(_ name: String, shape: [Int]) throws(LatentWatchError) -> [Double] {
+        try dense(name, shape: shape, .float64, as: Double.self)
+    }
+
+    /// Values of one dense dtype checked against a shape.
+    private func dense<T: BitwiseCopyable>(
+        _ name: String,
+        shape: [Int],
+        _ dtype: ElementType,
+        as: T.Type
+    ) throws(LatentWatchError)
+        -> [T]
+    {
         let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
-        guard t.dtype == .float64 else {
+        guard t.dtype == dtype else {
             throw LatentWatchError(
                 .inconsistentModel,
-                "tensor '\(name)' has dtype \(t.dtype.tag), expected f64",
+                "tensor '\(name)' has dtype \(t.dtype.tag), expected \(dtype.tag)",
                 remedy: "refit or re-export the model"
             )
         }
-        return ByteCoding.values(bytes, as: Double.self)
+        return ByteCoding.values(bytes, as: T.self)
     }
 
     /// Signed 8-bit values checked against a shape.
     package func int8s(_ name: String, shape: [Int]) throws(LatentWatchError) -> [Int8] {
-        let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
-        guard t.dtype == .int8 else {
-            throw LatentWatchError(
-                .inconsistentModel,
-                "tensor '\(name)' has dtype \(t.dtype.tag), expected i8",
-                remedy: "refit or re-export the model"
-            )
-        }
-        return bytes.map { Int8(bitPattern: $0) }
+        try dense(name, shape: shape, .int8, as: Int8.self)
     }
 
     /// UInt32 values checked against a shape.
     package func uint32s(_ name: String, shape: [Int]) throws(LatentWatchError) -> [UInt32] {
-        let (t, bytes) = try descriptor(name, shape: shape, layout: "dense")
-        guard t.dtype == .uint32 else {
-            throw LatentWatchError(
-                .inconsistentModel,
-                "tensor '\(name)' has dtype \(t.dtype.tag), expected u32",
-                remedy: "refit or re-export the model"
-            )
-        }
-        return ByteCoding.values(bytes, as: UInt32.self)
+        try dense(name, shape: shape, .uint32, as: UInt32.self)
     }
 
     /// Decodes a stack of packed factors at the stored precision.
