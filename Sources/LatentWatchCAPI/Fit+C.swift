@@ -124,6 +124,7 @@ public func lwFitConfigInitSized(_ config: UnsafeMutablePointer<lw_fit_config>?,
     c.neighbour_rows = 0
     c.neighbour_cells = 0
     c.neighbour_probes = 0
+    c.neighbour_index = LW_NEIGHBOURS_AUTOMATIC
     store(c, to: config, size: UInt32(clamping: size))
 }
 
@@ -201,23 +202,33 @@ func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> Fi
         }
         if c.target_bins > 0 { f.targetBinCount = Int(c.target_bins) }
     }
-    if c.neighbour_rows > 0 {
-        guard c.neighbour_rows <= 1 << 24 else {
-            throw CallError(
-                LW_ERR_INVALID_CONFIGURATION,
-                "neighbour_rows is \(c.neighbour_rows); it must be 0 (no index) to 16,777,216"
-            )
-        }
-        let d = NeighbourOptions()
-        f.neighbours = NeighbourOptions(
-            sampleSize: Int(c.neighbour_rows),
-            cells: c.neighbour_cells > 0 ? Int(c.neighbour_cells) : nil,
-            probes: c.neighbour_probes > 0 ? Int(c.neighbour_probes) : d.probes
-        )
-    } else if c.neighbour_cells != 0 || c.neighbour_probes != 0 {
+    guard c.neighbour_rows <= 1 << 24, c.neighbour_cells <= 1 << 24, c.neighbour_probes <= 1 << 24 else {
         throw CallError(
             LW_ERR_INVALID_CONFIGURATION,
-            "neighbour_cells and neighbour_probes need neighbour_rows > 0 (the index's size)"
+            "neighbour_rows, _cells and _probes are \(c.neighbour_rows), \(c.neighbour_cells) and \(c.neighbour_probes); each must be 0 (the default) to 16,777,216"
+        )
+    }
+    let d = NeighbourOptions()
+    let options = NeighbourOptions(
+        sampleSize: c.neighbour_rows > 0 ? Int(c.neighbour_rows) : d.sampleSize,
+        cells: c.neighbour_cells > 0 ? Int(c.neighbour_cells) : nil,
+        probes: c.neighbour_probes > 0 ? Int(c.neighbour_probes) : d.probes,
+        required: c.neighbour_index == LW_NEIGHBOURS_REQUIRED
+    )
+    switch c.neighbour_index {
+    case LW_NEIGHBOURS_AUTOMATIC, LW_NEIGHBOURS_REQUIRED: f.neighbours = options
+    case LW_NEIGHBOURS_OFF:
+        guard c.neighbour_rows == 0, c.neighbour_cells == 0, c.neighbour_probes == 0 else {
+            throw CallError(
+                LW_ERR_INVALID_CONFIGURATION,
+                "neighbour_rows, _cells or _probes are set with neighbour_index LW_NEIGHBOURS_OFF"
+            )
+        }
+        f.neighbours = nil
+    default:
+        throw CallError(
+            LW_ERR_INVALID_CONFIGURATION,
+            "neighbour_index \(c.neighbour_index) is not one of LW_NEIGHBOURS_*"
         )
     }
     return f

@@ -58,6 +58,26 @@ extension ShiftReference: ExpressibleByArgument {}
 
 extension QueueFullPolicy: ExpressibleByArgument {}
 
+/// `fit --neighbours`: a number of rows (an index that must be built) or `off`.
+struct NeighboursArgument: ExpressibleByArgument {
+    /// Rows, or nil for off.
+    let rows: Int?
+
+    init?(argument: String) {
+        if argument == "off" || argument == "0" {
+            rows = nil
+        } else if let n = Int(argument), n >= 1, n <= 1 << 24 {
+            rows = n
+        } else {
+            return nil
+        }
+    }
+
+    static var defaultValueDescription: String {
+        "32768, left out where the fit cannot keep one or calibrates on fewer than 1,000 inputs"
+    }
+}
+
 /// `--shift`: which shift detector runs.
 enum ShiftChoice: String, CaseIterable, ExpressibleByArgument {
     /// Alarm once; P(any false alarm) <= delta.

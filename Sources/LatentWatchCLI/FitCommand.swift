@@ -113,11 +113,11 @@ struct FitCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Keep a neighbour index of at most this many fitting rows (one-byte codes, 1 byte per value; 0: none): the model's p-value then combines the surprise's with the distance to the nearest row's (Docs/Statistics.md).",
-            valueName: "rows"
+            "The neighbour index: at most this many fitting rows (one-byte codes, 1 byte per value, at most 16 MiB), or off. The model's p-value combines the surprise's with the distance to the nearest row's (Docs/Statistics.md). By default 32,768 rows, left out (with a note) where the fit cannot keep one or calibrates on fewer than 1,000 inputs; a number given here makes it required.",
+            valueName: "rows|off"
         )
     )
-    var neighbours: Int = 0
+    var neighbours: NeighboursArgument?
 
     @Option(help: "PCA: keep this many components (0: none).")
     var pca: Int = 0
@@ -218,12 +218,8 @@ struct FitCommand: ParsableCommand {
         }
         cfg.regularization.shrinkage = regularization.value
         cfg.precision = precision
-        guard neighbours >= 0 else { throw ValidationError("--neighbours must be 0 (none) or a number of rows") }
-        if neighbours > 0 {
-            guard !statisticsOnly else {
-                throw ValidationError("--neighbours goes with a fit in one pass, not --statistics-only")
-            }
-            cfg.neighbours = NeighbourOptions(sampleSize: neighbours)
+        if let neighbours {
+            cfg.neighbours = neighbours.rows.map { NeighbourOptions(sampleSize: $0, required: true) }
         }
         let source = try userFacing("activations") {
             try FileActivations(file: file, key: tensor.name, labels: labelValues)
@@ -324,11 +320,13 @@ struct FitCommand: ParsableCommand {
         print(
             "wrote \(output) (\(size) bytes): layer \(model.layer), \(model.family) with \(model.componentCount) components in \(model.latentDimension) dimensions, fitted on \(model.metadata.fitSamples) inputs, calibrated on \(model.metadata.calibrationSamples), in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
         )
-        print("regularisation: \(model.metadata.notes)")
+        print("notes: \(model.metadata.notes)")
         if model.hasNeighbourIndex {
             print(
                 "neighbour index: \(model.neighbourCount) fitting rows; p-values combine surprise and neighbour distance"
             )
+        } else if cfg.neighbours != nil {
+            print("neighbour index: none (the notes say why)")
         }
         if let summary = targetsSummary(model) { print(summary) }
     }

@@ -143,7 +143,7 @@ struct MergeCommand: ParsableCommand {
             guard let calPredictions else { return model }
             return try LatentModelFitter.calibrateDisagreement(model, calibration: cal, hostPredictions: calPredictions)
         }
-        print("regularisation: \(model.metadata.notes)")
+        print("notes: \(model.metadata.notes)")
         if let summary = targetsSummary(model) { print(summary) }
     }
 

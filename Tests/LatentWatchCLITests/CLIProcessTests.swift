@@ -105,6 +105,23 @@ typealias CLI = LatentWatchBinary
             d("calibration_h2.npy"), "--layer", "h2", "--output", t("plain.lwm"),
         ])
         #expect(r.status == 0, "\(r.err)")
+        // The default keeps none on 217 calibration inputs (fewer than 1,000) and says why.
+        #expect(r.out.contains("no neighbour index: 217 calibration inputs") && r.out.contains("neighbour index: none"))
+        r = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--labels", d("train_labels.npy"), "--calibration",
+            d("calibration_h2.npy"), "--layer", "h2", "--neighbours", "off", "--output", t("off.lwm"),
+        ])
+        #expect(r.status == 0 && !r.out.contains("neighbour index"), "\(r.out) \(r.err)")
+        // Statistics files carry the sample: a sharded fit (`--statistics-only`, then `merge`) keeps the index.
+        r = try CLI.run([
+            "fit", "--activations", d("train_h2.npy"), "--labels", d("train_labels.npy"), "--layer", "h2",
+            "--neighbours", "500", "--statistics-only", "--output", t("nb.lws"),
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run(["merge", t("nb.lws"), "--calibration", d("calibration_h2.npy"), "--output", t("merged.lwm")])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run(["inspect", t("merged.lwm")])
+        #expect(r.out.contains("neighbours:  500 fitting rows (one-byte codes)"), "\(r.out)")
         r = try CLI.run([
             "evaluate", "--model", t("plain.lwm"), "--in", d("test_h2.npy"), "--ood", d("ood_noise_h2.npy"), "--score",
             "neighbour",

@@ -246,9 +246,16 @@ import Glibc
         let r = try HTTPProbe.request(port: daemon.httpPort, "POST", "/v1/observe", body: json)
         #expect(r.status == 200, "\(r.body)")
         let o = try JSONSerialization.jsonObject(with: Data(r.body.utf8)) as! [String: Any]
-        #expect(o["prediction"] as? Double == remote[0].prediction)
+        // The JSON request scores one row, the binary frame a batch of n: their log-densities may round apart in
+        // the last bits (the batch path's matrix kernels), so the prediction and interval agree to 1e-12.
+        func close(_ a: Double?, _ b: Double) -> Bool { a.map { abs($0 - b) <= 1e-12 * max(1, abs(b)) } ?? false }
+        #expect(close(o["prediction"] as? Double, remote[0].prediction), "\(o) / \(remote[0])")
         #expect(o["spread_p_value"] as? Double == remote[0].spreadPValue)
-        #expect(o["prediction_interval"] as? [Double] == [remote[0].intervalLow, remote[0].intervalHigh])
+        let interval = o["prediction_interval"] as? [Double] ?? []
+        #expect(interval.count == 2, "\(o)")
+        if interval.count == 2 {
+            #expect(close(interval[0], remote[0].intervalLow) && close(interval[1], remote[0].intervalHigh))
+        }
     }
 
     /// The host's own predictions (protocol 1.2): a regression model calibrated with the host's predictions of its

@@ -87,7 +87,12 @@ import Testing
         }
         let model = try LatentModelFitter.fit(
             InMemoryActivations(values: values, shape: [d], labels: labels),
-            configuration: FitConfiguration(family: .gda, fitBackground: false)
+            configuration: { () -> FitConfiguration in
+                // The density's parameters alone: no neighbour index beside them.
+                var c = FitConfiguration(family: .gda, fitBackground: false)
+                c.neighbours = nil
+                return c
+            }()
         )
         let dense = k * (d * d + d) * 4
         let f32 = try ModelFile.encode(model).count

@@ -20,7 +20,9 @@ import Testing
         return (values, labels)
     }
 
-    static func configuration(_ options: NeighbourOptions = NeighbourOptions()) -> FitConfiguration {
+    /// A fit of the unnormalised draws with the index required (these tests calibrate on a few hundred inputs, which
+    /// the default leaves without an index).
+    static func configuration(_ options: NeighbourOptions = NeighbourOptions(required: true)) -> FitConfiguration {
         var c = FitConfiguration(preparation: PreparationOptions(l2Normalize: false), fitBackground: false)
         c.neighbours = options
         return c
@@ -374,7 +376,7 @@ import Testing
         let train = Self.draw(1_000, seed: 6)
         let model = try LatentModelFitter.fit(
             InMemoryActivations(values: train.values, shape: [8], labels: train.labels),
-            configuration: Self.configuration(NeighbourOptions(sampleSize: 500))
+            configuration: Self.configuration(NeighbourOptions(sampleSize: 500, required: true))
         )
         #expect(model.neighbourCount == 500)
         let bytes = try ModelFile.encode(model)
@@ -404,7 +406,7 @@ import Testing
     @Test func shardsAndRefusals() throws {
         let data = Self.draw(1_200, seed: 8)
         let cal = Self.draw(300, seed: 9)
-        let cfg = Self.configuration(NeighbourOptions(sampleSize: 700))
+        let cfg = Self.configuration(NeighbourOptions(sampleSize: 700, required: true))
         let calSource = InMemoryActivations(values: cal.values, shape: [8])
         let whole = try LatentModelFitter.fit(
             InMemoryActivations(values: data.values, shape: [8], labels: data.labels),
@@ -428,35 +430,73 @@ import Testing
             configuration: cfg,
             firstIndex: 500
         )
+        // Through statistics files (`fit --statistics-only`, `merge`): the sample and the options travel with them.
+        var fromFiles = try StatisticsFile.decode(try StatisticsFile.encode(first))
+        #expect(fromFiles.configuration.neighbours == cfg.neighbours && fromFiles.reservoirKeys == first.reservoirKeys)
+        try fromFiles.merge(try StatisticsFile.decode(try StatisticsFile.encode(second)))
         try first.merge(second)
         let merged = try LatentModelFitter.fit(statistics: first, calibration: calSource, configuration: cfg)
         #expect(merged.neighbours == whole.neighbours)
         #expect(merged.epistemicCalibration == whole.epistemicCalibration)
+        let mergedFromFiles = try LatentModelFitter.fit(
+            statistics: fromFiles,
+            calibration: calSource,
+            configuration: fromFiles.configuration
+        )
+        #expect(mergedFromFiles.neighbours == whole.neighbours)
 
         var bare = try LatentModelFitter.statistics(
             of: InMemoryActivations(values: data.values, shape: [8], labels: data.labels),
             configuration: Self.configuration(NeighbourOptions(sampleSize: 0)).withoutNeighbours()
         )
-        bare.configuration.neighbours = NeighbourOptions()
+        bare.configuration.neighbours = NeighbourOptions(required: true)
         #expect(throws: LatentWatchError.self) {
             try LatentModelFitter.fit(statistics: bare, calibration: calSource, configuration: cfg)
         }
+        // Not required (the default): the fit goes on without an index and its notes say why.
+        var optional = cfg
+        optional.neighbours = NeighbourOptions(minimumCalibrationInputs: 0)
+        let noSample = try LatentModelFitter.fit(statistics: bare, calibration: calSource, configuration: optional)
+        #expect(!noSample.hasNeighbourIndex && noSample.metadata.notes.contains("no neighbour index: the statistics"))
+        // Too few calibration inputs for the default (1,000): left out, with the count in the notes.
+        let fewCalibration = try LatentModelFitter.fit(
+            statistics: first,
+            calibration: calSource,
+            configuration: {
+                var c = cfg
+                c.neighbours = NeighbourOptions()
+                return c
+            }()
+        )
+        #expect(!fewCalibration.hasNeighbourIndex && fewCalibration.epistemicCalibration == nil)
+        #expect(fewCalibration.calibration.distributions[.neighbour] == nil)
+        #expect(
+            fewCalibration.metadata.notes.contains("no neighbour index: 300 calibration inputs, fewer than the 1000")
+        )
         #expect(throws: LatentWatchError.self) {
             try LatentModelFitter.fit(
                 InMemoryActivations(values: data.values, shape: [8], labels: data.labels),
                 configuration: Self.configuration(NeighbourOptions(probes: 0))
             )
         }
-        // Sharded mixtures run EM rounds, which keep no index: refused when gathering, not dropped silently.
+        // Sharded mixtures run EM rounds, which keep no index: a required one is refused when gathering; an
+        // optional one is dropped there, so the statistics keep only the mixture's sample.
         var mixture = Self.configuration()
         mixture.family = .gmmFull
         mixture.mixture.components = 2
+        mixture.mixture.reservoirSize = 100
         #expect(throws: LatentWatchError.self) {
             try LatentModelFitter.statistics(
                 of: InMemoryActivations(values: data.values, shape: [8]),
                 configuration: mixture
             )
         }
+        mixture.neighbours = NeighbourOptions()
+        let mixtureStats = try LatentModelFitter.statistics(
+            of: InMemoryActivations(values: data.values, shape: [8]),
+            configuration: mixture
+        )
+        #expect(mixtureStats.configuration.neighbours == nil && mixtureStats.reservoirKeys.count == 100)
         // One huge value does not set the codes' scale (a high quantile of the magnitudes does): the other rows keep
         // their resolution and the outlier is clamped at 127 codes.
         var huge = data.values
@@ -477,6 +517,21 @@ import Testing
                 options: NeighbourOptions()
             ) == nil
         )
+    }
+
+    /// The codes' scale takes its quantile by histograms of the magnitudes' bit patterns instead of sorting a copy:
+    /// every rank gives what sorting gives, with ties, zeros, negative zeros, subnormals and values sharing their
+    /// upper 16 bits.
+    @Test func magnitudeRankEqualsSorting() throws {
+        var rng = SeededRandom(seed: 77)
+        var values = (0..<5_000).map { _ in Float(rng.normal()) * 3 }
+        values += [0, -0.0, 1e-40, -1e-40, 1, -1, 1, 1.0000001, 1.0000002, 7e30, -7e30]
+        let sorted = values.map { abs($0) }.sorted()
+        for rank in [0, 1, 2, 3, 100, 2_500, 4_999, 5_005, 5_009, sorted.count - 2, sorted.count - 1] {
+            #expect(NeighbourIndex.magnitude(atRank: rank, of: values) == sorted[rank], "rank \(rank)")
+        }
+        #expect(NeighbourIndex.codeScale(of: values) == sorted[Int(0.9999 * Double(sorted.count - 1))] / 100)
+        #expect(NeighbourIndex.codeScale(of: [0, 0, 0]) == 1)
     }
 
     /// A workspace made by another model (here one without an index, whose neighbour scratch is one float) is
@@ -508,7 +563,7 @@ import Testing
         plain.family = .gmmFull
         plain.mixture.components = 3
         var indexed = plain
-        indexed.neighbours = NeighbourOptions(sampleSize: 50)
+        indexed.neighbours = NeighbourOptions(sampleSize: 50, required: true)
         let a = try LatentModelFitter.fit(InMemoryActivations(values: data.values, shape: [8]), configuration: plain)
         let b = try LatentModelFitter.fit(InMemoryActivations(values: data.values, shape: [8]), configuration: indexed)
         #expect(b.neighbourCount == 50 && a.neighbourCount == 0)

@@ -20,7 +20,7 @@ EXPECTED_SIZES = {
     "lw_model_info": 200,
     "lw_scores": 128,
     "lw_score_columns": 128,
-    "lw_fit_config": 104,
+    "lw_fit_config": 112,
     "lw_activations": 112,
     "lw_alert": 64,
     "lw_monitor_config": 200,

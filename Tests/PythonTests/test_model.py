@@ -240,10 +240,17 @@ class ModelTests(TempDirTestCase):
         with lw.Monitor([back]) as mon:
             a = mon.assess(self.h2[5])
         self.assertAlmostEqual(a.layers[0].p_value, back.score(self.h2[5]).epistemic_p_value, places=12)
+        # The default keeps an index only where the calibration can resolve the combined p-value (1,000 rows):
+        # these 217 are too few, and the model says why; "off" (or 0) keeps none.
+        self.assertIn("no neighbour index: 217 calibration inputs", self.h2_model.fit_notes)
+        self.assertEqual(lw.fit(train, labels, calibration=cal, neighbours="off").neighbour_count, 0)
+        self.assertEqual(lw.fit(train, labels, calibration=cal, neighbours=0).neighbour_count, 0)
         with self.assertRaises(lw.ConfigurationError):
-            lw.fit(train, labels, neighbours=0)
+            lw.fit(train, labels, neighbours="some")
         with self.assertRaises(lw.ConfigurationError):
-            lw.fit(train, labels, neighbour_cells=4)
+            lw.fit(train, labels, neighbours=True)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(train, labels, neighbours="off", neighbour_cells=4)
         with self.assertRaises(lw.ConfigurationError):
             lw.fit(train, labels, neighbours=100, neighbour_probes=0)
 

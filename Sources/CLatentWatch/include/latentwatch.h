@@ -50,7 +50,8 @@ extern "C" {
  * lw_assessment, with lw_assessment's prediction interval at lw_monitor_config.interval_level, and
  * lw_model_prediction_interval; and the host's predictions: lw_calibrate_disagreement, LW_OUTPUTS_PREDICTION,
  * lw_monitor_config.disagreement_alpha, lw_model_info.disagreement_count, lw_assessment's host-prediction fields
- * and LW_ALERT_DISAGREEMENT; and the neighbour index: lw_fit_config.neighbour_rows, _cells and _probes,
+ * and LW_ALERT_DISAGREEMENT; and the neighbour index: lw_fit_config.neighbour_rows, _cells, _probes and
+ * neighbour_index (LW_NEIGHBOURS_*),
  * lw_scores.neighbour_distance and epistemic_p_value (and their lw_score_columns), lw_model_info.neighbour_count. */
 #define LW_ABI_VERSION 5
 
@@ -272,14 +273,22 @@ typedef struct lw_fit_config {
                                      (regression families); 0: Bayes' rule on the density. A struct_size that ends at mixture_seed
                                      gives the default */
     uint32_t target_bins;         /* regression families: quantile bins of the targets; 0 (default): 10 */
-    uint64_t neighbour_rows;      /* keep a neighbour index over at most this many fitting rows (a seeded uniform
-                                     sample, stored as one-byte codes): its nearest-row distance is combined with the
-                                     surprise into lw_scores.epistemic_p_value (Docs/Statistics.md); needs
-                                     calibration rows. 0 (default): no index. A struct_size that ends at
-                                     target_bins gives the default */
+    uint64_t neighbour_rows;      /* the neighbour index keeps at most this many fitting rows (a seeded uniform
+                                     sample, stored as one-byte codes, at most 16 MiB of them): its nearest-row
+                                     distance is combined with the surprise into lw_scores.epistemic_p_value
+                                     (Docs/Statistics.md); needs calibration rows. 0 (default): 32,768 */
     uint32_t neighbour_cells;     /* k-means cells of that index; 0 (default): the square root of the rows kept */
     uint32_t neighbour_probes;    /* cells searched per input; 0 (default): 2 */
+    int32_t neighbour_index;      /* LW_NEIGHBOURS_* below; default LW_NEIGHBOURS_AUTOMATIC. A struct_size that ends
+                                     at target_bins or neighbour_probes gives the defaults */
 } lw_fit_config;
+
+#define LW_NEIGHBOURS_AUTOMATIC 0 /* keep a neighbour index where the fit can and it pays; where it cannot
+                                     (statistics without a sample, a sharded mixture, a latent dimension beyond
+                                     32,768) or the model is calibrated on fewer than 1,000 rows (too few to resolve
+                                     the combined p-value's small values) the model has none and its notes say why */
+#define LW_NEIGHBOURS_OFF 1       /* no neighbour index */
+#define LW_NEIGHBOURS_REQUIRED 2  /* keep one or fail (lw_last_error says why) */
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
  * the macro below passes it). */
@@ -609,6 +618,13 @@ typedef struct lw_monitor_config {
                                            between the host's prediction and the model's (a model calibrated
                                            by lw_calibrate_disagreement); default 0.01; 0 turns it off */
 } lw_monitor_config;
+
+#define LW_NEIGHBOURS_AUTOMATIC 0 /* keep a neighbour index where the fit can and it pays; where it cannot
+                                     (statistics without a sample, a sharded mixture, a latent dimension beyond
+                                     32,768) or the model is calibrated on fewer than 1,000 rows (too few to resolve
+                                     the combined p-value's small values) the model has none and its notes say why */
+#define LW_NEIGHBOURS_OFF 1       /* no neighbour index */
+#define LW_NEIGHBOURS_REQUIRED 2  /* keep one or fail (lw_last_error says why) */
 
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
  * the macro below passes it). */

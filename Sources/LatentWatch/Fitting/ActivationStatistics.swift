@@ -109,7 +109,7 @@ public struct ActivationStatistics: Sendable {
             reservoirKeys += other.reservoirKeys
             reservoir += other.reservoir
             reservoirThreshold = min(reservoirThreshold, other.reservoirThreshold)
-            truncateReservoir(to: configuration.reservoirCapacity, p: p)
+            truncateReservoir(to: configuration.reservoirCapacity(pooledDimension: p), p: p)
         }
     }
 
@@ -223,12 +223,17 @@ extension LatentModelFitter {
                 remedy: "give the shard's labels"
             )
         }
-        if cfg.neighbours != nil, cfg.families.family(named: cfg.family.rawValue)?.needsPasses == true {
-            throw LatentWatchError(
-                .invalidConfiguration,
-                "a sharded fit of family '\(cfg.family)' (EM rounds) cannot keep a neighbour index",
-                remedy: "fit the mixture in one pass to keep an index, or shard it without one"
-            )
+        var cfg = cfg
+        if cfg.families.family(named: cfg.family.rawValue)?.needsPasses == true, let options = cfg.neighbours {
+            // A sharded mixture's EM rounds carry no sample on, so its statistics keep only the start's.
+            guard !options.required else {
+                throw LatentWatchError(
+                    .invalidConfiguration,
+                    "a sharded fit of family '\(cfg.family)' (EM rounds) cannot keep a neighbour index",
+                    remedy: "fit the mixture in one pass to keep an index, or make the index optional (the default)"
+                )
+            }
+            cfg.neighbours = nil
         }
         let split = SplitAssignment(
             seed: cfg.splitSeed,
@@ -255,8 +260,8 @@ extension LatentModelFitter {
         progress: ((FitProgress) -> Void)?
     ) throws -> ActivationStatistics {
         let preparation = Preparation(inputShape: source.sampleShape, options: cfg.preparation)
-        let capacity = cfg.reservoirCapacity
         let p = preparation.pooledDimension
+        let capacity = cfg.reservoirCapacity(pooledDimension: p)
         let n = preparation.inputCount
         var stats = ActivationStatistics(
             inputShape: source.sampleShape,

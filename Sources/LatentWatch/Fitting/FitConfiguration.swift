@@ -90,12 +90,13 @@ public struct FitConfiguration: Sendable {
     public var targetBinCount: Int = 10
     /// Regression families: the bins the fitter cut the targets into, set by the fitter.
     package var binnedTargets: TargetBins? = nil
-    /// A neighbour index beside the density (``LatentModel/hasNeighbourIndex``), or nil for none (the default). With
-    /// it, the model's epistemic p-value combines the surprise's with the distance to the nearest stored fitting
-    /// row's (``LatentModel/epistemicPValue(_:)``).
-    public var neighbours: NeighbourOptions? = nil
+    /// A neighbour index beside the density (``LatentModel/hasNeighbourIndex``; the default options), or nil for
+    /// none. With it, the model's epistemic p-value combines the surprise's with the distance to the nearest stored
+    /// fitting row's (``LatentModel/epistemicPValue(_:)``; Docs/Evaluation.md has the evidence for the default).
+    public var neighbours: NeighbourOptions? = NeighbourOptions()
 
-    /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on, posterior calibrated.
+    /// Defaults: GDA, flatten, held-out shrinkage, 20 % calibration, float32, background on, posterior calibrated,
+    /// a neighbour index of the default options.
     public init(
         family: DensityFamilyName = "gda",
         preparation: PreparationOptions = PreparationOptions(),
@@ -158,9 +159,13 @@ extension FitConfiguration {
 
     /// Rows the statistics pass keeps in its reservoir sample: a mixture's k-means++ start and the neighbour index
     /// share it (the smaller sample is a prefix of the larger, both ordered by key).
-    package var reservoirCapacity: Int {
-        let mixture = (families.family(named: family.rawValue)?.needsPasses ?? false) ? mixture.reservoirSize : 0
-        return max(mixture, neighbours?.sampleSize ?? 0)
+    package func reservoirCapacity(pooledDimension p: Int) -> Int {
+        max(mixtureReservoir, neighbours?.rows(pooledDimension: p) ?? 0)
+    }
+
+    /// Rows a mixture's k-means++ start takes from the reservoir (0 for the other families).
+    package var mixtureReservoir: Int {
+        (families.family(named: family.rawValue)?.needsPasses ?? false) ? mixture.reservoirSize : 0
     }
 
     /// The shrinkage EM applies to mixture components (only a fixed lambda applies; 0 otherwise).

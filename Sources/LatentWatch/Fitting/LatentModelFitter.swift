@@ -85,6 +85,7 @@ public enum LatentModelFitter {
             calibration ?? source,
             carve: calibration == nil ? split : nil,
             posterior: cfg.calibratePosterior,
+            neighbours: cfg.neighbours,
             progress: progress
         )
         return model
@@ -171,6 +172,7 @@ public enum LatentModelFitter {
             calibration,
             carve: nil,
             posterior: configuration.calibratePosterior,
+            neighbours: configuration.neighbours,
             progress: progress
         )
         // Calibration targets of a class family were refused above.
@@ -190,8 +192,12 @@ public enum LatentModelFitter {
     ) throws -> LatentModel {
         var (preparation, stats) = try prepare(collected, configuration: cfg, progress: progress)
         var neighbours: NeighbourIndex?
+        var neighbourNote: String?
         if let options = cfg.neighbours {
-            neighbours = try neighbourIndex(&stats, preparation: preparation, configuration: cfg, options: options)
+            switch try neighbourIndex(&stats, preparation: preparation, configuration: cfg, options: options) {
+            case .success(let index): neighbours = index
+            case .failure(let reason): neighbourNote = "no neighbour index: " + reason.message
+            }
         }
         progress?(
             FitProgress(stage: .regularization, samples: stats.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
@@ -228,54 +234,61 @@ public enum LatentModelFitter {
             calibration: .none
         )
         model.neighbours = neighbours
+        if let neighbourNote {
+            model.metadata.notes += (model.metadata.notes.isEmpty ? "" : "; ") + neighbourNote
+        }
         return model
     }
 
-    /// The neighbour index of a fit, from the statistics' reservoir sample of prepared rows (the `sampleSize`
-    /// rows of smallest key, taken from a copy); leaves the reservoir as a mixture's start expects it (its
-    /// `reservoirSize` rows of smallest key, whatever `sampleSize` is).
+    /// The neighbour index of a fit, from the statistics' reservoir sample of prepared rows (the
+    /// ``NeighbourOptions/rows(pooledDimension:)`` rows of smallest key, taken from a copy), or why it cannot be
+    /// built: thrown when the options say it is required, returned otherwise (the fit goes on without it). Leaves
+    /// the reservoir as a mixture's start expects it (its `reservoirSize` rows of smallest key).
     static func neighbourIndex(
         _ stats: inout ActivationStatistics,
         preparation: Preparation,
         configuration cfg: FitConfiguration,
         options: NeighbourOptions
-    ) throws(LatentWatchError) -> NeighbourIndex {
+    ) throws(LatentWatchError) -> Result<NeighbourIndex, LatentWatchError> {
         if let problem = options.problem { throw LatentWatchError(.invalidConfiguration, problem) }
         let d = preparation.outputDimension
-        guard !stats.reservoirKeys.isEmpty else {
-            throw LatentWatchError(
+        let unavailable: LatentWatchError?
+        var index: NeighbourIndex?
+        if stats.reservoirKeys.isEmpty {
+            unavailable = LatentWatchError(
                 .fitFailed,
-                "the statistics keep no sample of fitting rows for the neighbour index (statistics files of "
-                    + "families other than mixtures store none)",
-                remedy: "fit in one pass over the activations, or without a neighbour index"
+                "the statistics keep no sample of fitting rows (a statistics file written before statistics carried "
+                    + "one)",
+                remedy:
+                    "gather the statistics again with this version, fit in one pass, or fit without a neighbour index"
             )
-        }
-        var sample = stats
-        sample.truncateReservoir(to: options.sampleSize, p: d)
-        guard d <= NeighbourIndex.maximumCodeDimension else {
-            throw LatentWatchError(
+        } else if d > NeighbourIndex.maximumCodeDimension {
+            unavailable = LatentWatchError(
                 .fitFailed,
                 "the neighbour index takes latent dimensions up to \(NeighbourIndex.maximumCodeDimension), this layer's is \(d)",
                 remedy: "pool the layer, project it (PCA), or fit without a neighbour index"
             )
-        }
-        guard
-            let index = NeighbourIndex.build(
+        } else {
+            var sample = stats
+            sample.truncateReservoir(to: options.rows(pooledDimension: preparation.pooledDimension), p: d)
+            index = NeighbourIndex.build(
                 sample: sample.reservoir,
                 count: sample.reservoirKeys.count,
                 dimension: d,
                 options: options
             )
-        else {
-            throw LatentWatchError(
-                .fitFailed,
-                "could not build the neighbour index from \(sample.reservoirKeys.count) rows"
-            )
+            unavailable =
+                index == nil
+                ? LatentWatchError(
+                    .fitFailed,
+                    "could not build the neighbour index from \(sample.reservoirKeys.count) rows"
+                ) : nil
         }
-        if cfg.families.family(named: cfg.family.rawValue)?.needsPasses ?? false {
-            stats.truncateReservoir(to: cfg.mixture.reservoirSize, p: d)
-        }
-        return index
+        if cfg.mixtureReservoir > 0 { stats.truncateReservoir(to: cfg.mixtureReservoir, p: d) }
+        if let index { return .success(index) }
+        let reason = unavailable!
+        if options.required { throw reason }
+        return .failure(reason)
     }
 
     /// The preparation the statistics call for (the PCA projection, when configured, fitted on their global
@@ -353,6 +366,7 @@ public enum LatentModelFitter {
         _ source: any ActivationSource,
         carve: SplitAssignment?,
         posterior: Bool,
+        neighbours options: NeighbourOptions?,
         progress: ((FitProgress) -> Void)?
     ) throws {
         progress?(FitProgress(stage: .calibration, samples: 0, iteration: 0, restart: 0, logLikelihood: 0))
@@ -373,6 +387,15 @@ public enum LatentModelFitter {
                 pairs[1].append(n)
             }
         }
+        let calibrated = collected[.surprise]?.count ?? 0
+        if model.neighbours != nil, let options, !options.required, calibrated < options.minimumCalibrationInputs {
+            model.neighbours = nil
+            collected[.neighbour] = nil
+            let note =
+                "no neighbour index: \(calibrated) calibration inputs, fewer than the \(options.minimumCalibrationInputs) "
+                + "its combined p-value needs"
+            model.metadata.notes = model.metadata.notes.isEmpty ? note : model.metadata.notes + "; " + note
+        }
         var dists: [ScoreKind: EmpiricalDistribution] = [:]
         for (kind, values) in collected where !values.isEmpty { dists[kind] = EmpiricalDistribution(scores: values) }
         model.calibration = Calibration(distributions: dists)
@@ -387,7 +410,7 @@ public enum LatentModelFitter {
                     statistic: .cauchy
                 ).distribution
         }
-        model.metadata.calibrationSamples = collected[.surprise]?.count ?? 0
+        model.metadata.calibrationSamples = calibrated
         progress?(
             FitProgress(stage: .done, samples: model.metadata.fitSamples, iteration: 0, restart: 0, logLikelihood: 0)
         )

@@ -88,8 +88,11 @@ public struct MixtureRound: Sendable {
                 "a \(cfg.mixture.components)-component mixture needs at least as many activations; the statistics hold \(statistics.fitSamples)"
             )
         }
-        let (preparation, stats) = try LatentModelFitter.prepare(statistics, configuration: cfg, progress: progress)
+        let (preparation, prepared) = try LatentModelFitter.prepare(statistics, configuration: cfg, progress: progress)
+        var stats = prepared
         let d = preparation.outputDimension
+        // The statistics may hold a larger sample for a neighbour index; the start takes the mixture's share.
+        stats.truncateReservoir(to: cfg.mixture.reservoirSize, p: d)
         let globalCovariance = stats.globalMoments.covariance
         let em = LatentModelFitter.expectationMaximization(
             globalCovariance: globalCovariance,
@@ -382,6 +385,7 @@ extension LatentModelFitter {
                 fitSamples: mixture.fitSamples,
                 notes:
                     "em: \(mixture.round) iterations, converged \(mixture.converged), mean log-likelihood \(mixture.logLikelihoods.last ?? .nan)"
+                    + "; no neighbour index: a sharded mixture fit keeps none"
             ),
             preparation: mixture.preparation,
             density: density,
@@ -392,7 +396,14 @@ extension LatentModelFitter {
             ),
             calibration: .none
         )
-        try calibrate(&model, calibration, carve: nil, posterior: cfg.calibratePosterior, progress: progress)
+        try calibrate(
+            &model,
+            calibration,
+            carve: nil,
+            posterior: cfg.calibratePosterior,
+            neighbours: nil,
+            progress: progress
+        )
         return model
     }
 }

@@ -34,9 +34,12 @@ public enum StatisticsFile {
             var mixture: Mixture?
             /// The target bins of a regression family (layout 3).
             var targets: Targets?
+            /// The neighbour index's options, when the fit keeps one (absent in files written before statistics
+            /// carried its sample: no index).
+            var neighbours: Neighbours?
 
             enum CodingKeys: String, CodingKey {
-                case family, preparation, mixture, targets
+                case family, preparation, mixture, targets, neighbours
                 case splitSeed = "split_seed"
                 case shrinkage, lambda
                 case floorRatio = "floor_ratio"
@@ -54,6 +57,20 @@ public enum StatisticsFile {
             var edges: [Double]
             var means: [Double]
             var spreads: [Double]
+        }
+
+        /// ``NeighbourOptions``.
+        struct Neighbours: Codable {
+            var rows: Int
+            var cells: Int?
+            var probes: Int
+            var maximumBytes: Int
+            var required: Bool
+
+            enum CodingKeys: String, CodingKey {
+                case rows, cells, probes, required
+                case maximumBytes = "maximum_bytes"
+            }
         }
 
         struct Mixture: Codable {
@@ -78,7 +95,8 @@ public enum StatisticsFile {
             }
         }
 
-        /// The reservoir sample of a mixture's statistics: `count` rows, their keys (u64) and pooled values (f32).
+        /// The reservoir sample of the fitting rows, for a mixture's start and the neighbour index: `count` rows,
+        /// their keys (u64) and pooled values (f32).
         struct Reservoir: Codable {
             var count: Int
             var keysSection: Int
@@ -170,7 +188,7 @@ public enum StatisticsFile {
         moments.append(payloads.add(s.globalTrain, label: nil, part: "train"))
         moments.append(payloads.add(s.globalValidation, label: nil, part: "validation"))
         var reservoir: Metadata.Reservoir?
-        if isMixture {
+        if isMixture || cfg.neighbours != nil {
             reservoir = .init(
                 count: s.reservoirKeys.count,
                 keysSection: payloads.add(ByteCoding.bytes(of: s.reservoirKeys), width: 8),
@@ -343,12 +361,11 @@ public enum StatisticsFile {
         }
         stats.globalTrain = gt
         stats.globalValidation = gv
-        if isMixture {
-            guard let r = meta.reservoir else { throw corrupt("mixture statistics without their reservoir sample") }
-            guard r.count >= 0, r.count <= cfg.mixture.reservoirSize, r.count <= meta.samples else {
-                throw corrupt(
-                    "a reservoir of \(r.count) rows (at most \(cfg.mixture.reservoirSize) and \(meta.samples))"
-                )
+        if isMixture, meta.reservoir == nil { throw corrupt("mixture statistics without their reservoir sample") }
+        if let r = meta.reservoir {
+            let capacity = cfg.reservoirCapacity(pooledDimension: d)
+            guard r.count >= 0, r.count <= capacity, r.count <= meta.samples else {
+                throw corrupt("a reservoir of \(r.count) rows (at most \(capacity) and \(meta.samples))")
             }
             try checkSize(sets: 0, dimension: d, extra: r.count * d * 4, fileSize: fileSize)
             guard let kb = payloads[r.keysSection], kb.count == r.count * 8, r.keysSection >= 1,
@@ -364,7 +381,7 @@ public enum StatisticsFile {
             guard values.allSatisfy(\.isFinite) else { throw corrupt("the reservoir holds NaN or infinite values") }
             stats.reservoirKeys = keys
             stats.reservoir = values
-            if keys.count >= cfg.mixture.reservoirSize, let last = keys.last { stats.reservoirThreshold = last }
+            if keys.count >= capacity, let last = keys.last { stats.reservoirThreshold = last }
         }
         return stats
     }
@@ -596,7 +613,16 @@ public enum StatisticsFile {
                     floorRatio: cfg.mixtureRegularization.floorRatio,
                     ridge: cfg.mixtureRegularization.ridge
                 ),
-            targets: cfg.binnedTargets.map { .init(edges: $0.edges, means: $0.means, spreads: $0.spreads) }
+            targets: cfg.binnedTargets.map { .init(edges: $0.edges, means: $0.means, spreads: $0.spreads) },
+            neighbours: cfg.neighbours.map {
+                .init(
+                    rows: $0.sampleSize,
+                    cells: $0.cells,
+                    probes: $0.probes,
+                    maximumBytes: $0.maximumBytes,
+                    required: $0.required
+                )
+            }
         )
     }
 
@@ -665,6 +691,24 @@ public enum StatisticsFile {
             calibratePosterior: c.calibratePosterior
         )
         cfg.calibrationFraction = 0
+        cfg.neighbours = nil
+        if let n = c.neighbours {
+            let options = NeighbourOptions(
+                sampleSize: n.rows,
+                cells: n.cells,
+                probes: n.probes,
+                maximumBytes: n.maximumBytes,
+                required: n.required
+            )
+            guard options.problem == nil, n.rows <= 1 << 24, (n.cells ?? 1) <= 1 << 24, n.probes <= 1 << 24 else {
+                throw LatentWatchError(
+                    .inconsistentModel,
+                    "neighbour options of \(n.rows) rows, \(n.cells.map(String.init) ?? "default") cells, \(n.probes) probes, \(n.maximumBytes) bytes",
+                    remedy: "the file is corrupt; gather the statistics again"
+                )
+            }
+            cfg.neighbours = options
+        }
         if MixtureRound.covariance(of: family.name) != nil {
             guard let m = c.mixture else { throw bad("family '\(c.family)' without its EM options") }
             guard m.components >= 1, m.components <= 4096, m.tolerance.isFinite, m.tolerance >= 0,

@@ -108,6 +108,9 @@ LW_FUSION_BONFERRONI = 0
 LW_FUSION_CAUCHY = 1
 LW_FUSION_AUTOMATIC = 2
 LW_FUSION_CALIBRATED = 3
+LW_NEIGHBOURS_AUTOMATIC = 0
+LW_NEIGHBOURS_OFF = 1
+LW_NEIGHBOURS_REQUIRED = 2
 LW_JOINT_CAUCHY = 0
 LW_JOINT_FISHER = 1
 LW_BETTING_MIXTURE = 0
@@ -240,6 +243,7 @@ class lw_fit_config(Structure):
         ("neighbour_rows", c_uint64),
         ("neighbour_cells", c_uint32),
         ("neighbour_probes", c_uint32),
+        ("neighbour_index", c_int32),
     ]
 
 

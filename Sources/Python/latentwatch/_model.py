@@ -590,7 +590,7 @@ def fit(
     targets: Optional[Any] = None,
     calibration_targets: Optional[Any] = None,
     target_bins: int = 10,
-    neighbours: Optional[int] = None,
+    neighbours: Union[int, str, None] = None,
     neighbour_cells: Optional[int] = None,
     neighbour_probes: int = 2,
 ) -> Model:
@@ -630,10 +630,13 @@ def fit(
         calibration_targets: the calibration rows' targets: they calibrate the predictive distribution and the
             prediction interval (without ``calibration``, the held-out rows' own targets are used).
         target_bins: quantile bins the targets are cut into (regression families).
-        neighbours: keep a neighbour index over at most this many fitting rows (a seeded uniform sample, stored
-            as one-byte integer codes: rows x latent dimension bytes in the model file), whose nearest-row distance is
-            combined with the surprise into ``epistemic_p_value`` (better on near-OOD inputs; Docs/Evaluation.md).
-            None (the default): no index. 32768 is the SDK's default size.
+        neighbours: the neighbour index, whose nearest-row distance is combined with the surprise into
+            ``epistemic_p_value`` (better on near-OOD inputs; Docs/Evaluation.md): None (the default) keeps one of
+            at most 32768 fitting rows and 16 MiB (a seeded uniform sample, stored as one-byte integer codes: rows x
+            latent dimension bytes in the model file), left out where the fit cannot keep one (a latent dimension
+            beyond 32768) or calibrates on fewer than 1000 rows (too few to resolve the combined p-value's small
+            values; the model's notes say why); a number of rows keeps one of that size or fails; ``"off"`` (or 0)
+            keeps none.
         neighbour_cells: k-means cells of that index (None: the square root of the rows kept).
         neighbour_probes: cells searched per input.
 
@@ -664,18 +667,7 @@ def fit(
     if not 1 <= int(target_bins) <= 1000:
         raise ConfigurationError(f"target_bins is {target_bins!r}; it must be 1 to 1000")
     config.target_bins = int(target_bins)
-    if neighbours is not None:
-        if isinstance(neighbours, bool) or not 1 <= int(neighbours) <= 1 << 24:
-            raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None or 1 to 16777216 rows")
-        if neighbour_cells is not None and not 1 <= int(neighbour_cells) <= 1 << 24:
-            raise ConfigurationError(f"neighbour_cells is {neighbour_cells!r}; it must be None or at least 1")
-        if not 1 <= int(neighbour_probes) <= 1 << 24:
-            raise ConfigurationError(f"neighbour_probes is {neighbour_probes!r}; it must be at least 1")
-        config.neighbour_rows = int(neighbours)
-        config.neighbour_cells = 0 if neighbour_cells is None else int(neighbour_cells)
-        config.neighbour_probes = int(neighbour_probes)
-    elif neighbour_cells is not None:
-        raise ConfigurationError("neighbour_cells was given without neighbours (the index's size)")
+    _set_neighbours(config, neighbours, neighbour_cells, neighbour_probes)
     train, keep = _activations_struct(activations, labels, "activations", targets=targets)
     keep.extend(keep_strings)
     cal_p = None
@@ -771,6 +763,34 @@ def calibrate_jointly(
 
 
 _JOINT_STATISTICS = {"cauchy": _capi.LW_JOINT_CAUCHY, "fisher": _capi.LW_JOINT_FISHER}
+
+
+def _set_neighbours(
+    config: _capi.lw_fit_config,
+    neighbours: Union[int, str, None],
+    neighbour_cells: Optional[int],
+    neighbour_probes: int,
+) -> None:
+    """Sets the neighbour index's fields of ``config`` from :func:`fit`'s ``neighbours`` options."""
+    if neighbours is not None and (isinstance(neighbours, bool) or not isinstance(neighbours, (int, str))):
+        raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None, a number of rows or 'off'")
+    if isinstance(neighbours, str) and neighbours != "off":
+        raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None, a number of rows or 'off'")
+    if neighbours == "off" or neighbours == 0:
+        if neighbour_cells is not None:
+            raise ConfigurationError("neighbour_cells was given with neighbours='off'")
+        config.neighbour_index = _capi.LW_NEIGHBOURS_OFF
+        return
+    if neighbours is not None and not 1 <= int(neighbours) <= 1 << 24:
+        raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None, 1 to 16777216 rows, or 'off'")
+    if neighbour_cells is not None and not 1 <= int(neighbour_cells) <= 1 << 24:
+        raise ConfigurationError(f"neighbour_cells is {neighbour_cells!r}; it must be None or at least 1")
+    if not 1 <= int(neighbour_probes) <= 1 << 24:
+        raise ConfigurationError(f"neighbour_probes is {neighbour_probes!r}; it must be at least 1")
+    config.neighbour_rows = 0 if neighbours is None else int(neighbours)
+    config.neighbour_cells = 0 if neighbour_cells is None else int(neighbour_cells)
+    config.neighbour_probes = int(neighbour_probes)
+    config.neighbour_index = _capi.LW_NEIGHBOURS_AUTOMATIC if neighbours is None else _capi.LW_NEIGHBOURS_REQUIRED
 
 
 def _fit_config(

@@ -12,7 +12,7 @@ from ._arrays import OwnedHandle, check
 from ._errors import ConfigurationError, InvalidHandleError
 import numpy as np
 
-from ._model import Model, _activations_struct, _fit_config, _targets_array
+from ._model import Model, _activations_struct, _fit_config, _set_neighbours, _targets_array
 
 __all__ = ["Statistics", "gather_statistics", "merge_statistics"]
 
@@ -299,6 +299,7 @@ def gather_statistics(
     targets: Any = None,
     binning: Any = None,
     target_bins: int = 10,
+    neighbours: Union[int, str, None] = None,
 ) -> Statistics:
     """Gathers the mergeable statistics of one shard of activations (``lw_statistics_gather``, and
     ``lw_statistics_gather_targets`` for regression families).
@@ -315,6 +316,8 @@ def gather_statistics(
         family: ``"gda"``, ``"tied"``, ``"regression"``, ``"regression-tied"``, or ``"gmm-full"`` and
             ``"gmm-diag"``, whose merged statistics start EM in
             rounds (:meth:`Statistics.start_mixture`).
+        neighbours: as :func:`latentwatch.fit`'s: the statistics keep the sample of fitting rows a neighbour index
+            is built from (a sharded mixture's EM rounds do not carry it on, so its model has none).
         The other options are :func:`latentwatch.fit`'s, and must be the same for every shard.
 
     Raises:
@@ -339,6 +342,7 @@ def gather_statistics(
         fit_background=fit_background,
         calibrate_posterior=calibrate_posterior,
     )
+    _set_neighbours(config, neighbours, None, 2)
     handle = ctypes.c_void_p()
     if regression and labels is not None:
         raise ConfigurationError("a regression family takes targets, not class labels")

@@ -970,12 +970,21 @@ static int run_fit(const char *raw, const char *labels_raw, size_t dim, const ch
     /* A neighbour index: its size, the scores it adds (one input, a batch, an older lw_scores), a model file
      * round trip, and the refusals. */
     {
-        CHECK(fc.neighbour_rows == 0 && fc.neighbour_cells == 0 && fc.neighbour_probes == 0, "neighbour defaults");
+        CHECK(fc.neighbour_rows == 0 && fc.neighbour_cells == 0 && fc.neighbour_probes == 0 &&
+                  fc.neighbour_index == LW_NEIGHBOURS_AUTOMATIC,
+              "neighbour defaults");
         lw_fit_config fn = fc;
         fn.neighbour_cells = 4;
+        fn.neighbour_index = LW_NEIGHBOURS_OFF;
         lw_model *refused = NULL;
         EXPECT_STATUS(lw_fit(&train, NULL, &fn, &refused), LW_ERR_INVALID_CONFIGURATION);
-        CHECK(strstr(lw_last_error(), "neighbour_rows") != NULL, "message: %s", lw_last_error());
+        CHECK(strstr(lw_last_error(), "LW_NEIGHBOURS_OFF") != NULL, "message: %s", lw_last_error());
+        fn.neighbour_index = 7;
+        EXPECT_STATUS(lw_fit(&train, NULL, &fn, &refused), LW_ERR_INVALID_CONFIGURATION);
+        CHECK(strstr(lw_last_error(), "neighbour_index") != NULL, "message: %s", lw_last_error());
+        /* The default (automatic) leaves the index out of a fit calibrated on fewer than 1,000 rows, as `back`
+         * below was; a required one is kept whatever the calibration. */
+        fn.neighbour_index = LW_NEIGHBOURS_REQUIRED;
         fn.neighbour_rows = 300;
         lw_model *nm = NULL;
         EXPECT_STATUS(lw_fit(&train, NULL, &fn, &nm), LW_OK);
