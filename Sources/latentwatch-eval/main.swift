@@ -249,6 +249,9 @@ for layer in layers {
             layerName: layer
         )
         if let r = cfg.mixtureRegularization { fc.mixtureRegularization = r }
+        // These rows measure the densities' scores; the neighbour index beside them is measured by
+        // Tests/Evaluation/neighbour_eval.py and neighbour_calibration_size.py (Docs/Evaluation.md, finding 9).
+        fc.neighbours = nil
         let model: LatentModel
         do {
             model = try LatentModelFitter.fit(

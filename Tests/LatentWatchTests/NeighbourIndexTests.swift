@@ -473,6 +473,22 @@ import Testing
         #expect(
             fewCalibration.metadata.notes.contains("no neighbour index: 300 calibration inputs, fewer than the 1000")
         )
+        // Carved off the fitting data, the count is known before the index would be built: none is built.
+        let carved = try LatentModelFitter.fit(
+            InMemoryActivations(values: data.values, shape: [8], labels: data.labels),
+            configuration: {
+                var c = cfg
+                c.neighbours = NeighbourOptions()
+                return c
+            }()
+        )
+        #expect(!carved.hasNeighbourIndex && carved.metadata.calibrationSamples > 0)
+        #expect(
+            carved.metadata.notes.contains(
+                "no neighbour index: \(carved.metadata.calibrationSamples) calibration inputs, fewer than the 1000"
+            ),
+            "\(carved.metadata.notes)"
+        )
         #expect(throws: LatentWatchError.self) {
             try LatentModelFitter.fit(
                 InMemoryActivations(values: data.values, shape: [8], labels: data.labels),

@@ -22,9 +22,9 @@ public struct NeighbourOptions: Sendable, Equatable {
     public var required: Bool
     /// An index that is not ``required`` is left out (with a note) when the model is calibrated on fewer inputs
     /// than this. The combined p-value is the conformal p-value of a statistic of two p-values, and with few
-    /// calibration inputs its smallest values are coarse: on the digits sample (217 calibration inputs) the
-    /// out-of-distribution half of the stream reaches p <= 0.01 on one layer for 57 of 200 inputs with the index
-    /// against 113 without (Docs/Statistics.md).
+    /// calibration inputs its smallest values are coarse: on the digits sample (217 calibration inputs) two layers
+    /// fused by Bonferroni flag none of the stream's 200 out-of-distribution inputs at 0.01 with indices, 44 without
+    /// (Docs/Statistics.md, Docs/Evaluation.md).
     public var minimumCalibrationInputs: Int
 
     /// Defaults: at most 32,768 rows and 16 MiB, about sqrt(rows) cells, two searched per input, left out where a

@@ -21,6 +21,8 @@ public struct ActivationStatistics: Sendable {
     package internal(set) var globalValidation: GaussianMoments
     /// Activations folded in.
     public internal(set) var fitSamples = 0
+    /// Activations the pass skipped as calibration inputs (those a fit carves off; 0 for shards, which carve none).
+    package internal(set) var calibrationSamples = 0
     /// A uniform sample of the fitting rows for a mixture's k-means++ start: the rows with the smallest keys
     /// (``reservoirKey(seed:index:)``), pooled, in increasing key order once ``truncateReservoir(to:p:)`` ran. A key
     /// depends only on the seed and the row's index in the whole data set, so the sample of merged shards is
@@ -282,7 +284,10 @@ extension LatentModelFitter {
             for key in groups.keys { groups[key]!.removeAll(keepingCapacity: true) }
             for i in 0..<batch.count {
                 defer { index += 1 }
-                if split.isCalibration(index) { continue }
+                if split.isCalibration(index) {
+                    stats.calibrationSamples += 1
+                    continue
+                }
                 let row = UnsafeBufferPointer(rebasing: batch.values[(i * n)..<((i + 1) * n)])
                 if let bad = row.firstIndex(where: { !$0.isFinite }) {
                     throw LatentWatchError(

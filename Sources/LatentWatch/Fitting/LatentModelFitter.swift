@@ -78,6 +78,7 @@ public enum LatentModelFitter {
             configuration: cfg,
             created: created,
             mixtureData: (source, split),
+            calibrationCount: calibration == nil ? stats.calibrationSamples : nil,
             progress: progress
         )
         try calibrate(
@@ -188,12 +189,22 @@ public enum LatentModelFitter {
         configuration cfg: FitConfiguration,
         created: String,
         mixtureData: (source: any ActivationSource, split: SplitAssignment)?,
+        calibrationCount: Int? = nil,
         progress: ((FitProgress) -> Void)?
     ) throws -> LatentModel {
         var (preparation, stats) = try prepare(collected, configuration: cfg, progress: progress)
         var neighbours: NeighbourIndex?
         var neighbourNote: String?
-        if let options = cfg.neighbours {
+        if let problem = cfg.neighbours?.problem { throw LatentWatchError(.invalidConfiguration, problem) }
+        if let options = cfg.neighbours, !options.required, let n = calibrationCount,
+            n < options.minimumCalibrationInputs
+        {
+            // Known before the index is built: `calibrate` would leave it out.
+            neighbourNote = fewCalibrationInputsNote(n, options)
+            if cfg.mixtureReservoir > 0 {
+                stats.truncateReservoir(to: cfg.mixtureReservoir, p: preparation.outputDimension)
+            }
+        } else if let options = cfg.neighbours {
             switch try neighbourIndex(&stats, preparation: preparation, configuration: cfg, options: options) {
             case .success(let index): neighbours = index
             case .failure(let reason): neighbourNote = "no neighbour index: " + reason.message
@@ -357,6 +368,12 @@ public enum LatentModelFitter {
     /// Log joints kept for fitting the posterior temperature: at most this many values (rows x classes).
     static let temperatureValueLimit = 2_000_000
 
+    /// Why a model calibrated on `n` inputs keeps no neighbour index.
+    static func fewCalibrationInputsNote(_ n: Int, _ options: NeighbourOptions) -> String {
+        "no neighbour index: \(n) calibration inputs, fewer than the \(options.minimumCalibrationInputs) its combined "
+            + "p-value needs"
+    }
+
     /// Scores held-out in-distribution activations (all of `source`, or those `carve` assigns to
     /// calibration) and stores the score distributions in the model. With `posterior`, labelled inputs and a
     /// density whose components are classes, first fits the posterior temperature on them (from the first
@@ -391,9 +408,7 @@ public enum LatentModelFitter {
         if model.neighbours != nil, let options, !options.required, calibrated < options.minimumCalibrationInputs {
             model.neighbours = nil
             collected[.neighbour] = nil
-            let note =
-                "no neighbour index: \(calibrated) calibration inputs, fewer than the \(options.minimumCalibrationInputs) "
-                + "its combined p-value needs"
+            let note = fewCalibrationInputsNote(calibrated, options)
             model.metadata.notes = model.metadata.notes.isEmpty ? note : model.metadata.notes + "; " + note
         }
         var dists: [ScoreKind: EmpiricalDistribution] = [:]
