@@ -619,13 +619,6 @@ typedef struct lw_monitor_config {
                                            by lw_calibrate_disagreement); default 0.01; 0 turns it off */
 } lw_monitor_config;
 
-#define LW_NEIGHBOURS_AUTOMATIC 0 /* keep a neighbour index where the fit can and it pays; where it cannot
-                                     (statistics without a sample, a sharded mixture, a latent dimension beyond
-                                     32,768) or the model is calibrated on fewer than 1,000 rows (too few to resolve
-                                     the combined p-value's small values) the model has none and its notes say why */
-#define LW_NEIGHBOURS_OFF 1       /* no neighbour index */
-#define LW_NEIGHBOURS_REQUIRED 2  /* keep one or fail (lw_last_error says why) */
-
 /* Sets struct_size and the defaults above, writing at most size bytes (sizeof *config as the caller compiled it;
  * the macro below passes it). */
 void lw_monitor_config_init_sized(lw_monitor_config *config, size_t size);
