@@ -202,10 +202,12 @@ func fitConfiguration(_ p: UnsafePointer<lw_fit_config>) throws(CallError) -> Fi
         }
         if c.target_bins > 0 { f.targetBinCount = Int(c.target_bins) }
     }
-    guard c.neighbour_rows <= 1 << 24, c.neighbour_cells <= 1 << 24, c.neighbour_probes <= 1 << 24 else {
+    guard c.neighbour_rows <= NeighbourOptions.maximumSampleSize, c.neighbour_cells <= NeighbourOptions.maximumCells,
+        c.neighbour_probes <= NeighbourOptions.maximumCells
+    else {
         throw CallError(
             LW_ERR_INVALID_CONFIGURATION,
-            "neighbour_rows, _cells and _probes are \(c.neighbour_rows), \(c.neighbour_cells) and \(c.neighbour_probes); each must be 0 (the default) to 16,777,216"
+            "neighbour_rows, _cells and _probes are \(c.neighbour_rows), \(c.neighbour_cells) and \(c.neighbour_probes); they must be 0 (the default) to \(NeighbourOptions.maximumSampleSize), \(NeighbourOptions.maximumCells) and \(NeighbourOptions.maximumCells)"
         )
     }
     let d = NeighbourOptions()

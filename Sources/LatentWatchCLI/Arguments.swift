@@ -66,15 +66,11 @@ struct NeighboursArgument: ExpressibleByArgument {
     init?(argument: String) {
         if argument == "off" || argument == "0" {
             rows = nil
-        } else if let n = Int(argument), n >= 1, n <= 1 << 24 {
+        } else if let n = Int(argument), n >= 1, n <= NeighbourOptions.maximumSampleSize {
             rows = n
         } else {
             return nil
         }
-    }
-
-    static var defaultValueDescription: String {
-        "32768, left out where the fit cannot keep one or calibrates on fewer than 1,000 inputs"
     }
 }
 

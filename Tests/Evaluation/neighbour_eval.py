@@ -4,10 +4,11 @@
 
 For each `DATA:LAYER` (a folder in the evaluation layout, `<layer>_<split>.npy` and `labels_train.npy`, as
 `make_image.py` and `make_text.py` write them; regression folders give `--targets` instead, see below) the script
-runs `latentwatch fit` twice (the default, and `--neighbours ROWS`), scores the test and OOD sets with
+runs `latentwatch fit` twice (without an index, `--neighbours off`, and with `--neighbours ROWS`, the default's
+index where the fit calibrates on at least 1,000 inputs), scores the test and OOD sets with
 `latentwatch score`, and reports AUROC of test against each OOD set:
 
-  default     the surprise (the default fit's ranking)
+  default     the surprise (the fit without an index)
   neighbour   the distance to the nearest stored fitting row alone
   combined    the Cauchy combination of the surprise's and the distance's p-values, which the model's combined
               conformal p-value is an increasing function of (ranking by it, not by its rounded p-value)
@@ -125,7 +126,7 @@ def main():
             else:
                 sup = ["--labels", os.path.join(data, "labels_train.npy")]
             row = {}
-            for name, extra in (("plain", []), ("nb", ["--neighbours", str(a.rows)])):
+            for name, extra in (("plain", ["--neighbours", "off"]), ("nb", ["--neighbours", str(a.rows)])):
                 model = os.path.join(tmp, f"{name}.lwm")
                 t = time.time()
                 subprocess.run([a.cli, "fit", "--activations", train, "--calibration", cal, "--layer", layer,

@@ -434,6 +434,23 @@ import Testing
         var fromFiles = try StatisticsFile.decode(try StatisticsFile.encode(first))
         #expect(fromFiles.configuration.neighbours == cfg.neighbours && fromFiles.reservoirKeys == first.reservoirKeys)
         try fromFiles.merge(try StatisticsFile.decode(try StatisticsFile.encode(second)))
+        // Options beyond the bounds in a file (crafted: the k-means would cost rows x cells) are refused, and shards
+        // whose samples were keyed with another seed do not merge.
+        var crafted = first
+        crafted.configuration.neighbours?.cells = NeighbourOptions.maximumCells + 1
+        #expect(throws: LatentWatchError.self) { try StatisticsFile.decode(try StatisticsFile.encode(crafted)) }
+        var reseeded = cfg
+        reseeded.mixture.seed = 7
+        var otherSeed = try LatentModelFitter.statistics(
+            of: InMemoryActivations(
+                values: Array(data.values[(500 * 8)...]),
+                shape: [8],
+                labels: Array(data.labels[500...])
+            ),
+            configuration: reseeded,
+            firstIndex: 500
+        )
+        #expect(throws: LatentWatchError.self) { try otherSeed.merge(first) }
         try first.merge(second)
         let merged = try LatentModelFitter.fit(statistics: first, calibration: calSource, configuration: cfg)
         #expect(merged.neighbours == whole.neighbours)

@@ -245,6 +245,13 @@ class ModelTests(TempDirTestCase):
         self.assertIn("no neighbour index: 217 calibration inputs", self.h2_model.fit_notes)
         self.assertEqual(lw.fit(train, labels, calibration=cal, neighbours="off").neighbour_count, 0)
         self.assertEqual(lw.fit(train, labels, calibration=cal, neighbours=0).neighbour_count, 0)
+        self.assertEqual(lw.fit(train, labels, calibration=cal, neighbours=np.int64(300)).neighbour_count, 300)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(train, labels, neighbours=(1 << 20) + 1)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(train, labels, neighbours=300, neighbour_cells=True)
+        with self.assertRaises(lw.ConfigurationError):
+            lw.fit(train, labels, neighbours="off", neighbour_probes=3)
         with self.assertRaises(lw.ConfigurationError):
             lw.fit(train, labels, neighbours="some")
         with self.assertRaises(lw.ConfigurationError):

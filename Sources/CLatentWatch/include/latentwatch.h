@@ -276,9 +276,11 @@ typedef struct lw_fit_config {
     uint64_t neighbour_rows;      /* the neighbour index keeps at most this many fitting rows (a seeded uniform
                                      sample, stored as one-byte codes, at most 16 MiB of them): its nearest-row
                                      distance is combined with the surprise into lw_scores.epistemic_p_value
-                                     (Docs/Statistics.md); needs calibration rows. 0 (default): 32,768 */
-    uint32_t neighbour_cells;     /* k-means cells of that index; 0 (default): the square root of the rows kept */
-    uint32_t neighbour_probes;    /* cells searched per input; 0 (default): 2 */
+                                     (Docs/Statistics.md); needs calibration rows. 0 (default): 32,768; at most
+                                     1,048,576 */
+    uint32_t neighbour_cells;     /* k-means cells of that index; 0 (default): the square root of the rows kept; at
+                                     most 4,096 */
+    uint32_t neighbour_probes;    /* cells searched per input; 0 (default): 2; at most 4,096 */
     int32_t neighbour_index;      /* LW_NEIGHBOURS_* below; default LW_NEIGHBOURS_AUTOMATIC. A struct_size that ends
                                      at target_bins or neighbour_probes gives the defaults */
 } lw_fit_config;

@@ -12,9 +12,10 @@ public struct NeighbourOptions: Sendable, Equatable {
     /// Cells searched per input: the ones whose centres are nearest the input.
     public var probes: Int
     /// Bytes of the sample, at most: a layer whose pooled dimension is P keeps at most `maximumBytes / P` rows
-    /// (fewer than ``sampleSize`` for layers wider than 512 with the defaults). The index's codes take at most this
-    /// many bytes in the model file, and the fit holds the sample as float32 rows of the pooled dimension (at most
-    /// 4 x this, twice that while the statistics pass gathers it).
+    /// (fewer than ``sampleSize`` for layers wider than 512 with the defaults). The index's row codes take at most
+    /// this many bytes in the model file (the cells' centres add about sqrt(rows) rows more), and the fit holds the
+    /// sample as float32 rows of the pooled dimension with a 64-bit key each (at most 4 x this; while the
+    /// statistics pass gathers it, up to twice that plus the kept copy).
     public var maximumBytes: Int
     /// Whether a fit that cannot build the index fails (true) or goes on without one and says why in the model's
     /// notes (false, the default). A fit cannot build one from statistics that keep no sample (files written
@@ -45,12 +46,28 @@ public struct NeighbourOptions: Sendable, Equatable {
         self.minimumCalibrationInputs = minimumCalibrationInputs
     }
 
+    /// The largest ``sampleSize`` (1,048,576 rows).
+    public static let maximumSampleSize = 1 << 20
+    /// The largest ``cells`` and ``probes`` (4,096): the k-means that groups the rows costs rows x cells x
+    /// dimension per iteration.
+    public static let maximumCells = 4_096
+    /// The largest ``maximumBytes`` (1 GiB).
+    public static let maximumSampleBytes = 1 << 30
+
     /// Why these options cannot be used, or nil.
     package var problem: String? {
-        if sampleSize < 1 { return "the neighbour sample size must be at least 1, got \(sampleSize)" }
-        if let c = cells, c < 1 { return "the neighbour cells must be at least 1, got \(c)" }
-        if probes < 1 { return "the neighbour probes must be at least 1, got \(probes)" }
-        if maximumBytes < 1 { return "the neighbour sample's byte bound must be at least 1, got \(maximumBytes)" }
+        if sampleSize < 1 || sampleSize > Self.maximumSampleSize {
+            return "the neighbour sample size must be 1 to \(Self.maximumSampleSize), got \(sampleSize)"
+        }
+        if let c = cells, c < 1 || c > Self.maximumCells {
+            return "the neighbour cells must be 1 to \(Self.maximumCells), got \(c)"
+        }
+        if probes < 1 || probes > Self.maximumCells {
+            return "the neighbour probes must be 1 to \(Self.maximumCells), got \(probes)"
+        }
+        if maximumBytes < 1 || maximumBytes > Self.maximumSampleBytes {
+            return "the neighbour sample's byte bound must be 1 to \(Self.maximumSampleBytes), got \(maximumBytes)"
+        }
         if minimumCalibrationInputs < 0 {
             return
                 "the neighbour index's minimum calibration inputs must be at least 0, got \(minimumCalibrationInputs)"

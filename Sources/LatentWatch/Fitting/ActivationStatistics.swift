@@ -74,6 +74,7 @@ public struct ActivationStatistics: Sendable {
             a.preparation == b.preparation, a.splitSeed == b.splitSeed, a.family == b.family,
             a.regularization == b.regularization, a.layerName == b.layerName, a.precision == b.precision,
             a.fitBackground == b.fitBackground, a.neighbours == b.neighbours,
+            a.neighbours == nil || a.mixture.seed == b.mixture.seed,
             MixtureRound.covariance(of: a.family) == nil
                 || (a.mixture == b.mixture && a.mixtureLambda == b.mixtureLambda
                     && a.mixtureRegularization.floorRatio == b.mixtureRegularization.floorRatio
@@ -81,7 +82,7 @@ public struct ActivationStatistics: Sendable {
         else {
             throw LatentWatchError(
                 .fitFailed,
-                "statistics of layer '\(b.layerName)' (\(b.family), shape \(other.inputShape)) were gathered for another fit than those of layer '\(a.layerName)' (\(a.family), shape \(inputShape)): shape, preparation, split seed, family, regularisation, mixture options, precision or layer differ",
+                "statistics of layer '\(b.layerName)' (\(b.family), shape \(other.inputShape)) were gathered for another fit than those of layer '\(a.layerName)' (\(a.family), shape \(inputShape)): shape, preparation, split seed, family, regularisation, mixture options, neighbour options or sample seed, precision or layer differ",
                 remedy: "gather every shard with the same fit options"
             )
         }
@@ -204,6 +205,7 @@ extension LatentModelFitter {
         if let reason = Preparation.validate(shape: source.sampleShape, options: cfg.preparation) {
             throw LatentWatchError(.invalidConfiguration, reason)
         }
+        if let problem = cfg.neighbours?.problem { throw LatentWatchError(.invalidConfiguration, problem) }
         guard firstIndex >= 0, firstIndex <= 1 << 62 else {
             throw LatentWatchError(
                 .invalidConfiguration,

@@ -35,6 +35,7 @@ public enum LatentModelFitter {
         if let reason = Preparation.validate(shape: shape, options: cfg.preparation) {
             throw LatentWatchError(.invalidConfiguration, reason)
         }
+        if let problem = cfg.neighbours?.problem { throw LatentWatchError(.invalidConfiguration, problem) }
         if let calibration, calibration.sampleShape.reduce(1, *) != shape.reduce(1, *) {
             throw LatentWatchError(
                 .fitFailed,

@@ -66,10 +66,14 @@ public enum StatisticsFile {
             var probes: Int
             var maximumBytes: Int
             var required: Bool
+            var minimumCalibrationInputs: Int
+            /// The seed of the sample's keys (a mixture's `mixture.seed` when the family is one).
+            var seed: UInt64
 
             enum CodingKeys: String, CodingKey {
-                case rows, cells, probes, required
+                case rows, cells, probes, required, seed
                 case maximumBytes = "maximum_bytes"
+                case minimumCalibrationInputs = "minimum_calibration_inputs"
             }
         }
 
@@ -620,7 +624,9 @@ public enum StatisticsFile {
                     cells: $0.cells,
                     probes: $0.probes,
                     maximumBytes: $0.maximumBytes,
-                    required: $0.required
+                    required: $0.required,
+                    minimumCalibrationInputs: $0.minimumCalibrationInputs,
+                    seed: cfg.mixture.seed
                 )
             }
         )
@@ -698,16 +704,18 @@ public enum StatisticsFile {
                 cells: n.cells,
                 probes: n.probes,
                 maximumBytes: n.maximumBytes,
-                required: n.required
+                required: n.required,
+                minimumCalibrationInputs: n.minimumCalibrationInputs
             )
-            guard options.problem == nil, n.rows <= 1 << 24, (n.cells ?? 1) <= 1 << 24, n.probes <= 1 << 24 else {
+            if let problem = options.problem {
                 throw LatentWatchError(
                     .inconsistentModel,
-                    "neighbour options of \(n.rows) rows, \(n.cells.map(String.init) ?? "default") cells, \(n.probes) probes, \(n.maximumBytes) bytes",
+                    "neighbour options: \(problem)",
                     remedy: "the file is corrupt; gather the statistics again"
                 )
             }
             cfg.neighbours = options
+            cfg.mixture.seed = n.seed
         }
         if MixtureRound.covariance(of: family.name) != nil {
             guard let m = c.mixture else { throw bad("family '\(c.family)' without its EM options") }

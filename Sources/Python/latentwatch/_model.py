@@ -2,6 +2,7 @@
 
 
 import ctypes
+import numbers
 import os
 import threading
 from dataclasses import dataclass
@@ -592,7 +593,7 @@ def fit(
     target_bins: int = 10,
     neighbours: Union[int, str, None] = None,
     neighbour_cells: Optional[int] = None,
-    neighbour_probes: int = 2,
+    neighbour_probes: Optional[int] = None,
 ) -> Model:
     """Fits a density to in-distribution activations (``lw_fit``) and returns the model.
 
@@ -638,7 +639,7 @@ def fit(
             values; the model's notes say why); a number of rows keeps one of that size or fails; ``"off"`` (or 0)
             keeps none.
         neighbour_cells: k-means cells of that index (None: the square root of the rows kept).
-        neighbour_probes: cells searched per input.
+        neighbour_probes: cells searched per input (None: 2).
 
     Raises:
         ShapeError: activations that are not rows, or calibration rows of another shape.
@@ -769,28 +770,34 @@ def _set_neighbours(
     config: _capi.lw_fit_config,
     neighbours: Union[int, str, None],
     neighbour_cells: Optional[int],
-    neighbour_probes: int,
+    neighbour_probes: Optional[int],
 ) -> None:
     """Sets the neighbour index's fields of ``config`` from :func:`fit`'s ``neighbours`` options."""
-    if neighbours is not None and (isinstance(neighbours, bool) or not isinstance(neighbours, (int, str))):
-        raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None, a number of rows or 'off'")
+
+    def count(name: str, value: Any, largest: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= int(value) <= largest:
+            raise ConfigurationError(f"{name} is {value!r}; it must be 1 to {largest}")
+        return int(value)
+
     if isinstance(neighbours, str) and neighbours != "off":
         raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None, a number of rows or 'off'")
-    if neighbours == "off" or neighbours == 0:
-        if neighbour_cells is not None:
-            raise ConfigurationError("neighbour_cells was given with neighbours='off'")
+    integral = isinstance(neighbours, numbers.Integral) and not isinstance(neighbours, bool)
+    if neighbours == "off" or (integral and int(neighbours) == 0):
+        if neighbour_cells is not None or neighbour_probes is not None:
+            raise ConfigurationError("neighbour_cells and neighbour_probes were given with neighbours='off'")
         config.neighbour_index = _capi.LW_NEIGHBOURS_OFF
         return
-    if neighbours is not None and not 1 <= int(neighbours) <= 1 << 24:
-        raise ConfigurationError(f"neighbours is {neighbours!r}; it must be None, 1 to 16777216 rows, or 'off'")
-    if neighbour_cells is not None and not 1 <= int(neighbour_cells) <= 1 << 24:
-        raise ConfigurationError(f"neighbour_cells is {neighbour_cells!r}; it must be None or at least 1")
-    if not 1 <= int(neighbour_probes) <= 1 << 24:
-        raise ConfigurationError(f"neighbour_probes is {neighbour_probes!r}; it must be at least 1")
-    config.neighbour_rows = 0 if neighbours is None else int(neighbours)
-    config.neighbour_cells = 0 if neighbour_cells is None else int(neighbour_cells)
-    config.neighbour_probes = int(neighbour_probes)
+    config.neighbour_rows = 0 if neighbours is None else count("neighbours", neighbours, _NEIGHBOUR_ROWS)
+    if neighbour_cells is not None:
+        config.neighbour_cells = count("neighbour_cells", neighbour_cells, _NEIGHBOUR_CELLS)
+    if neighbour_probes is not None:
+        config.neighbour_probes = count("neighbour_probes", neighbour_probes, _NEIGHBOUR_CELLS)
     config.neighbour_index = _capi.LW_NEIGHBOURS_AUTOMATIC if neighbours is None else _capi.LW_NEIGHBOURS_REQUIRED
+
+
+# NeighbourOptions.maximumSampleSize and .maximumCells.
+_NEIGHBOUR_ROWS = 1 << 20
+_NEIGHBOUR_CELLS = 4096
 
 
 def _fit_config(

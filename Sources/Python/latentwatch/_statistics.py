@@ -342,7 +342,7 @@ def gather_statistics(
         fit_background=fit_background,
         calibrate_posterior=calibrate_posterior,
     )
-    _set_neighbours(config, neighbours, None, 2)
+    _set_neighbours(config, neighbours, None, None)
     handle = ctypes.c_void_p()
     if regression and labels is not None:
         raise ConfigurationError("a regression family takes targets, not class labels")
