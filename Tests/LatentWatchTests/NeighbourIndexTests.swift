@@ -421,15 +421,18 @@ import Testing
             ),
             configuration: cfg
         )
-        let second = try LatentModelFitter.statistics(
-            of: InMemoryActivations(
-                values: Array(data.values[(500 * 8)...]),
-                shape: [8],
-                labels: Array(data.labels[500...])
-            ),
-            configuration: cfg,
-            firstIndex: 500
-        )
+        func secondShard(_ c: FitConfiguration) throws -> ActivationStatistics {
+            try LatentModelFitter.statistics(
+                of: InMemoryActivations(
+                    values: Array(data.values[(500 * 8)...]),
+                    shape: [8],
+                    labels: Array(data.labels[500...])
+                ),
+                configuration: c,
+                firstIndex: 500
+            )
+        }
+        let second = try secondShard(cfg)
         // Through statistics files (`fit --statistics-only`, `merge`): the sample and the options travel with them.
         var fromFiles = try StatisticsFile.decode(try StatisticsFile.encode(first))
         #expect(fromFiles.configuration.neighbours == cfg.neighbours && fromFiles.reservoirKeys == first.reservoirKeys)
@@ -441,15 +444,7 @@ import Testing
         #expect(throws: LatentWatchError.self) { try StatisticsFile.decode(try StatisticsFile.encode(crafted)) }
         var reseeded = cfg
         reseeded.mixture.seed = 7
-        var otherSeed = try LatentModelFitter.statistics(
-            of: InMemoryActivations(
-                values: Array(data.values[(500 * 8)...]),
-                shape: [8],
-                labels: Array(data.labels[500...])
-            ),
-            configuration: reseeded,
-            firstIndex: 500
-        )
+        var otherSeed = try secondShard(reseeded)
         #expect(throws: LatentWatchError.self) { try otherSeed.merge(first) }
         try first.merge(second)
         let merged = try LatentModelFitter.fit(statistics: first, calibration: calSource, configuration: cfg)
