@@ -196,17 +196,15 @@ public enum LatentModelFitter {
         var (preparation, stats) = try prepare(collected, configuration: cfg, progress: progress)
         var neighbours: NeighbourIndex?
         var neighbourNote: String?
-        if let problem = cfg.neighbours?.problem { throw LatentWatchError(.invalidConfiguration, problem) }
-        if let options = cfg.neighbours, !options.required, let n = calibrationCount,
-            n < options.minimumCalibrationInputs
-        {
-            // Known before the index is built: `calibrate` would leave it out.
-            neighbourNote = fewCalibrationInputsNote(n, options)
-            if cfg.mixtureReservoir > 0 {
-                stats.truncateReservoir(to: cfg.mixtureReservoir, p: preparation.outputDimension)
-            }
-        } else if let options = cfg.neighbours {
-            switch try neighbourIndex(&stats, preparation: preparation, configuration: cfg, options: options) {
+        if let options = cfg.neighbours {
+            if let problem = options.problem { throw LatentWatchError(.invalidConfiguration, problem) }
+            switch try neighbourIndex(
+                &stats,
+                preparation: preparation,
+                configuration: cfg,
+                options: options,
+                calibrationCount: calibrationCount
+            ) {
             case .success(let index): neighbours = index
             case .failure(let reason): neighbourNote = "no neighbour index: " + reason.message
             }
@@ -246,27 +244,29 @@ public enum LatentModelFitter {
             calibration: .none
         )
         model.neighbours = neighbours
-        if let neighbourNote {
-            model.metadata.notes += (model.metadata.notes.isEmpty ? "" : "; ") + neighbourNote
-        }
+        if let neighbourNote { model.metadata.addNote(neighbourNote) }
         return model
     }
 
     /// The neighbour index of a fit, from the statistics' reservoir sample of prepared rows (the
     /// ``NeighbourOptions/rows(pooledDimension:)`` rows of smallest key, taken from a copy), or why it cannot be
-    /// built: thrown when the options say it is required, returned otherwise (the fit goes on without it). Leaves
-    /// the reservoir as a mixture's start expects it (its `reservoirSize` rows of smallest key).
+    /// built: thrown when the options say it is required, returned otherwise (the fit goes on without it). A
+    /// `calibrationCount` known before calibrating and below the options' minimum leaves an optional index unbuilt
+    /// (``calibrate(_:_:carve:posterior:neighbours:progress:)`` would drop it). Leaves the reservoir as a mixture's
+    /// start expects it (its `reservoirSize` rows of smallest key).
     static func neighbourIndex(
         _ stats: inout ActivationStatistics,
         preparation: Preparation,
         configuration cfg: FitConfiguration,
-        options: NeighbourOptions
+        options: NeighbourOptions,
+        calibrationCount: Int?
     ) throws(LatentWatchError) -> Result<NeighbourIndex, LatentWatchError> {
-        if let problem = options.problem { throw LatentWatchError(.invalidConfiguration, problem) }
         let d = preparation.outputDimension
         let unavailable: LatentWatchError?
         var index: NeighbourIndex?
-        if stats.reservoirKeys.isEmpty {
+        if !options.required, let n = calibrationCount, n < options.minimumCalibrationInputs {
+            unavailable = LatentWatchError(.fitFailed, fewCalibrationInputs(n, options))
+        } else if stats.reservoirKeys.isEmpty {
             unavailable = LatentWatchError(
                 .fitFailed,
                 "the statistics keep no sample of fitting rows (a statistics file written before statistics carried "
@@ -369,10 +369,9 @@ public enum LatentModelFitter {
     /// Log joints kept for fitting the posterior temperature: at most this many values (rows x classes).
     static let temperatureValueLimit = 2_000_000
 
-    /// Why a model calibrated on `n` inputs keeps no neighbour index.
-    static func fewCalibrationInputsNote(_ n: Int, _ options: NeighbourOptions) -> String {
-        "no neighbour index: \(n) calibration inputs, fewer than the \(options.minimumCalibrationInputs) its combined "
-            + "p-value needs"
+    /// Why a model calibrated on `n` inputs keeps no optional neighbour index.
+    static func fewCalibrationInputs(_ n: Int, _ options: NeighbourOptions) -> String {
+        "\(n) calibration inputs, fewer than the \(options.minimumCalibrationInputs) its combined p-value needs"
     }
 
     /// Scores held-out in-distribution activations (all of `source`, or those `carve` assigns to
@@ -409,8 +408,7 @@ public enum LatentModelFitter {
         if model.neighbours != nil, let options, !options.required, calibrated < options.minimumCalibrationInputs {
             model.neighbours = nil
             collected[.neighbour] = nil
-            let note = fewCalibrationInputsNote(calibrated, options)
-            model.metadata.notes = model.metadata.notes.isEmpty ? note : model.metadata.notes + "; " + note
+            model.metadata.addNote("no neighbour index: " + fewCalibrationInputs(calibrated, options))
         }
         var dists: [ScoreKind: EmpiricalDistribution] = [:]
         for (kind, values) in collected where !values.isEmpty { dists[kind] = EmpiricalDistribution(scores: values) }
@@ -492,7 +490,7 @@ public enum LatentModelFitter {
         let note =
             "posterior calibrated on \(targets.count) labelled inputs (root distance, temperature \(format3(t)))"
             + (unknown > 0 ? " (\(unknown) with labels of no class skipped)" : "")
-        model.metadata.notes = model.metadata.notes.isEmpty ? note : model.metadata.notes + "; " + note
+        model.metadata.addNote(note)
     }
 
     package static func format3(_ x: Double) -> String {

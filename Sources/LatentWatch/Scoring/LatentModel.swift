@@ -40,6 +40,11 @@ package struct ModelMetadata: Sendable, Equatable, Codable {
         case calibrationSamples = "calibration_samples"
         case notes
     }
+
+    /// Appends a note to ``notes``, separated from those before by "; ".
+    package mutating func addNote(_ note: String) {
+        notes += (notes.isEmpty ? "" : "; ") + note
+    }
 }
 
 /// A fitted model of one layer's activations: preparation, density, optional background Gaussian and
