@@ -23,6 +23,7 @@ the two models; ctypes' few microseconds are in both).
 Usage:
   python3 Tests/Evaluation/neighbour_eval.py --cli .build/release/latentwatch DATA/image:fc DATA/image:conv3_gap
   python3 Tests/Evaluation/neighbour_eval.py --regression --cli ... /work/evaldata/regression/arrays:fc
+  python3 Tests/Evaluation/neighbour_eval.py --regression --fit-args "--no-l2 --family regression-tied" ...
 """
 import argparse
 import json
@@ -113,6 +114,8 @@ def main():
     ap.add_argument("--rows", type=int, default=32768)
     ap.add_argument("--regression", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--fit-args", default="", help="more `latentwatch fit` options for both fits, for example "
+                    "\"--no-l2 --family regression-tied\"")
     ap.add_argument("layers", nargs="+", help="DATA:LAYER")
     a = ap.parse_args()
     result = {}
@@ -130,7 +133,7 @@ def main():
                 model = os.path.join(tmp, f"{name}.lwm")
                 t = time.time()
                 subprocess.run([a.cli, "fit", "--activations", train, "--calibration", cal, "--layer", layer,
-                                "--output", model] + sup + extra, check=True, capture_output=True)
+                                "--output", model] + sup + extra + a.fit_args.split(), check=True, capture_output=True)
                 fit_s = time.time() - t
                 cols = {}
                 for split, path in [("cal", cal), ("test", test)] + sorted(oods.items()):
