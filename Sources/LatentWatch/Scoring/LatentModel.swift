@@ -270,18 +270,32 @@ public struct LatentModel: Sendable {
                 "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))"
             )
         }
-        var bad = false
-        for v in x where !v.isFinite {
-            bad = true
-            break
-        }
-        if bad {
+        if !Self.allFinite(x) {
             let i = x.firstIndex { !$0.isFinite }!
             throw LatentWatchError(
                 .nonFinite,
                 "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
             )
         }
+    }
+
+    /// Whether no element is NaN or infinite (an all-ones exponent field), in a loop without an early exit so that
+    /// it vectorises: a search that stops at the first bad value runs one element at a time, and every input on
+    /// the hot path is checked.
+    @inline(__always)
+    static func allFinite(_ x: UnsafeBufferPointer<Float>) -> Bool {
+        // The exponent field plus one unit of it carries into the sign bit exactly when the field is all ones.
+        var carried: UInt32 = 0
+        for v in x { carried |= (v.bitPattern & 0x7f80_0000) &+ 0x0080_0000 }
+        return carried & 0x8000_0000 == 0
+    }
+
+    /// ``allFinite(_:)`` for binary16 (exponent field 0x7c00).
+    @inline(__always)
+    static func allFinite(_ x: UnsafeBufferPointer<Float16>) -> Bool {
+        var carried: UInt16 = 0
+        for v in x { carried |= (v.bitPattern & 0x7c00) &+ 0x0400 }
+        return carried & 0x8000 == 0
     }
 
     /// Checks one raw activation given as IEEE binary16: element count, and no NaN or infinity.
@@ -293,7 +307,7 @@ public struct LatentModel: Sendable {
                 "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))"
             )
         }
-        if let i = x.firstIndex(where: { !$0.isFinite }) {
+        if !Self.allFinite(x), let i = x.firstIndex(where: { !$0.isFinite }) {
             throw LatentWatchError(
                 .nonFinite,
                 "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
