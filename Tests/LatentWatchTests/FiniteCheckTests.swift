@@ -14,6 +14,20 @@ import Testing
         values.withUnsafeBufferPointer { LatentModel.allFinite($0) }
     }
 
+    /// Checks `row` (all finite) and then each special value at each position of it.
+    static func expectBadAnywhere<T: BinaryFloatingPoint>(_ row: [T], _ specials: [T], _ check: ([T]) -> Bool) {
+        var row = row
+        #expect(check(row))
+        for i in row.indices {
+            for s in specials {
+                let kept = row[i]
+                row[i] = s
+                #expect(!check(row), "length \(row.count), position \(i), \(s)")
+                row[i] = kept
+            }
+        }
+    }
+
     /// Every binary16 bit pattern, alone and at each position of buffers of 1 to 40 and 512 finite values.
     @Test func everyFloat16PatternAgreesWithIsFinite() {
         for bits in 0...UInt16.max {
@@ -22,16 +36,7 @@ import Testing
         }
         let specials: [Float16] = [.nan, -.nan, Float16(bitPattern: 0x7c01), .infinity, -.infinity]
         for n in Array(1...40) + [512] {
-            var row = (0..<n).map { Float16(Float($0 % 7) - 3) }
-            #expect(Self.check(row))
-            for i in 0..<n {
-                for s in specials {
-                    let kept = row[i]
-                    row[i] = s
-                    #expect(!Self.check(row), "length \(n), position \(i), \(s)")
-                    row[i] = kept
-                }
-            }
+            Self.expectBadAnywhere((0..<n).map { Float16(Float($0 % 7) - 3) }, specials) { Self.check($0) }
         }
     }
 
@@ -53,16 +58,7 @@ import Testing
         #expect(Self.check(edges))
         let specials: [Float] = [.nan, -.nan, .signalingNaN, Float(bitPattern: 0xffc0_0001), .infinity, -.infinity]
         for n in Array(1...40) + [512] {
-            var row = (0..<n).map { Float($0 % 11) * 1e30 - 5e30 }
-            #expect(Self.check(row))
-            for i in 0..<n {
-                for s in specials {
-                    let kept = row[i]
-                    row[i] = s
-                    #expect(!Self.check(row), "length \(n), position \(i), \(s)")
-                    row[i] = kept
-                }
-            }
+            Self.expectBadAnywhere((0..<n).map { Float($0 % 11) * 1e30 - 5e30 }, specials) { Self.check($0) }
         }
         #expect(Self.check([Float]()))
     }
