@@ -671,7 +671,7 @@ for gd in gmmDimensions {
 print(
     String(
         format:
-            "monitor background submit, host side, D=512    %8.0f ns  allocations/call %.2f  (target <= 2 us, none)",
+            "monitor background submit, host side, D=512    %8.0f ns  allocations/call %.2f  (target <= 1 us, none)",
         monitorFigures.submitNs,
         monitorFigures.submitAllocs
     )
