@@ -145,22 +145,23 @@ let tied = exitOnError(tool) {
 }
 let half = model.converted(to: .float16)
 
+/// Microseconds per query of one pass of `m.score` over the queries, one input per call (`sink` keeps the
+/// results alive).
+@MainActor func scorePassMicros(_ m: LatentModel, workspace ws: ScoringWorkspace, sink: inout Double) throws -> Double {
+    try query.withUnsafeBufferPointer { q in
+        try seconds {
+            for i in 0..<queries {
+                sink += try m.score(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), workspace: ws).logDensity
+            }
+        } / Double(queries) * 1e6
+    }
+}
+
 @MainActor func oneSampleMicros(_ m: LatentModel) throws -> Double {
     let ws = m.makeWorkspace()
     var sink = 0.0
     var times: [Double] = []
-    try query.withUnsafeBufferPointer { q in
-        for _ in 0..<(quick ? 3 : 9) {
-            times.append(
-                try seconds {
-                    for i in 0..<queries {
-                        sink += try m.score(UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]), workspace: ws)
-                            .logDensity
-                    }
-                } / Double(queries) * 1e6
-            )
-        }
-    }
+    for _ in 0..<(quick ? 3 : 9) { times.append(try scorePassMicros(m, workspace: ws, sink: &sink)) }
     if sink.isNaN { print("") }
     return median(times)
 }
@@ -395,17 +396,7 @@ struct MonitorFigures {
         var sink = 0.0
         try query.withUnsafeBufferPointer { q in
             for _ in 0..<(quick ? 3 : 7) {
-                kernel.append(
-                    try seconds {
-                        for i in 0..<queries {
-                            sink += try m.score(
-                                UnsafeBufferPointer(rebasing: q[(i * d)..<((i + 1) * d)]),
-                                workspace: ws
-                            )
-                            .surprise
-                        }
-                    } / Double(queries) * 1e6
-                )
+                kernel.append(try scorePassMicros(m, workspace: ws, sink: &sink))
                 let a0 = lw_thread_allocation_count()
                 lat.append(
                     try seconds {

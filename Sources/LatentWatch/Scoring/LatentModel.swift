@@ -270,8 +270,7 @@ public struct LatentModel: Sendable {
                 "activation has \(x.count) elements; layer '\(metadata.layer)' expects \(n) (shape \(preparation.inputShape))"
             )
         }
-        if !Self.allFinite(x) {
-            let i = x.firstIndex { !$0.isFinite }!
+        if !Self.allFinite(x), let i = x.firstIndex(where: { !$0.isFinite }) {
             throw LatentWatchError(
                 .nonFinite,
                 "activation element \(i) of layer '\(metadata.layer)' is \(x[i]); NaN/Inf inputs are not scored"
