@@ -42,12 +42,35 @@ package struct GaussianMoments: Sendable, Equatable {
         return s
     }
 
-    /// Maximum-likelihood covariance (scatter / weight), full symmetric.
+    /// Maximum-likelihood covariance (scatter / weight), full symmetric: the same values as scaling
+    /// ``scatterSymmetric``, written in one pass over tiles (no copy, no zero fill).
     package var covariance: [Double] {
-        var s = scatterSymmetric
+        let n = dimension
         let inv = weight > 0 ? 1 / weight : 0
-        for i in s.indices { s[i] *= inv }
-        return s
+        return scatterLower.withUnsafeBufferPointer { lower in
+            [Double](unsafeUninitializedCapacity: n * n) { out, initialized in
+                let tile = 32
+                var i0 = 0
+                while i0 < n {
+                    let i1 = min(n, i0 + tile)
+                    var j0 = 0
+                    while j0 <= i0 {
+                        let j1 = min(n, j0 + tile)
+                        for i in i0..<i1 {
+                            let row = i * n
+                            for j in j0..<min(j1, i + 1) {
+                                let v = lower[row + j] * inv
+                                out[row + j] = v
+                                out[j * n + i] = v
+                            }
+                        }
+                        j0 += tile
+                    }
+                    i0 += tile
+                }
+                initialized = n * n
+            }
+        }
     }
 
     /// Folds in `rows` vectors stored row-major in `data` (stride `dimension`), with optional weights.

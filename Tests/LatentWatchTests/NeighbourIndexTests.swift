@@ -501,6 +501,38 @@ import Testing
             ),
             "\(carved.metadata.notes)"
         )
+        // Calibrating on nothing (no calibration set, nothing carved off): an optional index cannot be kept, so the
+        // statistics pass keeps no sample for one, and the notes say why; a required index is still built.
+        var uncalibrated = cfg
+        uncalibrated.calibrationFraction = 0
+        uncalibrated.neighbours = NeighbourOptions()
+        let source = InMemoryActivations(values: data.values, shape: [8], labels: data.labels)
+        let plain = try LatentModelFitter.fit(source, configuration: uncalibrated)
+        #expect(!plain.hasNeighbourIndex && plain.metadata.calibrationSamples == 0)
+        #expect(plain.metadata.notes.contains("no neighbour index: 0 calibration inputs, fewer than the 1000"))
+        let split = SplitAssignment(seed: uncalibrated.splitSeed, calibrationFraction: 0, validationFraction: 0)
+        let withSample = try LatentModelFitter.collectStatistics(
+            source,
+            configuration: uncalibrated,
+            split: split,
+            firstIndex: 0,
+            progress: nil
+        )
+        let withoutSample = try LatentModelFitter.collectStatistics(
+            source,
+            configuration: uncalibrated,
+            split: split,
+            firstIndex: 0,
+            neighbourSample: false,
+            progress: nil
+        )
+        #expect(withSample.reservoirKeys.count > 0 && withoutSample.reservoirKeys.isEmpty)
+        #expect(withoutSample.globalTrain == withSample.globalTrain && withoutSample.classes.count == 3)
+        for (label, moments) in withSample.classes {
+            #expect(withoutSample.classes[label]?.train == moments.train)
+        }
+        uncalibrated.neighbours = NeighbourOptions(required: true)
+        #expect(try LatentModelFitter.fit(source, configuration: uncalibrated).hasNeighbourIndex)
         #expect(throws: LatentWatchError.self) {
             try LatentModelFitter.fit(
                 InMemoryActivations(values: data.values, shape: [8], labels: data.labels),

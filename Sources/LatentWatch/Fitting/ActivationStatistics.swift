@@ -261,11 +261,13 @@ extension LatentModelFitter {
         configuration cfg: FitConfiguration,
         split: SplitAssignment,
         firstIndex: Int,
+        neighbourSample: Bool = true,
         progress: ((FitProgress) -> Void)?
     ) throws -> ActivationStatistics {
         let preparation = Preparation(inputShape: source.sampleShape, options: cfg.preparation)
         let p = preparation.pooledDimension
-        let capacity = cfg.reservoirCapacity(pooledDimension: p)
+        let capacity =
+            neighbourSample ? cfg.reservoirCapacity(pooledDimension: p) : cfg.mixtureReservoir
         let n = preparation.inputCount
         var stats = ActivationStatistics(
             inputShape: source.sampleShape,

@@ -66,12 +66,14 @@ public enum LatentModelFitter {
                 ? cfg.regularization.validationFraction : 0
         )
 
-        // Pass 1: statistics of pooled (and normalised) activations.
+        // Pass 1: statistics of pooled (and normalised) activations. A fit that calibrates on nothing keeps no
+        // optional neighbour index, so it gathers no sample for one.
         let stats = try collectStatistics(
             source,
             configuration: cfg,
             split: split,
             firstIndex: 0,
+            neighbourSample: calibration != nil || split.calibrationFraction > 0 || cfg.neighbours?.required == true,
             progress: progress
         )
         var model = try build(
