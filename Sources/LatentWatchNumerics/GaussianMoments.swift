@@ -42,35 +42,12 @@ package struct GaussianMoments: Sendable, Equatable {
         return s
     }
 
-    /// Maximum-likelihood covariance (scatter / weight), full symmetric: the same values as scaling
-    /// ``scatterSymmetric``, written in one pass over tiles (no copy, no zero fill).
+    /// Maximum-likelihood covariance (scatter / weight), full symmetric.
     package var covariance: [Double] {
-        let n = dimension
+        var s = scatterSymmetric
         let inv = weight > 0 ? 1 / weight : 0
-        return scatterLower.withUnsafeBufferPointer { lower in
-            [Double](unsafeUninitializedCapacity: n * n) { out, initialized in
-                let tile = 32
-                var i0 = 0
-                while i0 < n {
-                    let i1 = min(n, i0 + tile)
-                    var j0 = 0
-                    while j0 <= i0 {
-                        let j1 = min(n, j0 + tile)
-                        for i in i0..<i1 {
-                            let row = i * n
-                            for j in j0..<min(j1, i + 1) {
-                                let v = lower[row + j] * inv
-                                out[row + j] = v
-                                out[j * n + i] = v
-                            }
-                        }
-                        j0 += tile
-                    }
-                    i0 += tile
-                }
-                initialized = n * n
-            }
-        }
+        for i in s.indices { s[i] *= inv }
+        return s
     }
 
     /// Folds in `rows` vectors stored row-major in `data` (stride `dimension`), with optional weights.

@@ -21,27 +21,16 @@ a Zen 3 core's 512 KB L2; larger blocks take longer to sum and make the pairs no
 Python work pays when it finds the caches cold.
 """
 
-import os
+import argparse
+import ctypes
+import statistics
+import time
+from typing import Callable, Dict
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import numpy as np
 
-import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import Callable, Dict  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-try:
-    import latentwatch  # noqa: E402
-except ImportError:
-    sys.path.insert(0, os.path.join(ROOT, "Sources", "Python"))
-    import latentwatch  # noqa: E402
-from latentwatch import _capi  # noqa: E402
+# python_bench (beside this file) pins BLAS to one thread and finds the package (installed, or Sources/Python).
+from python_bench import _capi, latentwatch
 
 K = 10
 
