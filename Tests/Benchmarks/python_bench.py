@@ -63,6 +63,27 @@ def synthetic(rng: np.random.Generator, n_per_class: int):
     return x.astype(np.float32), labels, means
 
 
+class RawAssess:
+    """Prebuilt arguments for calling ``lw_monitor_assess`` on one-layer float32 rows of ``queries`` through ctypes:
+    per call only ``layers[0]`` changes (to one of ``addresses``), and the result lands in ``out``."""
+
+    def __init__(self, monitor: "latentwatch.Monitor", queries: np.ndarray) -> None:
+        d = queries.shape[1]
+        self.inputs = _capi.lw_inputs()
+        _capi.lib.lw_inputs_init(ctypes.byref(self.inputs))
+        self.layers = (ctypes.c_void_p * 1)()
+        self.lengths = (ctypes.c_size_t * 1)(d)
+        self.inputs.layer_count = 1
+        self.inputs.layers = self.layers
+        self.inputs.lengths = self.lengths
+        self.out = _capi.lw_assessment()
+        self.out.struct_size = ctypes.sizeof(self.out)
+        self.addresses = [queries.ctypes.data + i * d * 4 for i in range(queries.shape[0])]
+        self.handle = monitor._handle
+        self.call = _capi.lib.lw_monitor_assess
+        self.inputs_ref, self.out_ref = ctypes.byref(self.inputs), ctypes.byref(self.out)
+
+
 def rounds_of(fn: Callable[[], None], calls: int, rounds: int, per: int = 1) -> Dict[str, float]:
     """µs per unit (calls × per units per round): median, min and max over rounds."""
     fn()  # warm-up round
@@ -121,20 +142,9 @@ def main() -> None:
     results["Monitor.assess"] = rounds_of(assess_all, n, r)
 
     # Raw lw_monitor_assess: prebuilt lw_inputs / lw_assessment, only the pointer changes per call.
-    lib = _capi.lib
-    inputs = _capi.lw_inputs()
-    lib.lw_inputs_init(ctypes.byref(inputs))
-    layers = (ctypes.c_void_p * 1)()
-    lengths = (ctypes.c_size_t * 1)(D)
-    inputs.layer_count = 1
-    inputs.layers = layers
-    inputs.lengths = lengths
-    out = _capi.lw_assessment()
-    out.struct_size = ctypes.sizeof(out)
-    addresses = [queries.ctypes.data + i * D * 4 for i in range(n)]
-    handle = monitor._handle
-    f = lib.lw_monitor_assess
-    inputs_ref, out_ref = ctypes.byref(inputs), ctypes.byref(out)
+    raw = RawAssess(monitor, queries)
+    layers, f, handle, inputs_ref, out_ref, addresses = (
+        raw.layers, raw.call, raw.handle, raw.inputs_ref, raw.out_ref, raw.addresses)
 
     def raw_all() -> None:
         for a in addresses:

@@ -22,7 +22,6 @@ Python work pays when it finds the caches cold.
 """
 
 import argparse
-import ctypes
 import statistics
 import time
 from typing import Callable, Dict
@@ -30,7 +29,7 @@ from typing import Callable, Dict
 import numpy as np
 
 # python_bench (beside this file) pins BLAS to one thread and finds the package (installed, or Sources/Python).
-from python_bench import _capi, latentwatch
+from python_bench import RawAssess, latentwatch
 
 K = 10
 
@@ -52,20 +51,9 @@ def main() -> None:
     queries = (means[rng.integers(0, K, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
     monitor = latentwatch.Monitor(model)
 
-    lib = _capi.lib
-    inputs = _capi.lw_inputs()
-    lib.lw_inputs_init(ctypes.byref(inputs))
-    layers = (ctypes.c_void_p * 1)()
-    lengths = (ctypes.c_size_t * 1)(d)
-    inputs.layer_count = 1
-    inputs.layers = layers
-    inputs.lengths = lengths
-    out = _capi.lw_assessment()
-    out.struct_size = ctypes.sizeof(out)
-    addresses = [queries.ctypes.data + i * d * 4 for i in range(n)]
-    handle = monitor._handle
-    call = lib.lw_monitor_assess
-    inputs_ref, out_ref = ctypes.byref(inputs), ctypes.byref(out)
+    raw_args = RawAssess(monitor, queries)
+    layers, call, handle = raw_args.layers, raw_args.call, raw_args.handle
+    inputs_ref, out_ref, out, addresses = raw_args.inputs_ref, raw_args.out_ref, raw_args.out, raw_args.addresses
     block = np.ones(int(args.evict_mb * 2**20 / 4), dtype=np.float32)
     evict: Callable[[], object] = block.sum if args.evict_mb > 0 else (lambda: None)
     scratch = monitor._scratch()
